@@ -1,0 +1,58 @@
+package dirstore
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// Memory keeps directories in a map; for tests and throwaway daemons.
+type Memory struct {
+	mu   sync.RWMutex
+	dirs map[castore.Digest]*castorev1.Directory
+}
+
+func NewMemory() *Memory { return &Memory{dirs: make(map[castore.Digest]*castorev1.Directory)} }
+
+func (m *Memory) Get(_ context.Context, d castore.Digest) (*castorev1.Directory, error) {
+	m.mu.RLock()
+	dir, ok := m.dirs[d]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("get directory %s: %w", d, castore.ErrNotFound)
+	}
+	// Callers may modify what they get; the stored copy must stay intact.
+	return proto.Clone(dir).(*castorev1.Directory), nil
+}
+
+func (m *Memory) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq2[*castorev1.Directory, error] {
+	return walkClosure(ctx, root, m.Get)
+}
+
+func (m *Memory) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest, error) {
+	p := m.PutMultiple(ctx).(*putter)
+	p.v.Lookup = func(dg castore.Digest) (*castorev1.Directory, error) { return m.Get(ctx, dg) }
+	if err := p.Put(d); err != nil {
+		return castore.Digest{}, err
+	}
+	return p.Close()
+}
+
+func (m *Memory) PutMultiple(context.Context) castore.DirectoryPutter {
+	return &putter{commit: func(dirs []*castorev1.Directory) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, d := range dirs {
+			m.dirs[castore.DirectoryDigest(d)] = proto.Clone(d).(*castorev1.Directory)
+		}
+		return nil
+	}}
+}
+
+func (m *Memory) Close() error { return nil }

@@ -1,0 +1,95 @@
+package castore
+
+import (
+	"context"
+	"io"
+	"iter"
+
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// BlobReader reads one blob. It can seek and read at an offset without
+// reading from the start; chunked backends fetch only the chunks covering
+// the bytes asked for.
+type BlobReader interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+	Size() int64
+}
+
+// BlobWriter receives a blob's contents. Close verifies them (against the
+// expected digest, if one was given) and only then makes the blob visible;
+// Abort discards everything written so far.
+type BlobWriter interface {
+	io.Writer
+	Close() (Digest, error)
+	Abort()
+}
+
+// ChunkMeta describes one stored chunk of a blob, in blob order.
+type ChunkMeta struct {
+	Digest Digest
+	Size   uint64
+}
+
+// PutOptions configure BlobService.Put.
+type PutOptions struct {
+	// Expected, when set, makes Close refuse contents with another digest,
+	// as containerd's Commit does.
+	Expected    Digest
+	HasExpected bool
+}
+
+// PutOption sets a PutOptions field.
+type PutOption func(*PutOptions)
+
+// WithExpectedDigest makes Close refuse contents hashing to anything else.
+func WithExpectedDigest(d Digest) PutOption {
+	return func(o *PutOptions) { o.Expected, o.HasExpected = d, true }
+}
+
+// BlobService stores blobs by the BLAKE3 digest of their contents.
+type BlobService interface {
+	Has(ctx context.Context, d Digest) (bool, error)
+	// Open returns ErrNotFound (wrapped) for an unknown digest.
+	Open(ctx context.Context, d Digest) (BlobReader, error)
+	Put(ctx context.Context, opts ...PutOption) (BlobWriter, error)
+	// Chunks lists the chunks a blob is stored as; an empty list means the
+	// blob is not split any finer. ErrNotFound for an unknown digest.
+	Chunks(ctx context.Context, d Digest) ([]ChunkMeta, error)
+	Close() error
+}
+
+// DirectoryService stores directories by the digest of their encoding.
+// Every directory that enters it is validated, and only whole closures
+// enter it: a directory may only reference directories already present.
+type DirectoryService interface {
+	// Get returns ErrNotFound (wrapped) for an unknown digest.
+	Get(ctx context.Context, d Digest) (*castorev1.Directory, error)
+	// GetRecursive yields the closure of root: root first, then each
+	// directory after one that references it, each once.
+	GetRecursive(ctx context.Context, root Digest) iter.Seq2[*castorev1.Directory, error]
+	// Put stores a single directory whose children are all present.
+	Put(ctx context.Context, d *castorev1.Directory) (Digest, error)
+	// PutMultiple stores a closure sent leaves first, all or nothing.
+	PutMultiple(ctx context.Context) DirectoryPutter
+	Close() error
+}
+
+// DirectoryPutter receives a closure leaves first; Close checks that it is
+// complete and connected, stores it and returns the root (the last one put).
+type DirectoryPutter interface {
+	Put(d *castorev1.Directory) error
+	Close() (Digest, error)
+}
+
+// ApplyPutOptions folds options into a PutOptions.
+func ApplyPutOptions(opts []PutOption) PutOptions {
+	var o PutOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}

@@ -1,0 +1,77 @@
+// Command tvix is the single tvix-go binary: store daemon, mounts, tools and
+// the Nix evaluator. Every subcommand lives in a file of its own and adds
+// itself to the app with register, so the lines of work stay apart.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at link time (-ldflags "-X main.version=...").
+var version = "0.1.0-dev"
+
+var commands []*cli.Command
+
+func register(c *cli.Command) { commands = append(commands, c) }
+
+// personalities lets the binary act as another program when invoked through
+// a symlink of that name (e.g. nix-instantiate), so scripts written for Nix
+// run unchanged. The function gets the full argv and returns the exit code.
+var personalities = map[string]func(args []string) int{}
+
+func newApp() *cli.App {
+	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
+	return &cli.App{
+		Name:                 "tvix",
+		Usage:                "content-addressed Nix store, lazy /nix/store mounts and a Nix evaluator",
+		Version:              version,
+		Commands:             commands,
+		EnableBashCompletion: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"TVIX_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"TVIX_LOG_FORMAT"}},
+		},
+		Before: func(c *cli.Context) error { return setupLogging(c.String("log-level"), c.String("log-format")) },
+	}
+}
+
+func setupLogging(level, format string) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, opts)))
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, opts)))
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	return nil
+}
+
+func main() {
+	if p, ok := personalities[filepath.Base(os.Args[0])]; ok {
+		os.Exit(p(os.Args))
+	}
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "tvix: %v\n", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode lets commands choose their exit status by returning cli.Exit.
+func exitCode(err error) int {
+	if ec, ok := err.(cli.ExitCoder); ok && ec.ExitCode() != 0 {
+		return ec.ExitCode()
+	}
+	return 1
+}

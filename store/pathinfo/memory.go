@@ -1,0 +1,67 @@
+package pathinfo
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sort"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// Memory keeps PathInfos in a map.
+type Memory struct {
+	mu    sync.RWMutex
+	infos map[[storepath.DigestSize]byte]*storev1.PathInfo
+}
+
+func NewMemory() *Memory {
+	return &Memory{infos: make(map[[storepath.DigestSize]byte]*storev1.PathInfo)}
+}
+
+func (m *Memory) Get(_ context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	m.mu.RLock()
+	info, ok := m.infos[digest]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("get path info %x: %w", digest, ErrNotFound)
+	}
+	return proto.Clone(info).(*storev1.PathInfo), nil
+}
+
+func (m *Memory) Put(_ context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	sp, err := Validate(info)
+	if err != nil {
+		return nil, fmt.Errorf("put path info: %w", err)
+	}
+	m.mu.Lock()
+	m.infos[sp.Digest] = proto.Clone(info).(*storev1.PathInfo)
+	m.mu.Unlock()
+	return info, nil
+}
+
+func (m *Memory) List(context.Context) iter.Seq2[*storev1.PathInfo, error] {
+	return func(yield func(*storev1.PathInfo, error) bool) {
+		m.mu.RLock()
+		keys := make([][storepath.DigestSize]byte, 0, len(m.infos))
+		for k := range m.infos {
+			keys = append(keys, k)
+		}
+		m.mu.RUnlock()
+		sort.Slice(keys, func(i, j int) bool { return string(keys[i][:]) < string(keys[j][:]) })
+		for _, k := range keys {
+			m.mu.RLock()
+			info, ok := m.infos[k]
+			m.mu.RUnlock()
+			if ok && !yield(proto.Clone(info).(*storev1.PathInfo), nil) {
+				return
+			}
+		}
+	}
+}
+
+func (m *Memory) Close() error { return nil }
