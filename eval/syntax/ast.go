@@ -94,7 +94,7 @@ func (p Pos) Snippet() string {
 type Node interface{ P() Pos }
 
 type (
-	Int   struct {
+	Int struct {
 		Pos Pos
 		V   int64
 	}
@@ -110,9 +110,10 @@ type (
 	// Interp is an interpolated string ("a${b}c", ''..'') or, with IsPath,
 	// a path with interpolation (./a/${b}).
 	Interp struct {
-		Pos    Pos
-		Parts  []Node // *Str or expressions
-		IsPath bool
+		Pos      Pos
+		Parts    []Node // *Str or expressions
+		IsPath   bool
+		Indented bool
 	}
 	Path struct {
 		Pos  Pos

@@ -1,0 +1,39 @@
+// Package blobstore is the BlobService that keeps blobs itself: contents are
+// cut into content-defined chunks, each chunk stored once under its own
+// BLAKE3 digest, and a blob of more than one chunk gets a manifest (its
+// chunk list). Where chunks and manifests live is a backend: memory or a
+// sharded directory tree.
+package blobstore
+
+import (
+	"io"
+
+	"github.com/tvix-go/tvix/castore"
+)
+
+// chunkReader reads one stored chunk.
+type chunkReader interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// backend keeps chunks and manifests. Chunks are immutable and named by
+// their digest, so concurrent writers of the same chunk are harmless.
+type backend interface {
+	hasChunk(d castore.Digest) (bool, error)
+	openChunk(d castore.Digest) (chunkReader, int64, error)
+	// manifest returns ok=false when the blob has no manifest.
+	manifest(d castore.Digest) (chunks []castore.ChunkMeta, ok bool, err error)
+	newTxn() (txn, error)
+	close() error
+}
+
+// txn stages the chunks of one blob; nothing of it is visible until commit.
+type txn interface {
+	// stageChunk is called with data that is only valid during the call.
+	stageChunk(d castore.Digest, data []byte) error
+	// commit makes the staged chunks and, if non-nil, the manifest of blob
+	// visible. A single-chunk blob needs no manifest: its chunk is the blob.
+	commit(blob castore.Digest, manifest []castore.ChunkMeta) error
+	abort()
+}

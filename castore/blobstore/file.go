@@ -1,0 +1,239 @@
+package blobstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// formatFile records the layout version; a store written by a future
+// version is refused rather than misread.
+const (
+	formatFile    = "tvix-blobstore-format"
+	formatVersion = "tvix-go objectstore v1\n"
+)
+
+// NewFile opens (creating if needed) a chunking BlobService in a directory:
+// chunks/b3/<first 2 bytes hex>/<hex> holds raw chunk bytes,
+// blobs/b3/<first 2 bytes hex>/<hex> the chunk list (a serialized
+// StatBlobResponse) of blobs of more than one chunk, as Tvix's object store
+// lays them out. Every file is written to tmp/, fsynced and renamed into
+// place, so a crash never leaves a partial chunk or manifest visible.
+func NewFile(root string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
+		return nil, fmt.Errorf("open blob store %s: %w", root, err)
+	}
+	ff := filepath.Join(root, formatFile)
+	switch got, err := os.ReadFile(ff); {
+	case errors.Is(err, fs.ErrNotExist):
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if e.Name() != "tmp" {
+				return nil, fmt.Errorf("open blob store %s: directory is not empty and has no %s", root, formatFile)
+			}
+		}
+		if err := writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(formatVersion)); err != nil {
+			return nil, fmt.Errorf("open blob store %s: %w", root, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open blob store %s: %w", root, err)
+	case string(got) != formatVersion:
+		return nil, fmt.Errorf("open blob store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(formatVersion))
+	}
+	return newStore(&fileBackend{root: root, tmp: filepath.Join(root, "tmp")}), nil
+}
+
+type fileBackend struct {
+	root, tmp string
+	dirs      sync.Map // shard directories known to exist
+}
+
+func (b *fileBackend) path(kind string, d castore.Digest) string {
+	h := d.Hex()
+	return filepath.Join(b.root, kind, "b3", h[:4], h)
+}
+
+func (b *fileBackend) hasChunk(d castore.Digest) (bool, error) {
+	_, err := os.Stat(b.path("chunks", d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (b *fileBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
+	f, err := os.Open(b.path("chunks", d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+func (b *fileBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, error) {
+	raw, err := os.ReadFile(b.path("blobs", d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var resp castorev1.StatBlobResponse
+	if err := proto.Unmarshal(raw, &resp); err != nil {
+		return nil, false, fmt.Errorf("manifest of %s: %w", d, err)
+	}
+	out := make([]castore.ChunkMeta, len(resp.GetChunks()))
+	for i, c := range resp.GetChunks() {
+		cd, err := castore.DigestFromBytes(c.GetDigest())
+		if err != nil {
+			return nil, false, fmt.Errorf("manifest of %s: chunk %d: %w", d, i, err)
+		}
+		out[i] = castore.ChunkMeta{Digest: cd, Size: c.GetSize()}
+	}
+	return out, true, nil
+}
+
+func (b *fileBackend) ensureDir(dir string) error {
+	if _, ok := b.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b.dirs.Store(dir, struct{}{})
+	return nil
+}
+
+func (b *fileBackend) newTxn() (txn, error) { return &fileTxn{b: b}, nil }
+
+func (b *fileBackend) close() error { return nil }
+
+type staged struct{ tmp, final string }
+
+type fileTxn struct {
+	b     *fileBackend
+	files []staged
+	seen  map[castore.Digest]bool
+}
+
+func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
+	if t.seen[d] {
+		return nil
+	}
+	final := t.b.path("chunks", d)
+	if _, err := os.Stat(final); err == nil {
+		return nil // already stored: chunks are named by content
+	}
+	tmp, err := writeTemp(t.b.tmp, data)
+	if err != nil {
+		return err
+	}
+	if t.seen == nil {
+		t.seen = map[castore.Digest]bool{}
+	}
+	t.seen[d] = true
+	t.files = append(t.files, staged{tmp, final})
+	return nil
+}
+
+func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta) error {
+	if manifest != nil {
+		resp := &castorev1.StatBlobResponse{}
+		for _, c := range manifest {
+			resp.Chunks = append(resp.Chunks, &castorev1.StatBlobResponse_ChunkMeta{Digest: c.Digest.Bytes(), Size: c.Size})
+		}
+		raw, _ := proto.Marshal(resp)
+		tmp, err := writeTemp(t.b.tmp, raw)
+		if err != nil {
+			t.abort()
+			return err
+		}
+		// The manifest goes last: once it is visible, all chunks are.
+		t.files = append(t.files, staged{tmp, t.b.path("blobs", blob)})
+	}
+	dirs := map[string]bool{}
+	for i, s := range t.files {
+		dir := filepath.Dir(s.final)
+		if err := t.b.ensureDir(dir); err != nil {
+			t.files = t.files[i:]
+			t.abort()
+			return err
+		}
+		if err := os.Rename(s.tmp, s.final); err != nil {
+			t.files = t.files[i:]
+			t.abort()
+			return err
+		}
+		dirs[dir] = true
+	}
+	t.files = nil
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *fileTxn) abort() {
+	for _, s := range t.files {
+		os.Remove(s.tmp)
+	}
+	t.files = nil
+}
+
+func writeTemp(dir string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "put-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func writeFileAtomic(tmpDir, final string, data []byte) error {
+	tmp, err := writeTemp(tmpDir, data)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,315 @@
+package blobstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"lukechampine.com/blake3"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/chunker"
+)
+
+// Store is a chunking BlobService over a backend.
+type Store struct {
+	b   backend
+	cdc *chunker.Chunker
+}
+
+var _ castore.BlobService = (*Store)(nil)
+
+func newStore(b backend) *Store { return &Store{b: b, cdc: chunker.MustNew(chunker.Default)} }
+
+func (s *Store) Has(_ context.Context, d castore.Digest) (bool, error) {
+	if _, ok, err := s.b.manifest(d); err != nil || ok {
+		return ok, err
+	}
+	return s.b.hasChunk(d)
+}
+
+func (s *Store) Chunks(_ context.Context, d castore.Digest) ([]castore.ChunkMeta, error) {
+	m, ok, err := s.b.manifest(d)
+	if err != nil {
+		return nil, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	if ok {
+		return m, nil
+	}
+	has, err := s.b.hasChunk(d)
+	if err != nil {
+		return nil, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	if !has {
+		return nil, fmt.Errorf("stat blob %s: %w", d, castore.ErrNotFound)
+	}
+	return nil, nil
+}
+
+func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, error) {
+	m, ok, err := s.b.manifest(d)
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", d, err)
+	}
+	if !ok {
+		cr, size, err := s.b.openChunk(d)
+		if err != nil {
+			return nil, fmt.Errorf("open blob %s: %w", d, err)
+		}
+		return &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}, nil
+	}
+	return newChunkedReader(d, m, s.b.openChunk), nil
+}
+
+func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {
+	t, err := s.b.newTxn()
+	if err != nil {
+		return nil, fmt.Errorf("put blob: %w", err)
+	}
+	max := s.cdc.Params().Max
+	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), h: blake3.New(32, nil), buf: make([]byte, 0, 2*max)}, nil
+}
+
+func (s *Store) Close() error { return s.b.close() }
+
+// writer hashes the whole blob as it streams by and cuts the stream into
+// chunks, staging each as soon as its boundary is known, so memory stays at
+// two maximum chunk sizes whatever the blob size.
+type writer struct {
+	s      *Store
+	t      txn
+	opts   castore.PutOptions
+	h      *blake3.Hasher
+	buf    []byte
+	chunks []castore.ChunkMeta
+	size   uint64
+	err    error
+	done   bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, errors.New("put blob: write after close")
+	}
+	w.h.Write(p)
+	w.size += uint64(len(p))
+	n := len(p)
+	max := w.s.cdc.Params().Max
+	for len(p) > 0 {
+		k := cap(w.buf) - len(w.buf)
+		if k > len(p) {
+			k = len(p)
+		}
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) >= max {
+			if err := w.flush(false); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// flush stages chunks from the buffer; without final it keeps the tail
+// whose boundary depends on bytes still to come.
+func (w *writer) flush(final bool) error {
+	max := w.s.cdc.Params().Max
+	off := 0
+	for len(w.buf)-off >= max || (final && off < len(w.buf)) {
+		n := w.s.cdc.Cut(w.buf[off:])
+		if err := w.stage(w.buf[off : off+n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	w.buf = w.buf[:copy(w.buf, w.buf[off:])]
+	return nil
+}
+
+func (w *writer) stage(chunk []byte) error {
+	d := castore.Digest(blake3.Sum256(chunk))
+	if err := w.t.stageChunk(d, chunk); err != nil {
+		w.err = fmt.Errorf("put blob: stage chunk %s: %w", d, err)
+		w.t.abort()
+		return w.err
+	}
+	w.chunks = append(w.chunks, castore.ChunkMeta{Digest: d, Size: uint64(len(chunk))})
+	return nil
+}
+
+func (w *writer) Close() (castore.Digest, error) {
+	if w.err != nil {
+		return castore.Digest{}, w.err
+	}
+	if w.done {
+		return castore.Digest{}, errors.New("put blob: closed twice")
+	}
+	w.done = true
+	if err := w.flush(true); err != nil {
+		return castore.Digest{}, err
+	}
+	var d castore.Digest
+	w.h.Sum(d[:0])
+	if w.opts.HasExpected && d != w.opts.Expected {
+		w.t.abort()
+		w.err = fmt.Errorf("put blob: contents hash to %s, not the expected %s", d, w.opts.Expected)
+		return castore.Digest{}, w.err
+	}
+	if w.size == 0 {
+		// The empty blob has no chunk to hold it; store it as one empty chunk.
+		if err := w.stage(nil); err != nil {
+			return castore.Digest{}, err
+		}
+	}
+	var manifest []castore.ChunkMeta
+	if len(w.chunks) > 1 {
+		manifest = w.chunks
+	}
+	if err := w.t.commit(d, manifest); err != nil {
+		w.err = fmt.Errorf("put blob %s: %w", d, err)
+		return castore.Digest{}, w.err
+	}
+	return d, nil
+}
+
+func (w *writer) Abort() {
+	if !w.done {
+		w.done = true
+		w.err = errors.New("put blob: aborted")
+		w.t.abort()
+	}
+}
+
+type singleReader struct {
+	*io.SectionReader
+	c chunkReader
+}
+
+func (r *singleReader) Close() error { return r.c.Close() }
+
+// chunkedReader serves reads at any offset by opening only the chunks the
+// read covers; it keeps the last chunk open for sequential reads.
+type chunkedReader struct {
+	blob    castore.Digest
+	chunks  []castore.ChunkMeta
+	offsets []int64 // offsets[i] = start of chunk i; len = len(chunks)+1
+	open    func(castore.Digest) (chunkReader, int64, error)
+
+	mu     sync.Mutex
+	cur    int
+	curR   chunkReader
+	pos    int64
+	closed bool
+}
+
+func newChunkedReader(blob castore.Digest, chunks []castore.ChunkMeta, open func(castore.Digest) (chunkReader, int64, error)) *chunkedReader {
+	offs := make([]int64, len(chunks)+1)
+	for i, c := range chunks {
+		offs[i+1] = offs[i] + int64(c.Size)
+	}
+	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1}
+}
+
+func (r *chunkedReader) Size() int64 { return r.offsets[len(r.chunks)] }
+
+func (r *chunkedReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readAtLocked(p, off)
+}
+
+func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
+	if r.closed {
+		return 0, errors.New("read blob: reader closed")
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("read blob %s: negative offset", r.blob)
+	}
+	n := 0
+	for len(p) > 0 {
+		if off >= r.Size() {
+			return n, io.EOF
+		}
+		i := sort.Search(len(r.chunks), func(i int) bool { return r.offsets[i+1] > off })
+		if i != r.cur {
+			if r.curR != nil {
+				r.curR.Close()
+				r.curR = nil
+			}
+			cr, size, err := r.open(r.chunks[i].Digest)
+			if err != nil {
+				r.cur = -1
+				return n, fmt.Errorf("read blob %s: chunk %d (%s): %w", r.blob, i, r.chunks[i].Digest, err)
+			}
+			if uint64(size) != r.chunks[i].Size {
+				cr.Close()
+				r.cur = -1
+				return n, fmt.Errorf("read blob %s: chunk %s has %d bytes, manifest says %d", r.blob, r.chunks[i].Digest, size, r.chunks[i].Size)
+			}
+			r.cur, r.curR = i, cr
+		}
+		within := off - r.offsets[i]
+		want := r.offsets[i+1] - off
+		if int64(len(p)) < want {
+			want = int64(len(p))
+		}
+		m, err := r.curR.ReadAt(p[:want], within)
+		n += m
+		off += int64(m)
+		p = p[m:]
+		if err != nil && !(err == io.EOF && int64(m) == want) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, fmt.Errorf("read blob %s: chunk %s: %w", r.blob, r.chunks[i].Digest, err)
+		}
+	}
+	return n, nil
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, err := r.readAtLocked(p, r.pos)
+	r.pos += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (r *chunkedReader) Seek(offset int64, whence int) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.pos
+	case io.SeekEnd:
+		offset += r.Size()
+	default:
+		return 0, fmt.Errorf("seek blob %s: bad whence %d", r.blob, whence)
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("seek blob %s: negative position", r.blob)
+	}
+	r.pos = offset
+	return offset, nil
+}
+
+func (r *chunkedReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.curR != nil {
+		return r.curR.Close()
+	}
+	return nil
+}

@@ -1,0 +1,750 @@
+package eval
+
+import (
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
+
+// code is a compiled expression. It may return an unforced thunk (for
+// variable references); callers that need a value force it.
+type code func(ev *Evaluator, env *Env) Value
+
+// scope is the compile-time view of one Env level.
+type scope struct {
+	parent *scope
+	names  map[string]int
+	with   bool
+	consts map[string]Value // only the global scope: names resolved to constants
+}
+
+type compiler struct {
+	ev  *Evaluator
+	dir string // directory of the file, for relative paths
+	src *syntax.Source
+}
+
+type lambdaCode struct {
+	name     string
+	pos      syntax.Pos
+	nslots   int
+	simple   bool
+	formals  []formalCode
+	ellipsis bool
+	atSlot   int
+	body     code
+}
+
+type formalCode struct {
+	name string
+	slot int
+	def  code
+	pos  syntax.Pos
+}
+
+func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
+
+// cheap reports whether an expression can be evaluated eagerly when a
+// binding is created instead of allocating a thunk: it cannot fail, does
+// not loop and costs less than the thunk.
+type compiled struct {
+	c     code
+	cheap bool // eager evaluation is safe and cheap
+	konst Value
+	isK   bool
+	// local: a reference to a slot of the scope being built (must stay lazy)
+	sameLevelVar bool
+}
+
+func (cp *compiler) compile(n syntax.Node, sc *scope) code { return cp.comp(n, sc).c }
+
+func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
+	switch n := n.(type) {
+	case *syntax.Int:
+		v := Int(n.V)
+		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	case *syntax.Float:
+		v := Float(n.V)
+		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	case *syntax.Str:
+		v := Str(n.V)
+		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	case *syntax.Path:
+		return cp.compPath(n)
+	case *syntax.SPath:
+		return cp.comp(&syntax.Call{Pos: n.Pos, Fn: &syntax.Var{Pos: n.Pos, Name: "__findFile"},
+			Args: []syntax.Node{&syntax.Var{Pos: n.Pos, Name: "__nixPath"}, &syntax.Str{Pos: n.Pos, V: n.V}}}, sc)
+	case *syntax.Var:
+		return cp.compVar(n, sc)
+	case *syntax.Interp:
+		return compiled{c: cp.compInterp(n, sc)}
+	case *syntax.Lambda:
+		lc := cp.compLambda(n, sc)
+		return compiled{c: func(ev *Evaluator, env *Env) Value { return &Lambda{fn: lc, env: env} }, cheap: true}
+	case *syntax.List:
+		return cp.compList(n, sc)
+	case *syntax.Attrs:
+		if n.Rec {
+			return compiled{c: cp.compRecAttrs(n, sc)}
+		}
+		return cp.compAttrs(n, sc)
+	case *syntax.Let:
+		return compiled{c: cp.compLet(n, sc)}
+	case *syntax.With:
+		return compiled{c: cp.compWith(n, sc)}
+	case *syntax.Select:
+		return compiled{c: cp.compSelect(n, sc)}
+	case *syntax.HasAttr:
+		return compiled{c: cp.compHasAttr(n, sc)}
+	case *syntax.Call:
+		return compiled{c: cp.compCall(n, sc)}
+	case *syntax.If:
+		cond, th, el := cp.compile(n.Cond, sc), cp.compile(n.Then, sc), cp.compile(n.Else, sc)
+		pos := n.Cond.P()
+		return compiled{c: func(ev *Evaluator, env *Env) Value {
+			if ev.forceBool(cond(ev, env), pos) {
+				return th(ev, env)
+			}
+			return el(ev, env)
+		}}
+	case *syntax.Assert:
+		cond, body := cp.compile(n.Cond, sc), cp.compile(n.Body, sc)
+		pos := n.Pos
+		text := exprText(n.Cond)
+		return compiled{c: func(ev *Evaluator, env *Env) Value {
+			if !ev.forceBool(cond(ev, env), pos) {
+				panic(&Error{Kind: ErrAssert, Msg: "assertion '" + text + "' failed", Pos: pos})
+			}
+			return body(ev, env)
+		}}
+	case *syntax.Unary:
+		e := cp.compile(n.E, sc)
+		pos := n.Pos
+		if n.Op == "!" {
+			return compiled{c: func(ev *Evaluator, env *Env) Value { return Bool(!ev.forceBool(e(ev, env), pos)) }}
+		}
+		return compiled{c: func(ev *Evaluator, env *Env) Value { return ev.arith('-', Int(0), e(ev, env), pos) }}
+	case *syntax.Binary:
+		return compiled{c: cp.compBinary(n, sc)}
+	case *syntax.CurPos:
+		v := posAttrs(n.Pos)
+		return compiled{c: constCode(v), cheap: true}
+	}
+	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown syntax node"})
+}
+
+func exprText(n syntax.Node) string {
+	return syntax.Print(n)
+}
+
+func posAttrs(p syntax.Pos) Value {
+	if !p.IsValid() {
+		return Null{}
+	}
+	l, c := p.LineCol()
+	return NewAttrs([]Attr{{Name: "file", Val: Str(p.Src.Name)}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+}
+
+func (cp *compiler) compPath(n *syntax.Path) compiled {
+	switch n.Kind {
+	case syntax.PathAbs:
+		v := Path(canonPath(n.V))
+		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	case syntax.PathRel:
+		v := Path(canonPath(cp.dir + "/" + n.V))
+		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	}
+	rest := n.V[1:]
+	return compiled{c: func(ev *Evaluator, env *Env) Value {
+		home := ev.getenv("HOME")
+		return Path(canonPath(home + rest))
+	}}
+}
+
+// canonPath removes ".", ".." and duplicate slashes without touching the
+// file system, as Nix does for path literals.
+func canonPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean(p)
+	if !strings.HasPrefix(c, "/") {
+		c = "/" + c
+	}
+	return c
+}
+
+func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
+	name := n.Name
+	depth := 0
+	var withs []int
+	for s := sc; s != nil; s = s.parent {
+		if s.with {
+			withs = append(withs, depth)
+			depth++
+			continue
+		}
+		if s.consts != nil {
+			if v, ok := s.consts[name]; ok {
+				return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+			}
+			break
+		}
+		if slot, ok := s.names[name]; ok {
+			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0}
+		}
+		depth++
+	}
+	if len(withs) == 0 {
+		panic(&Error{Kind: ErrEval, Msg: "undefined variable '" + name + "'", Pos: n.Pos})
+	}
+	pos := n.Pos
+	return compiled{c: func(ev *Evaluator, env *Env) Value {
+		cur, d := env, 0
+		for _, wd := range withs {
+			for d < wd {
+				cur = cur.up
+				d++
+			}
+			a := ev.forceAttrsAt(cur.vals[0], pos)
+			if v, ok := a.Get(name); ok {
+				return v
+			}
+		}
+		ev.throwAt(pos, "undefined variable '%s'", name)
+		return nil
+	}}
+}
+
+func slotCode(depth, slot int) code {
+	switch depth {
+	case 0:
+		return func(_ *Evaluator, env *Env) Value { return env.vals[slot] }
+	case 1:
+		return func(_ *Evaluator, env *Env) Value { return env.up.vals[slot] }
+	case 2:
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.vals[slot] }
+	case 3:
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.up.vals[slot] }
+	}
+	return func(_ *Evaluator, env *Env) Value {
+		for i := 0; i < depth; i++ {
+			env = env.up
+		}
+		return env.vals[slot]
+	}
+}
+
+// delay turns compiled code into a value for a lazy position: constants
+// and closures directly, everything else as a thunk.
+func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value {
+	if c.isK {
+		k := c.konst
+		return func(*Evaluator, *Env) Value { return k }
+	}
+	if c.cheap && (allowSameLevel || !c.sameLevelVar) {
+		return c.c
+	}
+	f := c.c
+	return func(_ *Evaluator, env *Env) Value { return &Thunk{c: f, env: env} }
+}
+
+func newEnv(up *Env, n int) *Env {
+	switch n {
+	case 1:
+		e := &struct {
+			Env
+			a [1]Value
+		}{}
+		e.up = up
+		e.vals = e.a[:]
+		return &e.Env
+	case 2:
+		e := &struct {
+			Env
+			a [2]Value
+		}{}
+		e.up = up
+		e.vals = e.a[:]
+		return &e.Env
+	case 3:
+		e := &struct {
+			Env
+			a [3]Value
+		}{}
+		e.up = up
+		e.vals = e.a[:]
+		return &e.Env
+	case 4:
+		e := &struct {
+			Env
+			a [4]Value
+		}{}
+		e.up = up
+		e.vals = e.a[:]
+		return &e.Env
+	}
+	return &Env{up: up, vals: make([]Value, n)}
+}
+
+func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
+	lc := &lambdaCode{name: n.Name, pos: n.Pos, atSlot: -1}
+	inner := &scope{parent: sc, names: map[string]int{}}
+	if n.Formals == nil {
+		lc.simple = true
+		inner.names[n.Arg] = 0
+		lc.nslots = 1
+		lc.body = cp.compile(n.Body, inner)
+		return lc
+	}
+	for i, f := range n.Formals.List {
+		inner.names[f.Name] = i
+	}
+	lc.nslots = len(n.Formals.List)
+	if n.Arg != "" {
+		lc.atSlot = lc.nslots
+		inner.names[n.Arg] = lc.nslots
+		lc.nslots++
+	}
+	lc.ellipsis = n.Formals.Ellipsis
+	for i, f := range n.Formals.List {
+		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
+		if f.Default != nil {
+			fc.def = delay(cp.comp(f.Default, inner), false)
+		}
+		lc.formals = append(lc.formals, fc)
+	}
+	sort.Slice(lc.formals, func(i, j int) bool { return lc.formals[i].name < lc.formals[j].name })
+	lc.body = cp.compile(n.Body, inner)
+	return lc
+}
+
+func (cp *compiler) compList(n *syntax.List, sc *scope) compiled {
+	if len(n.Items) == 0 {
+		return compiled{c: func(*Evaluator, *Env) Value { return &List{} }, cheap: true}
+	}
+	items := make([]func(*Evaluator, *Env) Value, len(n.Items))
+	for i, it := range n.Items {
+		items[i] = delay(cp.comp(it, sc), true)
+	}
+	return compiled{c: func(ev *Evaluator, env *Env) Value {
+		vs := make([]Value, len(items))
+		for i, f := range items {
+			vs[i] = f(ev, env)
+		}
+		return &List{Items: vs}
+	}}
+}
+
+type attrCode struct {
+	name string
+	pos  syntax.Pos
+	val  func(*Evaluator, *Env) Value
+}
+
+type dynCode struct {
+	name code
+	val  func(*Evaluator, *Env) Value
+	pos  syntax.Pos
+}
+
+func sortedDefs(defs []*syntax.AttrDef) []*syntax.AttrDef {
+	out := append([]*syntax.AttrDef(nil), defs...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
+	defs := sortedDefs(n.Attrs)
+	acs := make([]attrCode, len(defs))
+	for i, d := range defs {
+		acs[i] = attrCode{name: d.Name, pos: d.Pos, val: delay(cp.comp(d.E, sc), true)}
+	}
+	dyns := cp.compDyns(n, sc)
+	if len(acs) == 0 && len(dyns) == 0 {
+		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
+	}
+	return compiled{c: func(ev *Evaluator, env *Env) Value {
+		as := make([]Attr, len(acs), len(acs)+len(dyns))
+		for i := range acs {
+			as[i] = Attr{Name: acs[i].name, Val: acs[i].val(ev, env), Pos: acs[i].pos}
+		}
+		a := &Attrs{A: as}
+		if len(dyns) > 0 {
+			a = ev.addDynamic(a, dyns, env, env)
+		}
+		return a
+	}}
+}
+
+func (cp *compiler) compDyns(n *syntax.Attrs, sc *scope) []dynCode {
+	var dyns []dynCode
+	for _, d := range n.Dynamic {
+		dyns = append(dyns, dynCode{name: cp.compile(d.Name, sc), val: delay(cp.comp(d.E, sc), true), pos: d.Pos})
+	}
+	return dyns
+}
+
+func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) *Attrs {
+	as := a.A
+	for _, d := range dyns {
+		nv := ev.Force(d.name(ev, nameEnv))
+		if _, ok := nv.(Null); ok {
+			continue
+		}
+		s, ok := nv.(*String)
+		if !ok {
+			ev.throwAt(d.pos, "value is %s while a string was expected", showType(nv))
+		}
+		for _, x := range as {
+			if x.Name == s.S {
+				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, x.Pos)
+			}
+		}
+		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: d.pos})
+	}
+	sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
+	return &Attrs{A: as}
+}
+
+// recScope builds the scope of a rec set or let: every static attribute
+// gets a slot.
+func recScope(defs []*syntax.AttrDef, sc *scope) *scope {
+	inner := &scope{parent: sc, names: make(map[string]int, len(defs))}
+	for i, d := range defs {
+		inner.names[d.Name] = i
+	}
+	return inner
+}
+
+// compBindings compiles the values of let / rec bindings: inherited ones
+// in the outer scope, the rest in the recursive one.
+func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) []func(*Evaluator, *Env) Value {
+	vals := make([]func(*Evaluator, *Env) Value, len(defs))
+	for i, d := range defs {
+		if d.Inherited {
+			c := cp.comp(d.E, sc)
+			f := delay(c, true)
+			vals[i] = func(ev *Evaluator, env *Env) Value { return f(ev, env.up) }
+			continue
+		}
+		vals[i] = delay(cp.comp(d.E, inner), false)
+	}
+	return vals
+}
+
+func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
+	defs := sortedDefs(n.Attrs)
+	inner := recScope(defs, sc)
+	vals := cp.compBindings(defs, sc, inner)
+	dyns := cp.compDyns(n, inner)
+	overrides := -1
+	for i, d := range defs {
+		if d.Name == "__overrides" {
+			overrides = i
+		}
+	}
+	return func(ev *Evaluator, env *Env) Value {
+		e2 := newEnv(env, len(defs))
+		as := make([]Attr, len(defs), len(defs)+len(dyns))
+		for i, f := range vals {
+			v := f(ev, e2)
+			e2.vals[i] = v
+			as[i] = Attr{Name: defs[i].Name, Val: v, Pos: defs[i].Pos}
+		}
+		a := &Attrs{A: as}
+		if overrides >= 0 {
+			ov := ev.forceAttrs(e2.vals[overrides])
+			for _, o := range ov.A {
+				if slot, ok := inner.names[o.Name]; ok {
+					e2.vals[slot] = o.Val
+				}
+			}
+			a = a.Update(ov)
+		}
+		if len(dyns) > 0 {
+			a = ev.addDynamic(a, dyns, e2, e2)
+		}
+		return a
+	}
+}
+
+func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
+	defs := n.Attrs.Attrs
+	inner := recScope(defs, sc)
+	vals := cp.compBindings(defs, sc, inner)
+	body := cp.compile(n.Body, inner)
+	return func(ev *Evaluator, env *Env) Value {
+		e2 := newEnv(env, len(vals))
+		for i, f := range vals {
+			e2.vals[i] = f(ev, e2)
+		}
+		return body(ev, e2)
+	}
+}
+
+func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
+	attrs := delay(cp.comp(n.Attrs, sc), true)
+	inner := &scope{parent: sc, with: true}
+	body := cp.compile(n.Body, inner)
+	return func(ev *Evaluator, env *Env) Value {
+		e2 := newEnv(env, 1)
+		e2.vals[0] = attrs(ev, env)
+		return body(ev, e2)
+	}
+}
+
+// attrNameCode compiles an attribute path element to a function giving
+// its name (static or evaluated).
+func (cp *compiler) attrNames(path []syntax.AttrName, sc *scope) ([]string, []code) {
+	names := make([]string, len(path))
+	dyn := make([]code, len(path))
+	for i, p := range path {
+		if p.Dyn != nil {
+			dyn[i] = cp.compile(p.Dyn, sc)
+		} else {
+			names[i] = p.Name
+		}
+	}
+	return names, dyn
+}
+
+func (ev *Evaluator) attrName(names []string, dyn []code, i int, env *Env, pos syntax.Pos) string {
+	if dyn[i] == nil {
+		return names[i]
+	}
+	v := ev.Force(dyn[i](ev, env))
+	s, ok := v.(*String)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a string was expected", showType(v))
+	}
+	return s.S
+}
+
+func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
+	e := cp.compile(n.E, sc)
+	names, dyn := cp.attrNames(n.Path, sc)
+	pos := n.Pos
+	var def code
+	if n.Or != nil {
+		def = cp.compile(n.Or, sc)
+	}
+	if len(names) == 1 && dyn[0] == nil && def == nil {
+		name := names[0]
+		return func(ev *Evaluator, env *Env) Value {
+			a := ev.forceAttrsAt(e(ev, env), pos)
+			if i := a.Find(name); i >= 0 {
+				return a.A[i].Val
+			}
+			ev.missingAttr(a, name, pos)
+			return nil
+		}
+	}
+	return func(ev *Evaluator, env *Env) Value {
+		v := e(ev, env)
+		for i := range names {
+			name := ev.attrName(names, dyn, i, env, pos)
+			if def != nil {
+				a, ok := ev.Force(v).(*Attrs)
+				if !ok {
+					return def(ev, env)
+				}
+				x, ok := a.Get(name)
+				if !ok {
+					return def(ev, env)
+				}
+				v = x
+				continue
+			}
+			a := ev.forceAttrsAt(v, pos)
+			x, ok := a.Get(name)
+			if !ok {
+				ev.missingAttr(a, name, pos)
+			}
+			v = x
+		}
+		return v
+	}
+}
+
+func (ev *Evaluator) missingAttr(a *Attrs, name string, pos syntax.Pos) {
+	ev.throwAt(pos, "attribute '%s' missing", name)
+}
+
+func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
+	e := cp.compile(n.E, sc)
+	names, dyn := cp.attrNames(n.Path, sc)
+	pos := n.Pos
+	return func(ev *Evaluator, env *Env) Value {
+		v := e(ev, env)
+		for i := range names {
+			a, ok := ev.Force(v).(*Attrs)
+			if !ok {
+				return Bool(false)
+			}
+			x, ok := a.Get(ev.attrName(names, dyn, i, env, pos))
+			if !ok {
+				return Bool(false)
+			}
+			v = x
+		}
+		return Bool(true)
+	}
+}
+
+func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
+	fn := cp.compile(n.Fn, sc)
+	args := make([]func(*Evaluator, *Env) Value, len(n.Args))
+	for i, a := range n.Args {
+		args[i] = delay(cp.comp(a, sc), true)
+	}
+	pos := n.Pos
+	if len(args) == 1 {
+		a0 := args[0]
+		return func(ev *Evaluator, env *Env) Value {
+			f := ev.Force(fn(ev, env))
+			ev.curPos = pos
+			return ev.call(f, a0(ev, env), pos)
+		}
+	}
+	return func(ev *Evaluator, env *Env) Value {
+		f := ev.Force(fn(ev, env))
+		if p, ok := f.(*PrimOp); ok && p.Arity == len(args) {
+			vs := make([]Value, len(args))
+			for i, a := range args {
+				vs[i] = a(ev, env)
+			}
+			ev.curPos = pos
+			return ev.callPrimOp(p, vs, pos)
+		}
+		for i, a := range args {
+			ev.curPos = pos
+			r := ev.call(f, a(ev, env), pos)
+			if i < len(args)-1 {
+				f = ev.Force(r)
+			} else {
+				return r
+			}
+		}
+		return nil
+	}
+}
+
+func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
+	parts := make([]code, len(n.Parts))
+	statics := make([]string, len(n.Parts))
+	isStatic := make([]bool, len(n.Parts))
+	for i, p := range n.Parts {
+		switch p := p.(type) {
+		case *syntax.Str:
+			statics[i], isStatic[i] = p.V, true
+		case *syntax.Interp:
+			if n.IsPath && len(p.Parts) == 1 {
+				parts[i] = cp.compile(p.Parts[0], sc)
+				continue
+			}
+			parts[i] = cp.compile(p, sc)
+		default:
+			parts[i] = cp.compile(p, sc)
+		}
+	}
+	pos := n.Pos
+	if n.IsPath {
+		first := cp.compile(n.Parts[0], sc)
+		return func(ev *Evaluator, env *Env) Value {
+			var b strings.Builder
+			b.WriteString(string(ev.Force(first(ev, env)).(Path)))
+			if strings.HasSuffix(n.Parts[0].(*syntax.Path).V, "/") {
+				b.WriteByte('/')
+			}
+			for i := 1; i < len(parts); i++ {
+				if isStatic[i] {
+					b.WriteString(statics[i])
+					continue
+				}
+				s := ev.coerceToString(parts[i](ev, env), pos, false, false)
+				if len(s.Ctx) > 0 {
+					ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
+				}
+				b.WriteString(s.S)
+			}
+			return Path(canonPath(b.String()))
+		}
+	}
+	return func(ev *Evaluator, env *Env) Value {
+		var b []byte
+		var ctx Context
+		for i, p := range parts {
+			if isStatic[i] {
+				b = append(b, statics[i]...)
+				continue
+			}
+			s := ev.coerceToString(p(ev, env), pos, false, true)
+			b = append(b, s.S...)
+			ctx = MergeContext(ctx, s.Ctx)
+		}
+		return &String{S: string(b), Ctx: ctx}
+	}
+}
+
+func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
+	l, r := cp.compile(n.L, sc), cp.compile(n.R, sc)
+	pos := n.Pos
+	switch n.Op {
+	case "+":
+		return func(ev *Evaluator, env *Env) Value { return ev.add(l(ev, env), r(ev, env), pos) }
+	case "-":
+		return func(ev *Evaluator, env *Env) Value { return ev.arith('-', l(ev, env), r(ev, env), pos) }
+	case "*":
+		return func(ev *Evaluator, env *Env) Value { return ev.arith('*', l(ev, env), r(ev, env), pos) }
+	case "/":
+		return func(ev *Evaluator, env *Env) Value { return ev.arith('/', l(ev, env), r(ev, env), pos) }
+	case "==":
+		return func(ev *Evaluator, env *Env) Value { return Bool(ev.Equal(l(ev, env), r(ev, env), pos)) }
+	case "!=":
+		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.Equal(l(ev, env), r(ev, env), pos)) }
+	case "<":
+		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(l(ev, env), r(ev, env), pos)) }
+	case ">":
+		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(r(ev, env), l(ev, env), pos)) }
+	case "<=":
+		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.lessThan(r(ev, env), l(ev, env), pos)) }
+	case ">=":
+		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.lessThan(l(ev, env), r(ev, env), pos)) }
+	case "&&":
+		return func(ev *Evaluator, env *Env) Value {
+			return Bool(ev.forceBool(l(ev, env), pos) && ev.forceBool(r(ev, env), pos))
+		}
+	case "||":
+		return func(ev *Evaluator, env *Env) Value {
+			return Bool(ev.forceBool(l(ev, env), pos) || ev.forceBool(r(ev, env), pos))
+		}
+	case "->":
+		return func(ev *Evaluator, env *Env) Value {
+			return Bool(!ev.forceBool(l(ev, env), pos) || ev.forceBool(r(ev, env), pos))
+		}
+	case "//":
+		return func(ev *Evaluator, env *Env) Value {
+			a := ev.forceAttrsAt(l(ev, env), pos)
+			b := ev.forceAttrsAt(r(ev, env), pos)
+			return a.Update(b)
+		}
+	case "++":
+		return func(ev *Evaluator, env *Env) Value {
+			a := ev.forceListAt(l(ev, env), pos)
+			b := ev.forceListAt(r(ev, env), pos)
+			if len(a.Items) == 0 {
+				return b
+			}
+			if len(b.Items) == 0 {
+				return a
+			}
+			out := make([]Value, 0, len(a.Items)+len(b.Items))
+			out = append(out, a.Items...)
+			return &List{Items: append(out, b.Items...)}
+		}
+	}
+	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
+}

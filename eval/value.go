@@ -1,0 +1,351 @@
+package eval
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
+
+// Value is any Nix value: Null, Bool, Int, Float, *String, Path, *List,
+// *Attrs, *Lambda, *PrimOp, *PrimOpApp or a not yet forced *Thunk.
+type Value any
+
+type (
+	Null  struct{}
+	Bool  bool
+	Int   int64
+	Float float64
+	// Path is an absolute, canonical file system path.
+	Path string
+)
+
+// String is a Nix string: bytes (not necessarily UTF-8) plus the store
+// paths it refers to.
+type String struct {
+	S   string
+	Ctx Context
+}
+
+// Context is a sorted set of string context elements in Nix's encoding:
+// "/nix/store/…" (a plain store path), "!out!/nix/store/….drv" (one output
+// of a derivation) and "=/nix/store/….drv" (a derivation with all its
+// outputs).
+type Context []string
+
+// ContextKind tells the three kinds of context element apart.
+type ContextKind int
+
+const (
+	CtxPlain ContextKind = iota
+	CtxOutput
+	CtxAllOutputs
+)
+
+// ContextElem is a decoded context element.
+type ContextElem struct {
+	Kind   ContextKind
+	Path   string // store path (the .drv for CtxOutput and CtxAllOutputs)
+	Output string // for CtxOutput
+}
+
+func ParseContextElem(s string) ContextElem {
+	switch {
+	case strings.HasPrefix(s, "="):
+		return ContextElem{Kind: CtxAllOutputs, Path: s[1:]}
+	case strings.HasPrefix(s, "!"):
+		rest := s[1:]
+		i := strings.IndexByte(rest, '!')
+		if i < 0 {
+			return ContextElem{Kind: CtxPlain, Path: s}
+		}
+		return ContextElem{Kind: CtxOutput, Output: rest[:i], Path: rest[i+1:]}
+	}
+	return ContextElem{Kind: CtxPlain, Path: s}
+}
+
+func (c ContextElem) String() string {
+	switch c.Kind {
+	case CtxAllOutputs:
+		return "=" + c.Path
+	case CtxOutput:
+		return "!" + c.Output + "!" + c.Path
+	}
+	return c.Path
+}
+
+// Elems decodes the context.
+func (c Context) Elems() []ContextElem {
+	out := make([]ContextElem, len(c))
+	for i, s := range c {
+		out[i] = ParseContextElem(s)
+	}
+	return out
+}
+
+// MergeContext returns the sorted union of contexts, sharing when it can.
+func MergeContext(a, b Context) Context {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make(Context, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case a[i] > b[j]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// NewContext builds a context from elements in any order.
+func NewContext(elems ...string) Context {
+	if len(elems) == 0 {
+		return nil
+	}
+	c := append(Context(nil), elems...)
+	sort.Strings(c)
+	out := c[:1]
+	for _, e := range c[1:] {
+		if e != out[len(out)-1] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Str makes a string value without context.
+func Str(s string) *String { return &String{S: s} }
+
+// StrCtx makes a string value with context.
+func StrCtx(s string, c Context) *String { return &String{S: s, Ctx: c} }
+
+type List struct{ Items []Value }
+
+func NewList(items []Value) *List { return &List{Items: items} }
+
+// Attr is one attribute; Attrs keeps them sorted by name.
+type Attr struct {
+	Name string
+	Val  Value
+	Pos  syntax.Pos
+}
+
+type Attrs struct{ A []Attr }
+
+var emptyAttrs = &Attrs{}
+
+// NewAttrs builds an attrset from attributes in any order; later
+// duplicates win.
+func NewAttrs(as []Attr) *Attrs {
+	sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
+	out := as[:0]
+	for _, a := range as {
+		if len(out) > 0 && out[len(out)-1].Name == a.Name {
+			out[len(out)-1] = a
+			continue
+		}
+		out = append(out, a)
+	}
+	return &Attrs{A: out}
+}
+
+// AttrsFromMap is a convenience for builtins building small sets.
+func AttrsFromMap(m map[string]Value) *Attrs {
+	as := make([]Attr, 0, len(m))
+	for k, v := range m {
+		as = append(as, Attr{Name: k, Val: v})
+	}
+	return NewAttrs(as)
+}
+
+func (a *Attrs) Len() int { return len(a.A) }
+
+// Find returns the index of name, or -1.
+func (a *Attrs) Find(name string) int {
+	as := a.A
+	if len(as) <= 8 {
+		for i := range as {
+			if as[i].Name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	lo, hi := 0, len(as)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if as[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(as) && as[lo].Name == name {
+		return lo
+	}
+	return -1
+}
+
+func (a *Attrs) Get(name string) (Value, bool) {
+	if i := a.Find(name); i >= 0 {
+		return a.A[i].Val, true
+	}
+	return nil, false
+}
+
+// Update is a // b.
+func (a *Attrs) Update(b *Attrs) *Attrs {
+	if len(b.A) == 0 {
+		return a
+	}
+	if len(a.A) == 0 {
+		return b
+	}
+	out := make([]Attr, 0, len(a.A)+len(b.A))
+	i, j := 0, 0
+	for i < len(a.A) && j < len(b.A) {
+		switch {
+		case a.A[i].Name < b.A[j].Name:
+			out = append(out, a.A[i])
+			i++
+		case a.A[i].Name > b.A[j].Name:
+			out = append(out, b.A[j])
+			j++
+		default:
+			out = append(out, b.A[j])
+			i++
+			j++
+		}
+	}
+	out = append(out, a.A[i:]...)
+	out = append(out, b.A[j:]...)
+	return &Attrs{A: out}
+}
+
+// Lambda is a closure.
+type Lambda struct {
+	fn  *lambdaCode
+	env *Env
+}
+
+// PrimOpFn implements a builtin. Arguments arrive unforced.
+type PrimOpFn func(ev *Evaluator, args []Value) Value
+
+// PrimOp is a builtin function of fixed arity.
+type PrimOp struct {
+	Name  string
+	Arity int
+	Fn    PrimOpFn
+}
+
+// NewPrimOp makes a builtin that can be installed with Options.Builtins.
+func NewPrimOp(name string, arity int, fn PrimOpFn) *PrimOp {
+	return &PrimOp{Name: name, Arity: arity, Fn: fn}
+}
+
+// PrimOpApp is a partially applied builtin.
+type PrimOpApp struct {
+	Op   *PrimOp
+	Args []Value
+}
+
+// Env holds the variables of one scope level.
+type Env struct {
+	up   *Env
+	vals []Value
+}
+
+const (
+	thunkPending uint8 = iota
+	thunkRunning
+	thunkDone
+)
+
+// Thunk is a delayed computation.
+type Thunk struct {
+	c     code
+	env   *Env
+	v     Value
+	state uint8
+}
+
+// NewThunk delays fn, for builtins that build lazy structures.
+func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
+	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return fn(ev) }}
+}
+
+// ApplyThunk delays f applied to args.
+func ApplyThunk(f Value, args ...Value) *Thunk {
+	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return ev.CallN(f, args) }}
+}
+
+// TypeName is the name Nix uses for the type of a forced value.
+func TypeName(v Value) string {
+	switch v.(type) {
+	case Null:
+		return "null"
+	case Bool:
+		return "bool"
+	case Int:
+		return "int"
+	case Float:
+		return "float"
+	case *String:
+		return "string"
+	case Path:
+		return "path"
+	case *List:
+		return "list"
+	case *Attrs:
+		return "set"
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return "lambda"
+	}
+	return "thunk"
+}
+
+// showType is the phrase Nix uses in type errors ("a string", "an integer").
+func showType(v Value) string {
+	switch x := v.(type) {
+	case Null:
+		return "null"
+	case Bool:
+		return "a Boolean"
+	case Int:
+		return "an integer"
+	case Float:
+		return "a float"
+	case *String:
+		if len(x.Ctx) > 0 {
+			return "a string with context"
+		}
+		return "a string"
+	case Path:
+		return "a path"
+	case *List:
+		return "a list"
+	case *Attrs:
+		return "a set"
+	case *Lambda:
+		return "a function"
+	case *PrimOp:
+		return "a built-in function"
+	case *PrimOpApp:
+		return "a partially applied built-in function"
+	}
+	return "a thunk"
+}
