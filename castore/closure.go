@@ -1,6 +1,7 @@
 package castore
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tvix-go/tvix/castore/castorev1"
@@ -39,13 +40,15 @@ func (v *ClosureValidator) Add(d *castorev1.Directory) (Digest, error) {
 		child, ok := v.dirs[cd]
 		if !ok && v.Lookup != nil {
 			c, err := v.Lookup(cd)
-			if err != nil {
-				return Digest{}, &ValidationError{Directory: dg, Entry: n.GetName(), Rule: fmt.Sprintf("child directory %s: %v", cd, err)}
+			switch {
+			case err == nil:
+				child, ok = c, true
+			case !errors.Is(err, ErrNotFound):
+				return Digest{}, fmt.Errorf("directory %s: entry %q: look up child %s: %w", dg, n.GetName(), cd, err)
 			}
-			child, ok = c, true
 		}
 		if !ok {
-			return Digest{}, &ValidationError{Directory: dg, Entry: n.GetName(), Rule: fmt.Sprintf("references directory %s, which was not sent before it", cd)}
+			return Digest{}, &ValidationError{Directory: dg, Entry: n.GetName(), Rule: fmt.Sprintf("references directory %s, which was neither sent before it nor stored", cd)}
 		}
 		if err := CheckChildSize(dg, n, child); err != nil {
 			return Digest{}, err

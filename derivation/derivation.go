@@ -7,6 +7,7 @@
 package derivation
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -83,13 +84,32 @@ func ParseHashAlgo(s string) (recursive bool, algo string, err error) {
 	return recursive, algo, nil
 }
 
+// Name is the derivation's name: env["name"], or the "name" member of the
+// JSON in env["__json"] for structured attrs.
+func (d *Derivation) Name() (string, error) {
+	if name, ok := d.Env["name"]; ok {
+		return name, nil
+	}
+	if js, ok := d.Env["__json"]; ok {
+		var attrs struct {
+			Name *string `json:"name"`
+		}
+		if err := json.Unmarshal([]byte(js), &attrs); err != nil {
+			return "", fmt.Errorf("structured attrs (__json): %w", err)
+		}
+		if attrs.Name != nil {
+			return *attrs.Name, nil
+		}
+	}
+	return "", fmt.Errorf("required attribute 'name' missing")
+}
+
 // Validate checks the invariants C++ Nix enforces when it creates a
-// derivation, with its wording where it has one. The derivation's name comes
-// from env["name"].
+// derivation, with its wording where it has one.
 func (d *Derivation) Validate() error {
-	name, ok := d.Env["name"]
-	if !ok {
-		return fmt.Errorf("required attribute 'name' missing")
+	name, err := d.Name()
+	if err != nil {
+		return err
 	}
 	if strings.HasSuffix(name, ".drv") {
 		return fmt.Errorf("derivation names are not allowed to end in '.drv'")

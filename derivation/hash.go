@@ -91,21 +91,17 @@ func (d *Derivation) CalculateOutputPaths(name string, lookup ModuloLookup) erro
 	return nil
 }
 
-// References are the store paths a .drv file refers to: its input sources
-// and input derivations.
+// References are the store paths a .drv file refers to: the union of its
+// input sources and input derivations (a .drv can be both, when a string
+// with a drvPath's context was used).
 func (d *Derivation) References() ([]storepath.StorePath, error) {
-	refs := make([]storepath.StorePath, 0, len(d.InputSources)+len(d.InputDerivations))
-	for _, p := range sortedSet(d.InputSources) {
+	paths := append(sortedSet(d.InputSources), sortedKeys(d.InputDerivations)...)
+	paths = sortedSet(paths)
+	refs := make([]storepath.StorePath, 0, len(paths))
+	for _, p := range paths {
 		sp, err := storepath.Parse(p)
 		if err != nil {
-			return nil, fmt.Errorf("input source: %w", err)
-		}
-		refs = append(refs, sp)
-	}
-	for _, p := range sortedKeys(d.InputDerivations) {
-		sp, err := storepath.Parse(p)
-		if err != nil {
-			return nil, fmt.Errorf("input derivation: %w", err)
+			return nil, fmt.Errorf("reference: %w", err)
 		}
 		refs = append(refs, sp)
 	}

@@ -28,6 +28,7 @@ type compiler struct {
 
 type lambdaCode struct {
 	name     string
+	arg      string
 	pos      syntax.Pos
 	nslots   int
 	simple   bool
@@ -290,7 +291,7 @@ func newEnv(up *Env, n int) *Env {
 }
 
 func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
-	lc := &lambdaCode{name: n.Name, pos: n.Pos, atSlot: -1}
+	lc := &lambdaCode{name: n.Name, arg: n.Arg, pos: n.Pos, atSlot: -1}
 	inner := &scope{parent: sc, names: map[string]int{}}
 	if n.Formals == nil {
 		lc.simple = true
@@ -748,3 +749,5 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
 }
+
+func (lc *lambdaCode) argName() string { return lc.arg }

@@ -36,16 +36,15 @@ func (m *Memory) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq
 }
 
 func (m *Memory) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest, error) {
-	p := m.PutMultiple(ctx).(*putter)
-	p.v.Lookup = func(dg castore.Digest) (*castorev1.Directory, error) { return m.Get(ctx, dg) }
+	p := m.PutMultiple(ctx)
 	if err := p.Put(d); err != nil {
 		return castore.Digest{}, err
 	}
 	return p.Close()
 }
 
-func (m *Memory) PutMultiple(context.Context) castore.DirectoryPutter {
-	return &putter{commit: func(dirs []*castorev1.Directory) error {
+func (m *Memory) PutMultiple(ctx context.Context) castore.DirectoryPutter {
+	return &putter{v: castore.ClosureValidator{Lookup: func(dg castore.Digest) (*castorev1.Directory, error) { return m.Get(ctx, dg) }}, commit: func(dirs []*castorev1.Directory) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for _, d := range dirs {

@@ -50,14 +50,14 @@ type Writer struct {
 	err error
 	// stack holds the names of the last entry of each open directory, so
 	// ordering can be checked; its length is the nesting depth.
-	stack    []dirFrame
+	stack    []wframe
 	needNode bool // a node must come next (root, or after Entry)
 	started  bool
 	done     bool
 	scratch  [8]byte
 }
 
-type dirFrame struct {
+type wframe struct {
 	prev    []byte
 	hasPrev bool
 	inEntry bool // the current child entry is open (its node not written)
@@ -207,7 +207,7 @@ func (w *Writer) Directory() error {
 		return err
 	}
 	w.str("directory")
-	w.stack = append(w.stack, dirFrame{})
+	w.stack = append(w.stack, wframe{})
 	return w.flushErr()
 }
 

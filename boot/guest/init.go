@@ -1,0 +1,279 @@
+//go:build linux
+
+package guest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the initramfs, written by the host's initramfs builder.
+const (
+	ModuleDir   = "/lib/modules"
+	ModuleOrder = ModuleDir + "/tvix.order" // one .ko file name per line, load order
+	ShellPath   = "/bin/sh"
+	StoreDir    = "/nix/store"
+	sysroot     = "/sysroot"
+)
+
+// Main is PID 1: it sets the machine up, does what the kernel command line
+// says and powers off. It only returns if powering off failed.
+func Main() int {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "tvix-init: must run as PID 1 (the init of a tvix boot initramfs)")
+		return 1
+	}
+	code, err := run()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tvix-init: %v\n", err)
+		marker(FailMarker(err.Error()))
+	} else if code >= 0 {
+		marker(ExitMarker(code))
+	}
+	powerOff()
+	return 1
+}
+
+func marker(m string) { os.Stdout.WriteString("\n" + m + "\n") }
+
+// run returns the exit code to report, or -1 if none is to be reported.
+func run() (int, error) {
+	if err := mountBase(); err != nil {
+		return 0, err
+	}
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return 0, fmt.Errorf("read kernel command line: %w", err)
+	}
+	mode, err := ParseCmdline(string(raw))
+	if err != nil {
+		return 0, fmt.Errorf("kernel command line: %w", err)
+	}
+	if err := loadModules(); err != nil {
+		return 0, err
+	}
+	os.Setenv("PATH", "/bin")
+	os.Setenv("HOME", "/")
+	os.Setenv("TERM", "linux")
+
+	if mode.System != "" && len(mode.Run) == 0 && !mode.Shell && !mode.Find {
+		return -1, switchRoot(mode)
+	}
+	if err := mountStore(mode.Tag, StoreDir); err != nil {
+		return 0, err
+	}
+	marker(ReadyMarker)
+	switch {
+	case len(mode.Run) > 0:
+		return runCommand(mode.Run), nil
+	case mode.Shell:
+		return -1, shell()
+	case mode.Find:
+		return 0, find(StoreDir)
+	}
+	return 0, errors.New("nothing to do: the kernel command line has none of tvix.run=, tvix.shell, tvix.find, init=")
+}
+
+func mountBase() error {
+	for _, m := range []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", m.dst, err)
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	return nil
+}
+
+// loadModules loads the modules the host put into the initramfs, in the
+// order it computed from modules.dep.
+func loadModules() error {
+	f, err := os.Open(ModuleOrder)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // everything needed is built into the kernel
+	}
+	if err != nil {
+		return fmt.Errorf("open module list: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" {
+			continue
+		}
+		if err := loadModule(filepath.Join(ModuleDir, name)); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load module: %w", err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
+		return fmt.Errorf("load module %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// mountStore mounts the virtio-fs tag read-only. The device may still be
+// probing right after its driver loaded, so a missing tag is retried.
+func mountStore(tag, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := unix.Mount(tag, dst, "virtiofs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, "")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || (err != unix.ENOENT && err != unix.ENODEV && err != unix.EINVAL) {
+			return fmt.Errorf("mount virtio-fs tag %q on %s: %w", tag, dst, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runCommand runs argv on the console and returns its exit status
+// (128+signal when killed, 127 when it could not be started).
+func runCommand(argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Dir = "/"
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	default:
+		fmt.Fprintf(os.Stderr, "tvix-init: run %s: %v\n", argv[0], err)
+		return 127
+	}
+}
+
+// shell runs the initramfs' static shell with the serial console as its
+// controlling terminal, so job control and ^C work.
+func shell() error {
+	tty, err := os.OpenFile("/dev/ttyS0", os.O_RDWR, 0)
+	if err != nil {
+		tty, err = os.OpenFile("/dev/console", os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("open console for the shell: %w", err)
+		}
+	}
+	defer tty.Close()
+	cmd := exec.Command(ShellPath, "-l")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "PS1=tvix:\\w# ")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("run %s: %w", ShellPath, err)
+		}
+	}
+	return nil
+}
+
+// find prints every path under root, like find(1), without following
+// symlinks.
+func find(root string) error {
+	w := bufio.NewWriter(os.Stdout)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		_, werr := w.WriteString(p + "\n")
+		return werr
+	})
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", root, err)
+	}
+	return nil
+}
+
+// switchRoot makes a tmpfs with the store mounted at /nix/store the new
+// root and execs the system's init there, like switch_root(8).
+func switchRoot(mode Mode) error {
+	if err := os.MkdirAll(sysroot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", sysroot, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", sysroot, err)
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "etc", "nix/store"} {
+		if err := os.MkdirAll(filepath.Join(sysroot, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := mountStore(mode.Tag, filepath.Join(sysroot, StoreDir)); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(sysroot, mode.System)); err != nil {
+		return fmt.Errorf("init=%s: %w", mode.System, err)
+	}
+	for _, d := range []string{"/proc", "/sys", "/dev", "/tmp"} {
+		if err := unix.Mount(d, filepath.Join(sysroot, d), "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s into the new root: %w", d, err)
+		}
+	}
+	if err := os.Chdir(sysroot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", sysroot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	argv := []string{mode.System}
+	if err := unix.Exec(mode.System, argv, os.Environ()); err != nil {
+		return fmt.Errorf("exec init=%s: %w", mode.System, err)
+	}
+	return nil
+}
+
+func powerOff() {
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		fmt.Fprintf(os.Stderr, "tvix-init: power off: %v\n", err)
+	}
+	// PID 1 must not exit (the kernel would panic); wait for the end.
+	for {
+		time.Sleep(time.Hour)
+	}
+}

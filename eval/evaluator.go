@@ -1,0 +1,907 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
+
+// FileType is what readDir / readFileType report.
+type FileType int
+
+const (
+	FileUnknown FileType = iota
+	FileRegular
+	FileDirectory
+	FileSymlink
+)
+
+func (t FileType) String() string {
+	switch t {
+	case FileRegular:
+		return "regular"
+	case FileDirectory:
+		return "directory"
+	case FileSymlink:
+		return "symlink"
+	}
+	return "unknown"
+}
+
+// DirEntry is one entry of a directory listing.
+type DirEntry struct {
+	Name string
+	Type FileType
+}
+
+// IO is how the evaluator reaches files. The CLI passes the real file
+// system (OSIO); tests can pass an in-memory one.
+type IO interface {
+	ReadFile(path string) ([]byte, error)
+	PathExists(path string) (bool, error)
+	ReadDir(path string) ([]DirEntry, error)
+	// FileType does not follow a final symlink.
+	FileType(path string) (FileType, error)
+}
+
+// OSIO is IO on the local file system.
+type OSIO struct{}
+
+func (OSIO) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
+func (OSIO) PathExists(p string) (bool, error) {
+	_, err := os.Lstat(p)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) {
+		return false, nil
+	}
+	if pe := new(fs.PathError); errors.As(err, &pe) && strings.Contains(err.Error(), "not a directory") {
+		return false, nil
+	}
+	return false, err
+}
+func (OSIO) ReadDir(p string) ([]DirEntry, error) {
+	es, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DirEntry, len(es))
+	for i, e := range es {
+		out[i] = DirEntry{Name: e.Name(), Type: modeType(e.Type())}
+	}
+	return out, nil
+}
+func (OSIO) FileType(p string) (FileType, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return FileUnknown, err
+	}
+	return modeType(fi.Mode()), nil
+}
+
+func modeType(m fs.FileMode) FileType {
+	switch {
+	case m.IsRegular():
+		return FileRegular
+	case m.IsDir():
+		return FileDirectory
+	case m&fs.ModeSymlink != 0:
+		return FileSymlink
+	}
+	return FileUnknown
+}
+
+// Options configure an Evaluator.
+type Options struct {
+	IO       IO
+	StoreDir string // default /nix/store
+	// NixPath entries as in NIX_PATH / -I: "name=path" or "path".
+	NixPath []string
+	// Getenv reads environment variables (builtins.getEnv, HOME for ~/).
+	Getenv        func(string) string
+	CurrentSystem string
+	// Builtins adds or replaces builtins: the key is the name under
+	// `builtins` (e.g. "derivationStrict"). Values are usually *PrimOp.
+	Builtins map[string]Value
+	// GlobalBuiltins lists builtin names that are also global variables
+	// (as "derivation", "import" are), in addition to Nix's own list.
+	GlobalBuiltins []string
+	// NixBuiltins adds builtins written in Nix: the source is evaluated
+	// with `builtins` in scope, lazily, e.g. corepkgs' derivation.nix.
+	NixBuiltins map[string]string
+	// CopyToStore is called when a path is used as a string
+	// ("${./foo}"); it returns the store path. Without it the evaluator
+	// computes the path a copy would have (as nix-instantiate --eval in
+	// read-only mode does) without writing anything.
+	CopyToStore func(ev *Evaluator, path string) (string, error)
+	// Trace receives builtins.trace messages (default: stderr).
+	Trace func(msg string)
+	// MaxCallDepth bounds nested calls and thunk forcing (default 20000).
+	MaxCallDepth int
+}
+
+// Evaluator evaluates Nix expressions. It is not safe for concurrent use.
+type Evaluator struct {
+	opts        Options
+	depth       int
+	maxDepth    int
+	curPos      syntax.Pos
+	global      *scope
+	builtins    *Attrs
+	importCache map[string]Value
+	srcCache    map[string]*syntax.Source
+	storeCache  map[string]string
+	ctx         context.Context
+}
+
+// New makes an evaluator with the standard builtins plus opts.Builtins.
+func New(opts Options) *Evaluator {
+	if opts.IO == nil {
+		opts.IO = OSIO{}
+	}
+	if opts.StoreDir == "" {
+		opts.StoreDir = "/nix/store"
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.CurrentSystem == "" {
+		opts.CurrentSystem = "x86_64-linux"
+	}
+	if opts.MaxCallDepth == 0 {
+		opts.MaxCallDepth = 20000
+	}
+	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
+		srcCache: map[string]*syntax.Source{}, storeCache: map[string]string{}, ctx: context.Background()}
+	ev.initBuiltins()
+	return ev
+}
+
+func (ev *Evaluator) StoreDir() string { return ev.opts.StoreDir }
+
+// Builtins returns the builtins attrset.
+func (ev *Evaluator) Builtins() *Attrs { return ev.builtins }
+
+func (ev *Evaluator) getenv(k string) string { return ev.opts.Getenv(k) }
+
+// protect runs f, turning evaluation panics into errors. Evaluation runs
+// with a big stack budget so deep (but bounded) recursion works.
+func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(*Error); ok {
+					err = e
+					return
+				}
+				if se, ok := r.(error); ok && strings.Contains(se.Error(), "stack") {
+					err = &Error{Kind: ErrStackOverflow, Msg: "stack overflow"}
+					return
+				}
+				err = &Error{Kind: ErrEval, Msg: fmt.Sprintf("internal error: %v\n%s", r, debug.Stack())}
+			}
+		}()
+		ev.depth = 0
+		v = f()
+	}()
+	<-done
+	return v, err
+}
+
+func init() {
+	// Deeply nested lazy data (foldl over long lists, long // chains)
+	// recurses deeply; MaxCallDepth keeps it below this.
+	debug.SetMaxStack(4 << 30)
+}
+
+// ParseFile parses a file as source text.
+func ParseSource(name string, text []byte) (syntax.Node, error) {
+	return syntax.Parse(syntax.NewSource(name, text))
+}
+
+// EvalExpr parses and evaluates an expression; relative paths resolve
+// against dir. The result is in weak head normal form.
+func (ev *Evaluator) EvalExpr(text, name, dir string) (Value, error) {
+	return ev.protect(func() Value {
+		return ev.Force(ev.evalSource(syntax.NewSource(name, []byte(text)), dir, nil))
+	})
+}
+
+// EvalFile evaluates a file (or dir/default.nix) as import would.
+func (ev *Evaluator) EvalFile(path string) (Value, error) {
+	return ev.protect(func() Value { return ev.Force(ev.importPath(path, ev.curPos)) })
+}
+
+// Run calls f with evaluation errors turned into returned errors; use it
+// around ForceDeep, Call... from outside the package.
+func (ev *Evaluator) Run(f func() Value) (Value, error) { return ev.protect(f) }
+
+func (ev *Evaluator) evalSource(src *syntax.Source, dir string, extra *Attrs) Value {
+	n, err := syntax.Parse(src)
+	if err != nil {
+		var pe *syntax.ParseError
+		if errors.As(err, &pe) {
+			panic(&Error{Kind: ErrParse, Msg: pe.Msg, Pos: pe.Pos, Cause: err})
+		}
+		panic(&Error{Kind: ErrParse, Msg: err.Error(), Cause: err})
+	}
+	return ev.evalNode(n, dir, extra)
+}
+
+func (ev *Evaluator) evalNode(n syntax.Node, dir string, extra *Attrs) Value {
+	cp := &compiler{ev: ev, dir: dir}
+	sc := ev.global
+	var env *Env
+	if extra != nil {
+		sc = &scope{parent: ev.global, names: map[string]int{}}
+		env = newEnv(nil, len(extra.A))
+		for i, a := range extra.A {
+			sc.names[a.Name] = i
+			env.vals[i] = a.Val
+		}
+	}
+	c := cp.compile(n, sc)
+	return c(ev, env)
+}
+
+// CheckParse parses and compiles without evaluating (nix-instantiate
+// --parse), reporting undefined variables.
+func (ev *Evaluator) CheckParse(text []byte, name, dir string) (syntax.Node, error) {
+	n, err := syntax.Parse(syntax.NewSource(name, text))
+	if err != nil {
+		return nil, err
+	}
+	_, err = ev.protect(func() Value {
+		cp := &compiler{ev: ev, dir: dir}
+		cp.compile(n, ev.global)
+		return nil
+	})
+	return n, err
+}
+
+func (ev *Evaluator) resolveImport(p string) string {
+	if ft, err := ev.opts.IO.FileType(p); err == nil {
+		if ft == FileSymlink {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				if ft2, err := ev.opts.IO.FileType(r); err == nil && ft2 == FileDirectory {
+					return p + "/default.nix"
+				}
+			}
+		}
+		if ft == FileDirectory {
+			return p + "/default.nix"
+		}
+	}
+	return p
+}
+
+func (ev *Evaluator) importPath(p string, pos syntax.Pos) Value {
+	p = ev.resolveImport(p)
+	if v, ok := ev.importCache[p]; ok {
+		return v
+	}
+	text, err := ev.opts.IO.ReadFile(p)
+	if err != nil {
+		ev.throwAt(pos, "getting status of '%s': %s", p, ioErrText(err))
+	}
+	t := &Thunk{c: func(ev *Evaluator, _ *Env) Value {
+		return ev.evalSource(syntax.NewSource(p, text), filepath.Dir(p), nil)
+	}}
+	ev.importCache[p] = t
+	return t
+}
+
+func ioErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return "No such file or directory"
+	}
+	s := err.Error()
+	if s != "" {
+		s = strings.ToUpper(s[:1]) + s[1:]
+	}
+	return s
+}
+
+// Force evaluates v to weak head normal form.
+func (ev *Evaluator) Force(v Value) Value {
+	if t, ok := v.(*Thunk); ok {
+		if t.state == thunkDone {
+			return t.v
+		}
+		return ev.forceThunk(t)
+	}
+	return v
+}
+
+func (ev *Evaluator) forceThunk(t *Thunk) Value {
+	if t.state == thunkRunning {
+		ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
+	}
+	t.state = thunkRunning
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		t.state = thunkPending
+		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+	}
+	defer func() {
+		if t.state == thunkRunning {
+			t.state = thunkPending
+		}
+	}()
+	v := t.c(ev, t.env)
+	if t2, ok := v.(*Thunk); ok {
+		v = ev.Force(t2)
+	}
+	ev.depth--
+	t.v, t.state, t.c, t.env = v, thunkDone, nil, nil
+	return v
+}
+
+// Call applies f to arguments and returns the result forced.
+func (ev *Evaluator) CallN(f Value, args []Value) Value {
+	r := ev.Force(f)
+	for _, a := range args {
+		r = ev.Force(ev.call(r, a, ev.curPos))
+	}
+	return r
+}
+
+// Call1 applies f to one argument, forcing the result.
+func (ev *Evaluator) Call1(f, a Value) Value { return ev.Force(ev.call(ev.Force(f), a, ev.curPos)) }
+
+// call applies a forced function value to one argument; the result may
+// be a thunk.
+func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
+	switch fn := f.(type) {
+	case *Lambda:
+		return ev.callLambda(fn, arg, pos)
+	case *PrimOp:
+		if fn.Arity == 1 {
+			return ev.callPrimOp(fn, []Value{arg}, pos)
+		}
+		return &PrimOpApp{Op: fn, Args: []Value{arg}}
+	case *PrimOpApp:
+		args := make([]Value, len(fn.Args)+1)
+		copy(args, fn.Args)
+		args[len(fn.Args)] = arg
+		if len(args) == fn.Op.Arity {
+			return ev.callPrimOp(fn.Op, args, pos)
+		}
+		return &PrimOpApp{Op: fn.Op, Args: args}
+	case *Attrs:
+		if functor, ok := fn.Get("__functor"); ok {
+			g := ev.Force(ev.call(ev.Force(functor), fn, pos))
+			return ev.call(g, arg, pos)
+		}
+	}
+	ev.throwAt(pos, "attempt to call something which is not a function but %s", showType(f))
+	return nil
+}
+
+func (ev *Evaluator) callPrimOp(p *PrimOp, args []Value, pos syntax.Pos) Value {
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+	}
+	v := p.Fn(ev, args)
+	ev.depth--
+	return v
+}
+
+func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
+	lc := fn.fn
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+	}
+	env := newEnv(fn.env, lc.nslots)
+	if lc.simple {
+		env.vals[0] = arg
+	} else {
+		a := ev.Force(arg)
+		as, ok := a.(*Attrs)
+		if !ok {
+			ev.throwAt(pos, "value is %s while a set was expected", showType(a))
+		}
+		used := 0
+		for _, f := range lc.formals {
+			if i := as.Find(f.name); i >= 0 {
+				env.vals[f.slot] = as.A[i].Val
+				used++
+			} else if f.def != nil {
+				env.vals[f.slot] = nil
+			} else {
+				ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
+			}
+		}
+		for _, f := range lc.formals {
+			if env.vals[f.slot] == nil {
+				env.vals[f.slot] = f.def(ev, env)
+			}
+		}
+		if !lc.ellipsis && used < len(as.A) {
+			for _, x := range as.A {
+				found := false
+				for _, f := range lc.formals {
+					if f.name == x.Name {
+						found = true
+						break
+					}
+				}
+				if !found {
+					ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name)
+				}
+			}
+		}
+		if lc.atSlot >= 0 {
+			env.vals[lc.atSlot] = arg
+		}
+	}
+	v := lc.body(ev, env)
+	ev.depth--
+	return v
+}
+
+func lambdaName(lc *lambdaCode) string {
+	if lc.name != "" {
+		return "function '" + lc.name + "'"
+	}
+	return "anonymous function"
+}
+
+func (ev *Evaluator) forceBool(v Value, pos syntax.Pos) bool {
+	v = ev.Force(v)
+	b, ok := v.(Bool)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a Boolean was expected", showType(v))
+	}
+	return bool(b)
+}
+
+// ForceAttrs forces v and checks it is an attrset.
+func (ev *Evaluator) ForceAttrs(v Value) *Attrs { return ev.forceAttrs(v) }
+
+func (ev *Evaluator) forceAttrs(v Value) *Attrs {
+	v = ev.Force(v)
+	a, ok := v.(*Attrs)
+	if !ok {
+		ev.typeError("a set", v)
+	}
+	return a
+}
+
+func (ev *Evaluator) forceAttrsAt(v Value, pos syntax.Pos) *Attrs {
+	v = ev.Force(v)
+	a, ok := v.(*Attrs)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a set was expected", showType(v))
+	}
+	return a
+}
+
+func (ev *Evaluator) ForceList(v Value) *List { return ev.forceListAt(v, ev.curPos) }
+
+func (ev *Evaluator) forceListAt(v Value, pos syntax.Pos) *List {
+	v = ev.Force(v)
+	l, ok := v.(*List)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a list was expected", showType(v))
+	}
+	return l
+}
+
+func (ev *Evaluator) ForceInt(v Value) int64 {
+	v = ev.Force(v)
+	i, ok := v.(Int)
+	if !ok {
+		ev.typeError("an integer", v)
+	}
+	return int64(i)
+}
+
+func (ev *Evaluator) ForceBool(v Value) bool { return ev.forceBool(v, ev.curPos) }
+
+// ForceString forces a string (no coercion) and returns it with context.
+func (ev *Evaluator) ForceString(v Value) *String {
+	v = ev.Force(v)
+	s, ok := v.(*String)
+	if !ok {
+		ev.typeError("a string", v)
+	}
+	return s
+}
+
+func (ev *Evaluator) forceFunction(v Value) Value {
+	v = ev.Force(v)
+	switch x := v.(type) {
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return v
+	case *Attrs:
+		if _, ok := x.Get("__functor"); ok {
+			return v
+		}
+	}
+	ev.typeError("a function", v)
+	return nil
+}
+
+// ForceDeep evaluates v completely (deepSeq).
+func (ev *Evaluator) ForceDeep(v Value) Value {
+	seen := map[any]bool{}
+	var rec func(v Value)
+	rec = func(v Value) {
+		v = ev.Force(v)
+		switch x := v.(type) {
+		case *List:
+			if seen[x] {
+				return
+			}
+			seen[x] = true
+			ev.depth++
+			for _, it := range x.Items {
+				rec(it)
+			}
+			ev.depth--
+		case *Attrs:
+			if seen[x] {
+				return
+			}
+			seen[x] = true
+			ev.depth++
+			if ev.depth > ev.maxDepth {
+				ev.ThrowKind(ErrStackOverflow, "stack overflow")
+			}
+			for _, a := range x.A {
+				rec(a.Val)
+			}
+			ev.depth--
+		}
+	}
+	rec(v)
+	return ev.Force(v)
+}
+
+func (ev *Evaluator) add(a, b Value, pos syntax.Pos) Value {
+	a = ev.Force(a)
+	switch x := a.(type) {
+	case Int:
+		switch y := ev.Force(b).(type) {
+		case Int:
+			return x + y
+		case Float:
+			return Float(x) + y
+		default:
+			ev.throwAt(pos, "cannot add %s to an integer", showType(y))
+		}
+	case Float:
+		switch y := ev.Force(b).(type) {
+		case Int:
+			return x + Float(y)
+		case Float:
+			return x + y
+		default:
+			ev.throwAt(pos, "cannot add %s to a float", showType(y))
+		}
+	case Path:
+		s := ev.coerceToString(b, pos, false, false)
+		if len(s.Ctx) > 0 {
+			ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
+		}
+		return Path(canonPath(string(x) + s.S))
+	case *String:
+		s := ev.coerceToString(b, pos, false, true)
+		if s.S == "" && len(s.Ctx) == 0 {
+			return x
+		}
+		return &String{S: x.S + s.S, Ctx: MergeContext(x.Ctx, s.Ctx)}
+	}
+	s1 := ev.coerceToString(a, pos, false, true)
+	s2 := ev.coerceToString(b, pos, false, true)
+	return &String{S: s1.S + s2.S, Ctx: MergeContext(s1.Ctx, s2.Ctx)}
+}
+
+func (ev *Evaluator) arith(op byte, a, b Value, pos syntax.Pos) Value {
+	a, b = ev.Force(a), ev.Force(b)
+	if x, ok := a.(Int); ok {
+		if y, ok := b.(Int); ok {
+			switch op {
+			case '-':
+				return x - y
+			case '*':
+				return x * y
+			case '/':
+				if y == 0 {
+					ev.throwAt(pos, "division by zero")
+				}
+				if x == math.MinInt64 && y == -1 {
+					ev.throwAt(pos, "integer overflow in dividing %d / %d", x, y)
+				}
+				return x / y
+			}
+		}
+	}
+	var fx, fy float64
+	switch x := a.(type) {
+	case Int:
+		fx = float64(x)
+	case Float:
+		fx = float64(x)
+	default:
+		ev.throwAt(pos, "value is %s while an integer was expected", showType(a))
+	}
+	switch y := b.(type) {
+	case Int:
+		fy = float64(y)
+	case Float:
+		fy = float64(y)
+	default:
+		ev.throwAt(pos, "value is %s while an integer was expected", showType(b))
+	}
+	switch op {
+	case '-':
+		return Float(fx - fy)
+	case '*':
+		return Float(fx * fy)
+	}
+	if fy == 0 {
+		ev.throwAt(pos, "division by zero")
+	}
+	return Float(fx / fy)
+}
+
+// Equal is Nix's ==.
+func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
+	a, b = ev.Force(a), ev.Force(b)
+	switch x := a.(type) {
+	case Int:
+		switch y := b.(type) {
+		case Int:
+			return x == y
+		case Float:
+			return Float(x) == y
+		}
+		return false
+	case Float:
+		switch y := b.(type) {
+		case Int:
+			return x == Float(y)
+		case Float:
+			return x == y
+		}
+		return false
+	case Bool:
+		y, ok := b.(Bool)
+		return ok && x == y
+	case Null:
+		_, ok := b.(Null)
+		return ok
+	case *String:
+		y, ok := b.(*String)
+		return ok && x.S == y.S
+	case Path:
+		y, ok := b.(Path)
+		return ok && x == y
+	case *List:
+		y, ok := b.(*List)
+		if !ok || len(x.Items) != len(y.Items) {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		for i := range x.Items {
+			if !ev.Equal(x.Items[i], y.Items[i], pos) {
+				return false
+			}
+		}
+		return true
+	case *Attrs:
+		y, ok := b.(*Attrs)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		if ev.isDerivation(x) && ev.isDerivation(y) {
+			o1, ok1 := x.Get("outPath")
+			o2, ok2 := y.Get("outPath")
+			if ok1 && ok2 {
+				return ev.Equal(o1, o2, pos)
+			}
+		}
+		if len(x.A) != len(y.A) {
+			return false
+		}
+		for i := range x.A {
+			if x.A[i].Name != y.A[i].Name {
+				return false
+			}
+		}
+		for i := range x.A {
+			if !ev.Equal(x.A[i].Val, y.A[i].Val, pos) {
+				return false
+			}
+		}
+		return true
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return false
+	}
+	return false
+}
+
+func (ev *Evaluator) isDerivation(a *Attrs) bool {
+	t, ok := a.Get("type")
+	if !ok {
+		return false
+	}
+	s, ok := ev.Force(t).(*String)
+	return ok && s.S == "derivation"
+}
+
+func (ev *Evaluator) lessThan(a, b Value, pos syntax.Pos) bool {
+	return ev.compare(a, b, pos) < 0
+}
+
+// compare orders two values as builtins.lessThan and sort do.
+func (ev *Evaluator) compare(a, b Value, pos syntax.Pos) int {
+	a, b = ev.Force(a), ev.Force(b)
+	switch x := a.(type) {
+	case Int:
+		switch y := b.(type) {
+		case Int:
+			return cmp3(x < y, x > y)
+		case Float:
+			return cmp3(Float(x) < y, Float(x) > y)
+		}
+	case Float:
+		switch y := b.(type) {
+		case Int:
+			return cmp3(x < Float(y), x > Float(y))
+		case Float:
+			return cmp3(x < y, x > y)
+		}
+	case *String:
+		if y, ok := b.(*String); ok {
+			return strings.Compare(x.S, y.S)
+		}
+	case Path:
+		if y, ok := b.(Path); ok {
+			return strings.Compare(string(x), string(y))
+		}
+	case *List:
+		if y, ok := b.(*List); ok {
+			for i := 0; ; i++ {
+				if i == len(y.Items) {
+					if i == len(x.Items) {
+						return 0
+					}
+					return 1
+				}
+				if i == len(x.Items) {
+					return -1
+				}
+				if !ev.Equal(x.Items[i], y.Items[i], pos) {
+					return ev.compare(x.Items[i], y.Items[i], pos)
+				}
+			}
+		}
+	}
+	ev.throwAt(pos, "cannot compare %s with %s", showType(a), showType(b))
+	return 0
+}
+
+func cmp3(lt, gt bool) int {
+	switch {
+	case lt:
+		return -1
+	case gt:
+		return 1
+	}
+	return 0
+}
+
+// CoerceToString converts a value as string interpolation does
+// ("${x}"): strings, paths (copied to the store), and attrsets with
+// __toString or outPath.
+func (ev *Evaluator) CoerceToString(v Value) *String { return ev.coerceToString(v, ev.curPos, false, true) }
+
+// CoerceToStringMore converts as builtins.toString does (also ints,
+// floats, bools, null, lists), without copying paths.
+func (ev *Evaluator) CoerceToStringMore(v Value, copyToStore bool) *String {
+	return ev.coerceToString(v, ev.curPos, true, copyToStore)
+}
+
+func (ev *Evaluator) coerceToString(v Value, pos syntax.Pos, more, copyToStore bool) *String {
+	v = ev.Force(v)
+	switch x := v.(type) {
+	case *String:
+		return x
+	case Path:
+		if copyToStore {
+			sp := ev.copyPathToStore(string(x), pos)
+			return &String{S: sp, Ctx: Context{sp}}
+		}
+		return Str(string(x))
+	case *Attrs:
+		if f, ok := x.Get("__toString"); ok {
+			r := ev.Force(ev.call(ev.Force(f), x, pos))
+			return ev.coerceToString(r, pos, more, copyToStore)
+		}
+		if o, ok := x.Get("outPath"); ok {
+			return ev.coerceToString(o, pos, more, copyToStore)
+		}
+	case Int:
+		if more {
+			return Str(strconv.FormatInt(int64(x), 10))
+		}
+	case Float:
+		if more {
+			return Str(strconv.FormatFloat(float64(x), 'f', 6, 64))
+		}
+	case Bool:
+		if more {
+			if x {
+				return Str("1")
+			}
+			return Str("")
+		}
+	case Null:
+		if more {
+			return Str("")
+		}
+	case *List:
+		if more {
+			var b []byte
+			var ctx Context
+			for i, it := range x.Items {
+				s := ev.coerceToString(it, pos, more, copyToStore)
+				if i > 0 {
+					itv := ev.Force(x.Items[i-1])
+					if l, ok := itv.(*List); !(ok && len(l.Items) == 0) {
+						b = append(b, ' ')
+					}
+				}
+				b = append(b, s.S...)
+				ctx = MergeContext(ctx, s.Ctx)
+			}
+			return &String{S: string(b), Ctx: ctx}
+		}
+	}
+	ev.throwAt(pos, "cannot coerce %s to a string", showType(v))
+	return nil
+}
+
+func (ev *Evaluator) copyPathToStore(p string, pos syntax.Pos) string {
+	if sp, ok := ev.storeCache[p]; ok {
+		return sp
+	}
+	var sp string
+	var err error
+	if ev.opts.CopyToStore != nil {
+		sp, err = ev.opts.CopyToStore(ev, p)
+	} else {
+		sp, err = ev.computeStorePath(p)
+	}
+	if err != nil {
+		ev.throwAt(pos, "copying path '%s' to the store: %v", p, err)
+	}
+	ev.storeCache[p] = sp
+	return sp
+}

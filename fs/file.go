@@ -1,0 +1,141 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tvix-go/tvix/castore"
+)
+
+// fileNode is a castore file; its contents are read from the blob on demand.
+type fileNode struct {
+	gofs.Inode
+	base
+	e entry
+}
+
+var (
+	_ gofs.NodeOpener      = (*fileNode)(nil)
+	_ gofs.NodeGetattrer   = (*fileNode)(nil)
+	_ gofs.NodeGetxattrer  = (*fileNode)(nil)
+	_ gofs.NodeListxattrer = (*fileNode)(nil)
+	_ gofs.NodeWriter      = (*fileNode)(nil)
+)
+
+func (n *fileNode) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.attr(n.e, n.StableAttr().Ino, &out.Attr, out.SetTimeout)
+	return 0
+}
+
+func (n *fileNode) Access(_ context.Context, mask uint32) syscall.Errno {
+	mode := uint32(0o444)
+	if n.e.exec {
+		mode = 0o555
+	}
+	return access(mask, mode)
+}
+
+func (n *fileNode) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr != XattrBlobDigest {
+		return 0, syscall.ENODATA
+	}
+	return xattrValue(n.e.digest.String(), dest)
+}
+
+func (n *fileNode) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	return xattrValue(XattrBlobDigest+"\x00", dest)
+}
+
+// Open makes no service call: the blob is opened by the first read, so
+// opening a file that is never read (exec checks, stat via fd) costs
+// nothing, and a missing blob shows as EIO on read.
+func (n *fileNode) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	// Contents never change, so the page cache survives close and reopen,
+	// and there is nothing to flush on close.
+	return &fileHandle{n: n}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+}
+
+// fileHandle is one open file. The kernel may send several reads of one
+// handle at once (async read); BlobReader.ReadAt is safe for that.
+type fileHandle struct {
+	n *fileNode
+
+	mu sync.Mutex
+	r  castore.BlobReader
+}
+
+var (
+	_ gofs.FileReader   = (*fileHandle)(nil)
+	_ gofs.FileReleaser = (*fileHandle)(nil)
+)
+
+func (h *fileHandle) reader() (castore.BlobReader, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.r != nil {
+		return h.r, nil
+	}
+	t, e := h.n.t, h.n.e
+	// The reader outlives this request (later reads reuse it), so it gets
+	// the tree's context, not the request's.
+	r, err := t.svc.Blobs.Open(t.ctx, e.digest)
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", e.digest, err)
+	}
+	if r.Size() != int64(e.size) {
+		r.Close()
+		return nil, fmt.Errorf("open blob %s: blob has %d bytes, directory says %d", e.digest, r.Size(), e.size)
+	}
+	h.r = r
+	return r, nil
+}
+
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	r, err := h.reader()
+	if err != nil {
+		h.logReadError(off, err)
+		return nil, syscall.EIO
+	}
+	if off >= r.Size() {
+		return fuse.ReadResultData(nil), 0
+	}
+	if rest := r.Size() - off; int64(len(dest)) > rest {
+		dest = dest[:rest]
+	}
+	n, err := r.ReadAt(dest, off)
+	if err != nil && !(errors.Is(err, io.EOF) && n == len(dest)) {
+		h.logReadError(off, err)
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *fileHandle) logReadError(off int64, err error) {
+	lvl := "read blob"
+	if errors.Is(err, castore.ErrNotFound) {
+		lvl = "blob missing"
+	}
+	h.n.t.log.Error(lvl, "path", h.n.Path(nil), "digest", h.n.e.digest.String(), "offset", off, "err", err)
+}
+
+func (h *fileHandle) Release(context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.r != nil {
+		if err := h.r.Close(); err != nil {
+			h.n.t.log.Warn("close blob reader", "digest", h.n.e.digest.String(), "err", err)
+		}
+		h.r = nil
+	}
+	return 0
+}

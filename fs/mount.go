@@ -1,0 +1,257 @@
+package fs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Mount methods, as reported by Mounted.Method.
+const (
+	MethodDirect     = "direct"     // mount(2) on /dev/fuse, needs CAP_SYS_ADMIN
+	MethodFusermount = "fusermount" // the setuid fusermount3/fusermount helper
+)
+
+// Mounted is a live kernel mount of a store tree.
+type Mounted struct {
+	srv        *fuse.Server
+	mountpoint string
+	method     string
+	log        *slog.Logger
+	cancel     context.CancelFunc
+	done       chan struct{}
+
+	once sync.Once
+	err  error
+}
+
+// Mount mounts the store tree at mountpoint and serves it until Unmount,
+// an external unmount, or ctx being cancelled (which unmounts). It tries
+// mount(2) first and falls back to the fusermount helper; if both fail the
+// error names both failures. The mountpoint must be an empty directory
+// that is not a mount point already (see Options.AllowNonEmpty).
+func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (*Mounted, error) {
+	mp, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if err := CheckMountpoint(mp, opts.AllowNonEmpty); err != nil {
+		return nil, err
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	treeCtx, cancel := context.WithCancel(context.Background())
+	raw := NewRawFileSystem(treeCtx, svc, opts)
+
+	mo := fuse.MountOptions{
+		AllowOther: opts.AllowOther,
+		FsName:     "tvix-store",
+		Name:       "tvix",
+		// Bigger requests mean fewer round trips for sequential reads.
+		MaxWrite:     1 << 20,
+		MaxReadAhead: 1 << 20,
+		// security.capability is asked for on every exec; the store has
+		// no such labels, so answer without a round trip to the tree.
+		IgnoreSecurityLabels: true,
+		Debug:                opts.Debug,
+		Logger:               stdlog.New(io.Discard, "", 0),
+	}
+	if opts.Debug {
+		mo.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelDebug)
+	}
+
+	direct := mo
+	direct.DirectMountStrict = true
+	direct.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
+	srv, errDirect := fuse.NewServer(raw, mp, &direct)
+	method := MethodDirect
+	if errDirect != nil {
+		fm := mo
+		fm.Options = []string{"ro", "nosuid", "nodev"}
+		var errFM error
+		srv, errFM = fuse.NewServer(raw, mp, &fm)
+		if errFM != nil {
+			cancel()
+			return nil, fmt.Errorf("mount %s: direct mount(2) failed: %v; fusermount failed: %v", mp, errDirect, strings.TrimSpace(errFM.Error()))
+		}
+		method = MethodFusermount
+		lg.Debug("direct mount failed, mounted with fusermount", "mountpoint", mp, "direct_err", errDirect)
+	}
+
+	m := &Mounted{srv: srv, mountpoint: mp, method: method, log: lg, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		srv.Serve()
+		cancel()
+		close(m.done)
+	}()
+	if err := srv.WaitMount(); err != nil {
+		_ = m.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", mp, err)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			if err := m.Unmount(); err != nil {
+				lg.Error("unmount after cancel", "mountpoint", mp, "err", err)
+			}
+		case <-m.done:
+		}
+	}()
+	lg.Info("mounted store", "mountpoint", mp, "method", method, "list_root", opts.ListRoot)
+	return m, nil
+}
+
+// Mountpoint is the absolute path mounted on.
+func (m *Mounted) Mountpoint() string { return m.mountpoint }
+
+// Method says how the mount was made: MethodDirect or MethodFusermount.
+func (m *Mounted) Method() string { return m.method }
+
+// Done is closed when the filesystem stopped being served.
+func (m *Mounted) Done() <-chan struct{} { return m.done }
+
+// Wait blocks until the filesystem stopped being served.
+func (m *Mounted) Wait() { <-m.done }
+
+// Unmount unmounts and waits until serving stopped. When the mount is
+// busy (a process has a file open or its cwd inside), it is detached
+// lazily instead: it disappears from the namespace at once and is served
+// until the last user lets go.
+func (m *Mounted) Unmount() error {
+	m.once.Do(func() {
+		err := m.srv.Unmount()
+		if err != nil {
+			m.log.Warn("mountpoint busy, detaching lazily", "mountpoint", m.mountpoint, "err", err)
+			err = m.detach()
+		}
+		if err != nil {
+			m.err = fmt.Errorf("unmount %s: %w", m.mountpoint, err)
+			return
+		}
+		<-m.done
+	})
+	return m.err
+}
+
+func (m *Mounted) detach() error {
+	if m.method == MethodDirect {
+		if err := syscall.Unmount(m.mountpoint, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("lazy unmount: %w", err)
+		}
+		return nil
+	}
+	bin, err := exec.LookPath("fusermount3")
+	if err != nil {
+		bin = "fusermount"
+	}
+	if out, err := exec.Command(bin, "-u", "-z", m.mountpoint).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s -u -z: %v: %s", bin, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ErrMountpoint wraps every refusal of a mountpoint.
+var ErrMountpoint = errors.New("unusable mountpoint")
+
+// CheckMountpoint refuses what a mount would hide or fail on: a path that
+// is not a directory, a stale FUSE mount, an existing mount point, and,
+// unless allowNonEmpty, a directory with entries.
+func CheckMountpoint(mp string, allowNonEmpty bool) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("mountpoint %s: %s: %w", mp, fmt.Sprintf(format, args...), ErrMountpoint)
+	}
+	st, err := os.Stat(mp)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return fail("stale FUSE mount (transport endpoint is not connected); unmount it first (fusermount3 -u %s)", mp)
+	case errors.Is(err, os.ErrNotExist):
+		return fail("does not exist")
+	case err != nil:
+		return fail("%v", err)
+	case !st.IsDir():
+		return fail("not a directory")
+	}
+	if fstype, ok, err := mountedAt(mp); err != nil {
+		return fail("reading the mount table: %v", err)
+	} else if ok {
+		return fail("busy: already a mount point (%s); unmount it first", fstype)
+	}
+	if !allowNonEmpty {
+		f, err := os.Open(mp)
+		if err != nil {
+			return fail("%v", err)
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return fail("not empty (contains %q); mounting would hide its contents", names[0])
+		}
+	}
+	return nil
+}
+
+// mountedAt reports whether something is mounted at mp in this mount
+// namespace, and its filesystem type.
+func mountedAt(mp string) (fstype string, ok bool, err error) {
+	real, err := filepath.EvalSymlinks(mp)
+	if err != nil {
+		return "", false, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != real {
+			continue
+		}
+		fstype = "?"
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) {
+				fstype = fields[i+1]
+				break
+			}
+		}
+		return fstype, true, nil
+	}
+	return "", false, sc.Err()
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for space...).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,188 @@
+// Package narcastore converts between NAR streams and castore trees.
+//
+// Ingest reads a NAR once: file contents go straight into
+// BlobService.Put, directories are assembled as the NAR leaves them (leaves
+// first, which is the order DirectoryService.PutMultiple wants), and the
+// NAR's sha256 and size are computed from the same bytes. Render writes the
+// NAR of a castore node, children of a directory in merged byte order of
+// the three lists, streaming each blob; CalculateNAR is Render into a
+// hasher. Neither side holds a whole file in memory.
+//
+// Nodes passed in and returned are anonymous (empty name): the name of a
+// root is the caller's business (a store path basename in a PathInfo).
+package narcastore
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/nar"
+)
+
+type options struct {
+	scan io.Writer
+}
+
+// Option configures Ingest.
+type Option func(*options)
+
+// WithScanner makes Ingest write every NAR byte to w as well, e.g. a
+// refscan.Scanner: scanning the serialisation is exactly what Nix does, so
+// hashes in file names, symlink targets and contents are all found.
+func WithScanner(w io.Writer) Option { return func(o *options) { o.scan = w } }
+
+// countingHash feeds the NAR's sha256 and counts its bytes.
+type countingHash struct {
+	h    hash.Hash
+	n    uint64
+	scan io.Writer
+	err  error
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.h.Write(p)
+	c.n += uint64(len(p))
+	if c.scan != nil && c.err == nil {
+		_, c.err = c.scan.Write(p)
+	}
+	return len(p), nil
+}
+
+// teeReader hashes what it reads, before the NAR parser sees it.
+type teeReader struct {
+	r io.Reader
+	c *countingHash
+}
+
+func (t *teeReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.c.Write(p[:n])
+	}
+	return n, err
+}
+
+type building struct {
+	dir  *castorev1.Directory
+	name []byte
+}
+
+// Ingest reads a NAR from r into blobs and dirs and returns its root node
+// (anonymous), the NAR's size and sha256. Directories enter dirs in one
+// PutMultiple only once the whole NAR has been read and found valid, so on
+// any error dirs is unchanged; blobs written before the error stay as
+// orphans, which castore tolerates.
+func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs castore.DirectoryService, opts ...Option) (*castorev1.Node, uint64, [32]byte, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	ch := &countingHash{h: sha256.New(), scan: o.scan}
+	nr := nar.NewReader(&teeReader{r: r, c: ch})
+
+	var (
+		root   *castorev1.Node
+		stack  []building
+		putter castore.DirectoryPutter
+		sum    [32]byte
+	)
+	fail := func(err error) (*castorev1.Node, uint64, [32]byte, error) {
+		return nil, 0, sum, fmt.Errorf("ingest NAR: %w", err)
+	}
+	// place puts a finished child into its parent, or makes it the root.
+	place := func(n *castorev1.Node) {
+		if len(stack) == 0 {
+			root = n
+			return
+		}
+		d := stack[len(stack)-1].dir
+		switch {
+		case n.GetDirectory() != nil:
+			d.Directories = append(d.Directories, n.GetDirectory())
+		case n.GetFile() != nil:
+			d.Files = append(d.Files, n.GetFile())
+		case n.GetSymlink() != nil:
+			d.Symlinks = append(d.Symlinks, n.GetSymlink())
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		n, err := nr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		// The NAR reader checked entry names and order, so appending to
+		// each list keeps it sorted.
+		name := append([]byte(nil), n.Name...)
+		switch n.Kind {
+		case nar.KindFile:
+			d, err := putBlob(ctx, blobs, n)
+			if err != nil {
+				return fail(err)
+			}
+			place(&castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{
+				Name: name, Digest: d.Bytes(), Size: n.Size, Executable: n.Executable}}})
+		case nar.KindSymlink:
+			place(&castorev1.Node{Node: &castorev1.Node_Symlink{Symlink: &castorev1.SymlinkNode{
+				Name: name, Target: n.Target}}})
+		case nar.KindDirectory:
+			stack = append(stack, building{dir: &castorev1.Directory{}, name: name})
+		case nar.KindEndDirectory:
+			b := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			size, ok := castore.DirectorySize(b.dir)
+			if !ok {
+				return fail(fmt.Errorf("directory %q: entry count overflows", n.Path))
+			}
+			if putter == nil {
+				putter = dirs.PutMultiple(ctx)
+			}
+			if err := putter.Put(b.dir); err != nil {
+				return fail(fmt.Errorf("directory %q: %w", n.Path, err))
+			}
+			dg := castore.DirectoryDigest(b.dir)
+			place(&castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
+				Name: b.name, Digest: dg.Bytes(), Size: size}}})
+		}
+	}
+	if ch.err != nil {
+		return fail(fmt.Errorf("scan references: %w", ch.err))
+	}
+	if putter != nil {
+		got, err := putter.Close()
+		if err != nil {
+			return fail(err)
+		}
+		if want := root.GetDirectory().GetDigest(); string(got[:]) != string(want) {
+			return fail(fmt.Errorf("directory service stored root %s, want %x", got, want))
+		}
+	}
+	copy(sum[:], ch.h.Sum(nil))
+	return root, ch.n, sum, nil
+}
+
+func putBlob(ctx context.Context, blobs castore.BlobService, n *nar.Node) (castore.Digest, error) {
+	bw, err := blobs.Put(ctx)
+	if err != nil {
+		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path, err)
+	}
+	if _, err := io.Copy(bw, n.Contents); err != nil {
+		bw.Abort()
+		return castore.Digest{}, fmt.Errorf("file %q: %w", n.Path, err)
+	}
+	d, err := bw.Close()
+	if err != nil {
+		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path, err)
+	}
+	return d, nil
+}
