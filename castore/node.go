@@ -1,7 +1,9 @@
 package castore
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/tvix-go/tvix/castore/castorev1"
 )
@@ -56,4 +58,21 @@ func RenameNode(n *castorev1.Node, name []byte) *castorev1.Node {
 		return &castorev1.Node{Node: &castorev1.Node_Symlink{Symlink: &castorev1.SymlinkNode{Name: name, Target: n.GetSymlink().Target}}}
 	}
 	return &castorev1.Node{}
+}
+
+// Children lists a directory's entries across its three lists in name
+// (byte) order, the order NAR files and directory listings use.
+func Children(dir *castorev1.Directory) []*castorev1.Node {
+	out := make([]*castorev1.Node, 0, len(dir.GetDirectories())+len(dir.GetFiles())+len(dir.GetSymlinks()))
+	for _, n := range dir.GetDirectories() {
+		out = append(out, &castorev1.Node{Node: &castorev1.Node_Directory{Directory: n}})
+	}
+	for _, n := range dir.GetFiles() {
+		out = append(out, &castorev1.Node{Node: &castorev1.Node_File{File: n}})
+	}
+	for _, n := range dir.GetSymlinks() {
+		out = append(out, &castorev1.Node{Node: &castorev1.Node_Symlink{Symlink: n}})
+	}
+	slices.SortFunc(out, func(a, b *castorev1.Node) int { return bytes.Compare(NodeName(a), NodeName(b)) })
+	return out
 }

@@ -17,7 +17,7 @@ var globalNames = []string{"abort", "baseNameOf", "derivation", "derivationStric
 
 // storeBuiltins need a store; the glue package installs them. Until then
 // they fail with a clear message.
-var storeBuiltins = map[string]int{"derivationStrict": 1, "toFile": 2, "path": 1, "filterSource": 2,
+var storeBuiltins = map[string]int{"derivation": 1, "derivationStrict": 1, "toFile": 2, "path": 1, "filterSource": 2,
 	"storePath": 1, "fetchurl": 1, "fetchTarball": 1, "fetchGit": 1, "fetchMercurial": 1, "fetchTree": 1}
 
 func (ev *Evaluator) initBuiltins() {
@@ -423,9 +423,6 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		f := ev.forceFunction(a[0])
 		acc := a[1]
 		l := ev.ForceList(a[2])
-		if len(l.Items) > 0 {
-			acc = ev.Force(acc)
-		}
 		for _, it := range l.Items {
 			g := ev.Force(ev.call(f, acc, ev.curPos))
 			acc = ev.Force(ev.call(g, it, ev.curPos))
@@ -530,10 +527,21 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	})
 	reg("toPath", 1, func(ev *Evaluator, a []Value) Value { return Str(ev.coerceToPath(a[0])) })
 	reg("pathExists", 1, func(ev *Evaluator, a []Value) Value {
+		raw := ev.coerceToString(a[0], ev.curPos, false, false).S
 		p := ev.coerceToPath(a[0])
 		ok, err := ev.opts.IO.PathExists(p)
 		if err != nil {
 			ev.Throwf("checking whether '%s' exists: %v", p, err)
+		}
+		if ok && (strings.HasSuffix(raw, "/") || strings.HasSuffix(raw, "/.")) {
+			// a trailing slash asks for a directory
+			ft, err := ev.opts.IO.FileType(p)
+			if err == nil && ft == FileSymlink {
+				if r, err := filepath.EvalSymlinks(p); err == nil {
+					ft, err = ev.opts.IO.FileType(r)
+				}
+			}
+			return Bool(err == nil && ft == FileDirectory)
 		}
 		return Bool(ok)
 	})
@@ -609,7 +617,12 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 				return Path(canonPath(cand))
 			}
 		}
-		ev.Throwf("file '%s' was not found in the Nix search path (add it using $NIX_PATH or -I)", name)
+		if rest, ok := strings.CutPrefix(name, "nix/"); ok {
+			if _, ok := corepkgs[rest]; ok {
+				return Path(corepkgsPrefix + rest)
+			}
+		}
+		ev.ThrowKind(ErrThrow, "file '%s' was not found in the Nix search path (add it using $NIX_PATH or -I)", name)
 		return nil
 	})
 	reg("placeholder", 1, func(ev *Evaluator, a []Value) Value {

@@ -34,7 +34,10 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 	if anchored {
 		src = "^(?:" + re + ")$"
 	}
-	rx, err := regexp.CompilePOSIX(src)
+	rx, err := regexp.Compile("(?s)" + src)
+	if err == nil {
+		rx.Longest()
+	}
 	if err != nil {
 		regexCache.Store(key, err)
 		ev.Throwf("invalid regular expression '%s'", re)

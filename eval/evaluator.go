@@ -293,6 +293,9 @@ func (ev *Evaluator) importPath(p string, pos syntax.Pos) Value {
 		return v
 	}
 	text, err := ev.opts.IO.ReadFile(p)
+	if rest, ok := strings.CutPrefix(p, corepkgsPrefix); ok && corepkgs[rest] != "" {
+		text, err = []byte(corepkgs[rest]), nil
+	}
 	if err != nil {
 		ev.throwAt(pos, "getting status of '%s': %s", p, ioErrText(err))
 	}
@@ -706,7 +709,7 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 			return true
 		}
 		for i := range x.Items {
-			if !ev.Equal(x.Items[i], y.Items[i], pos) {
+			if !ev.equalElem(x.Items[i], y.Items[i], pos) {
 				return false
 			}
 		}
@@ -735,7 +738,7 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 			}
 		}
 		for i := range x.A {
-			if !ev.Equal(x.A[i].Val, y.A[i].Val, pos) {
+			if !ev.equalElem(x.A[i].Val, y.A[i].Val, pos) {
 				return false
 			}
 		}
@@ -744,6 +747,27 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 		return false
 	}
 	return false
+}
+
+// equalElem compares members of lists and sets: like C++ Nix, a member
+// shared by both sides (the same unevaluated cell) is equal to itself even
+// when it is a function.
+func (ev *Evaluator) equalElem(a, b Value, pos syntax.Pos) bool {
+	switch x := a.(type) {
+	case *Thunk:
+		if y, ok := b.(*Thunk); ok && x == y {
+			return true
+		}
+	case *Lambda:
+		if y, ok := b.(*Lambda); ok && x == y {
+			return true
+		}
+	case *PrimOp:
+		if y, ok := b.(*PrimOp); ok && x == y {
+			return true
+		}
+	}
+	return ev.Equal(a, b, pos)
 }
 
 func (ev *Evaluator) isDerivation(a *Attrs) bool {

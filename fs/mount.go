@@ -78,7 +78,11 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 	direct := mo
 	direct.DirectMountStrict = true
 	direct.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
-	srv, errDirect := fuse.NewServer(raw, mp, &direct)
+	var srv *fuse.Server
+	errDirect := errors.New("skipped")
+	if !opts.skipDirectMount {
+		srv, errDirect = fuse.NewServer(raw, mp, &direct)
+	}
 	method := MethodDirect
 	if errDirect != nil {
 		fm := mo
@@ -155,14 +159,23 @@ func (m *Mounted) detach() error {
 		}
 		return nil
 	}
-	bin, err := exec.LookPath("fusermount3")
+	bin, err := lookFusermount()
 	if err != nil {
-		bin = "fusermount"
+		return fmt.Errorf("lazy unmount: %w", err)
 	}
 	if out, err := exec.Command(bin, "-u", "-z", m.mountpoint).CombinedOutput(); err != nil {
 		return fmt.Errorf("%s -u -z: %v: %s", bin, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// lookFusermount finds the helper go-fuse uses: fusermount3 (fuse3), else
+// fusermount.
+func lookFusermount() (string, error) {
+	if p, err := exec.LookPath("fusermount3"); err == nil {
+		return p, nil
+	}
+	return exec.LookPath("fusermount")
 }
 
 // ErrMountpoint wraps every refusal of a mountpoint.
@@ -173,7 +186,7 @@ var ErrMountpoint = errors.New("unusable mountpoint")
 // unless allowNonEmpty, a directory with entries.
 func CheckMountpoint(mp string, allowNonEmpty bool) error {
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("mountpoint %s: %s: %w", mp, fmt.Sprintf(format, args...), ErrMountpoint)
+		return fmt.Errorf("%w %s: %s", ErrMountpoint, mp, fmt.Sprintf(format, args...))
 	}
 	st, err := os.Stat(mp)
 	switch {

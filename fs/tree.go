@@ -71,6 +71,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
+
+	// skipDirectMount makes Mount go straight to fusermount (tests of
+	// the fallback run as root, where mount(2) would succeed).
+	skipDirectMount bool
 }
 
 // DefaultTimeout is the per-call service timeout when Options.Timeout is 0.

@@ -118,7 +118,7 @@ func (l *lexer) skipSpace() {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			l.pos++
 		case c == '#':
-			for l.pos < len(l.s) && l.s[l.pos] != '\n' {
+			for l.pos < len(l.s) && l.s[l.pos] != '\n' && l.s[l.pos] != '\r' {
 				l.pos++
 			}
 		case c == '/' && l.at(l.pos+1) == '*':

@@ -81,6 +81,11 @@ func (p *parser) expr() Node {
 			p.lx.next()
 			open := p.expect("{")
 			f := p.formals(open.off)
+			for _, fm := range f.List {
+				if fm.Name == t.text {
+					p.lx.errAt(t.off, "duplicate formal function argument '%s'", t.text)
+				}
+			}
 			p.expect(":")
 			body := p.expr()
 			return &Lambda{Pos: p.pos(t.off), Arg: t.text, Formals: f, Body: body}
@@ -346,6 +351,9 @@ func (p *parser) attrName() AttrName {
 	case t.kind == tDOLLARCURLY:
 		e := p.expr()
 		p.expect("}")
+		if s, ok := e.(*Str); ok {
+			return AttrName{Name: s.V, Pos: p.pos(t.off)}
+		}
 		return AttrName{Dyn: e, Pos: p.pos(t.off)}
 	}
 	p.unexpected(t)

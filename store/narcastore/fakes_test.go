@@ -77,8 +77,10 @@ func (m *memBlobs) Put(context.Context, ...castore.PutOption) (castore.BlobWrite
 	return &blobWriter{m: m, h: blake3.New(32, nil)}, nil
 }
 
-func (m *memBlobs) Chunks(context.Context, castore.Digest) ([]castore.ChunkMeta, error) { return nil, nil }
-func (m *memBlobs) Close() error                                                     { return nil }
+func (m *memBlobs) Chunks(context.Context, castore.Digest) ([]castore.ChunkMeta, error) {
+	return nil, nil
+}
+func (m *memBlobs) Close() error { return nil }
 
 // countingDirs records every directory that enters the store.
 type countingDirs struct {

@@ -1,0 +1,444 @@
+// Package boot starts a QEMU virtual machine whose /nix/store is a
+// virtio-fs share: it builds an initramfs (tvix-init, the kernel modules
+// virtio-fs needs, optionally busybox) and runs QEMU with the
+// vhost-user-fs device on a virtiofs socket, either an existing one (a
+// running daemon) or one served in-process from a fuse.RawFileSystem.
+package boot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/virtiofs"
+)
+
+// Config describes one boot. Exactly one of Run, Shell, Find, System
+// selects what the guest does; exactly one of Socket and FS provides the
+// store.
+type Config struct {
+	Run    []string // tvix.run: run this, report its exit status
+	Shell  bool     // tvix.shell: interactive shell on the console
+	Find   bool     // tvix.find: list /nix/store
+	System string   // init=: switch_root into this system's init
+
+	Socket string             // vhost-user socket of a running virtiofs server
+	FS     fuse.RawFileSystem // or: serve this tree in-process
+	// VirtiofsOptions tune the in-process server.
+	VirtiofsOptions virtiofs.Options
+
+	Kernel     string // default: newest /boot/vmlinuz-*
+	ModulesDir string // default: /lib/modules/<release of Kernel>
+	Init       string // tvix-init binary; see findInit
+	QEMU       string // default: qemu-system-x86_64 from PATH
+	Busybox    string // static busybox for Shell; default /bin/busybox
+	Machine    string // MachineMicroVM (default) or MachineQ35
+	Accel      string // "auto" (default: KVM if usable), "kvm" or "tcg"
+	CPUs       int    // default 1
+	MemoryMB   int    // default 512
+	Tag        string // virtio-fs tag, default "tvix"
+	Append     []string
+
+	// BootTimeout bounds the time until the guest has mounted the store
+	// (default 60s); Timeout bounds the whole run (default: none).
+	BootTimeout, Timeout time.Duration
+
+	Stdin          io.Reader // only used with Shell
+	Stdout, Stderr io.Writer // default os.Stdout, os.Stderr
+	Logger         *slog.Logger
+}
+
+// Result is what a boot ended with.
+type Result struct {
+	// ExitCode is the guest command's status (Run), 0 otherwise.
+	ExitCode int
+	// Accel is the accelerator used ("kvm" or "tcg").
+	Accel string
+	// Ready is the time from QEMU start until the store was mounted;
+	// Total until QEMU exited.
+	Ready, Total time.Duration
+}
+
+// Run boots the VM and waits for it to finish.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	res := Result{}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return res, err
+	}
+	qemu, err := findQEMU(c.QEMU)
+	if err != nil {
+		return res, err
+	}
+	kernel, release, err := findKernel(c.Kernel)
+	if err != nil {
+		return res, err
+	}
+	initBin, err := findInit(c.Init)
+	if err != nil {
+		return res, err
+	}
+	spec := InitramfsSpec{Init: initBin}
+	if c.Shell {
+		if spec.Shell, err = findShell(c.Busybox); err != nil {
+			return res, err
+		}
+	}
+	modDir := c.ModulesDir
+	if modDir == "" {
+		modDir = filepath.Join("/lib/modules", release)
+	}
+	if _, err := os.Stat(filepath.Join(modDir, "modules.dep")); err == nil {
+		spec.ModulesDir, spec.Modules = modDir, modulesFor(c.Machine)
+	} else if c.ModulesDir != "" {
+		return res, fmt.Errorf("modules directory %s: %w", c.ModulesDir, err)
+	} else {
+		c.Logger.Warn("no modules for the kernel; assuming virtio-fs is built in", "kernel", kernel, "looked-in", modDir)
+	}
+	res.Accel = c.Accel
+	if c.Accel == "auto" {
+		res.Accel = "tcg"
+		if kvmUsable() {
+			res.Accel = "kvm"
+		}
+	} else if c.Accel == "kvm" && !kvmUsable() {
+		return res, errors.New("--accel kvm: /dev/kvm is missing or not accessible (load kvm_intel/kvm_amd, join group kvm) ")
+	}
+
+	tmp, err := os.MkdirTemp("", "tvix-boot-")
+	if err != nil {
+		return res, fmt.Errorf("create work directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	initrd := filepath.Join(tmp, "initramfs.cpio")
+	if err := writeInitramfsFile(initrd, spec); err != nil {
+		return res, fmt.Errorf("build initramfs: %w", err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	sock := c.Socket
+	if c.FS != nil {
+		sock = filepath.Join(tmp, "virtiofs.sock")
+		l, err := virtiofs.Listen(sock)
+		if err != nil {
+			return res, err
+		}
+		srvCtx, stopSrv := context.WithCancel(context.Background())
+		srvDone := make(chan struct{})
+		go func() {
+			defer close(srvDone)
+			if err := virtiofs.ServeListener(srvCtx, l, c.FS, c.VirtiofsOptions); err != nil {
+				cancel(fmt.Errorf("in-process virtiofs server failed: %w", err))
+			}
+		}()
+		defer func() { stopSrv(); <-srvDone }()
+	}
+	if err := waitSocket(ctx, sock, 10*time.Second); err != nil {
+		return res, err
+	}
+
+	cmdline := append(kernelCmdline(c.Machine), c.modeParams()...)
+	cmdline = append(cmdline, c.Append...)
+	stdinTTY := false
+	if f, ok := c.Stdin.(*os.File); ok && c.Shell {
+		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			stdinTTY = true
+		}
+	}
+	args := qemuArgs(qemuSpec{
+		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
+		kernel: kernel, initrd: initrd, sock: sock, tag: c.Tag,
+		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY,
+	})
+	c.Logger.Debug("starting QEMU", "qemu", qemu, "args", args)
+	return c.runQEMU(ctx, cancel, qemu, args, sock, res)
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	r := *c
+	modes := 0
+	for _, on := range []bool{len(r.Run) > 0, r.Shell, r.Find, r.System != ""} {
+		if on {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return r, errors.New("choose exactly one of: run a command, shell, find, system (init=)")
+	}
+	if r.System != "" && !strings.HasPrefix(r.System, "/") {
+		return r, fmt.Errorf("system init %q: want an absolute path", r.System)
+	}
+	if (r.Socket == "") == (r.FS == nil) {
+		return r, errors.New("give either a virtiofs socket or a file system to serve")
+	}
+	if r.Machine == "" {
+		r.Machine = MachineMicroVM
+	}
+	if r.Machine != MachineMicroVM && r.Machine != MachineQ35 {
+		return r, fmt.Errorf("machine %q: want %s or %s", r.Machine, MachineMicroVM, MachineQ35)
+	}
+	if r.Accel == "" {
+		r.Accel = "auto"
+	}
+	if r.Accel != "auto" && r.Accel != "kvm" && r.Accel != "tcg" {
+		return r, fmt.Errorf("accel %q: want auto, kvm or tcg", r.Accel)
+	}
+	if r.CPUs <= 0 {
+		r.CPUs = 1
+	}
+	if r.MemoryMB <= 0 {
+		r.MemoryMB = 512
+	}
+	if r.MemoryMB < 64 {
+		return r, fmt.Errorf("memory %dM: want at least 64M", r.MemoryMB)
+	}
+	if r.Tag == "" {
+		r.Tag = guest.DefaultTag
+	}
+	if r.BootTimeout <= 0 {
+		r.BootTimeout = 60 * time.Second
+	}
+	if r.Stdout == nil {
+		r.Stdout = os.Stdout
+	}
+	if r.Stderr == nil {
+		r.Stderr = os.Stderr
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r, nil
+}
+
+func (c *Config) modeParams() []string {
+	var p []string
+	if c.Tag != guest.DefaultTag {
+		p = append(p, guest.KeyTag+"="+c.Tag)
+	}
+	switch {
+	case len(c.Run) > 0:
+		p = append(p, guest.EncodeRun(c.Run))
+	case c.Shell:
+		p = append(p, guest.KeyShell)
+	case c.Find:
+		p = append(p, guest.KeyFind)
+	case c.System != "":
+		p = append(p, guest.KeyInit+"="+c.System)
+	}
+	return p
+}
+
+func writeInitramfsFile(path string, spec InitramfsSpec) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteInitramfs(f, spec); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// waitSocket returns once the vhost-user socket accepts a connection:
+// QEMU gives up at once if it cannot connect.
+func waitSocket(ctx context.Context, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("virtiofs socket %s does not accept connections after %v (is `tvix virtiofs` or the daemon running?): %w", path, timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// vhostFailures are QEMU messages meaning the virtiofs server went away.
+var vhostFailures = []string{
+	"vhost_user", "vhost-user", "vhost_set_", "vhost_get_", "Failed to read msg header",
+	"Failed to set msg fds", "vhost lacks feature", "Disconnected", "Connection reset",
+}
+
+func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qemu string, args []string, sock string, res Result) (Result, error) {
+	cmd := exec.Command(qemu, args...)
+	// If tvix dies, QEMU must not live on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: !c.Shell}
+	if c.Shell && c.Stdin != nil {
+		cmd.Stdin = c.Stdin
+	}
+	var (
+		mu      sync.Mutex
+		ready   bool
+		final   *guest.Marker
+		tail    []string
+		readyCh = make(chan struct{})
+		finalCh = make(chan struct{})
+	)
+	filter := newConsoleFilter(c.Stdout, !c.Shell, func(m guest.Marker, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			c.Logger.Warn("unreadable marker from the guest", "err", err)
+			return
+		}
+		switch {
+		case m.Ready && !ready:
+			ready = true
+			close(readyCh)
+		case (m.Exit || m.Fail != "") && final == nil:
+			final = &m
+			close(finalCh)
+		}
+	})
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("start %s: %w", qemu, err)
+	}
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() {
+		defer readers.Done()
+		io.Copy(filter, stdout)
+		filter.Flush()
+	}()
+	go func() {
+		defer readers.Done()
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			tail = append(tail, line)
+			if len(tail) > 20 {
+				tail = tail[1:]
+			}
+			mu.Unlock()
+			c.Logger.Debug("qemu", "stderr", line)
+			for _, pat := range vhostFailures {
+				if strings.Contains(line, pat) {
+					cancel(fmt.Errorf("virtio-fs server on %s went away or failed (QEMU: %s)", sock, line))
+					break
+				}
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() {
+		readers.Wait() // Wait closes the pipes: drain them first
+		exited <- cmd.Wait()
+	}()
+	kill := func() {
+		cmd.Process.Kill()
+	}
+	qemuTail := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(tail) == 0 {
+			return ""
+		}
+		return "; QEMU said:\n  " + strings.Join(tail, "\n  ")
+	}
+
+	bootTimer := time.NewTimer(c.BootTimeout)
+	defer bootTimer.Stop()
+	var total <-chan time.Time
+	if c.Timeout > 0 {
+		t := time.NewTimer(c.Timeout)
+		defer t.Stop()
+		total = t.C
+	}
+	var waitErr error
+	var failure error
+	finalSeen := false
+loop:
+	for {
+		select {
+		case waitErr = <-exited:
+			break loop
+		case <-readyCh:
+			res.Ready = time.Since(start)
+			bootTimer.Stop()
+			readyCh = nil
+		case <-finalCh:
+			finalCh = nil
+			finalSeen = true
+			// The guest powers off next; don't wait on a hung QEMU.
+			bootTimer.Reset(15 * time.Second)
+		case <-bootTimer.C:
+			if finalSeen {
+				failure = errors.New("QEMU did not exit within 15s of the guest powering off")
+			} else {
+				failure = fmt.Errorf("the guest did not mount the store within %v (kernel or init stuck? output above)%s", c.BootTimeout, qemuTail())
+			}
+			kill()
+			waitErr = <-exited
+			break loop
+		case <-total:
+			failure = fmt.Errorf("the VM ran longer than %v", c.Timeout)
+			kill()
+			waitErr = <-exited
+			break loop
+		case <-ctx.Done():
+			failure = context.Cause(ctx)
+			kill()
+			waitErr = <-exited
+			break loop
+		}
+	}
+	res.Total = time.Since(start)
+	mu.Lock()
+	fin := final
+	mu.Unlock()
+	switch {
+	case fin != nil && fin.Fail != "":
+		return res, fmt.Errorf("guest init failed: %s", fin.Fail)
+	case fin != nil && fin.Exit:
+		res.ExitCode = fin.ExitCode
+		if failure != nil {
+			c.Logger.Warn("VM shutdown", "err", failure)
+		}
+		return res, nil
+	case failure != nil:
+		return res, failure
+	case waitErr != nil:
+		return res, fmt.Errorf("QEMU failed: %v%s", waitErr, qemuTail())
+	case len(c.Run) > 0 || c.Find:
+		return res, fmt.Errorf("the guest powered off without reporting a result (kernel panic? output above)%s", qemuTail())
+	}
+	return res, nil
+}

@@ -1,0 +1,224 @@
+// Package fstree moves trees between a local filesystem and castore:
+// Import hashes and uploads files in parallel and stores the directory
+// closure; Export writes a node back out.
+package fstree
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// Progress counts what an import has done so far; safe to read while it runs.
+type Progress struct {
+	Files atomic.Int64
+	Bytes atomic.Int64
+}
+
+// ImportOptions tune Import.
+type ImportOptions struct {
+	// Workers bounds the files hashed and uploaded at once (default 2×CPUs).
+	Workers  int
+	Progress *Progress
+}
+
+type entry struct {
+	name     string
+	path     string
+	mode     os.FileMode
+	children []*entry // directories only, sorted by name
+	node     *castorev1.Node
+}
+
+// Import stores the tree at path (a directory, file or symlink) and returns
+// its root node, named by the last element of path.
+func Import(ctx context.Context, path string, blobs castore.BlobService, dirs castore.DirectoryService, opts ImportOptions) (*castorev1.Node, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.Progress == nil {
+		opts.Progress = &Progress{}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	root := &entry{name: filepath.Base(path), path: path, mode: fi.Mode()}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan *entry)
+	var wg sync.WaitGroup
+	for i := 0; i < opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := importFile(ctx, e, blobs, opts.Progress); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	walkErr := walk(ctx, root, jobs)
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	if !root.mode.IsDir() {
+		return root.node, nil
+	}
+	putter := dirs.PutMultiple(ctx)
+	if err := buildDirectories(root, putter); err != nil {
+		return nil, err
+	}
+	if _, err := putter.Close(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return root.node, nil
+}
+
+// walk reads the tree, handing regular files to the workers as it goes.
+func walk(ctx context.Context, e *entry, jobs chan<- *entry) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	switch {
+	case e.mode.IsRegular():
+		select {
+		case jobs <- e:
+		case <-ctx.Done():
+		}
+		return nil
+	case e.mode&os.ModeSymlink != 0:
+		target, err := os.Readlink(e.path)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", e.path, err)
+		}
+		if r := castore.ValidateSymlinkTarget([]byte(target)); r != "" {
+			return fmt.Errorf("import %s: %s", e.path, r)
+		}
+		e.node = &castorev1.Node{Node: &castorev1.Node_Symlink{Symlink: &castorev1.SymlinkNode{Name: []byte(e.name), Target: []byte(target)}}}
+		return nil
+	case e.mode.IsDir():
+		des, err := os.ReadDir(e.path) // sorted by name, i.e. by bytes
+		if err != nil {
+			return fmt.Errorf("import %s: %w", e.path, err)
+		}
+		for _, de := range des {
+			info, err := de.Info()
+			if err != nil {
+				return fmt.Errorf("import %s: %w", filepath.Join(e.path, de.Name()), err)
+			}
+			c := &entry{name: de.Name(), path: filepath.Join(e.path, de.Name()), mode: info.Mode()}
+			e.children = append(e.children, c)
+			if err := walk(ctx, c, jobs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("import %s: unsupported file type %s (only regular files, directories and symlinks can be stored)", e.path, e.mode.Type())
+}
+
+func importFile(ctx context.Context, e *entry, blobs castore.BlobService, p *Progress) error {
+	f, err := os.Open(e.path)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", e.path, err)
+	}
+	defer f.Close()
+	w, err := blobs.Put(ctx)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", e.path, err)
+	}
+	n, err := io.Copy(progressWriter{w, p}, f)
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("import %s: %w", e.path, err)
+	}
+	d, err := w.Close()
+	if err != nil {
+		return fmt.Errorf("import %s: %w", e.path, err)
+	}
+	p.Files.Add(1)
+	e.node = &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{
+		Name: []byte(e.name), Digest: d.Bytes(), Size: uint64(n), Executable: e.mode&0o100 != 0,
+	}}}
+	return nil
+}
+
+type progressWriter struct {
+	w io.Writer
+	p *Progress
+}
+
+func (pw progressWriter) Write(b []byte) (int, error) {
+	n, err := pw.w.Write(b)
+	pw.p.Bytes.Add(int64(n))
+	return n, err
+}
+
+// ReadFrom keeps io.Copy's buffer large; blob writers cut chunks anyway.
+func (pw progressWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			m, werr := pw.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// buildDirectories puts directories leaves first and sets e.node.
+func buildDirectories(e *entry, p castore.DirectoryPutter) error {
+	dir := &castorev1.Directory{}
+	for _, c := range e.children {
+		if c.mode.IsDir() {
+			if err := buildDirectories(c, p); err != nil {
+				return err
+			}
+		}
+		switch n := c.node.GetNode().(type) {
+		case *castorev1.Node_Directory:
+			dir.Directories = append(dir.Directories, n.Directory)
+		case *castorev1.Node_File:
+			dir.Files = append(dir.Files, n.File)
+		case *castorev1.Node_Symlink:
+			dir.Symlinks = append(dir.Symlinks, n.Symlink)
+		}
+	}
+	if err := p.Put(dir); err != nil {
+		return fmt.Errorf("import %s: %w", e.path, err)
+	}
+	size, _ := castore.DirectorySize(dir)
+	e.node = &castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
+		Name: []byte(e.name), Digest: castore.DirectoryDigest(dir).Bytes(), Size: size,
+	}}}
+	return nil
+}

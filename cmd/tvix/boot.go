@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/urfave/cli/v2"
+
+	"github.com/tvix-go/tvix/boot"
+	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/virtiofs"
+)
+
+func init() {
+	// A static tvix binary can be the guest's /init when no tvix-init is
+	// installed: the kernel runs it as /init.
+	personalities["init"] = func([]string) int { return guest.Main() }
+	boot.SelfCanBeInit = true
+
+	register(&cli.Command{
+		Name:      "virtiofs",
+		Usage:     "serve a tree to VMs as a vhost-user virtio-fs device",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "socket", Required: true, Usage: "vhost-user `PATH` for QEMU's -chardev socket"},
+			&cli.StringFlag{Name: "dir", Usage: "serve this host `DIR` (until the store tree is wired in)"},
+			&cli.IntFlag{Name: "request-queues", Value: 1, Usage: "request queues offered (QEMU num-request-queues)"},
+			&cli.IntFlag{Name: "workers", Usage: "FUSE requests served at once per VM (default 2×CPUs)"},
+		},
+		Action: func(c *cli.Context) error {
+			rawFS, err := treeFromFlags(c)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			slog.Info("serving virtio-fs", "socket", c.String("socket"))
+			return virtiofs.Serve(ctx, c.String("socket"), rawFS, virtiofs.Options{
+				RequestQueues: c.Int("request-queues"), Workers: c.Int("workers"),
+			})
+		},
+	})
+
+	register(&cli.Command{
+		Name:      "boot",
+		Usage:     "boot a QEMU VM with the store as /nix/store over virtio-fs",
+		ArgsUsage: "[-- ARGS for --run]",
+		Description: "Exactly one of --run, --shell, --find, --system. The store comes from a running\n" +
+			"server (--virtiofs-socket) or is served in-process (--dir).\n" +
+			"Example: tvix boot --dir /nix/store --run /nix/store/...-hello/bin/hello",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "run", Usage: "run `PROGRAM` in the guest (extra args after --) and exit with its status"},
+			&cli.BoolFlag{Name: "shell", Usage: "interactive busybox shell on the console"},
+			&cli.BoolFlag{Name: "find", Usage: "list /nix/store as the guest sees it"},
+			&cli.StringFlag{Name: "system", Usage: "switch_root into this system's init `PATH` (kernel init=)"},
+			&cli.StringFlag{Name: "virtiofs-socket", Usage: "vhost-user `PATH` of a running `tvix virtiofs`/daemon"},
+			&cli.StringFlag{Name: "dir", Usage: "serve this host `DIR` as /nix/store in-process"},
+			&cli.StringFlag{Name: "kernel", Usage: "kernel `PATH` (default: newest /boot/vmlinuz-*)"},
+			&cli.StringFlag{Name: "modules", Usage: "module `DIR` matching the kernel (default /lib/modules/RELEASE)"},
+			&cli.StringFlag{Name: "init", Usage: "tvix-init `PATH` (default: next to tvix, in PATH, or tvix itself)", EnvVars: []string{"TVIX_INIT"}},
+			&cli.StringFlag{Name: "qemu", Usage: "QEMU `PATH` (default qemu-system-x86_64)"},
+			&cli.StringFlag{Name: "busybox", Usage: "static busybox `PATH` for --shell (default /bin/busybox)"},
+			&cli.StringFlag{Name: "machine", Value: boot.MachineMicroVM, Usage: "microvm (virtio-mmio, fastest) or q35 (virtio-pci)"},
+			&cli.StringFlag{Name: "accel", Value: "auto", Usage: "auto (KVM when /dev/kvm is usable), kvm or tcg"},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "virtual CPUs"},
+			&cli.IntFlag{Name: "memory", Value: 512, Usage: "guest memory in `MiB`"},
+			&cli.StringFlag{Name: "tag", Value: guest.DefaultTag, Usage: "virtio-fs tag"},
+			&cli.StringSliceFlag{Name: "append", Usage: "extra kernel command line `PARAM`s"},
+			&cli.DurationFlag{Name: "boot-timeout", Value: 60 * time.Second, Usage: "give up when the store is not mounted by then"},
+			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (default: no limit)"},
+			&cli.BoolFlag{Name: "times", Usage: "print boot timings to stderr"},
+		},
+		Action: bootAction,
+	})
+}
+
+func bootAction(c *cli.Context) error {
+	cfg := boot.Config{
+		Shell: c.Bool("shell"), Find: c.Bool("find"), System: c.String("system"),
+		Socket: c.String("virtiofs-socket"), Kernel: c.String("kernel"), ModulesDir: c.String("modules"),
+		Init: c.String("init"), QEMU: c.String("qemu"), Busybox: c.String("busybox"),
+		Machine: c.String("machine"), Accel: c.String("accel"), CPUs: c.Int("cpus"), MemoryMB: c.Int("memory"),
+		Tag: c.String("tag"), Append: c.StringSlice("append"),
+		BootTimeout: c.Duration("boot-timeout"), Timeout: c.Duration("timeout"),
+		Stdin: os.Stdin,
+	}
+	if p := c.String("run"); p != "" {
+		cfg.Run = append([]string{p}, c.Args().Slice()...)
+	} else if c.Args().Present() {
+		return fmt.Errorf("unexpected arguments %q (arguments go to --run PROGRAM)", c.Args().Slice())
+	}
+	if c.String("dir") != "" {
+		if cfg.Socket != "" {
+			return errors.New("--dir and --virtiofs-socket exclude each other")
+		}
+		rawFS, err := treeFromFlags(c)
+		if err != nil {
+			return err
+		}
+		cfg.FS = rawFS
+	}
+	if cfg.Socket == "" && cfg.FS == nil {
+		return errors.New("no store: pass --virtiofs-socket PATH (a running `tvix virtiofs`) or --dir DIR")
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM)
+	defer stop()
+	if !cfg.Shell {
+		// In the shell ^C belongs to the guest; elsewhere it stops the VM.
+		var stopInt context.CancelFunc
+		ctx, stopInt = signal.NotifyContext(ctx, os.Interrupt)
+		defer stopInt()
+	}
+	res, err := boot.Run(ctx, cfg)
+	if c.Bool("times") {
+		fmt.Fprintf(os.Stderr, "tvix boot: accel=%s ready=%v total=%v\n", res.Accel, res.Ready.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	}
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return cli.Exit("", res.ExitCode)
+	}
+	return nil
+}
+
+// treeFromFlags serves --dir. The lead wires the castore tree here.
+func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, error) {
+	dir := c.String("dir")
+	if dir == "" {
+		return nil, errors.New("nothing to serve: pass --dir DIR")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("--dir %s: not a directory (%v)", dir, err)
+	}
+	root, err := fs.NewLoopbackRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", dir, err)
+	}
+	return fs.NewNodeFS(root, &fs.Options{}), nil
+}

@@ -1,0 +1,251 @@
+// Package evalcli implements the command lines of the evaluator
+// (nix-instantiate's arguments) so that the tvix binary and the language
+// tests share them.
+package evalcli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tvix-go/tvix/eval"
+)
+
+type instOpts struct {
+	eval, strict, json, xml, location, parse, showTrace, exprMode bool
+	attrPaths                                                    []string
+	args                                                         []autoArg
+	include                                                      []string
+	files                                                        []string
+}
+
+type autoArg struct {
+	name, val string
+	isStr     bool
+}
+
+func parseInstArgs(args []string, evalMode bool) (*instOpts, error) {
+	o := &instOpts{eval: evalMode, location: true}
+	need := func(i, n int, flag string) error {
+		if i+n >= len(args) {
+			return fmt.Errorf("flag '%s' requires %d argument(s)", flag, n)
+		}
+		return nil
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch a {
+		case "--eval", "--eval-only":
+			o.eval = true
+		case "--strict":
+			o.strict = true
+		case "--json":
+			o.json = true
+		case "--xml":
+			o.xml = true
+		case "--no-location":
+			o.location = false
+		case "--parse", "--parse-only":
+			o.parse = true
+		case "--show-trace":
+			o.showTrace = true
+		case "--no-show-trace":
+			o.showTrace = false
+		case "-E", "--expr":
+			o.exprMode = true
+		case "--read-write-mode", "--readonly-mode", "-r", "--dry-run", "--indirect", "--quiet", "-v", "--verbose",
+			"--impure", "--no-build-output", "-Q", "--repair":
+		case "--timeout", "--add-root", "--max-jobs", "-j", "--store", "--cores":
+			if err := need(i, 1, a); err != nil {
+				return nil, err
+			}
+			i++
+		case "--option":
+			if err := need(i, 2, a); err != nil {
+				return nil, err
+			}
+			i += 2
+		case "-A", "--attr":
+			if err := need(i, 1, a); err != nil {
+				return nil, err
+			}
+			o.attrPaths = append(o.attrPaths, args[i+1])
+			i++
+		case "--arg", "--argstr":
+			if err := need(i, 2, a); err != nil {
+				return nil, err
+			}
+			o.args = append(o.args, autoArg{name: args[i+1], val: args[i+2], isStr: a == "--argstr"})
+			i += 2
+		case "-I", "--include":
+			if err := need(i, 1, a); err != nil {
+				return nil, err
+			}
+			o.include = append(o.include, args[i+1])
+			i++
+		case "--help":
+			return nil, errors.New("usage: nix-instantiate [--eval [--strict] [--json|--xml]] [--parse] [-E] [-A attr] [--arg name expr] [--argstr name str] [-I path] files...")
+		default:
+			if strings.HasPrefix(a, "-I") && len(a) > 2 {
+				o.include = append(o.include, a[2:])
+				continue
+			}
+			if strings.HasPrefix(a, "-") && a != "-" {
+				return nil, fmt.Errorf("unrecognised flag '%s'", a)
+			}
+			o.files = append(o.files, a)
+		}
+	}
+	return o, nil
+}
+
+// NixPath combines -I entries with $NIX_PATH, -I first.
+func NixPath(include []string, getenv func(string) string) []string {
+	out := append([]string(nil), include...)
+	if np := getenv("NIX_PATH"); np != "" {
+		for _, e := range splitNixPath(np) {
+			if e != "" {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// splitNixPath splits on ':' but keeps URLs (https://...) whole.
+func splitNixPath(s string) []string {
+	var out []string
+	cur := ""
+	parts := strings.Split(s, ":")
+	for i := 0; i < len(parts); i++ {
+		p := parts[i]
+		if i+1 < len(parts) && strings.HasPrefix(parts[i+1], "//") {
+			p += ":" + parts[i+1]
+			i++
+		}
+		out = append(out, cur+p)
+	}
+	return out
+}
+
+// Run acts as nix-instantiate (evalMode: as if --eval was given) and
+// returns the exit status. getenv supplies NIX_PATH, HOME and the
+// variables builtins.getEnv sees.
+func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	o, err := parseInstArgs(args, evalMode)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 1
+	}
+	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv})
+	cwd, _ := os.Getwd()
+	fail := func(err error) int {
+		var e *eval.Error
+		if errors.As(err, &e) {
+			fmt.Fprintln(stderr, e.Format(o.showTrace))
+		} else {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+		}
+		return 1
+	}
+	if !o.eval && !o.parse {
+		fmt.Fprintln(stderr, "error: writing derivations (.drv files) needs a Nix store, which tvix instantiate does not have yet; use --eval or --parse")
+		return 1
+	}
+	if len(o.files) == 0 {
+		if o.exprMode {
+			return 0
+		}
+		o.files = []string{"./default.nix"}
+	}
+	var autoArgs []eval.Attr
+	for _, a := range o.args {
+		if a.isStr {
+			autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: eval.Str(a.val)})
+			continue
+		}
+		v, err := ev.EvalExpr(a.val, "«string»", cwd)
+		if err != nil {
+			return fail(err)
+		}
+		autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: v})
+	}
+	autoSet := eval.NewAttrs(autoArgs)
+	for _, f := range o.files {
+		var text []byte
+		name, dir := "", cwd
+		switch {
+		case f == "-":
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return fail(err)
+			}
+			text, name = b, "«stdin»"
+		case o.exprMode:
+			text, name = []byte(f), "«string»"
+		}
+		if o.parse {
+			if text == nil {
+				p, _ := filepath.Abs(f)
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return fail(err)
+				}
+				text, name, dir = b, p, filepath.Dir(p)
+			}
+			n, err := ev.CheckParse(text, name, dir)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintln(stdout, eval.PrintSyntax(n))
+			continue
+		}
+		var root eval.Value
+		if text != nil {
+			root, err = ev.EvalExpr(string(text), name, dir)
+		} else {
+			p, _ := filepath.Abs(f)
+			root, err = ev.EvalFile(p)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		paths := o.attrPaths
+		if len(paths) == 0 {
+			paths = []string{""}
+		}
+		for _, ap := range paths {
+			var out bytes.Buffer
+			_, err := ev.Run(func() eval.Value {
+				v := ev.FindAttrPath(root, ap, autoSet)
+				if len(autoArgs) > 0 {
+					v = ev.AutoCall(v, autoSet)
+				}
+				switch {
+				case o.xml:
+					out.WriteString(ev.ToXML(v, o.strict))
+				case o.json:
+					out.WriteString(ev.ToJSON(v))
+					out.WriteByte('\n')
+				default:
+					if o.strict {
+						ev.ForceDeep(v)
+					}
+					out.WriteString(eval.PrintValue(ev, v, false))
+					out.WriteByte('\n')
+				}
+				return nil
+			})
+			if err != nil {
+				return fail(err)
+			}
+			stdout.Write(out.Bytes())
+		}
+	}
+	return 0
+}
+

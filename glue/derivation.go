@@ -1,0 +1,313 @@
+package glue
+
+import (
+	"bytes"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+
+	"github.com/tvix-go/tvix/derivation"
+	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/store/nixhash"
+)
+
+// DerivationNix is the `derivation` builtin, written in Nix on top of
+// derivationStrict as Nix 2.8's corepkgs/derivation.nix is: it adds one
+// attrset per output, each with outPath, drvPath, outputName and
+// type = "derivation".
+const DerivationNix = `drvAttrs @ { outputs ? [ "out" ], ... }:
+let
+  strict = builtins.derivationStrict drvAttrs;
+  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
+    { all = map (x: x.value) outputsList;
+      inherit drvAttrs;
+    };
+  outputToAttrListElement = outputName:
+    { name = outputName;
+      value = commonAttrs // {
+        outPath = builtins.getAttr outputName strict;
+        drvPath = strict.drvPath;
+        type = "derivation";
+        inherit outputName;
+      };
+    };
+  outputsList = map outputToAttrListElement outputs;
+in (builtins.head outputsList).value
+`
+
+// noCtx forces a string that must not refer to store paths.
+func noCtx(ev *eval.Evaluator, v eval.Value) string {
+	s := ev.ForceString(v)
+	if len(s.Ctx) > 0 {
+		ev.Throwf("the string '%s' is not allowed to refer to a store path (such as '%s')", s.S, s.Ctx[0])
+	}
+	return s.S
+}
+
+// outputSet collects output names as C++ Nix's handleOutputs does.
+func outputSet(ev *eval.Evaluator, names []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		if seen[n] {
+			ev.Throwf("duplicate derivation output '%s'", n)
+		}
+		if n == "drv" {
+			ev.Throwf("invalid derivation output name 'drv'")
+		}
+		seen[n] = true
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		ev.Throwf("derivation cannot have an empty set of outputs")
+	}
+	return out
+}
+
+func hashMode(ev *eval.Evaluator, s string) string {
+	if s != "recursive" && s != "flat" {
+		ev.Throwf("invalid value '%s' for 'outputHashMode' attribute", s)
+	}
+	return s
+}
+
+func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Value {
+	attrs := ev.ForceAttrs(args[0])
+	nameV, ok := attrs.Get("name")
+	if !ok {
+		ev.Throwf("required attribute 'name' missing")
+	}
+	drvName := noCtx(ev, nameV)
+	structured, ignoreNulls := false, false
+	if v, ok := attrs.Get("__structuredAttrs"); ok {
+		structured = ev.ForceBool(v)
+	}
+	if v, ok := attrs.Get("__ignoreNulls"); ok {
+		ignoreNulls = ev.ForceBool(v)
+	}
+
+	d := derivation.New()
+	var ctx eval.Context
+	outputs := []string{"out"}
+	var outputHash, outputHashAlgo *string
+	mode := ""
+	var js bytes.Buffer
+	var toJSON eval.Value
+	if structured {
+		toJSON, _ = ev.Builtins().Get("toJSON")
+		js.WriteByte('{')
+	}
+	for _, a := range attrs.A {
+		key := a.Name
+		if key == "__ignoreNulls" {
+			continue
+		}
+		if ignoreNulls {
+			if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
+				continue
+			}
+		}
+		switch {
+		case key == "__contentAddressed":
+			if ev.ForceBool(a.Val) {
+				ev.Throwf("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override")
+			}
+		case key == "args":
+			for _, it := range ev.ForceList(a.Val).Items {
+				s := ev.CoerceToStringMore(it, true)
+				ctx = eval.MergeContext(ctx, s.Ctx)
+				d.Args = append(d.Args, s.S)
+			}
+		case structured:
+			if key == "__structuredAttrs" {
+				continue
+			}
+			if js.Len() > 1 {
+				js.WriteByte(',')
+			}
+			k := ev.ForceString(ev.Call1(toJSON, eval.Str(key)))
+			v := ev.ForceString(ev.Call1(toJSON, a.Val))
+			js.WriteString(k.S)
+			js.WriteByte(':')
+			js.WriteString(v.S)
+			ctx = eval.MergeContext(ctx, v.Ctx)
+			switch key {
+			case "builder":
+				s := ev.ForceString(a.Val)
+				ctx = eval.MergeContext(ctx, s.Ctx)
+				d.Builder = s.S
+			case "system":
+				d.System = noCtx(ev, a.Val)
+			case "outputHash":
+				s := noCtx(ev, a.Val)
+				outputHash = &s
+			case "outputHashAlgo":
+				s := noCtx(ev, a.Val)
+				outputHashAlgo = &s
+			case "outputHashMode":
+				mode = hashMode(ev, noCtx(ev, a.Val))
+			case "outputs":
+				var names []string
+				for _, it := range ev.ForceList(a.Val).Items {
+					names = append(names, noCtx(ev, it))
+				}
+				outputs = outputSet(ev, names)
+			}
+		default:
+			s := ev.CoerceToStringMore(a.Val, true)
+			ctx = eval.MergeContext(ctx, s.Ctx)
+			d.Env[key] = s.S
+			switch key {
+			case "builder":
+				d.Builder = s.S
+			case "system":
+				d.System = s.S
+			case "outputHash":
+				outputHash = &s.S
+			case "outputHashAlgo":
+				outputHashAlgo = &s.S
+			case "outputHashMode":
+				mode = hashMode(ev, s.S)
+			case "outputs":
+				outputs = outputSet(ev, strings.FieldsFunc(s.S, func(r rune) bool {
+					return r == ' ' || r == '\t' || r == '\n' || r == '\r'
+				}))
+			}
+		}
+	}
+	if structured {
+		js.WriteByte('}')
+		d.Env["__json"] = js.String()
+	}
+
+	for _, e := range ctx.Elems() {
+		switch e.Kind {
+		case eval.CtxAllOutputs:
+			// A drvPath string needs the whole closure of the .drv, as C++
+			// Nix computes it: every path goes to the sources, every .drv
+			// also to the inputs with all its outputs.
+			paths, err := g.closure(e.Path)
+			if err != nil {
+				ev.Throwf("%v", err)
+			}
+			for _, p := range paths {
+				d.InputSources = append(d.InputSources, p)
+				if strings.HasSuffix(p, ".drv") {
+					in, err := g.readDrv(p)
+					if err != nil {
+						ev.Throwf("%v", err)
+					}
+					for o := range in.Outputs {
+						d.InputDerivations[p] = append(d.InputDerivations[p], o)
+					}
+				}
+			}
+		case eval.CtxOutput:
+			d.InputDerivations[e.Path] = append(d.InputDerivations[e.Path], e.Output)
+		default:
+			d.InputSources = append(d.InputSources, e.Path)
+		}
+	}
+
+	if d.Builder == "" {
+		ev.Throwf("required attribute 'builder' missing")
+	}
+	if d.System == "" {
+		ev.Throwf("required attribute 'system' missing")
+	}
+	if strings.HasSuffix(drvName, ".drv") {
+		ev.Throwf("derivation names are not allowed to end in '.drv'")
+	}
+
+	if outputHash != nil {
+		if len(outputs) != 1 || outputs[0] != "out" {
+			ev.Throwf("multiple outputs are not supported in fixed-output derivations")
+		}
+		h := parseOutputHash(ev, *outputHash, outputHashAlgo)
+		algo := h.Algo.String()
+		if mode == "recursive" {
+			algo = "r:" + algo
+		}
+		d.Outputs["out"] = derivation.Output{HashAlgo: algo, Hash: hex.EncodeToString(h.Digest)}
+	} else {
+		for _, o := range outputs {
+			d.Outputs[o] = derivation.Output{}
+		}
+	}
+	if err := d.CalculateOutputPaths(drvName, g.moduloHash); err != nil {
+		ev.Throwf("%v", err)
+	}
+	// Canonical order, so the stored derivation prints as it will be read.
+	d.InputSources = sortedSet(d.InputSources)
+	for p, outs := range d.InputDerivations {
+		d.InputDerivations[p] = sortedSet(outs)
+	}
+
+	refs, err := d.References()
+	if err != nil {
+		ev.Throwf("%v", err)
+	}
+	sp, err := g.store.AddText(g.ctx, drvName+".drv", d.ATerm(), refs)
+	if err != nil {
+		ev.Throwf("writing derivation %s: %v", drvName, err)
+	}
+	drvPath := sp.String()
+	hdm, err := d.HashDerivationModulo(g.moduloHash)
+	if err != nil {
+		ev.Throwf("%v", err)
+	}
+	g.mu.Lock()
+	g.drvs[drvPath] = d
+	g.modulo[drvPath] = hdm
+	g.mu.Unlock()
+
+	res := []eval.Attr{{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{"=" + drvPath})}}
+	for o, out := range d.Outputs {
+		res = append(res, eval.Attr{Name: o, Val: eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})})
+	}
+	return eval.NewAttrs(res)
+}
+
+// parseOutputHash is C++ Nix's newHashAllowEmpty(outputHash,
+// parseHashTypeOpt(outputHashAlgo)).
+func parseOutputHash(ev *eval.Evaluator, s string, algoAttr *string) nixhash.Hash {
+	var algo nixhash.Algo
+	if algoAttr != nil {
+		algo, _ = nixhash.ParseAlgo(*algoAttr)
+	}
+	if s == "" {
+		if algo == 0 {
+			ev.Throwf("empty hash requires explicit hash type")
+		}
+		h := nixhash.Hash{Algo: algo, Digest: make([]byte, algo.Size())}
+		slog.Warn("found empty hash, assuming " + h.SRI())
+		return h
+	}
+	var h nixhash.Hash
+	var err error
+	if algo == 0 {
+		if !strings.ContainsAny(s, ":-") {
+			ev.Throwf("hash '%s' does not include a type, nor is the type otherwise known from context", s)
+		}
+		h, err = nixhash.Parse(s)
+	} else {
+		h, err = nixhash.ParseAs(algo, s)
+	}
+	if err != nil {
+		ev.Throwf("invalid outputHash: %v", err)
+	}
+	return h
+}
+
+func sortedSet(in []string) []string {
+	m := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !m[s] {
+			m[s] = true
+			out = append(out, s)
+		}
+	}
+	sortStrings(out)
+	return out
+}

@@ -1,0 +1,167 @@
+// Package glue joins the evaluator and the store: the builtins that create
+// store paths (derivationStrict and its `derivation` wrapper, toFile, path,
+// filterSource, storePath) and the copying of ./paths used as strings, all
+// computing paths exactly as C++ Nix 2.8 does. What is created goes to a
+// Store; with ComputeStore nothing is written (read-only mode).
+package glue
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/tvix-go/tvix/derivation"
+	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/store/storepath"
+)
+
+// Glue holds what one evaluation created: derivations by .drv path, their
+// modulo hashes, and the references of text files, which derivations using
+// them need. Safe for concurrent use, though an evaluator is not.
+type Glue struct {
+	ctx   context.Context
+	store Store
+	// ReadDerivation reads a .drv file not created by this evaluation
+	// (one named with builtins.storePath, say); by default from the file
+	// system.
+	ReadDerivation func(drvPath string) ([]byte, error)
+	// References lists the references of a store path not created by this
+	// evaluation, for drvPath contexts (which pull in a .drv's closure).
+	// By default a path has none.
+	References func(path string) ([]string, error)
+
+	mu     sync.Mutex
+	drvs   map[string]*derivation.Derivation
+	modulo map[string][32]byte
+	refs   map[string][]string
+	fromFS derivation.ModuloLookup
+}
+
+// New returns a Glue adding to store (ComputeStore{} for read-only mode).
+func New(ctx context.Context, store Store) *Glue {
+	g := &Glue{
+		ctx:            ctx,
+		store:          store,
+		ReadDerivation: os.ReadFile,
+		drvs:           map[string]*derivation.Derivation{},
+		modulo:         map[string][32]byte{},
+		refs:           map[string][]string{},
+	}
+	g.fromFS = derivation.NewModuloCache(func(p string) ([]byte, error) { return g.ReadDerivation(p) })
+	return g
+}
+
+// Install adds the store builtins to evaluator options: call it before
+// eval.New.
+func (g *Glue) Install(opts *eval.Options) {
+	if opts.Builtins == nil {
+		opts.Builtins = map[string]eval.Value{}
+	}
+	opts.Builtins["derivationStrict"] = eval.NewPrimOp("derivationStrict", 1, g.derivationStrict)
+	opts.Builtins["toFile"] = eval.NewPrimOp("toFile", 2, g.toFile)
+	opts.Builtins["path"] = eval.NewPrimOp("path", 1, g.path)
+	opts.Builtins["filterSource"] = eval.NewPrimOp("filterSource", 2, g.filterSource)
+	opts.Builtins["storePath"] = eval.NewPrimOp("storePath", 1, g.storePath)
+	if opts.NixBuiltins == nil {
+		opts.NixBuiltins = map[string]string{}
+	}
+	opts.NixBuiltins["derivation"] = DerivationNix
+	opts.CopyToStore = g.copyToStore
+}
+
+// Derivation returns a derivation this evaluation created.
+func (g *Glue) Derivation(drvPath string) (*derivation.Derivation, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d, ok := g.drvs[drvPath]
+	return d, ok
+}
+
+// DerivationPaths lists the .drv paths this evaluation created.
+func (g *Glue) DerivationPaths() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.drvs))
+	for p := range g.drvs {
+		out = append(out, p)
+	}
+	return out
+}
+
+// moduloHash is the hashDerivationModulo of an input derivation: remembered
+// if this evaluation created it, else read.
+func (g *Glue) moduloHash(drvPath string) ([32]byte, error) {
+	g.mu.Lock()
+	h, ok := g.modulo[drvPath]
+	g.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	return g.fromFS(drvPath)
+}
+
+// readDrv returns a derivation created here or read from the store.
+func (g *Glue) readDrv(drvPath string) (*derivation.Derivation, error) {
+	if d, ok := g.Derivation(drvPath); ok {
+		return d, nil
+	}
+	data, err := g.ReadDerivation(drvPath)
+	if err != nil {
+		return nil, fmt.Errorf("read derivation %s: %w", drvPath, err)
+	}
+	d, err := derivation.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", drvPath, err)
+	}
+	return d, nil
+}
+
+// references of a store path: a .drv's inputs, a text file's recorded
+// references, else what References says.
+func (g *Glue) references(p string) ([]string, error) {
+	if sp, err := storepath.Parse(p); err == nil && len(sp.Name) > 4 && sp.Name[len(sp.Name)-4:] == ".drv" {
+		d, err := g.readDrv(p)
+		if err != nil {
+			return nil, err
+		}
+		refs, err := d.References()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(refs))
+		for i, r := range refs {
+			out[i] = r.String()
+		}
+		return out, nil
+	}
+	g.mu.Lock()
+	r, ok := g.refs[p]
+	g.mu.Unlock()
+	if ok || g.References == nil {
+		return r, nil
+	}
+	return g.References(p)
+}
+
+// closure is the set of paths reachable from p by references, p included.
+func (g *Glue) closure(p string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	todo := []string{p}
+	for len(todo) > 0 {
+		q := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[q] {
+			continue
+		}
+		seen[q] = true
+		out = append(out, q)
+		refs, err := g.references(q)
+		if err != nil {
+			return nil, err
+		}
+		todo = append(todo, refs...)
+	}
+	return out, nil
+}

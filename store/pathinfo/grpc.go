@@ -1,0 +1,171 @@
+package pathinfo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// RegisterServer serves svc as tvix.store.v1.PathInfoService; calc answers
+// CalculateNAR (nil: Unimplemented).
+func RegisterServer(s *grpc.Server, svc Service, calc NARCalculator) {
+	storev1.RegisterPathInfoServiceServer(s, &server{svc: svc, calc: calc})
+}
+
+type server struct {
+	storev1.UnimplementedPathInfoServiceServer
+	svc  Service
+	calc NARCalculator
+}
+
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, castore.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *server) Get(ctx context.Context, req *storev1.GetPathInfoRequest) (*storev1.PathInfo, error) {
+	var d [storepath.DigestSize]byte
+	if len(req.GetByOutputHash()) != len(d) {
+		return nil, status.Errorf(codes.InvalidArgument, "by_output_hash has %d bytes, want %d", len(req.GetByOutputHash()), len(d))
+	}
+	copy(d[:], req.GetByOutputHash())
+	info, err := s.svc.Get(ctx, d)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return info, nil
+}
+
+func (s *server) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	if _, err := Validate(info); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	out, err := s.svc.Put(ctx, info)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return out, nil
+}
+
+func (s *server) CalculateNAR(ctx context.Context, node *castorev1.Node) (*storev1.CalculateNARResponse, error) {
+	if s.calc == nil {
+		return nil, status.Error(codes.Unimplemented, "CalculateNAR not available")
+	}
+	if err := castore.ValidateNode(node); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	size, sum, err := s.calc.CalculateNAR(ctx, node)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storev1.CalculateNARResponse{NarSize: size, NarSha256: sum[:]}, nil
+}
+
+func (s *server) List(_ *storev1.ListPathInfoRequest, stream storev1.PathInfoService_ListServer) error {
+	for info, err := range s.svc.List(stream.Context()) {
+		if err != nil {
+			return toStatus(err)
+		}
+		if err := stream.Send(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Client is a Service (and NARCalculator) backed by a remote daemon.
+type Client struct {
+	c    storev1.PathInfoServiceClient
+	conn io.Closer
+}
+
+func NewClient(conn grpc.ClientConnInterface, closer io.Closer) *Client {
+	return &Client{c: storev1.NewPathInfoServiceClient(conn), conn: closer}
+}
+
+func (c *Client) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	info, err := c.c.Get(ctx, &storev1.GetPathInfoRequest{ByWhat: &storev1.GetPathInfoRequest_ByOutputHash{ByOutputHash: digest[:]}})
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("get path info %x: %w", digest, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get path info %x: %w", digest, err)
+	}
+	sp, err := Validate(info)
+	if err != nil {
+		return nil, fmt.Errorf("get path info %x: server sent: %w", digest, err)
+	}
+	if sp.Digest != digest {
+		return nil, fmt.Errorf("get path info %x: server sent the info of %s", digest, sp)
+	}
+	return info, nil
+}
+
+func (c *Client) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	out, err := c.c.Put(ctx, info)
+	if err != nil {
+		return nil, fmt.Errorf("put path info: %w", err)
+	}
+	return out, nil
+}
+
+func (c *Client) CalculateNAR(ctx context.Context, node *castorev1.Node) (uint64, [32]byte, error) {
+	var sum [32]byte
+	resp, err := c.c.CalculateNAR(ctx, node)
+	if err != nil {
+		return 0, sum, fmt.Errorf("calculate NAR: %w", err)
+	}
+	if len(resp.GetNarSha256()) != 32 {
+		return 0, sum, fmt.Errorf("calculate NAR: server sent a %d-byte sha256", len(resp.GetNarSha256()))
+	}
+	copy(sum[:], resp.GetNarSha256())
+	return resp.GetNarSize(), sum, nil
+}
+
+func (c *Client) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error] {
+	return func(yield func(*storev1.PathInfo, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.c.List(ctx, &storev1.ListPathInfoRequest{})
+		if err != nil {
+			yield(nil, fmt.Errorf("list path infos: %w", err))
+			return
+		}
+		for {
+			info, err := stream.Recv()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				yield(nil, fmt.Errorf("list path infos: %w", err))
+				return
+			}
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (c *Client) Close() error {
+	if c.conn != nil {
+		return c.conn.Close()
+	}
+	return nil
+}

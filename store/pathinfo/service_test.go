@@ -1,0 +1,109 @@
+package pathinfo
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+func sampleInfo(t *testing.T, basename string, refs ...string) *storev1.PathInfo {
+	t.Helper()
+	info := &storev1.PathInfo{
+		Node: &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{
+			Name: []byte(basename), Digest: castore.HashBlob([]byte("x")).Bytes(), Size: 1}}},
+		Narinfo: &storev1.NARInfo{NarSize: 120, NarSha256: make([]byte, 32)},
+	}
+	for _, r := range refs {
+		sp, err := storepath.FromBasename(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.References = append(info.References, sp.Digest[:])
+		info.Narinfo.ReferenceNames = append(info.Narinfo.ReferenceNames, r)
+	}
+	return info
+}
+
+func runSuite(t *testing.T, svc Service) {
+	ctx := context.Background()
+	a := sampleInfo(t, "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
+	b := sampleInfo(t, "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
+	for _, info := range []*storev1.PathInfo{a, b} {
+		if _, err := svc.Put(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp, _ := storepath.FromBasename("1c5b8vw40dy178xlpddw65q9gf1h2186-b")
+	got, err := svc.Get(ctx, sp.Digest)
+	if err != nil || !proto.Equal(got, b) {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	if _, err := svc.Get(ctx, [20]byte{7}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(unknown) = %v", err)
+	}
+	n := 0
+	for _, err := range svc.List(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("List gave %d, want 2", n)
+	}
+	bad := []func(*storev1.PathInfo){
+		func(i *storev1.PathInfo) { i.Node = nil },
+		func(i *storev1.PathInfo) { i.Node.GetFile().Name = []byte("not-a-store-path") },
+		func(i *storev1.PathInfo) { i.Narinfo.NarSha256 = []byte{1} },
+		func(i *storev1.PathInfo) { i.References = append(i.References, []byte{1, 2}) },
+		func(i *storev1.PathInfo) { i.Narinfo.ReferenceNames[0] = "1c5b8vw40dy178xlpddw65q9gf1h2186-b" },
+		func(i *storev1.PathInfo) { i.Narinfo = nil },
+	}
+	for k, mutate := range bad {
+		info := proto.Clone(b).(*storev1.PathInfo)
+		mutate(info)
+		if _, err := svc.Put(ctx, info); err == nil || !strings.Contains(err.Error(), "invalid path info") {
+			t.Errorf("bad path info %d accepted or unclear error: %v", k, err)
+		}
+	}
+}
+
+func TestMemory(t *testing.T) { runSuite(t, NewMemory()) }
+
+func TestBolt(t *testing.T) {
+	s, err := NewBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	runSuite(t, s)
+}
+
+func TestGRPC(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	RegisterServer(srv, NewMemory(), nil)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSuite(t, NewClient(conn, conn))
+}
