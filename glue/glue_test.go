@@ -126,6 +126,11 @@ var instantiateCases = []string{
 	`mk { name = "flatpath"; src = builtins.path { path = ./data.txt; recursive = false; }; }`,
 	`mk { name = "sp"; s = builtins.storePath text; }`,
 	`[ foo (mk { name = "l2"; }) [ multi.lib ] ]`,
+	`mk { name = "sfod"; __structuredAttrs = true; outputHash = h; outputHashAlgo = "sha256"; outputHashMode = "recursive"; }`,
+	`mk { name = "snulls"; __structuredAttrs = true; __ignoreNulls = true; n = null; k = [ null ]; builder = "${c1}/bin/sh"; }`,
+	`mk { name = "pathargs"; args = [ ./data.txt "${text}" 1 true ]; }`,
+	`mk { name = "fodpath"; src = builtins.path { path = ./data.txt; recursive = false; sha256 = "0pvfiwz7pm97az8hkhpimdkyar8lkynzhnpfbam0r85nmb8v4rv6"; }; }`,
+	`mk { name = "deep"; d = builtins.foldl' (acc: i: mk { name = "n${toString i}"; inherit acc; }) foo (builtins.genList (i: i) 30); }`,
 	`{ a = foo; b = { recurseForDerivations = true; c = c1; }; d = { e = c2; }; f = 1; }`,
 }
 
@@ -288,5 +293,59 @@ func TestDirStore(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(storeDir, filepath.Base(d.Env["d"]), "run.sh"))
 	if err != nil || fi.Mode()&0o100 == 0 {
 		t.Errorf("executable bit lost: %v %v", fi, err)
+	}
+}
+
+// BenchmarkInstantiate evaluates testdata/bench.nix (4001 derivations) in
+// read-only mode; scripts/bench-derivation times nix-instantiate on it.
+func BenchmarkInstantiate(b *testing.B) {
+	file, err := filepath.Abs("testdata/bench.nix")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		ev, g := newEval(ComputeStore{})
+		v, err := ev.EvalFile(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, err = ev.Run(func() eval.Value { return ev.Call1(v, eval.NewAttrs(nil)) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		lines, err := Instantiate(ev, v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(lines) != 4001 || len(g.DerivationPaths()) != 4002 {
+			b.Fatalf("%d lines, %d derivations", len(lines), len(g.DerivationPaths()))
+		}
+	}
+}
+
+// TestBenchExpressionMatchesNix keeps the benchmark honest: a small
+// instance of it gives nix-instantiate's paths.
+func TestBenchExpressionMatchesNix(t *testing.T) {
+	requireNix(t)
+	file, err := filepath.Abs("testdata/bench.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Fields(runNix(t, ".", "--readonly-mode", "--arg", "n", "20", file))
+	ev, _ := newEval(ComputeStore{})
+	v, err := ev.EvalFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = ev.Run(func() eval.Value { return ev.Call1(v, eval.AttrsFromMap(map[string]eval.Value{"n": eval.Int(20)})) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Instantiate(ev, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("got %v\nwant %v", got, want)
 	}
 }

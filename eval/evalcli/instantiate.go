@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/tvix-go/tvix/eval"
@@ -140,6 +141,15 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return 1
+	}
+	if prof := getenv("TVIX_CPUPROFILE"); prof != "" {
+		// profiling hook for scripts/bench-eval and performance work
+		if f, err := os.Create(prof); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer pprof.StopCPUProfile()
+			}
+			defer f.Close()
+		}
 	}
 	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv})
 	cwd, _ := os.Getwd()
