@@ -2,10 +2,12 @@ package derivation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tvix-go/tvix/store/storepath"
 )
@@ -19,12 +21,29 @@ import (
 // verbatim, so the bytes (and therefore every hash) match C++ Nix even for
 // odd values.
 func (d *Derivation) ATerm() []byte {
-	return d.aterm(d.InputDerivations)
-}
-
-func (d *Derivation) aterm(inputs map[string][]string) []byte {
 	var b bytes.Buffer
 	b.Grow(d.sizeHint())
+	d.writeATerm(&b, d.InputDerivations)
+	return b.Bytes()
+}
+
+// atermBufs recycles the buffers ATerms are hashed from.
+var atermBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// hashATerm is the sha256 of the ATerm with the given input derivations,
+// without keeping the ATerm.
+func (d *Derivation) hashATerm(inputs map[string][]string) [32]byte {
+	b := atermBufs.Get().(*bytes.Buffer)
+	b.Reset()
+	d.writeATerm(b, inputs)
+	h := sha256.Sum256(b.Bytes())
+	if b.Cap() <= 1<<20 {
+		atermBufs.Put(b)
+	}
+	return h
+}
+
+func (d *Derivation) writeATerm(b *bytes.Buffer, inputs map[string][]string) {
 	b.WriteString("Derive([")
 	for i, name := range sortedKeys(d.Outputs) {
 		o := d.Outputs[name]
@@ -32,13 +51,13 @@ func (d *Derivation) aterm(inputs map[string][]string) []byte {
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		writeRaw(&b, name)
+		writeRaw(b, name)
 		b.WriteByte(',')
-		writeRaw(&b, o.Path)
+		writeRaw(b, o.Path)
 		b.WriteByte(',')
-		writeRaw(&b, o.HashAlgo)
+		writeRaw(b, o.HashAlgo)
 		b.WriteByte(',')
-		writeRaw(&b, o.Hash)
+		writeRaw(b, o.Hash)
 		b.WriteByte(')')
 	}
 	b.WriteString("],[")
@@ -47,23 +66,23 @@ func (d *Derivation) aterm(inputs map[string][]string) []byte {
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		writeRaw(&b, p)
+		writeRaw(b, p)
 		b.WriteString(",[")
-		writeRawList(&b, sortedSet(inputs[p]))
+		writeRawList(b, sortedSet(inputs[p]))
 		b.WriteString("])")
 	}
 	b.WriteString("],[")
-	writeRawList(&b, sortedSet(d.InputSources))
+	writeRawList(b, sortedSet(d.InputSources))
 	b.WriteString("],")
-	writeRaw(&b, d.System)
+	writeRaw(b, d.System)
 	b.WriteByte(',')
-	writeEscaped(&b, d.Builder)
+	writeEscaped(b, d.Builder)
 	b.WriteString(",[")
 	for i, a := range d.Args {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		writeEscaped(&b, a)
+		writeEscaped(b, a)
 	}
 	b.WriteString("],[")
 	for i, k := range sortedKeys(d.Env) {
@@ -71,13 +90,12 @@ func (d *Derivation) aterm(inputs map[string][]string) []byte {
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		writeEscaped(&b, k)
+		writeEscaped(b, k)
 		b.WriteByte(',')
-		writeEscaped(&b, d.Env[k])
+		writeEscaped(b, d.Env[k])
 		b.WriteByte(')')
 	}
 	b.WriteString("])")
-	return b.Bytes()
 }
 
 func (d *Derivation) sizeHint() int {

@@ -37,7 +37,7 @@ func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error)
 		// identical fixed-output derivations, whose outputs are both "out".
 		inputs[hex.EncodeToString(h[:])] = d.InputDerivations[p]
 	}
-	return sha256.Sum256(d.aterm(inputs)), nil
+	return d.hashATerm(inputs), nil
 }
 
 // CalculateOutputPaths fills every output's path and the env entry of the
@@ -115,7 +115,7 @@ func (d *Derivation) DrvPath(name string) (storepath.StorePath, error) {
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
 	}
-	h := sha256.Sum256(d.ATerm())
+	h := d.hashATerm(d.InputDerivations)
 	sp, err := storepath.MakeText(name+".drv", h[:], refs)
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)

@@ -424,8 +424,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		acc := a[1]
 		l := ev.ForceList(a[2])
 		for _, it := range l.Items {
-			g := ev.Force(ev.call(f, acc, ev.curPos))
-			acc = ev.Force(ev.call(g, it, ev.curPos))
+			acc = ev.Force(ev.call2(f, acc, it, ev.curPos))
 		}
 		return acc
 	})
@@ -503,11 +502,8 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		for _, it := range out {
 			ev.Force(it)
 		}
-		// Fast paths for the common comparators keep sort of plain ints
-		// and strings cheap.
-		sort.SliceStable(out, func(i, j int) bool {
-			g := ev.Force(ev.call(f, out[i], ev.curPos))
-			return ev.forceBool(ev.call(g, out[j], ev.curPos), ev.curPos)
+		mergeSort(out, func(a, b Value) bool {
+			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)
 		})
 		return &List{Items: out}
 	})
@@ -718,4 +714,54 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 		work = append(work, ev.ForceList(ev.call(op, e, ev.curPos)).Items...)
 	}
 	return &List{Items: out}
+}
+
+// mergeSort is a stable sort making about n log n comparisons, as
+// std::stable_sort does (sort.SliceStable makes many more swaps).
+func mergeSort(xs []Value, less func(a, b Value) bool) {
+	if len(xs) < 2 {
+		return
+	}
+	buf := make([]Value, len(xs))
+	var rec func(xs, buf []Value)
+	rec = func(xs, buf []Value) {
+		n := len(xs)
+		if n <= 12 {
+			for i := 1; i < n; i++ {
+				for j := i; j > 0 && less(xs[j], xs[j-1]); j-- {
+					xs[j], xs[j-1] = xs[j-1], xs[j]
+				}
+			}
+			return
+		}
+		m := n / 2
+		rec(xs[:m], buf[:m])
+		rec(xs[m:], buf[m:])
+		if !less(xs[m], xs[m-1]) {
+			return // already in order
+		}
+		copy(buf, xs)
+		i, j, k := 0, m, 0
+		for i < m && j < n {
+			if less(buf[j], buf[i]) {
+				xs[k] = buf[j]
+				j++
+			} else {
+				xs[k] = buf[i]
+				i++
+			}
+			k++
+		}
+		for i < m {
+			xs[k] = buf[i]
+			i++
+			k++
+		}
+		for j < n {
+			xs[k] = buf[j]
+			j++
+			k++
+		}
+	}
+	rec(xs, buf)
 }

@@ -164,6 +164,19 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 	reg("split", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
 		s := ev.coerceToString(a[1], ev.curPos, false, true)
+		if isLiteralRegex(re) && re != "" {
+			// no metacharacters: plain substring search
+			parts := strings.Split(s.S, re)
+			out := make([]Value, 0, 2*len(parts)-1)
+			empty := &List{}
+			for i, p := range parts {
+				if i > 0 {
+					out = append(out, empty)
+				}
+				out = append(out, Str(p))
+			}
+			return &List{Items: out}
+		}
 		rx := ev.regex(re, false)
 		ms := rx.FindAllStringSubmatchIndex(s.S, -1)
 		out := make([]Value, 0, 2*len(ms)+1)
@@ -385,4 +398,8 @@ func CompareVersions(v1, v2 string) int {
 		}
 	}
 	return 0
+}
+
+func isLiteralRegex(re string) bool {
+	return !strings.ContainsAny(re, `\.+*?()|[]{}^$`)
 }

@@ -36,6 +36,9 @@ type lambdaCode struct {
 	ellipsis bool
 	atSlot   int
 	body     code
+	// inner is set when the body is itself a lambda (a: b: ...), so that
+	// two-argument calls need no intermediate closure.
+	inner *lambdaCode
 }
 
 type formalCode struct {
@@ -297,6 +300,12 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 		lc.simple = true
 		inner.names[n.Arg] = 0
 		lc.nslots = 1
+		if il, ok := n.Body.(*syntax.Lambda); ok {
+			lc.inner = cp.compLambda(il, inner)
+			ic := lc.inner
+			lc.body = func(ev *Evaluator, env *Env) Value { return &Lambda{fn: ic, env: env} }
+			return lc
+		}
 		lc.body = cp.compile(n.Body, inner)
 		return lc
 	}
@@ -608,6 +617,14 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 			f := ev.Force(fn(ev, env))
 			ev.curPos = pos
 			return ev.call(f, a0(ev, env), pos)
+		}
+	}
+	if len(args) == 2 {
+		a0, a1 := args[0], args[1]
+		return func(ev *Evaluator, env *Env) Value {
+			f := ev.Force(fn(ev, env))
+			ev.curPos = pos
+			return ev.call2(f, a0(ev, env), a1(ev, env), pos)
 		}
 	}
 	return func(ev *Evaluator, env *Env) Value {

@@ -324,15 +324,15 @@ func ioErrText(err error) string {
 // Force evaluates v to weak head normal form.
 func (ev *Evaluator) Force(v Value) Value {
 	if t, ok := v.(*Thunk); ok {
-		if t.state == thunkDone {
-			return t.v
-		}
 		return ev.forceThunk(t)
 	}
 	return v
 }
 
 func (ev *Evaluator) forceThunk(t *Thunk) Value {
+	if t.state == thunkDone {
+		return t.v
+	}
 	if t.state == thunkRunning {
 		ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
 	}
@@ -397,6 +397,26 @@ func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 	return nil
 }
 
+// call2 applies f to two arguments; for a curried lambda (a: b: ...)
+// it skips building the intermediate closure.
+func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
+	if l, ok := f.(*Lambda); ok && l.fn.simple && l.fn.inner != nil {
+		ev.depth++
+		if ev.depth > ev.maxDepth {
+			ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+		}
+		env := newEnv(l.env, 1)
+		env.vals[0] = a
+		v := ev.callCode(l.fn.inner, env, b, pos)
+		ev.depth--
+		return v
+	}
+	if p, ok := f.(*PrimOp); ok && p.Arity == 2 {
+		return ev.callPrimOp(p, []Value{a, b}, pos)
+	}
+	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
+}
+
 func (ev *Evaluator) callPrimOp(p *PrimOp, args []Value, pos syntax.Pos) Value {
 	ev.depth++
 	if ev.depth > ev.maxDepth {
@@ -408,12 +428,15 @@ func (ev *Evaluator) callPrimOp(p *PrimOp, args []Value, pos syntax.Pos) Value {
 }
 
 func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
-	lc := fn.fn
+	return ev.callCode(fn.fn, fn.env, arg, pos)
+}
+
+func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.Pos) Value {
 	ev.depth++
 	if ev.depth > ev.maxDepth {
 		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
 	}
-	env := newEnv(fn.env, lc.nslots)
+	env := newEnv(cenv, lc.nslots)
 	if lc.simple {
 		env.vals[0] = arg
 	} else {

@@ -215,6 +215,23 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 	if len(a.A) == 0 {
 		return b
 	}
+	if len(b.A) <= 8 && len(a.A) > 32 {
+		// few new attributes: copy runs of a between binary-searched
+		// insertion points instead of merging element by element
+		out := make([]Attr, 0, len(a.A)+len(b.A))
+		i := 0
+		for _, x := range b.A {
+			rest := a.A[i:]
+			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name >= x.Name })
+			out = append(out, rest[:j]...)
+			out = append(out, x)
+			i += j
+			if i < len(a.A) && a.A[i].Name == x.Name {
+				i++
+			}
+		}
+		return &Attrs{A: append(out, a.A[i:]...)}
+	}
 	out := make([]Attr, 0, len(a.A)+len(b.A))
 	i, j := 0, 0
 	for i < len(a.A) && j < len(b.A) {
@@ -290,7 +307,35 @@ func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
 
 // ApplyThunk delays f applied to args.
 func ApplyThunk(f Value, args ...Value) *Thunk {
+	switch len(args) {
+	case 1:
+		return apply1Thunk(f, args[0])
+	case 2:
+		return apply2Thunk(f, args[0], args[1])
+	}
 	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return ev.CallN(f, args) }}
+}
+
+// The apply thunks keep function and arguments in an Env so that they
+// need no closure allocation.
+func apply1Thunk(f, a Value) *Thunk {
+	e := newEnv(nil, 2)
+	e.vals[0], e.vals[1] = f, a
+	return &Thunk{c: apply1Code, env: e}
+}
+
+func apply1Code(ev *Evaluator, e *Env) Value {
+	return ev.call(ev.Force(e.vals[0]), e.vals[1], ev.curPos)
+}
+
+func apply2Thunk(f, a, b Value) *Thunk {
+	e := newEnv(nil, 3)
+	e.vals[0], e.vals[1], e.vals[2] = f, a, b
+	return &Thunk{c: apply2Code, env: e}
+}
+
+func apply2Code(ev *Evaluator, e *Env) Value {
+	return ev.call2(ev.Force(e.vals[0]), e.vals[1], e.vals[2], ev.curPos)
 }
 
 // TypeName is the name Nix uses for the type of a forced value.

@@ -263,4 +263,3 @@ func rssMiB() float64 {
 	}
 	return 0
 }
-

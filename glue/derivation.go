@@ -3,11 +3,13 @@ package glue
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/tvix-go/tvix/derivation"
 	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/eval/syntax"
 	"github.com/tvix-go/tvix/store/nixhash"
 )
 
@@ -97,14 +99,13 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 		toJSON, _ = ev.Builtins().Get("toJSON")
 		js.WriteByte('{')
 	}
-	for _, a := range attrs.A {
+	namePos := attrs.A[attrs.Find("name")].Pos
+	addAttr := func(a eval.Attr) {
 		key := a.Name
-		if key == "__ignoreNulls" {
-			continue
-		}
+		defer traceAttr(key, drvName, namePos)
 		if ignoreNulls {
 			if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
-				continue
+				return
 			}
 		}
 		switch {
@@ -120,7 +121,7 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 			}
 		case structured:
 			if key == "__structuredAttrs" {
-				continue
+				return
 			}
 			if js.Len() > 1 {
 				js.WriteByte(',')
@@ -173,6 +174,11 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 					return r == ' ' || r == '\t' || r == '\n' || r == '\r'
 				}))
 			}
+		}
+	}
+	for _, a := range attrs.A {
+		if a.Name != "__ignoreNulls" {
+			addAttr(a)
 		}
 	}
 	if structured {
@@ -247,6 +253,13 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 	if err != nil {
 		ev.Throwf("%v", err)
 	}
+	if strings.ContainsAny(d.System, `"\`) {
+		// C++ Nix writes the system unescaped, then fails to read its own
+		// .drv back (or reads a different one); fail too rather than make a
+		// .drv that does not parse to itself.
+		sp, _ := d.DrvPath(drvName)
+		ev.Throwf("derivation '%s': the system %q would not read back from the .drv file (C++ Nix writes it unescaped)", sp, d.System)
+	}
 	sp, err := g.store.AddText(g.ctx, drvName+".drv", d.ATerm(), refs)
 	if err != nil {
 		ev.Throwf("writing derivation %s: %v", drvName, err)
@@ -266,6 +279,20 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 		res = append(res, eval.Attr{Name: o, Val: eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})})
 	}
 	return eval.NewAttrs(res)
+}
+
+// traceAttr adds C++ Nix's "while evaluating the attribute" frame to an
+// evaluation error escaping from one attribute of a derivation.
+func traceAttr(key, drvName string, pos syntax.Pos) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(*eval.Error); ok {
+		e.Trace = append(e.Trace, eval.TraceFrame{Pos: pos,
+			Msg: fmt.Sprintf("while evaluating the attribute '%s' of the derivation '%s'", key, drvName)})
+	}
+	panic(r)
 }
 
 // parseOutputHash is C++ Nix's newHashAllowEmpty(outputHash,

@@ -145,10 +145,10 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 	if prof := getenv("TVIX_CPUPROFILE"); prof != "" {
 		// profiling hook for scripts/bench-eval and performance work
 		if f, err := os.Create(prof); err == nil {
+			defer f.Close()
 			if err := pprof.StartCPUProfile(f); err == nil {
 				defer pprof.StopCPUProfile()
 			}
-			defer f.Close()
 		}
 	}
 	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv})

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -244,8 +245,11 @@ func (ni *NarInfo) Fingerprint() string {
 }
 
 // Fingerprint computes the signed string for a path from its parts (the
-// same for a PathInfo as for a narinfo).
+// same for a PathInfo as for a narinfo). References are sorted, as Nix's
+// StorePathSet is, whatever order they come in.
 func Fingerprint(p storepath.StorePath, narHash nixhash.Hash, narSize uint64, refs []storepath.StorePath) string {
+	refs = slices.Clone(refs)
+	slices.SortFunc(refs, func(a, b storepath.StorePath) int { return strings.Compare(a.Basename(), b.Basename()) })
 	var b strings.Builder
 	b.WriteString("1;")
 	b.WriteString(p.String())

@@ -1,0 +1,131 @@
+package fstree
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"lukechampine.com/blake3"
+
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/chunker"
+	"github.com/tvix-go/tvix/castore/dirstore"
+)
+
+// benchTree is the tree the benchmarks import: TVIX_BENCH_TREE (made by
+// scripts/bench-castore, 1 GB of mixed sizes) or a small generated one.
+func benchTree(b *testing.B) (string, int64) {
+	dir := os.Getenv("TVIX_BENCH_TREE")
+	if dir == "" {
+		dir = b.TempDir()
+		makeTree(&testing.T{}, filepath.Join(dir, "t"), 32<<20)
+	}
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, _ error) error {
+		if d != nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	return dir, total
+}
+
+// BenchmarkImportMemory is tvix's whole import into memory://.
+func BenchmarkImportMemory(b *testing.B) {
+	dir, total := benchTree(b)
+	b.SetBytes(total)
+	for i := 0; i < b.N; i++ {
+		if _, err := Import(context.Background(), dir, blobstore.NewMemory(), dirstore.NewMemory(), ImportOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkImportFile is the import into the embedded default's blob
+// backend (fsync per chunk file) with bbolt directories.
+func BenchmarkImportFile(b *testing.B) {
+	dir, total := benchTree(b)
+	b.SetBytes(total)
+	for i := 0; i < b.N; i++ {
+		store := b.TempDir()
+		blobs, err := blobstore.NewFile(filepath.Join(store, "blobs"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		dirs, err := dirstore.NewBolt(filepath.Join(store, "db.bolt"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Import(context.Background(), dir, blobs, dirs, ImportOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		dirs.Close()
+	}
+}
+
+// BenchmarkLimitHashAndChunk is the work no import can avoid, done by the
+// libraries directly on both cores: BLAKE3 of each file, its chunk
+// boundaries and BLAKE3 of each chunk.
+func BenchmarkLimitHashAndChunk(b *testing.B) {
+	dir, total := benchTree(b)
+	b.SetBytes(total)
+	cdc := chunker.MustNew(chunker.Default)
+	for i := 0; i < b.N; i++ {
+		var files []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, _ error) error {
+			if d != nil && d.Type().IsRegular() {
+				files = append(files, p)
+			}
+			return nil
+		})
+		work := make(chan string)
+		var wg sync.WaitGroup
+		for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 2*chunker.Default.Max)
+				for p := range work {
+					f, err := os.Open(p)
+					if err != nil {
+						b.Error(err)
+						continue
+					}
+					h := blake3.New(32, nil)
+					n := 0
+					for {
+						m, err := io.ReadFull(f, buf[n:])
+						n += m
+						h.Write(buf[n-m : n])
+						final := err != nil
+						off := 0
+						for n-off >= chunker.Default.Max || (final && off < n) {
+							c := cdc.Cut(buf[off:n])
+							blake3.Sum256(buf[off : off+c])
+							off += c
+						}
+						n = copy(buf, buf[off:n])
+						if final {
+							break
+						}
+					}
+					var sum [32]byte
+					h.Sum(sum[:0])
+					f.Close()
+				}
+			}()
+		}
+		for _, p := range files {
+			work <- p
+		}
+		close(work)
+		wg.Wait()
+	}
+}

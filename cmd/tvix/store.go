@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/nixbase32"
+	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+type narCalc struct{ s *services }
+
+func (n narCalc) CalculateNAR(ctx context.Context, node *castorev1.Node) (uint64, [32]byte, error) {
+	return narcastore.CalculateNAR(ctx, node, n.s.blobs, n.s.dirs)
+}
+
+func init() {
+	narCalculator = func(s *services) pathinfo.NARCalculator { return narCalc{s} }
+	register(&cli.Command{
+		Name:  "store",
+		Usage: "Nix store paths over castore: import, dump, list, query, verify",
+		Subcommands: []*cli.Command{
+			{
+				Name: "import", Usage: "add paths like nix-store --add (or --add-fixed), print store paths", ArgsUsage: "PATH...",
+				Flags: append(serviceFlags(),
+					&cli.BoolFlag{Name: "flat", Usage: "hash the file's contents, not its NAR (like --add-fixed without --recursive)"},
+					&cli.StringFlag{Name: "fixed", Usage: "fixed-output hash algorithm (md5, sha1, sha256, sha512), like nix-store --add-fixed"},
+					&cli.StringFlag{Name: "name", Usage: "store path name (default: the basename)"},
+				),
+				Action: storeImport,
+			},
+			{
+				Name: "dump", Usage: "write the NAR of a store path to stdout, like nix-store --dump", ArgsUsage: "STOREPATH",
+				Flags: serviceFlags(), Action: storeDump,
+			},
+			{
+				Name: "ls", Usage: "list every store path with its NAR hash and size", Flags: serviceFlags(), Action: storeLs,
+			},
+			{
+				Name: "query", Usage: "like nix-store -q", ArgsUsage: "STOREPATH...",
+				Flags: append(serviceFlags(),
+					&cli.BoolFlag{Name: "references"}, &cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}},
+					&cli.BoolFlag{Name: "referrers"}, &cli.BoolFlag{Name: "hash"}, &cli.BoolFlag{Name: "size"}),
+				Action: storeQuery,
+			},
+			{
+				Name: "verify", Usage: "check every path's contents are present (and with --check-contents, hash to its NAR hash)",
+				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents"}),
+				Action: storeVerify,
+			},
+		},
+	})
+}
+
+func storeImport(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.Exit("store import: give at least one PATH", 2)
+	}
+	ctx := c.Context
+	s, err := openServices(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st := importer.Store{Blobs: s.blobs, Dirs: s.dirs, PathInfo: s.pathInfo}
+	algo := c.String("fixed")
+	if c.Bool("flat") && algo == "" {
+		algo = "sha256"
+	}
+	for _, p := range c.Args().Slice() {
+		var sp storepath.StorePath
+		if algo == "" {
+			sp, _, err = st.AddRecursive(ctx, p, c.String("name"))
+		} else {
+			a, perr := nixhash.ParseAlgo(algo)
+			if perr != nil {
+				return perr
+			}
+			sp, _, err = st.AddFixed(ctx, p, c.String("name"), !c.Bool("flat"), a)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Println(sp)
+	}
+	return nil
+}
+
+// lookup resolves a store path argument to its PathInfo.
+func lookup(ctx context.Context, s *services, arg string) (storepath.StorePath, *storev1.PathInfo, error) {
+	sp, _, err := storepath.ParsePrefix(arg)
+	if err != nil {
+		if sp, err = storepath.FromBasename(arg); err != nil {
+			return sp, nil, err
+		}
+	}
+	info, err := s.pathInfo.Get(ctx, sp.Digest)
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		return sp, nil, fmt.Errorf("path '%s' is not in the store", sp)
+	}
+	return sp, info, err
+}
+
+func storeDump(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("store dump: want one STOREPATH", 2)
+	}
+	s, err := openServices(c.Context, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, info, err := lookup(c.Context, s, c.Args().First())
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	if err := narcastore.Render(c.Context, w, castore.RenameNode(info.GetNode(), nil), s.blobs, s.dirs); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func storeLs(c *cli.Context) error {
+	s, err := openServices(c.Context, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for info, err := range s.pathInfo.List(c.Context) {
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s/%s\tsha256:%s\t%d\n", storepath.StoreDir, castore.NodeName(info.GetNode()),
+			nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()), info.GetNarinfo().GetNarSize())
+	}
+	return nil
+}
+
+func storeQuery(c *cli.Context) error {
+	ctx := c.Context
+	s, err := openServices(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var out []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, arg := range c.Args().Slice() {
+		sp, info, err := lookup(ctx, s, arg)
+		if err != nil {
+			return err
+		}
+		switch {
+		case c.Bool("references"):
+			for _, r := range info.GetNarinfo().GetReferenceNames() {
+				add(storepath.StoreDir + "/" + r)
+			}
+		case c.Bool("requisites"):
+			queue := []string{sp.Basename()}
+			for len(queue) > 0 {
+				b := queue[0]
+				queue = queue[1:]
+				if seen[storepath.StoreDir+"/"+b] {
+					continue
+				}
+				add(storepath.StoreDir + "/" + b)
+				_, ri, err := lookup(ctx, s, b)
+				if err != nil {
+					return err
+				}
+				queue = append(queue, ri.GetNarinfo().GetReferenceNames()...)
+			}
+		case c.Bool("referrers"):
+			for other, err := range s.pathInfo.List(ctx) {
+				if err != nil {
+					return err
+				}
+				for _, r := range other.GetNarinfo().GetReferenceNames() {
+					if r == sp.Basename() {
+						add(storepath.StoreDir + "/" + string(castore.NodeName(other.GetNode())))
+					}
+				}
+			}
+		case c.Bool("hash"):
+			add("sha256:" + nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()))
+		case c.Bool("size"):
+			add(fmt.Sprint(info.GetNarinfo().GetNarSize()))
+		default:
+			add(sp.String())
+		}
+	}
+	sort.Strings(out)
+	for _, p := range out {
+		fmt.Println(p)
+	}
+	return nil
+}
+
+func storeVerify(c *cli.Context) error {
+	ctx := c.Context
+	s, err := openServices(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	damaged := 0
+	for info, err := range s.pathInfo.List(ctx) {
+		if err != nil {
+			return err
+		}
+		name := storepath.StoreDir + "/" + string(castore.NodeName(info.GetNode()))
+		node := castore.RenameNode(info.GetNode(), nil)
+		if c.Bool("check-contents") {
+			size, sum, err := narcastore.CalculateNAR(ctx, node, s.blobs, s.dirs)
+			switch {
+			case err != nil:
+				fmt.Fprintf(os.Stderr, "path '%s' is damaged: %v\n", name, err)
+				damaged++
+			case size != info.GetNarinfo().GetNarSize() || string(sum[:]) != string(info.GetNarinfo().GetNarSha256()):
+				fmt.Fprintf(os.Stderr, "path '%s' was modified! expected hash 'sha256:%s', got 'sha256:%s'\n", name,
+					nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()), nixbase32.EncodeToString(sum[:]))
+				damaged++
+			}
+			continue
+		}
+		if err := checkPresent(ctx, s, node); err != nil {
+			fmt.Fprintf(os.Stderr, "path '%s' is damaged: %v\n", name, err)
+			damaged++
+		}
+	}
+	if damaged > 0 {
+		return cli.Exit(fmt.Sprintf("store verify: %d damaged paths", damaged), 1)
+	}
+	return nil
+}
+
+// checkPresent walks a node's closure checking every directory and blob is
+// there, without reading blob contents.
+func checkPresent(ctx context.Context, s *services, node *castorev1.Node) error {
+	check := func(dg []byte) error {
+		d, err := castore.DigestFromBytes(dg)
+		if err != nil {
+			return err
+		}
+		ok, err := s.blobs.Has(ctx, d)
+		if err == nil && !ok {
+			err = fmt.Errorf("blob %s missing", d)
+		}
+		return err
+	}
+	switch {
+	case node.GetFile() != nil:
+		return check(node.GetFile().GetDigest())
+	case node.GetDirectory() != nil:
+		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
+		if err != nil {
+			return err
+		}
+		for dir, err := range s.dirs.GetRecursive(ctx, root) {
+			if err != nil {
+				return err
+			}
+			for _, f := range dir.GetFiles() {
+				if err := check(f.GetDigest()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package importer adds local files and trees to the store the way
+// `nix-store --add`, `--add-fixed` and builtins.toFile do: contents into
+// castore, a PathInfo with the store path C++ Nix computes.
+package importer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// Store is the three services an import writes to.
+type Store struct {
+	Blobs    castore.BlobService
+	Dirs     castore.DirectoryService
+	PathInfo pathinfo.Service
+}
+
+// caTypes maps (recursive, algo) onto the PathInfo CA enum.
+func caType(recursive bool, algo nixhash.Algo) (storev1.NARInfo_CA_Hash, error) {
+	switch {
+	case recursive && algo == nixhash.SHA256:
+		return storev1.NARInfo_CA_NAR_SHA256, nil
+	case recursive && algo == nixhash.SHA1:
+		return storev1.NARInfo_CA_NAR_SHA1, nil
+	case recursive && algo == nixhash.SHA512:
+		return storev1.NARInfo_CA_NAR_SHA512, nil
+	case recursive && algo == nixhash.MD5:
+		return storev1.NARInfo_CA_NAR_MD5, nil
+	case algo == nixhash.SHA256:
+		return storev1.NARInfo_CA_FLAT_SHA256, nil
+	case algo == nixhash.SHA1:
+		return storev1.NARInfo_CA_FLAT_SHA1, nil
+	case algo == nixhash.SHA512:
+		return storev1.NARInfo_CA_FLAT_SHA512, nil
+	case algo == nixhash.MD5:
+		return storev1.NARInfo_CA_FLAT_MD5, nil
+	}
+	return 0, fmt.Errorf("unsupported hash algorithm %v", algo)
+}
+
+// record computes the NAR of node, names it and stores the PathInfo.
+func (s Store) record(ctx context.Context, node *castorev1.Node, sp storepath.StorePath, ca *storev1.NARInfo_CA, refs []storepath.StorePath) (*storev1.PathInfo, error) {
+	anon := castore.RenameNode(node, nil)
+	narSize, narSHA, err := narcastore.CalculateNAR(ctx, anon, s.Blobs, s.Dirs)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", sp, err)
+	}
+	info := &storev1.PathInfo{
+		Node:    castore.RenameNode(node, []byte(sp.Basename())),
+		Narinfo: &storev1.NARInfo{NarSize: narSize, NarSha256: narSHA[:], Ca: ca},
+	}
+	for _, r := range refs {
+		info.References = append(info.References, append([]byte(nil), r.Digest[:]...))
+		info.Narinfo.ReferenceNames = append(info.Narinfo.ReferenceNames, r.Basename())
+	}
+	if _, err := s.PathInfo.Put(ctx, info); err != nil {
+		return nil, fmt.Errorf("add %s: %w", sp, err)
+	}
+	return info, nil
+}
+
+// AddRecursive is `nix-store --add PATH` (name defaults to the basename):
+// the store path is a "source" path over the NAR's sha256.
+func (s Store) AddRecursive(ctx context.Context, path, name string) (storepath.StorePath, *storev1.PathInfo, error) {
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{})
+	if err != nil {
+		return storepath.StorePath{}, nil, err
+	}
+	return s.AddNode(ctx, node, name)
+}
+
+// AddNode records an already imported node as a source path.
+func (s Store) AddNode(ctx context.Context, node *castorev1.Node, name string) (storepath.StorePath, *storev1.PathInfo, error) {
+	_, narSHA, err := narcastore.CalculateNAR(ctx, castore.RenameNode(node, nil), s.Blobs, s.Dirs)
+	if err != nil {
+		return storepath.StorePath{}, nil, fmt.Errorf("add %s: %w", name, err)
+	}
+	sp, err := storepath.MakeSource(name, narSHA[:], nil, false)
+	if err != nil {
+		return sp, nil, fmt.Errorf("add %s: %w", name, err)
+	}
+	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_NAR_SHA256, Digest: narSHA[:]}, nil)
+	return sp, info, err
+}
+
+// AddFixed is `nix-store --add-fixed [--recursive] ALGO PATH`.
+func (s Store) AddFixed(ctx context.Context, path, name string, recursive bool, algo nixhash.Algo) (storepath.StorePath, *storev1.PathInfo, error) {
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	if recursive && algo == nixhash.SHA256 {
+		return s.AddRecursive(ctx, path, name)
+	}
+	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{})
+	if err != nil {
+		return storepath.StorePath{}, nil, err
+	}
+	h := algo.New()
+	if recursive {
+		if err := narcastore.Render(ctx, h, castore.RenameNode(node, nil), s.Blobs, s.Dirs); err != nil {
+			return storepath.StorePath{}, nil, fmt.Errorf("add %s: %w", path, err)
+		}
+	} else {
+		if node.GetFile() == nil {
+			return storepath.StorePath{}, nil, fmt.Errorf("add %s: flat hashing needs a regular file", path)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return storepath.StorePath{}, nil, err
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return storepath.StorePath{}, nil, fmt.Errorf("add %s: %w", path, err)
+		}
+	}
+	digest := h.Sum(nil)
+	sp, err := storepath.MakeFixedOutput(name, recursive, algo.String(), digest, nil)
+	if err != nil {
+		return sp, nil, err
+	}
+	typ, err := caType(recursive, algo)
+	if err != nil {
+		return sp, nil, err
+	}
+	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: typ, Digest: digest}, nil)
+	return sp, info, err
+}
+
+// AddText is builtins.toFile and .drv files: a "text" path over the sha256
+// of the contents, with references.
+func (s Store) AddText(ctx context.Context, name string, contents []byte, refs []storepath.StorePath) (storepath.StorePath, *storev1.PathInfo, error) {
+	sum := sha256.Sum256(contents)
+	sp, err := storepath.MakeText(name, sum[:], refs)
+	if err != nil {
+		return sp, nil, err
+	}
+	w, err := s.Blobs.Put(ctx)
+	if err != nil {
+		return sp, nil, err
+	}
+	if _, err := io.Copy(w, bytes.NewReader(contents)); err != nil {
+		w.Abort()
+		return sp, nil, err
+	}
+	d, err := w.Close()
+	if err != nil {
+		return sp, nil, err
+	}
+	node := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: d.Bytes(), Size: uint64(len(contents))}}}
+	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_TEXT_SHA256, Digest: sum[:]}, refs)
+	return sp, info, err
+}

@@ -1,0 +1,456 @@
+// Package narbridge serves a Nix HTTP binary cache over the castore and
+// PathInfo services, as Tvix's nar-bridge does: narinfos are made from
+// PathInfos, NARs are rendered from castore on the fly (their URL carries
+// the root node), and uploads from `nix copy --to http://…` are ingested
+// straight into castore while they are decompressed and hashed.
+//
+// Upload protocol (Nix 2.8): HEAD <hash>.narinfo (404 = missing), HEAD
+// nar/<file hash>.nar<ext> (always 404 here, so Nix uploads), PUT the NAR,
+// PUT the narinfo last. The NAR is kept in a bounded pending table until a
+// narinfo names it (by URL, else by NarHash) with a matching NarHash and
+// NarSize; only then is a PathInfo stored.
+package narbridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/narinfo"
+	"github.com/tvix-go/tvix/store/narinfoconv"
+	"github.com/tvix-go/tvix/store/nixbase32"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storepath"
+)
+
+// Options configure a Handler; the zero value is usable.
+type Options struct {
+	// Priority is announced in nix-cache-info (default 39, as nar-bridge).
+	Priority int
+	// SigningKey, when set, signs every narinfo served.
+	SigningKey *narinfo.SecretKey
+	// ReadOnly refuses uploads.
+	ReadOnly bool
+	// MaxPending bounds NARs uploaded but not yet named by a narinfo
+	// (default 1000); PendingTTL is how long they wait (default 1h).
+	MaxPending int
+	PendingTTL time.Duration
+	Logger     *slog.Logger
+}
+
+// Handler is the binary cache.
+type Handler struct {
+	blobs    castore.BlobService
+	dirs     castore.DirectoryService
+	pathInfo pathinfo.Service
+	opts     Options
+	log      *slog.Logger
+	pending  *pendingTable
+}
+
+const (
+	// maxNodeProto bounds the root node carried in a NAR URL.
+	maxNodeProto = 4096
+	// maxNarinfo bounds an uploaded narinfo.
+	maxNarinfo   = 2 << 20
+	narURLPrefix = "nar/tvix-castore/"
+)
+
+// New returns a Handler over the three services.
+func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo pathinfo.Service, opts Options) *Handler {
+	if opts.Priority == 0 {
+		opts.Priority = 39
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 1000
+	}
+	if opts.PendingTTL <= 0 {
+		opts.PendingTTL = time.Hour
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{blobs: blobs, dirs: dirs, pathInfo: pathInfo, opts: opts, log: log,
+		pending: newPendingTable(opts.MaxPending, opts.PendingTTL)}
+}
+
+// statusWriter records what was answered, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	h.route(w, r)
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	h.log.Debug("http", "method", r.Method, "path", r.URL.RequestURI(), "status", w.status,
+		"bytes", w.n, "duration", time.Since(start), "remote", r.RemoteAddr)
+}
+
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case p == "/":
+		if !get {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		io.WriteString(w, "Hello from nar-bridge")
+	case p == "/nix-cache-info":
+		if !get {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		w.Header().Set("Content-Type", "text/x-nix-cache-info")
+		fmt.Fprintf(w, "StoreDir: %s\nWantMassQuery: 1\nPriority: %d\n", storepath.StoreDir, h.opts.Priority)
+	case strings.HasPrefix(p, "/"+narURLPrefix):
+		if !get {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		h.getNAR(w, r, strings.TrimPrefix(p, "/"+narURLPrefix))
+	case strings.HasPrefix(p, "/nar/"):
+		switch {
+		case get:
+			// Anything but our own URLs is unknown, so Nix uploads it.
+			http.NotFound(w, r)
+		case r.Method == http.MethodPut:
+			h.putNAR(w, r, strings.TrimPrefix(p, "/"))
+		default:
+			methodNotAllowed(w, "GET, HEAD, PUT")
+		}
+	case strings.HasSuffix(p, ".narinfo") && strings.Count(p, "/") == 1:
+		hashPart := strings.TrimSuffix(strings.TrimPrefix(p, "/"), ".narinfo")
+		digest, err := parseHashPart(hashPart)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		switch {
+		case get:
+			h.getNarinfo(w, r, digest)
+		case r.Method == http.MethodPut:
+			h.putNarinfo(w, r, digest)
+		default:
+			methodNotAllowed(w, "GET, HEAD, PUT")
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+}
+
+func parseHashPart(s string) ([storepath.DigestSize]byte, error) {
+	var d [storepath.DigestSize]byte
+	if len(s) != storepath.EncodedDigestLen {
+		return d, fmt.Errorf("invalid narinfo name %q: want 32 nixbase32 characters", s)
+	}
+	b, err := nixbase32.DecodeString(s)
+	if err != nil {
+		return d, fmt.Errorf("invalid narinfo name %q: %v", s, err)
+	}
+	copy(d[:], b)
+	return d, nil
+}
+
+// NARURL is where the NAR of an (anonymous) root node is served: the node
+// itself travels in the URL, so serving it needs no lookup.
+func NARURL(root *castorev1.Node, narSize uint64) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(castore.RenameNode(root, nil))
+	if err != nil {
+		return "", fmt.Errorf("encode root node: %w", err)
+	}
+	return narURLPrefix + base64.RawURLEncoding.EncodeToString(b) + "?narsize=" + strconv.FormatUint(narSize, 10), nil
+}
+
+func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [storepath.DigestSize]byte) {
+	info, err := h.pathInfo.Get(r.Context(), digest)
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.log.Error("get path info", "hash", nixbase32.EncodeToString(digest[:]), "err", err)
+		http.Error(w, "get path info failed", http.StatusInternalServerError)
+		return
+	}
+	ni, err := narinfoconv.ToNarInfo(info)
+	if err == nil {
+		ni.URL, err = NARURL(info.GetNode(), ni.NarSize)
+	}
+	if err != nil {
+		// A stored PathInfo we cannot describe is as good as absent to Nix.
+		h.log.Warn("unusable path info", "hash", nixbase32.EncodeToString(digest[:]), "err", err)
+		http.NotFound(w, r)
+		return
+	}
+	if ni.StorePath.Digest != digest {
+		h.log.Warn("path info stored under another hash", "asked", nixbase32.EncodeToString(digest[:]), "got", ni.StorePath)
+		http.NotFound(w, r)
+		return
+	}
+	ni.Compression = "none"
+	if h.opts.SigningKey != nil {
+		ni.Sign(*h.opts.SigningKey)
+	}
+	body := ni.String()
+	w.Header().Set("Content-Type", "text/x-nix-narinfo")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	io.WriteString(w, body)
+}
+
+// lazyWriter sends the response header with the first byte, so a render
+// that fails before producing anything can still answer with an error.
+type lazyWriter struct {
+	w       http.ResponseWriter
+	size    uint64
+	started bool
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		hd := l.w.Header()
+		hd.Set("Content-Type", "application/x-nix-nar")
+		hd.Set("Cache-Control", "max-age=31536000, immutable")
+		hd.Set("Content-Length", strconv.FormatUint(l.size, 10))
+		l.w.WriteHeader(http.StatusOK)
+	}
+	return l.w.Write(p)
+}
+
+func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
+	raw, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil {
+		http.Error(w, "invalid NAR URL: root node is not base64url", http.StatusNotFound)
+		return
+	}
+	if len(raw) > maxNodeProto {
+		http.Error(w, fmt.Sprintf("invalid NAR URL: root node is %d bytes, limit %d", len(raw), maxNodeProto), http.StatusBadRequest)
+		return
+	}
+	var node castorev1.Node
+	if err := proto.Unmarshal(raw, &node); err != nil {
+		http.Error(w, "invalid NAR URL: root node does not decode", http.StatusNotFound)
+		return
+	}
+	if len(castore.NodeName(&node)) != 0 {
+		http.Error(w, "invalid NAR URL: root node has a name", http.StatusBadRequest)
+		return
+	}
+	if err := castore.ValidateNode(&node); err != nil {
+		http.Error(w, "invalid NAR URL: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	narSize, err := strconv.ParseUint(r.URL.Query().Get("narsize"), 10, 64)
+	if err != nil {
+		http.Error(w, "invalid NAR URL: narsize missing or not a number", http.StatusBadRequest)
+		return
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/x-nix-nar")
+		w.Header().Set("Content-Length", strconv.FormatUint(narSize, 10))
+		return
+	}
+	lw := &lazyWriter{w: w, size: narSize}
+	if err := narcastore.Render(r.Context(), lw, &node, h.blobs, h.dirs); err != nil {
+		h.log.Warn("render NAR", "err", err)
+		if !lw.started {
+			if errors.Is(err, castore.ErrNotFound) {
+				http.Error(w, "NAR contents not found", http.StatusNotFound)
+			} else {
+				http.Error(w, "render NAR failed", http.StatusInternalServerError)
+			}
+			return
+		}
+		// Mid-stream: the short body (or Content-Length overrun) tells
+		// the client; abort the connection so it cannot miss it.
+		panic(http.ErrAbortHandler)
+	}
+	if !lw.started {
+		lw.Write(nil)
+	}
+}
+
+// compressions maps the NAR file extensions Nix 2.8 writes to decoders.
+var compressions = map[string]func(io.Reader) (io.ReadCloser, error){
+	"":     func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil },
+	".xz":  newXZ,
+	".zst": newZstd,
+	".bz2": newBzip2,
+}
+
+// hashingReader hashes and counts the raw (compressed) upload.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+	n uint64
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	hr.h.Write(p[:n])
+	hr.n += uint64(n)
+	return n, err
+}
+
+func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
+	if h.opts.ReadOnly {
+		http.Error(w, "this cache is read-only", http.StatusForbidden)
+		return
+	}
+	name := strings.TrimPrefix(url, "nar/")
+	hashPart, ext, ok := strings.Cut(name, ".nar")
+	dec, known := compressions[ext]
+	if !ok || strings.Contains(hashPart, "/") {
+		http.Error(w, fmt.Sprintf("invalid NAR upload %q: want nar/<52 nixbase32>.nar[.xz|.zst|.bz2]", url), http.StatusBadRequest)
+		return
+	}
+	if !known {
+		http.Error(w, fmt.Sprintf("NAR upload %q: compression %q not supported (use compression=xz, zstd, bzip2 or none)", url, ext), http.StatusUnsupportedMediaType)
+		return
+	}
+	var want [32]byte
+	b, err := nixbase32.DecodeString(hashPart)
+	if err != nil || len(b) != 32 {
+		http.Error(w, fmt.Sprintf("invalid NAR upload %q: file hash is not 52 nixbase32 characters", url), http.StatusBadRequest)
+		return
+	}
+	copy(want[:], b)
+
+	raw := &hashingReader{r: r.Body, h: sha256.New()}
+	p, err := h.ingest(r.Context(), raw, dec)
+	if err != nil {
+		h.log.Warn("NAR upload refused", "url", url, "err", err)
+		http.Error(w, fmt.Sprintf("NAR upload %s: %v", url, err), http.StatusBadRequest)
+		return
+	}
+	copy(p.fileHash[:], raw.h.Sum(nil))
+	p.fileSize = raw.n
+	if p.fileHash != want {
+		http.Error(w, fmt.Sprintf("NAR upload %s: file hash is sha256:%s, not the one in the URL", url, nixbase32.EncodeToString(p.fileHash[:])), http.StatusBadRequest)
+		return
+	}
+	p.url = url
+	h.pending.add(p)
+	h.log.Debug("NAR uploaded", "url", url, "nar_size", p.narSize, "nar_hash", nixbase32.EncodeToString(p.narSHA256[:]))
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *Handler) ingest(ctx context.Context, raw io.Reader, dec func(io.Reader) (io.ReadCloser, error)) (*pendingNAR, error) {
+	rc, err := dec(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	defer rc.Close()
+	root, size, sum, err := narcastore.Ingest(ctx, rc, h.blobs, h.dirs)
+	if err != nil {
+		return nil, err
+	}
+	// The file hash covers every byte, and bytes after the NAR would
+	// make the file something else than the NAR it claims to be.
+	var one [1]byte
+	if n, err := io.ReadFull(rc, one[:]); n > 0 {
+		return nil, fmt.Errorf("data after the end of the NAR")
+	} else if err != io.EOF {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return nil, fmt.Errorf("read upload: %w", err)
+	}
+	return &pendingNAR{root: root, narSize: size, narSHA256: sum}, nil
+}
+
+func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [storepath.DigestSize]byte) {
+	if h.opts.ReadOnly {
+		http.Error(w, "this cache is read-only", http.StatusForbidden)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNarinfo))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("read narinfo: %v", err), http.StatusBadRequest)
+		return
+	}
+	ni, err := narinfo.Parse(bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if ni.StorePath.Digest != digest {
+		http.Error(w, fmt.Sprintf("narinfo for %s uploaded as %s.narinfo", ni.StorePath, nixbase32.EncodeToString(digest[:])), http.StatusBadRequest)
+		return
+	}
+	var narHash [32]byte
+	copy(narHash[:], ni.NarHash.Digest)
+	p, ok := h.pending.lookup(strings.TrimPrefix(ni.URL, "/"), narHash)
+	if !ok {
+		http.Error(w, fmt.Sprintf("narinfo for %s: its NAR (%s, NarHash %s) was not uploaded", ni.StorePath, ni.URL, ni.NarHash), http.StatusBadRequest)
+		return
+	}
+	if p.narSHA256 != narHash || p.narSize != ni.NarSize {
+		http.Error(w, fmt.Sprintf("narinfo for %s: NarHash %s, NarSize %d, but the uploaded NAR %s has sha256:%s, %d bytes",
+			ni.StorePath, ni.NarHash, ni.NarSize, p.url, nixbase32.EncodeToString(p.narSHA256[:]), p.narSize), http.StatusBadRequest)
+		return
+	}
+	info, err := narinfoconv.ToPathInfo(ni, p.root)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, err := h.pathInfo.Put(r.Context(), info); err != nil {
+		h.log.Error("put path info", "path", ni.StorePath, "err", err)
+		status := http.StatusInternalServerError
+		if errors.Is(err, pathinfo.ErrInvalid) {
+			status = http.StatusBadRequest
+		}
+		http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), status)
+		return
+	}
+	h.log.Debug("path committed", "path", ni.StorePath)
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,92 @@
+package narbridge
+
+import (
+	"sync"
+	"time"
+
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// pendingNAR is a NAR that arrived and was ingested but that no narinfo
+// has named yet. Nix uploads the NAR first and the narinfo last, and
+// only the narinfo makes the path (a PathInfo) exist.
+type pendingNAR struct {
+	url       string // "nar/<file hash>.nar[.ext]"
+	root      *castorev1.Node
+	narSize   uint64
+	narSHA256 [32]byte
+	fileHash  [32]byte
+	fileSize  uint64
+	added     time.Time
+}
+
+// pendingTable holds pendingNARs, looked up by the URL they were put at
+// (what the narinfo's URL field names) and by NAR hash (what its NarHash
+// field names). It is bounded in count and age, so uploads that never
+// get a narinfo cannot pile up; their blobs stay in castore as orphans.
+type pendingTable struct {
+	mu     sync.Mutex
+	max    int
+	ttl    time.Duration
+	now    func() time.Time
+	queue  []*pendingNAR // oldest first
+	byURL  map[string]*pendingNAR
+	byHash map[[32]byte]*pendingNAR
+}
+
+func newPendingTable(max int, ttl time.Duration) *pendingTable {
+	return &pendingTable{max: max, ttl: ttl, now: time.Now,
+		byURL: map[string]*pendingNAR{}, byHash: map[[32]byte]*pendingNAR{}}
+}
+
+func (t *pendingTable) add(p *pendingNAR) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.added = t.now()
+	t.queue = append(t.queue, p)
+	t.byURL[p.url] = p
+	t.byHash[p.narSHA256] = p
+	t.evictLocked()
+}
+
+// evictLocked drops expired entries and the oldest beyond max. An entry
+// replaced by a newer upload under the same key stays in the queue until
+// it reaches the front; it only removes map entries still pointing at it.
+func (t *pendingTable) evictLocked() {
+	cutoff := t.now().Add(-t.ttl)
+	live := len(t.byURL)
+	for len(t.queue) > 0 {
+		p := t.queue[0]
+		if !p.added.Before(cutoff) && live <= t.max && len(t.queue) <= 2*t.max {
+			break
+		}
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		if t.byURL[p.url] == p {
+			delete(t.byURL, p.url)
+			live--
+		}
+		if t.byHash[p.narSHA256] == p {
+			delete(t.byHash, p.narSHA256)
+		}
+	}
+}
+
+// lookup finds the NAR a narinfo names: by its URL when that was
+// uploaded here, else by its NAR hash.
+func (t *pendingTable) lookup(url string, narSHA256 [32]byte) (*pendingNAR, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.evictLocked()
+	if p, ok := t.byURL[url]; ok {
+		return p, true
+	}
+	p, ok := t.byHash[narSHA256]
+	return p, ok
+}
+
+func (t *pendingTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byURL)
+}

@@ -1,0 +1,91 @@
+package narinfo
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+func TestPathInfoRoundTrip(t *testing.T) {
+	root := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: castore.EmptyBlobDigest.Bytes()}}}
+	for _, s := range []string{curlNarinfo, drvNarinfo} {
+		ni := mustParse(t, s)
+		info, err := ni.ToPathInfo(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp, err := pathinfo.Validate(info); err != nil || sp != ni.StorePath {
+			t.Fatalf("Validate(ToPathInfo) = %v, %v", sp, err)
+		}
+		if ni.Deriver != nil && info.Narinfo.Deriver.Name+".drv" != ni.Deriver.Name {
+			t.Errorf("deriver name %q kept its .drv", info.Narinfo.Deriver.Name)
+		}
+		back, err := FromPathInfo(info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back.URL, back.Compression, back.FileHash, back.FileSize = ni.URL, ni.Compression, ni.FileHash, ni.FileSize
+		if back.String() != s {
+			t.Errorf("round trip through PathInfo:\n%s\nwant\n%s", back.String(), s)
+		}
+	}
+}
+
+func TestCAEnum(t *testing.T) {
+	for _, m := range []nixhash.Method{nixhash.Flat, nixhash.Recursive} {
+		for _, a := range []nixhash.Algo{nixhash.MD5, nixhash.SHA1, nixhash.SHA256, nixhash.SHA512} {
+			ca := nixhash.CA{Method: m, Hash: nixhash.Sum(a, []byte("x"))}
+			p, err := CAToProto(ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := CAFromProto(p)
+			if err != nil || back.String() != ca.String() {
+				t.Errorf("%v: %v %v", ca, back, err)
+			}
+		}
+	}
+	p, _ := CAToProto(nixhash.CA{Method: nixhash.Recursive, Hash: nixhash.Sum(nixhash.SHA256, nil)})
+	if p.Type != storev1.NARInfo_CA_NAR_SHA256 {
+		t.Errorf("fixed:r:sha256 = %v", p.Type)
+	}
+	if _, err := CAFromProto(&storev1.NARInfo_CA{Type: storev1.NARInfo_CA_FLAT_SHA1, Digest: make([]byte, 32)}); err == nil || !strings.Contains(err.Error(), "want 20") {
+		t.Errorf("wrong digest length: %v", err)
+	}
+	if _, err := CAFromProto(&storev1.NARInfo_CA{Type: 99}); err == nil {
+		t.Error("unknown CA type accepted")
+	}
+}
+
+func TestFromPathInfoErrors(t *testing.T) {
+	root := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: castore.EmptyBlobDigest.Bytes()}}}
+	good := func() *storev1.PathInfo {
+		info, err := mustParse(t, curlNarinfo).ToPathInfo(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	for _, tc := range []struct {
+		name, want string
+		mod        func(*storev1.PathInfo)
+	}{
+		{"no narinfo", "no narinfo", func(i *storev1.PathInfo) { i.Narinfo = nil }},
+		{"short sha256", "nar_sha256", func(i *storev1.PathInfo) { i.Narinfo.NarSha256 = i.Narinfo.NarSha256[:31] }},
+		{"ref mismatch", "does not match digest", func(i *storev1.PathInfo) { i.References[0] = make([]byte, 20) }},
+		{"ref count", "reference names", func(i *storev1.PathInfo) { i.References = i.References[1:] }},
+		{"short sig", "invalid signature", func(i *storev1.PathInfo) { i.Narinfo.Signatures[0].Data = []byte{1} }},
+		{"bad root name", "root node name", func(i *storev1.PathInfo) { i.Node = root }},
+	} {
+		info := good()
+		tc.mod(info)
+		if _, err := FromPathInfo(info); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
