@@ -145,6 +145,7 @@ func oracleCases() []oracleCase {
 		{"structured-attrs-multi", `mk { name = "structured-multi"; __structuredAttrs = true; outputs = [ "out" "doc" ]; x = "y"; }`},
 		{"pass-as-file", `mk { name = "paf"; passAsFile = [ "big" "other" ]; big = "lots of text"; other = "x"; }`},
 		{"unicode", `mk { name = "unicode"; chars = "ÅÄÖ 🦀 λ"; args = [ "€" ]; }`},
+		{"unicode-vector", "mk { name = \"unicode\"; letters = ''\n    räksmörgås\n    rødgrød med fløde\n    Lübeck\n    肥猪\n    こんにちは / 今日は\n    🌮\n  ''; }"},
 		{"latin1", "mk { name = \"latin1\"; chars = \"\xc5\xc4\xd6\"; }"},
 		{"cp1252", "mk { name = \"cp1252\"; chars = \"\x80\x9f\xff\"; }"},
 		{"escapes", `mk { name = "escapes"; v = "a\nb\tc\rd\"e\\f$g''h"; args = [ "x\ny" "\"q\"" "\\" ]; builder = "/bin/\"sh\""; }`},
@@ -253,8 +254,18 @@ func TestOracleNixInstantiate(t *testing.T) {
 			visit(caseName, in)
 		}
 	}
+	// Published vectors (nix-compat) among the cases.
+	vectors := map[string]string{
+		"bar-vector":     "/nix/store/0hm2f1psjpcwg8fijsmr4wwxrx59s092-bar.drv",
+		"foo-vector":     "/nix/store/4wvvbi4jwn0prsdxb7vs673qa5h9gr7x-foo.drv",
+		"unicode-vector": "/nix/store/52a9id8hx688hvlnz4d1n25ml1jdykz0-unicode.drv",
+		"nested-json":    "/nix/store/292w8yzv5nn7nhdpxcs8b7vby2p27s09-nested-json.drv",
+	}
 	for i, c := range cases {
 		p, _, _ := strings.Cut(out[i], "!")
+		if want, ok := vectors[c.name]; ok && p != want {
+			t.Errorf("%s: nix-instantiate gave %s, the published vector is %s", c.name, p, want)
+		}
 		visit(c.name, p)
 	}
 	t.Logf("%d expressions, %d distinct .drv files checked against nix-instantiate", len(cases), len(all))

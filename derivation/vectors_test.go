@@ -22,8 +22,8 @@ var testdataModulo = NewModuloCache(func(p string) ([]byte, error) {
 // and its output paths.
 func TestVectorFiles(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.drv")
-	if err != nil || len(files) < 9 {
-		t.Fatalf("want the 9 vector .drv files in testdata, got %d (%v)", len(files), err)
+	if err != nil || len(files) < 10 {
+		t.Fatalf("want the 10 vector .drv files in testdata, got %d (%v)", len(files), err)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

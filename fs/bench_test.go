@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -61,12 +63,22 @@ func BenchmarkFS(b *testing.B) {
 		return m.Mountpoint()
 	}
 	mp := mountFresh(b)
+	// The same tree, but the big blob read straight from the native file:
+	// what the FUSE layer costs, apart from the blob store.
+	info, err := s.paths.Get(context.Background(), fakeStorePath("big").Digest)
+	must(b, err)
+	bigDigest, err := castore.DigestFromBytes(info.GetNode().GetFile().GetDigest())
+	must(b, err)
+	fileSvc := s.services()
+	fileSvc.Blobs = &oneFileBlobs{BlobService: s.blobs, digest: bigDigest, path: big}
+	mpFile := mountServices(b, fileSvc, Options{Logger: logs}).Mountpoint()
 	canDrop := dropCaches() == nil
 
 	b.Run("SeqRead", func(b *testing.B) {
 		for _, c := range []struct{ name, path string }{
 			{"native", big},
-			{"tvix", filepath.Join(mp, bigBase)},
+			{"tvix-onefile", filepath.Join(mpFile, bigBase)},
+			{"tvix-chunked", filepath.Join(mp, bigBase)},
 		} {
 			for _, cold := range []bool{true, false} {
 				name := c.name + "/warm"
@@ -177,6 +189,36 @@ func BenchmarkFS(b *testing.B) {
 		}
 	})
 }
+
+// oneFileBlobs serves one blob from a plain file.
+type oneFileBlobs struct {
+	BlobService
+	digest castore.Digest
+	path   string
+}
+
+func (o *oneFileBlobs) Open(ctx context.Context, d castore.Digest) (castore.BlobReader, error) {
+	if d != o.digest {
+		return o.BlobService.Open(ctx, d)
+	}
+	f, err := os.Open(o.path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &fileBlob{SectionReader: io.NewSectionReader(f, 0, fi.Size()), f: f}, nil
+}
+
+type fileBlob struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (f *fileBlob) Close() error { return f.f.Close() }
 
 func must(b *testing.B, err error) {
 	b.Helper()

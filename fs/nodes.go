@@ -239,11 +239,12 @@ type dirNode struct {
 }
 
 var (
-	_ gofs.NodeLookuper    = (*dirNode)(nil)
-	_ gofs.NodeReaddirer   = (*dirNode)(nil)
-	_ gofs.NodeGetattrer   = (*dirNode)(nil)
-	_ gofs.NodeGetxattrer  = (*dirNode)(nil)
-	_ gofs.NodeListxattrer = (*dirNode)(nil)
+	_ gofs.NodeLookuper       = (*dirNode)(nil)
+	_ gofs.NodeReaddirer      = (*dirNode)(nil)
+	_ gofs.NodeOpendirHandler = (*dirNode)(nil)
+	_ gofs.NodeGetattrer      = (*dirNode)(nil)
+	_ gofs.NodeGetxattrer     = (*dirNode)(nil)
+	_ gofs.NodeListxattrer    = (*dirNode)(nil)
 )
 
 func (n *dirNode) contents(ctx context.Context) (*dirContents, syscall.Errno) {
@@ -278,6 +279,16 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, syscall.ENOENT
 	}
 	return n.t.newChild(ctx, &n.Inode, e, out), 0
+}
+
+// OpendirHandle lets the kernel cache the listing (FOPEN_CACHE_DIR): a
+// directory never changes, so a second readdir needs no request.
+func (n *dirNode) OpendirHandle(ctx context.Context, _ uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	d, errno := n.contents(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return n.t.dirStream(n.StableAttr().Ino, d.children), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

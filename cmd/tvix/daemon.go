@@ -34,21 +34,33 @@ type daemonHook struct {
 
 var daemonHooks []daemonHook
 
+var daemonCommand *cli.Command
+
+// addDaemonHookFlags runs from newApp, after every init has registered.
+func addDaemonHookFlags() {
+	for _, h := range daemonHooks {
+		daemonCommand.Flags = append(daemonCommand.Flags, h.flags...)
+	}
+}
+
 // narCalculator is set by the store layer to answer CalculateNAR.
 var narCalculator func(s *services) pathinfo.NARCalculator
 
 func init() {
-	flags := append(serviceFlags(),
+	cmd := &cli.Command{
+		Name:   "daemon",
+		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
+		Action: runDaemon,
+		Before: func(c *cli.Context) error { return nil },
+	}
+	// Hooks register from other files' init functions, which may run after
+	// this one: collect their flags when the app is built.
+	cmd.Flags = append(serviceFlags(),
 		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"TVIX_LISTEN"},
 			Usage: "gRPC listen address: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
 	)
-	register(&cli.Command{
-		Name:   "daemon",
-		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
-		Flags:  flags,
-		Before: func(c *cli.Context) error { return nil },
-		Action: runDaemon,
-	})
+	register(cmd)
+	daemonCommand = cmd
 }
 
 func listen(addr string) (net.Listener, error) {
@@ -106,6 +118,7 @@ func runDaemon(c *cli.Context) error {
 		slog.Info("serving gRPC", "addr", a, "bound", lis.Addr().String())
 		g.Go(func() error { return srv.Serve(lis) })
 	}
+	anyHookStarted := false
 	for _, h := range daemonHooks {
 		run, err := h.start(gctx, c, s)
 		if err != nil {
@@ -113,11 +126,12 @@ func runDaemon(c *cli.Context) error {
 			return err
 		}
 		if run != nil {
+			anyHookStarted = true
 			g.Go(run)
 		}
 	}
-	if len(addrs) == 0 && len(daemonHooks) == 0 {
-		return cli.Exit("daemon: nothing to serve; give --listen", 2)
+	if len(addrs) == 0 && !anyHookStarted {
+		return cli.Exit("daemon: nothing to serve; give --listen (or --mount, --http-listen, --virtiofs)", 2)
 	}
 	g.Go(func() error {
 		<-gctx.Done()

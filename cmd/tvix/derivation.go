@@ -33,8 +33,69 @@ func init() {
 				}
 				return derivation.WriteJSON(os.Stdout, drvs)
 			},
+		}, {
+			Name:      "verify",
+			Usage:     "recompute output paths and .drv paths (reading input .drv files from the store) and report mismatches",
+			ArgsUsage: "DRVPATH...",
+			Action: func(c *cli.Context) error {
+				if c.NArg() == 0 {
+					return cli.Exit("derivation verify: want at least one .drv path", 2)
+				}
+				lookup := derivation.NewModuloCache(os.ReadFile)
+				bad := 0
+				for _, p := range c.Args().Slice() {
+					if err := verifyDerivation(p, lookup); err != nil {
+						fmt.Fprintf(os.Stderr, "%s: %v\n", p, err)
+						bad++
+						continue
+					}
+					fmt.Printf("%s: ok\n", p)
+				}
+				if bad > 0 {
+					return cli.Exit(fmt.Sprintf("%d of %d derivations do not verify", bad, c.NArg()), 1)
+				}
+				return nil
+			},
 		}},
 	})
+}
+
+// verifyDerivation checks that a .drv in the store prints back to its own
+// bytes, lives at the path its contents give and has the output paths
+// (outputs and env) its inputs give.
+func verifyDerivation(drvPath string, lookup derivation.ModuloLookup) error {
+	data, err := os.ReadFile(drvPath)
+	if err != nil {
+		return err
+	}
+	d, err := derivation.Parse(data)
+	if err != nil {
+		return err
+	}
+	if string(d.ATerm()) != string(data) {
+		return fmt.Errorf("does not print back to the same bytes")
+	}
+	name, err := d.Name()
+	if err != nil {
+		return err
+	}
+	sp, err := d.DrvPath(name)
+	if err != nil {
+		return err
+	}
+	if sp.String() != drvPath {
+		return fmt.Errorf("contents give path %s", sp)
+	}
+	c := d.Clone()
+	if err := c.CalculateOutputPaths(name, lookup); err != nil {
+		return err
+	}
+	for o, out := range d.Outputs {
+		if c.Outputs[o] != out || c.Env[o] != d.Env[o] {
+			return fmt.Errorf("output %s: computed %s, file has %s", o, c.Outputs[o].Path, out.Path)
+		}
+	}
+	return nil
 }
 
 // loadDerivations reads .drv files, keyed by their store path: a path in

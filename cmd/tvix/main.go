@@ -26,6 +26,7 @@ func register(c *cli.Command) { commands = append(commands, c) }
 var personalities = map[string]func(args []string) int{}
 
 func newApp() *cli.App {
+	addDaemonHookFlags()
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	return &cli.App{
 		Name:                 "tvix",

@@ -1,0 +1,203 @@
+package narcastore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"lukechampine.com/blake3"
+
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/internal/nixtest"
+	"github.com/tvix-go/tvix/store/nar"
+)
+
+// benchTrees are the shapes measured: one big file (throughput-bound) and
+// many small files (per-node overhead).
+var benchTrees = []struct {
+	name  string
+	files int
+	size  int
+}{
+	{"1x256MiB", 1, 256 << 20},
+	{"16384x4KiB", 16384, 4 << 10},
+}
+
+func benchData(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// benchNAR builds the NAR of a tree in memory: files spread over
+// directories of 128 entries.
+func benchNAR(b *testing.B, files, size int) []byte {
+	b.Helper()
+	data := benchData(size, uint64(files))
+	var buf bytes.Buffer
+	w := nar.NewWriter(&buf)
+	must := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if files == 1 {
+		must(w.File(false, uint64(size), bytes.NewReader(data)))
+	} else {
+		must(w.Directory())
+		for d := 0; d*128 < files; d++ {
+			must(w.Entry(fmt.Appendf(nil, "d%04d", d)))
+			must(w.Directory())
+			for f := d * 128; f < min(files, (d+1)*128); f++ {
+				must(w.Entry(fmt.Appendf(nil, "f%06d", f)))
+				data[0], data[1] = byte(f), byte(f>>8) // distinct blobs
+				must(w.File(f%3 == 0, uint64(size), bytes.NewReader(data)))
+			}
+			must(w.Leave())
+		}
+		must(w.Leave())
+	}
+	must(w.Close())
+	return buf.Bytes()
+}
+
+// BenchmarkRawHash is the floor Ingest is measured against: BLAKE3 and
+// SHA-256 of the same bytes, one after the other, in 64 KiB writes.
+func BenchmarkRawHash(b *testing.B) {
+	for _, tr := range benchTrees {
+		in := benchNAR(b, tr.files, tr.size)
+		b.Run(tr.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				h3, h2 := blake3.New(32, nil), sha256.New()
+				for off := 0; off < len(in); off += 64 << 10 {
+					chunk := in[off:min(off+64<<10, len(in))]
+					h3.Write(chunk)
+					h2.Write(chunk)
+				}
+				h3.Sum(nil)
+				h2.Sum(nil)
+			}
+		})
+	}
+}
+
+// BenchmarkIngest parses the NAR, hashes it (sha256) and puts every file
+// into a BlobService that hashes (BLAKE3) without storing, and the
+// directories into the memory DirectoryService.
+func BenchmarkIngest(b *testing.B) {
+	ctx := context.Background()
+	for _, tr := range benchTrees {
+		in := benchNAR(b, tr.files, tr.size)
+		b.Run(tr.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				blobs := &memBlobs{discard: true}
+				if _, _, _, err := Ingest(ctx, bytes.NewReader(in), blobs, newCountingDirs()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRender renders from the in-memory fake stores to io.Discard.
+func BenchmarkRender(b *testing.B) {
+	ctx := context.Background()
+	for _, tr := range benchTrees {
+		in := benchNAR(b, tr.files, tr.size)
+		blobs, dirs := newMemBlobs(), newCountingDirs()
+		root, _, _, err := Ingest(ctx, bytes.NewReader(in), blobs, dirs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tr.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if err := Render(ctx, io.Discard, root, blobs, dirs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchTreeOnDisk restores a bench NAR into a directory (via our own
+// reader), once per process.
+func benchTreeOnDisk(b *testing.B, dir string, in []byte) string {
+	b.Helper()
+	root := filepath.Join(dir, "tree")
+	r := nar.NewReader(bytes.NewReader(in))
+	for {
+		n, err := r.Next()
+		if err == io.EOF {
+			return root
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(root, n.Path)
+		switch n.Kind {
+		case nar.KindDirectory:
+			err = os.MkdirAll(p, 0o755)
+		case nar.KindFile:
+			mode := os.FileMode(0o644)
+			if n.Executable {
+				mode = 0o755
+			}
+			var f *os.File
+			if f, err = os.OpenFile(p, os.O_CREATE|os.O_WRONLY, mode); err == nil {
+				_, err = io.Copy(f, n.Contents)
+				f.Close()
+			}
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDump compares producing a NAR from the filesystem: nix-store
+// --dump against nar.DumpPath, and Render from castore for reference.
+func BenchmarkDump(b *testing.B) {
+	nixtest.Require(b)
+	dir := b.TempDir()
+	for i, tr := range benchTrees {
+		in := benchNAR(b, tr.files, tr.size)
+		tree := benchTreeOnDisk(b, filepath.Join(dir, fmt.Sprint(i)), in)
+		b.Run(tr.name+"/nix-store--dump", func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				cmd := exec.Command("nix-store", "--dump", tree)
+				cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixtest.Config)
+				cmd.Stdout = io.Discard
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tr.name+"/nar.DumpPath", func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if err := nar.DumpPath(io.Discard, tree); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+var _ = castorev1.Node{}
