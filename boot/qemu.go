@@ -205,7 +205,7 @@ func qemuArgs(s qemuSpec) []string {
 func kernelCmdline(machine string) []string {
 	c := []string{"console=ttyS0", "quiet", "loglevel=1", "panic=-1", "rdinit=/init",
 		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd", "8250.nr_uarts=1",
-		"tsc=reliable", "no_timer_check", "cryptomgr.notests", "random.trust_cpu=on"}
+		"cryptomgr.notests", "random.trust_cpu=on"}
 	if machine != MachineQ35 {
 		c = append(c, "pci=off")
 	}

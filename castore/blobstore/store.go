@@ -16,8 +16,9 @@ import (
 
 // Store is a chunking BlobService over a backend.
 type Store struct {
-	b   backend
-	cdc *chunker.Chunker
+	b    backend
+	cdc  *chunker.Chunker
+	bufs sync.Pool
 }
 
 var _ castore.BlobService = (*Store)(nil)
@@ -69,8 +70,22 @@ func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobW
 	if err != nil {
 		return nil, fmt.Errorf("put blob: %w", err)
 	}
-	max := s.cdc.Params().Max
-	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), h: blake3.New(32, nil), buf: make([]byte, 0, 2*max)}, nil
+	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), h: blake3.New(32, nil), buf: s.getBuf()}, nil
+}
+
+// Writers need a buffer of two maximum chunks; pooling them keeps imports
+// of many small files from allocating megabytes per file.
+func (s *Store) getBuf() []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 2*s.cdc.Params().Max)
+}
+
+func (s *Store) putBuf(b []byte) {
+	if cap(b) == 2*s.cdc.Params().Max {
+		s.bufs.Put(&b)
+	}
 }
 
 func (s *Store) Close() error { return s.b.close() }
@@ -152,7 +167,10 @@ func (w *writer) Close() (castore.Digest, error) {
 		return castore.Digest{}, errors.New("put blob: closed twice")
 	}
 	w.done = true
-	if err := w.flush(true); err != nil {
+	err := w.flush(true)
+	w.s.putBuf(w.buf)
+	w.buf = nil
+	if err != nil {
 		return castore.Digest{}, err
 	}
 	var d castore.Digest
@@ -182,6 +200,8 @@ func (w *writer) Close() (castore.Digest, error) {
 func (w *writer) Abort() {
 	if !w.done {
 		w.done = true
+		w.s.putBuf(w.buf)
+		w.buf = nil
 		w.err = errors.New("put blob: aborted")
 		w.t.abort()
 	}

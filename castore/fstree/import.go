@@ -162,6 +162,8 @@ func importFile(ctx context.Context, e *entry, blobs castore.BlobService, p *Pro
 	return nil
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
 type progressWriter struct {
 	w io.Writer
 	p *Progress
@@ -175,7 +177,9 @@ func (pw progressWriter) Write(b []byte) (int, error) {
 
 // ReadFrom keeps io.Copy's buffer large; blob writers cut chunks anyway.
 func (pw progressWriter) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 1<<20)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var total int64
 	for {
 		n, err := io.ReadFull(r, buf)

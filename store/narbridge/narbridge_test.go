@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/store/nar"
 	"github.com/tvix-go/tvix/store/narinfo"
@@ -320,9 +321,14 @@ func TestRefusals(t *testing.T) {
 		t.Fatal("GET with a wrong narsize succeeded")
 	}
 	// Missing contents: 404 before anything is sent.
-	missing := newUpload(t, "missing", "", "never uploaded")
-	n := bytes.NewReader(missing.nar)
-	_ = n
+	missingDir := &castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{Digest: bytes.Repeat([]byte{7}, 32), Size: 1}}}
+	murl, err := NARURL(missingDir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := f.do(t, "GET", "/"+murl, nil); st != 404 {
+		t.Fatalf("NAR of missing directory: %d, want 404", st)
+	}
 }
 
 func TestReadOnly(t *testing.T) {
