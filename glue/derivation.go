@@ -2,6 +2,7 @@ package glue
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"github.com/tvix-go/tvix/derivation"
 	"github.com/tvix-go/tvix/eval"
 	"github.com/tvix-go/tvix/eval/syntax"
+	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/nixhash"
 )
 
@@ -77,7 +79,7 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 	attrs := ev.ForceAttrs(args[0])
 	nameV, ok := attrs.Get("name")
 	if !ok {
-		ev.Throwf("required attribute 'name' missing")
+		ev.Throwf("attribute 'name' missing for call to 'derivationStrict'")
 	}
 	drvName := noCtx(ev, nameV)
 	structured, ignoreNulls := false, false
@@ -312,12 +314,19 @@ func parseOutputHash(ev *eval.Evaluator, s string, algoAttr *string) nixhash.Has
 	}
 	var h nixhash.Hash
 	var err error
-	if algo == 0 {
-		if !strings.ContainsAny(s, ":-") {
-			ev.Throwf("hash '%s' does not include a type, nor is the type otherwise known from context", s)
-		}
+	switch {
+	case strings.ContainsAny(s, ":-"):
 		h, err = nixhash.Parse(s)
-	} else {
+		if err == nil && algo != 0 && h.Algo != algo {
+			ev.Throwf("hash '%s' should have type '%s'", s, algo)
+		}
+	case algo == 0:
+		ev.Throwf("hash '%s' does not include a type, nor is the type otherwise known from context", s)
+	default:
+		n := algo.Size()
+		if l := len(s); l != 2*n && l != nixbase32.EncodedLen(n) && l != base64.StdEncoding.EncodedLen(n) {
+			ev.Throwf("hash '%s' has wrong length for hash type '%s'", s, algo)
+		}
 		h, err = nixhash.ParseAs(algo, s)
 	}
 	if err != nil {

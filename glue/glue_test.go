@@ -222,35 +222,54 @@ func TestOracleEval(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	dir := fixtureDir(t)
-	tests := []struct{ expr, want string }{
-		{`derivation { builder = ":"; system = ":"; }`, "required attribute 'name' missing"},
-		{`mk { name = "x"; builder = ""; }`, "required attribute 'builder' missing"},
-		{`mk { name = "x"; system = ""; }`, "required attribute 'system' missing"},
-		{`mk { name = "x"; system = "a\"b"; }`, "would not read back"},
-		{`mk { name = "x"; system = "a\\b"; }`, "would not read back"},
-		{`mk { name = "x.drv"; }`, "derivation names are not allowed to end in '.drv'"},
-		{`mk { name = "x"; outputs = [ "out" "out" ]; }`, "duplicate derivation output 'out'"},
-		{`mk { name = "x"; outputs = [ "drv" ]; }`, "invalid derivation output name 'drv'"},
-		{`builtins.derivationStrict { name = "x"; builder = ":"; system = ":"; outputs = [ ]; }`, "derivation cannot have an empty set of outputs"},
-		{`mk { name = "x"; outputs = [ "out" "dev" ]; outputHash = h; outputHashAlgo = "sha256"; }`, "multiple outputs are not supported in fixed-output derivations"},
-		{`mk { name = "x"; outputHash = h; outputHashMode = "weird"; outputHashAlgo = "sha256"; }`, "invalid value 'weird' for 'outputHashMode' attribute"},
-		{`mk { name = "x"; outputHash = h; }`, "does not include a type, nor is the type otherwise known from context"},
-		{`mk { name = "x"; outputHash = ""; }`, "empty hash requires explicit hash type"},
-		{`mk { name = "x"; outputHash = "abc"; outputHashAlgo = "sha256"; }`, "invalid outputHash"},
-		{`mk { name = "x"; __contentAddressed = true; }`, "ca-derivations"},
-		{`derivation { name = foo.outPath; builder = ":"; system = ":"; }`, "is not allowed to refer to a store path"},
-		{`builtins.toFile "x" "${foo}"`, "in 'toFile': the file named 'x' must not contain a reference to a derivation"},
-		{`builtins.path { path = ./data.txt; foo = 1; }`, "unsupported argument 'foo' to 'addPath'"},
-		{`builtins.path { name = "x"; }`, "'path' required"},
-		{`builtins.path { path = ./data.txt; sha256 = h; }`, "store path mismatch"},
-		{`builtins.filterSource 1 ./tree`, "first argument in call to 'filterSource' is not a function"},
-		{`builtins.storePath "/tmp"`, "is not in the Nix store"},
-		{`builtins.storePath "relative"`, "doesn't represent an absolute path"},
+	// tvixOnly marks messages of tvix's own; the rest are checked against
+	// C++ Nix too.
+	type tc struct {
+		expr, want string
+		tvixOnly   bool
 	}
+	tests := []tc{
+		{`derivation { builder = ":"; system = ":"; }`, "attribute 'name' missing for call to 'derivationStrict'", false},
+		{`mk { name = "x"; builder = ""; }`, "required attribute 'builder' missing", false},
+		{`mk { name = "x"; system = ""; }`, "required attribute 'system' missing", false},
+		{`mk { name = "x"; system = "a\"b"; }`, "would not read back", true},
+		{`mk { name = "x"; system = "a\\b"; }`, "would not read back", true},
+		{`mk { name = "x.drv"; }`, "derivation names are not allowed to end in '.drv'", false},
+		{`mk { name = "x"; outputs = [ "out" "out" ]; }`, "duplicate derivation output 'out'", false},
+		{`mk { name = "x"; outputs = [ "drv" ]; }`, "invalid derivation output name 'drv'", false},
+		{`builtins.derivationStrict { name = "x"; builder = ":"; system = ":"; outputs = [ ]; }`, "derivation cannot have an empty set of outputs", false},
+		{`mk { name = "x"; outputs = [ "out" "dev" ]; outputHash = h; outputHashAlgo = "sha256"; }`, "multiple outputs are not supported in fixed-output derivations", false},
+		{`mk { name = "x"; outputHash = h; outputHashMode = "weird"; outputHashAlgo = "sha256"; }`, "invalid value 'weird' for 'outputHashMode' attribute", false},
+		{`mk { name = "x"; outputHash = h; }`, "does not include a type, nor is the type otherwise known from context", false},
+		{`mk { name = "x"; outputHash = ""; }`, "empty hash requires explicit hash type", false},
+		{`mk { name = "x"; outputHash = "abc"; outputHashAlgo = "sha256"; }`, "hash 'abc' has wrong length for hash type 'sha256'", false},
+		{`mk { name = "x"; outputHash = "sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00="; outputHashAlgo = "sha256"; }`, "hash 'sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00=' should have type 'sha256'", false},
+		{`mk { name = "x"; outputHash = "sha256:zzzz"; }`, "invalid outputHash", true},
+		{`mk { name = "x"; __contentAddressed = true; }`, "ca-derivations", false},
+		{`derivation { name = foo.outPath; builder = ":"; system = ":"; }`, "is not allowed to refer to a store path", false},
+		{`builtins.toFile "x" "${foo}"`, "in 'toFile': the file named 'x' must not contain a reference to a derivation", false},
+		{`builtins.path { path = ./data.txt; foo = 1; }`, "unsupported argument 'foo' to 'addPath'", false},
+		{`builtins.path { name = "x"; }`, "'path' required", false},
+		{`builtins.path { path = ./data.txt; sha256 = h; }`, "store path mismatch", false},
+		{`builtins.filterSource 1 ./tree`, "first argument in call to 'filterSource' is not a function", false},
+		{`builtins.storePath "/tmp"`, "is not in the Nix store", false},
+		{`builtins.storePath "relative"`, "doesn't represent an absolute path", false},
+	}
+	_, nixErr := exec.LookPath("nix-instantiate")
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
+			expr := "let\n" + prelude + "in builtins.seq (builtins.deepSeq (" + tt.expr + ") null) null"
+			if !tt.tvixOnly && nixErr == nil {
+				cmd := exec.Command("nix-instantiate", "--eval", "--readonly-mode", "-E", expr)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixConfig)
+				out, err := cmd.CombinedOutput()
+				if err == nil || !strings.Contains(string(out), tt.want) {
+					t.Errorf("C++ Nix says %q (err %v), not %q", out, err, tt.want)
+				}
+			}
 			ev, _ := newEval(ComputeStore{})
-			v, err := ev.EvalExpr("let\n"+prelude+"in builtins.seq (builtins.deepSeq ("+tt.expr+") null) null", "<test>", dir)
+			v, err := ev.EvalExpr(expr, "<test>", dir)
 			if err == nil {
 				t.Fatalf("evaluated to %v, want error %q", v, tt.want)
 			}

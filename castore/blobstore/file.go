@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -49,7 +50,23 @@ func NewFile(root string) (*Store, error) {
 	case string(got) != formatVersion:
 		return nil, fmt.Errorf("open blob store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(formatVersion))
 	}
+	removeStaleTemps(filepath.Join(root, "tmp"))
 	return newStore(&fileBackend{root: root, tmp: filepath.Join(root, "tmp")}), nil
+}
+
+// removeStaleTemps deletes what interrupted puts left behind. Other
+// processes may share the directory and be writing right now, so only
+// files untouched for an hour go.
+func removeStaleTemps(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 type fileBackend struct {

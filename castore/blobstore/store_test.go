@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castoretest"
@@ -55,5 +56,36 @@ func TestFileRefusesUnknownFormat(t *testing.T) {
 	}
 	if _, err := NewFile(dir); err == nil || !strings.Contains(err.Error(), "unknown format") {
 		t.Fatalf("NewFile on a v99 store = %v, want unknown format error", err)
+	}
+}
+
+// A put interrupted by a crash leaves only a temp file, which is invisible
+// and swept on a later open.
+func TestFileInterruptedPutInvisibleAndSwept(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20)
+	data[0] = 1
+	w, _ := s.Put(context.Background())
+	w.Write(data) // staged chunks written to tmp/, never committed
+	if ok, _ := s.Has(context.Background(), castore.HashBlob(data)); ok {
+		t.Fatal("uncommitted blob visible")
+	}
+	left, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+	if len(left) == 0 {
+		t.Fatal("expected staged temp files")
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, e := range left {
+		os.Chtimes(filepath.Join(dir, "tmp", e.Name()), old, old)
+	}
+	if _, err := NewFile(dir); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Fatalf("%d stale temp files not swept", len(left))
 	}
 }
