@@ -84,7 +84,7 @@ func (ev *Evaluator) AutoCall(v Value, args *Attrs) Value {
 	}
 	var as []Attr
 	if l.fn.ellipsis {
-		as = append(as, args.A...)
+		as = append(as, args.All()...)
 	} else {
 		for _, f := range l.fn.formals {
 			if x, ok := args.Get(f.name); ok {
@@ -142,8 +142,8 @@ func (r *Repl) Line(line string) string {
 		if !ok {
 			return "error: the file does not evaluate to an attribute set"
 		}
-		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), a.A...)).A
-		return fmt.Sprintf("Added %d variables.", len(a.A))
+		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), a.All()...)).All()
+		return fmt.Sprintf("Added %d variables.", a.Len())
 	case strings.HasPrefix(line, ":t "):
 		v, err := r.eval(line[3:])
 		if err != nil {
@@ -167,7 +167,7 @@ func (r *Repl) Line(line string) string {
 		if err != nil {
 			return err.Error()
 		}
-		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), Attr{Name: name, Val: v})).A
+		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), Attr{Name: name, Val: v})).All()
 		return ""
 	}
 	v, err := r.eval(line)
@@ -196,12 +196,12 @@ func isBinding(s string) bool {
 
 func (r *Repl) evalLazy(text string) (Value, error) {
 	return r.ev.protect(func() Value {
-		return r.ev.evalSource(newSource("«string»", text), r.dir, &Attrs{A: r.scope})
+		return r.ev.evalSource(newSource("«string»", text), r.dir, mkAttrs(r.scope))
 	})
 }
 
 func (r *Repl) eval(text string) (Value, error) {
 	return r.ev.protect(func() Value {
-		return r.ev.Force(r.ev.evalSource(newSource("«string»", text), r.dir, &Attrs{A: r.scope}))
+		return r.ev.Force(r.ev.evalSource(newSource("«string»", text), r.dir, mkAttrs(r.scope)))
 	})
 }

@@ -52,10 +52,10 @@ func (ev *Evaluator) initBuiltins() {
 	// builtins.builtins is the set itself; patch after building.
 	as = append(as, Attr{Name: "builtins"})
 	ev.builtins = NewAttrs(as)
-	ev.builtins.A[ev.builtins.Find("builtins")].Val = ev.builtins
+	ev.builtins.Lookup("builtins").Val = ev.builtins
 
 	consts := map[string]Value{}
-	for _, a := range ev.builtins.A {
+	for _, a := range ev.builtins.All() {
 		consts["__"+a.Name] = a.Val
 	}
 	for _, n := range append(append([]string{"builtins", "true", "false", "null"}, globalNames...), ev.opts.GlobalBuiltins...) {
@@ -69,19 +69,18 @@ func (ev *Evaluator) initBuiltins() {
 		t := NewThunk(func(ev *Evaluator) Value {
 			return ev.Force(ev.evalSource(newSource("<nix/"+n+".nix>", s), "/", nil))
 		})
-		ev.builtins.A[ev.builtinSlot(n)].Val = t
+		ev.builtinSlot(n).Val = t
 		consts[n] = t
 		consts["__"+n] = t
 	}
 }
 
-func (ev *Evaluator) builtinSlot(name string) int {
-	if i := ev.builtins.Find(name); i >= 0 {
-		return i
+func (ev *Evaluator) builtinSlot(name string) *Attr {
+	if x := ev.builtins.Lookup(name); x != nil {
+		return x
 	}
-	ev.builtins.A = append(ev.builtins.A, Attr{Name: name})
-	sort.Slice(ev.builtins.A, func(i, j int) bool { return ev.builtins.A[i].Name < ev.builtins.A[j].Name })
-	return ev.builtins.Find(name)
+	*ev.builtins = *NewAttrs(append(append([]Attr(nil), ev.builtins.All()...), Attr{Name: name}))
+	return ev.builtins.Lookup(name)
 }
 
 func (ev *Evaluator) nixPathValue() Value {
@@ -217,16 +216,16 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	// attrsets
 	reg("attrNames", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
-		out := make([]Value, len(as.A))
-		for i, x := range as.A {
+		out := make([]Value, as.Len())
+		for i, x := range as.All() {
 			out[i] = Str(x.Name)
 		}
 		return &List{Items: out}
 	})
 	reg("attrValues", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
-		out := make([]Value, len(as.A))
-		for i, x := range as.A {
+		out := make([]Value, as.Len())
+		for i, x := range as.All() {
 			out[i] = x.Val
 		}
 		return &List{Items: out}
@@ -248,11 +247,11 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("unsafeGetAttrPos", 2, func(ev *Evaluator, a []Value) Value {
 		name := ev.str(a[0])
 		as := ev.forceAttrs(a[1])
-		i := as.Find(name)
-		if i < 0 {
+		x := as.Lookup(name)
+		if x == nil || x.Pos == nil {
 			return Null{}
 		}
-		return posAttrs(as.A[i].Pos)
+		return posAttrs(*x.Pos)
 	})
 	reg("removeAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
@@ -261,24 +260,24 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		for _, n := range names.Items {
 			drop[ev.str(n)] = true
 		}
-		out := make([]Attr, 0, len(as.A))
-		for _, x := range as.A {
+		out := make([]Attr, 0, as.Len())
+		for _, x := range as.All() {
 			if !drop[x.Name] {
 				out = append(out, x)
 			}
 		}
-		return &Attrs{A: out}
+		return mkAttrs(out)
 	})
 	reg("intersectAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		x := ev.forceAttrs(a[0])
 		y := ev.forceAttrs(a[1])
 		var out []Attr
-		for _, b := range y.A {
-			if x.Find(b.Name) >= 0 {
+		for _, b := range y.All() {
+			if x.Lookup(b.Name) != nil {
 				out = append(out, b)
 			}
 		}
-		return &Attrs{A: out}
+		return mkAttrs(out)
 	})
 	reg("catAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		name := ev.str(a[0])
@@ -304,7 +303,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			if !ok {
 				ev.Throwf("attribute 'value' missing")
 			}
-			as = append(as, Attr{Name: ev.str(nv), Val: vv, Pos: x.A[x.Find("value")].Pos})
+			as = append(as, Attr{Name: ev.str(nv), Val: vv, Pos: x.Lookup("value").Pos})
 		}
 		// the first occurrence of a name wins
 		sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
@@ -315,23 +314,24 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			}
 			out = append(out, x)
 		}
-		return &Attrs{A: out}
+		return mkAttrs(out)
 	})
 	reg("mapAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		f := a[0]
 		as := ev.forceAttrs(a[1])
-		out := make([]Attr, len(as.A))
-		for i, x := range as.A {
-			out[i] = Attr{Name: x.Name, Val: ApplyThunk(f, Str(x.Name), x.Val), Pos: x.Pos}
+		all := as.All()
+		out := make([]Attr, len(all))
+		for i, x := range all {
+			out[i] = Attr{Name: x.Name, Val: apply2Thunk(f, Str(x.Name), x.Val), Pos: x.Pos}
 		}
-		return &Attrs{A: out}
+		return mkAttrs(out)
 	})
 	reg("zipAttrsWith", 2, func(ev *Evaluator, a []Value) Value {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		m := map[string][]Value{}
 		for _, it := range l.Items {
-			for _, x := range ev.forceAttrs(it).A {
+			for _, x := range ev.forceAttrs(it).All() {
 				m[x.Name] = append(m[x.Name], x.Val)
 			}
 		}
@@ -349,9 +349,9 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			}
 			out := make([]Attr, len(f.fn.formals))
 			for i, fm := range f.fn.formals {
-				out[i] = Attr{Name: fm.name, Val: Bool(fm.def != nil), Pos: fm.pos}
+				out[i] = Attr{Name: fm.name, Val: Bool(fm.def != nil), Pos: &f.fn.formals[i].pos}
 			}
-			return &Attrs{A: out}
+			return mkAttrs(out)
 		case *PrimOp, *PrimOpApp:
 			return emptyAttrs
 		default:

@@ -313,7 +313,7 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 		s := ev.ForceString(a[0])
 		as := ev.forceAttrs(a[1])
 		ctx := append([]string(nil), s.Ctx...)
-		for _, x := range as.A {
+		for _, x := range as.All() {
 			if !strings.HasPrefix(x.Name, ev.opts.StoreDir+"/") {
 				ev.Throwf("context key '%s' is not a store path", x.Name)
 			}

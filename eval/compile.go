@@ -379,9 +379,9 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		as := make([]Attr, len(acs), len(acs)+len(dyns))
 		for i := range acs {
-			as[i] = Attr{Name: acs[i].name, Val: acs[i].val(ev, env), Pos: acs[i].pos}
+			as[i] = Attr{Name: acs[i].name, Val: acs[i].val(ev, env), Pos: &acs[i].pos}
 		}
-		a := &Attrs{A: as}
+		a := mkAttrs(as)
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
 		}
@@ -398,8 +398,9 @@ func (cp *compiler) compDyns(n *syntax.Attrs, sc *scope) []dynCode {
 }
 
 func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) *Attrs {
-	as := a.A
-	for _, d := range dyns {
+	as := append([]Attr(nil), a.All()...)
+	for di := range dyns {
+		d := &dyns[di]
 		nv := ev.Force(d.name(ev, nameEnv))
 		if _, ok := nv.(Null); ok {
 			continue
@@ -410,13 +411,17 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 		}
 		for _, x := range as {
 			if x.Name == s.S {
-				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, x.Pos)
+				prev := "«unknown»"
+				if x.Pos != nil {
+					prev = x.Pos.String()
+				}
+				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, prev)
 			}
 		}
-		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: d.pos})
+		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: &d.pos})
 	}
 	sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
-	return &Attrs{A: as}
+	return mkAttrs(as)
 }
 
 // recScope builds the scope of a rec set or let: every static attribute
@@ -462,12 +467,12 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 		for i, f := range vals {
 			v := f(ev, e2)
 			e2.vals[i] = v
-			as[i] = Attr{Name: defs[i].Name, Val: v, Pos: defs[i].Pos}
+			as[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
 		}
-		a := &Attrs{A: as}
+		a := mkAttrs(as)
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.vals[overrides])
-			for _, o := range ov.A {
+			for _, o := range ov.All() {
 				if slot, ok := inner.names[o.Name]; ok {
 					e2.vals[slot] = o.Val
 				}
@@ -545,8 +550,8 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 		name := names[0]
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.forceAttrsAt(e(ev, env), pos)
-			if i := a.Find(name); i >= 0 {
-				return a.A[i].Val
+			if x := a.Lookup(name); x != nil {
+				return x.Val
 			}
 			ev.missingAttr(a, name, pos)
 			return nil

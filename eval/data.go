@@ -221,7 +221,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 			return
 		}
 		b.WriteByte('{')
-		for i, a := range x.A {
+		for i, a := range x.All() {
 			if i > 0 {
 				b.WriteByte(',')
 			}
@@ -339,7 +339,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, dr
 
 func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context, drvsSeen map[*Attrs]bool) {
 	ind := strings.Repeat("  ", depth)
-	for _, a := range x.A {
+	for _, a := range x.All() {
 		fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name))
 		ev.toXML(b, a.Val, depth+1, ctx, drvsSeen)
 		fmt.Fprintf(b, "%s</attr>\n", ind)
@@ -415,7 +415,7 @@ func (p *printer) print(v Value, slot *Thunk) {
 		}
 		p.b.WriteString("]")
 	case *Attrs:
-		if len(x.A) > 0 {
+		if x.Len() > 0 {
 			if p.seen[x] {
 				p.b.WriteString("«repeated»")
 				return
@@ -423,7 +423,7 @@ func (p *printer) print(v Value, slot *Thunk) {
 			p.seen[x] = true
 		}
 		p.b.WriteString("{ ")
-		for _, a := range x.A {
+		for _, a := range x.All() {
 			p.b.WriteString(printAttrName(a.Name))
 			p.b.WriteString(" = ")
 			p.print(a.Val, nil)

@@ -246,8 +246,8 @@ func (ev *Evaluator) evalNode(n syntax.Node, dir string, extra *Attrs) Value {
 	var env *Env
 	if extra != nil {
 		sc = &scope{parent: ev.global, names: map[string]int{}}
-		env = newEnv(nil, len(extra.A))
-		for i, a := range extra.A {
+		env = newEnv(nil, extra.Len())
+		for i, a := range extra.All() {
 			sc.names[a.Name] = i
 			env.vals[i] = a.Val
 		}
@@ -447,8 +447,8 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 		}
 		used := 0
 		for _, f := range lc.formals {
-			if i := as.Find(f.name); i >= 0 {
-				env.vals[f.slot] = as.A[i].Val
+			if x := as.Lookup(f.name); x != nil {
+				env.vals[f.slot] = x.Val
 				used++
 			} else if f.def != nil {
 				env.vals[f.slot] = nil
@@ -461,8 +461,8 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 				env.vals[f.slot] = f.def(ev, env)
 			}
 		}
-		if !lc.ellipsis && used < len(as.A) {
-			for _, x := range as.A {
+		if !lc.ellipsis && used < as.Len() {
+			for _, x := range as.All() {
 				found := false
 				for _, f := range lc.formals {
 					if f.name == x.Name {
@@ -593,7 +593,7 @@ func (ev *Evaluator) ForceDeep(v Value) Value {
 			if ev.depth > ev.maxDepth {
 				ev.ThrowKind(ErrStackOverflow, "stack overflow")
 			}
-			for _, a := range x.A {
+			for _, a := range x.All() {
 				rec(a.Val)
 			}
 			ev.depth--
@@ -752,16 +752,17 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 				return ev.Equal(o1, o2, pos)
 			}
 		}
-		if len(x.A) != len(y.A) {
+		if x.Len() != y.Len() {
 			return false
 		}
-		for i := range x.A {
-			if x.A[i].Name != y.A[i].Name {
+		xa, ya := x.All(), y.All()
+		for i := range xa {
+			if xa[i].Name != ya[i].Name {
 				return false
 			}
 		}
-		for i := range x.A {
-			if !ev.equalElem(x.A[i].Val, y.A[i].Val, pos) {
+		for i := range xa {
+			if !ev.equalElem(xa[i].Val, ya[i].Val, pos) {
 				return false
 			}
 		}

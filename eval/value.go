@@ -137,16 +137,26 @@ type List struct{ Items []Value }
 
 func NewList(items []Value) *List { return &List{Items: items} }
 
-// Attr is one attribute; Attrs keeps them sorted by name.
+// Attr is one attribute.
 type Attr struct {
 	Name string
 	Val  Value
-	Pos  syntax.Pos
+	Pos  *syntax.Pos // nil when unknown
 }
 
-type Attrs struct{ A []Attr }
+// Attrs is an attribute set, sorted by name. A set made by `big // small`
+// keeps the small side as an overlay over the big one (flattened on first
+// iteration), so that chains of updates do not copy the big side each
+// time.
+type Attrs struct {
+	own  []Attr // sorted, unique; overrides base
+	base *Attrs // nil, or a set without base
+	n    int    // number of distinct names
+}
 
 var emptyAttrs = &Attrs{}
+
+func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as, n: len(as)} }
 
 // NewAttrs builds an attrset from attributes in any order; later
 // duplicates win.
@@ -160,7 +170,7 @@ func NewAttrs(as []Attr) *Attrs {
 		}
 		out = append(out, a)
 	}
-	return &Attrs{A: out}
+	return mkAttrs(out)
 }
 
 // AttrsFromMap is a convenience for builtins building small sets.
@@ -172,11 +182,18 @@ func AttrsFromMap(m map[string]Value) *Attrs {
 	return NewAttrs(as)
 }
 
-func (a *Attrs) Len() int { return len(a.A) }
+func (a *Attrs) Len() int { return a.n }
 
-// Find returns the index of name, or -1.
-func (a *Attrs) Find(name string) int {
-	as := a.A
+// All returns the attributes sorted by name. Do not modify the slice.
+func (a *Attrs) All() []Attr {
+	if a.base != nil {
+		a.own = mergeAttrs(a.base.own, a.own)
+		a.base = nil
+	}
+	return a.own
+}
+
+func findIn(as []Attr, name string) int {
 	if len(as) <= 8 {
 		for i := range as {
 			if as[i].Name == name {
@@ -200,57 +217,96 @@ func (a *Attrs) Find(name string) int {
 	return -1
 }
 
+// Lookup returns the attribute called name, or nil.
+func (a *Attrs) Lookup(name string) *Attr {
+	if i := findIn(a.own, name); i >= 0 {
+		return &a.own[i]
+	}
+	if a.base != nil {
+		if i := findIn(a.base.own, name); i >= 0 {
+			return &a.base.own[i]
+		}
+	}
+	return nil
+}
+
 func (a *Attrs) Get(name string) (Value, bool) {
-	if i := a.Find(name); i >= 0 {
-		return a.A[i].Val, true
+	if x := a.Lookup(name); x != nil {
+		return x.Val, true
 	}
 	return nil, false
 }
 
-// Update is a // b.
-func (a *Attrs) Update(b *Attrs) *Attrs {
-	if len(b.A) == 0 {
-		return a
-	}
-	if len(a.A) == 0 {
-		return b
-	}
-	if len(b.A) <= 8 && len(a.A) > 32 {
+// mergeAttrs merges two sorted attribute slices, b winning.
+func mergeAttrs(a, b []Attr) []Attr {
+	out := make([]Attr, 0, len(a)+len(b))
+	if len(b) <= 8 && len(a) > 32 {
 		// few new attributes: copy runs of a between binary-searched
-		// insertion points instead of merging element by element
-		out := make([]Attr, 0, len(a.A)+len(b.A))
+		// insertion points
 		i := 0
-		for _, x := range b.A {
-			rest := a.A[i:]
+		for _, x := range b {
+			rest := a[i:]
 			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name >= x.Name })
 			out = append(out, rest[:j]...)
 			out = append(out, x)
 			i += j
-			if i < len(a.A) && a.A[i].Name == x.Name {
+			if i < len(a) && a[i].Name == x.Name {
 				i++
 			}
 		}
-		return &Attrs{A: append(out, a.A[i:]...)}
+		return append(out, a[i:]...)
 	}
-	out := make([]Attr, 0, len(a.A)+len(b.A))
 	i, j := 0, 0
-	for i < len(a.A) && j < len(b.A) {
+	for i < len(a) && j < len(b) {
 		switch {
-		case a.A[i].Name < b.A[j].Name:
-			out = append(out, a.A[i])
+		case a[i].Name < b[j].Name:
+			out = append(out, a[i])
 			i++
-		case a.A[i].Name > b.A[j].Name:
-			out = append(out, b.A[j])
+		case a[i].Name > b[j].Name:
+			out = append(out, b[j])
 			j++
 		default:
-			out = append(out, b.A[j])
+			out = append(out, b[j])
 			i++
 			j++
 		}
 	}
-	out = append(out, a.A[i:]...)
-	out = append(out, b.A[j:]...)
-	return &Attrs{A: out}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+const (
+	overlayMax  = 32 // largest overlay kept unflattened
+	overlayBase = 64 // smallest base worth an overlay
+)
+
+// Update is a // b.
+func (a *Attrs) Update(b *Attrs) *Attrs {
+	if b.n == 0 {
+		return a
+	}
+	if a.n == 0 {
+		return b
+	}
+	if b.base == nil && len(b.own) <= overlayMax {
+		base, over := a, b.own
+		if a.base != nil {
+			base, over = a.base, mergeAttrs(a.own, b.own)
+		}
+		if len(base.own) >= overlayBase && len(over) <= overlayMax {
+			n := len(base.own)
+			for i := range over {
+				if findIn(base.own, over[i].Name) < 0 {
+					n++
+				}
+			}
+			if a.base == nil {
+				over = append([]Attr(nil), over...)
+			}
+			return &Attrs{own: over, base: base, n: n}
+		}
+	}
+	return mkAttrs(mergeAttrs(a.All(), b.All()))
 }
 
 // Lambda is a closure.

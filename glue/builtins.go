@@ -97,7 +97,7 @@ func (g *Glue) path(ev *eval.Evaluator, args []eval.Value) eval.Value {
 	var filter eval.Value
 	recursive := true
 	var expected *nixhash.Hash
-	for _, a := range attrs.A {
+	for _, a := range attrs.All() {
 		switch a.Name {
 		case "path":
 			path, _ = coerceToPath(ev, a.Val)

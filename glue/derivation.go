@@ -101,7 +101,10 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 		toJSON, _ = ev.Builtins().Get("toJSON")
 		js.WriteByte('{')
 	}
-	namePos := attrs.A[attrs.Find("name")].Pos
+	var namePos syntax.Pos
+	if p := attrs.Lookup("name").Pos; p != nil {
+		namePos = *p
+	}
 	addAttr := func(a eval.Attr) {
 		key := a.Name
 		defer traceAttr(key, drvName, namePos)
@@ -178,7 +181,7 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 			}
 		}
 	}
-	for _, a := range attrs.A {
+	for _, a := range attrs.All() {
 		if a.Name != "__ignoreNulls" {
 			addAttr(a)
 		}

@@ -130,6 +130,7 @@ var instantiateCases = []string{
 	`mk { name = "sfod"; __structuredAttrs = true; outputHash = h; outputHashAlgo = "sha256"; outputHashMode = "recursive"; }`,
 	`mk { name = "snulls"; __structuredAttrs = true; __ignoreNulls = true; n = null; k = [ null ]; builder = "${c1}/bin/sh"; }`,
 	`mk { name = "oddsystem"; system = "a b\nc\td"; }`,
+	`mk { name = "outputs-split"; outputs = [ "a b" ]; }`,
 	`mk { name = "pathargs"; args = [ ./data.txt "${text}" 1 true ]; }`,
 	`mk { name = "fodpath"; src = builtins.path { path = ./data.txt; recursive = false; sha256 = "0pvfiwz7pm97az8hkhpimdkyar8lkynzhnpfbam0r85nmb8v4rv6"; }; }`,
 	`mk { name = "deep"; d = builtins.foldl' (acc: i: mk { name = "n${toString i}"; inherit acc; }) foo (builtins.genList (i: i) 30); }`,
@@ -149,7 +150,7 @@ func TestOracleInstantiate(t *testing.T) {
 	if err := os.WriteFile(file, []byte(expr.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields(runNix(t, dir, file))
+	want := strings.Split(strings.TrimRight(runNix(t, dir, file), "\n"), "\n")
 
 	ev, g := newEval(ComputeStore{})
 	v, err := ev.EvalFile(file)
@@ -234,6 +235,9 @@ func TestErrors(t *testing.T) {
 		{`mk { name = "x"; system = ""; }`, "required attribute 'system' missing", false},
 		{`mk { name = "x"; system = "a\"b"; }`, "would not read back", true},
 		{`mk { name = "x"; system = "a\\b"; }`, "would not read back", true},
+		{`mk { name = "a b"; }`, "invalid character", true},
+		{`mk { name = ""; }`, "empty", true},
+		{`builtins.toFile "a b" "x"`, "invalid character", true},
 		{`mk { name = "x.drv"; }`, "derivation names are not allowed to end in '.drv'", false},
 		{`mk { name = "x"; outputs = [ "out" "out" ]; }`, "duplicate derivation output 'out'", false},
 		{`mk { name = "x"; outputs = [ "drv" ]; }`, "invalid derivation output name 'drv'", false},

@@ -56,7 +56,7 @@ func InstantiatedPaths(ev *eval.Evaluator, v eval.Value) []string {
 		}
 		switch x := ev.Force(v).(type) {
 		case *eval.Attrs:
-			for _, at := range x.A {
+			for _, at := range x.All() {
 				if derivation(at.Val) {
 					continue
 				}

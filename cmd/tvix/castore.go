@@ -14,6 +14,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/castore/diskimage"
 	"github.com/tvix-go/tvix/castore/fstree"
 )
 
@@ -25,6 +26,10 @@ func init() {
 			{
 				Name: "import", Usage: "import directory trees, print each root digest", ArgsUsage: "PATH...",
 				Flags: serviceFlags(), Action: castoreImport,
+			},
+			{
+				Name: "import-image", Usage: "import a disk image (qcow2, raw, vmdk, ...) as one chunked blob of its guest-visible bytes", ArgsUsage: "IMAGE",
+				Flags: serviceFlags(), Action: castoreImportImage,
 			},
 			{
 				Name: "export", Usage: "write the tree of a directory (or blob) digest to DEST", ArgsUsage: "DIGEST DEST",
@@ -86,6 +91,23 @@ func progressLine(ctx context.Context, p *fstree.Progress) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+func castoreImportImage(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("castore import-image: want one IMAGE", 2)
+	}
+	s, err := openCastore(c.Context, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d, size, typ, err := diskimage.Import(c.Context, c.Args().First(), s.blobs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s image, blob %s size %d\n", c.Args().First(), typ, d, size)
+	return nil
 }
 
 func castoreImport(c *cli.Context) error {

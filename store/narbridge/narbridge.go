@@ -30,6 +30,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/narinfo"
 	"github.com/tvix-go/tvix/store/narinfoconv"
@@ -317,14 +318,6 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 	}
 }
 
-// compressions maps the NAR file extensions Nix 2.8 writes to decoders.
-var compressions = map[string]func(io.Reader) (io.ReadCloser, error){
-	"":     func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil },
-	".xz":  newXZ,
-	".zst": newZstd,
-	".bz2": newBzip2,
-}
-
 // hashingReader hashes and counts the raw (compressed) upload.
 type hashingReader struct {
 	r io.Reader
@@ -346,7 +339,7 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 	}
 	name := strings.TrimPrefix(url, "nar/")
 	hashPart, ext, ok := strings.Cut(name, ".nar")
-	dec, known := compressions[ext]
+	compression, known := decompress.ByExtension[ext]
 	if !ok || strings.Contains(hashPart, "/") {
 		http.Error(w, fmt.Sprintf("invalid NAR upload %q: want nar/<52 nixbase32>.nar[.xz|.zst|.bz2]", url), http.StatusBadRequest)
 		return
@@ -364,7 +357,7 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 	copy(want[:], b)
 
 	raw := &hashingReader{r: r.Body, h: sha256.New()}
-	p, err := h.ingest(r.Context(), raw, dec)
+	p, err := h.ingest(r.Context(), raw, compression)
 	if err != nil {
 		h.log.Warn("NAR upload refused", "url", url, "err", err)
 		http.Error(w, fmt.Sprintf("NAR upload %s: %v", url, err), http.StatusBadRequest)
@@ -382,8 +375,8 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (h *Handler) ingest(ctx context.Context, raw io.Reader, dec func(io.Reader) (io.ReadCloser, error)) (*pendingNAR, error) {
-	rc, err := dec(raw)
+func (h *Handler) ingest(ctx context.Context, raw io.Reader, compression string) (*pendingNAR, error) {
+	rc, err := decompress.Reader(compression, raw)
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
 	}

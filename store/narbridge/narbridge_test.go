@@ -3,8 +3,8 @@ package narbridge
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -238,7 +238,6 @@ func TestUploadAndServe(t *testing.T) {
 		})
 	}
 }
-
 
 func TestNixCacheInfo(t *testing.T) {
 	for _, tc := range []struct {

@@ -40,8 +40,10 @@ func nixPathInfos(t *testing.T, args ...string) map[string]nixPathInfo {
 }
 
 // addPaths puts a tree (file, executable, symlink, subdirectory) into
-// the Nix store, and a text file referencing it; it returns both.
-func addPaths(t *testing.T) (tree, text string) {
+// the Nix store, a text file referencing it, and builds an input-addressed
+// output referencing both (the only kind whose signatures matter: Nix
+// accepts content-addressed paths unsigned). It returns tree and output.
+func addPaths(t *testing.T) (tree, out string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "narbridge-tree")
 	for _, f := range []struct {
@@ -66,8 +68,11 @@ func addPaths(t *testing.T) (tree, text string) {
 	}
 	tree = nixtest.Text(t, "nix-store", "--add", dir)
 	expr := `builtins.toFile "narbridge-ref" "uses ${builtins.storePath "` + tree + `"} (` + t.Name() + `)"`
-	text = strings.Trim(nixtest.Text(t, "nix-instantiate", "--eval", "--read-write-mode", "-E", expr), `"`)
-	return tree, text
+	text := strings.Trim(nixtest.Text(t, "nix-instantiate", "--eval", "--read-write-mode", "-E", expr), `"`)
+	drv := `derivation { name = "narbridge-out"; system = builtins.currentSystem; builder = "/bin/sh";
+		args = [ "-c" "echo ${builtins.storePath "` + text + `"} > $out" ]; }`
+	out = nixtest.Text(t, "nix-build", "--no-out-link", "-E", drv)
+	return tree, out
 }
 
 // TestNixCopy round-trips store paths through the bridge with C++ Nix:
@@ -78,10 +83,10 @@ func TestNixCopy(t *testing.T) {
 	nixtest.Require(t)
 	// Nix caches narinfo lookups per cache URL; keep them per test.
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	tree, text := addPaths(t)
-	want := nixPathInfos(t, "-r", text)
-	if len(want) != 2 {
-		t.Fatalf("closure of %s: %v", text, want)
+	tree, top := addPaths(t)
+	want := nixPathInfos(t, "-r", top)
+	if len(want) != 3 {
+		t.Fatalf("closure of %s: %v", top, want)
 	}
 	for _, comp := range []string{"", "none", "zstd", "bzip2"} {
 		t.Run("compression="+comp, func(t *testing.T) {
@@ -96,7 +101,7 @@ func TestNixCopy(t *testing.T) {
 			if comp != "" {
 				to += "?compression=" + comp
 			}
-			nixtest.Run(t, "nix", "copy", "--to", to, text)
+			nixtest.Run(t, "nix", "copy", "--to", to, top)
 
 			for p, w := range want {
 				sp, err := storepath.Parse(p)
@@ -130,19 +135,19 @@ func TestNixCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := nixtest.RunErr("nix", "copy", "--from", srv.URL, "--to", dst,
-				"--option", "trusted-public-keys", otherKey.String(), text); err == nil {
+				"--option", "trusted-public-keys", otherKey.String(), top); err == nil {
 				t.Fatal("nix copy --from accepted narinfos signed by an untrusted key")
 			}
 			nixtest.Run(t, "nix", "copy", "--from", srv.URL, "--to", dst,
-				"--option", "trusted-public-keys", pk.String(), text)
-			got := nixPathInfos(t, "--store", dst, "-r", text)
+				"--option", "trusted-public-keys", pk.String(), top)
+			got := nixPathInfos(t, "--store", dst, "-r", top)
 			for p, w := range want {
 				g, ok := got[p]
 				if !ok || g.NarHash != w.NarHash || g.NarSize != w.NarSize {
 					t.Fatalf("%s copied back as %+v, want %+v", p, g, w)
 				}
 			}
-			nixtest.Run(t, "nix", "store", "verify", "--store", dst, "--no-trust", "-r", text)
+			nixtest.Run(t, "nix", "store", "verify", "--store", dst, "--no-trust", "-r", top)
 			// The copy is what Nix hashes it to be, independent of its database.
 			h := nixtest.Text(t, "nix-hash", "--type", "sha256", "--base32", filepath.Join(root, tree))
 			if nh, _ := nixhash.Parse(want[tree].NarHash); nh.Nix32() != h {

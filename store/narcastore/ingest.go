@@ -53,16 +53,70 @@ func (c *countingHash) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// hashPipe runs the NAR's sha256 (and the reference scan) on another
+// goroutine, so it overlaps with the BLAKE3 of the blobs instead of adding
+// to it. Bytes are copied into a small ring of buffers; when the hasher
+// falls behind, the reader waits, so memory stays bounded.
+type hashPipe struct {
+	c    countingHash
+	full chan []byte
+	free chan []byte
+	done chan struct{}
+}
+
+const (
+	pipeBufs    = 8
+	pipeBufSize = 64 << 10
+)
+
+func newHashPipe(scan io.Writer) *hashPipe {
+	p := &hashPipe{
+		c:    countingHash{h: sha256.New(), scan: scan},
+		full: make(chan []byte, pipeBufs),
+		free: make(chan []byte, pipeBufs),
+		done: make(chan struct{}),
+	}
+	for range pipeBufs {
+		p.free <- make([]byte, 0, pipeBufSize)
+	}
+	go func() {
+		defer close(p.done)
+		for b := range p.full {
+			p.c.Write(b)
+			p.free <- b[:0]
+		}
+	}()
+	return p
+}
+
+func (p *hashPipe) Write(b []byte) {
+	for len(b) > 0 {
+		buf := <-p.free
+		n := min(len(b), cap(buf))
+		p.full <- append(buf, b[:n]...)
+		b = b[n:]
+	}
+}
+
+// finish stops the goroutine; it must be called exactly once.
+func (p *hashPipe) finish() (uint64, [32]byte, error) {
+	close(p.full)
+	<-p.done
+	var sum [32]byte
+	p.c.h.Sum(sum[:0])
+	return p.c.n, sum, p.c.err
+}
+
 // teeReader hashes what it reads, before the NAR parser sees it.
 type teeReader struct {
 	r io.Reader
-	c *countingHash
+	p *hashPipe
 }
 
-func (t *teeReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
+func (t *teeReader) Read(b []byte) (int, error) {
+	n, err := t.r.Read(b)
 	if n > 0 {
-		t.c.Write(p[:n])
+		t.p.Write(b[:n])
 	}
 	return n, err
 }
@@ -82,8 +136,14 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 	for _, f := range opts {
 		f(&o)
 	}
-	ch := &countingHash{h: sha256.New(), scan: o.scan}
-	nr := nar.NewReader(&teeReader{r: r, c: ch})
+	pipe := newHashPipe(o.scan)
+	finished := false
+	defer func() {
+		if !finished {
+			pipe.finish()
+		}
+	}()
+	nr := nar.NewReader(&teeReader{r: r, p: pipe})
 
 	var (
 		root   *castorev1.Node
@@ -155,8 +215,10 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 				Name: b.name, Digest: dg.Bytes(), Size: size}}})
 		}
 	}
-	if ch.err != nil {
-		return fail(fmt.Errorf("scan references: %w", ch.err))
+	finished = true
+	narSize, sum, err := pipe.finish()
+	if err != nil {
+		return fail(fmt.Errorf("scan references: %w", err))
 	}
 	if putter != nil {
 		got, err := putter.Close()
@@ -167,8 +229,7 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 			return fail(fmt.Errorf("directory service stored root %s, want %x", got, want))
 		}
 	}
-	copy(sum[:], ch.h.Sum(nil))
-	return root, ch.n, sum, nil
+	return root, narSize, sum, nil
 }
 
 func putBlob(ctx context.Context, blobs castore.BlobService, n *nar.Node) (castore.Digest, error) {
