@@ -53,6 +53,10 @@ type Config struct {
 	MemoryMB   int    // default 512
 	Tag        string // virtio-fs tag, default "tvix"
 	Append     []string
+	// NoDirectBoot boots the compressed kernel as is instead of the
+	// vmlinux extracted from it (cached in CacheDir) via PVH.
+	NoDirectBoot bool
+	CacheDir     string
 
 	// BootTimeout bounds the time until the guest has mounted the store
 	// (default 60s); Timeout bounds the whole run (default: none).
@@ -89,6 +93,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	bootKernel := kernel
+	if !c.NoDirectBoot {
+		if k, err := directBootKernel(kernel, c.CacheDir); err != nil {
+			c.Logger.Debug("booting the compressed kernel", "kernel", kernel, "reason", err)
+		} else {
+			bootKernel = k
+		}
+	}
 	initBin, err := findInit(c.Init)
 	if err != nil {
 		return res, err
@@ -117,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			res.Accel = "kvm"
 		}
 	} else if c.Accel == "kvm" && !kvmUsable() {
-		return res, errors.New("--accel kvm: /dev/kvm is missing or not accessible (load kvm_intel/kvm_amd, join group kvm) ")
+		return res, errors.New("accel kvm: /dev/kvm is missing or not accessible, or the CPU has no vmx/svm (load kvm_intel/kvm_amd, join group kvm)")
 	}
 
 	tmp, err := os.MkdirTemp("", "tvix-boot-")
@@ -155,7 +167,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 
-	cmdline := append(kernelCmdline(c.Machine), c.modeParams()...)
+	cmdline := kernelCmdline(c.Machine)
+	if res.Accel == "tcg" {
+		if khz := hostTSCkHz(); khz > 0 {
+			// Under a busy TCG the guest's PIT calibration of the TSC can
+			// fail, and a microvm (no HPET, no PM timer) then hangs.
+			cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
+		}
+	}
+	cmdline = append(cmdline, c.modeParams()...)
 	cmdline = append(cmdline, c.Append...)
 	stdinTTY := false
 	if f, ok := c.Stdin.(*os.File); ok && c.Shell {
@@ -165,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	args := qemuArgs(qemuSpec{
 		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
-		kernel: kernel, initrd: initrd, sock: sock, tag: c.Tag,
+		kernel: bootKernel, initrd: initrd, sock: sock, tag: c.Tag,
 		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY,
 	})
 	c.Logger.Debug("starting QEMU", "qemu", qemu, "args", args)
@@ -224,6 +244,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()
+	}
+	if r.CacheDir == "" {
+		r.CacheDir = cacheDir()
 	}
 	return r, nil
 }

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -80,14 +81,60 @@ func versionLess(a, b string) bool {
 	return len(pa) < len(pb)
 }
 
-// kvmUsable reports whether this process may create KVM VMs.
+// kvmUsable reports whether this process may create KVM VMs that run a
+// stock kernel. A /dev/kvm without vmx/svm in the CPU flags is a software
+// implementation (e.g. PVM inside Firecracker) that hangs unmodified
+// guests, so it does not count.
 func kvmUsable() bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return false
 	}
 	f.Close()
-	return true
+	return cpuHasVirt()
+}
+
+func cpuHasVirt() bool {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "flags" {
+			for _, fl := range strings.Fields(v) {
+				if fl == "vmx" || fl == "svm" {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// hostTSCkHz is the host CPU clock from /proc/cpuinfo, which TCG guests
+// see as their TSC rate; 0 if unknown.
+func hostTSCkHz() int {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || mhz <= 0 {
+				return 0
+			}
+			return int(mhz * 1000)
+		}
+	}
+	return 0
 }
 
 // findInit locates the tvix-init binary: explicit, $TVIX_INIT, next to the

@@ -667,10 +667,11 @@ func dirOf(p string) string {
 // tryEval forces v, catching throw and assert failures.
 func (ev *Evaluator) tryEval(v Value) (res Value, ok bool) {
 	depth := ev.depth
+	height := len(ev.running)
 	defer func() {
 		if r := recover(); r != nil {
 			if e, isErr := r.(*Error); isErr && e.Catchable() {
-				ev.depth = depth
+				ev.unwind(height, depth)
 				res, ok = nil, false
 				return
 			}

@@ -717,9 +717,25 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	pos := n.Pos
 	switch n.Op {
 	case "+":
-		return func(ev *Evaluator, env *Env) Value { return ev.add(l(ev, env), r(ev, env), pos) }
+		return func(ev *Evaluator, env *Env) Value {
+			a := ev.Force(l(ev, env))
+			if x, ok := a.(Int); ok {
+				if y, ok := ev.Force(r(ev, env)).(Int); ok {
+					return x + y
+				}
+			}
+			return ev.add(a, r(ev, env), pos)
+		}
 	case "-":
-		return func(ev *Evaluator, env *Env) Value { return ev.arith('-', l(ev, env), r(ev, env), pos) }
+		return func(ev *Evaluator, env *Env) Value {
+			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			if x, ok := a.(Int); ok {
+				if y, ok := b.(Int); ok {
+					return x - y
+				}
+			}
+			return ev.arith('-', a, b, pos)
+		}
 	case "*":
 		return func(ev *Evaluator, env *Env) Value { return ev.arith('*', l(ev, env), r(ev, env), pos) }
 	case "/":
@@ -729,7 +745,15 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	case "!=":
 		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.Equal(l(ev, env), r(ev, env), pos)) }
 	case "<":
-		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(l(ev, env), r(ev, env), pos)) }
+		return func(ev *Evaluator, env *Env) Value {
+			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			if x, ok := a.(Int); ok {
+				if y, ok := b.(Int); ok {
+					return Bool(x < y)
+				}
+			}
+			return Bool(ev.lessThan(a, b, pos))
+		}
 	case ">":
 		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(r(ev, env), l(ev, env), pos)) }
 	case "<=":

@@ -142,6 +142,20 @@ type Evaluator struct {
 	srcCache    map[string]*syntax.Source
 	storeCache  map[string]string
 	ctx         context.Context
+	running     []*Thunk // thunks being forced, innermost last
+}
+
+// unwind resets the thunks that were being forced when an error
+// propagated past them, down to the given stack height.
+func (ev *Evaluator) unwind(height, depth int) {
+	for _, t := range ev.running[height:] {
+		if t.state == thunkRunning {
+			t.state = thunkPending
+		}
+	}
+	clear(ev.running[height:])
+	ev.running = ev.running[:height]
+	ev.depth = depth
 }
 
 // New makes an evaluator with the standard builtins plus opts.Builtins.
@@ -194,6 +208,8 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 			}
 		}()
 		ev.depth = 0
+		height := len(ev.running)
+		defer ev.unwind(height, 0)
 		v = f()
 	}()
 	<-done
@@ -324,6 +340,9 @@ func ioErrText(err error) string {
 // Force evaluates v to weak head normal form.
 func (ev *Evaluator) Force(v Value) Value {
 	if t, ok := v.(*Thunk); ok {
+		if t.state == thunkDone {
+			return t.v
+		}
 		return ev.forceThunk(t)
 	}
 	return v
@@ -342,15 +361,14 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 		t.state = thunkPending
 		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
 	}
-	defer func() {
-		if t.state == thunkRunning {
-			t.state = thunkPending
-		}
-	}()
+	// A failure leaves t running; tryEval resets the thunks on this
+	// stack so that forcing t again re-evaluates it (and fails again).
+	ev.running = append(ev.running, t)
 	v := t.c(ev, t.env)
 	if t2, ok := v.(*Thunk); ok {
 		v = ev.Force(t2)
 	}
+	ev.running = ev.running[:len(ev.running)-1]
 	ev.depth--
 	t.v, t.state, t.c, t.env = v, thunkDone, nil, nil
 	return v

@@ -370,3 +370,11 @@ func withTimeout(t testing.TB, d time.Duration, what string, f func()) {
 		t.Fatalf("%s did not return within %v", what, d)
 	}
 }
+
+func putInfo(t testing.TB, s *testStore, node *castorev1.Node) {
+	t.Helper()
+	info := &storev1.PathInfo{Node: node, Narinfo: &storev1.NARInfo{NarSize: 1, NarSha256: make([]byte, 32)}}
+	if _, err := s.paths.Put(context.Background(), info); err != nil {
+		t.Fatal(err)
+	}
+}

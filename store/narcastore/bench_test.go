@@ -166,6 +166,9 @@ func BenchmarkRender(b *testing.B) {
 func benchTreeOnDisk(b *testing.B, dir string, in []byte) string {
 	b.Helper()
 	root := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	r := nar.NewReader(bytes.NewReader(in))
 	for {
 		n, err := r.Next()

@@ -1,0 +1,87 @@
+package nixcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tvix-go/tvix/store/nixbase32"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// Composite answers from Local first, then asks each substituter in
+// order, storing what one returns in Local. Concurrent Gets of the same
+// missing path share one fetch, so a NAR is ingested once.
+type Composite struct {
+	Local        pathinfo.Service
+	Substituters []pathinfo.Service
+	group        singleflight.Group
+}
+
+func (c *Composite) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	info, err := c.Local.Get(ctx, digest)
+	if !errors.Is(err, pathinfo.ErrNotFound) {
+		return info, err
+	}
+	key := string(digest[:])
+	// The fetch outlives one caller's cancellation: others may wait on it.
+	v, err, _ := c.group.Do(key, func() (any, error) {
+		return c.substitute(context.WithoutCancel(ctx), digest)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*storev1.PathInfo), nil
+}
+
+func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	// Another fetch may have finished between our miss and now.
+	if info, err := c.Local.Get(ctx, digest); !errors.Is(err, pathinfo.ErrNotFound) {
+		return info, err
+	}
+	var errs []error
+	for _, s := range c.Substituters {
+		info, err := s.Get(ctx, digest)
+		if errors.Is(err, pathinfo.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			// A broken or lying substituter must not hide a good one.
+			slog.Warn("substituter failed", "hash", nixbase32.EncodeToString(digest[:]), "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		stored, err := c.Local.Put(ctx, info)
+		if err != nil {
+			return nil, fmt.Errorf("store substituted path info: %w", err)
+		}
+		return stored, nil
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), errors.Join(errs...))
+	}
+	return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), pathinfo.ErrNotFound)
+}
+
+func (c *Composite) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	return c.Local.Put(ctx, info)
+}
+
+// List lists Local only: substituters cannot be listed.
+func (c *Composite) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error] {
+	return c.Local.List(ctx)
+}
+
+func (c *Composite) Close() error {
+	errs := []error{c.Local.Close()}
+	for _, s := range c.Substituters {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,209 @@
+// Package nixcache is a PathInfoService backed by a Nix binary cache
+// (nix+http://, nix+https://, nix+file://): Get fetches the narinfo,
+// checks its signature against the trusted keys, fetches and decompresses
+// the NAR and ingests it into castore while hashing it, and returns the
+// PathInfo only when NarHash and NarSize match. It stores nothing itself;
+// put a Composite in front to keep what it fetched.
+//
+// URL: nix+https://cache.nixos.org?trusted-public-keys=<k1>%20<k2>. Without
+// trusted-public-keys, narinfos are taken unsigned (the NAR hash is still
+// checked, but the cache is then trusted for what the hash is).
+package nixcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/store/internal/decompress"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/narinfo"
+	"github.com/tvix-go/tvix/store/narinfoconv"
+	"github.com/tvix-go/tvix/store/nixbase32"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/pathinfourl"
+	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+func init() {
+	for _, s := range []string{"nix+http", "nix+https", "nix+file"} {
+		pathinfourl.Register(s, func(ctx context.Context, u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) (pathinfo.Service, error) {
+			return Open(u, blobs, dirs)
+		})
+	}
+}
+
+// ErrUnsupported is returned by Put and List: a binary cache is read here.
+var ErrUnsupported = errors.New("not supported by a binary cache path info service")
+
+// Service reads one binary cache.
+type Service struct {
+	base    *url.URL // http(s) or file, without the nix+ prefix and our query
+	trusted []narinfo.PublicKey
+	client  *http.Client
+	blobs   castore.BlobService
+	dirs    castore.DirectoryService
+}
+
+// Open makes a Service from a nix+… URL.
+func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) (*Service, error) {
+	base := *u
+	scheme, ok := strings.CutPrefix(u.Scheme, "nix+")
+	if !ok || (scheme != "http" && scheme != "https" && scheme != "file") {
+		return nil, fmt.Errorf("binary cache %q: want nix+http, nix+https or nix+file", u.Redacted())
+	}
+	base.Scheme = scheme
+	q := base.Query()
+	var trusted []narinfo.PublicKey
+	for _, k := range strings.Fields(q.Get("trusted-public-keys")) {
+		pk, err := narinfo.ParsePublicKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("binary cache %q: trusted-public-keys: %w", u.Redacted(), err)
+		}
+		trusted = append(trusted, pk)
+	}
+	// The rest of the query configures tvix (blob_service=…), not the
+	// cache, and is not sent to it.
+	base.RawQuery = ""
+	base.Path = strings.TrimSuffix(base.Path, "/")
+	if scheme == "file" && (base.Host != "" || !strings.HasPrefix(base.Path, "/")) {
+		return nil, fmt.Errorf("binary cache %q: want nix+file:///absolute/path", u.Redacted())
+	}
+	return &Service{base: &base, trusted: trusted, client: http.DefaultClient, blobs: blobs, dirs: dirs}, nil
+}
+
+// New makes a Service for a cache at base (http://, https:// or file://).
+func New(base string, trusted []narinfo.PublicKey, blobs castore.BlobService, dirs castore.DirectoryService) (*Service, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("binary cache %q: %w", base, err)
+	}
+	u.Scheme = "nix+" + u.Scheme
+	s, err := Open(u, blobs, dirs)
+	if err != nil {
+		return nil, err
+	}
+	s.trusted = append(s.trusted, trusted...)
+	return s, nil
+}
+
+var errAbsent = errors.New("absent")
+
+// open fetches rel (a narinfo name or a narinfo's URL) from the cache;
+// errAbsent when the cache says it has no such file.
+func (s *Service) open(ctx context.Context, rel string) (io.ReadCloser, error) {
+	ref, err := url.Parse(rel)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL %q: %w", rel, err)
+	}
+	if s.base.Scheme == "file" {
+		if ref.IsAbs() || strings.Contains("/"+ref.Path+"/", "/../") {
+			return nil, fmt.Errorf("URL %q leaves the cache", rel)
+		}
+		f, err := os.Open(path.Join(s.base.Path, ref.Path))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errAbsent
+		}
+		return f, err
+	}
+	// A narinfo's URL may be absolute (another host) or relative to the
+	// cache, as Nix allows.
+	dir := *s.base
+	dir.Path += "/"
+	target := dir.ResolveReference(ref)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden:
+		resp.Body.Close()
+		return nil, errAbsent
+	case resp.StatusCode/100 != 2:
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", target.Redacted(), resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// Get fetches the path's narinfo and NAR.
+func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	hashPart := nixbase32.EncodeToString(digest[:])
+	rc, err := s.open(ctx, hashPart+".narinfo")
+	if errors.Is(err, errAbsent) {
+		return nil, fmt.Errorf("binary cache %s: %s: %w", s.base.Redacted(), hashPart, pathinfo.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("binary cache %s: get %s.narinfo: %w", s.base.Redacted(), hashPart, err)
+	}
+	ni, err := narinfo.Parse(io.LimitReader(rc, 4<<20))
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("binary cache %s: %s.narinfo: %w", s.base.Redacted(), hashPart, err)
+	}
+	if ni.StorePath.Digest != digest {
+		return nil, fmt.Errorf("binary cache %s: %s.narinfo describes %s", s.base.Redacted(), hashPart, ni.StorePath)
+	}
+	if len(s.trusted) > 0 && len(ni.Verify(s.trusted)) == 0 {
+		return nil, fmt.Errorf("binary cache %s: %s: no signature by a trusted key", s.base.Redacted(), ni.StorePath)
+	}
+	info, err := s.fetchNAR(ctx, ni)
+	if err != nil {
+		return nil, fmt.Errorf("binary cache %s: %s: %w", s.base.Redacted(), ni.StorePath, err)
+	}
+	return info, nil
+}
+
+func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.PathInfo, error) {
+	rc, err := s.open(ctx, ni.URL)
+	if errors.Is(err, errAbsent) {
+		return nil, fmt.Errorf("NAR %s is missing from the cache", ni.URL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get NAR %s: %w", ni.URL, err)
+	}
+	defer rc.Close()
+	dec, err := decompress.Reader(ni.EffectiveCompression(), rc)
+	if err != nil {
+		return nil, fmt.Errorf("NAR %s: %w", ni.URL, err)
+	}
+	defer dec.Close()
+	// A NAR longer than announced is cut off by the limit and then fails
+	// to parse or to match: a hostile cache cannot make us read forever.
+	root, size, sum, err := narcastore.Ingest(ctx, io.LimitReader(dec, int64(ni.NarSize)+1), s.blobs, s.dirs)
+	if err != nil {
+		return nil, fmt.Errorf("NAR %s: %w", ni.URL, err)
+	}
+	if size != ni.NarSize || string(sum[:]) != string(ni.NarHash.Digest) {
+		return nil, fmt.Errorf("NAR %s is sha256:%s, %d bytes; narinfo says %s, %d bytes",
+			ni.URL, nixbase32.EncodeToString(sum[:]), size, ni.NarHash, ni.NarSize)
+	}
+	return narinfoconv.ToPathInfo(ni, root)
+}
+
+// Put is not supported.
+func (s *Service) Put(context.Context, *storev1.PathInfo) (*storev1.PathInfo, error) {
+	return nil, fmt.Errorf("binary cache %s: put: %w", s.base.Redacted(), ErrUnsupported)
+}
+
+// List is not supported.
+func (s *Service) List(context.Context) iter.Seq2[*storev1.PathInfo, error] {
+	return func(yield func(*storev1.PathInfo, error) bool) {
+		yield(nil, fmt.Errorf("binary cache %s: list: %w", s.base.Redacted(), ErrUnsupported))
+	}
+}
+
+func (s *Service) Close() error { return nil }
