@@ -720,9 +720,11 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.Force(l(ev, env))
 			if x, ok := a.(Int); ok {
-				if y, ok := ev.Force(r(ev, env)).(Int); ok {
+				b := ev.Force(r(ev, env))
+				if y, ok := b.(Int); ok {
 					return x + y
 				}
+				return ev.add(a, b, pos)
 			}
 			return ev.add(a, r(ev, env), pos)
 		}

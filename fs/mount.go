@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // Mount methods, as reported by Mounted.Method.
@@ -107,6 +108,9 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		_ = m.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
 	}
+	if err := setReadAhead(mp, opts.ReadAheadKiB); err != nil {
+		lg.Debug("cannot set readahead", "mountpoint", mp, "err", err)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -118,6 +122,22 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 	}()
 	lg.Info("mounted store", "mountpoint", mp, "method", method, "list_root", opts.ListRoot)
 	return m, nil
+}
+
+// setReadAhead sets the readahead of the mount's backing device info.
+func setReadAhead(mp string, kib int) error {
+	if kib < 0 {
+		return nil
+	}
+	if kib == 0 {
+		kib = DefaultReadAheadKiB
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(mp, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
 }
 
 // Mountpoint is the absolute path mounted on.

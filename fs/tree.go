@@ -69,6 +69,12 @@ type Options struct {
 	// Logger receives errors the kernel only sees as an errno. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// ReadAheadKiB sets the kernel readahead of the mount (its
+	// /sys/class/bdi/<dev>/read_ahead_kb, which FUSE starts at 128 KiB);
+	// bigger reads mean fewer round trips for sequential reads. Zero means
+	// DefaultReadAheadKiB, negative leaves the kernel's setting. Only
+	// root can change it; failing to is logged, not fatal.
+	ReadAheadKiB int
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
 
@@ -76,6 +82,10 @@ type Options struct {
 	// the fallback run as root, where mount(2) would succeed).
 	skipDirectMount bool
 }
+
+// DefaultReadAheadKiB matches the largest FUSE request Mount negotiates
+// (1 MiB), so sequential reads arrive as 1 MiB requests.
+const DefaultReadAheadKiB = 1024
 
 // DefaultTimeout is the per-call service timeout when Options.Timeout is 0.
 const DefaultTimeout = 2 * time.Minute

@@ -74,16 +74,19 @@ func TestZZExperiment(t *testing.T) {
 	var st syscall.Stat_t
 	syscall.Stat(m.Mountpoint(), &st)
 	bdi := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	for _, ra := range []string{"128", "1024", "4096", "16384"} {
+	for _, ra := range []string{"native", "128", "1024", "2048", "native", "128", "1024", "2048"} {
 		bs := 1 << 20
-		if err := os.WriteFile(bdi, []byte(ra), 0); err != nil {
+		path := filepath.Join(m.Mountpoint(), base.Basename())
+		if ra == "native" {
+			path = big
+		} else if err := os.WriteFile(bdi, []byte(ra), 0); err != nil {
 			t.Fatal(err)
 		}
 		h.sizes = map[int]int{}
 		h.maxIn.Store(0)
 		dropCaches()
 		start := time.Now()
-		f, _ := os.Open(filepath.Join(m.Mountpoint(), base.Basename()))
+		f, _ := os.Open(path)
 		buf := make([]byte, bs)
 		var tot int64
 		for {

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,14 +24,47 @@ import (
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
-type narCalc struct{ s *services }
+// narCalc answers CalculateNAR for the daemon, remembering results: a node
+// names immutable contents, so its NAR never changes.
+type narCalc struct {
+	s     *services
+	mu    sync.Mutex
+	cache map[string]narResult
+}
 
-func (n narCalc) CalculateNAR(ctx context.Context, node *castorev1.Node) (uint64, [32]byte, error) {
-	return narcastore.CalculateNAR(ctx, node, n.s.blobs, n.s.dirs)
+type narResult struct {
+	size uint64
+	sum  [32]byte
+}
+
+const narCacheEntries = 4096
+
+func (n *narCalc) CalculateNAR(ctx context.Context, node *castorev1.Node) (uint64, [32]byte, error) {
+	key, err := proto.MarshalOptions{Deterministic: true}.Marshal(node)
+	if err != nil {
+		return 0, [32]byte{}, err
+	}
+	n.mu.Lock()
+	r, ok := n.cache[string(key)]
+	n.mu.Unlock()
+	if ok {
+		return r.size, r.sum, nil
+	}
+	size, sum, err := narcastore.CalculateNAR(ctx, node, n.s.blobs, n.s.dirs)
+	if err != nil {
+		return 0, sum, err
+	}
+	n.mu.Lock()
+	if len(n.cache) >= narCacheEntries {
+		clear(n.cache) // crude, but bounded; results are cheap to recompute
+	}
+	n.cache[string(key)] = narResult{size, sum}
+	n.mu.Unlock()
+	return size, sum, nil
 }
 
 func init() {
-	narCalculator = func(s *services) pathinfo.NARCalculator { return narCalc{s} }
+	narCalculator = func(s *services) pathinfo.NARCalculator { return &narCalc{s: s, cache: map[string]narResult{}} }
 	register(&cli.Command{
 		Name:  "store",
 		Usage: "Nix store paths over castore: import, dump, list, query, verify",
@@ -39,6 +75,7 @@ func init() {
 					&cli.BoolFlag{Name: "flat", Usage: "hash the file's contents, not its NAR (like --add-fixed without --recursive)"},
 					&cli.StringFlag{Name: "fixed", Usage: "fixed-output hash algorithm (md5, sha1, sha256, sha512), like nix-store --add-fixed"},
 					&cli.StringFlag{Name: "name", Usage: "store path name (default: the basename)"},
+					&cli.StringSliceFlag{Name: "references-from", Usage: "scan for references to `STOREPATH` (repeatable); found ones become references"},
 				),
 				Action: storeImport,
 			},
@@ -80,10 +117,21 @@ func storeImport(c *cli.Context) error {
 	if c.Bool("flat") && algo == "" {
 		algo = "sha256"
 	}
+	var candidates []storepath.StorePath
+	for _, r := range c.StringSlice("references-from") {
+		sp, _, err := lookup(ctx, s, r)
+		if err != nil {
+			return fmt.Errorf("--references-from: %w", err)
+		}
+		candidates = append(candidates, sp)
+	}
+	if len(candidates) > 0 && algo != "" {
+		return cli.Exit("store import: --references-from only works with recursive (NAR) hashing", 2)
+	}
 	for _, p := range c.Args().Slice() {
 		var sp storepath.StorePath
 		if algo == "" {
-			sp, _, err = st.AddRecursive(ctx, p, c.String("name"))
+			sp, _, err = st.AddRecursive(ctx, p, c.String("name"), candidates...)
 		} else {
 			a, perr := nixhash.ParseAlgo(algo)
 			if perr != nil {

@@ -75,3 +75,33 @@ func TestStoreImportMatchesNix(t *testing.T) {
 		t.Fatalf("verify: %v %s %s", err, out, stderr)
 	}
 }
+
+func TestStoreImportReferencesFrom(t *testing.T) {
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	dep := filepath.Join(t.TempDir(), "dep")
+	os.WriteFile(dep, []byte("dependency"), 0o644)
+	out, stderr, err := run(t, env, "store", "import", dep)
+	if err != nil {
+		t.Fatalf("%v %s", err, stderr)
+	}
+	depPath := strings.TrimSpace(out)
+	user := filepath.Join(t.TempDir(), "user")
+	os.WriteFile(user, []byte("#!/bin/sh\nexec "+depPath+"/bin/x\n"), 0o644)
+	out, stderr, err = run(t, env, "store", "import", "--references-from", depPath, user)
+	if err != nil {
+		t.Fatalf("%v %s", err, stderr)
+	}
+	userPath := strings.TrimSpace(out)
+	refs, _, err := run(t, env, "store", "query", "--references", userPath)
+	if err != nil || strings.TrimSpace(refs) != depPath {
+		t.Fatalf("references of %s = %q (%v), want %s", userPath, refs, err, depPath)
+	}
+	plain, _, _ := run(t, env, "store", "import", user)
+	if strings.TrimSpace(plain) == userPath {
+		t.Fatal("a path with references must differ from the same contents without")
+	}
+	referrers, _, _ := run(t, env, "store", "query", "--referrers", depPath)
+	if strings.TrimSpace(referrers) != userPath {
+		t.Fatalf("referrers of %s = %q", depPath, referrers)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/nixhash"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/refscan"
 	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
@@ -74,8 +75,10 @@ func (s Store) record(ctx context.Context, node *castorev1.Node, sp storepath.St
 }
 
 // AddRecursive is `nix-store --add PATH` (name defaults to the basename):
-// the store path is a "source" path over the NAR's sha256.
-func (s Store) AddRecursive(ctx context.Context, path, name string) (storepath.StorePath, *storev1.PathInfo, error) {
+// the store path is a "source" path over the NAR's sha256. Nothing is
+// scanned for references unless candidates are given; those found in the
+// NAR become references (and part of the path, as Nix computes it).
+func (s Store) AddRecursive(ctx context.Context, path, name string, candidates ...storepath.StorePath) (storepath.StorePath, *storev1.PathInfo, error) {
 	if name == "" {
 		name = filepath.Base(path)
 	}
@@ -83,20 +86,31 @@ func (s Store) AddRecursive(ctx context.Context, path, name string) (storepath.S
 	if err != nil {
 		return storepath.StorePath{}, nil, err
 	}
-	return s.AddNode(ctx, node, name)
+	return s.AddNode(ctx, node, name, candidates...)
 }
 
 // AddNode records an already imported node as a source path.
-func (s Store) AddNode(ctx context.Context, node *castorev1.Node, name string) (storepath.StorePath, *storev1.PathInfo, error) {
-	_, narSHA, err := narcastore.CalculateNAR(ctx, castore.RenameNode(node, nil), s.Blobs, s.Dirs)
-	if err != nil {
+func (s Store) AddNode(ctx context.Context, node *castorev1.Node, name string, candidates ...storepath.StorePath) (storepath.StorePath, *storev1.PathInfo, error) {
+	h := sha256.New()
+	var w io.Writer = h
+	var scan *refscan.Scanner
+	if len(candidates) > 0 {
+		scan = refscan.New(candidates)
+		w = io.MultiWriter(h, scan)
+	}
+	if err := narcastore.Render(ctx, w, castore.RenameNode(node, nil), s.Blobs, s.Dirs); err != nil {
 		return storepath.StorePath{}, nil, fmt.Errorf("add %s: %w", name, err)
 	}
-	sp, err := storepath.MakeSource(name, narSHA[:], nil, false)
+	narSHA := h.Sum(nil)
+	var refs []storepath.StorePath
+	if scan != nil {
+		refs = scan.Found()
+	}
+	sp, err := storepath.MakeSource(name, narSHA, refs, false)
 	if err != nil {
 		return sp, nil, fmt.Errorf("add %s: %w", name, err)
 	}
-	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_NAR_SHA256, Digest: narSHA[:]}, nil)
+	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_NAR_SHA256, Digest: narSHA}, refs)
 	return sp, info, err
 }
 
