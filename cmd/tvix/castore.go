@@ -228,4 +228,3 @@ func childNode(dir *castorev1.Directory, name []byte) *castorev1.Node {
 	}
 	return nil
 }
-
