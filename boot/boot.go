@@ -304,6 +304,31 @@ func waitSocket(ctx context.Context, path string, timeout time.Duration) error {
 	}
 }
 
+// watchSocket cancels the boot when the virtiofs server stops accepting
+// connections (twice in a row, half a second apart).
+func watchSocket(path string, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	fails := 0
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			fails = 0
+			continue
+		}
+		if fails++; fails >= 2 {
+			cancel(fmt.Errorf("virtio-fs server on %s went away: %w", path, err))
+			return
+		}
+	}
+}
+
 // vhostFailures are QEMU messages meaning the virtiofs server went away.
 var vhostFailures = []string{
 	"vhost_user", "vhost-user", "vhost_set_", "vhost_get_", "Failed to read msg header",
@@ -381,10 +406,19 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 		}
 	}()
 	exited := make(chan error, 1)
+	qemuDone := make(chan struct{})
 	go func() {
 		readers.Wait() // Wait closes the pipes: drain them first
-		exited <- cmd.Wait()
+		err := cmd.Wait()
+		close(qemuDone)
+		exited <- err
 	}()
+	if c.Socket != "" {
+		// QEMU 7.2 notices a dead vhost-user server only at its next
+		// message (often at poweroff), and the guest's FUSE requests hang
+		// meanwhile; so watch the server ourselves.
+		go watchSocket(c.Socket, qemuDone, cancel)
+	}
 	kill := func() {
 		cmd.Process.Kill()
 	}

@@ -17,7 +17,7 @@ type consoleFilter struct {
 	onMarker func(guest.Marker, error)
 	cooked   bool
 
-	prefix  []byte // newline + MarkerPrefix in the line end convention
+	prefix  []byte // MarkerPrefix
 	nl      []byte
 	held    []byte // a partial match of prefix, not yet passed on
 	body    []byte // marker text after the prefix
@@ -26,6 +26,21 @@ type consoleFilter struct {
 	cr      bool
 	mute    bool // after the final marker: drop the poweroff noise
 	out     bytes.Buffer
+	// Before the ready marker, blank output (the kernel's console
+	// handover) is held and dropped at the marker.
+	ready bool
+	blank []byte
+}
+
+func (f *consoleFilter) emit(p []byte) {
+	if !f.ready && len(f.blank)+len(p) < 4096 && len(bytes.TrimSpace(p)) == 0 {
+		f.blank = append(f.blank, p...)
+		return
+	}
+	f.out.Write(f.blank)
+	f.blank = nil
+	f.ready = true // once real output went out, blank lines are output too
+	f.out.Write(p)
 }
 
 func newConsoleFilter(w io.Writer, cooked bool, onMarker func(guest.Marker, error)) *consoleFilter {
@@ -33,7 +48,7 @@ func newConsoleFilter(w io.Writer, cooked bool, onMarker func(guest.Marker, erro
 	if cooked {
 		nl = "\n"
 	}
-	return &consoleFilter{w: w, cooked: cooked, onMarker: onMarker, nl: []byte(nl), prefix: []byte(nl + guest.MarkerPrefix)}
+	return &consoleFilter{w: w, cooked: cooked, onMarker: onMarker, nl: []byte(nl), prefix: []byte(guest.MarkerPrefix)}
 }
 
 func (f *consoleFilter) Write(p []byte) (int, error) {
@@ -53,7 +68,7 @@ func (f *consoleFilter) Write(p []byte) (int, error) {
 		}
 		f.byte(b)
 	}
-	if f.out.Len() > 0 && !f.mute {
+	if f.out.Len() > 0 {
 		if _, err := f.w.Write(f.out.Bytes()); err != nil {
 			return 0, err
 		}
@@ -73,6 +88,9 @@ func (f *consoleFilter) byte(b byte) {
 			f.body = f.body[:0]
 			m, err := guest.ParseMarker(body)
 			f.swallow = len(f.nl)
+			if err == nil && m.Ready {
+				f.blank, f.ready = nil, true
+			}
 			if err == nil && (m.Exit || m.Fail != "") {
 				f.mute = true
 			}
@@ -97,15 +115,15 @@ func (f *consoleFilter) byte(b byte) {
 		}
 		return
 	}
-	// The prefix's first byte occurs nowhere else in it, so on a mismatch
-	// only b itself can start a new match.
-	f.out.Write(f.held[:len(f.held)-1])
-	f.held = f.held[:0]
-	if b == f.prefix[0] {
-		f.held = append(f.held, b)
-		return
+	// Keep the longest tail of held that can still begin a marker.
+	k := 1
+	for ; k < len(f.held); k++ {
+		if bytes.HasPrefix(f.prefix, f.held[k:]) {
+			break
+		}
 	}
-	f.out.WriteByte(b)
+	f.emit(f.held[:k])
+	f.held = append(f.held[:0], f.held[k:]...)
 }
 
 // Flush passes on what is held back at the end of the output.

@@ -498,9 +498,9 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("sort", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
-		out := append([]Value(nil), l.Items...)
-		for _, it := range out {
-			ev.Force(it)
+		out := make([]Value, len(l.Items))
+		for i, it := range l.Items {
+			out[i] = ev.Force(it)
 		}
 		mergeSort(out, func(a, b Value) bool {
 			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)

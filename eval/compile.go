@@ -39,6 +39,65 @@ type lambdaCode struct {
 	// inner is set when the body is itself a lambda (a: b: ...), so that
 	// two-argument calls need no intermediate closure.
 	inner *lambdaCode
+	// noCapture: evaluating the body never keeps a reference to its
+	// environment (no closures or thunks are made), so the environment
+	// can be reused once the call returns.
+	noCapture bool
+}
+
+// capturesEnv reports whether evaluating n may create a closure or thunk
+// that refers to the current environment. It is conservative.
+func capturesEnv(n syntax.Node) bool {
+	switch n := n.(type) {
+	case *syntax.Int, *syntax.Float, *syntax.Str, *syntax.Var, *syntax.CurPos:
+		return false
+	case *syntax.Path:
+		return n.Kind == syntax.PathHome
+	case *syntax.Binary:
+		return capturesEnv(n.L) || capturesEnv(n.R)
+	case *syntax.Unary:
+		return capturesEnv(n.E)
+	case *syntax.If:
+		return capturesEnv(n.Cond) || capturesEnv(n.Then) || capturesEnv(n.Else)
+	case *syntax.Assert:
+		return capturesEnv(n.Cond) || capturesEnv(n.Body)
+	case *syntax.HasAttr:
+		return capturesEnv(n.E) || !staticPath(n.Path)
+	case *syntax.Select:
+		return capturesEnv(n.E) || !staticPath(n.Path) || n.Or != nil && capturesEnv(n.Or)
+	case *syntax.Interp:
+		if n.IsPath {
+			return true
+		}
+		for _, p := range n.Parts {
+			if capturesEnv(p) {
+				return true
+			}
+		}
+		return false
+	case *syntax.Call:
+		if capturesEnv(n.Fn) {
+			return true
+		}
+		for _, a := range n.Args {
+			switch a.(type) {
+			case *syntax.Var, *syntax.Int, *syntax.Float, *syntax.Str:
+			default:
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func staticPath(p []syntax.AttrName) bool {
+	for _, a := range p {
+		if a.Dyn != nil {
+			return false
+		}
+	}
+	return true
 }
 
 type formalCode struct {
@@ -307,6 +366,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 			return lc
 		}
 		lc.body = cp.compile(n.Body, inner)
+		lc.noCapture = !capturesEnv(n.Body)
 		return lc
 	}
 	for i, f := range n.Formals.List {

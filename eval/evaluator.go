@@ -143,6 +143,16 @@ type Evaluator struct {
 	storeCache  map[string]string
 	ctx         context.Context
 	running     []*Thunk // thunks being forced, innermost last
+	pairPool    *pairEnv
+	envPool     *Env
+}
+
+// pairEnv holds the two environments of a curried two-argument call.
+type pairEnv struct {
+	e1 Env
+	a1 [1]Value
+	e2 Env
+	a2 [1]Value
 }
 
 // unwind resets the thunks that were being forced when an error
@@ -423,6 +433,25 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 		if ev.depth > ev.maxDepth {
 			ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
 		}
+		if l.fn.inner.simple {
+			// both environments in one allocation, reused when the body
+			// cannot keep a reference to them
+			e := ev.pairPool
+			if e != nil && l.fn.inner.noCapture {
+				ev.pairPool = nil
+			} else {
+				e = &pairEnv{}
+			}
+			e.e1.up, e.e1.vals, e.a1[0] = l.env, e.a1[:], a
+			e.e2.up, e.e2.vals, e.a2[0] = &e.e1, e.a2[:], b
+			v := l.fn.inner.body(ev, &e.e2)
+			if l.fn.inner.noCapture {
+				e.e1.up, e.a1[0], e.a2[0] = nil, nil, nil
+				ev.pairPool = e
+			}
+			ev.depth--
+			return v
+		}
 		env := newEnv(l.env, 1)
 		env.vals[0] = a
 		v := ev.callCode(l.fn.inner, env, b, pos)
@@ -453,6 +482,20 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 	ev.depth++
 	if ev.depth > ev.maxDepth {
 		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+	}
+	if lc.simple && lc.noCapture {
+		env := ev.envPool
+		if env != nil {
+			ev.envPool = nil
+		} else {
+			env = newEnv(nil, 1)
+		}
+		env.up, env.vals[0] = cenv, arg
+		v := lc.body(ev, env)
+		env.up, env.vals[0] = nil, nil
+		ev.envPool = env
+		ev.depth--
+		return v
 	}
 	env := newEnv(cenv, lc.nslots)
 	if lc.simple {

@@ -79,6 +79,9 @@ func BenchmarkFS(b *testing.B) {
 			{"native", big},
 			{"tvix-onefile", filepath.Join(mpFile, bigBase)},
 			{"tvix-chunked", filepath.Join(mp, bigBase)},
+			// The chunked store read directly, without FUSE: the
+			// ceiling for tvix-chunked.
+			{"store-chunked", ""},
 		} {
 			for _, cold := range []bool{true, false} {
 				name := c.name + "/warm"
@@ -89,8 +92,12 @@ func BenchmarkFS(b *testing.B) {
 					if cold && !canDrop {
 						b.Skip("cannot write /proc/sys/vm/drop_caches")
 					}
+					read := func() { readAll(b, c.path) }
+					if c.path == "" {
+						read = func() { readBlob(b, blobs, bigDigest) }
+					}
 					if !cold {
-						readAll(b, c.path)
+						read()
 					}
 					rss0 := rssMiB()
 					b.SetBytes(int64(sizeMiB) << 20)
@@ -101,7 +108,7 @@ func BenchmarkFS(b *testing.B) {
 							must(b, dropCaches())
 							b.StartTimer()
 						}
-						readAll(b, c.path)
+						read()
 					}
 					b.StopTimer()
 					runtime.GC()
@@ -164,8 +171,7 @@ func BenchmarkFS(b *testing.B) {
 				if canDrop {
 					must(b, dropCaches())
 				}
-				// Every op opens a file no op opened before (until the
-				// tree runs out; scripts/bench-fs stays below that).
+				// Every op opens 200 files not opened before.
 				names := make([]string, 0, files)
 				for d := 0; d < 100; d++ {
 					for f := 0; f < 199; f++ {
@@ -174,9 +180,13 @@ func BenchmarkFS(b *testing.B) {
 				}
 				rand.New(rand.NewPCG(1, 2)).Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
 				buf := make([]byte, 1)
+				const perOp = 200
+				if b.N*perOp > len(names) {
+					b.Fatalf("-benchtime %dx needs %d files, the tree has %d", b.N, b.N*perOp, len(names))
+				}
 				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					f, err := os.Open(names[i%len(names)])
+				for i := 0; i < b.N*perOp; i++ {
+					f, err := os.Open(names[i])
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -185,6 +195,8 @@ func BenchmarkFS(b *testing.B) {
 					}
 					f.Close()
 				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perOp), "µs/file")
 			})
 		}
 	})
@@ -242,6 +254,21 @@ func readAll(b *testing.B, path string) {
 	buf := make([]byte, 1<<20)
 	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf); err != nil {
 		b.Fatal(err)
+	}
+}
+
+func readBlob(b *testing.B, blobs castore.BlobService, d castore.Digest) {
+	b.Helper()
+	r, err := blobs.Open(context.Background(), d)
+	must(b, err)
+	defer r.Close()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < r.Size(); {
+		n, err := r.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			b.Fatal(err)
+		}
+		off += int64(n)
 	}
 }
 

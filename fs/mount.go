@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	stdlog "log"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -70,10 +68,12 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		// no such labels, so answer without a round trip to the tree.
 		IgnoreSecurityLabels: true,
 		Debug:                opts.Debug,
-		Logger:               stdlog.New(io.Discard, "", 0),
+		// go-fuse reports connection trouble here, and with Debug every
+		// request, which should show without lowering the log level.
+		Logger: slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
 	}
 	if opts.Debug {
-		mo.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelDebug)
+		mo.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
 	}
 
 	direct := mo

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -285,6 +286,16 @@ func TestListRoot(t *testing.T) {
 	want := sorted([]string{tree, file, link})
 	if strings.Join(sorted(got), ",") != strings.Join(want, ",") {
 		t.Errorf("root listing %q, want %q", got, want)
+	}
+	if os.Geteuid() == 0 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(m.Mountpoint(), &st); err != nil {
+			t.Fatal(err)
+		}
+		ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", st.Dev>>8&0xfff, st.Dev&0xff|st.Dev>>12&0xfff00))
+		if err != nil || strings.TrimSpace(string(ra)) != fmt.Sprint(DefaultReadAheadKiB) {
+			t.Errorf("readahead of the mount: %q, %v; want %d", ra, err, DefaultReadAheadKiB)
+		}
 	}
 	out := run(t, "ls", "-l", m.Mountpoint())
 	if !strings.Contains(out, "dr-xr-xr-x 6 root root") || !strings.Contains(out, "-> /etc/hostname") {

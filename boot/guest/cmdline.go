@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// Console markers. The init prints them on a line of their own, preceded
-// by a newline, so the host can strip them from the guest's output.
+// Console markers. The init prints them followed by a newline; the host
+// strips both from the guest's output.
 const (
 	MarkerPrefix = "<<tvix-"
 	MarkerSuffix = ">>"
@@ -24,7 +24,9 @@ const (
 )
 
 // ExitMarker formats the status line for exit code n.
-func ExitMarker(n int) string { return fmt.Sprintf("%s%s%d%s", MarkerPrefix, exitWord, n, MarkerSuffix) }
+func ExitMarker(n int) string {
+	return fmt.Sprintf("%s%s%d%s", MarkerPrefix, exitWord, n, MarkerSuffix)
+}
 
 // FailMarker formats the status line for an init failure.
 func FailMarker(msg string) string {
@@ -156,8 +158,12 @@ func EncodeRun(argv []string) string {
 			plain = false
 		}
 	}
+	if plain && len(argv) == 1 {
+		return KeyRun + "=" + argv[0]
+	}
 	if plain {
-		return KeyRun + "=" + strings.Join(argv, " ")
+		// The kernel keeps double-quoted blanks inside one parameter.
+		return KeyRun + "=\"" + strings.Join(argv, " ") + "\""
 	}
 	return KeyRun64 + "=" + base64.RawURLEncoding.EncodeToString([]byte(strings.Join(argv, "\x00")))
 }

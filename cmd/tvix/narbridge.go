@@ -16,6 +16,8 @@ import (
 
 	"github.com/tvix-go/tvix/store/narbridge"
 	"github.com/tvix-go/tvix/store/narinfo"
+	// nix+http(s)://, nix+file:// path info services (binary cache substituters).
+	_ "github.com/tvix-go/tvix/store/nixcache"
 )
 
 // The Nix HTTP binary cache (nar-bridge) runs inside the daemon with

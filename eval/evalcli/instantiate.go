@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 
@@ -151,6 +152,16 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 			}
 		}
 	}
+	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(prof); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
+	defer tuneGC(getenv, 192<<20)()
 	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv})
 	cwd, _ := os.Getwd()
 	fail := func(err error) int {

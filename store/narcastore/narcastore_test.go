@@ -14,6 +14,8 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/store/nar"
+	"github.com/tvix-go/tvix/store/refscan"
+	"github.com/tvix-go/tvix/store/storepath"
 )
 
 func mustNAR(t testing.TB, f func(w *nar.Writer) error) []byte {
@@ -292,4 +294,32 @@ func FuzzIngest(f *testing.F) {
 			t.Fatalf("render after ingest: %v", err)
 		}
 	})
+}
+
+func TestIngestFindsReferences(t *testing.T) {
+	refs := []storepath.StorePath{}
+	for _, b := range []string{"0jqd0rlxzra1rs38rdxl43yh6rxchgc6-curl", "6w8g7njm4mck5dmjxws0z1xnrxvl81xa-glibc", "j5jxw3iy7bbz4a57fh9g2xm2gxmyal8h-zlib", "yxvjs9drzsphm9pcf42a4byzj1kb9m7k-openssl"} {
+		p, err := storepath.FromBasename(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, p)
+	}
+	// curl in contents, glibc in a symlink target, zlib in an entry name;
+	// openssl nowhere.
+	in := mustNAR(t, func(w *nar.Writer) error {
+		return errors.Join(w.Directory(),
+			w.Entry([]byte("bin")), w.File(true, uint64(len("exec "+refs[0].String()+"/bin/curl")), str("exec "+refs[0].String()+"/bin/curl")),
+			w.Entry([]byte("lib")), w.Symlink([]byte(refs[1].String()+"/lib")),
+			w.Entry([]byte("x-"+refs[2].HashPart())), w.File(false, 0, str("")),
+			w.Leave())
+	})
+	s := refscan.New(refs)
+	if _, _, _, err := Ingest(context.Background(), bytes.NewReader(in), newMemBlobs(), newCountingDirs(), WithScanner(s)); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Found()
+	if len(got) != 3 || got[0] != refs[0] || got[1] != refs[1] || got[2] != refs[2] {
+		t.Fatalf("found %v", got)
+	}
 }

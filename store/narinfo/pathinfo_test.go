@@ -1,6 +1,7 @@
 package narinfo
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -87,5 +88,53 @@ func TestFromPathInfoErrors(t *testing.T) {
 		if _, err := FromPathInfo(info); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// Every malformed narinfo is refused before anything reaches the
+// PathInfoService; the good one then goes in, so the flow is not vacuous.
+func TestMalformedLeavesStoreUnchanged(t *testing.T) {
+	ctx := context.Background()
+	svc := pathinfo.NewMemory()
+	root := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: castore.EmptyBlobDigest.Bytes()}}}
+	put := func(text string) error {
+		ni, err := Parse(strings.NewReader(text))
+		if err != nil {
+			return err
+		}
+		info, err := ni.ToPathInfo(root)
+		if err != nil {
+			return err
+		}
+		_, err = svc.Put(ctx, info)
+		return err
+	}
+	count := func() int {
+		n := 0
+		for _, err := range svc.List(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return n
+	}
+	bad := []string{
+		strings.Replace(curlNarinfo, "NarSize: 196040", "NarSize: x", 1),
+		strings.Replace(curlNarinfo, "StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr", "StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwj", 1),
+		strings.Replace(curlNarinfo, "Sig: test1:519iiVLx", "Sig: test1:519iiVL", 1),
+		curlNarinfo + "URL: again\n",
+		"StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin\n",
+	}
+	for _, b := range bad {
+		if err := put(b); err == nil {
+			t.Fatalf("accepted:\n%s", b)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d path infos stored after malformed input", n)
+	}
+	if err := put(curlNarinfo); err != nil || count() != 1 {
+		t.Fatalf("good narinfo: %v, %d stored", err, count())
 	}
 }

@@ -1,0 +1,288 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tvix-go/tvix/virtiofs"
+)
+
+// testInit is the tvix-init built for these tests.
+var testInit string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tvix-init-")
+	if err != nil {
+		panic(err)
+	}
+	testInit = filepath.Join(dir, "tvix-init")
+	cmd := exec.Command("go", "build", "-o", testInit, "github.com/tvix-go/tvix/cmd/tvix-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build tvix-init: %v\n%s", err, out)
+		testInit = ""
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireVM skips (or under CI fails) when the machine cannot boot VMs.
+func requireVM(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if _, err := findQEMU(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if _, _, err := findKernel(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if _, err := findShell(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if testInit == "" {
+		missing = append(missing, "tvix-init did not build")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("cannot boot VMs: %s", strings.Join(missing, "; "))
+	}
+	t.Skipf("cannot boot VMs: %s", strings.Join(missing, "; "))
+}
+
+// storeTree is a small store: a static busybox, a "hello" and a tiny
+// system whose init prints a line and powers off.
+func storeTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bb, err := findShell("")
+	if err != nil {
+		t.Skip(err)
+	}
+	mk := func(rel, content string, mode os.FileMode) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk("0aaa-busybox/bin/busybox", string(src), 0o555)
+	if err := os.Symlink("busybox", filepath.Join(dir, "0aaa-busybox/bin/sh")); err != nil {
+		t.Fatal(err)
+	}
+	mk("1bbb-hello/bin/hello", "#!/nix/store/0aaa-busybox/bin/sh\necho 'Hello, world!'\nexit ${1:-0}\n", 0o555)
+	mk("2ccc-tiny-system/init", "#!/nix/store/0aaa-busybox/bin/sh\necho \"tiny system up as pid $$\"\n/nix/store/0aaa-busybox/bin/busybox poweroff -f\n", 0o555)
+	mk("3ddd-data/share/doc/readme.txt", "some data\n", 0o444)
+	if err := os.Symlink("../share/doc/readme.txt", filepath.Join(dir, "3ddd-data/share/link")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func loopback(t *testing.T, dir string) fuse.RawFileSystem {
+	t.Helper()
+	root, err := gofs.NewLoopbackRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gofs.NewNodeFS(root, &gofs.Options{})
+}
+
+func testConfig(t *testing.T, out io.Writer) Config {
+	return Config{
+		Init: testInit, Stdout: out, Stderr: os.Stderr,
+		BootTimeout: 120 * time.Second, Timeout: 240 * time.Second,
+		CacheDir: filepath.Join(os.TempDir(), "tvix-boot-test-cache"),
+	}
+}
+
+func TestBootRunExitCode(t *testing.T) {
+	requireVM(t)
+	dir := storeTree(t)
+	var out bytes.Buffer
+	cfg := testConfig(t, &out)
+	cfg.FS = loopback(t, dir)
+	cfg.Run = []string{"/nix/store/1bbb-hello/bin/hello", "7"}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
+	}
+	t.Logf("accel %s, store mounted after %v, total %v", res.Accel, res.Ready, res.Total)
+	if res.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7", res.ExitCode)
+	}
+	if got := out.String(); got != "Hello, world!\n" {
+		t.Errorf("guest output %q, want %q", got, "Hello, world!\n")
+	}
+}
+
+// TestBootFind lists the store in the guest (q35, virtio-pci) and compares
+// with the tree served.
+func TestBootFind(t *testing.T) {
+	requireVM(t)
+	dir := storeTree(t)
+	var want []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		want = append(want, filepath.Join("/nix/store", rel))
+		return nil
+	})
+	var out bytes.Buffer
+	cfg := testConfig(t, &out)
+	cfg.FS = loopback(t, dir)
+	cfg.Find = true
+	cfg.Machine = MachineQ35
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
+	}
+	if res.ExitCode != 0 {
+		t.Errorf("find exit code %d", res.ExitCode)
+	}
+	got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("guest listing:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestBootSystem switch_roots into a tiny system whose init is a busybox
+// script that prints a line and powers off.
+func TestBootSystem(t *testing.T) {
+	requireVM(t)
+	dir := storeTree(t)
+	var out bytes.Buffer
+	cfg := testConfig(t, &out)
+	cfg.FS = loopback(t, dir)
+	cfg.System = "/nix/store/2ccc-tiny-system/init"
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "tiny system up as pid 1\n") {
+		t.Errorf("guest output %q lacks the system's line", out.String())
+	}
+}
+
+// triggerWriter calls fn once when the output contains word.
+type triggerWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	word string
+	fn   func()
+	done bool
+}
+
+func (w *triggerWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.done && strings.Contains(w.buf.String(), w.word) {
+		w.done = true
+		w.fn()
+	}
+	return len(p), nil
+}
+
+// TestBootServerGone kills the virtiofs server while the guest runs: the
+// boot must end with a clear error, not hang.
+func TestBootServerGone(t *testing.T) {
+	requireVM(t)
+	dir := storeTree(t)
+	sock := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := virtiofs.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		virtiofs.ServeListener(srvCtx, l, loopback(t, dir), virtiofs.Options{})
+	}()
+	t.Cleanup(func() { stopSrv(); <-srvDone })
+
+	var killedAt time.Time
+	w := &triggerWriter{word: "started", fn: func() { killedAt = time.Now(); stopSrv() }}
+	cfg := testConfig(t, w)
+	cfg.Socket = sock
+	cfg.Run = []string{"/nix/store/0aaa-busybox/bin/sh", "-c", "echo started; sleep 600"}
+	_, err = Run(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("boot succeeded although the server went away")
+	}
+	if killedAt.IsZero() {
+		t.Fatalf("guest never started the command: %v\noutput: %s", err, w.buf.String())
+	}
+	if !strings.Contains(err.Error(), "went away") || !strings.Contains(err.Error(), sock) {
+		t.Errorf("error %q does not say the server on %s went away", err, sock)
+	}
+	if d := time.Since(killedAt); d > 30*time.Second {
+		t.Errorf("took %v to notice the server was gone", d)
+	}
+}
+
+func TestMissingPrerequisites(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no qemu", Config{Run: []string{"/x"}, Socket: "/s", QEMU: filepath.Join(dir, "qemu-system-x86_64")}, "qemu-system-x86_64"},
+		{"no kernel", Config{Run: []string{"/x"}, Socket: "/s", QEMU: "/bin/true", Kernel: filepath.Join(dir, "vmlinuz")}, "linux-image-amd64"},
+		{"no init", Config{Run: []string{"/x"}, Socket: "/s", QEMU: "/bin/true", Kernel: "/bin/true", Init: filepath.Join(dir, "tvix-init")}, "tvix-init"},
+		{"no mode", Config{Socket: "/s"}, "exactly one"},
+		{"no store", Config{Find: true}, "socket"},
+		{"bad machine", Config{Find: true, Socket: "/s", Machine: "pc"}, "machine"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := findShell(filepath.Join(dir, "busybox")); err == nil {
+		t.Error("findShell of a missing file succeeded")
+	}
+}
+
+func TestDeadSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	ctx := context.Background()
+	err := waitSocket(ctx, sock, 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "does not accept") {
+		t.Fatalf("waitSocket on a missing socket: %v", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Fatal("wrong error")
+	}
+}

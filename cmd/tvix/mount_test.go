@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func requireFUSEMount(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI: /dev/fuse and root are required (%v, euid %d)", err, os.Geteuid())
+		}
+		t.Skipf("mount tests need /dev/fuse and root (%v, euid %d)", err, os.Geteuid())
+	}
+}
+
+func isMounted(mp string) bool {
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	return bytes.Contains(mounts, []byte(" "+mp+" "))
+}
+
+// TestMountCommand imports a tree, mounts the store with `tvix mount`,
+// compares, and checks that SIGINT unmounts and busy or non-empty
+// mountpoints are refused with a clear message.
+func TestMountCommand(t *testing.T) {
+	requireFUSEMount(t)
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	src := filepath.Join(t.TempDir(), "tree")
+	writeTree(t, src, 2<<20)
+	out, stderr, err := run(t, env, "store", "import", src)
+	if err != nil {
+		t.Fatalf("import: %v %s", err, stderr)
+	}
+	sp := strings.TrimSpace(out)
+
+	nonEmpty := t.TempDir()
+	os.WriteFile(filepath.Join(nonEmpty, "x"), nil, 0o644)
+	if _, stderr, err := run(t, env, "mount", nonEmpty); err == nil || !strings.Contains(stderr, "not empty") {
+		t.Errorf("mount over a non-empty directory: %v, stderr %q", err, stderr)
+	}
+
+	mp := t.TempDir()
+	cmd := exec.Command(tvixBinary(t), "mount", "--list-root", mp)
+	cmd.Env = append(os.Environ(), env...)
+	var log bytes.Buffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+		if isMounted(mp) {
+			exec.Command("umount", "-l", mp).Run()
+		}
+	})
+	mounted := filepath.Join(mp, filepath.Base(sp))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(mounted); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear; log:\n%s", mounted, log.String())
+		}
+	}
+	if out, err := exec.Command("diff", "-r", "--no-dereference", src, mounted).CombinedOutput(); err != nil {
+		t.Errorf("diff -r against the mount: %v\n%s", err, out)
+	}
+	if ents, err := os.ReadDir(mp); err != nil || len(ents) != 1 || ents[0].Name() != filepath.Base(sp) {
+		t.Errorf("--list-root listing: %v, %v", ents, err)
+	}
+	if _, stderr, err := run(t, env, "mount", mp); err == nil || !strings.Contains(stderr, "already a mount point") {
+		t.Errorf("mount over a mount: %v, stderr %q", err, stderr)
+	}
+
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		exited = true
+		if err != nil {
+			t.Errorf("tvix mount exit after SIGINT: %v\n%s", err, log.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tvix mount did not exit after SIGINT; log:\n%s", log.String())
+	}
+	if isMounted(mp) {
+		t.Errorf("%s still mounted after SIGINT", mp)
+	}
+}
