@@ -210,3 +210,29 @@ func TestVersionLess(t *testing.T) {
 		t.Error("6.10 should sort after 6.9")
 	}
 }
+
+func TestDirectBootKernel(t *testing.T) {
+	dir := t.TempDir()
+	notKernel := filepath.Join(dir, "vmlinuz-x")
+	os.WriteFile(notKernel, bytes.Repeat([]byte{0}, 4096), 0o644)
+	got, err := directBootKernel(notKernel, filepath.Join(dir, "cache"))
+	if err == nil || got != notKernel {
+		t.Errorf("non-bzImage: %q, %v; want the file itself and an error", got, err)
+	}
+	kernel, _, err := findKernel("")
+	if err != nil {
+		t.Skip(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	got, err = directBootKernel(kernel, cache)
+	if err != nil {
+		t.Skipf("kernel %s cannot be booted directly: %v", kernel, err)
+	}
+	if !hasPVHNote(got) || filepath.Dir(got) != cache {
+		t.Errorf("extracted %s lacks the PVH note or is outside the cache", got)
+	}
+	again, err := directBootKernel(kernel, cache)
+	if err != nil || again != got {
+		t.Errorf("second call: %q, %v; want the cached %q", again, err, got)
+	}
+}

@@ -251,3 +251,27 @@ func FuzzUnescapeMountinfo(f *testing.F) {
 		}
 	})
 }
+
+func TestPageCacheKeptAcrossOpens(t *testing.T) {
+	src := t.TempDir()
+	content := randomBytes(9, 3<<20)
+	if err := os.WriteFile(filepath.Join(src, "f"), content, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestStore()
+	base := s.addStorePath(t, src, "page-cache")
+	blobs := &faultyBlobs{BlobService: s.blobs}
+	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, PathInfos: s.paths}, Options{})
+	path := filepath.Join(m.Mountpoint(), base, "f")
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(b, content) {
+			t.Fatalf("read %d: %v, equal=%v", i, err, bytes.Equal(b, content))
+		}
+	}
+	// Only the first open reads the blob; later opens hit the page cache.
+	// (Slack for one extra read, in case something drops caches meanwhile.)
+	if n := blobs.bytesRead.Load(); n < int64(len(content)) || n > 2*int64(len(content)) {
+		t.Errorf("three reads of a %d-byte file read %d bytes from the blob service", len(content), n)
+	}
+}

@@ -31,12 +31,13 @@ type device struct {
 	mem   *memory
 
 	queues []*vring
+	usedMu sync.Mutex // the rings' shared mu
 }
 
 func newDevice(log *slog.Logger, numQueues, workers int, h handlerFunc) *device {
 	d := &device{log: log, handle: h, workers: make(chan struct{}, workers)}
 	for i := 0; i < numQueues; i++ {
-		d.queues = append(d.queues, newVring(i))
+		d.queues = append(d.queues, newVring(i, &d.usedMu))
 	}
 	return d
 }
@@ -337,6 +338,13 @@ func (d *device) drain(q *vring) bool {
 		}
 		head := q.availHead(q.lastAvail)
 		q.lastAvail++
+		// The guest sends a request only after it saw the replies it
+		// depends on (FUSE INIT's negotiated flags above all), which the
+		// workers published under usedMu. Taking it here makes that order
+		// one the Go memory model (and the race detector) knows about.
+		d.usedMu.Lock()
+		d.usedMu.Unlock() //nolint:staticcheck // empty critical section on purpose
+
 		c, err := readChain(d.mem, q.desc, q.num, head)
 		if err != nil {
 			d.log.Warn("virtio-fs: dropping request", "queue", q.index, "err", err)

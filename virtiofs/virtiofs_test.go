@@ -15,6 +15,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // startServer serves a loopback tree of dir and returns the socket path.
@@ -93,6 +94,15 @@ func TestServeReadFileAndReconnect(t *testing.T) {
 		s, err = parseVringState(f.call(reqGetVringBase, vringState{0, 0}.bytes()))
 		if err != nil || s.Num != 0 {
 			t.Errorf("GET_VRING_BASE(hiprio) = %+v, %v", s, err)
+		}
+		// A guest reboot restarts the rings on the same connection, from
+		// fresh (zeroed) rings, and the new kernel sends FUSE INIT again.
+		unix.Close(q.kick)
+		unix.Close(q.call)
+		q = f.startQueue(1)
+		f.fuseInit(q)
+		if got, err := f.readFile(q, "hello", false); err != nil || got != "hello world\n" {
+			t.Fatalf("round %d after ring restart: %q, %v", round, got, err)
 		}
 		f.close() // the VMM goes away; the next round reconnects
 	}

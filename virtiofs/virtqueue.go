@@ -28,7 +28,9 @@ type vring struct {
 	desc, avail, used []byte
 	lastAvail         uint16 // dispatcher goroutine only while running
 
-	mu      sync.Mutex // guards usedIdx, call and writes to the used ring
+	// mu guards usedIdx, call and writes to the used ring. It is shared by
+	// all rings of a device; see device.drain for why.
+	mu      *sync.Mutex
 	usedIdx uint16
 	call    int // eventfd to interrupt the guest, -1 if none
 
@@ -39,7 +41,7 @@ type vring struct {
 	inflight sync.WaitGroup
 }
 
-func newVring(i int) *vring { return &vring{index: i, call: -1} }
+func newVring(i int, mu *sync.Mutex) *vring { return &vring{index: i, call: -1, mu: mu} }
 
 // layout resolves the ring addresses against the memory table.
 func (q *vring) layout(mem *memory) error {

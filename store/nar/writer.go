@@ -149,6 +149,9 @@ func (w *Writer) flushErr() error {
 // exactly size bytes: fewer is io.ErrUnexpectedEOF, more is an error too, so
 // a stored size that disagrees with the contents is never written silently.
 func (w *Writer) File(executable bool, size uint64, r io.Reader) error {
+	if r == nil {
+		r = eofReader{}
+	}
 	if err := w.beginNode("file"); err != nil {
 		return err
 	}
@@ -302,3 +305,7 @@ func validateTarget(t []byte) string {
 }
 
 var errTrailing = errors.New("trailing data after the end of the NAR")
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

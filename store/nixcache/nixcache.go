@@ -5,9 +5,13 @@
 // PathInfo only when NarHash and NarSize match. It stores nothing itself;
 // put a Composite in front to keep what it fetched.
 //
-// URL: nix+https://cache.nixos.org?trusted-public-keys=<k1>%20<k2>. Without
-// trusted-public-keys, narinfos are taken unsigned (the NAR hash is still
-// checked, but the cache is then trusted for what the hash is).
+// URL: nix+https://cache.nixos.org?trusted-public-keys=<k1>%20<k2>. A
+// narinfo needs a signature by one of those keys; without any key every
+// path is refused unless the URL says allow-unsigned=true (the NAR hash is
+// still checked, but the cache is then trusted for what the hash is).
+// netrc-file=PATH (default ~/.netrc) supplies credentials for https caches.
+// A "not found" is remembered for NegativeTTL; requests time out and are
+// retried a bounded number of times on transient failures.
 package nixcache
 
 import (
@@ -21,6 +25,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/store/internal/decompress"
@@ -47,12 +53,25 @@ var ErrUnsupported = errors.New("not supported by a binary cache path info servi
 
 // Service reads one binary cache.
 type Service struct {
-	base    *url.URL // http(s) or file, without the nix+ prefix and our query
-	trusted []narinfo.PublicKey
-	client  *http.Client
-	blobs   castore.BlobService
-	dirs    castore.DirectoryService
+	base          *url.URL // http(s) or file, without the nix+ prefix and our query
+	trusted       []narinfo.PublicKey
+	allowUnsigned bool
+	client        *http.Client
+	netrc         netrcEntry
+	blobs         castore.BlobService
+	dirs          castore.DirectoryService
+
+	mu      sync.Mutex
+	missing map[[storepath.DigestSize]byte]time.Time
 }
+
+// Tunables for talking to caches.
+var (
+	NegativeTTL    = 5 * time.Minute
+	RequestTimeout = 30 * time.Second // until response headers; bodies stream
+	Retries        = 3
+	retryBackoff   = 200 * time.Millisecond
+)
 
 // Open makes a Service from a nix+… URL.
 func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) (*Service, error) {
@@ -71,6 +90,20 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 		}
 		trusted = append(trusted, pk)
 	}
+	allowUnsigned := q.Get("allow-unsigned") == "true" || q.Get("allow-unsigned") == "1"
+	var creds netrcEntry
+	if scheme == "https" || scheme == "http" {
+		nf := q.Get("netrc-file")
+		if nf == "" {
+			if home, err := os.UserHomeDir(); err == nil {
+				nf = home + "/.netrc"
+			}
+		}
+		var err error
+		if creds, err = lookupNetrc(nf, base.Hostname()); err != nil {
+			return nil, fmt.Errorf("binary cache %q: netrc: %w", u.Redacted(), err)
+		}
+	}
 	// The rest of the query configures tvix (blob_service=…), not the
 	// cache, and is not sent to it.
 	base.RawQuery = ""
@@ -78,7 +111,15 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 	if scheme == "file" && (base.Host != "" || !strings.HasPrefix(base.Path, "/")) {
 		return nil, fmt.Errorf("binary cache %q: want nix+file:///absolute/path", u.Redacted())
 	}
-	return &Service{base: &base, trusted: trusted, client: http.DefaultClient, blobs: blobs, dirs: dirs}, nil
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: RequestTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		TLSHandshakeTimeout:   10 * time.Second,
+	}}
+	return &Service{base: &base, trusted: trusted, allowUnsigned: allowUnsigned, client: client, netrc: creds,
+		blobs: blobs, dirs: dirs, missing: map[[storepath.DigestSize]byte]time.Time{}}, nil
 }
 
 // New makes a Service for a cache at base (http://, https:// or file://).
@@ -120,13 +161,31 @@ func (s *Service) open(ctx context.Context, rel string) (io.ReadCloser, error) {
 	dir := *s.base
 	dir.Path += "/"
 	target := dir.ResolveReference(ref)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if s.netrc.login != "" {
+			req.SetBasicAuth(s.netrc.login, s.netrc.password)
+		}
+		resp, err = s.client.Do(req)
+		transient := err != nil || resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+		if !transient || attempt+1 >= Retries || ctx.Err() != nil {
+			if err != nil {
+				return nil, err
+			}
+			break
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		select {
+		case <-time.After(retryBackoff << attempt):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden:
@@ -142,8 +201,20 @@ func (s *Service) open(ctx context.Context, rel string) (io.ReadCloser, error) {
 // Get fetches the path's narinfo and NAR.
 func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
 	hashPart := nixbase32.EncodeToString(digest[:])
+	s.mu.Lock()
+	until, known := s.missing[digest]
+	s.mu.Unlock()
+	if known && time.Now().Before(until) {
+		return nil, fmt.Errorf("binary cache %s: %s: %w (remembered)", s.base.Redacted(), hashPart, pathinfo.ErrNotFound)
+	}
 	rc, err := s.open(ctx, hashPart+".narinfo")
 	if errors.Is(err, errAbsent) {
+		s.mu.Lock()
+		if len(s.missing) > 100_000 {
+			clear(s.missing)
+		}
+		s.missing[digest] = time.Now().Add(NegativeTTL)
+		s.mu.Unlock()
 		return nil, fmt.Errorf("binary cache %s: %s: %w", s.base.Redacted(), hashPart, pathinfo.ErrNotFound)
 	}
 	if err != nil {
@@ -157,8 +228,11 @@ func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*
 	if ni.StorePath.Digest != digest {
 		return nil, fmt.Errorf("binary cache %s: %s.narinfo describes %s", s.base.Redacted(), hashPart, ni.StorePath)
 	}
-	if len(s.trusted) > 0 && len(ni.Verify(s.trusted)) == 0 {
+	switch {
+	case len(s.trusted) > 0 && len(ni.Verify(s.trusted)) == 0:
 		return nil, fmt.Errorf("binary cache %s: %s: no signature by a trusted key", s.base.Redacted(), ni.StorePath)
+	case len(s.trusted) == 0 && !s.allowUnsigned:
+		return nil, fmt.Errorf("binary cache %s: %s: no trusted-public-keys configured, refusing to trust its narinfo (give trusted keys, or allow-unsigned=true)", s.base.Redacted(), ni.StorePath)
 	}
 	info, err := s.fetchNAR(ctx, ni)
 	if err != nil {

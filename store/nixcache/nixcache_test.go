@@ -209,7 +209,7 @@ func TestCompositeFetchesOnce(t *testing.T) {
 	sk, _, _ := narinfo.GenerateKey("cache-1", nil)
 	dir := t.TempDir()
 	e := writeCache(t, dir, sk, "one")[0]
-	s, _, _ := openURL(t, "nix+file://"+dir)
+	s, _, _ := openURL(t, "nix+file://"+dir+"?allow-unsigned=true")
 	empty, _, _ := openURL(t, "nix+file://"+t.TempDir())
 	cs := &countingService{Service: s, release: make(chan struct{})}
 	local := pathinfo.NewMemory()
@@ -274,4 +274,31 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("opened %q with scheme %q", raw, s.base.Scheme)
 		}
 	})
+}
+
+func TestUnsignedRefusedUnlessAllowed(t *testing.T) {
+	sk, _, _ := narinfo.GenerateKey("cache-1", nil)
+	dir := t.TempDir()
+	e := writeCache(t, dir, sk, "one")[0]
+	s, _, _ := openURL(t, "nix+file://"+dir)
+	if _, err := s.Get(context.Background(), e.path.Digest); err == nil || !strings.Contains(err.Error(), "no trusted-public-keys") {
+		t.Fatalf("unsigned narinfo without keys: %v", err)
+	}
+	s, _, _ = openURL(t, "nix+file://"+dir+"?allow-unsigned=true")
+	if _, err := s.Get(context.Background(), e.path.Digest); err != nil {
+		t.Fatalf("allow-unsigned: %v", err)
+	}
+}
+
+func TestNotFoundRemembered(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := openURL(t, "nix+file://"+dir+"?allow-unsigned=true")
+	var missing [20]byte
+	missing[0] = 1
+	if _, err := s.Get(context.Background(), missing); !errors.Is(err, pathinfo.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(context.Background(), missing); err == nil || !strings.Contains(err.Error(), "remembered") {
+		t.Fatalf("second lookup of a missing path asked the cache again: %v", err)
+	}
 }
