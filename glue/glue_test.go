@@ -192,6 +192,7 @@ var evalCases = []string{
 	`foo.outPath`, `foo.drvPath`, `multi.dev.outPath`, `(mk { name = "x"; outputs = [ "a" "b" ]; }).outPath`,
 	`builtins.attrNames multi`, `multi.outputName`, `multi.lib.outputName`, `builtins.length multi.all`,
 	`builtins.getContext foo.drvPath`, `builtins.getContext "${multi.lib}${text}"`,
+	`builtins.placeholder "out"`, `builtins.placeholder "dev"`, `toString foo`, `"${multi}"`,
 }
 
 func TestOracleEval(t *testing.T) {

@@ -76,6 +76,7 @@ func init() {
 			&cli.StringSliceFlag{Name: "append", Usage: "extra kernel command line `PARAM`s"},
 			&cli.DurationFlag{Name: "boot-timeout", Value: 60 * time.Second, Usage: "give up when the store is not mounted by then"},
 			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (default: no limit)"},
+			&cli.BoolFlag{Name: "no-direct-boot", Usage: "boot the compressed kernel instead of the vmlinux extracted from it (PVH)"},
 			&cli.BoolFlag{Name: "times", Usage: "print boot timings to stderr"},
 		},
 		Action: bootAction,
@@ -90,7 +91,8 @@ func bootAction(c *cli.Context) error {
 		Machine: c.String("machine"), Accel: c.String("accel"), CPUs: c.Int("cpus"), MemoryMB: c.Int("memory"),
 		Tag: c.String("tag"), Append: c.StringSlice("append"),
 		BootTimeout: c.Duration("boot-timeout"), Timeout: c.Duration("timeout"),
-		Stdin: os.Stdin,
+		NoDirectBoot: c.Bool("no-direct-boot"),
+		Stdin:        os.Stdin,
 	}
 	if p := c.String("run"); p != "" {
 		cfg.Run = append([]string{p}, c.Args().Slice()...)

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"io"
+	"log/slog"
 	"sort"
+	"strings"
+	"time"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/castore/combined"
 	"github.com/tvix-go/tvix/store/importer"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/nixbase32"
@@ -92,6 +97,12 @@ func init() {
 					&cli.BoolFlag{Name: "references"}, &cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}},
 					&cli.BoolFlag{Name: "referrers"}, &cli.BoolFlag{Name: "hash"}, &cli.BoolFlag{Name: "size"}),
 				Action: storeQuery,
+			},
+			{
+				Name: "copy", Usage: "substitute store paths and their closures from --from into the store", ArgsUsage: "STOREPATH...",
+				Flags: append(serviceFlags(),
+					&cli.StringFlag{Name: "from", Required: true, Usage: "upstream `URL`: nix+http(s)://, nix+file:// binary cache or grpc+unix://, grpc+http:// tvix"}),
+				Action: storeCopy,
 			},
 			{
 				Name: "verify", Usage: "check every path's contents are present (and with --check-contents, hash to its NAR hash)",
@@ -330,6 +341,127 @@ func checkPresent(ctx context.Context, s *services, node *castorev1.Node) error 
 			}
 			for _, f := range dir.GetFiles() {
 				if err := check(f.GetDigest()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func storeCopy(c *cli.Context) error {
+	ctx := c.Context
+	if c.NArg() == 0 {
+		return cli.Exit("store copy: give at least one STOREPATH", 2)
+	}
+	subs := strings.TrimSpace(c.String("from") + " " + c.String("substituters"))
+	if err := c.Set("substituters", subs); err != nil {
+		return err
+	}
+	s, err := openServices(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var roots []storepath.StorePath
+	for _, a := range c.Args().Slice() {
+		sp, _, err := storepath.ParsePrefix(a)
+		if err != nil {
+			return err
+		}
+		roots = append(roots, sp)
+	}
+	start := time.Now()
+	n, bytes, err := copyClosure(ctx, s, roots, func(done int, narBytes uint64, p string) {
+		fmt.Fprintf(os.Stderr, "\rcopied %d paths, %.1f MB (NAR)  %s", done, float64(narBytes)/1e6, p)
+	})
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	slog.Info("copied closure", "paths", n, "nar_bytes", bytes, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// copyClosure asks the (substituting) path info service for every path of
+// the closures of roots, so each is fetched into the local store, and
+// makes contents lent read-through by a tvix upstream local too.
+func copyClosure(ctx context.Context, s *services, roots []storepath.StorePath, progress func(int, uint64, string)) (int, uint64, error) {
+	seen := map[[20]byte]bool{}
+	queue := append([]storepath.StorePath(nil), roots...)
+	var narBytes uint64
+	for len(queue) > 0 {
+		sp := queue[0]
+		queue = queue[1:]
+		if seen[sp.Digest] {
+			continue
+		}
+		seen[sp.Digest] = true
+		info, err := s.pathInfo.Get(ctx, sp.Digest)
+		if err != nil {
+			return len(seen), narBytes, fmt.Errorf("copy %s: %w", sp, err)
+		}
+		if err := materialize(ctx, s, castore.RenameNode(info.GetNode(), nil)); err != nil {
+			return len(seen), narBytes, fmt.Errorf("copy %s: %w", sp, err)
+		}
+		narBytes += info.GetNarinfo().GetNarSize()
+		progress(len(seen), narBytes, sp.String())
+		for _, r := range info.GetNarinfo().GetReferenceNames() {
+			rp, err := storepath.FromBasename(r)
+			if err != nil {
+				return len(seen), narBytes, fmt.Errorf("copy %s: reference: %w", sp, err)
+			}
+			queue = append(queue, rp)
+		}
+	}
+	return len(seen), narBytes, nil
+}
+
+// materialize copies blobs a read-through upstream holds into the near
+// store; with only local services it has nothing to do.
+func materialize(ctx context.Context, s *services, node *castorev1.Node) error {
+	cb, ok := s.blobs.(combined.Blobs)
+	if !ok {
+		return nil
+	}
+	copyBlob := func(dg []byte) error {
+		d, err := castore.DigestFromBytes(dg)
+		if err != nil {
+			return err
+		}
+		if ok, err := cb.Near.Has(ctx, d); err != nil || ok {
+			return err
+		}
+		r, err := cb.Far.Open(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		w, err := cb.Near.Put(ctx, castore.WithExpectedDigest(d))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			w.Abort()
+			return err
+		}
+		_, err = w.Close()
+		return err
+	}
+	switch {
+	case node.GetFile() != nil:
+		return copyBlob(node.GetFile().GetDigest())
+	case node.GetDirectory() != nil:
+		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
+		if err != nil {
+			return err
+		}
+		for dir, err := range s.dirs.GetRecursive(ctx, root) {
+			if err != nil {
+				return err
+			}
+			for _, f := range dir.GetFiles() {
+				if err := copyBlob(f.GetDigest()); err != nil {
 					return err
 				}
 			}

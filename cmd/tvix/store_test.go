@@ -21,13 +21,19 @@ func requireNix(t *testing.T) {
 
 func nixOut(t *testing.T, args ...string) string {
 	t.Helper()
+	return strings.TrimSpace(nixRaw(t, args...))
+}
+
+// nixRaw runs a Nix command and returns its stdout unchanged (NARs).
+func nixRaw(t *testing.T, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "NIX_CONFIG=build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%v: %v", args, err)
 	}
-	return strings.TrimSpace(string(out))
+	return string(out)
 }
 
 // TestStoreImportMatchesNix compares store paths and NAR bytes with C++ Nix.
@@ -62,8 +68,8 @@ func TestStoreImportMatchesNix(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dump %s: %v %s", want, err, stderr)
 		}
-		wantNAR := nixOut(t, "nix-store", "--dump", want)
-		if !bytes.Equal([]byte(strings.TrimSpace(nar)), []byte(wantNAR)) {
+		wantNAR := nixRaw(t, "nix-store", "--dump", want)
+		if !bytes.Equal([]byte(nar), []byte(wantNAR)) {
 			t.Errorf("NAR of %s differs from nix-store --dump (%d vs %d bytes)", want, len(nar), len(wantNAR))
 		}
 		q, _, err := run(t, env, "store", "query", "--hash", want)

@@ -1,0 +1,148 @@
+// Package combined layers a near castore (local) over a far one (another
+// tvix): reads try near first and fall back to far, writes go near. Blobs
+// are read from far only when read, chunk by chunk; directory closures are
+// copied near on first use, so a remote builder mounting its store from an
+// orchestrator transfers only what a build reads.
+package combined
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+)
+
+// Blobs reads through Near to Far.
+type Blobs struct {
+	Near, Far castore.BlobService
+}
+
+var _ castore.BlobService = Blobs{}
+
+func (b Blobs) Has(ctx context.Context, d castore.Digest) (bool, error) {
+	ok, err := b.Near.Has(ctx, d)
+	if err != nil || ok {
+		return ok, err
+	}
+	return b.Far.Has(ctx, d)
+}
+
+func (b Blobs) Open(ctx context.Context, d castore.Digest) (castore.BlobReader, error) {
+	r, err := b.Near.Open(ctx, d)
+	if !errors.Is(err, castore.ErrNotFound) {
+		return r, err
+	}
+	return b.Far.Open(ctx, d)
+}
+
+func (b Blobs) Chunks(ctx context.Context, d castore.Digest) ([]castore.ChunkMeta, error) {
+	c, err := b.Near.Chunks(ctx, d)
+	if !errors.Is(err, castore.ErrNotFound) {
+		return c, err
+	}
+	return b.Far.Chunks(ctx, d)
+}
+
+func (b Blobs) Put(ctx context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {
+	return b.Near.Put(ctx, opts...)
+}
+
+func (b Blobs) Close() error { return errors.Join(b.Near.Close(), b.Far.Close()) }
+
+// Directories reads through Near to Far, keeping closures it fetched.
+type Directories struct {
+	Near, Far castore.DirectoryService
+}
+
+var _ castore.DirectoryService = Directories{}
+
+func (d Directories) Get(ctx context.Context, dg castore.Digest) (*castorev1.Directory, error) {
+	dir, err := d.Near.Get(ctx, dg)
+	if !errors.Is(err, castore.ErrNotFound) {
+		return dir, err
+	}
+	return d.Far.Get(ctx, dg)
+}
+
+func (d Directories) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq2[*castorev1.Directory, error] {
+	return func(yield func(*castorev1.Directory, error) bool) {
+		if _, err := d.Near.Get(ctx, root); err == nil {
+			for dir, err := range d.Near.GetRecursive(ctx, root) {
+				if !yield(dir, err) || err != nil {
+					return
+				}
+			}
+			return
+		} else if !errors.Is(err, castore.ErrNotFound) {
+			yield(nil, err)
+			return
+		}
+		var closure []*castorev1.Directory
+		for dir, err := range d.Far.GetRecursive(ctx, root) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			closure = append(closure, dir)
+		}
+		if err := putClosure(ctx, d.Near, closure); err != nil {
+			yield(nil, fmt.Errorf("keep closure of %s: %w", root, err))
+			return
+		}
+		for _, dir := range closure {
+			if !yield(dir, nil) {
+				return
+			}
+		}
+	}
+}
+
+// putClosure stores a root-first closure leaves first (post-order), the
+// order a DirectoryPutter accepts.
+func putClosure(ctx context.Context, svc castore.DirectoryService, closure []*castorev1.Directory) error {
+	if len(closure) == 0 {
+		return nil
+	}
+	byDigest := make(map[castore.Digest]*castorev1.Directory, len(closure))
+	for _, dir := range closure {
+		byDigest[castore.DirectoryDigest(dir)] = dir
+	}
+	p := svc.PutMultiple(ctx)
+	done := map[castore.Digest]bool{}
+	var visit func(castore.Digest) error
+	visit = func(dg castore.Digest) error {
+		if done[dg] {
+			return nil
+		}
+		done[dg] = true
+		dir := byDigest[dg]
+		for _, n := range dir.GetDirectories() {
+			cd, err := castore.DigestFromBytes(n.GetDigest())
+			if err != nil {
+				return err
+			}
+			if err := visit(cd); err != nil {
+				return err
+			}
+		}
+		return p.Put(dir)
+	}
+	if err := visit(castore.DirectoryDigest(closure[0])); err != nil {
+		return err
+	}
+	_, err := p.Close()
+	return err
+}
+
+func (d Directories) Put(ctx context.Context, dir *castorev1.Directory) (castore.Digest, error) {
+	return d.Near.Put(ctx, dir)
+}
+
+func (d Directories) PutMultiple(ctx context.Context) castore.DirectoryPutter {
+	return d.Near.PutMultiple(ctx)
+}
+
+func (d Directories) Close() error { return errors.Join(d.Near.Close(), d.Far.Close()) }
