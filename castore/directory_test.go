@@ -40,7 +40,9 @@ func TestDirectoryVectors(t *testing.T) {
 func TestValidateDirectoryRejects(t *testing.T) {
 	dg := castore.EmptyBlobDigest.Bytes()
 	file := func(name string) *castorev1.FileNode { return &castorev1.FileNode{Name: []byte(name), Digest: dg} }
-	dir := func(name string) *castorev1.DirectoryNode { return &castorev1.DirectoryNode{Name: []byte(name), Digest: dg} }
+	dir := func(name string) *castorev1.DirectoryNode {
+		return &castorev1.DirectoryNode{Name: []byte(name), Digest: dg}
+	}
 	link := func(name, target string) *castorev1.SymlinkNode {
 		return &castorev1.SymlinkNode{Name: []byte(name), Target: []byte(target)}
 	}

@@ -9,7 +9,9 @@ import (
 )
 
 // NewMemory returns a chunking BlobService that keeps everything in memory.
-func NewMemory() *Store { return newStore(&memBackend{chunks: map[castore.Digest][]byte{}, manifests: map[castore.Digest][]castore.ChunkMeta{}}) }
+func NewMemory() *Store {
+	return newStore(&memBackend{chunks: map[castore.Digest][]byte{}, manifests: map[castore.Digest][]castore.ChunkMeta{}})
+}
 
 type memBackend struct {
 	mu        sync.RWMutex
@@ -45,7 +47,9 @@ func (m *memBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, erro
 	return c, ok, nil
 }
 
-func (m *memBackend) newTxn() (txn, error) { return &memTxn{m: m, staged: map[castore.Digest][]byte{}}, nil }
+func (m *memBackend) newTxn() (txn, error) {
+	return &memTxn{m: m, staged: map[castore.Digest][]byte{}}, nil
+}
 
 func (m *memBackend) close() error { return nil }
 

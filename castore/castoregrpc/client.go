@@ -226,7 +226,7 @@ func (r *streamReader) Size() int64 {
 	defer r.mu.Unlock()
 	if r.size < 0 {
 		want := r.want
-		r.want = 1<<62
+		r.want = 1 << 62
 		_, _ = r.readLocked(nil)
 		r.want = want
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castoreurl"
 	"github.com/tvix-go/tvix/castore/combined"
-	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/nixcache"
+	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/pathinfourl"
 )
 

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
-	"time"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
