@@ -15,30 +15,6 @@ import (
 	"github.com/tvix-go/tvix/store/nixhash"
 )
 
-// DerivationNix is the `derivation` builtin, written in Nix on top of
-// derivationStrict as Nix 2.8's corepkgs/derivation.nix is: it adds one
-// attrset per output, each with outPath, drvPath, outputName and
-// type = "derivation".
-const DerivationNix = `drvAttrs @ { outputs ? [ "out" ], ... }:
-let
-  strict = builtins.derivationStrict drvAttrs;
-  commonAttrs = drvAttrs // (builtins.listToAttrs outputsList) //
-    { all = map (x: x.value) outputsList;
-      inherit drvAttrs;
-    };
-  outputToAttrListElement = outputName:
-    { name = outputName;
-      value = commonAttrs // {
-        outPath = builtins.getAttr outputName strict;
-        drvPath = strict.drvPath;
-        type = "derivation";
-        inherit outputName;
-      };
-    };
-  outputsList = map outputToAttrListElement outputs;
-in (builtins.head outputsList).value
-`
-
 // noCtx forces a string that must not refer to store paths.
 func noCtx(ev *eval.Evaluator, v eval.Value) string {
 	s := ev.ForceString(v)

@@ -66,7 +66,7 @@ func (g *Glue) Install(opts *eval.Options) {
 	if opts.NixBuiltins == nil {
 		opts.NixBuiltins = map[string]string{}
 	}
-	opts.NixBuiltins["derivation"] = DerivationNix
+	opts.NixBuiltins["derivation"] = eval.DerivationNix
 	opts.CopyToStore = g.copyToStore
 }
 

@@ -362,6 +362,8 @@ func (p *parser) attrName() AttrName {
 
 func (p *parser) simple() Node {
 	t := p.lx.next()
+	p.enter(t.off)
+	defer func() { p.depth-- }()
 	pos := p.pos(t.off)
 	switch t.kind {
 	case tID:
@@ -729,6 +731,12 @@ func stripIndentation(pos Pos, es []indPart) Node {
 		if i == len(es)-1 {
 			if p := strings.LastIndexByte(string(s2), '\n'); p >= 0 && strings.Trim(string(s2[p+1:]), " ") == "" {
 				s2 = s2[:p+1]
+			}
+		}
+		if len(out) > 0 {
+			if prev, ok := out[len(out)-1].(*Str); ok {
+				prev.V += string(s2)
+				continue
 			}
 		}
 		out = append(out, &Str{Pos: e.pos, V: string(s2)})

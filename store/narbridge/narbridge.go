@@ -30,6 +30,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/internal/compress"
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/narinfo"
@@ -52,7 +53,14 @@ type Options struct {
 	MaxPending int
 	PendingTTL time.Duration
 	Logger     *slog.Logger
+	// Compression of the NARs narinfos point at: "none" (default), "zstd"
+	// or "xz"; the NAR URL then carries the suffix and the bridge
+	// compresses while rendering.
+	Compression string
 }
+
+// narSuffixes maps the compression in a NAR URL's suffix.
+var narSuffixes = map[string]string{".zst": "zstd", ".xz": "xz"}
 
 // Handler is the binary cache.
 type Handler struct {
@@ -232,7 +240,31 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.NotFound(w, r)
 		return
 	}
+	// Closure invariant: a path is only offered when all its references
+	// can be had too, so `nix copy --from` never stops at a missing one.
+	for i, ref := range info.GetReferences() {
+		var rd [storepath.DigestSize]byte
+		copy(rd[:], ref)
+		if rd == digest {
+			continue
+		}
+		if _, err := h.pathInfo.Get(r.Context(), rd); err != nil {
+			h.log.Warn("not serving path: reference unavailable", "path", ni.StorePath, "reference", info.GetNarinfo().GetReferenceNames()[i], "err", err)
+			if errors.Is(err, pathinfo.ErrNotFound) {
+				http.NotFound(w, r)
+			} else {
+				http.Error(w, "reference lookup failed", http.StatusBadGateway)
+			}
+			return
+		}
+	}
 	ni.Compression = "none"
+	switch h.opts.Compression {
+	case "zstd":
+		ni.Compression, ni.URL = "zstd", strings.Replace(ni.URL, "?", ".zst?", 1)
+	case "xz":
+		ni.Compression, ni.URL = "xz", strings.Replace(ni.URL, "?", ".xz?", 1)
+	}
 	if h.opts.SigningKey != nil {
 		ni.Sign(*h.opts.SigningKey)
 	}
@@ -266,6 +298,12 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 }
 
 func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
+	compression := "none"
+	for suffix, c := range narSuffixes {
+		if trimmed, ok := strings.CutSuffix(b64, suffix); ok {
+			b64, compression = trimmed, c
+		}
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(b64)
 	if err != nil {
 		http.Error(w, "invalid NAR URL: root node is not base64url", http.StatusNotFound)
@@ -293,9 +331,18 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 		http.Error(w, "invalid NAR URL: narsize missing or not a number", http.StatusBadRequest)
 		return
 	}
+	if compression != "none" {
+		h.getCompressedNAR(w, r, &node, compression)
+		return
+	}
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/x-nix-nar")
 		w.Header().Set("Content-Length", strconv.FormatUint(narSize, 10))
+		w.Header().Set("Accept-Ranges", "bytes")
+		return
+	}
+	if rng := r.Header.Get("Range"); rng != "" {
+		h.getNARRange(w, r, &node, narSize, rng)
 		return
 	}
 	lw := &lazyWriter{w: w, size: narSize}
@@ -446,4 +493,116 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	}
 	h.log.Debug("path committed", "path", ni.StorePath)
 	w.WriteHeader(http.StatusOK)
+}
+
+// getCompressedNAR streams the NAR through a compressor; the length is not
+// known ahead, so the response is chunked.
+func (h *Handler) getCompressedNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, compression string) {
+	w.Header().Set("Content-Type", "application/x-nix-nar")
+	w.Header().Set("Cache-Control", "max-age=31536000, immutable")
+	if r.Method == http.MethodHead {
+		return
+	}
+	cw, err := compress.Writer(compression, w)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if err := narcastore.Render(r.Context(), cw, node, h.blobs, h.dirs); err != nil {
+		h.log.Warn("render compressed NAR", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if err := cw.Close(); err != nil {
+		h.log.Warn("compress NAR", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// errRangeDone stops a render once the requested range is out.
+var errRangeDone = errors.New("range complete")
+
+// rangeWriter passes on only bytes [start, end) of what is written.
+type rangeWriter struct {
+	w          io.Writer
+	pos        int64
+	start, end int64
+}
+
+func (rw *rangeWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	lo, hi := rw.pos, rw.pos+int64(n)
+	rw.pos = hi
+	if hi <= rw.start {
+		return n, nil
+	}
+	if lo >= rw.end {
+		return 0, errRangeDone
+	}
+	a, b := max(lo, rw.start)-lo, min(hi, rw.end)-lo
+	if _, err := rw.w.Write(p[a:b]); err != nil {
+		return 0, err
+	}
+	if hi >= rw.end {
+		return 0, errRangeDone
+	}
+	return n, nil
+}
+
+// getNARRange answers a single "bytes=a-b" range. The NAR is rendered from
+// the start and cut, so blob reads before the range are the price; a NAR
+// rendered from castore has no index to seek into.
+func (h *Handler) getNARRange(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, spec string) {
+	start, end, ok := parseRange(spec, int64(narSize))
+	if !ok {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", narSize))
+		http.Error(w, "invalid or unsatisfiable range", http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-nix-nar")
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, narSize))
+	w.Header().Set("Content-Length", strconv.FormatInt(end-start, 10))
+	w.WriteHeader(http.StatusPartialContent)
+	rw := &rangeWriter{w: w, start: start, end: end}
+	err := narcastore.Render(r.Context(), rw, node, h.blobs, h.dirs)
+	if err != nil && !errors.Is(err, errRangeDone) {
+		h.log.Warn("render NAR range", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if rw.pos < end {
+		h.log.Warn("NAR shorter than its narsize", "narsize", narSize, "rendered", rw.pos)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// parseRange accepts one range, "bytes=a-b", "bytes=a-" or "bytes=-n",
+// returning the half-open [start, end).
+func parseRange(spec string, size int64) (int64, int64, bool) {
+	v, ok := strings.CutPrefix(spec, "bytes=")
+	if !ok || strings.Contains(v, ",") {
+		return 0, 0, false
+	}
+	a, b, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	if a == "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false
+		}
+		return max(size-n, 0), size, size > 0
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false
+	}
+	end := size
+	if b != "" {
+		e, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || e < start {
+			return 0, 0, false
+		}
+		end = min(e+1, size)
+	}
+	return start, end, true
 }

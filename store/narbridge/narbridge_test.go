@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -106,7 +107,7 @@ func sampleNAR(t *testing.T, content string) []byte {
 	return buf.Bytes()
 }
 
-func compress(t *testing.T, ext string, b []byte) []byte {
+func compressed(t *testing.T, ext string, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	switch ext {
@@ -160,12 +161,12 @@ type upload struct {
 func newUpload(t *testing.T, name, ext string, content string) *upload {
 	t.Helper()
 	n := sampleNAR(t, content)
-	narSum, fileSum := sha(n), sha(compress(t, ext, n))
+	narSum, fileSum := sha(n), sha(compressed(t, ext, n))
 	sp, err := storepath.MakeSource(name, narSum[:], nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := compress(t, ext, n)
+	file := compressed(t, ext, n)
 	url := "nar/" + nb32(sha(file)) + ".nar" + ext
 	nh, _ := nixhash.New(nixhash.SHA256, narSum[:])
 	fh, _ := nixhash.New(nixhash.SHA256, fileSum[:])
@@ -207,6 +208,15 @@ func TestUploadAndServe(t *testing.T) {
 			}
 			if got := info.GetNarinfo().GetReferenceNames(); len(got) != 2 || got[0] != ref.path.Basename() {
 				t.Fatalf("stored references %v", got)
+			}
+
+			// The closure invariant: not served while a reference is missing.
+			if st, _, _ := f.do(t, "GET", hash, nil); st != http.StatusNotFound {
+				t.Fatalf("GET narinfo with a missing reference: %d, want 404", st)
+			}
+			f.do(t, "PUT", "/"+ref.url, ref.file)
+			if st, b, _ := f.do(t, "PUT", "/"+ref.path.HashPart()+".narinfo", []byte(ref.narinfo.String())); st != http.StatusOK {
+				t.Fatalf("PUT reference narinfo: %d %s", st, b)
 			}
 
 			st, body, hdr := f.do(t, "GET", hash, nil)
@@ -393,4 +403,70 @@ func FuzzNARURL(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseRange(t *testing.T) {
+	for _, tc := range []struct {
+		spec       string
+		start, end int64
+		ok         bool
+	}{
+		{"bytes=0-9", 0, 10, true}, {"bytes=5-", 5, 100, true}, {"bytes=-10", 90, 100, true},
+		{"bytes=90-200", 90, 100, true}, {"bytes=100-", 0, 0, false}, {"bytes=5-2", 0, 0, false},
+		{"bytes=0-1,3-4", 0, 0, false}, {"items=0-1", 0, 0, false}, {"bytes=x-", 0, 0, false},
+	} {
+		s, e, ok := parseRange(tc.spec, 100)
+		if ok != tc.ok || (ok && (s != tc.start || e != tc.end)) {
+			t.Errorf("parseRange(%q) = %d, %d, %v; want %d, %d, %v", tc.spec, s, e, ok, tc.start, tc.end, tc.ok)
+		}
+	}
+}
+
+func TestRangeAndCompressedNAR(t *testing.T) {
+	f := newFixture(t, Options{Compression: "zstd"})
+	u := newUpload(t, "sample", "", strings.Repeat("range test ", 1000))
+	f.do(t, "PUT", "/"+u.url, u.file)
+	if st, b, _ := f.do(t, "PUT", "/"+u.path.HashPart()+".narinfo", []byte(u.narinfo.String())); st != http.StatusOK {
+		t.Fatalf("PUT narinfo: %d %s", st, b)
+	}
+	st, body, _ := f.do(t, "GET", "/"+u.path.HashPart()+".narinfo", nil)
+	if st != http.StatusOK {
+		t.Fatalf("GET narinfo: %d", st)
+	}
+	ni, err := narinfo.Parse(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ni.Compression != "zstd" || !strings.Contains(ni.URL, ".zst?") {
+		t.Fatalf("narinfo advertises %q at %q, want zstd", ni.Compression, ni.URL)
+	}
+	st, zbody, _ := f.do(t, "GET", "/"+ni.URL, nil)
+	if st != http.StatusOK {
+		t.Fatalf("GET compressed NAR: %d", st)
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(zbody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(dec)
+	if err != nil || !bytes.Equal(plain, u.nar) {
+		t.Fatalf("decompressed NAR differs (%d vs %d bytes, %v)", len(plain), len(u.nar), err)
+	}
+	raw := strings.Replace(ni.URL, ".zst?", "?", 1)
+	req := httptest.NewRequest("GET", "/"+raw, nil)
+	req.Header.Set("Range", "bytes=100-1099")
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), u.nar[100:1100]) {
+		t.Fatalf("range GET: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+	if cr := rec.Header().Get("Content-Range"); cr != fmt.Sprintf("bytes 100-1099/%d", len(u.nar)) {
+		t.Fatalf("Content-Range %q", cr)
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", len(u.nar)+5))
+	rec = httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("unsatisfiable range: %d", rec.Code)
+	}
 }
