@@ -28,6 +28,12 @@ type ImportOptions struct {
 	// Workers bounds the files hashed and uploaded at once (default 2×CPUs).
 	Workers  int
 	Progress *Progress
+	// Filter, if set, is asked about every entry below the root (never the
+	// root itself), in name order, with its path and its type ("regular",
+	// "directory", "symlink" or "unknown"); a dropped directory is not
+	// descended into. builtins.path and filterSource pass the user's
+	// function here.
+	Filter func(path, typ string) (bool, error)
 }
 
 type entry struct {
@@ -71,7 +77,7 @@ func Import(ctx context.Context, path string, blobs castore.BlobService, dirs ca
 			}
 		}()
 	}
-	walkErr := walk(ctx, root, jobs)
+	walkErr := walk(ctx, root, jobs, opts.Filter)
 	close(jobs)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
@@ -94,7 +100,7 @@ func Import(ctx context.Context, path string, blobs castore.BlobService, dirs ca
 }
 
 // walk reads the tree, handing regular files to the workers as it goes.
-func walk(ctx context.Context, e *entry, jobs chan<- *entry) error {
+func walk(ctx context.Context, e *entry, jobs chan<- *entry, filter func(string, string) (bool, error)) error {
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -126,8 +132,17 @@ func walk(ctx context.Context, e *entry, jobs chan<- *entry) error {
 				return fmt.Errorf("import %s: %w", filepath.Join(e.path, de.Name()), err)
 			}
 			c := &entry{name: de.Name(), path: filepath.Join(e.path, de.Name()), mode: info.Mode()}
+			if filter != nil {
+				keep, err := filter(c.path, fileType(c.mode))
+				if err != nil {
+					return err
+				}
+				if !keep {
+					continue
+				}
+			}
 			e.children = append(e.children, c)
-			if err := walk(ctx, c, jobs); err != nil {
+			if err := walk(ctx, c, jobs, filter); err != nil {
 				return err
 			}
 		}
@@ -225,4 +240,16 @@ func buildDirectories(e *entry, p castore.DirectoryPutter) error {
 		Name: []byte(e.name), Digest: castore.DirectoryDigest(dir).Bytes(), Size: size,
 	}}}
 	return nil
+}
+
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular"
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "unknown"
 }

@@ -1,0 +1,72 @@
+package glue
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storepath"
+)
+
+// CastoreStore must land every path where ComputeStore says it is.
+func TestCastoreStoreAgreesWithComputeStore(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "keep/sub"), 0o755)
+	os.MkdirAll(filepath.Join(src, "drop"), 0o755)
+	os.WriteFile(filepath.Join(src, "keep/sub/a"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(src, "keep/x.tmp"), []byte("tmp"), 0o755)
+	os.WriteFile(filepath.Join(src, "drop/b"), []byte("b"), 0o644)
+	os.Symlink("keep/sub/a", filepath.Join(src, "link"))
+	filter := func(p, typ string) (bool, error) {
+		return !strings.HasSuffix(p, "/drop") && !strings.HasSuffix(p, ".tmp"), nil
+	}
+	pis := pathinfo.NewMemory()
+	cs := CastoreStore{importer.Store{Blobs: blobstore.NewMemory(), Dirs: dirstore.NewMemory(), PathInfo: pis}}
+	var calls []string
+	recording := func(p, typ string) (bool, error) { calls = append(calls, p); return filter(p, typ) }
+
+	for _, tc := range []struct {
+		name      string
+		src       string
+		recursive bool
+		filter    Filter
+	}{
+		{"tree", src, true, nil},
+		{"filtered", src, true, filter},
+		{"flat", filepath.Join(src, "keep/sub/a"), false, nil},
+		{"single-file", filepath.Join(src, "keep/x.tmp"), true, nil},
+	} {
+		want, err := ComputeStore{}.AddPath(ctx, tc.name, tc.src, tc.recursive, tc.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := tc.filter
+		if f != nil {
+			calls = nil
+			f = recording
+		}
+		got, err := cs.AddPath(ctx, tc.name, tc.src, tc.recursive, f)
+		if err != nil || got != want {
+			t.Fatalf("%s: castore store gave %s (%v), compute store %s", tc.name, got, err, want)
+		}
+		if _, err := pis.Get(ctx, got.Digest); err != nil {
+			t.Fatalf("%s: no path info recorded: %v", tc.name, err)
+		}
+		if tc.filter != nil && (len(calls) == 0 || calls[0] != filepath.Join(src, "drop")) {
+			t.Fatalf("%s: filter calls %v, want name order starting with drop", tc.name, calls)
+		}
+	}
+	dep, _ := storepath.FromBasename("00bgd045z0d4icpbc2yyz4gx48ak44la-dep")
+	want, _ := ComputeStore{}.AddText(ctx, "t.txt", []byte("x "+dep.String()), []storepath.StorePath{dep})
+	got, err := cs.AddText(ctx, "t.txt", []byte("x "+dep.String()), []storepath.StorePath{dep})
+	if err != nil || got != want {
+		t.Fatalf("AddText = %s, %v; want %s", got, err, want)
+	}
+}
