@@ -80,7 +80,7 @@ func run() (int, error) {
 	case len(mode.Run) > 0:
 		return runCommand(mode.Run), nil
 	case mode.Shell:
-		return -1, shell()
+		return shell()
 	case mode.Find:
 		return 0, find(StoreDir)
 	}
@@ -183,12 +183,12 @@ func runCommand(argv []string) int {
 
 // shell runs the initramfs' static shell with the serial console as its
 // controlling terminal, so job control and ^C work.
-func shell() error {
+func shell() (int, error) {
 	tty, err := os.OpenFile("/dev/ttyS0", os.O_RDWR, 0)
 	if err != nil {
 		tty, err = os.OpenFile("/dev/console", os.O_RDWR, 0)
 		if err != nil {
-			return fmt.Errorf("open console for the shell: %w", err)
+			return 0, fmt.Errorf("open console for the shell: %w", err)
 		}
 	}
 	defer tty.Close()
@@ -200,10 +200,11 @@ func shell() error {
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			return fmt.Errorf("run %s: %w", ShellPath, err)
+			return 0, fmt.Errorf("run %s: %w", ShellPath, err)
 		}
+		return ee.ExitCode(), nil
 	}
-	return nil
+	return 0, nil
 }
 
 // find prints every path under root, like find(1), without following
