@@ -286,3 +286,47 @@ func TestDeadSocket(t *testing.T) {
 		t.Fatal("wrong error")
 	}
 }
+
+// BenchmarkBootRun measures boot-to-command (QEMU start to exit) per
+// machine type with the default accelerator; scripts/bench-boot compares
+// more configurations.
+func BenchmarkBootRun(b *testing.B) {
+	if _, err := findQEMU(""); err != nil {
+		b.Skip(err)
+	}
+	if _, _, err := findKernel(""); err != nil || testInit == "" {
+		b.Skip("no kernel or tvix-init")
+	}
+	for _, machine := range []string{MachineMicroVM, MachineQ35} {
+		b.Run(machine, func(b *testing.B) {
+			dir := b.TempDir()
+			bb, err := findShell("")
+			if err != nil {
+				b.Skip(err)
+			}
+			os.MkdirAll(filepath.Join(dir, "0aaa-busybox/bin"), 0o755)
+			src, _ := os.ReadFile(bb)
+			os.WriteFile(filepath.Join(dir, "0aaa-busybox/bin/busybox"), src, 0o555)
+			root, err := gofs.NewLoopbackRoot(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ready time.Duration
+			for i := 0; i < b.N; i++ {
+				cfg := Config{
+					Init: testInit, Stdout: io.Discard, Machine: machine,
+					FS:          gofs.NewNodeFS(root, &gofs.Options{}),
+					Run:         []string{"/nix/store/0aaa-busybox/bin/busybox", "true"},
+					BootTimeout: 120 * time.Second,
+					CacheDir:    filepath.Join(os.TempDir(), "tvix-boot-test-cache"),
+				}
+				res, err := Run(context.Background(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ready += res.Ready
+			}
+			b.ReportMetric(float64(ready.Milliseconds())/float64(b.N), "ms-to-ready/op")
+		})
+	}
+}

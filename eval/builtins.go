@@ -666,12 +666,11 @@ func dirOf(p string) string {
 
 // tryEval forces v, catching throw and assert failures.
 func (ev *Evaluator) tryEval(v Value) (res Value, ok bool) {
-	depth := ev.depth
-	height := len(ev.running)
+	m := ev.mark()
 	defer func() {
 		if r := recover(); r != nil {
 			if e, isErr := r.(*Error); isErr && e.Catchable() {
-				ev.unwind(height, depth)
+				ev.unwindTo(m)
 				res, ok = nil, false
 				return
 			}

@@ -59,21 +59,18 @@ func (e *Error) Error() string {
 func (e *Error) Format(showTrace bool) string {
 	var b strings.Builder
 	b.WriteString("error: ")
-	if showTrace && len(e.Trace) > 0 {
-		for i := len(e.Trace) - 1; i >= 0; i-- {
-			f := e.Trace[i]
-			fmt.Fprintf(&b, "%s\n", f.Msg)
+	b.WriteString(strings.TrimRight(e.Error(), "\n"))
+	if showTrace {
+		for _, f := range e.Trace {
+			fmt.Fprintf(&b, "\n\n       … %s", f.Msg)
 			if f.Pos.IsValid() {
-				fmt.Fprintf(&b, "\n       at %s:\n\n", f.Pos)
+				fmt.Fprintf(&b, "\n\n       at %s:\n", f.Pos)
 				for _, l := range strings.Split(strings.TrimRight(f.Pos.Snippet(), "\n"), "\n") {
-					b.WriteString("       " + l + "\n")
+					b.WriteString("\n       " + l)
 				}
 			}
-			b.WriteString("\n       … ")
 		}
-		b.WriteString("\n       error: ")
 	}
-	b.WriteString(e.Error())
 	return strings.TrimRight(b.String(), "\n")
 }
 

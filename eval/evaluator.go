@@ -143,6 +143,7 @@ type Evaluator struct {
 	storeCache  map[string]string
 	ctx         context.Context
 	running     []*Thunk // thunks being forced, innermost last
+	frames      []callFrame
 	pairPool    *pairEnv
 	envPool     *Env
 }
@@ -153,6 +154,37 @@ type pairEnv struct {
 	a1 [1]Value
 	e2 Env
 	a2 [1]Value
+}
+
+// callFrame is a function call in progress, for error traces.
+type callFrame struct {
+	lc  *lambdaCode
+	pos syntax.Pos
+}
+
+type stackMark struct{ running, frames, depth int }
+
+func (ev *Evaluator) mark() stackMark { return stackMark{len(ev.running), len(ev.frames), ev.depth} }
+
+// traceFrom records the calls that were in progress when e was raised.
+func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
+	fs := ev.frames[m.frames:]
+	if len(fs) > 32 {
+		fs = fs[len(fs)-32:]
+	}
+	for i := len(fs) - 1; i >= 0; i-- {
+		f := fs[i]
+		e.Trace = append(e.Trace, TraceFrame{Pos: f.lc.pos, Msg: "while calling " + lambdaName(f.lc)})
+		if f.pos.IsValid() {
+			e.Trace = append(e.Trace, TraceFrame{Pos: f.pos, Msg: "from call site"})
+		}
+	}
+}
+
+func (ev *Evaluator) unwindTo(m stackMark) {
+	ev.unwind(m.running, m.depth)
+	clear(ev.frames[m.frames:])
+	ev.frames = ev.frames[:m.frames]
 }
 
 // unwind resets the thunks that were being forced when an error
@@ -204,8 +236,15 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		ev.depth = 0
+		m := ev.mark()
 		defer func() {
-			if r := recover(); r != nil {
+			r := recover()
+			if e, ok := r.(*Error); ok && len(e.Trace) == 0 {
+				ev.traceFrom(e, m)
+			}
+			ev.unwindTo(m)
+			if r != nil {
 				if e, ok := r.(*Error); ok {
 					err = e
 					return
@@ -217,9 +256,6 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 				err = &Error{Kind: ErrEval, Msg: fmt.Sprintf("internal error: %v\n%s", r, debug.Stack())}
 			}
 		}()
-		ev.depth = 0
-		height := len(ev.running)
-		defer ev.unwind(height, 0)
 		v = f()
 	}()
 	<-done
@@ -444,7 +480,9 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 			}
 			e.e1.up, e.e1.vals, e.a1[0] = l.env, e.a1[:], a
 			e.e2.up, e.e2.vals, e.a2[0] = &e.e1, e.a2[:], b
+			ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
 			v := l.fn.inner.body(ev, &e.e2)
+			ev.frames = ev.frames[:len(ev.frames)-1]
 			if l.fn.inner.noCapture {
 				e.e1.up, e.a1[0], e.a2[0] = nil, nil, nil
 				ev.pairPool = e
@@ -491,7 +529,9 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 			env = newEnv(nil, 1)
 		}
 		env.up, env.vals[0] = cenv, arg
+		ev.frames = append(ev.frames, callFrame{lc, pos})
 		v := lc.body(ev, env)
+		ev.frames = ev.frames[:len(ev.frames)-1]
 		env.up, env.vals[0] = nil, nil
 		ev.envPool = env
 		ev.depth--
@@ -540,7 +580,9 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 			env.vals[lc.atSlot] = arg
 		}
 	}
+	ev.frames = append(ev.frames, callFrame{lc, pos})
 	v := lc.body(ev, env)
+	ev.frames = ev.frames[:len(ev.frames)-1]
 	ev.depth--
 	return v
 }

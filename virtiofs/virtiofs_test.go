@@ -359,3 +359,45 @@ func TestReadChainErrors(t *testing.T) {
 		t.Errorf("cross-region buffer: %v, %d pieces", err, len(c.in))
 	}
 }
+
+// slowFS holds GetAttr until released, to keep requests in flight.
+type slowFS struct {
+	fuse.RawFileSystem
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *slowFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.RawFileSystem.GetAttr(cancel, in, out)
+}
+
+// TestVMMDisappears drops the connection with rings running and a request
+// in flight (QEMU killed): the server must clean up and keep serving.
+func TestVMMDisappears(t *testing.T) {
+	sfs := &slowFS{RawFileSystem: loopbackFS(t, map[string]string{"f": "data"}), entered: make(chan struct{}, 4), release: make(chan struct{})}
+	sock, _, _ := startServer(t, sfs)
+	f := newFrontend(t, sock)
+	f.handshake()
+	q := f.startQueue(1)
+	f.fuseInit(q)
+	f.put(q, f.getattrReq(1), 16+int(unsafe.Sizeof(fuse.AttrOut{})), false)
+	f.kick(q)
+	select {
+	case <-sfs.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("request never reached the file system")
+	}
+	f.close() // the VMM is gone, its memory unmapped on its side
+	time.Sleep(100 * time.Millisecond)
+	close(sfs.release) // the request completes into our still-valid mapping
+
+	f2 := newFrontend(t, sock)
+	f2.handshake()
+	q2 := f2.startQueue(1)
+	f2.fuseInit(q2)
+	if got, err := f2.readFile(q2, "f", true); err != nil || got != "data" {
+		t.Fatalf("after the first VMM vanished: %q, %v", got, err)
+	}
+}

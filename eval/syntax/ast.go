@@ -87,7 +87,7 @@ func (p Pos) Snippet() string {
 	num := fmt.Sprint(l)
 	pad := strings.Repeat(" ", len(num))
 	caret := strings.Repeat(" ", max(c-1, 0)) + "^"
-	return fmt.Sprintf("%s |\n%s| %s\n%s | %s\n", pad, num, line, pad, caret)
+	return fmt.Sprintf("     %s| %s\n     %s| %s\n", num, line, pad, caret)
 }
 
 // Node is any expression of the syntax tree.
