@@ -105,12 +105,14 @@ func (ev *Evaluator) ToJSON(v Value) string {
 	return b.String()
 }
 
-// ToXML renders v as builtins.toXML does.
-func (ev *Evaluator) ToXML(v Value, strict bool) string {
+// ToXML renders v as nix-instantiate --xml does: with strict, values are
+// forced deeply; with location, attributes and functions carry their
+// source positions.
+func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
 	var b bytes.Buffer
 	var ctx Context
 	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
-	ev.toXML(&b, v, 1, &ctx, map[*Attrs]bool{})
+	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
 	b.WriteString("</expr>\n")
 	return b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+	"github.com/tvix-go/tvix/eval/syntax"
 )
 
 func registerData(reg func(string, int, PrimOpFn)) {
@@ -46,7 +47,7 @@ func registerData(reg func(string, int, PrimOpFn)) {
 		var b bytes.Buffer
 		var ctx Context
 		b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
-		ev.toXML(&b, a[0], 1, &ctx, map[*Attrs]bool{})
+		ev.toXML(&b, a[0], 1, &ctx, &xmlOpts{strict: true, drvsSeen: map[*Attrs]bool{}})
 		b.WriteString("</expr>\n")
 		return &String{S: b.String(), Ctx: ctx}
 	})
@@ -260,8 +261,33 @@ func xmlEscape(s string) string {
 	return b.String()
 }
 
-func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, drvsSeen map[*Attrs]bool) {
+type xmlOpts struct {
+	strict, location bool
+	drvsSeen         map[*Attrs]bool
+}
+
+// xmlPos renders position attributes (sorted, as Nix's XML writer does).
+func xmlPos(p *syntax.Pos) string {
+	if p == nil || !p.IsValid() {
+		return ""
+	}
+	l, c := p.LineCol()
+	return fmt.Sprintf(" column=\"%d\" line=\"%d\"", c, l)
+}
+
+func xmlPath(p *syntax.Pos) string {
+	if p == nil || !p.IsValid() {
+		return ""
+	}
+	return fmt.Sprintf(" path=\"%s\"", xmlEscape(p.Src.Name))
+}
+
+func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
+	if t, ok := v.(*Thunk); ok && !o.strict && t.state != thunkDone {
+		b.WriteString(ind + "<unevaluated />\n")
+		return
+	}
 	v = ev.Force(v)
 	elem := func(name, val string) { fmt.Fprintf(b, "%s<%s value=\"%s\" />\n", ind, name, xmlEscape(val)) }
 	switch x := v.(type) {
@@ -281,7 +307,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, dr
 	case *List:
 		b.WriteString(ind + "<list>\n")
 		for _, it := range x.Items {
-			ev.toXML(b, it, depth+1, ctx, drvsSeen)
+			ev.toXML(b, it, depth+1, ctx, o)
 		}
 		b.WriteString(ind + "</list>\n")
 	case *Attrs:
@@ -298,21 +324,25 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, dr
 				}
 			}
 			b.WriteString(ind + "<derivation" + attrs + ">\n")
-			if drvsSeen[x] {
+			if o.drvsSeen[x] {
 				b.WriteString(ind + "  <repeated />\n")
 			} else {
-				drvsSeen[x] = true
-				ev.xmlAttrs(b, x, depth+1, ctx, drvsSeen)
+				o.drvsSeen[x] = true
+				ev.xmlAttrs(b, x, depth+1, ctx, o)
 			}
 			b.WriteString(ind + "</derivation>\n")
 			return
 		}
 		b.WriteString(ind + "<attrs>\n")
-		ev.xmlAttrs(b, x, depth+1, ctx, drvsSeen)
+		ev.xmlAttrs(b, x, depth+1, ctx, o)
 		b.WriteString(ind + "</attrs>\n")
 	case *Lambda:
-		b.WriteString(ind + "<function>\n")
 		lc := x.fn
+		if o.location {
+			b.WriteString(ind + "<function" + xmlPos(&lc.pos) + xmlPath(&lc.pos) + ">\n")
+		} else {
+			b.WriteString(ind + "<function>\n")
+		}
 		if lc.simple {
 			fmt.Fprintf(b, "%s  <varpat name=\"%s\" />\n", ind, xmlEscape(lc.argName()))
 		} else {
@@ -337,11 +367,15 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, dr
 	}
 }
 
-func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context, drvsSeen map[*Attrs]bool) {
+func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
 	for _, a := range x.All() {
-		fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name))
-		ev.toXML(b, a.Val, depth+1, ctx, drvsSeen)
+		if o.location && a.Pos != nil {
+			fmt.Fprintf(b, "%s<attr%s name=\"%s\"%s>\n", ind, xmlPos(a.Pos), xmlEscape(a.Name), xmlPath(a.Pos))
+		} else {
+			fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name))
+		}
+		ev.toXML(b, a.Val, depth+1, ctx, o)
 		fmt.Fprintf(b, "%s</attr>\n", ind)
 	}
 }

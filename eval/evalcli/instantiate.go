@@ -248,7 +248,7 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 				}
 				switch {
 				case o.xml:
-					out.WriteString(ev.ToXML(v, o.strict))
+					out.WriteString(ev.ToXML(v, o.strict, o.location))
 				case o.json:
 					out.WriteString(ev.ToJSON(v))
 					out.WriteByte('\n')

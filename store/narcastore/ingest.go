@@ -207,10 +207,10 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 			if putter == nil {
 				putter = dirs.PutMultiple(ctx)
 			}
+			dg := castore.DirectoryDigest(b.dir)
 			if err := putter.Put(b.dir); err != nil {
 				return fail(fmt.Errorf("directory %q: %w", n.Path, err))
 			}
-			dg := castore.DirectoryDigest(b.dir)
 			place(&castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
 				Name: b.name, Digest: dg.Bytes(), Size: size}}})
 		}
