@@ -23,7 +23,7 @@ func init() {
 			if mp == "" {
 				return nil, nil
 			}
-			m, err := tvixfs.Mount(ctx, mp, tvixfs.Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: s.pathInfo}, tvixfs.Options{
+			m, err := tvixfs.Mount(ctx, mp, storeTree(s), tvixfs.Options{
 				ListRoot:      c.Bool("mount-list-root"),
 				AllowOther:    c.Bool("mount-allow-other"),
 				AllowNonEmpty: c.Bool("mount-allow-non-empty"),
