@@ -62,6 +62,10 @@ type Config struct {
 	// (default 60s); Timeout bounds the whole run (default: none).
 	BootTimeout, Timeout time.Duration
 
+	// AllowReboot lets a guest reboot restart it in the same QEMU (and
+	// virtio-fs connection) instead of ending the run.
+	AllowReboot bool
+
 	Stdin          io.Reader // only used with Shell
 	Stdout, Stderr io.Writer // default os.Stdout, os.Stderr
 	Logger         *slog.Logger
@@ -93,14 +97,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	bootKernel := kernel
-	if !c.NoDirectBoot {
-		if k, err := directBootKernel(kernel, c.CacheDir); err != nil {
-			c.Logger.Debug("booting the compressed kernel", "kernel", kernel, "reason", err)
-		} else {
-			bootKernel = k
-		}
-	}
 	initBin, err := findInit(c.Init)
 	if err != nil {
 		return res, err
@@ -121,6 +117,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("modules directory %s: %w", c.ModulesDir, err)
 	} else {
 		c.Logger.Warn("no modules for the kernel; assuming virtio-fs is built in", "kernel", kernel, "looked-in", modDir)
+	}
+	bootKernel := kernel
+	if !c.NoDirectBoot {
+		if k, err := directBootKernel(kernel, c.CacheDir); err != nil {
+			c.Logger.Debug("booting the compressed kernel", "kernel", kernel, "reason", err)
+		} else {
+			bootKernel = k
+		}
 	}
 	res.Accel = c.Accel
 	if c.Accel == "auto" {
@@ -177,6 +181,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	cmdline = append(cmdline, c.modeParams()...)
 	cmdline = append(cmdline, c.Append...)
+	// x86 COMMAND_LINE_SIZE; the kernel would silently cut the rest.
+	if n := len(strings.Join(cmdline, " ")); n > 2047 {
+		return res, fmt.Errorf("kernel command line is %d bytes, the limit is 2047: shorten the command's arguments or --append", n)
+	}
 	stdinTTY := false
 	if f, ok := c.Stdin.(*os.File); ok && c.Shell {
 		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
@@ -186,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	args := qemuArgs(qemuSpec{
 		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
 		kernel: bootKernel, initrd: initrd, sock: sock, tag: c.Tag,
-		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY,
+		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY, allowReboot: c.AllowReboot,
 	})
 	c.Logger.Debug("starting QEMU", "qemu", qemu, "args", args)
 	return c.runQEMU(ctx, cancel, qemu, args, sock, res)
@@ -460,7 +468,11 @@ loop:
 			if finalSeen {
 				failure = errors.New("QEMU did not exit within 15s of the guest powering off")
 			} else {
-				failure = fmt.Errorf("the guest did not mount the store within %v (kernel or init stuck? output above)%s", c.BootTimeout, qemuTail())
+				hint := ""
+				if res.Accel == "kvm" {
+					hint = "; if KVM is nested or emulated here, try --accel tcg"
+				}
+				failure = fmt.Errorf("the guest did not mount the store within %v (kernel or init stuck? output above%s)%s", c.BootTimeout, hint, qemuTail())
 			}
 			kill()
 			waitErr = <-exited

@@ -3,6 +3,7 @@ package boot
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	testInit = filepath.Join(dir, "tvix-init")
 	cmd := exec.Command("go", "build", "-o", testInit, "github.com/tvix-go/tvix/cmd/tvix-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build tvix-init: %v\n%s", err, out)
 		testInit = ""
@@ -125,7 +126,10 @@ func TestBootRunExitCode(t *testing.T) {
 	var out bytes.Buffer
 	cfg := testConfig(t, &out)
 	cfg.FS = loopback(t, dir)
-	cfg.Run = []string{"/nix/store/1bbb-hello/bin/hello", "7"}
+	// The checksum reads the 2 MB busybox through many multi-page FUSE
+	// reads; the script's status is the command's.
+	cfg.Run = []string{"/nix/store/0aaa-busybox/bin/sh", "-c",
+		"/nix/store/0aaa-busybox/bin/busybox md5sum /nix/store/0aaa-busybox/bin/busybox; /nix/store/1bbb-hello/bin/hello 7"}
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
@@ -134,8 +138,13 @@ func TestBootRunExitCode(t *testing.T) {
 	if res.ExitCode != 7 {
 		t.Errorf("exit code %d, want 7", res.ExitCode)
 	}
-	if got := out.String(); got != "Hello, world!\n" {
-		t.Errorf("guest output %q, want %q", got, "Hello, world!\n")
+	src, err := os.ReadFile(filepath.Join(dir, "0aaa-busybox/bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%x  /nix/store/0aaa-busybox/bin/busybox\nHello, world!\n", md5.Sum(src))
+	if got := out.String(); got != want {
+		t.Errorf("guest output %q, want %q", got, want)
 	}
 }
 
@@ -328,5 +337,63 @@ func BenchmarkBootRun(b *testing.B) {
 			}
 			b.ReportMetric(float64(ready.Milliseconds())/float64(b.N), "ms-to-ready/op")
 		})
+	}
+}
+
+func TestCmdlineTooLong(t *testing.T) {
+	requireVM(t)
+	cfg := testConfig(t, io.Discard)
+	cfg.FS = loopback(t, t.TempDir())
+	cfg.Run = []string{"/nix/store/x/bin/x", strings.Repeat("a", 3000)}
+	_, err := Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "2047") {
+		t.Fatalf("err = %v, want the command line limit", err)
+	}
+}
+
+// countWriter cancels once word was seen n times.
+type countWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	word   string
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Count(w.buf.String(), w.word) >= w.n {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+// TestBootGuestReboot reboots the guest inside one QEMU: the device is
+// stopped (GET_VRING_BASE) and restarted on the same vhost-user
+// connection, and the second boot must mount and run from the store again.
+func TestBootGuestReboot(t *testing.T) {
+	requireVM(t)
+	dir := storeTree(t)
+	script := "#!/nix/store/0aaa-busybox/bin/sh\necho \"system booted\"\n/nix/store/0aaa-busybox/bin/busybox reboot -f\n"
+	if err := os.WriteFile(filepath.Join(dir, "4eee-rebooter"), []byte(script), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &countWriter{word: "system booted", n: 2, cancel: cancel}
+	cfg := testConfig(t, w)
+	cfg.FS = loopback(t, dir)
+	cfg.System = "/nix/store/4eee-rebooter"
+	cfg.AllowReboot = true
+	_, err := Run(ctx, cfg)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if got := strings.Count(w.buf.String(), "system booted"); got < 2 {
+		t.Fatalf("%d boots seen (err %v); output:\n%s", got, err, w.buf.String())
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want the test's cancellation", err)
 	}
 }

@@ -30,6 +30,7 @@ type consoleFilter struct {
 	// handover) is held and dropped at the marker.
 	ready bool
 	blank []byte
+	err   error // first error writing to w
 }
 
 func (f *consoleFilter) emit(p []byte) {
@@ -68,10 +69,10 @@ func (f *consoleFilter) Write(p []byte) (int, error) {
 		}
 		f.byte(b)
 	}
-	if f.out.Len() > 0 {
-		if _, err := f.w.Write(f.out.Bytes()); err != nil {
-			return 0, err
-		}
+	if f.out.Len() > 0 && f.err == nil {
+		// A failing destination must not stop the copy: QEMU would block
+		// on a full pipe and the markers would go unseen.
+		_, f.err = f.w.Write(f.out.Bytes())
 	}
 	return len(p), nil
 }
@@ -132,7 +133,7 @@ func (f *consoleFilter) Flush() error {
 		f.cr = false
 		f.held = append(f.held, '\r')
 	}
-	if len(f.held) > 0 && !f.mute {
+	if len(f.held) > 0 && !f.mute && f.err == nil {
 		_, err := f.w.Write(f.held)
 		f.held = f.held[:0]
 		return err

@@ -162,7 +162,7 @@ func findInit(path string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("tvix-init not found (looked at --init, $TVIX_INIT, next to the tvix binary and in PATH): build it with `CGO_ENABLED=0 go build -o \"$(dirname \"$(command -v tvix)\")/tvix-init\" ./cmd/tvix-init`")
+	return "", errors.New("tvix-init not found (looked at --init, $TVIX_INIT, next to the tvix binary and in PATH): build it with `CGO_ENABLED=0 go build -ldflags='-s -w' -o \"$(dirname \"$(command -v tvix)\")/tvix-init\" ./cmd/tvix-init`")
 }
 
 // SelfCanBeInit is set by the tvix command when it registers the "init"
@@ -214,17 +214,22 @@ type qemuSpec struct {
 	kernel, initrd, sock string
 	tag, cmdline         string
 	stdinIsTerminal      bool
+	allowReboot          bool
 }
 
 func qemuArgs(s qemuSpec) []string {
 	mem := strconv.Itoa(s.memoryMB) + "M"
 	args := []string{
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-nodefaults", "-no-user-config", "-display", "none",
 		"-m", mem, "-smp", strconv.Itoa(s.cpus),
 		"-object", "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
 		"-kernel", qemuEscape(s.kernel), "-initrd", qemuEscape(s.initrd),
 		"-append", s.cmdline,
 		"-chardev", "socket,id=vfs,path=" + qemuEscape(s.sock),
+	}
+	if !s.allowReboot {
+		// A guest reboot (or kernel panic, panic=-1) ends the run.
+		args = append(args, "-no-reboot")
 	}
 	chardev := "stdio,id=con"
 	if s.stdinIsTerminal {

@@ -151,7 +151,7 @@ func (r *Repl) Line(line string) string {
 		if err != nil {
 			return err.Error()
 		}
-		return "a " + TypeName(v)
+		return showType(v)
 	case strings.HasPrefix(line, ":p "):
 		v, err := r.eval(line[3:])
 		if err != nil {

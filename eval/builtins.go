@@ -100,14 +100,14 @@ func (ev *Evaluator) str(v Value) string { return ev.ForceString(v).S }
 
 func (ev *Evaluator) intArg(v Value) int64 { return ev.ForceInt(v) }
 
-func (ev *Evaluator) num(v Value) (float64, bool) {
+func (ev *Evaluator) floatArg(v Value) (float64, bool) {
 	switch x := ev.Force(v).(type) {
 	case Int:
 		return float64(x), true
 	case Float:
 		return float64(x), false
 	default:
-		ev.Throwf("value is %s while an integer was expected", showType(x))
+		ev.Throwf("value is %s while a float was expected", showType(x))
 	}
 	return 0, false
 }
@@ -199,14 +199,14 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("bitOr", 2, func(ev *Evaluator, a []Value) Value { return Int(ev.intArg(a[0]) | ev.intArg(a[1])) })
 	reg("bitXor", 2, func(ev *Evaluator, a []Value) Value { return Int(ev.intArg(a[0]) ^ ev.intArg(a[1])) })
 	reg("floor", 1, func(ev *Evaluator, a []Value) Value {
-		f, isInt := ev.num(a[0])
+		f, isInt := ev.floatArg(a[0])
 		if isInt {
 			return Int(int64(f))
 		}
 		return Int(int64(math.Floor(f)))
 	})
 	reg("ceil", 1, func(ev *Evaluator, a []Value) Value {
-		f, isInt := ev.num(a[0])
+		f, isInt := ev.floatArg(a[0])
 		if isInt {
 			return Int(int64(f))
 		}
@@ -235,7 +235,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		as := ev.forceAttrs(a[1])
 		v, ok := as.Get(name)
 		if !ok {
-			ev.Throwf("attribute '%s' missing", name)
+			ev.Throwf("attribute '%s' missing for call to 'getAttr'", name)
 		}
 		return v
 	})
@@ -297,16 +297,17 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			x := ev.forceAttrs(it)
 			nv, ok := x.Get("name")
 			if !ok {
-				ev.Throwf("attribute 'name' missing")
+				ev.Throwf("attribute 'name' missing for call to 'listToAttrs'")
 			}
+			name := ev.str(nv)
 			vv, ok := x.Get("value")
 			if !ok {
-				ev.Throwf("attribute 'value' missing")
+				ev.Throwf("attribute 'value' missing for call to 'listToAttrs'")
 			}
-			as = append(as, Attr{Name: ev.str(nv), Val: vv, Pos: x.Lookup("value").Pos})
+			as = append(as, Attr{Name: name, Val: vv, Pos: x.Lookup("value").Pos})
 		}
 		// the first occurrence of a name wins
-		sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
+		sortAttrs(as)
 		out := as[:0]
 		for _, x := range as {
 			if len(out) > 0 && out[len(out)-1].Name == x.Name {
@@ -337,7 +338,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		}
 		out := make([]Attr, 0, len(m))
 		for k, vs := range m {
-			out = append(out, Attr{Name: k, Val: ApplyThunk(f, Str(k), &List{Items: vs})})
+			out = append(out, Attr{Name: k, Val: apply2Thunk(f, Str(k), &List{Items: vs})})
 		}
 		return NewAttrs(out)
 	})
@@ -355,7 +356,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		case *PrimOp, *PrimOpApp:
 			return emptyAttrs
 		default:
-			ev.typeError("a function", f)
+			ev.Throwf("'functionArgs' requires a function")
 		}
 		return nil
 	})
@@ -398,7 +399,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
 		for i, it := range l.Items {
-			out[i] = ApplyThunk(f, it)
+			out[i] = apply1Thunk(f, it)
 		}
 		return &List{Items: out}
 	})
@@ -407,8 +408,14 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		l := ev.ForceList(a[1])
 		var out []Value
 		same := true
-		for _, it := range l.Items {
-			if ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos) {
+		for i := range l.Items {
+			it := l.Items[i]
+			keep := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
+			if t, ok := it.(*Thunk); ok && t.done() {
+				it = t.v // evaluated by the predicate: drop the indirection
+				l.Items[i] = it
+			}
+			if keep {
 				out = append(out, it)
 			} else {
 				same = false
@@ -436,7 +443,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		}
 		out := make([]Value, n)
 		for i := range out {
-			out[i] = ApplyThunk(f, Int(i))
+			out[i] = apply1Thunk(f, Int(i))
 		}
 		return &List{Items: out}
 	})
@@ -499,8 +506,8 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
-		for i, it := range l.Items {
-			out[i] = ev.Force(it)
+		for i := range l.Items {
+			out[i] = ev.forceItem(l, i)
 		}
 		mergeSort(out, func(a, b Value) bool {
 			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)
@@ -511,7 +518,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	// paths and files
 	reg("baseNameOf", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.coerceToString(a[0], ev.curPos, false, false)
-		return &String{S: baseNameOf(s.S), Ctx: s.Ctx}
+		return StrCtx(baseNameOf(s.S), s.Ctx())
 	})
 	reg("dirOf", 1, func(ev *Evaluator, a []Value) Value {
 		v := ev.Force(a[0])
@@ -519,7 +526,7 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			return Path(dirOf(string(p)))
 		}
 		s := ev.coerceToString(v, ev.curPos, false, false)
-		return &String{S: dirOf(s.S), Ctx: s.Ctx}
+		return StrCtx(dirOf(s.S), s.Ctx())
 	})
 	reg("toPath", 1, func(ev *Evaluator, a []Value) Value { return Str(ev.coerceToPath(a[0])) })
 	reg("pathExists", 1, func(ev *Evaluator, a []Value) Value {
@@ -684,14 +691,14 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	as := ev.forceAttrs(arg)
 	ss, ok := as.Get("startSet")
 	if !ok {
-		ev.Throwf("attribute 'startSet' required")
+		ev.Throwf("attribute 'startSet' missing for call to 'genericClosure'")
 	}
 	op, ok := as.Get("operator")
 	if !ok {
-		ev.Throwf("attribute 'operator' required")
+		ev.Throwf("attribute 'operator' missing for call to 'genericClosure'")
 	}
 	work := append([]Value(nil), ev.ForceList(ss).Items...)
-	op = ev.forceFunction(op)
+	op = ev.Force(op)
 	var keys []Value // sorted
 	var out []Value
 	for len(work) > 0 {
@@ -703,8 +710,8 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 			ev.Throwf("attribute 'key' required")
 		}
 		k = ev.Force(k)
-		i := sort.Search(len(keys), func(i int) bool { return ev.compare(keys[i], k, ev.curPos) >= 0 })
-		if i < len(keys) && ev.compare(keys[i], k, ev.curPos) == 0 {
+		i := sort.Search(len(keys), func(i int) bool { return ev.compare(k, keys[i], ev.curPos) <= 0 })
+		if i < len(keys) && ev.compare(k, keys[i], ev.curPos) == 0 {
 			continue
 		}
 		keys = append(keys, nil)

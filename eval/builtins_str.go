@@ -75,28 +75,28 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 			ev.Throwf("negative start position in 'substring'")
 		}
 		if start >= int64(len(s.S)) {
-			return &String{S: "", Ctx: s.Ctx}
+			return StrCtx("", s.Ctx())
 		}
 		end := int64(len(s.S))
 		if n >= 0 && start+n < end {
 			end = start + n
 		}
-		return &String{S: s.S[start:end], Ctx: s.Ctx}
+		return StrCtx(s.S[start:end], s.Ctx())
 	})
 	reg("concatStringsSep", 2, func(ev *Evaluator, a []Value) Value {
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
 		var b strings.Builder
-		ctx := sep.Ctx
-		for i, it := range l.Items {
+		ctx := sep.Ctx()
+		for i := range l.Items {
 			if i > 0 {
 				b.WriteString(sep.S)
 			}
-			s := ev.coerceToString(it, ev.curPos, false, true)
+			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
 			b.WriteString(s.S)
-			ctx = MergeContext(ctx, s.Ctx)
+			ctx = MergeContext(ctx, s.Ctx())
 		}
-		return &String{S: b.String(), Ctx: ctx}
+		return StrCtx(b.String(), ctx)
 	})
 	reg("replaceStrings", 3, func(ev *Evaluator, a []Value) Value {
 		from := ev.ForceList(a[0])
@@ -111,16 +111,39 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 		}
 		tos := make([]*String, len(to.Items))
 		var b []byte
-		ctx := s.Ctx
+		ctx := s.Ctx()
 		str := s.S
+		// bytes that can start a match; runs of other bytes are copied
+		// at once
+		var starts [256]bool
+		anyEmpty := false
+		for _, f := range froms {
+			if f == "" {
+				anyEmpty = true
+			} else {
+				starts[f[0]] = true
+			}
+		}
+		b = make([]byte, 0, len(str))
 		for p := 0; p <= len(str); {
+			if !anyEmpty {
+				q := p
+				for q < len(str) && !starts[str[q]] {
+					q++
+				}
+				b = append(b, str[p:q]...)
+				p = q
+				if p == len(str) {
+					break
+				}
+			}
 			found := false
 			for i, f := range froms {
 				if strings.HasPrefix(str[p:], f) {
 					found = true
 					if tos[i] == nil {
 						tos[i] = ev.coerceToString(to.Items[i], ev.curPos, false, true)
-						ctx = MergeContext(ctx, tos[i].Ctx)
+						ctx = MergeContext(ctx, tos[i].Ctx())
 					}
 					b = append(b, tos[i].S...)
 					if f == "" {
@@ -141,11 +164,11 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 				p++
 			}
 		}
-		return &String{S: string(b), Ctx: ctx}
+		return StrCtx(string(b), ctx)
 	})
 	reg("match", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
-		s := ev.coerceToString(a[1], ev.curPos, false, true)
+		s := ev.ForceString(a[1])
 		rx := ev.regex(re, true)
 		m := rx.FindStringSubmatchIndex(s.S)
 		if m == nil {
@@ -163,7 +186,7 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 	})
 	reg("split", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
-		s := ev.coerceToString(a[1], ev.curPos, false, true)
+		s := ev.ForceString(a[1])
 		if isLiteralRegex(re) && re != "" {
 			// no metacharacters: plain substring search
 			parts := strings.Split(s.S, re)
@@ -249,10 +272,10 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 	})
 
 	// string context
-	reg("hasContext", 1, func(ev *Evaluator, a []Value) Value { return Bool(len(ev.ForceString(a[0]).Ctx) > 0) })
+	reg("hasContext", 1, func(ev *Evaluator, a []Value) Value { return Bool(len(ev.ForceString(a[0]).Ctx()) > 0) })
 	reg("unsafeDiscardStringContext", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.coerceToString(a[0], ev.curPos, false, true)
-		if len(s.Ctx) == 0 {
+		if len(s.Ctx()) == 0 {
 			return s
 		}
 		return Str(s.S)
@@ -260,14 +283,14 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 	reg("unsafeDiscardOutputDependency", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.coerceToString(a[0], ev.curPos, false, true)
 		var ctx []string
-		for _, c := range s.Ctx {
+		for _, c := range s.Ctx() {
 			if strings.HasPrefix(c, "=") {
 				ctx = append(ctx, c[1:])
 			} else {
 				ctx = append(ctx, c)
 			}
 		}
-		return &String{S: s.S, Ctx: NewContext(ctx...)}
+		return StrCtx(s.S, NewContext(ctx...))
 	})
 	reg("getContext", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.ForceString(a[0])
@@ -282,7 +305,7 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 			}
 			return m[p]
 		}
-		for _, e := range s.Ctx.Elems() {
+		for _, e := range s.Ctx().Elems() {
 			switch e.Kind {
 			case CtxPlain:
 				get(e.Path).path = true
@@ -312,7 +335,7 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 	reg("appendContext", 2, func(ev *Evaluator, a []Value) Value {
 		s := ev.ForceString(a[0])
 		as := ev.forceAttrs(a[1])
-		ctx := append([]string(nil), s.Ctx...)
+		ctx := append([]string(nil), s.Ctx()...)
 		for _, x := range as.All() {
 			if !strings.HasPrefix(x.Name, ev.opts.StoreDir+"/") {
 				ev.Throwf("context key '%s' is not a store path", x.Name)
@@ -337,11 +360,11 @@ func registerStrings(reg func(string, int, PrimOpFn)) {
 				}
 			}
 		}
-		return &String{S: s.S, Ctx: NewContext(ctx...)}
+		return StrCtx(s.S, NewContext(ctx...))
 	})
 }
 
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isAlpha(c byte) bool  { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 func isDigitB(c byte) bool { return c >= '0' && c <= '9' }
 
 func nextComponent(s string, p *int) string {

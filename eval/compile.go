@@ -80,15 +80,40 @@ func capturesEnv(n syntax.Node) bool {
 			return true
 		}
 		for _, a := range n.Args {
-			switch a.(type) {
-			case *syntax.Var, *syntax.Int, *syntax.Float, *syntax.Str:
-			default:
+			if !directValue(a) {
+				return true
+			}
+		}
+		return false
+	case *syntax.List:
+		for _, it := range n.Items {
+			if !directValue(it) {
+				return true
+			}
+		}
+		return false
+	case *syntax.Attrs:
+		if n.Rec || len(n.Dynamic) > 0 {
+			return true
+		}
+		for _, d := range n.Attrs {
+			if d.InheritFrom != nil || !directValue(d.E) {
 				return true
 			}
 		}
 		return false
 	}
 	return true
+}
+
+// directValue: in a lazy position the expression is used as is (no thunk
+// over the environment is made for it).
+func directValue(n syntax.Node) bool {
+	switch n.(type) {
+	case *syntax.Var, *syntax.Int, *syntax.Float, *syntax.Str:
+		return true
+	}
+	return false
 }
 
 func staticPath(p []syntax.AttrName) bool {
@@ -119,6 +144,10 @@ type compiled struct {
 	isK   bool
 	// local: a reference to a slot of the scope being built (must stay lazy)
 	sameLevelVar bool
+	// spec, if set, computes the value without forcing anything when its
+	// operands are already values (integer arithmetic and comparison on
+	// variables and constants); ok=false means a thunk is needed.
+	spec func(ev *Evaluator, env *Env) (Value, bool)
 }
 
 func (cp *compiler) compile(n syntax.Node, sc *scope) code { return cp.comp(n, sc).c }
@@ -190,7 +219,7 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		}
 		return compiled{c: func(ev *Evaluator, env *Env) Value { return ev.arith('-', Int(0), e(ev, env), pos) }}
 	case *syntax.Binary:
-		return compiled{c: cp.compBinary(n, sc)}
+		return compiled{c: cp.compBinary(n, sc), spec: cp.specBinary(n, sc)}
 	case *syntax.CurPos:
 		v := posAttrs(n.Pos)
 		return compiled{c: constCode(v), cheap: true}
@@ -311,7 +340,143 @@ func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value 
 		return c.c
 	}
 	f := c.c
+	// (a slot that is not initialised yet reads as nil: no speculation)
+	if spec := c.spec; spec != nil {
+		return func(ev *Evaluator, env *Env) Value {
+			if v, ok := spec(ev, env); ok {
+				return v
+			}
+			return &Thunk{c: f, env: env}
+		}
+	}
 	return func(_ *Evaluator, env *Env) Value { return &Thunk{c: f, env: env} }
+}
+
+// specBinary speculates integer arithmetic and comparisons whose operands
+// are variables or integer constants: when both are already evaluated
+// integers the result is computed at once (it cannot fail: Nix integer
+// arithmetic wraps), saving the thunk fib-style code would allocate.
+func (cp *compiler) specBinary(n *syntax.Binary, sc *scope) func(*Evaluator, *Env) (Value, bool) {
+	switch n.Op {
+	case "+", "-", "*", "<", ">", "<=", ">=", "==", "!=":
+	default:
+		return nil
+	}
+	operand := func(e syntax.Node) code {
+		switch e := e.(type) {
+		case *syntax.Int:
+			v := Int(e.V)
+			return func(*Evaluator, *Env) Value { return v }
+		case *syntax.Var:
+			c := cp.compVar(e, sc)
+			if c.isK || c.cheap {
+				return c.c
+			}
+		}
+		return nil
+	}
+	l, r := operand(n.L), operand(n.R)
+	_, lk := n.L.(*syntax.Int)
+	_, rk := n.R.(*syntax.Int)
+	if l == nil || r == nil || lk && rk {
+		// constant expressions stay thunks, as in Nix (visible as <CODE>
+		// when printing without --strict)
+		return nil
+	}
+	op := n.Op
+	return func(ev *Evaluator, env *Env) (Value, bool) {
+		a, ok := l(ev, env).(Int)
+		if !ok {
+			return nil, false
+		}
+		b, ok := r(ev, env).(Int)
+		if !ok {
+			return nil, false
+		}
+		switch op {
+		case "+":
+			return a + b, true
+		case "-":
+			return a - b, true
+		case "*":
+			return a * b, true
+		case "<":
+			return Bool(a < b), true
+		case ">":
+			return Bool(a > b), true
+		case "<=":
+			return Bool(a <= b), true
+		case ">=":
+			return Bool(a >= b), true
+		case "==":
+			return Bool(a == b), true
+		}
+		return Bool(a != b), true
+	}
+}
+
+// lazyItem is one value in a lazy position of a list, attrset, let or
+// rec: either computed directly (constants, closures, variables) or a
+// thunk. All thunks of one construct are allocated in one slab.
+type lazyItem struct {
+	thunk  code
+	spec   func(*Evaluator, *Env) (Value, bool)
+	direct func(*Evaluator, *Env) Value
+	outer  bool // evaluate in env.up (inherit inside let / rec)
+}
+
+type lazyVals struct {
+	items   []lazyItem
+	nthunks int
+}
+
+func lazyOf(c compiled, allowSameLevel bool) lazyItem {
+	if c.isK {
+		k := c.konst
+		return lazyItem{direct: func(*Evaluator, *Env) Value { return k }}
+	}
+	if c.cheap && (allowSameLevel || !c.sameLevelVar) {
+		return lazyItem{direct: c.c}
+	}
+	return lazyItem{thunk: c.c, spec: c.spec}
+}
+
+func (lv *lazyVals) add(it lazyItem) {
+	lv.items = append(lv.items, it)
+	if it.thunk != nil {
+		lv.nthunks++
+	}
+}
+
+// fill evaluates every item into out (len(out) == len(items)).
+func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
+	var slab []Thunk
+	if lv.nthunks > 0 {
+		slab = make([]Thunk, lv.nthunks)
+	}
+	j := 0
+	for i := range lv.items {
+		it := &lv.items[i]
+		e := env
+		if it.outer {
+			e = env.up
+		}
+		if it.thunk != nil {
+			if it.spec != nil {
+				if v, ok := it.spec(ev, e); ok {
+					out[i] = v
+					j++
+					continue
+				}
+			}
+			t := &slab[j]
+			j++
+			t.c, t.env = it.thunk, e
+			out[i] = t
+		} else {
+			out[i] = it.direct(ev, e)
+		}
+	}
 }
 
 func newEnv(up *Env, n int) *Env {
@@ -395,23 +560,15 @@ func (cp *compiler) compList(n *syntax.List, sc *scope) compiled {
 	if len(n.Items) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return &List{} }, cheap: true}
 	}
-	items := make([]func(*Evaluator, *Env) Value, len(n.Items))
-	for i, it := range n.Items {
-		items[i] = delay(cp.comp(it, sc), true)
+	lv := &lazyVals{}
+	for _, it := range n.Items {
+		lv.add(lazyOf(cp.comp(it, sc), true))
 	}
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
-		vs := make([]Value, len(items))
-		for i, f := range items {
-			vs[i] = f(ev, env)
-		}
-		return &List{Items: vs}
+		l := allocList(len(lv.items))
+		lv.fill(ev, env, l.Items)
+		return l
 	}}
-}
-
-type attrCode struct {
-	name string
-	pos  syntax.Pos
-	val  func(*Evaluator, *Env) Value
 }
 
 type dynCode struct {
@@ -428,20 +585,27 @@ func sortedDefs(defs []*syntax.AttrDef) []*syntax.AttrDef {
 
 func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	defs := sortedDefs(n.Attrs)
-	acs := make([]attrCode, len(defs))
-	for i, d := range defs {
-		acs[i] = attrCode{name: d.Name, pos: d.Pos, val: delay(cp.comp(d.E, sc), true)}
+	lv := &lazyVals{}
+	for _, d := range defs {
+		lv.add(lazyOf(cp.comp(d.E, sc), true))
 	}
 	dyns := cp.compDyns(n, sc)
-	if len(acs) == 0 && len(dyns) == 0 {
+	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
-		as := make([]Attr, len(acs), len(acs)+len(dyns))
-		for i := range acs {
-			as[i] = Attr{Name: acs[i].name, Val: acs[i].val(ev, env), Pos: &acs[i].pos}
+		var tmp [16]Value
+		vals := tmp[:0]
+		if len(defs) <= len(tmp) {
+			vals = tmp[:len(defs)]
+		} else {
+			vals = make([]Value, len(defs))
 		}
-		a := mkAttrs(as)
+		lv.fill(ev, env, vals)
+		a := allocAttrs(len(defs))
+		for i, d := range defs {
+			a.own[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
+		}
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
 		}
@@ -480,7 +644,7 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 		}
 		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: &d.pos})
 	}
-	sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
+	sortAttrs(as)
 	return mkAttrs(as)
 }
 
@@ -496,18 +660,18 @@ func recScope(defs []*syntax.AttrDef, sc *scope) *scope {
 
 // compBindings compiles the values of let / rec bindings: inherited ones
 // in the outer scope, the rest in the recursive one.
-func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) []func(*Evaluator, *Env) Value {
-	vals := make([]func(*Evaluator, *Env) Value, len(defs))
-	for i, d := range defs {
+func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) *lazyVals {
+	lv := &lazyVals{}
+	for _, d := range defs {
 		if d.Inherited {
-			c := cp.comp(d.E, sc)
-			f := delay(c, true)
-			vals[i] = func(ev *Evaluator, env *Env) Value { return f(ev, env.up) }
+			it := lazyOf(cp.comp(d.E, sc), true)
+			it.outer = true
+			lv.add(it)
 			continue
 		}
-		vals[i] = delay(cp.comp(d.E, inner), false)
+		lv.add(lazyOf(cp.comp(d.E, inner), false))
 	}
-	return vals
+	return lv
 }
 
 func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
@@ -523,13 +687,11 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	}
 	return func(ev *Evaluator, env *Env) Value {
 		e2 := newEnv(env, len(defs))
-		as := make([]Attr, len(defs), len(defs)+len(dyns))
-		for i, f := range vals {
-			v := f(ev, e2)
-			e2.vals[i] = v
-			as[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
+		vals.fill(ev, e2, e2.vals)
+		a := allocAttrs(len(defs))
+		for i, v := range e2.vals {
+			a.own[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
 		}
-		a := mkAttrs(as)
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.vals[overrides])
 			for _, o := range ov.All() {
@@ -552,10 +714,8 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	vals := cp.compBindings(defs, sc, inner)
 	body := cp.compile(n.Body, inner)
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, len(vals))
-		for i, f := range vals {
-			e2.vals[i] = f(ev, e2)
-		}
+		e2 := newEnv(env, len(defs))
+		vals.fill(ev, e2, e2.vals)
 		return body(ev, e2)
 	}
 }
@@ -608,37 +768,58 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	}
 	if len(names) == 1 && dyn[0] == nil && def == nil {
 		name := names[0]
+		// one-entry inline cache: a site often selects from the same set
+		// again (values of a set never change, so the entry stays valid)
+		var lastA *Attrs
+		var lastX *Attr
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.forceAttrsAt(e(ev, env), pos)
+			if a == lastA {
+				return lastX.Val
+			}
 			if x := a.Lookup(name); x != nil {
+				lastA, lastX = a, x
 				return x.Val
 			}
 			ev.missingAttr(a, name, pos)
 			return nil
 		}
 	}
+	// per-element inline caches, as in the single-name case
+	lastA := make([]*Attrs, len(names))
+	lastX := make([]*Attr, len(names))
 	return func(ev *Evaluator, env *Env) Value {
 		v := e(ev, env)
 		for i := range names {
-			name := ev.attrName(names, dyn, i, env, pos)
+			name := names[i]
+			if dyn[i] != nil {
+				// the name is computed before the set is forced, as in Nix
+				name = ev.attrName(names, dyn, i, env, pos)
+			}
+			var a *Attrs
 			if def != nil {
-				a, ok := ev.Force(v).(*Attrs)
-				if !ok {
+				var ok bool
+				if a, ok = ev.Force(v).(*Attrs); !ok {
 					return def(ev, env)
 				}
-				x, ok := a.Get(name)
-				if !ok {
-					return def(ev, env)
-				}
-				v = x
+			} else {
+				a = ev.forceAttrsAt(v, pos)
+			}
+			if dyn[i] == nil && a == lastA[i] {
+				v = lastX[i].Val
 				continue
 			}
-			a := ev.forceAttrsAt(v, pos)
-			x, ok := a.Get(name)
-			if !ok {
+			x := a.Lookup(name)
+			if x == nil {
+				if def != nil {
+					return def(ev, env)
+				}
 				ev.missingAttr(a, name, pos)
 			}
-			v = x
+			if dyn[i] == nil {
+				lastA[i], lastX[i] = a, x
+			}
+			v = x.Val
 		}
 		return v
 	}
@@ -672,8 +853,13 @@ func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
 func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	fn := cp.compile(n.Fn, sc)
 	args := make([]func(*Evaluator, *Env) Value, len(n.Args))
+	var raw0 code
 	for i, a := range n.Args {
-		args[i] = delay(cp.comp(a, sc), true)
+		c := cp.comp(a, sc)
+		args[i] = delay(c, true)
+		if i == 0 {
+			raw0 = c.c
+		}
 	}
 	pos := n.Pos
 	if len(args) == 1 {
@@ -681,6 +867,11 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 		return func(ev *Evaluator, env *Env) Value {
 			f := ev.Force(fn(ev, env))
 			ev.curPos = pos
+			if l, ok := f.(*Lambda); ok && !l.fn.simple {
+				// a set pattern forces its argument right away: evaluate
+				// it directly instead of allocating a thunk
+				return ev.callLambda(l, ev.Force(raw0(ev, env)), pos)
+			}
 			return ev.call(f, a0(ev, env), pos)
 		}
 	}
@@ -748,7 +939,7 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 					continue
 				}
 				s := ev.coerceToString(parts[i](ev, env), pos, false, false)
-				if len(s.Ctx) > 0 {
+				if len(s.Ctx()) > 0 {
 					ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
 				}
 				b.WriteString(s.S)
@@ -756,19 +947,35 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 			return Path(canonPath(b.String()))
 		}
 	}
+	staticLen := 0
+	for _, s := range statics {
+		staticLen += len(s)
+	}
 	return func(ev *Evaluator, env *Env) Value {
-		var b []byte
+		var tmp [8]*String
+		dyn := tmp[:0]
+		n := staticLen
 		var ctx Context
 		for i, p := range parts {
-			if isStatic[i] {
-				b = append(b, statics[i]...)
-				continue
+			if !isStatic[i] {
+				s := ev.coerceToString(p(ev, env), pos, false, true)
+				dyn = append(dyn, s)
+				n += len(s.S)
+				ctx = MergeContext(ctx, s.Ctx())
 			}
-			s := ev.coerceToString(p(ev, env), pos, false, true)
-			b = append(b, s.S...)
-			ctx = MergeContext(ctx, s.Ctx)
 		}
-		return &String{S: string(b), Ctx: ctx}
+		var b strings.Builder
+		b.Grow(n)
+		j := 0
+		for i := range parts {
+			if isStatic[i] {
+				b.WriteString(statics[i])
+			} else {
+				b.WriteString(dyn[j].S)
+				j++
+			}
+		}
+		return StrCtx(b.String(), ctx)
 	}
 }
 

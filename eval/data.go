@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 	"github.com/tvix-go/tvix/eval/syntax"
@@ -20,7 +18,7 @@ func registerData(reg func(string, int, PrimOpFn)) {
 		var b bytes.Buffer
 		var ctx Context
 		ev.toJSON(&b, a[0], &ctx)
-		return &String{S: b.String(), Ctx: ctx}
+		return StrCtx(b.String(), ctx)
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])
@@ -49,7 +47,7 @@ func registerData(reg func(string, int, PrimOpFn)) {
 		b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
 		ev.toXML(&b, a[0], 1, &ctx, &xmlOpts{strict: true, drvsSeen: map[*Attrs]bool{}})
 		b.WriteString("</expr>\n")
-		return &String{S: b.String(), Ctx: ctx}
+		return StrCtx(b.String(), ctx)
 	})
 }
 
@@ -140,10 +138,6 @@ func jsonString(b *bytes.Buffer, s string) {
 			b.WriteString(`\r`)
 		case '\t':
 			b.WriteString(`\t`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
 		default:
 			if c < 0x20 {
 				fmt.Fprintf(b, `\u%04x`, c)
@@ -175,11 +169,11 @@ func formatFloat(f float64) string {
 }
 
 func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
-	ev.depth++
+	ev.depth += dataDepthWeight
 	if ev.depth > ev.maxDepth {
 		ev.ThrowKind(ErrStackOverflow, "stack overflow")
 	}
-	defer func() { ev.depth-- }()
+	defer func() { ev.depth -= dataDepthWeight }()
 	v = ev.Force(v)
 	switch x := v.(type) {
 	case Null:
@@ -195,7 +189,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 	case Float:
 		b.WriteString(formatFloat(float64(x)))
 	case *String:
-		*ctx = MergeContext(*ctx, x.Ctx)
+		*ctx = MergeContext(*ctx, x.Ctx())
 		jsonString(b, x.S)
 	case Path:
 		sp := ev.copyPathToStore(string(x), ev.curPos)
@@ -213,7 +207,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 	case *Attrs:
 		if _, ok := x.Get("__toString"); ok {
 			s := ev.coerceToString(x, ev.curPos, false, true)
-			*ctx = MergeContext(*ctx, s.Ctx)
+			*ctx = MergeContext(*ctx, s.Ctx())
 			jsonString(b, s.S)
 			return
 		}
@@ -284,7 +278,7 @@ func xmlPath(p *syntax.Pos) string {
 
 func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
-	if t, ok := v.(*Thunk); ok && !o.strict && t.state != thunkDone {
+	if t, ok := v.(*Thunk); ok && !o.strict && !t.done() {
 		b.WriteString(ind + "<unevaluated />\n")
 		return
 	}
@@ -300,7 +294,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o 
 	case Float:
 		elem("float", formatFloat(float64(x)))
 	case *String:
-		*ctx = MergeContext(*ctx, x.Ctx)
+		*ctx = MergeContext(*ctx, x.Ctx())
 		elem("string", x.S)
 	case Path:
 		elem("path", string(x))
@@ -400,7 +394,7 @@ type printer struct {
 // for the Value cell C++ Nix uses to recognise repeated small lists.
 func (p *printer) print(v Value, slot *Thunk) {
 	if t, ok := v.(*Thunk); ok {
-		if t.state != thunkDone && !p.strict {
+		if !t.done() && !p.strict {
 			p.b.WriteString("<CODE>")
 			return
 		}
@@ -518,15 +512,5 @@ func QuoteString(s string) string {
 		}
 	}
 	b.WriteByte('"')
-	_ = utf8.RuneError
 	return b.String()
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -19,7 +19,6 @@ const (
 	ErrInfiniteRecursion
 	ErrStackOverflow
 	ErrParse
-	ErrIO
 )
 
 // TraceFrame is one "while evaluating" line of an error trace.
@@ -94,11 +93,4 @@ func (ev *Evaluator) throwAt(pos syntax.Pos, format string, args ...any) {
 
 func (ev *Evaluator) typeError(want string, got Value) {
 	ev.Throwf("value is %s while %s was expected", showType(got), want)
-}
-
-// addTrace is used on the way out of a failing frame.
-func addTrace(r any, pos syntax.Pos, format string, args ...any) {
-	if e, ok := r.(*Error); ok && len(e.Trace) < 64 {
-		e.Trace = append(e.Trace, TraceFrame{Pos: pos, Msg: fmt.Sprintf(format, args...)})
-	}
 }

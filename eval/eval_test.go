@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func evalString(t *testing.T, ev *Evaluator, expr string) (string, error) {
@@ -213,7 +214,7 @@ func TestCustomBuiltins(t *testing.T) {
 				for _, a := range attrs.All() {
 					if a.Name == "args" {
 						for _, x := range ev.ForceList(a.Val).Items {
-							seen = MergeContext(seen, ev.CoerceToString(x).Ctx)
+							seen = MergeContext(seen, ev.CoerceToString(x).Ctx())
 						}
 					}
 				}
@@ -320,5 +321,73 @@ func TestMiscNixpkgsLib(t *testing.T) {
 	}
 	if len(failed) > 0 {
 		t.Errorf("%d failing tests:\n%s", len(failed), strings.Join(failed, "\n"))
+	}
+}
+
+// FuzzEval evaluates arbitrary expressions: any outcome is fine except a
+// crash, an internal error (a Go panic that is not an evaluation error)
+// or a hang.
+func FuzzEval(f *testing.F) {
+	for _, s := range []string{`1 + 2`, `let f = x: f x; in f 1`, `rec { a = b; b = a; }.a`,
+		`builtins.sort (a: b: a < b) [ 3 1 2 ]`, `builtins.match "(a*)*b" "aaa"`, `builtins.fromJSON "[1,{}]"`,
+		`builtins.toJSON { a = 1.5; }`, `with { a = 1; }; a`, `builtins.tryEval (throw "x")`,
+		`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: [ ]; }`, `"${./a.nix}"`,
+		`builtins.split "a|" "bab"`, `builtins.substring 1 (-1) "abc"`, `{ a.b = 1; a.c = 2; } // { x = [ ]; }`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ev := New(Options{IO: MemIO{"/test/a.nix": "1"}, MaxCallDepth: 2000,
+			Getenv: func(string) string { return "" }, Trace: func(string) {}})
+		done := make(chan error, 1)
+		go func() {
+			v, err := ev.EvalExpr(s, "«fuzz»", "/test")
+			if err == nil {
+				_, err = ev.Run(func() Value {
+					ev.ForceDeep(v)
+					_ = PrintValue(ev, v, true)
+					return nil
+				})
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var e *Error
+			if errors.As(err, &e) && strings.HasPrefix(e.Msg, "internal error") {
+				t.Fatalf("%q: %v", s, e.Msg)
+			}
+		case <-time.After(20 * time.Second):
+			t.Logf("%q: still running after 20 s (probably an expensive but legal computation)", s)
+		}
+	})
+}
+
+// Paths used as strings get the store path `nix-store --add` would give;
+// the expected values come from Nix 2.8.
+func TestPathToStorePath(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(dir+"/f.txt", []byte("hello\n"), 0o644))
+	must(os.MkdirAll(dir+"/d/sub", 0o755))
+	must(os.WriteFile(dir+"/d/sub/a", []byte("x"), 0o644))
+	must(os.WriteFile(dir+"/d/run", []byte("#!/bin/sh\n"), 0o755))
+	must(os.Symlink("sub/a", dir+"/d/link"))
+	ev := New(Options{})
+	v, err := ev.EvalExpr(`[ "${./f.txt}" "${./d}" ]`, "«string»", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if _, err := ev.Run(func() Value { got = PrintValue(ev, ev.ForceDeep(v), false); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := `[ "/nix/store/6h9lcbx523532ax1c5g2351w9bm8ykhy-f.txt" "/nix/store/3724q5hd3iq0k527ciyv3fx7rrnrdby3-d" ]`
+	if got != want {
+		t.Errorf("got %s\nwant %s", got, want)
 	}
 }

@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -53,8 +52,27 @@ type IO interface {
 	FileType(path string) (FileType, error)
 }
 
+// ReadlinkIO and ExecutableIO are optional extensions of IO, used when a
+// path is serialised (NAR) to compute its store path.
+type ReadlinkIO interface {
+	Readlink(path string) (string, error)
+}
+
+type ExecutableIO interface {
+	IsExecutable(path string) (bool, error)
+}
+
 // OSIO is IO on the local file system.
 type OSIO struct{}
+
+func (OSIO) Readlink(p string) (string, error) { return os.Readlink(p) }
+func (OSIO) IsExecutable(p string) (bool, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return false, err
+	}
+	return fi.Mode()&0o111 != 0, nil
+}
 
 func (OSIO) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
 func (OSIO) PathExists(p string) (bool, error) {
@@ -126,7 +144,10 @@ type Options struct {
 	CopyToStore func(ev *Evaluator, path string) (string, error)
 	// Trace receives builtins.trace messages (default: stderr).
 	Trace func(msg string)
-	// MaxCallDepth bounds nested calls and thunk forcing (default 20000).
+	// MaxCallDepth bounds nested calls and thunk forcing (default 250000,
+	// enough for 100000 nested Nix calls; about 2 KB of Go stack each);
+	// deeper evaluation fails with a stack-overflow error instead of
+	// crashing.
 	MaxCallDepth int
 }
 
@@ -139,10 +160,8 @@ type Evaluator struct {
 	global      *scope
 	builtins    *Attrs
 	importCache map[string]Value
-	srcCache    map[string]*syntax.Source
 	storeCache  map[string]string
-	ctx         context.Context
-	running     []*Thunk // thunks being forced, innermost last
+	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
 	envPool     *Env
@@ -190,9 +209,9 @@ func (ev *Evaluator) unwindTo(m stackMark) {
 // unwind resets the thunks that were being forced when an error
 // propagated past them, down to the given stack height.
 func (ev *Evaluator) unwind(height, depth int) {
-	for _, t := range ev.running[height:] {
-		if t.state == thunkRunning {
-			t.state = thunkPending
+	for _, r := range ev.running[height:] {
+		if r.t.running() {
+			r.t.c, r.t.env = r.c, r.env
 		}
 	}
 	clear(ev.running[height:])
@@ -215,10 +234,10 @@ func New(opts Options) *Evaluator {
 		opts.CurrentSystem = "x86_64-linux"
 	}
 	if opts.MaxCallDepth == 0 {
-		opts.MaxCallDepth = 20000
+		opts.MaxCallDepth = 250000
 	}
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
-		srcCache: map[string]*syntax.Source{}, storeCache: map[string]string{}, ctx: context.Background()}
+		storeCache: map[string]string{}}
 	ev.initBuiltins()
 	return ev
 }
@@ -236,7 +255,6 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ev.depth = 0
 		m := ev.mark()
 		defer func() {
 			r := recover()
@@ -383,10 +401,22 @@ func ioErrText(err error) string {
 	return s
 }
 
+// forceItem forces a list element and stores the value in place of the
+// thunk: lists are immutable, so this only drops the indirection (and
+// lets the thunk be collected).
+func (ev *Evaluator) forceItem(l *List, i int) Value {
+	v := l.Items[i]
+	if t, ok := v.(*Thunk); ok {
+		v = ev.forceThunk(t)
+		l.Items[i] = v
+	}
+	return v
+}
+
 // Force evaluates v to weak head normal form.
 func (ev *Evaluator) Force(v Value) Value {
 	if t, ok := v.(*Thunk); ok {
-		if t.state == thunkDone {
+		if t.c == nil && t.env == nil {
 			return t.v
 		}
 		return ev.forceThunk(t)
@@ -394,29 +424,38 @@ func (ev *Evaluator) Force(v Value) Value {
 	return v
 }
 
+// runningThunk remembers how to restart a thunk whose evaluation failed.
+type runningThunk struct {
+	t   *Thunk
+	c   code
+	env *Env
+}
+
 func (ev *Evaluator) forceThunk(t *Thunk) Value {
-	if t.state == thunkDone {
-		return t.v
-	}
-	if t.state == thunkRunning {
+	if t.c == nil {
+		if t.env == nil {
+			return t.v
+		}
 		ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
 	}
-	t.state = thunkRunning
 	ev.depth++
 	if ev.depth > ev.maxDepth {
-		t.state = thunkPending
 		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
 	}
-	// A failure leaves t running; tryEval resets the thunks on this
-	// stack so that forcing t again re-evaluates it (and fails again).
-	ev.running = append(ev.running, t)
-	v := t.c(ev, t.env)
+	c, env := t.c, t.env
+	t.c, t.env = nil, blackhole
+	// A failure leaves t running; tryEval and the API boundary restore
+	// the thunks on this stack so that forcing t again re-evaluates it
+	// (and fails again).
+	ev.running = append(ev.running, runningThunk{t, c, env})
+	v := c(ev, env)
 	if t2, ok := v.(*Thunk); ok {
 		v = ev.Force(t2)
 	}
+	ev.running[len(ev.running)-1] = runningThunk{}
 	ev.running = ev.running[:len(ev.running)-1]
 	ev.depth--
-	t.v, t.state, t.c, t.env = v, thunkDone, nil, nil
+	t.v, t.env = v, nil
 	return v
 }
 
@@ -547,8 +586,22 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 			ev.throwAt(pos, "value is %s while a set was expected", showType(a))
 		}
 		used := 0
+		own, j := as.own, 0
+		merge := as.base == nil && len(own) > 8
 		for _, f := range lc.formals {
-			if x := as.Lookup(f.name); x != nil {
+			var x *Attr
+			if merge {
+				// formals and attributes are both sorted: walk them together
+				for j < len(own) && own[j].Name < f.name {
+					j++
+				}
+				if j < len(own) && own[j].Name == f.name {
+					x = &own[j]
+				}
+			} else {
+				x = as.Lookup(f.name)
+			}
+			if x != nil {
 				env.vals[f.slot] = x.Val
 				used++
 			} else if f.def != nil {
@@ -591,7 +644,7 @@ func lambdaName(lc *lambdaCode) string {
 	if lc.name != "" {
 		return "function '" + lc.name + "'"
 	}
-	return "anonymous function"
+	return "anonymous function at " + lc.pos.String()
 }
 
 func (ev *Evaluator) forceBool(v Value, pos syntax.Pos) bool {
@@ -670,6 +723,12 @@ func (ev *Evaluator) forceFunction(v Value) Value {
 	return nil
 }
 
+// dataDepthWeight is what one level of nested data costs against
+// MaxCallDepth in deepSeq / toJSON: with the default limit, data nested
+// about 60000 deep is a stack-overflow error (as it is for Nix 2.8),
+// while 100000 nested calls still work.
+const dataDepthWeight = 4
+
 // ForceDeep evaluates v completely (deepSeq).
 func (ev *Evaluator) ForceDeep(v Value) Value {
 	seen := map[any]bool{}
@@ -682,24 +741,27 @@ func (ev *Evaluator) ForceDeep(v Value) Value {
 				return
 			}
 			seen[x] = true
-			ev.depth++
+			ev.depth += dataDepthWeight
+			if ev.depth > ev.maxDepth {
+				ev.ThrowKind(ErrStackOverflow, "stack overflow")
+			}
 			for _, it := range x.Items {
 				rec(it)
 			}
-			ev.depth--
+			ev.depth -= dataDepthWeight
 		case *Attrs:
 			if seen[x] {
 				return
 			}
 			seen[x] = true
-			ev.depth++
+			ev.depth += dataDepthWeight
 			if ev.depth > ev.maxDepth {
 				ev.ThrowKind(ErrStackOverflow, "stack overflow")
 			}
 			for _, a := range x.All() {
 				rec(a.Val)
 			}
-			ev.depth--
+			ev.depth -= dataDepthWeight
 		}
 	}
 	rec(v)
@@ -729,20 +791,20 @@ func (ev *Evaluator) add(a, b Value, pos syntax.Pos) Value {
 		}
 	case Path:
 		s := ev.coerceToString(b, pos, false, false)
-		if len(s.Ctx) > 0 {
+		if len(s.Ctx()) > 0 {
 			ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
 		}
 		return Path(canonPath(string(x) + s.S))
 	case *String:
 		s := ev.coerceToString(b, pos, false, true)
-		if s.S == "" && len(s.Ctx) == 0 {
+		if s.S == "" && len(s.Ctx()) == 0 {
 			return x
 		}
-		return &String{S: x.S + s.S, Ctx: MergeContext(x.Ctx, s.Ctx)}
+		return StrCtx(x.S+s.S, MergeContext(x.Ctx(), s.Ctx()))
 	}
 	s1 := ev.coerceToString(a, pos, false, true)
 	s2 := ev.coerceToString(b, pos, false, true)
-	return &String{S: s1.S + s2.S, Ctx: MergeContext(s1.Ctx, s2.Ctx)}
+	return StrCtx(s1.S+s2.S, MergeContext(s1.Ctx(), s2.Ctx()))
 }
 
 func (ev *Evaluator) arith(op byte, a, b Value, pos syntax.Pos) Value {
@@ -971,7 +1033,9 @@ func cmp3(lt, gt bool) int {
 // CoerceToString converts a value as string interpolation does
 // ("${x}"): strings, paths (copied to the store), and attrsets with
 // __toString or outPath.
-func (ev *Evaluator) CoerceToString(v Value) *String { return ev.coerceToString(v, ev.curPos, false, true) }
+func (ev *Evaluator) CoerceToString(v Value) *String {
+	return ev.coerceToString(v, ev.curPos, false, true)
+}
 
 // CoerceToStringMore converts as builtins.toString does (also ints,
 // floats, bools, null, lists), without copying paths.
@@ -987,7 +1051,7 @@ func (ev *Evaluator) coerceToString(v Value, pos syntax.Pos, more, copyToStore b
 	case Path:
 		if copyToStore {
 			sp := ev.copyPathToStore(string(x), pos)
-			return &String{S: sp, Ctx: Context{sp}}
+			return StrCtx(sp, Context{sp})
 		}
 		return Str(string(x))
 	case *Attrs:
@@ -1030,9 +1094,9 @@ func (ev *Evaluator) coerceToString(v Value, pos syntax.Pos, more, copyToStore b
 					}
 				}
 				b = append(b, s.S...)
-				ctx = MergeContext(ctx, s.Ctx)
+				ctx = MergeContext(ctx, s.Ctx())
 			}
-			return &String{S: string(b), Ctx: ctx}
+			return StrCtx(string(b), ctx)
 		}
 	}
 	ev.throwAt(pos, "cannot coerce %s to a string", showType(v))
@@ -1051,6 +1115,9 @@ func (ev *Evaluator) copyPathToStore(p string, pos syntax.Pos) string {
 		sp, err = ev.computeStorePath(p)
 	}
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			ev.throwAt(pos, "getting status of '%s': No such file or directory", p)
+		}
 		ev.throwAt(pos, "copying path '%s' to the store: %v", p, err)
 	}
 	ev.storeCache[p] = sp

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"os"
 	"sort"
 )
 
@@ -80,9 +79,13 @@ func (ev *Evaluator) narNode(h hash.Hash, p string) error {
 	case FileRegular:
 		narStr(h, "type")
 		narStr(h, "regular")
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			narStr(h, "executable")
-			narStr(h, "")
+		if x, ok := ev.opts.IO.(ExecutableIO); ok {
+			if exec, err := x.IsExecutable(p); err != nil {
+				return err
+			} else if exec {
+				narStr(h, "executable")
+				narStr(h, "")
+			}
 		}
 		b, err := ev.opts.IO.ReadFile(p)
 		if err != nil {
@@ -91,7 +94,11 @@ func (ev *Evaluator) narNode(h hash.Hash, p string) error {
 		narStr(h, "contents")
 		narStr(h, string(b))
 	case FileSymlink:
-		t, err := os.Readlink(p)
+		rl, ok := ev.opts.IO.(ReadlinkIO)
+		if !ok {
+			return fmt.Errorf("file '%s' is a symlink and the evaluator's IO cannot read links", p)
+		}
+		t, err := rl.Readlink(p)
 		if err != nil {
 			return err
 		}

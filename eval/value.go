@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,7 +25,15 @@ type (
 // paths it refers to.
 type String struct {
 	S   string
-	Ctx Context
+	ctx *Context // nil when empty; keeps String at 24 bytes
+}
+
+// Ctx returns the string's context (sorted, do not modify).
+func (s *String) Ctx() Context {
+	if s.ctx == nil {
+		return nil
+	}
+	return *s.ctx
 }
 
 // Context is a sorted set of string context elements in Nix's encoding:
@@ -131,11 +140,44 @@ func NewContext(elems ...string) Context {
 func Str(s string) *String { return &String{S: s} }
 
 // StrCtx makes a string value with context.
-func StrCtx(s string, c Context) *String { return &String{S: s, Ctx: c} }
+func StrCtx(s string, c Context) *String {
+	if len(c) == 0 {
+		return &String{S: s}
+	}
+	return &String{S: s, ctx: &c}
+}
 
 type List struct{ Items []Value }
 
 func NewList(items []Value) *List { return &List{Items: items} }
+
+// allocList makes a list of n items in one allocation when small.
+func allocList(n int) *List {
+	switch n {
+	case 1:
+		x := &struct {
+			List
+			a [1]Value
+		}{}
+		x.Items = x.a[:]
+		return &x.List
+	case 2:
+		x := &struct {
+			List
+			a [2]Value
+		}{}
+		x.Items = x.a[:]
+		return &x.List
+	case 3:
+		x := &struct {
+			List
+			a [3]Value
+		}{}
+		x.Items = x.a[:]
+		return &x.List
+	}
+	return &List{Items: make([]Value, n)}
+}
 
 // Attr is one attribute.
 type Attr struct {
@@ -158,10 +200,46 @@ var emptyAttrs = &Attrs{}
 
 func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as, n: len(as)} }
 
+// allocAttrs makes a set of n attributes to be filled in by the caller
+// (in sorted order); small sets take one allocation.
+func allocAttrs(n int) *Attrs {
+	switch n {
+	case 1:
+		x := &struct {
+			Attrs
+			a [1]Attr
+		}{}
+		x.own, x.n = x.a[:], 1
+		return &x.Attrs
+	case 2:
+		x := &struct {
+			Attrs
+			a [2]Attr
+		}{}
+		x.own, x.n = x.a[:], 2
+		return &x.Attrs
+	case 3:
+		x := &struct {
+			Attrs
+			a [3]Attr
+		}{}
+		x.own, x.n = x.a[:], 3
+		return &x.Attrs
+	case 4:
+		x := &struct {
+			Attrs
+			a [4]Attr
+		}{}
+		x.own, x.n = x.a[:], 4
+		return &x.Attrs
+	}
+	return mkAttrs(make([]Attr, n))
+}
+
 // NewAttrs builds an attrset from attributes in any order; later
 // duplicates win.
 func NewAttrs(as []Attr) *Attrs {
-	sort.SliceStable(as, func(i, j int) bool { return as[i].Name < as[j].Name })
+	sortAttrs(as)
 	out := as[:0]
 	for _, a := range as {
 		if len(out) > 0 && out[len(out)-1].Name == a.Name {
@@ -342,19 +420,20 @@ type Env struct {
 	vals []Value
 }
 
-const (
-	thunkPending uint8 = iota
-	thunkRunning
-	thunkDone
-)
-
-// Thunk is a delayed computation.
+// Thunk is a delayed computation. Its state is encoded in c and env so
+// that it takes 32 bytes: pending (c set), running (c nil, env the
+// blackhole marker) or done (c and env nil, v the value).
 type Thunk struct {
-	c     code
-	env   *Env
-	v     Value
-	state uint8
+	c   code
+	env *Env
+	v   Value
 }
+
+// blackhole marks a thunk being forced.
+var blackhole = &Env{}
+
+func (t *Thunk) done() bool    { return t.c == nil && t.env == nil }
+func (t *Thunk) running() bool { return t.c == nil && t.env == blackhole }
 
 // NewThunk delays fn, for builtins that build lazy structures.
 func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
@@ -375,6 +454,8 @@ func ApplyThunk(f Value, args ...Value) *Thunk {
 // The apply thunks keep function and arguments in an Env so that they
 // need no closure allocation.
 func apply1Thunk(f, a Value) *Thunk {
+	// separate allocations: the environment becomes garbage once the
+	// thunk is forced, the thunk may live on in a list
 	e := newEnv(nil, 2)
 	e.vals[0], e.vals[1] = f, a
 	return &Thunk{c: apply1Code, env: e}
@@ -431,7 +512,7 @@ func showType(v Value) string {
 	case Float:
 		return "a float"
 	case *String:
-		if len(x.Ctx) > 0 {
+		if len(x.Ctx()) > 0 {
 			return "a string with context"
 		}
 		return "a string"
@@ -449,4 +530,38 @@ func showType(v Value) string {
 		return "a partially applied built-in function"
 	}
 	return "a thunk"
+}
+
+func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name, b.Name) }
+
+// sortAttrs sorts by name, keeping the order of equal names.
+func sortAttrs(as []Attr) {
+	if slices.IsSortedFunc(as, cmpAttrName) {
+		return
+	}
+	if len(as) <= 16 {
+		for i := 1; i < len(as); i++ {
+			for j := i; j > 0 && as[j].Name < as[j-1].Name; j-- {
+				as[j], as[j-1] = as[j-1], as[j]
+			}
+		}
+		return
+	}
+	// pattern-defeating quicksort of indices, ties broken by position:
+	// stable, and far fewer moves than slices.SortStableFunc
+	idx := make([]int32, len(as))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		if c := strings.Compare(as[a].Name, as[b].Name); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
+	out := make([]Attr, len(as))
+	for i, j := range idx {
+		out[i] = as[j]
+	}
+	copy(as, out)
 }

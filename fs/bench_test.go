@@ -28,7 +28,8 @@ import (
 // chunked file blob store on the same disk as the native copy.
 //
 // TVIX_FS_BENCH_SIZE sets the large file's size in MiB (default 1024);
-// TVIX_FS_BENCH_DIR keeps the generated files between runs.
+// TVIX_FS_BENCH_DIR keeps the generated files between runs;
+// TVIX_FS_BENCH_READAHEAD_KIB overrides Options.ReadAheadKiB.
 func BenchmarkFS(b *testing.B) {
 	requireFUSE(b)
 	sizeMiB := 1024
@@ -57,9 +58,14 @@ func BenchmarkFS(b *testing.B) {
 	bigBase := s.addStorePath(b, big, "big")
 	treeBase := s.addStorePath(b, tree, "tree")
 	logs := testLogger(b, nil)
+	ra := 0 // DefaultReadAheadKiB
+	if v := os.Getenv("TVIX_FS_BENCH_READAHEAD_KIB"); v != "" {
+		ra, err = strconv.Atoi(v)
+		must(b, err)
+	}
 
 	mountFresh := func(b *testing.B) string {
-		m := mountServices(b, s.services(), Options{Logger: logs})
+		m := mountServices(b, s.services(), Options{Logger: logs, ReadAheadKiB: ra})
 		return m.Mountpoint()
 	}
 	mp := mountFresh(b)
@@ -71,7 +77,7 @@ func BenchmarkFS(b *testing.B) {
 	must(b, err)
 	fileSvc := s.services()
 	fileSvc.Blobs = &oneFileBlobs{BlobService: s.blobs, digest: bigDigest, path: big}
-	mpFile := mountServices(b, fileSvc, Options{Logger: logs}).Mountpoint()
+	mpFile := mountServices(b, fileSvc, Options{Logger: logs, ReadAheadKiB: ra}).Mountpoint()
 	canDrop := dropCaches() == nil
 
 	b.Run("SeqRead", func(b *testing.B) {
@@ -161,12 +167,20 @@ func BenchmarkFS(b *testing.B) {
 		}
 	})
 
+	// The tree again with everything in memory: the FUSE layer's share of
+	// the first-byte latency.
+	mem := newTestStore()
+	memTreeBase := mem.addStorePath(b, tree, "tree")
+
 	b.Run("FirstByte", func(b *testing.B) {
-		for _, c := range []string{"native", "tvix"} {
+		for _, c := range []string{"native", "tvix-chunked", "tvix-memory"} {
 			b.Run(c, func(b *testing.B) {
 				root := tree
-				if c == "tvix" {
+				switch c {
+				case "tvix-chunked":
 					root = filepath.Join(mountFresh(b), treeBase)
+				case "tvix-memory":
+					root = filepath.Join(mountServices(b, mem.services(), Options{Logger: logs}).Mountpoint(), memTreeBase)
 				}
 				if canDrop {
 					must(b, dropCaches())

@@ -100,7 +100,7 @@ func TestExecDynamicFromNixStore(t *testing.T) {
 
 	bin := helloPath.String() + "/bin"
 	for _, prog := range []string{bin + "/hello", bin + "/greet"} {
-		cmd := exec.Command(prog, "--greeting=hello from /nix/store")
+		cmd := commandFromMount(prog, "--greeting=hello from /nix/store")
 		cmd.Env = []string{"LC_ALL=C"}
 		out, err := cmd.CombinedOutput()
 		if err != nil || string(out) != "hello from /nix/store\n" {
@@ -108,9 +108,9 @@ func TestExecDynamicFromNixStore(t *testing.T) {
 		}
 	}
 	// The libraries come from the mount, not from the host.
-	out := run(t, libDir+"/"+filepath.Base(loader), "--list", bin+"/hello")
-	if !strings.Contains(out, libDir+"/libc.so.6") {
-		t.Errorf("hello does not load libc from the store:\n%s", out)
+	out, err := commandFromMount(libDir+"/"+filepath.Base(loader), "--list", bin+"/hello").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), libDir+"/libc.so.6") {
+		t.Errorf("hello does not load libc from the store: %v\n%s", err, out)
 	}
 	if got := strings.TrimSpace(run(t, "readlink", "-f", helloPath.String()+"/lib/libc.so.6")); got != libDir+"/libc.so.6" {
 		t.Errorf("readlink -f through a cross-store-path symlink: %q", got)

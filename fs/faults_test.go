@@ -123,6 +123,9 @@ func TestParallelReaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(src, "shared"), randomBytes(99, 3<<20), 0o444); err != nil {
+		t.Fatal(err)
+	}
 	s := newTestStore()
 	base := s.addStorePath(t, src, "parallel")
 	m := s.mount(t, Options{})
@@ -153,6 +156,35 @@ func TestParallelReaders(t *testing.T) {
 		}(i)
 	}
 	withTimeout(t, 60*time.Second, "parallel readers", wg.Wait)
+
+	// Many readers of one open file: more concurrent reads than the
+	// handle has blob readers.
+	content, err := os.ReadFile(filepath.Join(src, "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(m.Mountpoint(), base, "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g)))
+			buf := make([]byte, 64<<10)
+			for i := 0; i < 20; i++ {
+				off := rng.Int63n(int64(len(content)))
+				n, err := f.ReadAt(buf, off)
+				if (err != nil && err != io.EOF) || !bytes.Equal(buf[:n], content[off:off+int64(n)]) {
+					t.Errorf("shared handle ReadAt(%d): %d bytes, %v", off, n, err)
+					return
+				}
+			}
+		}(g)
+	}
+	withTimeout(t, 60*time.Second, "readers sharing one handle", wg.Wait)
 }
 
 func TestReadsOnlyWhatIsNeeded(t *testing.T) {
@@ -235,6 +267,34 @@ func TestRawFileSystemLookups(t *testing.T) {
 	if st := raw.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: 1}}, &a); st != fuse.OK || a.Ino != 1 || a.Uid != 0 {
 		t.Errorf("getattr root: %v %+v", st, a)
 	}
+
+	// Without a kernel mount flag in front, the tree itself refuses writes.
+	dir := fuse.InHeader{NodeId: out.NodeId}
+	var bin, hello fuse.EntryOut
+	if st := raw.Lookup(nil, &dir, "bin", &bin); st != fuse.OK {
+		t.Fatalf("lookup bin: %v", st)
+	}
+	if st := raw.Lookup(nil, &fuse.InHeader{NodeId: bin.NodeId}, "hello", &hello); st != fuse.OK {
+		t.Fatalf("lookup hello: %v", st)
+	}
+	file := fuse.InHeader{NodeId: hello.NodeId}
+	var eo fuse.EntryOut
+	var co fuse.CreateOut
+	var ao fuse.AttrOut
+	for what, st := range map[string]fuse.Status{
+		"mkdir":    raw.Mkdir(nil, &fuse.MkdirIn{InHeader: dir, Mode: 0o755}, "d", &eo),
+		"create":   raw.Create(nil, &fuse.CreateIn{InHeader: dir, Flags: syscall.O_WRONLY | syscall.O_CREAT, Mode: 0o644}, "f", &co),
+		"symlink":  raw.Symlink(nil, &dir, "target", "l", &eo),
+		"unlink":   raw.Unlink(nil, &dir, "bin"),
+		"rename":   raw.Rename(nil, &fuse.RenameIn{InHeader: dir, Newdir: out.NodeId}, "bin", "nib"),
+		"setattr":  raw.SetAttr(nil, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: file, Valid: fuse.FATTR_MODE, Mode: 0o777}}, &ao),
+		"setxattr": raw.SetXAttr(nil, &fuse.SetXAttrIn{InHeader: file}, "user.x", []byte("y")),
+		"open rw":  raw.Open(nil, &fuse.OpenIn{InHeader: file, Flags: syscall.O_RDWR}, &oo),
+	} {
+		if st != fuse.EROFS {
+			t.Errorf("%s: %v, want EROFS", what, st)
+		}
+	}
 }
 
 func FuzzUnescapeMountinfo(f *testing.F) {
@@ -273,5 +333,36 @@ func TestPageCacheKeptAcrossOpens(t *testing.T) {
 	// (Slack for one extra read, in case something drops caches meanwhile.)
 	if n := blobs.bytesRead.Load(); n < int64(len(content)) || n > 2*int64(len(content)) {
 		t.Errorf("three reads of a %d-byte file read %d bytes from the blob service", len(content), n)
+	}
+}
+
+// wrongDirs answers every Get with the same, wrong directory.
+type wrongDirs struct{ dir *castorev1.Directory }
+
+func (w wrongDirs) Get(context.Context, castore.Digest) (*castorev1.Directory, error) {
+	return w.dir, nil
+}
+
+// A directory that does not hash to the digest asked for, or that breaks
+// the castore rules, never reaches the kernel.
+func TestBadDirectoryFromService(t *testing.T) {
+	s, _, tree, _, _ := sampleStore(t)
+	bad := []*castorev1.Directory{
+		{Files: []*castorev1.FileNode{{Name: []byte("ok"), Digest: make([]byte, 32)}}},
+	}
+	for _, dir := range bad {
+		var logs logBuffer
+		raw := NewRawFileSystem(context.Background(), Services{Blobs: s.blobs, Directories: wrongDirs{dir}, PathInfos: s.paths}, Options{Logger: testLogger(t, &logs)})
+		var out fuse.EntryOut
+		if st := raw.Lookup(nil, &fuse.InHeader{NodeId: 1}, tree, &out); st != fuse.OK {
+			t.Fatalf("lookup %s: %v", tree, st)
+		}
+		var child fuse.EntryOut
+		if st := raw.Lookup(nil, &fuse.InHeader{NodeId: out.NodeId}, "ok", &child); st != fuse.EIO {
+			t.Errorf("lookup in a directory the service answered wrongly: %v, want EIO", st)
+		}
+		if !strings.Contains(logs.String(), "service returned directory") {
+			t.Errorf("log does not explain the failure:\n%s", logs.String())
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -62,16 +61,21 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 	}
 	// Contents never change, so the page cache survives close and reopen,
 	// and there is nothing to flush on close.
-	return &fileHandle{n: n}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return newFileHandle(n), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
-// fileHandle is one open file. The kernel may send several reads of one
-// handle at once (async read); BlobReader.ReadAt is safe for that.
-type fileHandle struct {
-	n *fileNode
+// readersPerHandle bounds the blob readers one open file uses at once.
+// The kernel sends several reads of one handle concurrently (readahead,
+// async read); a BlobReader serializes its reads (a chunked one keeps one
+// chunk open), so a few readers let chunk fetches overlap.
+const readersPerHandle = 4
 
-	mu sync.Mutex
-	r  castore.BlobReader
+// fileHandle is one open file with a small pool of blob readers, opened
+// on demand.
+type fileHandle struct {
+	n     *fileNode
+	idle  chan castore.BlobReader
+	slots chan struct{}
 }
 
 var (
@@ -79,12 +83,36 @@ var (
 	_ gofs.FileReleaser = (*fileHandle)(nil)
 )
 
-func (h *fileHandle) reader() (castore.BlobReader, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.r != nil {
-		return h.r, nil
+func newFileHandle(n *fileNode) *fileHandle {
+	return &fileHandle{n: n, idle: make(chan castore.BlobReader, readersPerHandle), slots: make(chan struct{}, readersPerHandle)}
+}
+
+// acquire returns an idle reader, or opens one while fewer than
+// readersPerHandle exist, or waits for one to come back.
+func (h *fileHandle) acquire(ctx context.Context) (castore.BlobReader, error) {
+	select {
+	case r := <-h.idle:
+		return r, nil
+	default:
 	}
+	select {
+	case r := <-h.idle:
+		return r, nil
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r, err := h.open()
+	if err != nil {
+		<-h.slots
+		return nil, err
+	}
+	return r, nil
+}
+
+func (h *fileHandle) release(r castore.BlobReader) { h.idle <- r }
+
+func (h *fileHandle) open() (castore.BlobReader, error) {
 	t, e := h.n.t, h.n.e
 	// The reader outlives this request (later reads reuse it), so it gets
 	// the tree's context, not the request's.
@@ -96,23 +124,24 @@ func (h *fileHandle) reader() (castore.BlobReader, error) {
 		r.Close()
 		return nil, fmt.Errorf("open blob %s: blob has %d bytes, directory says %d", e.digest, r.Size(), e.size)
 	}
-	h.r = r
 	return r, nil
 }
 
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	r, err := h.reader()
-	if err != nil {
-		h.logReadError(off, err)
-		return nil, syscall.EIO
-	}
-	if off >= r.Size() {
+	size := int64(h.n.e.size)
+	if off >= size {
 		return fuse.ReadResultData(nil), 0
 	}
-	if rest := r.Size() - off; int64(len(dest)) > rest {
+	if rest := size - off; int64(len(dest)) > rest {
 		dest = dest[:rest]
 	}
+	r, err := h.acquire(ctx)
+	if err != nil {
+		h.logReadError(off, err)
+		return nil, errnoFor(ctx, err)
+	}
 	n, err := r.ReadAt(dest, off)
+	h.release(r)
 	if err != nil && !(errors.Is(err, io.EOF) && n == len(dest)) {
 		h.logReadError(off, err)
 		return nil, syscall.EIO
@@ -128,14 +157,17 @@ func (h *fileHandle) logReadError(off int64, err error) {
 	h.n.t.log.Error(lvl, "path", h.n.Path(nil), "digest", h.n.e.digest.String(), "offset", off, "err", err)
 }
 
+// Release closes the readers; go-fuse calls it only after every read of
+// the handle has returned, so all readers are idle.
 func (h *fileHandle) Release(context.Context) syscall.Errno {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.r != nil {
-		if err := h.r.Close(); err != nil {
-			h.n.t.log.Warn("close blob reader", "digest", h.n.e.digest.String(), "err", err)
+	for {
+		select {
+		case r := <-h.idle:
+			if err := r.Close(); err != nil {
+				h.n.t.log.Warn("close blob reader", "digest", h.n.e.digest.String(), "err", err)
+			}
+		default:
+			return 0
 		}
-		h.r = nil
 	}
-	return 0
 }

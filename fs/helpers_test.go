@@ -378,3 +378,13 @@ func putInfo(t testing.TB, s *testStore, node *castorev1.Node) {
 		t.Fatal(err)
 	}
 }
+
+// commandFromMount runs a program stored on a mount this process serves.
+// It must not be exec'd from here directly: Go forks with vfork, and the
+// forking thread keeps its P without being in a syscall until the child's
+// execve returns, which needs this process to answer FUSE reads; a garbage
+// collection starting meanwhile can never stop the world, so nothing
+// answers. A shell (on the host) in between makes the fork return at once.
+func commandFromMount(prog string, args ...string) *exec.Cmd {
+	return exec.Command("/bin/sh", append([]string{"-c", `exec "$0" "$@"`, prog}, args...)...)
+}

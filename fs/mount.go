@@ -30,7 +30,6 @@ type Mounted struct {
 	mountpoint string
 	method     string
 	log        *slog.Logger
-	cancel     context.CancelFunc
 	done       chan struct{}
 
 	once sync.Once
@@ -64,6 +63,9 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		// Bigger requests mean fewer round trips for sequential reads.
 		MaxWrite:     1 << 20,
 		MaxReadAhead: 1 << 20,
+		// Read results are Go buffers: splicing them through a pipe only
+		// adds a copy, and 1 MiB replies do not fit the default pipe.
+		DisableSplice: true,
 		// security.capability is asked for on every exec; the store has
 		// no such labels, so answer without a round trip to the tree.
 		IgnoreSecurityLabels: true,
@@ -98,7 +100,7 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		lg.Debug("direct mount failed, mounted with fusermount", "mountpoint", mp, "direct_err", errDirect)
 	}
 
-	m := &Mounted{srv: srv, mountpoint: mp, method: method, log: lg, cancel: cancel, done: make(chan struct{})}
+	m := &Mounted{srv: srv, mountpoint: mp, method: method, log: lg, done: make(chan struct{})}
 	go func() {
 		srv.Serve()
 		cancel()

@@ -5,6 +5,12 @@
 //
 // The tree (NewRoot, NewRawFileSystem) does not depend on a kernel mount, so
 // the same tree can be served over /dev/fuse (Mount) or over virtio-fs.
+//
+// A process serving a mount must not fork/exec a program stored on that
+// mount itself: Go's vfork-based exec keeps a P busy until the child's
+// execve has read the binary, which this process has to serve; a garbage
+// collection starting in that window waits for that P forever. Exec such
+// programs through an intermediate process (e.g. /bin/sh -c 'exec "$0"').
 package fs
 
 import (

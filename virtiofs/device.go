@@ -367,13 +367,13 @@ func (d *device) drain(q *vring) bool {
 }
 
 func (d *device) reset() {
+	d.features, d.protoFeatures = 0, 0
 	for _, q := range d.queues {
 		d.stopQueue(q)
 		q.setCall(-1)
 		q.base, q.addrSet, q.num = 0, false, 0
-		q.enabled = d.features&featProtocolFeatures == 0
+		q.enabled = true // until PROTOCOL_FEATURES is negotiated again
 	}
-	d.features, d.protoFeatures = 0, 0
 }
 
 // shutdown releases everything the connection held.

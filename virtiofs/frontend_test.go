@@ -15,7 +15,7 @@ import (
 // frontend plays the VMM and the guest driver: it shares a memfd as guest
 // RAM, sets up split virtqueues in it and puts FUSE requests on them.
 type frontend struct {
-	t    *testing.T
+	t    testing.TB
 	conn *net.UnixConn
 	mem  []byte
 	fd   int
@@ -40,7 +40,7 @@ type testQueue struct {
 	nextDesc          uint16
 }
 
-func newFrontend(t *testing.T, sock string) *frontend {
+func newFrontend(t testing.TB, sock string) *frontend {
 	t.Helper()
 	c, err := net.Dial("unix", sock)
 	if err != nil {

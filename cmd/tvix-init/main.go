@@ -2,7 +2,7 @@
 // mounts the store from virtio-fs and runs what the kernel command line
 // asks for (see package boot/guest). Build it static:
 //
-//	CGO_ENABLED=0 go build -o tvix-init ./cmd/tvix-init
+//	CGO_ENABLED=0 go build -ldflags='-s -w' -o tvix-init ./cmd/tvix-init
 package main
 
 import (

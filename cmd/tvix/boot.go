@@ -75,7 +75,7 @@ func init() {
 			&cli.StringFlag{Name: "tag", Value: guest.DefaultTag, Usage: "virtio-fs tag"},
 			&cli.StringSliceFlag{Name: "append", Usage: "extra kernel command line `PARAM`s"},
 			&cli.DurationFlag{Name: "boot-timeout", Value: 60 * time.Second, Usage: "give up when the store is not mounted by then"},
-			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (default: no limit)"},
+			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (0: no limit)"},
 			&cli.BoolFlag{Name: "no-direct-boot", Usage: "boot the compressed kernel instead of the vmlinux extracted from it (PVH)"},
 			&cli.BoolFlag{Name: "times", Usage: "print boot timings to stderr"},
 		},

@@ -2,50 +2,49 @@ package evalcli
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
+	"sync/atomic"
 )
 
-// tuneGC makes the collector leave small heaps alone: evaluation
-// allocates many short-lived objects, and collecting a heap of a few MB
-// over and over costs more than it saves. Up to minHeap nothing is
-// collected (GOGC off with a memory limit); once the live heap passes
-// half of it, the default proportional pacing takes over. This is what a
-// GC "ballast" does, without the resident memory. GOGC or GOMEMLIMIT in
-// the environment switch it off.
-func tuneGC(getenv func(string) string, minHeap int64) (stop func()) {
+// tuneGC paces the collector for evaluation: up to minHeap nothing is
+// collected, above it the heap may grow to ratio times the live heap of
+// the last cycle. Evaluation makes many short-lived objects; collecting
+// a small heap over and over (Go's default starts at 4 MB) costs more
+// than it saves, and the pointer-rich live heap makes every cycle
+// expensive. The limit is re-derived after each cycle from a finalizer,
+// so it never falls below ratio × live (no thrashing near the limit).
+// GOGC or GOMEMLIMIT in the environment switch it off.
+func tuneGC(getenv func(string) string, minHeap int64, ratio float64) (stop func()) {
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
 	oldPct := debug.SetGCPercent(-1)
 	oldLimit := debug.SetMemoryLimit(minHeap)
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
+	var stopped atomic.Bool
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var arm func()
+	arm = func() {
+		s := new([32]byte)
+		runtime.SetFinalizer(s, func(*[32]byte) {
+			if stopped.Load() {
 				return
-			case <-t.C:
-				metrics.Read(sample)
-				if sample[0].Value.Kind() == metrics.KindUint64 && int64(sample[0].Value.Uint64()) > minHeap/2 {
-					debug.SetGCPercent(100)
-					debug.SetMemoryLimit(math.MaxInt64)
-					<-done
-					return
-				}
 			}
-		}
-	}()
+			metrics.Read(sample)
+			if sample[0].Value.Kind() == metrics.KindUint64 {
+				limit := max(int64(float64(sample[0].Value.Uint64())*ratio), minHeap)
+				debug.SetMemoryLimit(limit)
+			}
+			arm()
+		})
+	}
+	arm()
 	return func() {
-		close(done)
-		<-finished
+		stopped.Store(true)
 		debug.SetGCPercent(oldPct)
-		debug.SetMemoryLimit(oldLimit)
+		if oldLimit == math.MaxInt64 || oldLimit > 0 {
+			debug.SetMemoryLimit(oldLimit)
+		}
 	}
 }

@@ -12,17 +12,31 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 
 	"github.com/tvix-go/tvix/eval"
 )
 
+const usage = `usage: nix-instantiate [options] [files or expressions...]
+  --eval                 evaluate and print (implied by 'tvix eval')
+  --strict               evaluate deeply
+  --json | --xml         print as JSON / XML (--no-location: without positions)
+  --parse                parse only and print the syntax tree
+  -E, --expr             the arguments are expressions, not files ('-' reads stdin)
+  -A, --attr PATH        select an attribute path (repeatable)
+  --arg NAME EXPR        automatic argument (an expression)
+  --argstr NAME STRING   automatic argument (a string)
+  -I PATH | NAME=PATH    add to the search path (before $NIX_PATH)
+  --show-trace           print the call trace with errors
+  ignored: --eval-only --read-write-mode --readonly-mode --timeout N --option K V`
+
 type instOpts struct {
-	eval, strict, json, xml, location, parse, showTrace, exprMode bool
-	attrPaths                                                    []string
-	args                                                         []autoArg
-	include                                                      []string
-	files                                                        []string
+	eval, strict, json, xml, location, parse, showTrace, exprMode, help bool
+	attrPaths                                                           []string
+	args                                                                []autoArg
+	include                                                             []string
+	files                                                               []string
 }
 
 type autoArg struct {
@@ -89,8 +103,8 @@ func parseInstArgs(args []string, evalMode bool) (*instOpts, error) {
 			}
 			o.include = append(o.include, args[i+1])
 			i++
-		case "--help":
-			return nil, errors.New("usage: nix-instantiate [--eval [--strict] [--json|--xml]] [--parse] [-E] [-A attr] [--arg name expr] [--argstr name str] [-I path] files...")
+		case "--help", "-h":
+			o.help = true
 		default:
 			if strings.HasPrefix(a, "-I") && len(a) > 2 {
 				o.include = append(o.include, a[2:])
@@ -161,8 +175,21 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 			}
 		}()
 	}
-	defer tuneGC(getenv, 192<<20)()
-	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv})
+	defer tuneGC(getenv, 256<<20, 2)()
+	maxDepth := 0
+	if d := getenv("TVIX_MAX_CALL_DEPTH"); d != "" {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(stderr, "error: TVIX_MAX_CALL_DEPTH=%q: want a positive number\n", d)
+			return 1
+		}
+		maxDepth = n
+	}
+	if o.help {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
+	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth})
 	cwd, _ := os.Getwd()
 	fail := func(err error) int {
 		var e *eval.Error
@@ -250,8 +277,8 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 				case o.xml:
 					out.WriteString(ev.ToXML(v, o.strict, o.location))
 				case o.json:
+					// nix-instantiate 2.8 ends JSON output without a newline
 					out.WriteString(ev.ToJSON(v))
-					out.WriteByte('\n')
 				default:
 					if o.strict {
 						ev.ForceDeep(v)
@@ -269,4 +296,3 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 	}
 	return 0
 }
-

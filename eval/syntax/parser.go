@@ -227,8 +227,11 @@ var binops = map[string]opInfo{
 
 func (p *parser) binary(minPrec int) Node {
 	t := p.lx.peekTok()
+	saved := p.depth
 	p.enter(t.off)
-	defer func() { p.depth-- }()
+	// every operator of a chain (a + b + c ...) nests the tree one level
+	// deeper, so it counts towards MaxDepth too
+	defer func() { p.depth = saved }()
 	var lhs Node
 	switch {
 	case p.isOp(t, "!"):
@@ -254,6 +257,7 @@ func (p *parser) binary(minPrec int) Node {
 			p.unexpected(t)
 		}
 		p.lx.next()
+		p.enter(t.off)
 		if t.text == "?" {
 			lhs = &HasAttr{Pos: p.pos(t.off), E: lhs, Path: p.attrPath()}
 		} else {

@@ -147,3 +147,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDeepNesting(t *testing.T) {
+	for _, s := range []string{
+		strings.Repeat("(", 10000) + "1" + strings.Repeat(")", 10000),
+		"1" + strings.Repeat(" + 1", 100000),
+		strings.Repeat("x: ", 10000) + "1",
+		strings.Repeat("{ a = ", 10000) + "1" + strings.Repeat("; }", 10000),
+		strings.Repeat("!", 10000) + "true",
+	} {
+		_, err := parse(s)
+		if err == nil || !strings.Contains(err.Error(), "nested too deeply") {
+			t.Errorf("%.20q...: got %v, want a nesting error", s, err)
+		}
+	}
+	if _, err := parse("1" + strings.Repeat(" + 1", 1000)); err != nil {
+		t.Errorf("a chain of 1000 additions: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package syntax
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -115,8 +116,9 @@ func pr(b *strings.Builder, n Node) {
 	case *List:
 		b.WriteString("[ ")
 		for _, it := range n.Items {
+			b.WriteByte('(')
 			pr(b, it)
-			b.WriteByte(' ')
+			b.WriteString(") ")
 		}
 		b.WriteString("]")
 	case *Attrs:
@@ -207,7 +209,9 @@ func pr(b *strings.Builder, n Node) {
 }
 
 func prBinds(b *strings.Builder, a *Attrs) {
-	for _, d := range a.Attrs {
+	defs := append([]*AttrDef(nil), a.Attrs...)
+	sort.SliceStable(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
+	for _, d := range defs {
 		switch {
 		case d.Inherited:
 			b.WriteString("inherit " + d.Name + "; ")

@@ -30,7 +30,10 @@ func dump(nw *Writer, path string) error {
 			return fmt.Errorf("dump %s: %w", path, err)
 		}
 		defer f.Close()
-		if err := nw.File(m&0o100 != 0, uint64(fi.Size()), f); err != nil {
+		// Read exactly the size lstat saw, as Nix does: a file that shrank
+		// meanwhile is an error, and the writer's check for surplus bytes
+		// costs no extra read syscall.
+		if err := nw.File(m&0o100 != 0, uint64(fi.Size()), io.LimitReader(f, fi.Size())); err != nil {
 			return fmt.Errorf("dump %s: %w", path, err)
 		}
 		return nil

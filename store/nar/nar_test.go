@@ -1,6 +1,7 @@
 package nar
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // build writes a NAR with the given calls.
@@ -341,4 +343,89 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("accepted a NAR that does not round-trip:\n%q\n%q", b, got)
 		}
 	})
+}
+
+func TestEmbeddedReader(t *testing.T) {
+	b := build(t, complicated)
+	stream := bufio.NewReaderSize(bytes.NewReader(append(bytes.Clone(b), "rest of the stream"...)), 16)
+	r := NewEmbeddedReader(stream)
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.Offset() != uint64(len(b)) {
+		t.Fatalf("consumed %d bytes, NAR has %d", r.Offset(), len(b))
+	}
+	rest, _ := io.ReadAll(stream)
+	if string(rest) != "rest of the stream" {
+		t.Fatalf("left %q", rest)
+	}
+}
+
+// Sources that return data in odd pieces, or with the final error early,
+// must not change what is read.
+func TestOddReaders(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 100000/16+1)[:100003]
+	b := build(t, func(w *Writer) error {
+		return errors.Join(w.Directory(),
+			w.Entry([]byte("big")), w.File(true, uint64(len(big)), str(big)),
+			w.Entry([]byte("link")), w.Symlink([]byte("big")),
+			w.Entry([]byte("sub")), w.Directory(), w.Entry([]byte("x")), w.File(false, 1, str("x")), w.Leave(),
+			w.Leave())
+	})
+	for name, wrap := range map[string]func(io.Reader) io.Reader{
+		"one byte": iotest.OneByteReader,
+		"half":     iotest.HalfReader,
+		"data+EOF": iotest.DataErrReader,
+		"timeout":  func(r io.Reader) io.Reader { return iotest.TimeoutReader(iotest.OneByteReader(r)) },
+	} {
+		r := NewReader(wrap(bytes.NewReader(b)))
+		var out bytes.Buffer
+		w := NewWriter(&out)
+		err := copyNAR(w, r)
+		if name == "timeout" {
+			if !errors.Is(err, iotest.ErrTimeout) {
+				t.Errorf("%s: error %v, want the source's error", name, err)
+			}
+			continue
+		}
+		if err != nil || w.Close() != nil || !bytes.Equal(out.Bytes(), b) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func copyNAR(w *Writer, r *Reader) error {
+	for {
+		n, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n.Depth > 0 && n.Kind != KindEndDirectory {
+			if err := w.Entry(n.Name); err != nil {
+				return err
+			}
+		}
+		switch n.Kind {
+		case KindFile:
+			err = w.File(n.Executable, n.Size, n.Contents)
+		case KindSymlink:
+			err = w.Symlink(n.Target)
+		case KindDirectory:
+			err = w.Directory()
+		case KindEndDirectory:
+			err = w.Leave()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

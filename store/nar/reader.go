@@ -9,6 +9,8 @@ import (
 	"io"
 )
 
+var errTrailing = errors.New("trailing data after the end of the NAR")
+
 // Kind is the kind of a Node the Reader yields.
 type Kind uint8
 
@@ -96,6 +98,7 @@ type Reader struct {
 	fileSize  uint64
 	contents  contentsReader
 	tok       []byte
+	embedded  bool
 }
 
 // NewReader reads a NAR from r; the magic is checked by the first Next.
@@ -105,6 +108,16 @@ func NewReader(r io.Reader) *Reader {
 		br = bufio.NewReaderSize(r, 64<<10)
 	}
 	nr := &Reader{r: br}
+	nr.contents.nr = nr
+	return nr
+}
+
+// NewEmbeddedReader reads one NAR that is followed by other data in the
+// same stream (the Nix daemon protocol, nix-store --export): it consumes
+// exactly the NAR's bytes from r and does not check for trailing data, so
+// the caller can go on reading r after Next returns io.EOF.
+func NewEmbeddedReader(r *bufio.Reader) *Reader {
+	nr := &Reader{r: r, embedded: true}
 	nr.contents.nr = nr
 	return nr
 }
@@ -176,6 +189,10 @@ func (r *Reader) next() (*Node, error) {
 				return nil, r.fail("expected \"entry\" or \")\" in directory %q, got %q", r.path, t)
 			}
 		case stateEnd:
+			if r.embedded {
+				r.state = stateDone
+				return nil, io.EOF
+			}
 			if _, err := r.r.Peek(1); err == nil {
 				return nil, r.fail("%w", errTrailing)
 			} else if err != io.EOF {

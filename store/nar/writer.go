@@ -26,7 +26,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -303,8 +302,6 @@ func validateTarget(t []byte) string {
 	}
 	return ""
 }
-
-var errTrailing = errors.New("trailing data after the end of the NAR")
 
 type eofReader struct{}
 

@@ -222,28 +222,11 @@ func TestMalformed(t *testing.T) {
 // deterministic both sides must produce identical signature bytes.
 func TestKeysAgainstNix(t *testing.T) {
 	nixtest.Require(t)
-	// Nix trusts content-addressed paths without signatures, so the path
-	// must be input-addressed: a tiny derivation built by busybox.
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("busybox-static needed: %v", err)
-		}
-		t.Skip("busybox-static needed")
-	}
+	path := buildInputAddressed(t, fmt.Sprintf("keys-%d", time.Now().UnixNano()))
 	dir := t.TempDir()
-	expr := filepath.Join(dir, "sign.nix")
-	if err := os.WriteFile(expr, []byte(`derivation {
-  name = "narinfo-sign-test"; system = builtins.currentSystem; builder = "/bin/busybox";
-  args = [ "sh" "-c" "echo tvix-go narinfo signing test > $out" ];
-}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	path := nixtest.Text(t, "nix-build", "--no-out-link", expr)
 
 	nixSK, nixPK := filepath.Join(dir, "nix.sec"), filepath.Join(dir, "nix.pub")
-	// A fresh name per run: the path keeps the signatures of earlier runs.
-	nixName := fmt.Sprintf("nix-made-%d", time.Now().UnixNano())
-	nixtest.Run(t, "nix-store", "--generate-binary-cache-key", nixName, nixSK, nixPK)
+	nixtest.Run(t, "nix-store", "--generate-binary-cache-key", "nix-made-1", nixSK, nixPK)
 	ourSK, ourPK, err := GenerateKey("go-made-1", bytes.NewReader(bytes.Repeat([]byte{42}, 32)))
 	if err != nil {
 		t.Fatal(err)

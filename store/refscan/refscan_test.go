@@ -2,6 +2,7 @@ package refscan
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -154,11 +155,14 @@ in derivation {
 		t.Fatal(err)
 	}
 	out := nixtest.Text(t, "nix-build", "--no-out-link", expr)
-	inputs := strings.Fields(nixtest.Text(t, "nix-instantiate", "--eval", "--strict", "--json", "-E",
-		`let dep = n: builtins.toFile "refscan-dep${toString n}" "dep ${toString n}"; in map (n: "${dep n}") [1 2 3 4 5]`))
+	var inputs []string
+	if err := json.Unmarshal(nixtest.Run(t, "nix-instantiate", "--eval", "--strict", "--json", "-E",
+		`let dep = n: builtins.toFile "refscan-dep${toString n}" "dep ${toString n}"; in map (n: "${dep n}") [1 2 3 4 5]`), &inputs); err != nil {
+		t.Fatal(err)
+	}
 	var cands []storepath.StorePath
-	for _, s := range strings.Split(strings.Trim(inputs[0], "[]"), ",") {
-		p, err := storepath.Parse(strings.Trim(s, `"`))
+	for _, s := range inputs {
+		p, err := storepath.Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ const Config = "build-users-group =\nsandbox = false\nsubstituters =\nexperiment
 // are on PATH.
 func Require(t testing.TB) {
 	t.Helper()
-	for _, bin := range []string{"nix-store", "nix-hash", "nix", "nix-instantiate"} {
+	for _, bin := range []string{"nix-store", "nix-hash", "nix", "nix-instantiate", "nix-build"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s not found (install nix-bin): %v", bin, err)
