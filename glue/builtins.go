@@ -19,7 +19,7 @@ func (g *Glue) toFile(ev *eval.Evaluator, args []eval.Value) eval.Value {
 	contents := ev.ForceString(args[1])
 	var refs []storepath.StorePath
 	var refStrs []string
-	for _, c := range contents.Ctx {
+	for _, c := range contents.Ctx() {
 		if !strings.HasPrefix(c, "/") {
 			ev.Throwf("in 'toFile': the file named '%s' must not contain a reference to a derivation but contains (%s)", name, c)
 		}
@@ -48,7 +48,7 @@ func coerceToPath(ev *eval.Evaluator, v eval.Value) (string, eval.Context) {
 	if !strings.HasPrefix(s.S, "/") {
 		ev.Throwf("string '%s' doesn't represent an absolute path", s.S)
 	}
-	return s.S, s.Ctx
+	return s.S, s.Ctx()
 }
 
 // addPath imports a path as builtins.path and filterSource do.

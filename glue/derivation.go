@@ -18,8 +18,8 @@ import (
 // noCtx forces a string that must not refer to store paths.
 func noCtx(ev *eval.Evaluator, v eval.Value) string {
 	s := ev.ForceString(v)
-	if len(s.Ctx) > 0 {
-		ev.Throwf("the string '%s' is not allowed to refer to a store path (such as '%s')", s.S, s.Ctx[0])
+	if len(s.Ctx()) > 0 {
+		ev.Throwf("the string '%s' is not allowed to refer to a store path (such as '%s')", s.S, s.Ctx()[0])
 	}
 	return s.S
 }
@@ -97,7 +97,7 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 		case key == "args":
 			for _, it := range ev.ForceList(a.Val).Items {
 				s := ev.CoerceToStringMore(it, true)
-				ctx = eval.MergeContext(ctx, s.Ctx)
+				ctx = eval.MergeContext(ctx, s.Ctx())
 				d.Args = append(d.Args, s.S)
 			}
 		case structured:
@@ -112,11 +112,11 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 			js.WriteString(k.S)
 			js.WriteByte(':')
 			js.WriteString(v.S)
-			ctx = eval.MergeContext(ctx, v.Ctx)
+			ctx = eval.MergeContext(ctx, v.Ctx())
 			switch key {
 			case "builder":
 				s := ev.ForceString(a.Val)
-				ctx = eval.MergeContext(ctx, s.Ctx)
+				ctx = eval.MergeContext(ctx, s.Ctx())
 				d.Builder = s.S
 			case "system":
 				d.System = noCtx(ev, a.Val)
@@ -137,7 +137,7 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 			}
 		default:
 			s := ev.CoerceToStringMore(a.Val, true)
-			ctx = eval.MergeContext(ctx, s.Ctx)
+			ctx = eval.MergeContext(ctx, s.Ctx())
 			d.Env[key] = s.S
 			switch key {
 			case "builder":

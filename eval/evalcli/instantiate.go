@@ -32,11 +32,11 @@ const usage = `usage: nix-instantiate [options] [files or expressions...]
   ignored: --eval-only --read-write-mode --readonly-mode --timeout N --option K V`
 
 type instOpts struct {
-	eval, strict, json, xml, location, parse, showTrace, exprMode, help bool
-	attrPaths                                                           []string
-	args                                                                []autoArg
-	include                                                             []string
-	files                                                               []string
+	eval, strict, json, xml, location, parse, showTrace, exprMode, help, readOnly bool
+	attrPaths                                                                     []string
+	args                                                                          []autoArg
+	include                                                                       []string
+	files                                                                         []string
 }
 
 type autoArg struct {
@@ -73,7 +73,9 @@ func parseInstArgs(args []string, evalMode bool) (*instOpts, error) {
 			o.showTrace = false
 		case "-E", "--expr":
 			o.exprMode = true
-		case "--read-write-mode", "--readonly-mode", "-r", "--dry-run", "--indirect", "--quiet", "-v", "--verbose",
+		case "--readonly-mode", "--read-only":
+			o.readOnly = true
+		case "--read-write-mode", "-r", "--dry-run", "--indirect", "--quiet", "-v", "--verbose",
 			"--impure", "--no-build-output", "-Q", "--repair":
 		case "--timeout", "--add-root", "--max-jobs", "-j", "--store", "--cores":
 			if err := need(i, 1, a); err != nil {
@@ -148,6 +150,19 @@ func splitNixPath(s string) []string {
 	return out
 }
 
+// StoreHooks connect evaluation to a store; the tvix command sets them
+// (this package stays free of store imports).
+type StoreHooks struct {
+	// Install adds the store-aware builtins to opts. writable says whether
+	// sources and .drv files may be written (instantiation) or only their
+	// paths computed (--eval, --parse, --readonly-mode). It returns how to
+	// turn a value into the lines nix-instantiate prints, and a cleanup.
+	Install func(opts *eval.Options, writable bool) (instantiate func(ev *eval.Evaluator, v eval.Value) []string, done func(), err error)
+}
+
+// Store is nil in a pure evaluator.
+var Store *StoreHooks
+
 // Run acts as nix-instantiate (evalMode: as if --eval was given) and
 // returns the exit status. getenv supplies NIX_PATH, HOME and the
 // variables builtins.getEnv sees.
@@ -189,7 +204,18 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 		fmt.Fprintln(stdout, usage)
 		return 0
 	}
-	ev := eval.New(eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth})
+	evOpts := eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth}
+	var instantiate func(ev *eval.Evaluator, v eval.Value) []string
+	if Store != nil {
+		var done func()
+		instantiate, done, err = Store.Install(&evOpts, !o.eval && !o.parse && !o.readOnly)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return 1
+		}
+		defer done()
+	}
+	ev := eval.New(evOpts)
 	cwd, _ := os.Getwd()
 	fail := func(err error) int {
 		var e *eval.Error
@@ -200,7 +226,7 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 		}
 		return 1
 	}
-	if !o.eval && !o.parse {
+	if !o.eval && !o.parse && instantiate == nil {
 		fmt.Fprintln(stderr, "error: writing derivations (.drv files) needs a Nix store, which tvix instantiate does not have yet; use --eval or --parse")
 		return 1
 	}
@@ -270,6 +296,14 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 			var out bytes.Buffer
 			_, err := ev.Run(func() eval.Value {
 				v := ev.FindAttrPath(root, ap, autoSet)
+				if !o.eval {
+					// nix-instantiate always auto-calls what it instantiates.
+					for _, line := range instantiate(ev, ev.AutoCall(v, autoSet)) {
+						out.WriteString(line)
+						out.WriteByte('\n')
+					}
+					return nil
+				}
 				if len(autoArgs) > 0 {
 					v = ev.AutoCall(v, autoSet)
 				}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/tvix-go/tvix/castore/castoreurl"
+	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/eval/evalcli"
+	"github.com/tvix-go/tvix/glue"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/pathinfourl"
+)
+
+// The evaluator meets the store here: --eval and --readonly-mode compute
+// paths without writing; instantiation writes sources and .drv files into
+// the store the service addresses (env BLOB_SERVICE_ADDR, ...) name.
+func init() {
+	evalcli.Store = &evalcli.StoreHooks{Install: installStore}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval.Value) []string, func(), error) {
+	ctx := context.Background()
+	if !writable {
+		g := glue.New(ctx, glue.ComputeStore{})
+		g.Install(opts)
+		return func(ev *eval.Evaluator, v eval.Value) []string { return glue.InstantiatedPaths(ev, v) }, func() {}, nil
+	}
+	d := dataDir()
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, nil, err
+	}
+	blobs, err := castoreurl.OpenBlobService(ctx, envOr("BLOB_SERVICE_ADDR", "objectstore+file://"+d+"/blobs"))
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs, err := castoreurl.OpenDirectoryService(ctx, envOr("DIRECTORY_SERVICE_ADDR", "bbolt://"+d+"/db.bolt"))
+	if err != nil {
+		blobs.Close()
+		return nil, nil, err
+	}
+	pis, err := pathinfourl.Open(ctx, envOr("PATH_INFO_SERVICE_ADDR", "bbolt://"+d+"/db.bolt"), blobs, dirs)
+	if err != nil {
+		dirs.Close()
+		blobs.Close()
+		return nil, nil, err
+	}
+	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: pis}
+	sio := glue.StoreIO{Base: eval.OSIO{}, Ctx: ctx, Blobs: blobs, Dirs: dirs, PathInfo: pis}
+	if opts.IO != nil {
+		sio.Base = opts.IO
+	}
+	opts.IO = sio
+	g := glue.New(ctx, glue.CastoreStore{Store: st})
+	g.ReadDerivation = sio.ReadFile
+	g.Install(opts)
+	done := func() { pis.Close(); dirs.Close(); blobs.Close() }
+	return func(ev *eval.Evaluator, v eval.Value) []string { return glue.InstantiatedPaths(ev, v) }, done, nil
+}
