@@ -12,11 +12,11 @@ import (
 )
 
 // langTestsDir is the Nix language test suite (test input outside the
-// repository, see /work/shared/nix-lang-tests/README.md).
+// repository, see shared/nix-lang-tests/README.md beside it).
 func langTestsDir(t *testing.T) string {
 	dir := os.Getenv("NIX_LANG_TESTS")
 	if dir == "" {
-		dir = "/work/shared/nix-lang-tests"
+		dir = "../../../shared/nix-lang-tests" // the shared/ folder beside the repository
 	}
 	if _, err := os.Stat(filepath.Join(dir, "lang")); err != nil {
 		if os.Getenv("CI") == "true" {
