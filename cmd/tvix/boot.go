@@ -16,6 +16,7 @@ import (
 
 	"github.com/tvix-go/tvix/boot"
 	"github.com/tvix-go/tvix/boot/guest"
+	tvixfs "github.com/tvix-go/tvix/fs"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -29,17 +30,19 @@ func init() {
 		Name:      "virtiofs",
 		Usage:     "serve a tree to VMs as a vhost-user virtio-fs device",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "socket", Required: true, Usage: "vhost-user `PATH` for QEMU's -chardev socket"},
-			&cli.StringFlag{Name: "dir", Usage: "serve this host `DIR` (until the store tree is wired in)"},
+			&cli.StringFlag{Name: "dir", Usage: "serve this host `DIR` instead of the store"},
+			&cli.BoolFlag{Name: "list-root", Usage: "allow guests to list the store's root"},
 			&cli.IntFlag{Name: "request-queues", Value: 1, Usage: "request queues offered (QEMU num-request-queues)"},
 			&cli.IntFlag{Name: "workers", Usage: "FUSE requests served at once per VM (default 2×CPUs)"},
-		},
+		}, serviceFlags()...),
 		Action: func(c *cli.Context) error {
-			rawFS, err := treeFromFlags(c)
+			rawFS, closeTree, err := treeFromFlags(c)
 			if err != nil {
 				return err
 			}
+			defer closeTree()
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			slog.Info("serving virtio-fs", "socket", c.String("socket"))
@@ -56,7 +59,7 @@ func init() {
 		Description: "Exactly one of --run, --shell, --find, --system. The store comes from a running\n" +
 			"server (--virtiofs-socket) or is served in-process (--dir).\n" +
 			"Example: tvix boot --dir /nix/store --run /nix/store/...-hello/bin/hello",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "run", Usage: "run `PROGRAM` in the guest (extra args after --) and exit with its status"},
 			&cli.BoolFlag{Name: "shell", Usage: "interactive busybox shell on the console"},
 			&cli.BoolFlag{Name: "find", Usage: "list /nix/store as the guest sees it"},
@@ -78,7 +81,7 @@ func init() {
 			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (0: no limit)"},
 			&cli.BoolFlag{Name: "no-direct-boot", Usage: "boot the compressed kernel instead of the vmlinux extracted from it (PVH)"},
 			&cli.BoolFlag{Name: "times", Usage: "print boot timings to stderr"},
-		},
+		}, serviceFlags()...),
 		Action: bootAction,
 	})
 }
@@ -99,18 +102,17 @@ func bootAction(c *cli.Context) error {
 	} else if c.Args().Present() {
 		return fmt.Errorf("unexpected arguments %q (arguments go to --run PROGRAM)", c.Args().Slice())
 	}
-	if c.String("dir") != "" {
-		if cfg.Socket != "" {
-			return errors.New("--dir and --virtiofs-socket exclude each other")
-		}
-		rawFS, err := treeFromFlags(c)
+	if c.String("dir") != "" && cfg.Socket != "" {
+		return errors.New("--dir and --virtiofs-socket exclude each other")
+	}
+	if cfg.Socket == "" {
+		// No running server: serve --dir, or the store itself, in-process.
+		rawFS, closeTree, err := treeFromFlags(c)
 		if err != nil {
 			return err
 		}
+		defer closeTree()
 		cfg.FS = rawFS
-	}
-	if cfg.Socket == "" && cfg.FS == nil {
-		return errors.New("no store: pass --virtiofs-socket PATH (a running `tvix virtiofs`) or --dir DIR")
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM)
 	defer stop()
@@ -133,18 +135,24 @@ func bootAction(c *cli.Context) error {
 	return nil
 }
 
-// treeFromFlags serves --dir. The lead wires the castore tree here.
-func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, error) {
+// treeFromFlags serves --dir, or else the store the service flags name
+// (substituting lazily with --substituters), as the FUSE mount does.
+func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, func(), error) {
 	dir := c.String("dir")
 	if dir == "" {
-		return nil, errors.New("nothing to serve: pass --dir DIR")
+		s, err := openServices(c.Context, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
+		return tvixfs.NewRawFileSystem(c.Context, storeTree(s), opts), func() { s.Close() }, nil
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("--dir %s: not a directory (%v)", dir, err)
+		return nil, nil, fmt.Errorf("--dir %s: not a directory (%v)", dir, err)
 	}
 	root, err := fs.NewLoopbackRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("serve %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("serve %s: %w", dir, err)
 	}
-	return fs.NewNodeFS(root, &fs.Options{}), nil
+	return fs.NewNodeFS(root, &fs.Options{}), func() {}, nil
 }
