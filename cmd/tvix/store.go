@@ -313,23 +313,30 @@ func storeVerify(c *cli.Context) error {
 	return nil
 }
 
-// checkPresent walks a node's closure checking every directory and blob is
+// checkPresent checks every directory and blob of a node's closure is
 // there, without reading blob contents.
 func checkPresent(ctx context.Context, s *services, node *castorev1.Node) error {
-	check := func(dg []byte) error {
-		d, err := castore.DigestFromBytes(dg)
-		if err != nil {
-			return err
-		}
+	return forEachBlob(ctx, s, node, func(d castore.Digest) error {
 		ok, err := s.blobs.Has(ctx, d)
 		if err == nil && !ok {
 			err = fmt.Errorf("blob %s missing", d)
 		}
 		return err
+	})
+}
+
+// forEachBlob calls fn with the digest of every file in node's closure.
+func forEachBlob(ctx context.Context, s *services, node *castorev1.Node, fn func(castore.Digest) error) error {
+	visit := func(dg []byte) error {
+		d, err := castore.DigestFromBytes(dg)
+		if err != nil {
+			return err
+		}
+		return fn(d)
 	}
 	switch {
 	case node.GetFile() != nil:
-		return check(node.GetFile().GetDigest())
+		return visit(node.GetFile().GetDigest())
 	case node.GetDirectory() != nil:
 		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
 		if err != nil {
@@ -340,7 +347,7 @@ func checkPresent(ctx context.Context, s *services, node *castorev1.Node) error 
 				return err
 			}
 			for _, f := range dir.GetFiles() {
-				if err := check(f.GetDigest()); err != nil {
+				if err := visit(f.GetDigest()); err != nil {
 					return err
 				}
 			}
@@ -424,11 +431,7 @@ func materialize(ctx context.Context, s *services, node *castorev1.Node) error {
 	if !ok {
 		return nil
 	}
-	copyBlob := func(dg []byte) error {
-		d, err := castore.DigestFromBytes(dg)
-		if err != nil {
-			return err
-		}
+	return forEachBlob(ctx, s, node, func(d castore.Digest) error {
 		if ok, err := cb.Near.Has(ctx, d); err != nil || ok {
 			return err
 		}
@@ -447,25 +450,5 @@ func materialize(ctx context.Context, s *services, node *castorev1.Node) error {
 		}
 		_, err = w.Close()
 		return err
-	}
-	switch {
-	case node.GetFile() != nil:
-		return copyBlob(node.GetFile().GetDigest())
-	case node.GetDirectory() != nil:
-		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
-		if err != nil {
-			return err
-		}
-		for dir, err := range s.dirs.GetRecursive(ctx, root) {
-			if err != nil {
-				return err
-			}
-			for _, f := range dir.GetFiles() {
-				if err := copyBlob(f.GetDigest()); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	})
 }

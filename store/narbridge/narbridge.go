@@ -34,7 +34,6 @@ import (
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/narinfoconv"
 	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/storepath"
@@ -225,7 +224,7 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.Error(w, "get path info failed", http.StatusInternalServerError)
 		return
 	}
-	ni, err := narinfoconv.ToNarInfo(info)
+	ni, err := narinfo.FromPathInfo(info)
 	if err == nil {
 		ni.URL, err = NARURL(info.GetNode(), ni.NarSize)
 	}
@@ -477,7 +476,7 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 			ni.StorePath, ni.NarHash, ni.NarSize, p.url, nixbase32.EncodeToString(p.narSHA256[:]), p.narSize), http.StatusBadRequest)
 		return
 	}
-	info, err := narinfoconv.ToPathInfo(ni, p.root)
+	info, err := ni.ToPathInfo(p.root)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -32,7 +32,6 @@ import (
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/narinfoconv"
 	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/pathinfourl"
@@ -265,7 +264,7 @@ func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.P
 		return nil, fmt.Errorf("NAR %s is sha256:%s, %d bytes; narinfo says %s, %d bytes",
 			ni.URL, nixbase32.EncodeToString(sum[:]), size, ni.NarHash, ni.NarSize)
 	}
-	return narinfoconv.ToPathInfo(ni, root)
+	return ni.ToPathInfo(root)
 }
 
 // Put is not supported.
