@@ -94,6 +94,12 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 			if ev.ForceBool(a.Val) {
 				ev.Throwf("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override")
 			}
+		case key == "__impure":
+			// Nix 2.8 reads the flag as a Boolean, then refuses impure
+			// derivations without the experimental feature.
+			if ev.ForceBool(a.Val) {
+				ev.Throwf("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override")
+			}
 		case key == "args":
 			for _, it := range ev.ForceList(a.Val).Items {
 				s := ev.CoerceToStringMore(it, true)

@@ -51,7 +51,9 @@ func NewFile(root string) (*Store, error) {
 		return nil, fmt.Errorf("open blob store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(formatVersion))
 	}
 	removeStaleTemps(filepath.Join(root, "tmp"))
-	return newStore(&fileBackend{root: root, tmp: filepath.Join(root, "tmp")}), nil
+	b := &fileBackend{root: root, tmp: filepath.Join(root, "tmp")}
+	b.group = newGroupCommit(root, b.ensureDir)
+	return newStore(b), nil
 }
 
 // removeStaleTemps deletes what interrupted puts left behind. Other
@@ -71,6 +73,7 @@ func removeStaleTemps(dir string) {
 
 type fileBackend struct {
 	root, tmp string
+	group     *groupCommit
 	dirs      sync.Map // shard directories known to exist
 }
 
@@ -157,7 +160,7 @@ func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
 	if _, err := os.Stat(final); err == nil {
 		return nil // already stored: chunks are named by content
 	}
-	tmp, err := writeTemp(t.b.tmp, data)
+	tmp, err := writeTemp(t.b.tmp, data, false)
 	if err != nil {
 		return err
 	}
@@ -176,7 +179,7 @@ func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta) erro
 			resp.Chunks = append(resp.Chunks, &castorev1.StatBlobResponse_ChunkMeta{Digest: c.Digest.Bytes(), Size: c.Size})
 		}
 		raw, _ := proto.Marshal(resp)
-		tmp, err := writeTemp(t.b.tmp, raw)
+		tmp, err := writeTemp(t.b.tmp, raw, false)
 		if err != nil {
 			t.abort()
 			return err
@@ -184,26 +187,13 @@ func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta) erro
 		// The manifest goes last: once it is visible, all chunks are.
 		t.files = append(t.files, staged{tmp, t.b.path("blobs", blob)})
 	}
-	dirs := map[string]bool{}
-	for i, s := range t.files {
-		dir := filepath.Dir(s.final)
-		if err := t.b.ensureDir(dir); err != nil {
-			t.files = t.files[i:]
-			t.abort()
-			return err
-		}
-		if err := os.Rename(s.tmp, s.final); err != nil {
-			t.files = t.files[i:]
-			t.abort()
-			return err
-		}
-		dirs[dir] = true
-	}
+	files := t.files
 	t.files = nil
-	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
-			return err
+	if err := t.b.group.commit(files); err != nil {
+		for _, f := range files {
+			os.Remove(f.tmp)
 		}
+		return err
 	}
 	return nil
 }
@@ -215,13 +205,15 @@ func (t *fileTxn) abort() {
 	t.files = nil
 }
 
-func writeTemp(dir string, data []byte) (string, error) {
+// writeTemp writes data to a new file in dir; with sync it is fsynced
+// before return (otherwise the group commit makes it durable).
+func writeTemp(dir string, data []byte, sync bool) (string, error) {
 	f, err := os.CreateTemp(dir, "put-*")
 	if err != nil {
 		return "", err
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -235,7 +227,7 @@ func writeTemp(dir string, data []byte) (string, error) {
 }
 
 func writeFileAtomic(tmpDir, final string, data []byte) error {
-	tmp, err := writeTemp(tmpDir, data)
+	tmp, err := writeTemp(tmpDir, data, true)
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func BenchmarkLimitHashAndChunk(b *testing.B) {
 		})
 		work := make(chan string)
 		var wg sync.WaitGroup
-		for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		for w := 0; w < max(16, 2*runtime.GOMAXPROCS(0)); w++ { // as many as Import uses
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -25,7 +25,8 @@ type Progress struct {
 
 // ImportOptions tune Import.
 type ImportOptions struct {
-	// Workers bounds the files hashed and uploaded at once (default 2×CPUs).
+	// Workers bounds the files hashed and uploaded at once (default 16, or
+	// 2×CPUs if more).
 	Workers  int
 	Progress *Progress
 	// Filter, if set, is asked about every entry below the root (never the
@@ -48,7 +49,10 @@ type entry struct {
 // its root node, named by the last element of path.
 func Import(ctx context.Context, path string, blobs castore.BlobService, dirs castore.DirectoryService, opts ImportOptions) (*castorev1.Node, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+		// More files in flight than cores: hashing needs the cores, but
+		// durable stores commit files in groups, and a group is only as
+		// large as the number of files waiting for it.
+		opts.Workers = max(16, 2*runtime.GOMAXPROCS(0))
 	}
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
