@@ -111,3 +111,26 @@ func TestStoreImportReferencesFrom(t *testing.T) {
 		t.Fatalf("referrers of %s = %q", depPath, referrers)
 	}
 }
+
+func TestStoreVerifyReportsDamage(t *testing.T) {
+	data := t.TempDir()
+	env := []string{"XDG_DATA_HOME=" + data}
+	f := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(f, []byte("contents that will go missing"), 0o644)
+	out, stderr, err := run(t, env, "store", "import", f)
+	if err != nil {
+		t.Fatalf("%v %s", err, stderr)
+	}
+	sp := strings.TrimSpace(out)
+	chunks, _ := filepath.Glob(filepath.Join(data, "tvix", "blobs", "chunks", "b3", "*", "*"))
+	if len(chunks) != 1 {
+		t.Fatalf("expected one stored chunk, found %v", chunks)
+	}
+	os.Remove(chunks[0])
+	for _, args := range [][]string{{"store", "verify"}, {"store", "verify", "--check-contents"}} {
+		_, stderr, err := run(t, env, args...)
+		if err == nil || !strings.Contains(stderr, "path '"+sp+"' is damaged") {
+			t.Fatalf("%v after losing a blob: err %v, stderr %q", args, err, stderr)
+		}
+	}
+}
