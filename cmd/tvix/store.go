@@ -392,36 +392,66 @@ func storeCopy(c *cli.Context) error {
 
 // copyClosure asks the (substituting) path info service for every path of
 // the closures of roots, so each is fetched into the local store, and
-// makes contents lent read-through by a tvix upstream local too.
+// makes contents lent read-through by a tvix upstream local too. Up to
+// copyParallel paths are fetched at once; references are queued as each
+// path arrives.
 func copyClosure(ctx context.Context, s *services, roots []storepath.StorePath, progress func(int, uint64, string)) (int, uint64, error) {
-	seen := map[[20]byte]bool{}
-	queue := append([]storepath.StorePath(nil), roots...)
-	var narBytes uint64
-	for len(queue) > 0 {
-		sp := queue[0]
-		queue = queue[1:]
-		if seen[sp.Digest] {
-			continue
+	const copyParallel = 8
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu       sync.Mutex
+		seen     = map[[20]byte]bool{}
+		done     int
+		narBytes uint64
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, copyParallel)
+	)
+	var fetch func(sp storepath.StorePath)
+	fetch = func(sp storepath.StorePath) {
+		mu.Lock()
+		if seen[sp.Digest] || ctx.Err() != nil {
+			mu.Unlock()
+			return
 		}
 		seen[sp.Digest] = true
-		info, err := s.pathInfo.Get(ctx, sp.Digest)
-		if err != nil {
-			return len(seen), narBytes, fmt.Errorf("copy %s: %w", sp, err)
-		}
-		if err := materialize(ctx, s, castore.RenameNode(info.GetNode(), nil)); err != nil {
-			return len(seen), narBytes, fmt.Errorf("copy %s: %w", sp, err)
-		}
-		narBytes += info.GetNarinfo().GetNarSize()
-		progress(len(seen), narBytes, sp.String())
-		for _, r := range info.GetNarinfo().GetReferenceNames() {
-			rp, err := storepath.FromBasename(r)
-			if err != nil {
-				return len(seen), narBytes, fmt.Errorf("copy %s: reference: %w", sp, err)
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			info, err := s.pathInfo.Get(ctx, sp.Digest)
+			if err == nil {
+				err = materialize(ctx, s, castore.RenameNode(info.GetNode(), nil))
 			}
-			queue = append(queue, rp)
-		}
+			if err != nil {
+				cancel(fmt.Errorf("copy %s: %w", sp, err))
+				return
+			}
+			mu.Lock()
+			done++
+			narBytes += info.GetNarinfo().GetNarSize()
+			progress(done, narBytes, sp.String())
+			mu.Unlock()
+			for _, r := range info.GetNarinfo().GetReferenceNames() {
+				rp, err := storepath.FromBasename(r)
+				if err != nil {
+					cancel(fmt.Errorf("copy %s: reference: %w", sp, err))
+					return
+				}
+				fetch(rp)
+			}
+		}()
 	}
-	return len(seen), narBytes, nil
+	for _, r := range roots {
+		fetch(r)
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return done, narBytes, err
+	}
+	return done, narBytes, nil
 }
 
 // materialize copies blobs a read-through upstream holds into the near

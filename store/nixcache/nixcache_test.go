@@ -167,6 +167,24 @@ func TestTamperedNAR(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, e.ni.URL), file.Bytes(), 0o644)
 		}},
 		{"NAR missing", func(dir string, e cacheEntry) { os.Remove(filepath.Join(dir, e.ni.URL)) }},
+		{"download truncated", func(dir string, e cacheEntry) {
+			p := filepath.Join(dir, e.ni.URL)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)/2], 0o644)
+		}},
+		{"signature corrupt", func(dir string, e cacheEntry) {
+			ni := *e.ni
+			sig := ni.Signatures[0]
+			sig.Data = append([]byte(nil), sig.Data...)
+			sig.Data[0] ^= 0xff
+			ni.Signatures = []narinfo.Signature{sig}
+			os.WriteFile(filepath.Join(dir, e.path.HashPart()+".narinfo"), []byte(ni.String()), 0o644)
+		}},
+		{"signature missing", func(dir string, e cacheEntry) {
+			ni := *e.ni
+			ni.Signatures = nil
+			os.WriteFile(filepath.Join(dir, e.path.HashPart()+".narinfo"), []byte(ni.String()), 0o644)
+		}},
 		{"narinfo NarSize changed", func(dir string, e cacheEntry) {
 			ni := *e.ni
 			ni.NarSize++
