@@ -99,9 +99,12 @@ func init() {
 				Action: storeQuery,
 			},
 			{
-				Name: "copy", Usage: "substitute store paths and their closures from --from into the store", ArgsUsage: "STOREPATH...",
+				Name: "copy", Usage: "substitute store paths (or an expression's outputs) and their closures from --from", ArgsUsage: "STOREPATH...|FILE|-E EXPR",
 				Flags: append(serviceFlags(),
-					&cli.StringFlag{Name: "from", Required: true, Usage: "upstream `URL`: nix+http(s)://, nix+file:// binary cache or grpc+unix://, grpc+http:// tvix"}),
+					&cli.StringFlag{Name: "from", Required: true, Usage: "upstream `URL`: nix+http(s)://, nix+file:// binary cache or grpc+unix://, grpc+http:// tvix"},
+					&cli.BoolFlag{Name: "expr", Aliases: []string{"E"}, Usage: "the argument is a Nix expression evaluating to derivations"},
+					&cli.StringSliceFlag{Name: "attr", Aliases: []string{"A"}, Usage: "attribute `PATH` to select (repeatable)"},
+					&cli.StringSliceFlag{Name: "include", Aliases: []string{"I"}, Usage: "Nix search path entry"}),
 				Action: storeCopy,
 			},
 			{
@@ -370,13 +373,9 @@ func storeCopy(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	var roots []storepath.StorePath
-	for _, a := range c.Args().Slice() {
-		sp, _, err := storepath.ParsePrefix(a)
-		if err != nil {
-			return err
-		}
-		roots = append(roots, sp)
+	roots, err := seedPaths(c)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	n, bytes, err := copyClosure(ctx, s, roots, func(done int, narBytes uint64, p string) {

@@ -168,3 +168,31 @@ func TestMountSubstitutesLazily(t *testing.T) {
 		t.Fatalf("looking up hello fetched %d NARs (%v), want exactly hello's", n, cc.nars)
 	}
 }
+
+// TestStoreCopySeededByExpression: the hello expression itself names what
+// to substitute; no store path is typed.
+func TestStoreCopySeededByExpression(t *testing.T) {
+	dir, hello, key := helloCache(t)
+	srv, _ := serveCache(t, dir)
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	expr, _ := filepath.Abs("../../scripts/hello/hello.nix")
+	if _, stderr, err := run(t, env, "store", "copy", "--from", "nix+"+srv.URL, "--trusted-public-keys", key, expr); err != nil {
+		t.Fatalf("copy by file: %v %s", err, stderr)
+	}
+	got, _, err := run(t, env, "store", "query", "--requisites", hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Fields(nixOut(t, "nix-store", "-qR", hello))
+	sort.Strings(want)
+	if strings.Join(strings.Fields(got), " ") != strings.Join(want, " ") {
+		t.Fatalf("closure %q, nix-store -qR says %q", got, want)
+	}
+	env2 := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	if _, stderr, err := run(t, env2, "store", "copy", "--from", "nix+"+srv.URL, "--trusted-public-keys", key, "-E", "import "+expr); err != nil {
+		t.Fatalf("copy by -E: %v %s", err, stderr)
+	}
+	if out, _, _ := run(t, env2, "store", "query", "--requisites", hello); strings.Join(strings.Fields(out), " ") != strings.Join(want, " ") {
+		t.Fatalf("closure by -E %q", out)
+	}
+}
