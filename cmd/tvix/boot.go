@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -81,6 +82,9 @@ func init() {
 			&cli.DurationFlag{Name: "timeout", Usage: "kill the VM after this long (0: no limit)"},
 			&cli.BoolFlag{Name: "no-direct-boot", Usage: "boot the compressed kernel instead of the vmlinux extracted from it (PVH)"},
 			&cli.BoolFlag{Name: "times", Usage: "print boot timings to stderr"},
+			&cli.StringFlag{Name: "expr", Aliases: []string{"E"}, Usage: "Nix `EXPR` whose first output a relative --run path is in"},
+			&cli.StringFlag{Name: "file", Usage: "Nix `FILE` whose first output a relative --run path is in"},
+			&cli.StringSliceFlag{Name: "attr", Aliases: []string{"A"}, Usage: "attribute `PATH` of the expression"},
 		}, serviceFlags()...),
 		Action: bootAction,
 	})
@@ -98,6 +102,22 @@ func bootAction(c *cli.Context) error {
 		Stdin:        os.Stdin,
 	}
 	if p := c.String("run"); p != "" {
+		if c.String("expr") != "" || c.String("file") != "" {
+			var exprs, files []string
+			if e := c.String("expr"); e != "" {
+				exprs = append(exprs, e)
+			}
+			if f := c.String("file"); f != "" {
+				files = append(files, f)
+			}
+			outs, err := evalOutputs(exprs, files, c.StringSlice("attr"), nil)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(p, "/") {
+				p = outs[0].String() + "/" + p
+			}
+		}
 		cfg.Run = append([]string{p}, c.Args().Slice()...)
 	} else if c.Args().Present() {
 		return fmt.Errorf("unexpected arguments %q (arguments go to --run PROGRAM)", c.Args().Slice())

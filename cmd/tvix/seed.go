@@ -39,8 +39,16 @@ func seedPaths(c *cli.Context) ([]storepath.StorePath, error) {
 	if len(exprs) == 0 && len(files) == 0 {
 		return roots, nil
 	}
+	out, err := evalOutputs(exprs, files, c.StringSlice("attr"), c.StringSlice("include"))
+	return append(roots, out...), err
+}
+
+// evalOutputs evaluates expressions and files (computing paths only) to
+// the output paths of the derivations the selected attributes name.
+func evalOutputs(exprs, files, attrs, include []string) ([]storepath.StorePath, error) {
+	var roots []storepath.StorePath
 	g := glue.New(context.Background(), glue.ComputeStore{})
-	opts := eval.Options{NixPath: evalcli.NixPath(c.StringSlice("include"), os.Getenv), Getenv: os.Getenv}
+	opts := eval.Options{NixPath: evalcli.NixPath(include, os.Getenv), Getenv: os.Getenv}
 	g.Install(&opts)
 	ev := eval.New(opts)
 	cwd, _ := os.Getwd()
@@ -60,7 +68,6 @@ func seedPaths(c *cli.Context) ([]storepath.StorePath, error) {
 		}
 		vals = append(vals, v)
 	}
-	attrs := c.StringSlice("attr")
 	if len(attrs) == 0 {
 		attrs = []string{""}
 	}
