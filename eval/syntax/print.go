@@ -14,7 +14,9 @@ func Print(n Node) string {
 	return b.String()
 }
 
-func quote(s string) string {
+// Quote renders s as a Nix string literal, escaping what the lexer would
+// read back differently (also used for printing values).
+func Quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {
@@ -61,7 +63,7 @@ func pr(b *strings.Builder, n Node) {
 	case *Float:
 		b.WriteString(strconv.FormatFloat(n.V, 'g', -1, 64))
 	case *Str:
-		b.WriteString(quote(n.V))
+		b.WriteString(Quote(n.V))
 	case *Interp:
 		if n.IsPath {
 			for _, p := range n.Parts {
@@ -81,7 +83,7 @@ func pr(b *strings.Builder, n Node) {
 		b.WriteByte('"')
 		for _, p := range n.Parts {
 			if s, ok := p.(*Str); ok {
-				q := quote(s.V)
+				q := Quote(s.V)
 				b.WriteString(q[1 : len(q)-1])
 				continue
 			}
