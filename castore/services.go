@@ -40,6 +40,10 @@ type PutOptions struct {
 	// as containerd's Commit does.
 	Expected    Digest
 	HasExpected bool
+	// DeferSync lets Close return once the blob is stored but before it is
+	// durable; the writer promises to call Sync (see Syncer) before anything
+	// durable refers to the blob. Backends without the distinction ignore it.
+	DeferSync bool
 }
 
 // PutOption sets a PutOptions field.
@@ -48,6 +52,27 @@ type PutOption func(*PutOptions)
 // WithExpectedDigest makes Close refuse contents hashing to anything else.
 func WithExpectedDigest(d Digest) PutOption {
 	return func(o *PutOptions) { o.Expected, o.HasExpected = d, true }
+}
+
+// WithDeferredSync trades per-blob durability for one barrier per batch:
+// an import puts all its files this way, then calls Sync once before it
+// stores the directories that name them.
+func WithDeferredSync() PutOption {
+	return func(o *PutOptions) { o.DeferSync = true }
+}
+
+// Syncer is implemented by blob services whose Put can defer durability.
+// Sync returns once every blob closed so far is durable.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// SyncBlobs makes deferred puts durable where the service defers them.
+func SyncBlobs(ctx context.Context, bs BlobService) error {
+	if s, ok := bs.(Syncer); ok {
+		return s.Sync(ctx)
+	}
+	return nil
 }
 
 // BlobService stores blobs by the BLAKE3 digest of their contents.

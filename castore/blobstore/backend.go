@@ -28,12 +28,31 @@ type backend interface {
 	close() error
 }
 
+// syncingBackend defers durability: blobs committed with deferSync become
+// durable at the next sync.
+type syncingBackend interface {
+	backend
+	sync() error
+	// hasDurable reports blobs that are durable already. Has answers from
+	// it so that a caller who skips an upload because the blob "is there"
+	// never refers durably to a blob a crash could still take away.
+	hasDurable(d castore.Digest) (bool, error)
+}
+
 // txn stages the chunks of one blob; nothing of it is visible until commit.
 type txn interface {
 	// stageChunk is called with data that is only valid during the call.
 	stageChunk(d castore.Digest, data []byte) error
 	// commit makes the staged chunks and, if non-nil, the manifest of blob
 	// visible. A single-chunk blob needs no manifest: its chunk is the blob.
-	commit(blob castore.Digest, manifest []castore.ChunkMeta) error
+	// With deferSync the backend may return before they are durable (see
+	// castore.WithDeferredSync).
+	commit(blob castore.Digest, manifest []castore.ChunkMeta, deferSync bool) error
 	abort()
+}
+
+// prefetcher starts loading a chunk in the background (a hint; errors are
+// ignored and the later read reports them).
+type prefetcher interface {
+	prefetch(d castore.Digest)
 }

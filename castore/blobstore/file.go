@@ -172,7 +172,7 @@ func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
 	return nil
 }
 
-func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta) error {
+func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bool) error {
 	if manifest != nil {
 		resp := &castorev1.StatBlobResponse{}
 		for _, c := range manifest {

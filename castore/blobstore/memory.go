@@ -68,7 +68,7 @@ func (t *memTxn) stageChunk(d castore.Digest, data []byte) error {
 	return nil
 }
 
-func (t *memTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta) error {
+func (t *memTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bool) error {
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
 	for d, c := range t.staged {

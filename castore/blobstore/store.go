@@ -26,6 +26,9 @@ var _ castore.BlobService = (*Store)(nil)
 func newStore(b backend) *Store { return &Store{b: b, cdc: chunker.MustNew(chunker.Default)} }
 
 func (s *Store) Has(_ context.Context, d castore.Digest) (bool, error) {
+	if sb, ok := s.b.(syncingBackend); ok {
+		return sb.hasDurable(d)
+	}
 	if _, ok, err := s.b.manifest(d); err != nil || ok {
 		return ok, err
 	}
@@ -62,7 +65,11 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		}
 		return &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}, nil
 	}
-	return newChunkedReader(d, m, s.b.openChunk), nil
+	r := newChunkedReader(d, m, s.b.openChunk)
+	if pf, ok := s.b.(prefetcher); ok {
+		r.prefetch = pf.prefetch
+	}
+	return r, nil
 }
 
 func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {
@@ -88,7 +95,28 @@ func (s *Store) putBuf(b []byte) {
 	}
 }
 
-func (s *Store) Close() error { return s.b.close() }
+// Sync makes every blob closed so far durable (castore.Syncer).
+func (s *Store) Sync(context.Context) error {
+	if sb, ok := s.b.(syncingBackend); ok {
+		if err := sb.sync(); err != nil {
+			return fmt.Errorf("sync blobs: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close makes deferred blobs durable first: a clean exit keeps everything
+// whose Put was closed.
+func (s *Store) Close() error {
+	var err error
+	if sb, ok := s.b.(syncingBackend); ok {
+		err = sb.sync()
+	}
+	if cerr := s.b.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // writer hashes the whole blob as it streams by and cuts the stream into
 // chunks, staging each as soon as its boundary is known, so memory stays at
@@ -190,7 +218,7 @@ func (w *writer) Close() (castore.Digest, error) {
 	if len(w.chunks) > 1 {
 		manifest = w.chunks
 	}
-	if err := w.t.commit(d, manifest); err != nil {
+	if err := w.t.commit(d, manifest, w.opts.DeferSync); err != nil {
 		w.err = fmt.Errorf("put blob %s: %w", d, err)
 		return castore.Digest{}, w.err
 	}
@@ -221,6 +249,10 @@ type chunkedReader struct {
 	chunks  []castore.ChunkMeta
 	offsets []int64 // offsets[i] = start of chunk i; len = len(chunks)+1
 	open    func(castore.Digest) (chunkReader, int64, error)
+	// prefetch, when the backend has it, starts loading a chunk ahead of a
+	// sequential reader; prefetched is the last chunk asked for.
+	prefetch   func(castore.Digest)
+	prefetched int
 
 	mu     sync.Mutex
 	cur    int
@@ -234,7 +266,7 @@ func newChunkedReader(blob castore.Digest, chunks []castore.ChunkMeta, open func
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1}
+	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1, prefetched: -1}
 }
 
 func (r *chunkedReader) Size() int64 { return r.offsets[len(r.chunks)] }
@@ -273,6 +305,9 @@ func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
 				r.cur = -1
 				return n, fmt.Errorf("read blob %s: chunk %s has %d bytes, manifest says %d", r.blob, r.chunks[i].Digest, size, r.chunks[i].Size)
 			}
+			if r.prefetch != nil && i == r.cur+1 {
+				r.readAhead(i)
+			}
 			r.cur, r.curR = i, cr
 		}
 		within := off - r.offsets[i]
@@ -292,6 +327,21 @@ func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// readAheadBytes is how far past a sequential reader's chunk its backend
+// is asked to load: enough to keep a disk busy while the reader (a FUSE
+// request, a NAR render) consumes the current chunk.
+const readAheadBytes = 8 << 20
+
+// readAhead keeps readAheadBytes of chunks after chunk i requested, asking
+// for each chunk once.
+func (r *chunkedReader) readAhead(i int) {
+	j := max(r.prefetched+1, i+1)
+	for ; j < len(r.chunks) && r.offsets[j] < r.offsets[i+1]+readAheadBytes; j++ {
+		r.prefetch(r.chunks[j].Digest)
+	}
+	r.prefetched = j - 1
 }
 
 func (r *chunkedReader) Read(p []byte) (int, error) {

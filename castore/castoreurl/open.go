@@ -2,7 +2,8 @@
 // and the daemon accept, so one scheme means one thing everywhere:
 //
 //	memory://                      in-process, gone on exit
-//	objectstore+file:///abs/path   chunked blobs in a sharded directory tree
+//	pack+file:///abs/path          chunked blobs appended to pack files, bbolt index (embedded default)
+//	objectstore+file:///abs/path   chunked blobs in a sharded directory tree, a file per chunk
 //	bbolt:///abs/path/file.db      directories in an embedded bbolt file
 //	grpc+unix:///abs/path.sock     a tvix (or Tvix) daemon on a unix socket
 //	grpc+http://host:port          a daemon over TCP
@@ -51,6 +52,12 @@ func OpenBlobService(ctx context.Context, raw string) (castore.BlobService, erro
 	switch u.Scheme {
 	case "memory":
 		return blobstore.NewMemory(), nil
+	case "pack+file":
+		p, err := localPath(u, raw)
+		if err != nil {
+			return nil, err
+		}
+		return blobstore.NewPack(p)
 	case "objectstore+file":
 		p, err := localPath(u, raw)
 		if err != nil {
@@ -64,7 +71,7 @@ func OpenBlobService(ctx context.Context, raw string) (castore.BlobService, erro
 		}
 		return castoregrpc.NewBlobClient(conn, conn), nil
 	}
-	return nil, fmt.Errorf("blob service %q: unknown scheme %q (want memory, objectstore+file, grpc+unix, grpc+http)", raw, u.Scheme)
+	return nil, fmt.Errorf("blob service %q: unknown scheme %q (want memory, pack+file, objectstore+file, grpc+unix, grpc+http)", raw, u.Scheme)
 }
 
 // OpenDirectoryService opens the DirectoryService an address names.

@@ -48,14 +48,14 @@ func BenchmarkImportMemory(b *testing.B) {
 	}
 }
 
-// BenchmarkImportFile is the import into the embedded default's blob
-// backend (fsync per chunk file) with bbolt directories.
-func BenchmarkImportFile(b *testing.B) {
+// BenchmarkImportDefault is the import into the embedded default: pack
+// blob store and bbolt directories.
+func BenchmarkImportDefault(b *testing.B) {
 	dir, total := benchTree(b)
 	b.SetBytes(total)
 	for i := 0; i < b.N; i++ {
 		store := b.TempDir()
-		blobs, err := blobstore.NewFile(filepath.Join(store, "blobs"))
+		blobs, err := blobstore.NewPack(filepath.Join(store, "packs"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -67,6 +67,7 @@ func BenchmarkImportFile(b *testing.B) {
 			b.Fatal(err)
 		}
 		dirs.Close()
+		blobs.Close()
 	}
 }
 

@@ -90,6 +90,11 @@ func Import(ctx context.Context, path string, blobs castore.BlobService, dirs ca
 	if walkErr != nil {
 		return nil, walkErr
 	}
+	// Files went in with deferred durability; one barrier makes them all
+	// durable before anything that names them is stored.
+	if err := castore.SyncBlobs(ctx, blobs); err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
 	if !root.mode.IsDir() {
 		return root.node, nil
 	}
@@ -161,7 +166,7 @@ func importFile(ctx context.Context, e *entry, blobs castore.BlobService, p *Pro
 		return fmt.Errorf("import %s: %w", e.path, err)
 	}
 	defer f.Close()
-	w, err := blobs.Put(ctx)
+	w, err := blobs.Put(ctx, castore.WithDeferredSync())
 	if err != nil {
 		return fmt.Errorf("import %s: %w", e.path, err)
 	}

@@ -31,12 +31,19 @@ func dataDir() string {
 	return filepath.Join(home, ".local", "share", "tvix")
 }
 
+// defaultBlobServiceAddr is the embedded default's blob store: chunks in
+// pack files with a bbolt index, so an import is a few sequential files and
+// one flush instead of a file per chunk.
+func defaultBlobServiceAddr(dataDir string) string {
+	return "pack+file://" + filepath.Join(dataDir, "packs")
+}
+
 // serviceFlags are accepted by every command that touches the store.
 func serviceFlags() []cli.Flag {
 	d := dataDir()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "blob-service-addr", EnvVars: []string{"BLOB_SERVICE_ADDR"}, Value: "objectstore+file://" + filepath.Join(d, "blobs"),
-			Usage: "blob service URL: memory://, objectstore+file:///path, grpc+unix:///sock, grpc+http://host:port"},
+		&cli.StringFlag{Name: "blob-service-addr", EnvVars: []string{"BLOB_SERVICE_ADDR"}, Value: defaultBlobServiceAddr(d),
+			Usage: "blob service URL: memory://, pack+file:///path, objectstore+file:///path, grpc+unix:///sock, grpc+http://host:port"},
 		&cli.StringFlag{Name: "directory-service-addr", EnvVars: []string{"DIRECTORY_SERVICE_ADDR"}, Value: "bbolt://" + filepath.Join(d, "db.bolt"),
 			Usage: "directory service URL: memory://, bbolt:///path/file.db, grpc+unix:///sock, grpc+http://host:port"},
 		&cli.StringFlag{Name: "path-info-service-addr", EnvVars: []string{"PATH_INFO_SERVICE_ADDR"}, Value: "bbolt://" + filepath.Join(d, "db.bolt"),

@@ -114,7 +114,8 @@ func TestStoreImportReferencesFrom(t *testing.T) {
 
 func TestStoreVerifyReportsDamage(t *testing.T) {
 	data := t.TempDir()
-	env := []string{"XDG_DATA_HOME=" + data}
+	// The object-store layout makes losing one chunk a file removal.
+	env := []string{"XDG_DATA_HOME=" + data, "BLOB_SERVICE_ADDR=objectstore+file://" + filepath.Join(data, "tvix", "blobs")}
 	f := filepath.Join(t.TempDir(), "victim")
 	os.WriteFile(f, []byte("contents that will go missing"), 0o644)
 	out, stderr, err := run(t, env, "store", "import", f)

@@ -220,6 +220,11 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 	if err != nil {
 		return fail(fmt.Errorf("scan references: %w", err))
 	}
+	// Blobs went in with deferred durability: one barrier for the whole
+	// NAR, before the directories or the caller's PathInfo name them.
+	if err := castore.SyncBlobs(ctx, blobs); err != nil {
+		return fail(err)
+	}
 	if putter != nil {
 		got, err := putter.Close()
 		if err != nil {
@@ -233,7 +238,7 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 }
 
 func putBlob(ctx context.Context, blobs castore.BlobService, n *nar.Node) (castore.Digest, error) {
-	bw, err := blobs.Put(ctx)
+	bw, err := blobs.Put(ctx, castore.WithDeferredSync())
 	if err != nil {
 		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path, err)
 	}

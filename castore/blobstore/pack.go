@@ -1,0 +1,560 @@
+package blobstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/boltdb"
+)
+
+// The pack store keeps chunks appended to a few large files instead of one
+// file per chunk: a tree of 20 000 small files costs 20 000 file creations,
+// renames and directory updates in the object-store layout, but only
+// sequential appends here, and a whole import becomes durable with one
+// flush of each pack it wrote to plus one index commit. A chunk of a large
+// file lands right after the previous one, so reading the file back is a
+// sequential read of the pack that the kernel's readahead serves.
+const (
+	packFormatVersion = "tvix-go packstore v1\n"
+	packMagic         = "tvix-go pack v1\n"
+	// A pack stops taking new writers past this size; a blob being written
+	// finishes in the pack it started in, so packs of large blobs run over.
+	packSealSize = 256 << 20
+	// Each chunk is preceded by its digest and length, so the packs alone
+	// describe their contents (an index can be rebuilt from them).
+	packRecordHeader = castore.DigestSize + 4
+	// Deferred puts are indexed in memory until a sync; past this many a
+	// commit syncs by itself, bounding that memory.
+	maxPendingChunks = 1 << 20
+
+	packChunksBucket = "chunks"
+	packBlobsBucket  = "blobs"
+	packMetaBucket   = "packs"
+)
+
+// NewPack opens (creating if needed) a pack store in a directory:
+// packs/<n>.pack hold chunk bytes, index.db (bbolt) maps chunk digests to
+// their place in a pack and blobs of more than one chunk to their chunk
+// list. A chunk is indexed only after its pack was flushed to disk, so a
+// crash leaves at most unreferenced bytes at the end of a pack.
+func NewPack(root string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(root, "packs"), 0o755); err != nil {
+		return nil, fmt.Errorf("open pack store %s: %w", root, err)
+	}
+	ff := filepath.Join(root, formatFile)
+	switch got, err := os.ReadFile(ff); {
+	case errors.Is(err, fs.ErrNotExist):
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if n := e.Name(); n != "packs" && n != "tmp" && n != "index.db" {
+				return nil, fmt.Errorf("open pack store %s: directory is not empty and has no %s", root, formatFile)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
+			return nil, fmt.Errorf("open pack store %s: %w", root, err)
+		}
+		if err := writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(packFormatVersion)); err != nil {
+			return nil, fmt.Errorf("open pack store %s: %w", root, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open pack store %s: %w", root, err)
+	case string(got) != packFormatVersion:
+		return nil, fmt.Errorf("open pack store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(packFormatVersion))
+	}
+	db, err := boltdb.Open(filepath.Join(root, "index.db"), packChunksBucket, packBlobsBucket, packMetaBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open pack store %s: %w", root, err)
+	}
+	b := &packBackend{
+		root:          root,
+		db:            db,
+		files:         map[uint64]*os.File{},
+		pendingChunks: map[castore.Digest]chunkLoc{},
+		pendingBlobs:  map[castore.Digest][]castore.ChunkMeta{},
+		dirty:         map[*packFile]struct{}{},
+	}
+	b.barrier.flush = b.flush
+	return newStore(b), nil
+}
+
+// chunkLoc is where a chunk's bytes are: pack number, offset, length.
+type chunkLoc struct {
+	pack uint64
+	off  int64
+	size int64
+}
+
+func (l chunkLoc) encode() []byte {
+	buf := make([]byte, 0, 3*binary.MaxVarintLen64)
+	buf = binary.AppendUvarint(buf, l.pack)
+	buf = binary.AppendUvarint(buf, uint64(l.off))
+	return binary.AppendUvarint(buf, uint64(l.size))
+}
+
+func decodeChunkLoc(b []byte) (chunkLoc, error) {
+	var v [3]uint64
+	for i := range v {
+		x, n := binary.Uvarint(b)
+		if n <= 0 {
+			return chunkLoc{}, errors.New("corrupt chunk index entry")
+		}
+		v[i], b = x, b[n:]
+	}
+	if len(b) != 0 || v[1] > 1<<62 || v[2] > 1<<40 {
+		return chunkLoc{}, errors.New("corrupt chunk index entry")
+	}
+	return chunkLoc{pack: v[0], off: int64(v[1]), size: int64(v[2])}, nil
+}
+
+// packFile is a pack this process appends to. One writer holds it at a
+// time, so a blob's chunks are contiguous.
+type packFile struct {
+	id   uint64
+	f    *os.File
+	size int64
+	// writeback is where the writeback started by the last kick ended.
+	writeback int64
+}
+
+// writebackStep is how much a pack grows before its new bytes are handed
+// to the disk. Left alone, the kernel holds an import's data in the page
+// cache until the final flush and only then writes it all; started early,
+// the writing overlaps the hashing and the flush finds little left to do
+// (what RocksDB's bytes_per_sync does).
+const writebackStep = 8 << 20
+
+func (p *packFile) kickWriteback() {
+	if p.size-p.writeback >= writebackStep {
+		// Asynchronous: starts writeback of the range, waits for nothing.
+		unix.SyncFileRange(int(p.f.Fd()), p.writeback, p.size-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+		p.writeback = p.size
+	}
+}
+
+type packBackend struct {
+	root string
+	db   *boltdb.DB
+
+	mu            sync.Mutex
+	idle          []*packFile         // open for appending, held by no writer
+	files         map[uint64]*os.File // every pack opened, for reads
+	pendingChunks map[castore.Digest]chunkLoc
+	pendingBlobs  map[castore.Digest][]castore.ChunkMeta
+	dirty         map[*packFile]struct{}
+	closed        bool
+
+	barrier barrier
+}
+
+func (b *packBackend) packPath(id uint64) string {
+	return filepath.Join(b.root, "packs", fmt.Sprintf("%08d.pack", id))
+}
+
+// acquire hands a writer a pack of its own, a new one if none is idle.
+// Packs written by an earlier process are never appended to: their tail may
+// hold bytes of puts that a crash interrupted.
+func (b *packBackend) acquire() (*packFile, error) {
+	b.mu.Lock()
+	if n := len(b.idle); n > 0 {
+		p := b.idle[n-1]
+		b.idle = b.idle[:n-1]
+		b.mu.Unlock()
+		return p, nil
+	}
+	b.mu.Unlock()
+	var id uint64
+	if err := b.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		id, err = tx.Bucket([]byte(packMetaBucket)).NextSequence()
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("allocate pack: %w", err)
+	}
+	f, err := os.OpenFile(b.packPath(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create pack: %w", err)
+	}
+	if _, err := f.WriteAt([]byte(packMagic), 0); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create pack: %w", err)
+	}
+	p := &packFile{id: id, f: f, size: int64(len(packMagic))}
+	b.mu.Lock()
+	b.files[id] = f
+	b.mu.Unlock()
+	return p, nil
+}
+
+func (b *packBackend) release(p *packFile) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p.size < packSealSize && !b.closed {
+		b.idle = append(b.idle, p)
+	}
+}
+
+func (b *packBackend) lookupChunk(d castore.Digest) (chunkLoc, bool, error) {
+	b.mu.Lock()
+	loc, ok := b.pendingChunks[d]
+	b.mu.Unlock()
+	if ok {
+		return loc, true, nil
+	}
+	return b.durableChunk(d)
+}
+
+func (b *packBackend) durableChunk(d castore.Digest) (loc chunkLoc, ok bool, err error) {
+	err = b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(packChunksBucket)).Get(d[:])
+		if v == nil {
+			return nil
+		}
+		ok = true
+		loc, err = decodeChunkLoc(v)
+		return err
+	})
+	if err != nil {
+		return chunkLoc{}, false, fmt.Errorf("chunk %s: %w", d, err)
+	}
+	return loc, ok, nil
+}
+
+func (b *packBackend) hasChunk(d castore.Digest) (bool, error) {
+	_, ok, err := b.lookupChunk(d)
+	return ok, err
+}
+
+func (b *packBackend) hasDurable(d castore.Digest) (bool, error) {
+	var ok bool
+	err := b.db.View(func(tx *bolt.Tx) error {
+		ok = tx.Bucket([]byte(packBlobsBucket)).Get(d[:]) != nil ||
+			tx.Bucket([]byte(packChunksBucket)).Get(d[:]) != nil
+		return nil
+	})
+	return ok, err
+}
+
+func (b *packBackend) file(id uint64) (*os.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.files[id]; ok {
+		return f, nil
+	}
+	if b.closed {
+		return nil, errors.New("pack store closed")
+	}
+	f, err := os.Open(b.packPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("open pack %d: %w", id, err)
+	}
+	b.files[id] = f
+	return f, nil
+}
+
+// packChunk reads a chunk out of its pack; the pack's file stays open for
+// the store's lifetime, shared by all readers (ReadAt is pread).
+type packChunk struct{ *io.SectionReader }
+
+func (packChunk) Close() error { return nil }
+
+func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
+	loc, ok, err := b.lookupChunk(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
+	}
+	f, err := b.file(loc.pack)
+	if err != nil {
+		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
+	}
+	return packChunk{io.NewSectionReader(f, loc.off, loc.size)}, loc.size, nil
+}
+
+// prefetch asks the kernel to start reading a chunk's pack range now, so a
+// sequential reader finds the next chunk in the page cache.
+func (b *packBackend) prefetch(d castore.Digest) {
+	loc, ok, err := b.lookupChunk(d)
+	if err != nil || !ok {
+		return
+	}
+	if f, err := b.file(loc.pack); err == nil {
+		unix.Fadvise(int(f.Fd()), loc.off, loc.size, unix.FADV_WILLNEED)
+	}
+}
+
+func (b *packBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, error) {
+	b.mu.Lock()
+	m, ok := b.pendingBlobs[d]
+	b.mu.Unlock()
+	if ok {
+		return m, true, nil
+	}
+	var raw []byte
+	if err := b.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(packBlobsBucket)).Get(d[:]); v != nil {
+			raw = append([]byte(nil), v...)
+		}
+		return nil
+	}); err != nil {
+		return nil, false, err
+	}
+	if raw == nil {
+		return nil, false, nil
+	}
+	return decodeManifest(d, raw)
+}
+
+func encodeManifest(m []castore.ChunkMeta) []byte {
+	resp := &castorev1.StatBlobResponse{}
+	for _, c := range m {
+		resp.Chunks = append(resp.Chunks, &castorev1.StatBlobResponse_ChunkMeta{Digest: c.Digest.Bytes(), Size: c.Size})
+	}
+	raw, _ := proto.Marshal(resp)
+	return raw
+}
+
+func decodeManifest(d castore.Digest, raw []byte) ([]castore.ChunkMeta, bool, error) {
+	var resp castorev1.StatBlobResponse
+	if err := proto.Unmarshal(raw, &resp); err != nil {
+		return nil, false, fmt.Errorf("manifest of %s: %w", d, err)
+	}
+	out := make([]castore.ChunkMeta, len(resp.GetChunks()))
+	for i, c := range resp.GetChunks() {
+		cd, err := castore.DigestFromBytes(c.GetDigest())
+		if err != nil {
+			return nil, false, fmt.Errorf("manifest of %s: chunk %d: %w", d, i, err)
+		}
+		out[i] = castore.ChunkMeta{Digest: cd, Size: c.GetSize()}
+	}
+	return out, true, nil
+}
+
+func (b *packBackend) newTxn() (txn, error) { return &packTxn{b: b}, nil }
+
+func (b *packBackend) sync() error { return b.barrier.wait() }
+
+// flush makes everything committed so far durable: the packs' data first,
+// then the index entries that point into them, in one bbolt transaction.
+func (b *packBackend) flush() error {
+	b.mu.Lock()
+	dirty := make([]*packFile, 0, len(b.dirty))
+	for p := range b.dirty {
+		dirty = append(dirty, p)
+	}
+	clear(b.dirty)
+	chunks := make(map[castore.Digest]chunkLoc, len(b.pendingChunks))
+	for d, l := range b.pendingChunks {
+		chunks[d] = l
+	}
+	blobs := make(map[castore.Digest][]castore.ChunkMeta, len(b.pendingBlobs))
+	for d, m := range b.pendingBlobs {
+		blobs[d] = m
+	}
+	b.mu.Unlock()
+	if len(chunks) == 0 && len(blobs) == 0 {
+		return nil
+	}
+	fail := func(err error) error {
+		b.mu.Lock()
+		for _, p := range dirty {
+			b.dirty[p] = struct{}{}
+		}
+		b.mu.Unlock()
+		return err
+	}
+	for _, p := range dirty {
+		if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
+			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
+		}
+	}
+	if err := b.db.Update(func(tx *bolt.Tx) error {
+		cb, bb := tx.Bucket([]byte(packChunksBucket)), tx.Bucket([]byte(packBlobsBucket))
+		for d, l := range chunks {
+			if err := cb.Put(d[:], l.encode()); err != nil {
+				return err
+			}
+		}
+		for d, m := range blobs {
+			if err := bb.Put(d[:], encodeManifest(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fail(fmt.Errorf("commit chunk index: %w", err))
+	}
+	b.mu.Lock()
+	for d := range chunks {
+		delete(b.pendingChunks, d)
+	}
+	for d := range blobs {
+		delete(b.pendingBlobs, d)
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *packBackend) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var err error
+	for _, f := range b.files {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	b.files, b.idle = nil, nil
+	if cerr := b.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type packStaged struct {
+	d   castore.Digest
+	loc chunkLoc
+}
+
+type packTxn struct {
+	b      *packBackend
+	p      *packFile
+	start  int64
+	staged []packStaged
+	seen   map[castore.Digest]bool
+	hdr    [packRecordHeader]byte
+}
+
+func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
+	if t.seen[d] {
+		return nil
+	}
+	// A chunk committed by anyone, even if not yet durable, is not written
+	// again: whoever needs it durable syncs, and a sync covers all commits.
+	if ok, err := t.b.hasChunk(d); err != nil || ok {
+		return err
+	}
+	if t.p == nil {
+		p, err := t.b.acquire()
+		if err != nil {
+			return err
+		}
+		t.p, t.start = p, p.size
+	}
+	copy(t.hdr[:], d[:])
+	binary.LittleEndian.PutUint32(t.hdr[castore.DigestSize:], uint32(len(data)))
+	off := t.p.size
+	if _, err := t.p.f.WriteAt(t.hdr[:], off); err != nil {
+		return fmt.Errorf("append to pack %d: %w", t.p.id, err)
+	}
+	if _, err := t.p.f.WriteAt(data, off+packRecordHeader); err != nil {
+		return fmt.Errorf("append to pack %d: %w", t.p.id, err)
+	}
+	t.p.size = off + packRecordHeader + int64(len(data))
+	t.p.kickWriteback()
+	if t.seen == nil {
+		t.seen = map[castore.Digest]bool{}
+	}
+	t.seen[d] = true
+	t.staged = append(t.staged, packStaged{d, chunkLoc{pack: t.p.id, off: off + packRecordHeader, size: int64(len(data))}})
+	return nil
+}
+
+func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, deferSync bool) error {
+	b := t.b
+	b.mu.Lock()
+	for _, s := range t.staged {
+		b.pendingChunks[s.d] = s.loc
+	}
+	if manifest != nil {
+		b.pendingBlobs[blob] = manifest
+	}
+	if t.p != nil {
+		b.dirty[t.p] = struct{}{}
+	}
+	tooMany := len(b.pendingChunks) >= maxPendingChunks
+	b.mu.Unlock()
+	if t.p != nil {
+		b.release(t.p)
+		t.p = nil
+	}
+	t.staged = nil
+	if deferSync && !tooMany {
+		return nil
+	}
+	return b.sync()
+}
+
+// abort cuts the pack back to where this writer started; nobody else
+// appends to it meanwhile.
+func (t *packTxn) abort() {
+	if t.p != nil {
+		if err := t.p.f.Truncate(t.start); err == nil {
+			t.p.size = t.start
+			t.p.writeback = min(t.p.writeback, t.start)
+		}
+		t.b.release(t.p)
+		t.p = nil
+	}
+	t.staged = nil
+}
+
+// barrier runs flush for whoever waits, one run at a time; callers that
+// arrive while a run is going share the next one, so concurrent writers
+// pay one flush per batch rather than one each.
+type barrier struct {
+	flush func() error
+
+	mu      sync.Mutex
+	waiters []chan error
+	running bool
+}
+
+func (g *barrier) wait() error {
+	ch := make(chan error, 1)
+	g.mu.Lock()
+	g.waiters = append(g.waiters, ch)
+	if !g.running {
+		g.running = true
+		go g.loop()
+	}
+	g.mu.Unlock()
+	return <-ch
+}
+
+func (g *barrier) loop() {
+	for {
+		g.mu.Lock()
+		batch := g.waiters
+		g.waiters = nil
+		if len(batch) == 0 {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		err := g.flush()
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}

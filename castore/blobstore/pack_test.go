@@ -1,0 +1,272 @@
+package blobstore
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castoretest"
+)
+
+func TestPack(t *testing.T) {
+	castoretest.RunBlobService(t, func(t *testing.T) castore.BlobService {
+		s, err := NewPack(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func mustPack(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := NewPack(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func readAll(t *testing.T, s castore.BlobService, d castore.Digest) []byte {
+	t.Helper()
+	r, err := s.Open(context.Background(), d)
+	if err != nil {
+		t.Fatalf("open %s: %v", d, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %s: %v", d, err)
+	}
+	return b
+}
+
+func packSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	entries, _ := os.ReadDir(filepath.Join(dir, "packs"))
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = fi.Size()
+	}
+	return out
+}
+
+// A deferred put is readable at once but only durable (and reported by
+// Has, and visible to a store opened after a crash) once synced.
+func TestPackDeferredSync(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	data := randomBytes(1, 3<<20)
+	d, err := castoretest.PutBlob(t, s, data, 1<<16, castore.WithDeferredSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, s, d), data) {
+		t.Fatal("deferred blob reads back wrong")
+	}
+	if ok, _ := s.Has(ctx, d); ok {
+		t.Fatal("Has reports a blob that is not durable yet")
+	}
+	// A second store on the same directory sees only what is durable, as a
+	// process started after a crash would.
+	crashed := mustPack(t, dir)
+	if ok, _ := crashed.Has(ctx, d); ok {
+		t.Fatal("unsynced blob visible to a new store")
+	}
+	if _, err := crashed.Open(ctx, d); err == nil {
+		t.Fatal("unsynced blob opened by a new store")
+	}
+	crashed.b.close()
+
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Has(ctx, d); !ok {
+		t.Fatal("synced blob not reported by Has")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := mustPack(t, dir)
+	defer again.Close()
+	if !bytes.Equal(readAll(t, again, d), data) {
+		t.Fatal("synced blob reads back wrong after reopen")
+	}
+}
+
+// Close syncs deferred puts: a clean exit keeps every closed Put.
+func TestPackCloseSyncs(t *testing.T) {
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	var ds []castore.Digest
+	for i := range 50 {
+		d, err := castoretest.PutBlob(t, s, randomBytes(uint64(i+10), 5000+i), 4096, castore.WithDeferredSync())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := mustPack(t, dir)
+	defer again.Close()
+	for i, d := range ds {
+		if ok, err := again.Has(context.Background(), d); !ok || err != nil {
+			t.Fatalf("blob %d lost at close: %v %v", i, ok, err)
+		}
+	}
+}
+
+// A refused or aborted put leaves no bytes in the packs and nothing visible.
+func TestPackRefusedPutLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	defer s.Close()
+	if _, err := castoretest.PutBlob(t, s, []byte("kept"), 4); err != nil {
+		t.Fatal(err)
+	}
+	before := packSizes(t, dir)
+
+	data := randomBytes(2, 3<<20)
+	if _, err := castoretest.PutBlob(t, s, data, 1<<16, castore.WithExpectedDigest(castore.Digest{1})); err == nil {
+		t.Fatal("mismatch accepted")
+	}
+	w, err := s.Put(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(randomBytes(3, 2<<20))
+	w.Abort()
+
+	after := packSizes(t, dir)
+	for name, size := range after {
+		if b, ok := before[name]; ok && b != size {
+			t.Fatalf("pack %s grew from %d to %d bytes after refused puts", name, b, size)
+		}
+		if _, ok := before[name]; !ok && size > int64(len(packMagic)) {
+			t.Fatalf("new pack %s holds %d bytes after refused puts", name, size)
+		}
+	}
+	for _, d := range []castore.Digest{castore.HashBlob(data)} {
+		if ok, _ := s.Has(ctx, d); ok {
+			t.Fatal("refused blob visible")
+		}
+	}
+}
+
+// Bytes a crash left after the last indexed chunk of a pack are ignored,
+// and new puts never append behind them.
+func TestPackTornTail(t *testing.T) {
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	data := randomBytes(4, 1<<20)
+	d, err := castoretest.PutBlob(t, s, data, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if len(packs) != 1 {
+		t.Fatalf("%d packs, want 1", len(packs))
+	}
+	f, err := os.OpenFile(packs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("half a chunk"))
+	f.Close()
+	torn, _ := os.Stat(packs[0])
+
+	s = mustPack(t, dir)
+	defer s.Close()
+	if !bytes.Equal(readAll(t, s, d), data) {
+		t.Fatal("blob before the torn tail reads back wrong")
+	}
+	other := randomBytes(5, 300000)
+	d2, err := castoretest.PutBlob(t, s, other, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, s, d2), other) {
+		t.Fatal("new blob reads back wrong")
+	}
+	if fi, _ := os.Stat(packs[0]); fi.Size() != torn.Size() {
+		t.Fatal("a new put appended to a pack of an earlier process")
+	}
+}
+
+// Identical chunks are stored once, across blobs and across deferred puts
+// that are not durable yet.
+func TestPackDedup(t *testing.T) {
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	defer s.Close()
+	data := randomBytes(6, 4<<20)
+	if _, err := castoretest.PutBlob(t, s, data, 1<<16, castore.WithDeferredSync()); err != nil {
+		t.Fatal(err)
+	}
+	total := func() (n int64) {
+		for _, size := range packSizes(t, dir) {
+			n += size
+		}
+		return n
+	}
+	first := total()
+	if _, err := castoretest.PutBlob(t, s, data, 1<<16, castore.WithDeferredSync()); err != nil {
+		t.Fatal(err)
+	}
+	// A changed tail shares every chunk but the last few.
+	changed := append(bytes.Clone(data), []byte("more")...)
+	if _, err := castoretest.PutBlob(t, s, changed, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	if grew := total() - first; grew > 2<<20 {
+		t.Fatalf("packs grew by %d bytes for duplicate and near-duplicate blobs", grew)
+	}
+}
+
+func TestPackRefusesUnknownFormat(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, formatFile), []byte("tvix-go packstore v99\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewPack(dir); err == nil || !strings.Contains(err.Error(), "unknown format") {
+		t.Fatalf("NewPack on a v99 store = %v, want unknown format error", err)
+	}
+}
+
+func TestChunkLocRoundTrip(t *testing.T) {
+	for _, l := range []chunkLoc{{0, 0, 0}, {1, 16, 1 << 20}, {1 << 40, 1 << 50, 12345}} {
+		got, err := decodeChunkLoc(l.encode())
+		if err != nil || got != l {
+			t.Fatalf("round trip of %+v = %+v, %v", l, got, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0x80}, {1, 2}, {1, 2, 3, 4}} {
+		if _, err := decodeChunkLoc(bad); err == nil {
+			t.Fatalf("decodeChunkLoc(%x) accepted", bad)
+		}
+	}
+}
