@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"iter"
+	"os"
 
 	"github.com/tvix-go/tvix/castore/castorev1"
 )
@@ -17,6 +18,16 @@ type BlobReader interface {
 	io.Seeker
 	io.Closer
 	Size() int64
+}
+
+// FileRanger is implemented by blob readers whose bytes live in local
+// files. FileRange names the file and offset holding the blob's bytes from
+// off on, and how many of the n wanted lie there contiguously (0 when none
+// do), so a server can hand the range to the kernel (splice, sendfile)
+// instead of copying it through its own memory. The file stays open as
+// long as the blob service does.
+type FileRanger interface {
+	FileRange(off int64, n int) (f *os.File, fileOff int64, contiguous int)
 }
 
 // BlobWriter receives a blob's contents. Close verifies them (against the

@@ -25,7 +25,7 @@ import (
 // sequential read of a large file (cold: page cache dropped before each
 // read, warm: read again), find+stat of a tree of ~20k entries, and the
 // latency to the first byte of a file not opened before. Blobs live in the
-// chunked file blob store on the same disk as the native copy.
+// embedded default's pack store on the same disk as the native copy.
 //
 // TVIX_FS_BENCH_SIZE sets the large file's size in MiB (default 1024);
 // TVIX_FS_BENCH_DIR keeps the generated files between runs;
@@ -50,7 +50,7 @@ func BenchmarkFS(b *testing.B) {
 	makeBigFile(b, big, int64(sizeMiB)<<20)
 	files := makeTree(b, tree, 100, 199)
 
-	blobs, err := blobstore.NewFile(filepath.Join(dir, "blobs"))
+	blobs, err := blobstore.NewPack(filepath.Join(dir, "packs"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -140,6 +140,14 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		h.logReadError(off, err)
 		return nil, errnoFor(ctx, err)
 	}
+	if fr, ok := r.(castore.FileRanger); ok {
+		// Bytes that sit in a local file go to the kernel by splice,
+		// never through this process's memory.
+		if f, fileOff, m := fr.FileRange(off, len(dest)); m == len(dest) {
+			h.release(r)
+			return fuse.ReadResultFd(f.Fd(), fileOff, m), 0
+		}
+	}
 	n, err := r.ReadAt(dest, off)
 	h.release(r)
 	if err != nil && !(errors.Is(err, io.EOF) && n == len(dest)) {

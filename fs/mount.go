@@ -63,9 +63,10 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		// Bigger requests mean fewer round trips for sequential reads.
 		MaxWrite:     1 << 20,
 		MaxReadAhead: 1 << 20,
-		// Read results are Go buffers: splicing them through a pipe only
-		// adds a copy, and 1 MiB replies do not fit the default pipe.
-		DisableSplice: true,
+		// Blob bytes in local pack files are spliced from the page cache
+		// to the FUSE device (no copy through this process), if a pipe can
+		// hold a whole 1 MiB reply; otherwise go-fuse would log every read.
+		DisableSplice: !pipesHoldReplies(1<<20 + 2*os.Getpagesize()),
 		// security.capability is asked for on every exec; the store has
 		// no such labels, so answer without a round trip to the tree.
 		IgnoreSecurityLabels: true,
@@ -124,6 +125,19 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 	}()
 	lg.Info("mounted store", "mountpoint", mp, "method", method, "list_root", opts.ListRoot)
 	return m, nil
+}
+
+// pipesHoldReplies reports whether a pipe can be grown to n bytes: beyond
+// /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE.
+func pipesHoldReplies(n int) bool {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return false
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	got, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETPIPE_SZ, n)
+	return err == nil && got >= n
 }
 
 // setReadAhead sets the readahead of the mount's backing device info.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tvix-go/tvix/castore/blobstore"
 	"io"
 	"math/rand"
 	"os"
@@ -45,6 +46,11 @@ func randomBytes(seed int64, n int) []byte {
 // file and one that is a symlink.
 func sampleStore(t *testing.T) (s *testStore, src, tree, file, link string) {
 	t.Helper()
+	return sampleStoreIn(t, newTestStore())
+}
+
+func sampleStoreIn(t *testing.T, s *testStore) (_ *testStore, src, tree, file, link string) {
+	t.Helper()
 	src = filepath.Join(t.TempDir(), "src")
 	writeTree(t, src, sampleTree)
 	if err := os.WriteFile(filepath.Join(src, "share/big"), randomBytes(1, 5<<20+123), 0o444); err != nil {
@@ -52,7 +58,6 @@ func sampleStore(t *testing.T) (s *testStore, src, tree, file, link string) {
 	}
 	other := t.TempDir()
 	writeTree(t, other, map[string]string{"single*": "#!/bin/sh\n", "symlink": "->/etc/hostname"})
-	s = newTestStore()
 	tree = s.addStorePath(t, src, "sample-tree")
 	file = s.addStorePath(t, filepath.Join(other, "single"), "single-file")
 	link = s.addStorePath(t, filepath.Join(other, "symlink"), "a-symlink")
@@ -68,8 +73,24 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// The mount serves the same tree from blobs in memory (copied through the
+// process) and from the pack store (spliced from the pack files).
 func TestMountMatchesSource(t *testing.T) {
-	s, src, tree, file, link := sampleStore(t)
+	t.Run("memory", func(t *testing.T) { testMountMatchesSource(t, newTestStore()) })
+	t.Run("pack", func(t *testing.T) {
+		s := newTestStore()
+		blobs, err := blobstore.NewPack(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { blobs.Close() })
+		s.blobs = blobs
+		testMountMatchesSource(t, s)
+	})
+}
+
+func testMountMatchesSource(t *testing.T, s *testStore) {
+	s, src, tree, file, link := sampleStoreIn(t, s)
 	m := s.mount(t, Options{})
 	mnt := filepath.Join(m.Mountpoint(), tree)
 

@@ -7,6 +7,7 @@ package blobstore
 
 import (
 	"io"
+	"os"
 
 	"github.com/tvix-go/tvix/castore"
 )
@@ -55,4 +56,9 @@ type txn interface {
 // ignored and the later read reports them).
 type prefetcher interface {
 	prefetch(d castore.Digest)
+}
+
+// locator knows where in a local file a chunk's bytes are.
+type locator interface {
+	locate(d castore.Digest) (f *os.File, off, size int64, ok bool)
 }

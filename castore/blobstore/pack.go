@@ -26,16 +26,16 @@ import (
 // sequential appends here, and a whole import becomes durable with one
 // flush of each pack it wrote to plus one index commit. A chunk of a large
 // file lands right after the previous one, so reading the file back is a
-// sequential read of the pack that the kernel's readahead serves.
+// sequential read of the pack that the kernel's readahead serves. Chunks
+// carry no framing, so a blob's chunks form one byte range of the pack:
+// a read across chunk boundaries is one pread (or one splice, see
+// castore.FileRanger).
 const (
 	packFormatVersion = "tvix-go packstore v1\n"
 	packMagic         = "tvix-go pack v1\n"
 	// A pack stops taking new writers past this size; a blob being written
 	// finishes in the pack it started in, so packs of large blobs run over.
 	packSealSize = 256 << 20
-	// Each chunk is preceded by its digest and length, so the packs alone
-	// describe their contents (an index can be rebuilt from them).
-	packRecordHeader = castore.DigestSize + 4
 	// Deferred puts are indexed in memory until a sync; past this many a
 	// commit syncs by itself, bounding that memory.
 	maxPendingChunks = 1 << 20
@@ -286,6 +286,19 @@ func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	return packChunk{io.NewSectionReader(f, loc.off, loc.size)}, loc.size, nil
 }
 
+// locate names the open pack file and the offset holding a chunk.
+func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
+	loc, ok, err := b.lookupChunk(d)
+	if err != nil || !ok {
+		return nil, 0, 0, false
+	}
+	f, err := b.file(loc.pack)
+	if err != nil {
+		return nil, 0, 0, false
+	}
+	return f, loc.off, loc.size, true
+}
+
 // prefetch asks the kernel to start reading a chunk's pack range now, so a
 // sequential reader finds the next chunk in the page cache.
 func (b *packBackend) prefetch(d castore.Digest) {
@@ -441,7 +454,6 @@ type packTxn struct {
 	start  int64
 	staged []packStaged
 	seen   map[castore.Digest]bool
-	hdr    [packRecordHeader]byte
 }
 
 func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
@@ -460,22 +472,17 @@ func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
 		}
 		t.p, t.start = p, p.size
 	}
-	copy(t.hdr[:], d[:])
-	binary.LittleEndian.PutUint32(t.hdr[castore.DigestSize:], uint32(len(data)))
 	off := t.p.size
-	if _, err := t.p.f.WriteAt(t.hdr[:], off); err != nil {
+	if _, err := t.p.f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("append to pack %d: %w", t.p.id, err)
 	}
-	if _, err := t.p.f.WriteAt(data, off+packRecordHeader); err != nil {
-		return fmt.Errorf("append to pack %d: %w", t.p.id, err)
-	}
-	t.p.size = off + packRecordHeader + int64(len(data))
+	t.p.size = off + int64(len(data))
 	t.p.kickWriteback()
 	if t.seen == nil {
 		t.seen = map[castore.Digest]bool{}
 	}
 	t.seen[d] = true
-	t.staged = append(t.staged, packStaged{d, chunkLoc{pack: t.p.id, off: off + packRecordHeader, size: int64(len(data))}})
+	t.staged = append(t.staged, packStaged{d, chunkLoc{pack: t.p.id, off: off, size: int64(len(data))}})
 	return nil
 }
 

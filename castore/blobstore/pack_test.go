@@ -270,3 +270,51 @@ func TestChunkLocRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A blob's chunks lie back to back in one pack, so any range of it is one
+// file range a server can splice; single-chunk blobs too.
+func TestPackFileRange(t *testing.T) {
+	ctx := context.Background()
+	s := mustPack(t, t.TempDir())
+	defer s.Close()
+	for _, size := range []int{100, 3 << 20} {
+		data := randomBytes(uint64(size), size)
+		d, err := castoretest.PutBlob(t, s, data, 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs, _ := s.Chunks(ctx, d); size > 1<<20 && len(cs) < 2 {
+			t.Fatalf("%d-byte blob stored as %d chunks; the test wants several", size, len(cs))
+		}
+		r, err := s.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, ok := r.(castore.FileRanger)
+		if !ok {
+			t.Fatalf("pack reader %T does not offer file ranges", r)
+		}
+		for _, c := range []struct{ off, n, want int }{
+			{0, size, size},
+			{size / 3, size / 2, size / 2},
+			{size - 10, 100, 10},
+			{size, 1, 0},
+		} {
+			f, fileOff, got := fr.FileRange(int64(c.off), c.n)
+			if got != c.want {
+				t.Fatalf("FileRange(%d, %d) of a %d-byte blob: %d contiguous, want %d", c.off, c.n, size, got, c.want)
+			}
+			if got == 0 {
+				continue
+			}
+			buf := make([]byte, got)
+			if _, err := f.ReadAt(buf, fileOff); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf, data[c.off:c.off+got]) {
+				t.Fatalf("FileRange(%d, %d) names the wrong bytes", c.off, c.n)
+			}
+		}
+		r.Close()
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 
@@ -63,11 +64,20 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		if err != nil {
 			return nil, fmt.Errorf("open blob %s: %w", d, err)
 		}
-		return &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}, nil
+		sr := &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}
+		if l, ok := s.b.(locator); ok {
+			if f, off, _, ok := l.locate(d); ok {
+				sr.f, sr.fileOff = f, off
+			}
+		}
+		return sr, nil
 	}
 	r := newChunkedReader(d, m, s.b.openChunk)
 	if pf, ok := s.b.(prefetcher); ok {
 		r.prefetch = pf.prefetch
+	}
+	if l, ok := s.b.(locator); ok {
+		r.locate = l.locate
 	}
 	return r, nil
 }
@@ -238,6 +248,16 @@ func (w *writer) Abort() {
 type singleReader struct {
 	*io.SectionReader
 	c chunkReader
+	// f, when set, holds the blob's bytes from fileOff on.
+	f       *os.File
+	fileOff int64
+}
+
+func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
+	if r.f == nil || off < 0 || off >= r.Size() {
+		return nil, 0, 0
+	}
+	return r.f, r.fileOff + off, int(min(int64(n), r.Size()-off))
 }
 
 func (r *singleReader) Close() error { return r.c.Close() }
@@ -253,8 +273,11 @@ type chunkedReader struct {
 	// sequential reader; prefetched is the last chunk asked for.
 	prefetch   func(castore.Digest)
 	prefetched int
+	// locate, when the backend has it, finds chunks in local files.
+	locate func(castore.Digest) (*os.File, int64, int64, bool)
 
 	mu     sync.Mutex
+	seq    int // last chunk FileRange served, for read-ahead
 	cur    int
 	curR   chunkReader
 	pos    int64
@@ -266,7 +289,7 @@ func newChunkedReader(blob castore.Digest, chunks []castore.ChunkMeta, open func
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1, prefetched: -1}
+	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1, seq: -1, prefetched: -1}
 }
 
 func (r *chunkedReader) Size() int64 { return r.offsets[len(r.chunks)] }
@@ -342,6 +365,39 @@ func (r *chunkedReader) readAhead(i int) {
 		r.prefetch(r.chunks[j].Digest)
 	}
 	r.prefetched = j - 1
+}
+
+// FileRange serves castore.FileRanger when chunks live in local files:
+// consecutive chunks written together sit back to back in one pack file,
+// so a range across chunk boundaries is usually one file range.
+func (r *chunkedReader) FileRange(off int64, n int) (*os.File, int64, int) {
+	if r.locate == nil || off < 0 || off >= r.Size() || n <= 0 {
+		return nil, 0, 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := sort.Search(len(r.chunks), func(i int) bool { return r.offsets[i+1] > off })
+	f, start, size, ok := r.locate(r.chunks[i].Digest)
+	if !ok || uint64(size) != r.chunks[i].Size {
+		return nil, 0, 0
+	}
+	if r.prefetch != nil && i != r.seq {
+		if i == r.seq+1 {
+			r.readAhead(i)
+		}
+		r.seq = i
+	}
+	fileOff := start + (off - r.offsets[i])
+	end := start + size // file offset just past the contiguous run
+	want := fileOff + int64(n)
+	for j := i + 1; end < want && j < len(r.chunks); j++ {
+		g, s2, sz, ok := r.locate(r.chunks[j].Digest)
+		if !ok || g != f || s2 != end || uint64(sz) != r.chunks[j].Size {
+			break
+		}
+		end += sz
+	}
+	return f, fileOff, int(min(want, end) - fileOff)
 }
 
 func (r *chunkedReader) Read(p []byte) (int, error) {
