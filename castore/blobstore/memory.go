@@ -17,6 +17,7 @@ type memBackend struct {
 	mu        sync.RWMutex
 	chunks    map[castore.Digest][]byte
 	manifests map[castore.Digest][]castore.ChunkMeta
+	slabs     slabs
 }
 
 func (m *memBackend) hasChunk(d castore.Digest) (bool, error) {
@@ -63,7 +64,7 @@ func (t *memTxn) stageChunk(d castore.Digest, data []byte) error {
 		return nil
 	}
 	if _, ok := t.staged[d]; !ok {
-		t.staged[d] = append([]byte{}, data...)
+		t.staged[d] = t.m.slabs.copy(data)
 	}
 	return nil
 }
@@ -83,4 +84,9 @@ func (t *memTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ boo
 	return nil
 }
 
-func (t *memTxn) abort() { t.staged = nil }
+func (t *memTxn) abort() {
+	for _, c := range t.staged {
+		t.m.slabs.giveBack(c)
+	}
+	t.staged = nil
+}

@@ -170,6 +170,45 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom reads straight into the chunking buffer, saving the copy that
+// io.Copy's own buffer would cost.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	max := w.s.cdc.Params().Max
+	for {
+		if w.err != nil {
+			return total, w.err
+		}
+		if w.done {
+			return total, errors.New("put blob: write after close")
+		}
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(false); err != nil {
+				return total, err
+			}
+		}
+		n, err := r.Read(w.buf[len(w.buf):cap(w.buf)])
+		if n > 0 {
+			p := w.buf[len(w.buf) : len(w.buf)+n]
+			w.h.Write(p)
+			w.size += uint64(n)
+			w.buf = w.buf[:len(w.buf)+n]
+			total += int64(n)
+			if len(w.buf) >= max {
+				if err := w.flush(false); err != nil {
+					return total, err
+				}
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // flush stages chunks from the buffer; without final it keeps the tail
 // whose boundary depends on bytes still to come.
 func (w *writer) flush(final bool) error {

@@ -1,11 +1,14 @@
 package blobstore
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
@@ -87,5 +90,67 @@ func TestFileInterruptedPutInvisibleAndSwept(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
 		t.Fatalf("%d stale temp files not swept", len(left))
+	}
+}
+
+// ReadFrom (used by io.Copy) cuts the same chunks and digest as Write,
+// whatever sizes the source reads in.
+func TestWriterReadFromMatchesWrite(t *testing.T) {
+	ctx := context.Background()
+	data := randomBytes(9, 5<<20+17)
+	want, err := castoretest.PutBlob(t, NewMemory(), data, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []io.Reader{
+		bytes.NewReader(data),
+		iotest.OneByteReader(bytes.NewReader(data[:300000])),
+		iotest.HalfReader(bytes.NewReader(data)),
+	} {
+		s := NewMemory()
+		w, err := s.Put(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(w, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == int64(len(data)) && d != want {
+			t.Fatalf("ReadFrom digest %s, Write digest %s", d, want)
+		}
+		if n != int64(len(data)) && d != castore.HashBlob(data[:n]) {
+			t.Fatalf("ReadFrom of %d bytes: digest %s", n, d)
+		}
+		got := readAll(t, s, d)
+		if !bytes.Equal(got, data[:n]) {
+			t.Fatal("ReadFrom stored different bytes")
+		}
+	}
+}
+
+// An aborted put's chunks go back to the slab when nothing was allocated
+// after them, and stored chunks never share bytes with later ones.
+func TestSlabGiveBack(t *testing.T) {
+	var s slabs
+	a := s.copy([]byte("first"))
+	b := s.copy([]byte("second"))
+	s.giveBack(a) // not the latest: stays
+	s.giveBack(b)
+	c := s.copy([]byte("third!"))
+	if &c[0] != &b[0] {
+		t.Fatal("the latest chunk's space was not reused after giveBack")
+	}
+	c = append(c, 'x') // capacity is exact: appending must not write into the slab
+	if string(a) != "first" || cap(a) != len(a) {
+		t.Fatalf("slab chunk changed or has spare capacity: %q cap %d", a, cap(a))
+	}
+	big := s.copy(make([]byte, slabMaxChunk+1))
+	if len(big) != slabMaxChunk+1 {
+		t.Fatal("large chunk copied wrong")
 	}
 }

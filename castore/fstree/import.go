@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 )
@@ -161,7 +163,7 @@ func walk(ctx context.Context, e *entry, jobs chan<- *entry, filter func(string,
 }
 
 func importFile(ctx context.Context, e *entry, blobs castore.BlobService, p *Progress) error {
-	f, err := os.Open(e.path)
+	f, err := openForRead(e.path)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", e.path, err)
 	}
@@ -186,7 +188,30 @@ func importFile(ctx context.Context, e *entry, blobs castore.BlobService, p *Pro
 	return nil
 }
 
+// openForRead opens a regular file without os.Open's attempt to register
+// it with the network poller (a fcntl and an epoll_ctl that fail for
+// regular files): with tens of thousands of small files that is a
+// noticeable share of an import's CPU time.
+func openForRead(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+type countingReader struct {
+	r io.Reader
+	p *Progress
+}
+
+func (cr countingReader) Read(b []byte) (int, error) {
+	n, err := cr.r.Read(b)
+	cr.p.Bytes.Add(int64(n))
+	return n, err
+}
 
 type progressWriter struct {
 	w io.Writer
@@ -199,8 +224,12 @@ func (pw progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom keeps io.Copy's buffer large; blob writers cut chunks anyway.
+// ReadFrom lets a blob writer that reads by itself do so (counting what it
+// reads), and otherwise keeps io.Copy's buffer large.
 func (pw progressWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := pw.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(countingReader{r, pw.p})
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
