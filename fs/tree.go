@@ -89,9 +89,12 @@ type Options struct {
 	skipDirectMount bool
 }
 
-// DefaultReadAheadKiB matches the largest FUSE request Mount negotiates
-// (1 MiB), so sequential reads arrive as 1 MiB requests.
-const DefaultReadAheadKiB = 1024
+// DefaultReadAheadKiB is the readahead window of the mount, as large as a
+// virtio disk's default: FUSE requests are at most 1 MiB, so a window of
+// several MiB keeps several requests (and their pack reads) in flight
+// while the reader consumes the first. The kernel starts small and grows
+// the window only for sequential readers.
+const DefaultReadAheadKiB = 8192
 
 // DefaultTimeout is the per-call service timeout when Options.Timeout is 0.
 const DefaultTimeout = 2 * time.Minute
