@@ -27,6 +27,10 @@ func (d *Derivation) ATerm() []byte {
 	return b.Bytes()
 }
 
+// ATermSHA256 is the sha256 of ATerm(), computed without keeping the
+// bytes (read-only mode needs only the .drv's path).
+func (d *Derivation) ATermSHA256() [32]byte { return d.hashATerm(d.InputDerivations) }
+
 // atermBufs recycles the buffers ATerms are hashed from.
 var atermBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -85,7 +89,15 @@ func (d *Derivation) writeATerm(b *bytes.Buffer, inputs map[string][]string) {
 		writeEscaped(b, a)
 	}
 	b.WriteString("],[")
-	for i, k := range sortedKeys(d.Env) {
+	// The env's sorted keys go through a recycled slice: a derivation's
+	// ATerm is written three times (two hashes and the file).
+	kp := keyBufs.Get().(*[]string)
+	keys := (*kp)[:0]
+	for k := range d.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -96,7 +108,12 @@ func (d *Derivation) writeATerm(b *bytes.Buffer, inputs map[string][]string) {
 		b.WriteByte(')')
 	}
 	b.WriteString("])")
+	clear(keys)
+	*kp = keys[:0]
+	keyBufs.Put(kp)
 }
+
+var keyBufs = sync.Pool{New: func() any { return new([]string) }}
 
 func (d *Derivation) sizeHint() int {
 	n := 64 + len(d.System) + len(d.Builder)

@@ -85,8 +85,9 @@ func (d *Derivation) CalculateOutputPaths(name string, lookup ModuloLookup) erro
 		if err != nil {
 			return fmt.Errorf("output %q of %s: %w", on, name, err)
 		}
-		d.Outputs[on] = Output{Path: sp.String()}
-		d.Env[on] = sp.String()
+		p := sp.String()
+		d.Outputs[on] = Output{Path: p}
+		d.Env[on] = p
 	}
 	return nil
 }

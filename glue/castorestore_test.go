@@ -1,15 +1,20 @@
 package glue
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/nar"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/storepath"
 )
@@ -68,5 +73,37 @@ func TestCastoreStoreAgreesWithComputeStore(t *testing.T) {
 	got, err := cs.AddText(ctx, "t.txt", []byte("x "+dep.String()), []storepath.StorePath{dep})
 	if err != nil || got != want {
 		t.Fatalf("AddText = %s, %v; want %s", got, err, want)
+	}
+	// The PathInfo is the one the importer (nix-store --add's code path)
+	// records for the same text.
+	ref := importer.Store{Blobs: blobstore.NewMemory(), Dirs: dirstore.NewMemory(), PathInfo: pathinfo.NewMemory()}
+	_, wantInfo, err := ref.AddText(ctx, "t.txt", []byte("x "+dep.String()), []storepath.StorePath{dep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotInfo, err := pis.Get(ctx, got.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(gotInfo, wantInfo) {
+		t.Fatalf("AddText recorded\n%v\nthe importer records\n%v", gotInfo, wantInfo)
+	}
+}
+
+// fileNAR must agree with the NAR writer it stands in for.
+func TestFileNARMatchesNARWriter(t *testing.T) {
+	for _, contents := range []string{"", "x", "12345678", "Derive([(\"out\",\"/nix/store/…\",\"\",\"\")],[],[],\"x\")"} {
+		var buf bytes.Buffer
+		nw := nar.NewWriter(&buf)
+		if err := nw.File(false, uint64(len(contents)), strings.NewReader(contents)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n, sum := fileNAR([]byte(contents))
+		if n != uint64(buf.Len()) || sum != sha256.Sum256(buf.Bytes()) {
+			t.Errorf("fileNAR(%q) = %d %x, NAR writer %d %x", contents, n, sum, buf.Len(), sha256.Sum256(buf.Bytes()))
+		}
 	}
 }

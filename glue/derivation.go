@@ -13,6 +13,7 @@ import (
 	"github.com/tvix-go/tvix/eval/syntax"
 	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/store/storepath"
 )
 
 // noCtx forces a string that must not refer to store paths.
@@ -51,128 +52,150 @@ func hashMode(ev *eval.Evaluator, s string) string {
 	return s
 }
 
+// drvBuilder collects a derivation's attributes. It lives on the heap and
+// the collecting functions are kept apart from the rest of
+// derivationStrict, so that the frames on the recursion path (an
+// attribute forcing another derivation, 10,000 deep in a chain) stay
+// small: the Go stack, not the heap, is what such chains fill.
+type drvBuilder struct {
+	drvName                    string
+	structured, ignoreNulls    bool
+	d                          *derivation.Derivation
+	ctx                        eval.Context
+	outputs                    []string
+	outputHash, outputHashAlgo *string
+	mode                       string
+	js                         bytes.Buffer
+	toJSON                     eval.Value
+	namePos                    syntax.Pos
+}
+
 func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Value {
-	attrs := ev.ForceAttrs(args[0])
+	return g.finishDerivation(ev, collectDerivation(ev, args[0]))
+}
+
+//go:noinline
+func collectDerivation(ev *eval.Evaluator, v eval.Value) *drvBuilder {
+	attrs := ev.ForceAttrs(v)
 	nameV, ok := attrs.Get("name")
 	if !ok {
 		ev.Throwf("attribute 'name' missing for call to 'derivationStrict'")
 	}
-	drvName := noCtx(ev, nameV)
-	structured, ignoreNulls := false, false
+	b := &drvBuilder{drvName: noCtx(ev, nameV), d: derivation.New(), outputs: []string{"out"}}
 	if v, ok := attrs.Get("__structuredAttrs"); ok {
-		structured = ev.ForceBool(v)
+		b.structured = ev.ForceBool(v)
 	}
 	if v, ok := attrs.Get("__ignoreNulls"); ok {
-		ignoreNulls = ev.ForceBool(v)
+		b.ignoreNulls = ev.ForceBool(v)
 	}
-
-	d := derivation.New()
-	var ctx eval.Context
-	outputs := []string{"out"}
-	var outputHash, outputHashAlgo *string
-	mode := ""
-	var js bytes.Buffer
-	var toJSON eval.Value
-	if structured {
-		toJSON, _ = ev.Builtins().Get("toJSON")
-		js.WriteByte('{')
+	if b.structured {
+		b.toJSON, _ = ev.Builtins().Get("toJSON")
+		b.js.WriteByte('{')
 	}
-	var namePos syntax.Pos
 	if p := attrs.Lookup("name").Pos; p != nil {
-		namePos = *p
-	}
-	addAttr := func(a eval.Attr) {
-		key := a.Name
-		defer traceAttr(key, drvName, namePos)
-		if ignoreNulls {
-			if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
-				return
-			}
-		}
-		switch {
-		case key == "__contentAddressed":
-			if ev.ForceBool(a.Val) {
-				ev.Throwf("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override")
-			}
-		case key == "__impure":
-			// Nix 2.8 reads the flag as a Boolean, then refuses impure
-			// derivations without the experimental feature.
-			if ev.ForceBool(a.Val) {
-				ev.Throwf("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override")
-			}
-		case key == "args":
-			for _, it := range ev.ForceList(a.Val).Items {
-				s := ev.CoerceToStringMore(it, true)
-				ctx = eval.MergeContext(ctx, s.Ctx())
-				d.Args = append(d.Args, s.S)
-			}
-		case structured:
-			if key == "__structuredAttrs" {
-				return
-			}
-			if js.Len() > 1 {
-				js.WriteByte(',')
-			}
-			k := ev.ForceString(ev.Call1(toJSON, eval.Str(key)))
-			v := ev.ForceString(ev.Call1(toJSON, a.Val))
-			js.WriteString(k.S)
-			js.WriteByte(':')
-			js.WriteString(v.S)
-			ctx = eval.MergeContext(ctx, v.Ctx())
-			switch key {
-			case "builder":
-				s := ev.ForceString(a.Val)
-				ctx = eval.MergeContext(ctx, s.Ctx())
-				d.Builder = s.S
-			case "system":
-				d.System = noCtx(ev, a.Val)
-			case "outputHash":
-				s := noCtx(ev, a.Val)
-				outputHash = &s
-			case "outputHashAlgo":
-				s := noCtx(ev, a.Val)
-				outputHashAlgo = &s
-			case "outputHashMode":
-				mode = hashMode(ev, noCtx(ev, a.Val))
-			case "outputs":
-				var names []string
-				for _, it := range ev.ForceList(a.Val).Items {
-					names = append(names, noCtx(ev, it))
-				}
-				outputs = outputSet(ev, names)
-			}
-		default:
-			s := ev.CoerceToStringMore(a.Val, true)
-			ctx = eval.MergeContext(ctx, s.Ctx())
-			d.Env[key] = s.S
-			switch key {
-			case "builder":
-				d.Builder = s.S
-			case "system":
-				d.System = s.S
-			case "outputHash":
-				outputHash = &s.S
-			case "outputHashAlgo":
-				outputHashAlgo = &s.S
-			case "outputHashMode":
-				mode = hashMode(ev, s.S)
-			case "outputs":
-				outputs = outputSet(ev, strings.FieldsFunc(s.S, func(r rune) bool {
-					return r == ' ' || r == '\t' || r == '\n' || r == '\r'
-				}))
-			}
-		}
+		b.namePos = *p
 	}
 	for _, a := range attrs.All() {
 		if a.Name != "__ignoreNulls" {
-			addAttr(a)
+			b.add(ev, a)
 		}
 	}
-	if structured {
-		js.WriteByte('}')
-		d.Env["__json"] = js.String()
+	if b.structured {
+		b.js.WriteByte('}')
+		b.d.Env["__json"] = b.js.String()
 	}
+	return b
+}
 
+func (b *drvBuilder) add(ev *eval.Evaluator, a eval.Attr) {
+	key, d := a.Name, b.d
+	defer traceAttr(key, b.drvName, b.namePos)
+	if b.ignoreNulls {
+		if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
+			return
+		}
+	}
+	switch {
+	case key == "__contentAddressed":
+		if ev.ForceBool(a.Val) {
+			ev.Throwf("experimental Nix feature 'ca-derivations' is disabled; use '--extra-experimental-features ca-derivations' to override")
+		}
+	case key == "__impure":
+		// Nix 2.8 reads the flag as a Boolean, then refuses impure
+		// derivations without the experimental feature.
+		if ev.ForceBool(a.Val) {
+			ev.Throwf("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override")
+		}
+	case key == "args":
+		for _, it := range ev.ForceList(a.Val).Items {
+			s := ev.CoerceToStringMore(it, true)
+			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+			d.Args = append(d.Args, s.S)
+		}
+	case b.structured:
+		if key == "__structuredAttrs" {
+			return
+		}
+		if b.js.Len() > 1 {
+			b.js.WriteByte(',')
+		}
+		k := ev.ForceString(ev.Call1(b.toJSON, eval.Str(key)))
+		v := ev.ForceString(ev.Call1(b.toJSON, a.Val))
+		b.js.WriteString(k.S)
+		b.js.WriteByte(':')
+		b.js.WriteString(v.S)
+		b.ctx = eval.MergeContext(b.ctx, v.Ctx())
+		switch key {
+		case "builder":
+			s := ev.ForceString(a.Val)
+			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+			d.Builder = s.S
+		case "system":
+			d.System = noCtx(ev, a.Val)
+		case "outputHash":
+			s := noCtx(ev, a.Val)
+			b.outputHash = &s
+		case "outputHashAlgo":
+			s := noCtx(ev, a.Val)
+			b.outputHashAlgo = &s
+		case "outputHashMode":
+			b.mode = hashMode(ev, noCtx(ev, a.Val))
+		case "outputs":
+			var names []string
+			for _, it := range ev.ForceList(a.Val).Items {
+				names = append(names, noCtx(ev, it))
+			}
+			b.outputs = outputSet(ev, names)
+		}
+	default:
+		s := ev.CoerceToStringMore(a.Val, true)
+		b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+		d.Env[key] = s.S
+		switch key {
+		case "builder":
+			d.Builder = s.S
+		case "system":
+			d.System = s.S
+		case "outputHash":
+			b.outputHash = &s.S
+		case "outputHashAlgo":
+			b.outputHashAlgo = &s.S
+		case "outputHashMode":
+			b.mode = hashMode(ev, s.S)
+		case "outputs":
+			b.outputs = outputSet(ev, strings.FieldsFunc(s.S, func(r rune) bool {
+				return r == ' ' || r == '\t' || r == '\n' || r == '\r'
+			}))
+		}
+	}
+}
+
+// finishDerivation computes the inputs and paths of a collected
+// derivation, writes it and returns derivationStrict's result.
+//
+//go:noinline
+func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
+	d, drvName, ctx, outputs, outputHash, outputHashAlgo, mode := b.d, b.drvName, b.ctx, b.outputs, b.outputHash, b.outputHashAlgo, b.mode
 	for _, e := range ctx.Elems() {
 		switch e.Kind {
 		case eval.CtxAllOutputs:
@@ -247,7 +270,14 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 		sp, _ := d.DrvPath(drvName)
 		ev.Throwf("derivation '%s': the system %q would not read back from the .drv file (C++ Nix writes it unescaped)", sp, d.System)
 	}
-	sp, err := g.store.AddText(g.ctx, drvName+".drv", d.ATerm(), refs)
+	var sp storepath.StorePath
+	if _, ok := g.store.(ComputeStore); ok {
+		// Read-only: only the path is needed, not the bytes.
+		h := d.ATermSHA256()
+		sp, err = storepath.MakeText(drvName+".drv", h[:], refs)
+	} else {
+		sp, err = g.store.AddText(g.ctx, drvName+".drv", d.ATerm(), refs)
+	}
 	if err != nil {
 		ev.Throwf("writing derivation %s: %v", drvName, err)
 	}
@@ -261,7 +291,8 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 	g.modulo[drvPath] = hdm
 	g.mu.Unlock()
 
-	res := []eval.Attr{{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{"=" + drvPath})}}
+	res := make([]eval.Attr, 1, 1+len(d.Outputs))
+	res[0] = eval.Attr{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{"=" + drvPath})}
 	for o, out := range d.Outputs {
 		res = append(res, eval.Attr{Name: o, Val: eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})})
 	}

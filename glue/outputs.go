@@ -9,46 +9,70 @@ import (
 	"github.com/tvix-go/tvix/store/storepath"
 )
 
-// OutputPaths evaluates v the way nix-instantiate would and returns the
-// output paths of the derivations it names (the selected output, or every
-// output when a whole derivation is named): what a command seeded by an
-// expression substitutes. Plain store path strings count as themselves.
-func (g *Glue) OutputPaths(ev *eval.Evaluator, v eval.Value) ([]storepath.StorePath, error) {
+// Selected is one derivation a value names, as nix-instantiate lists it:
+// its .drv path, every output's path, and the outputs selected (the one
+// an output attribute such as hello.dev picks, else all of them).
+type Selected struct {
+	DrvPath  string
+	Outputs  map[string]string
+	Selected []string // output names, sorted
+}
+
+// Derivations evaluates v the way nix-instantiate would and returns the
+// derivations it names, in nix-instantiate's order.
+func (g *Glue) Derivations(ev *eval.Evaluator, v eval.Value) ([]Selected, error) {
 	lines, err := Instantiate(ev, v)
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	var out []storepath.StorePath
-	add := func(p string) error {
-		if seen[p] {
-			return nil
-		}
-		seen[p] = true
-		sp, err := storepath.Parse(p)
-		if err != nil {
-			return err
-		}
-		out = append(out, sp)
-		return nil
-	}
+	out := make([]Selected, 0, len(lines))
 	for _, l := range lines {
 		drvPath, output, _ := strings.Cut(l, "!")
 		d, ok := g.Derivation(drvPath)
 		if !ok {
 			return nil, fmt.Errorf("derivation %s was not created by this evaluation", drvPath)
 		}
-		names := make([]string, 0, len(d.Outputs))
-		for name := range d.Outputs {
+		s := Selected{DrvPath: drvPath, Outputs: make(map[string]string, len(d.Outputs))}
+		for name, o := range d.Outputs {
+			s.Outputs[name] = o.Path
 			if output == "" || name == output {
-				names = append(names, name)
+				s.Selected = append(s.Selected, name)
 			}
 		}
-		sort.Strings(names)
-		for _, name := range names {
-			if err := add(d.Outputs[name].Path); err != nil {
-				return nil, err
+		sort.Strings(s.Selected)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// OutputPaths evaluates v the way nix-instantiate would and returns the
+// output paths of the derivations it names (the selected output, or every
+// output when a whole derivation is named): what a command seeded by an
+// expression substitutes.
+func (g *Glue) OutputPaths(ev *eval.Evaluator, v eval.Value) ([]storepath.StorePath, error) {
+	drvs, err := g.Derivations(ev, v)
+	if err != nil {
+		return nil, err
+	}
+	return SelectedPaths(drvs)
+}
+
+// SelectedPaths lists the selected output paths of drvs, each once.
+func SelectedPaths(drvs []Selected) ([]storepath.StorePath, error) {
+	seen := map[string]bool{}
+	var out []storepath.StorePath
+	for _, d := range drvs {
+		for _, name := range d.Selected {
+			p := d.Outputs[name]
+			if seen[p] {
+				continue
 			}
+			seen[p] = true
+			sp, err := storepath.Parse(p)
+			if err != nil {
+				return nil, fmt.Errorf("output %s of %s: %w", name, d.DrvPath, err)
+			}
+			out = append(out, sp)
 		}
 	}
 	return out, nil

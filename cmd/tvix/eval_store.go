@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tvix-go/tvix/castore/castoreurl"
 	"github.com/tvix-go/tvix/eval"
@@ -37,7 +39,7 @@ func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return nil, nil, err
 	}
-	blobs, err := castoreurl.OpenBlobService(ctx, envOr("BLOB_SERVICE_ADDR", "objectstore+file://"+d+"/blobs"))
+	blobs, err := castoreurl.OpenBlobService(ctx, envOr("BLOB_SERVICE_ADDR", defaultBlobServiceAddr(d)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -46,14 +48,19 @@ func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval
 		blobs.Close()
 		return nil, nil, err
 	}
-	pis, err := pathinfourl.Open(ctx, envOr("PATH_INFO_SERVICE_ADDR", "bbolt://"+d+"/db.bolt"), blobs, dirs)
+	piAddr := envOr("PATH_INFO_SERVICE_ADDR", "bbolt://"+d+"/db.bolt")
+	pis, err := pathinfourl.Open(ctx, piAddr, blobs, dirs)
 	if err != nil {
 		dirs.Close()
 		blobs.Close()
 		return nil, nil, err
 	}
-	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: pis}
-	sio := glue.StoreIO{Base: eval.OSIO{}, Ctx: ctx, Blobs: blobs, Dirs: dirs, PathInfo: pis}
+	// .drv files and sources are stored in batches while evaluation goes
+	// on; what was written is flushed before its paths are printed.
+	wb := glue.NewWriteBehind(pis, blobs)
+	wb.LocalInner = strings.HasPrefix(piAddr, "bbolt:") || strings.HasPrefix(piAddr, "memory:")
+	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: wb}
+	sio := glue.StoreIO{Base: eval.OSIO{}, Ctx: ctx, Blobs: blobs, Dirs: dirs, PathInfo: wb}
 	if opts.IO != nil {
 		sio.Base = opts.IO
 	}
@@ -61,6 +68,21 @@ func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval
 	g := glue.New(ctx, glue.CastoreStore{Store: st})
 	g.ReadDerivation = sio.ReadFile
 	g.Install(opts)
-	done := func() { pis.Close(); dirs.Close(); blobs.Close() }
-	return func(ev *eval.Evaluator, v eval.Value) []string { return glue.InstantiatedPaths(ev, v) }, done, nil
+	done := func() {
+		// Only --eval --read-write-mode gets here with unflushed writes
+		// (toFile results); the paths were printed already.
+		if err := wb.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		}
+		dirs.Close()
+		blobs.Close()
+	}
+	instantiate := func(ev *eval.Evaluator, v eval.Value) []string {
+		paths := glue.InstantiatedPaths(ev, v)
+		if err := wb.Flush(ctx); err != nil {
+			ev.Throwf("writing to the store: %v", err)
+		}
+		return paths
+	}
+	return instantiate, done, nil
 }

@@ -44,4 +44,19 @@ in { foo = derivation { name = "foo"; builder = "/bin/sh"; system = "x86_64-linu
 	if out, _, _ := run(t, env2, "store", "ls"); strings.TrimSpace(out) != "" {
 		t.Fatalf("--readonly-mode wrote %s", out)
 	}
+	toFile := `builtins.toFile "x.nix" "1 + 1"`
+	if out, stderr, err := run(t, env2, "instantiate", "--eval", "-E", toFile); err != nil || strings.TrimSpace(out) == "" {
+		t.Fatalf("--eval toFile = %q %v %s", out, err, stderr)
+	}
+	if out, _, _ := run(t, env2, "store", "ls"); strings.TrimSpace(out) != "" {
+		t.Fatalf("--eval wrote %s", out)
+	}
+	// --eval --read-write-mode writes (nixpkgs' modules.sh imports a
+	// toFile result that way), and what it wrote reads back at once.
+	if out, stderr, err := run(t, env2, "instantiate", "--eval", "--read-write-mode", "-E", "import ("+toFile+")"); err != nil || strings.TrimSpace(out) != "2" {
+		t.Fatalf("--eval --read-write-mode import of toFile = %q %v %s", out, err, stderr)
+	}
+	if out, _, _ := run(t, env2, "store", "ls"); !strings.Contains(out, "-x.nix") {
+		t.Fatalf("--eval --read-write-mode did not store the file: %q", out)
+	}
 }

@@ -44,6 +44,22 @@ func EncodeToString(b []byte) string {
 	return string(out)
 }
 
+// AppendEncode appends the encoding of b to dst (no allocation when dst
+// has room: store path strings are built in one piece with it).
+func AppendEncode(dst, b []byte) []byte {
+	l := EncodedLen(len(b))
+	for n := l - 1; n >= 0; n-- {
+		bit := n * 5
+		i, j := bit/8, uint(bit%8)
+		c := b[i] >> j
+		if i+1 < len(b) {
+			c |= b[i+1] << (8 - j)
+		}
+		dst = append(dst, alphabet[c&0x1f])
+	}
+	return dst
+}
+
 // DecodeString decodes s, refusing characters outside the alphabet, lengths
 // no byte count encodes to, and set bits beyond the last byte.
 func DecodeString(s string) ([]byte, error) {

@@ -54,3 +54,12 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendEncodeMatchesEncodeToString(t *testing.T) {
+	for _, in := range [][]byte{nil, {0}, {1, 2, 3}, make([]byte, 20), []byte("0123456789abcdefghijklmnopqrstuv")} {
+		got := string(AppendEncode([]byte("pre-"), in))
+		if want := "pre-" + EncodeToString(in); got != want {
+			t.Errorf("AppendEncode(%x) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -97,3 +97,34 @@ func (b *Bolt) List(context.Context) iter.Seq2[*storev1.PathInfo, error] {
 }
 
 func (b *Bolt) Close() error { return b.db.Close() }
+
+// PutBatch stores many PathInfos in one transaction (one sync instead of
+// one per path): all or none of them.
+func (b *Bolt) PutBatch(_ context.Context, infos []*storev1.PathInfo) error {
+	type kv struct{ k, v []byte }
+	rows := make([]kv, len(infos))
+	for i, info := range infos {
+		sp, err := Validate(info)
+		if err != nil {
+			return fmt.Errorf("put path info: %w", err)
+		}
+		raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
+		if err != nil {
+			return fmt.Errorf("put path info %s: %w", sp, err)
+		}
+		rows[i] = kv{append([]byte(nil), sp.Digest[:]...), raw}
+	}
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucket))
+		for _, r := range rows {
+			if err := bk.Put(r.k, r.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %d path infos: %w", len(infos), err)
+	}
+	return nil
+}

@@ -30,3 +30,22 @@ type Service interface {
 type NARCalculator interface {
 	CalculateNAR(ctx context.Context, node *castorev1.Node) (size uint64, sha256 [32]byte, err error)
 }
+
+// BatchPutter is implemented by services that store many PathInfos at
+// once (the embedded bbolt store: one transaction).
+type BatchPutter interface {
+	PutBatch(ctx context.Context, infos []*storev1.PathInfo) error
+}
+
+// PutAll stores infos in order, as one batch where s can.
+func PutAll(ctx context.Context, s Service, infos []*storev1.PathInfo) error {
+	if b, ok := s.(BatchPutter); ok {
+		return b.PutBatch(ctx, infos)
+	}
+	for _, info := range infos {
+		if _, err := s.Put(ctx, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}

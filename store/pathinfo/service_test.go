@@ -107,3 +107,46 @@ func TestGRPC(t *testing.T) {
 	}
 	runSuite(t, NewClient(conn, conn))
 }
+
+// PutAll stores a batch (one bbolt transaction, or Put by Put) and
+// refuses the whole batch when one entry is invalid.
+func TestPutAll(t *testing.T) {
+	ctx := context.Background()
+	bolt, err := NewBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	for _, tc := range []struct {
+		name  string
+		svc   Service
+		batch bool
+	}{{"bolt", bolt, true}, {"memory", NewMemory(), false}} {
+		if _, ok := tc.svc.(BatchPutter); ok != tc.batch {
+			t.Fatalf("%s: BatchPutter = %v", tc.name, ok)
+		}
+		a := sampleInfo(t, "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
+		b := sampleInfo(t, "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
+		if err := PutAll(ctx, tc.svc, []*storev1.PathInfo{a, b}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, want := range []*storev1.PathInfo{a, b} {
+			sp, _ := storepath.FromBasename(string(castore.NodeName(want.GetNode())))
+			if got, err := tc.svc.Get(ctx, sp.Digest); err != nil || !proto.Equal(got, want) {
+				t.Fatalf("%s: Get %s = %v, %v", tc.name, sp, got, err)
+			}
+		}
+		if tc.batch {
+			c := sampleInfo(t, "2c5b8vw40dy178xlpddw65q9gf1h2186-c")
+			bad := sampleInfo(t, "3c5b8vw40dy178xlpddw65q9gf1h2186-d")
+			bad.Narinfo.NarSha256 = []byte{1}
+			if err := PutAll(ctx, tc.svc, []*storev1.PathInfo{c, bad}); err == nil {
+				t.Fatalf("%s: invalid batch accepted", tc.name)
+			}
+			sp, _ := storepath.FromBasename("2c5b8vw40dy178xlpddw65q9gf1h2186-c")
+			if _, err := tc.svc.Get(ctx, sp.Digest); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%s: part of a refused batch was stored: %v", tc.name, err)
+			}
+		}
+	}
+}

@@ -98,10 +98,23 @@ func ParsePrefix(s string) (StorePath, string, error) {
 func (p StorePath) HashPart() string { return nixbase32.EncodeToString(p.Digest[:]) }
 
 // Basename is "<hash>-<name>".
-func (p StorePath) Basename() string { return p.HashPart() + "-" + p.Name }
+func (p StorePath) Basename() string {
+	b := make([]byte, 0, nixbase32.EncodedLen(DigestSize)+1+len(p.Name))
+	b = nixbase32.AppendEncode(b, p.Digest[:])
+	b = append(b, '-')
+	return string(append(b, p.Name...))
+}
 
-// String is the absolute path.
-func (p StorePath) String() string { return StoreDir + "/" + p.Basename() }
+// String is the absolute path. Both are built in one allocation: paths
+// are made by the ten thousand when derivations are instantiated.
+func (p StorePath) String() string {
+	b := make([]byte, 0, len(StoreDir)+1+nixbase32.EncodedLen(DigestSize)+1+len(p.Name))
+	b = append(b, StoreDir...)
+	b = append(b, '/')
+	b = nixbase32.AppendEncode(b, p.Digest[:])
+	b = append(b, '-')
+	return string(append(b, p.Name...))
+}
 
 // compressHash XOR-folds a hash to n bytes, as Nix's compressHash.
 func compressHash(h []byte, n int) []byte {
@@ -118,10 +131,21 @@ func Make(typ string, innerSHA256 []byte, name string) (StorePath, error) {
 	if err := ValidateName(name); err != nil {
 		return StorePath{}, err
 	}
-	fp := typ + ":sha256:" + hex.EncodeToString(innerSHA256) + ":" + StoreDir + ":" + name
-	h := sha256.Sum256([]byte(fp))
+	// The fingerprint is built on the stack when it fits.
+	var buf [512]byte
+	fp := append(buf[:0], typ...)
+	fp = append(fp, ":sha256:"...)
+	fp = hex.AppendEncode(fp, innerSHA256)
+	fp = append(fp, ':')
+	fp = append(fp, StoreDir...)
+	fp = append(fp, ':')
+	fp = append(fp, name...)
+	h := sha256.Sum256(fp)
 	var sp StorePath
-	copy(sp.Digest[:], compressHash(h[:], DigestSize))
+	// XOR-fold to 20 bytes, as Nix's compressHash.
+	for i, b := range h {
+		sp.Digest[i%DigestSize] ^= b
+	}
 	sp.Name = name
 	return sp, nil
 }
