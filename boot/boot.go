@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -42,17 +43,26 @@ type Config struct {
 	// VirtiofsOptions tune the in-process server.
 	VirtiofsOptions virtiofs.Options
 
+	// Disks are given to the guest read-only as virtio-blk devices
+	// (/dev/vda, /dev/vdb, ... in this order; also /dev/tvix-disk0, ...),
+	// served over NBD on a unix socket to QEMU's NBD client, so only the
+	// blocks the guest reads are read from Data.
+	Disks []nbd.Export
+
 	Kernel     string // default: newest /boot/vmlinuz-*
 	ModulesDir string // default: /lib/modules/<release of Kernel>
 	Init       string // tvix-init binary; see findInit
 	QEMU       string // default: qemu-system-x86_64 from PATH
-	Busybox    string // static busybox for Shell; default /bin/busybox
-	Machine    string // MachineMicroVM (default) or MachineQ35
-	Accel      string // "auto" (default: KVM if usable), "kvm" or "tcg"
-	CPUs       int    // default 1
-	MemoryMB   int    // default 512
-	Tag        string // virtio-fs tag, default "tvix"
-	Append     []string
+	Busybox    string // static busybox for Shell and Tools; default /bin/busybox
+	// Tools puts the static busybox and its applets into the initramfs'
+	// /bin (as Shell does) for Run commands, e.g. to read a disk.
+	Tools    bool
+	Machine  string // MachineMicroVM (default) or MachineQ35
+	Accel    string // "auto" (default: KVM if usable), "kvm" or "tcg"
+	CPUs     int    // default 1
+	MemoryMB int    // default 512
+	Tag      string // virtio-fs tag, default "tvix"
+	Append   []string
 	// NoDirectBoot boots the compressed kernel as is instead of the
 	// vmlinux extracted from it (cached in CacheDir) via PVH.
 	NoDirectBoot bool
@@ -80,11 +90,23 @@ type Result struct {
 	// Ready is the time from QEMU start until the store was mounted;
 	// Total until QEMU exited.
 	Ready, Total time.Duration
+	// Prepare is the time before QEMU started (finding the kernel,
+	// building the initramfs, starting servers); Poweroff from the
+	// guest's final status line to QEMU's exit.
+	Prepare, Poweroff time.Duration
+	// Guest are the init's stages in guest uptime (kernel start = 0).
+	Guest []guest.Stage
+	// InitramfsBytes is the size of the initramfs.
+	InitramfsBytes int64
+	// QEMUCPU is the CPU time QEMU used (user+system): under TCG it
+	// hardly depends on how busy the host is, unlike the wall times.
+	QEMUCPU time.Duration
 }
 
 // Run boots the VM and waits for it to finish.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{}
+	begin := time.Now()
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return res, err
@@ -102,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	spec := InitramfsSpec{Init: initBin}
-	if c.Shell {
+	if c.Shell || c.Tools {
 		if spec.Shell, err = findShell(c.Busybox); err != nil {
 			return res, err
 		}
@@ -112,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		modDir = filepath.Join("/lib/modules", release)
 	}
 	if _, err := os.Stat(filepath.Join(modDir, "modules.dep")); err == nil {
-		spec.ModulesDir, spec.Modules = modDir, modulesFor(c.Machine)
+		spec.ModulesDir, spec.Modules = modDir, modulesFor(c.Machine, len(c.Disks) > 0)
 	} else if c.ModulesDir != "" {
 		return res, fmt.Errorf("modules directory %s: %w", c.ModulesDir, err)
 	} else {
@@ -146,6 +168,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := writeInitramfsFile(initrd, spec); err != nil {
 		return res, fmt.Errorf("build initramfs: %w", err)
 	}
+	if fi, err := os.Stat(initrd); err == nil {
+		res.InitramfsBytes = fi.Size()
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -170,6 +195,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := waitSocket(ctx, sock, 10*time.Second); err != nil {
 		return res, err
 	}
+	var nbdSock string
+	if len(c.Disks) > 0 {
+		// QEMU connects to the NBD server at start and gives up at once
+		// if it cannot, so it listens before QEMU starts.
+		nbdSock = filepath.Join(tmp, "nbd.sock")
+		l, err := net.Listen("unix", nbdSock)
+		if err != nil {
+			return res, fmt.Errorf("listen for the disks' NBD clients: %w", err)
+		}
+		srvCtx, stopSrv := context.WithCancel(context.Background())
+		srvDone := make(chan struct{})
+		go func() {
+			defer close(srvDone)
+			if err := nbd.NewServer(c.Logger, c.Disks...).Serve(srvCtx, l); err != nil {
+				cancel(fmt.Errorf("disk NBD server failed: %w", err))
+			}
+		}()
+		defer func() { stopSrv(); <-srvDone }()
+	}
 
 	cmdline := kernelCmdline(c.Machine)
 	if res.Accel == "tcg" {
@@ -178,6 +222,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			// fail, and a microvm (no HPET, no PM timer) then hangs.
 			cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
 		}
+		// TCG's TSC is the host's, so it is reliable; but the watchdog
+		// compares it with jiffies, which lose ticks whenever QEMU is
+		// descheduled, declares it unstable and switches the guest to
+		// the coarse jiffies clock (seen on a loaded host), which also
+		// makes the guest's boot timestamps wrong.
+		cmdline = append(cmdline, "tsc=reliable")
 	}
 	cmdline = append(cmdline, c.modeParams()...)
 	cmdline = append(cmdline, c.Append...)
@@ -195,8 +245,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
 		kernel: bootKernel, initrd: initrd, sock: sock, tag: c.Tag,
 		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY, allowReboot: c.AllowReboot,
+		nbdSock: nbdSock, disks: diskNames(c.Disks),
 	})
 	c.Logger.Debug("starting QEMU", "qemu", qemu, "args", args)
+	res.Prepare = time.Since(begin)
 	return c.runQEMU(ctx, cancel, qemu, args, sock, res)
 }
 
@@ -219,6 +271,17 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if r.Machine == "" {
 		r.Machine = MachineMicroVM
+	}
+	if len(r.Disks) > maxDisks {
+		return r, fmt.Errorf("%d disks: at most %d", len(r.Disks), maxDisks)
+	}
+	r.Disks = append([]nbd.Export(nil), r.Disks...)
+	for i := range r.Disks {
+		// The export name is only QEMU's handle; the guest sees the order.
+		r.Disks[i].Name = fmt.Sprintf("disk%d", i)
+		if r.Disks[i].Data == nil || r.Disks[i].Size <= 0 {
+			return r, fmt.Errorf("disk %d: no data or empty", i)
+		}
 	}
 	if r.Machine != MachineMicroVM && r.Machine != MachineQ35 {
 		return r, fmt.Errorf("machine %q: want %s or %s", r.Machine, MachineMicroVM, MachineQ35)
@@ -259,10 +322,25 @@ func (c *Config) withDefaults() (Config, error) {
 	return r, nil
 }
 
+// maxDisks is what microvm's 8 virtio-mmio transports leave besides
+// virtio-fs.
+const maxDisks = 7
+
+func diskNames(disks []nbd.Export) []string {
+	var n []string
+	for _, d := range disks {
+		n = append(n, d.Name)
+	}
+	return n
+}
+
 func (c *Config) modeParams() []string {
 	var p []string
 	if c.Tag != guest.DefaultTag {
 		p = append(p, guest.KeyTag+"="+c.Tag)
+	}
+	if len(c.Disks) > 0 {
+		p = append(p, fmt.Sprintf("%s=%d", guest.KeyDisks, len(c.Disks)))
 	}
 	switch {
 	case len(c.Run) > 0:
@@ -354,6 +432,7 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 		mu      sync.Mutex
 		ready   bool
 		final   *guest.Marker
+		stages  []guest.Stage
 		tail    []string
 		readyCh = make(chan struct{})
 		finalCh = make(chan struct{})
@@ -368,6 +447,7 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 		switch {
 		case m.Ready && !ready:
 			ready = true
+			stages = m.Stages
 			close(readyCh)
 		case (m.Exit || m.Fail != "") && final == nil:
 			final = &m
@@ -450,6 +530,7 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 	var waitErr error
 	var failure error
 	finalSeen := false
+	var finalAt time.Time
 loop:
 	for {
 		select {
@@ -462,6 +543,7 @@ loop:
 		case <-finalCh:
 			finalCh = nil
 			finalSeen = true
+			finalAt = time.Now()
 			// The guest powers off next; don't wait on a hung QEMU.
 			bootTimer.Reset(15 * time.Second)
 		case <-bootTimer.C:
@@ -490,8 +572,15 @@ loop:
 		}
 	}
 	res.Total = time.Since(start)
+	if ps := cmd.ProcessState; ps != nil {
+		res.QEMUCPU = ps.UserTime() + ps.SystemTime()
+	}
+	if finalSeen {
+		res.Poweroff = time.Since(finalAt)
+	}
 	mu.Lock()
 	fin := final
+	res.Guest = stages
 	mu.Unlock()
 	switch {
 	case fin != nil && fin.Fail != "":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,9 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/diskimage"
+	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -134,7 +138,20 @@ func TestBootRunExitCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
 	}
-	t.Logf("accel %s, store mounted after %v, total %v", res.Accel, res.Ready, res.Total)
+	t.Logf("accel %s, store mounted after %v, total %v; %+v", res.Accel, res.Ready, res.Total, res.Guest)
+	var stages []string
+	for i, s := range res.Guest {
+		stages = append(stages, s.Name)
+		if s.At <= 0 || (i > 0 && s.At < res.Guest[i-1].At) {
+			t.Errorf("guest stage %s at %v: want increasing uptimes", s.Name, s.At)
+		}
+	}
+	if got := strings.Join(stages, " "); got != "init modules store" {
+		t.Errorf("guest stages %q, want init modules store", got)
+	}
+	if res.Prepare <= 0 || res.Poweroff <= 0 || res.QEMUCPU <= 0 || res.InitramfsBytes <= 0 {
+		t.Errorf("timings missing: %+v", res)
+	}
 	if res.ExitCode != 7 {
 		t.Errorf("exit code %d, want 7", res.ExitCode)
 	}
@@ -167,6 +184,8 @@ func TestBootFind(t *testing.T) {
 	cfg.FS = loopback(t, dir)
 	cfg.Find = true
 	cfg.Machine = MachineQ35
+	// A disk on q35 (virtio-blk-pci): the init fails unless it appears.
+	cfg.Disks = []nbd.Export{{Size: 1 << 20, Data: bytes.NewReader(make([]byte, 1<<20))}}
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
@@ -395,5 +414,123 @@ func TestBootGuestReboot(t *testing.T) {
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want the test's cancellation", err)
+	}
+}
+
+// TestBootDisk boots with a qcow2 image, imported into a blob store, as
+// --disk: the guest reads a range of /dev/vda, its checksum matches the
+// host's, and only a few of the image's chunks are fetched.
+func TestBootDisk(t *testing.T) {
+	requireVM(t)
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-img (Debian qemu-utils) is required under CI")
+		}
+		t.Skip("qemu-img not installed")
+	}
+	dir := storeTree(t)
+	tmp := t.TempDir()
+	raw := make([]byte, 24<<20)
+	rand.New(rand.NewSource(6)).Read(raw)
+	// A zero stretch, which qcow2 stores as unallocated clusters.
+	clear(raw[16<<20 : 20<<20])
+	if err := os.WriteFile(filepath.Join(tmp, "disk.raw"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(tmp, "disk.qcow2")
+	if out, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "qcow2", filepath.Join(tmp, "disk.raw"), img).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	blobs := blobstore.NewMemory()
+	d, size, typ, err := diskimage.Import(ctx, img, blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ != "qcow2" || size != int64(len(raw)) {
+		t.Fatalf("imported a %s image of %d bytes, want qcow2 of %d", typ, size, len(raw))
+	}
+	disk, err := nbd.OpenBlob(ctx, blobs, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+
+	// 192 KiB from an odd sector 9 MiB in.
+	const skip, count = 18437, 384
+	off, n := int64(skip*512), int64(count*512)
+	var out bytes.Buffer
+	cfg := testConfig(t, &out)
+	cfg.FS = loopback(t, dir)
+	cfg.Disks = []nbd.Export{disk.Export("")}
+	bb := "/nix/store/0aaa-busybox/bin/busybox"
+	cfg.Run = []string{bb, "sh", "-c", fmt.Sprintf("%s dd if=/dev/tvix-disk0 bs=512 skip=%d count=%d 2>/dev/null | %s md5sum; %s blockdev --getsize64 /dev/vda", bb, skip, count, bb, bb)}
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
+	}
+	want := fmt.Sprintf("%x  -\n%d\n", md5.Sum(raw[off:off+n]), len(raw))
+	if out.String() != want {
+		t.Errorf("guest output %q, want %q", out.String(), want)
+	}
+	st := disk.Stats()
+	t.Logf("boot %v; guest read %d bytes; fetched %d of %d chunks, %d of %d bytes", res.Total, st.BytesRead, st.ChunksFetched, st.Chunks, st.BytesFetched, st.Size)
+	// What the guest read, plus the kernel's partition probe (the first
+	// and last sectors) and readahead: a handful of chunks.
+	if st.ChunksFetched < 1 || st.BytesFetched > st.Size/4 {
+		t.Errorf("fetched %d chunks, %d of %d bytes: want much less than the image", st.ChunksFetched, st.BytesFetched, st.Size)
+	}
+}
+
+func TestQEMUDiskArgs(t *testing.T) {
+	tests := []struct {
+		machine, device string
+	}{
+		{MachineMicroVM, "virtio-blk-device,drive=disk0,serial=disk0"},
+		{MachineQ35, "virtio-blk-pci,drive=disk0,serial=disk0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.machine, func(t *testing.T) {
+			args := strings.Join(qemuArgs(qemuSpec{machine: tc.machine, accel: "tcg", cpus: 1, memoryMB: 64,
+				kernel: "k", initrd: "i", sock: "/s", tag: "tvix", nbdSock: "/run/x,y.sock", disks: []string{"disk0", "disk1"}}), " ")
+			for _, want := range []string{
+				"-blockdev driver=nbd,node-name=disk0,server.type=unix,server.path=/run/x,,y.sock,export=disk0,read-only=on",
+				"-device " + tc.device,
+				"export=disk1,read-only=on",
+			} {
+				if !strings.Contains(args, want) {
+					t.Errorf("QEMU args lack %q:\n%s", want, args)
+				}
+			}
+			mods := modulesFor(tc.machine, true)
+			if mods[len(mods)-1] != "virtio_blk" {
+				t.Errorf("modules %v lack virtio_blk", mods)
+			}
+		})
+	}
+	if m := modulesFor(MachineMicroVM, false); strings.Contains(strings.Join(m, " "), "virtio_blk") {
+		t.Errorf("modules %v without disks include virtio_blk", m)
+	}
+}
+
+func TestDiskConfigErrors(t *testing.T) {
+	disk := nbd.Export{Size: 512, Data: bytes.NewReader(make([]byte, 512))}
+	tests := []struct {
+		name  string
+		disks []nbd.Export
+		want  string
+	}{
+		{"too many", []nbd.Export{disk, disk, disk, disk, disk, disk, disk, disk}, "at most"},
+		{"empty", []nbd.Export{{Data: bytes.NewReader(nil)}}, "empty"},
+		{"no data", []nbd.Export{{Size: 512}}, "no data"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), Config{Find: true, Socket: "/s", Disks: tc.disks})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -45,7 +45,8 @@ func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
 		if err := addHostFile(c, "bin/busybox", spec.Shell, 0o755); err != nil {
 			return fmt.Errorf("add shell: %w", err)
 		}
-		for _, applet := range []string{"sh", "ls", "cat", "find", "mount", "poweroff", "ps", "dmesg", "vi", "less", "grep", "du", "stat"} {
+		for _, applet := range []string{"sh", "ls", "cat", "find", "mount", "poweroff", "ps", "dmesg", "vi", "less", "grep", "du", "stat",
+			"dd", "md5sum", "sha256sum", "blockdev", "head", "wc", "hexdump", "sleep", "time"} {
 			if err := c.symlink("bin/"+applet, "busybox"); err != nil {
 				return err
 			}

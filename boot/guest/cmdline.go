@@ -7,7 +7,9 @@ package guest
 import (
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Console markers. The init prints them followed by a newline; the host
@@ -34,9 +36,27 @@ func FailMarker(msg string) string {
 	return MarkerPrefix + failWord + msg + MarkerSuffix
 }
 
+// Stage is a point of the guest's boot and its uptime (CLOCK_BOOTTIME)
+// then: "init" (PID 1 started), "modules", "disks", "store" (mounted).
+type Stage struct {
+	Name string
+	At   time.Duration
+}
+
+// ReadyMarkerWith is the ready marker carrying the guest's stage times.
+func ReadyMarkerWith(stages []Stage) string {
+	var b strings.Builder
+	b.WriteString(ReadyMarker[:len(ReadyMarker)-len(MarkerSuffix)])
+	for _, s := range stages {
+		fmt.Fprintf(&b, " %s=%.6f", s.Name, s.At.Seconds())
+	}
+	return b.String() + MarkerSuffix
+}
+
 // Marker is a decoded console marker.
 type Marker struct {
 	Ready    bool
+	Stages   []Stage // with Ready
 	Exit     bool
 	ExitCode int
 	Fail     string
@@ -47,6 +67,17 @@ func ParseMarker(body string) (Marker, error) {
 	switch {
 	case body == "ready":
 		return Marker{Ready: true}, nil
+	case strings.HasPrefix(body, "ready "):
+		m := Marker{Ready: true}
+		for _, f := range strings.Fields(body[len("ready "):]) {
+			k, v, ok := strings.Cut(f, "=")
+			secs, err := strconv.ParseFloat(v, 64)
+			if !ok || err != nil || secs < 0 || secs > 1e6 {
+				return Marker{}, fmt.Errorf("bad ready marker %q", body)
+			}
+			m.Stages = append(m.Stages, Stage{Name: k, At: time.Duration(secs * float64(time.Second))})
+		}
+		return m, nil
 	case strings.HasPrefix(body, exitWord):
 		var n int
 		if _, err := fmt.Sscanf(body[len(exitWord):], "%d", &n); err != nil || n < 0 || n > 255 {
@@ -67,6 +98,9 @@ const (
 	KeyFind  = "tvix.find"
 	KeyTag   = "tvix.tag"
 	KeyInit  = "init"
+	// KeyDisks is the number of virtio-blk disks the host attached; the
+	// init waits for them and names them /dev/tvix-disk0, ...
+	KeyDisks = "tvix.disks"
 	// DefaultTag is the virtio-fs tag the store is exported under.
 	DefaultTag = "tvix"
 )
@@ -78,6 +112,7 @@ type Mode struct {
 	Find   bool
 	System string // init= path to switch_root into
 	Tag    string
+	Disks  int
 }
 
 // SplitCmdline splits a kernel command line the way the kernel does:
@@ -138,6 +173,12 @@ func ParseCmdline(s string) (Mode, error) {
 				return m, fmt.Errorf("init=%q: want an absolute path", v)
 			}
 			m.System = v
+		case KeyDisks:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 26 {
+				return m, fmt.Errorf("%s=%q: want a number of disks (0-26)", KeyDisks, v)
+			}
+			m.Disks = n
 		case KeyTag:
 			if v == "" {
 				return m, fmt.Errorf("%s= is empty", KeyTag)

@@ -3,6 +3,7 @@ package guest
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -20,6 +21,9 @@ func TestParseCmdline(t *testing.T) {
 		{"tvix.run=", Mode{}, true},
 		{"tvix.run64=!!", Mode{}, true},
 		{"tvix.tag=", Mode{}, true},
+		{"tvix.find tvix.disks=2", Mode{Find: true, Tag: DefaultTag, Disks: 2}, false},
+		{"tvix.disks=x", Mode{}, true},
+		{"tvix.disks=-1", Mode{}, true},
 	}
 	for _, tc := range tests {
 		got, err := ParseCmdline(tc.in)
@@ -63,7 +67,12 @@ func TestMarkers(t *testing.T) {
 	if err != nil || m.Fail == "" {
 		t.Errorf("fail marker: %+v %v", m, err)
 	}
-	for _, bad := range []string{"exit x", "exit 256", "exit -1", "what"} {
+	s = ReadyMarkerWith([]Stage{{"init", 1500 * time.Millisecond}, {"store", 2 * time.Second}})
+	m, err = ParseMarker(s[len(MarkerPrefix) : len(s)-len(MarkerSuffix)])
+	if want := []Stage{{"init", 1500 * time.Millisecond}, {"store", 2 * time.Second}}; err != nil || !m.Ready || !reflect.DeepEqual(m.Stages, want) {
+		t.Errorf("ready marker %q: %+v %v", s, m, err)
+	}
+	for _, bad := range []string{"exit x", "exit 256", "exit -1", "what", "ready init", "ready init=x", "ready init=-1"} {
 		if _, err := ParseMarker(bad); err == nil {
 			t.Errorf("ParseMarker(%q) succeeded", bad)
 		}

@@ -49,8 +49,18 @@ func Main() int {
 // own output passes unchanged.
 func marker(m string) { os.Stdout.WriteString(m + "\n") }
 
+// uptime is CLOCK_BOOTTIME: the time since the kernel started.
+func uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
 // run returns the exit code to report, or -1 if none is to be reported.
 func run() (int, error) {
+	stages := []Stage{{"init", uptime()}}
 	if err := mountBase(); err != nil {
 		return 0, err
 	}
@@ -65,6 +75,13 @@ func run() (int, error) {
 	if err := loadModules(); err != nil {
 		return 0, err
 	}
+	stages = append(stages, Stage{"modules", uptime()})
+	if err := waitDisks(mode.Disks, 10*time.Second); err != nil {
+		return 0, err
+	}
+	if mode.Disks > 0 {
+		stages = append(stages, Stage{"disks", uptime()})
+	}
 	os.Setenv("PATH", "/bin")
 	os.Setenv("HOME", "/")
 	os.Setenv("TERM", "linux")
@@ -75,7 +92,7 @@ func run() (int, error) {
 	if err := mountStore(mode.Tag, StoreDir); err != nil {
 		return 0, err
 	}
-	marker(ReadyMarker)
+	marker(ReadyMarkerWith(append(stages, Stage{"store", uptime()})))
 	switch {
 	case len(mode.Run) > 0:
 		return runCommand(mode.Run), nil
@@ -138,6 +155,49 @@ func loadModule(path string) error {
 		return fmt.Errorf("load module %s: %w", filepath.Base(path), err)
 	}
 	return nil
+}
+
+// DiskLink is the name the init gives the host's disk i (in --disk order).
+func DiskLink(i int) string { return fmt.Sprintf("/dev/tvix-disk%d", i) }
+
+// waitDisks waits until the host's n disks are there and links each,
+// found by the serial the host gave it (disk0, ...), as DiskLink(i):
+// probe order need not be the host's order.
+func waitDisks(n int, timeout time.Duration) error {
+	if n == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		found := map[string]string{}
+		ents, _ := os.ReadDir("/sys/block")
+		for _, e := range ents {
+			serial, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "serial"))
+			if err == nil {
+				found[strings.TrimSpace(string(serial))] = e.Name()
+			}
+		}
+		missing := ""
+		for i := 0; i < n; i++ {
+			if _, ok := found[fmt.Sprintf("disk%d", i)]; !ok {
+				missing = fmt.Sprintf("disk%d", i)
+				break
+			}
+		}
+		if missing == "" {
+			for i := 0; i < n; i++ {
+				dev := found[fmt.Sprintf("disk%d", i)]
+				if err := os.Symlink(dev, DiskLink(i)); err != nil && !errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("link disk %d: %w", i, err)
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("disk %s (of %d) did not appear within %v (virtio_blk missing from the kernel?)", missing, n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // mountStore mounts the virtio-fs tag read-only. The device may still be

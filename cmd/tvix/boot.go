@@ -17,7 +17,10 @@ import (
 
 	"github.com/tvix-go/tvix/boot"
 	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castoreurl"
 	tvixfs "github.com/tvix-go/tvix/fs"
+	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -58,7 +61,8 @@ func init() {
 		Usage:     "boot a QEMU VM with the store as /nix/store over virtio-fs",
 		ArgsUsage: "[-- ARGS for --run]",
 		Description: "Exactly one of --run, --shell, --find, --system. The store comes from a running\n" +
-			"server (--virtiofs-socket) or is served in-process (--dir).\n" +
+			"server (--virtiofs-socket) or is served in-process (--dir). --disk DIGEST attaches an\n" +
+			"image imported with `tvix castore import-image` read-only as /dev/vda (/dev/tvix-disk0).\n" +
 			"Example: tvix boot --dir /nix/store --run /nix/store/...-hello/bin/hello",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "run", Usage: "run `PROGRAM` in the guest (extra args after --) and exit with its status"},
@@ -67,11 +71,13 @@ func init() {
 			&cli.StringFlag{Name: "system", Usage: "switch_root into this system's init `PATH` (kernel init=)"},
 			&cli.StringFlag{Name: "virtiofs-socket", Usage: "vhost-user `PATH` of a running `tvix virtiofs`/daemon"},
 			&cli.StringFlag{Name: "dir", Usage: "serve this host `DIR` as /nix/store in-process"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "attach the blob `DIGEST` (from `tvix castore import-image`) read-only as /dev/vda, /dev/vdb, ... (repeatable); fetched lazily from --blob-service-addr over NBD"},
 			&cli.StringFlag{Name: "kernel", Usage: "kernel `PATH` (default: newest /boot/vmlinuz-*)"},
 			&cli.StringFlag{Name: "modules", Usage: "module `DIR` matching the kernel (default /lib/modules/RELEASE)"},
 			&cli.StringFlag{Name: "init", Usage: "tvix-init `PATH` (default: next to tvix, in PATH, or tvix itself)", EnvVars: []string{"TVIX_INIT"}},
 			&cli.StringFlag{Name: "qemu", Usage: "QEMU `PATH` (default qemu-system-x86_64)"},
-			&cli.StringFlag{Name: "busybox", Usage: "static busybox `PATH` for --shell (default /bin/busybox)"},
+			&cli.StringFlag{Name: "busybox", Usage: "static busybox `PATH` for --shell and --tools (default /bin/busybox)"},
+			&cli.BoolFlag{Name: "tools", Usage: "put busybox (sh, dd, md5sum, ...) into the guest's /bin for --run commands"},
 			&cli.StringFlag{Name: "machine", Value: boot.MachineMicroVM, Usage: "microvm (virtio-mmio, fastest) or q35 (virtio-pci)"},
 			&cli.StringFlag{Name: "accel", Value: "auto", Usage: "auto (KVM when /dev/kvm is usable), kvm or tcg"},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "virtual CPUs"},
@@ -94,7 +100,7 @@ func bootAction(c *cli.Context) error {
 	cfg := boot.Config{
 		Shell: c.Bool("shell"), Find: c.Bool("find"), System: c.String("system"),
 		Socket: c.String("virtiofs-socket"), Kernel: c.String("kernel"), ModulesDir: c.String("modules"),
-		Init: c.String("init"), QEMU: c.String("qemu"), Busybox: c.String("busybox"),
+		Init: c.String("init"), QEMU: c.String("qemu"), Busybox: c.String("busybox"), Tools: c.Bool("tools"),
 		Machine: c.String("machine"), Accel: c.String("accel"), CPUs: c.Int("cpus"), MemoryMB: c.Int("memory"),
 		Tag: c.String("tag"), Append: c.StringSlice("append"),
 		BootTimeout: c.Duration("boot-timeout"), Timeout: c.Duration("timeout"),
@@ -125,8 +131,20 @@ func bootAction(c *cli.Context) error {
 	if c.String("dir") != "" && cfg.Socket != "" {
 		return errors.New("--dir and --virtiofs-socket exclude each other")
 	}
-	if cfg.Socket == "" {
-		// No running server: serve --dir, or the store itself, in-process.
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM)
+	defer stop()
+	var blobs castore.BlobService
+	if cfg.Socket == "" && c.String("dir") == "" {
+		// No running server: serve the store itself in-process.
+		s, err := openServices(c.Context, c)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
+		cfg.FS = tvixfs.NewRawFileSystem(c.Context, storeTree(s), opts)
+		blobs = s.blobs
+	} else if cfg.Socket == "" {
 		rawFS, closeTree, err := treeFromFlags(c)
 		if err != nil {
 			return err
@@ -134,8 +152,35 @@ func bootAction(c *cli.Context) error {
 		defer closeTree()
 		cfg.FS = rawFS
 	}
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM)
-	defer stop()
+	var disks []*nbd.BlobDisk
+	if digests := c.StringSlice("disk"); len(digests) > 0 {
+		if blobs == nil {
+			// The same blob service the store would use: a daemon over
+			// gRPC, or the local store.
+			if err := ensureDataDir(c); err != nil {
+				return err
+			}
+			b, err := castoreurl.OpenBlobService(ctx, c.String("blob-service-addr"))
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			blobs = b
+		}
+		for _, arg := range digests {
+			d, err := castore.ParseDigest(arg)
+			if err != nil {
+				return fmt.Errorf("--disk %q: %w", arg, err)
+			}
+			disk, err := nbd.OpenBlob(ctx, blobs, d)
+			if err != nil {
+				return err
+			}
+			defer disk.Close()
+			disks = append(disks, disk)
+			cfg.Disks = append(cfg.Disks, disk.Export(""))
+		}
+	}
 	if !cfg.Shell {
 		// In the shell ^C belongs to the guest; elsewhere it stops the VM.
 		var stopInt context.CancelFunc
@@ -145,6 +190,17 @@ func bootAction(c *cli.Context) error {
 	res, err := boot.Run(ctx, cfg)
 	if c.Bool("times") {
 		fmt.Fprintf(os.Stderr, "tvix boot: accel=%s ready=%v total=%v\n", res.Accel, res.Ready.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+		var g strings.Builder
+		for _, s := range res.Guest {
+			fmt.Fprintf(&g, " %s=%v", s.Name, s.At.Round(time.Millisecond))
+		}
+		fmt.Fprintf(os.Stderr, "tvix boot: prepare=%v initramfs=%dB; guest uptime at:%s; poweroff=%v; qemu-cpu=%v\n",
+			res.Prepare.Round(time.Millisecond), res.InitramfsBytes, g.String(), res.Poweroff.Round(time.Millisecond), res.QEMUCPU.Round(time.Millisecond))
+		for i, d := range disks {
+			st := d.Stats()
+			fmt.Fprintf(os.Stderr, "tvix boot: disk %d %s: guest read %d bytes; fetched %d of %d chunks, %d of %d bytes\n",
+				i, d.Digest(), st.BytesRead, st.ChunksFetched, st.Chunks, st.BytesFetched, st.Size)
+		}
 	}
 	if err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 // runs it over virtio-fs (KVM when usable, TCG otherwise).
 func TestBootHelloScript(t *testing.T) {
 	requireNix(t)
-	for _, tool := range []string{"qemu-system-x86_64", "busybox"} {
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "busybox"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") != "" {
 				t.Fatalf("%s is required under CI", tool)
