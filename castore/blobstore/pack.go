@@ -82,6 +82,7 @@ func NewPack(root string) (*Store, error) {
 		root:          root,
 		db:            db,
 		files:         map[uint64]*os.File{},
+		live:          map[uint64]*packFile{},
 		pendingChunks: map[castore.Digest]chunkLoc{},
 		pendingBlobs:  map[castore.Digest][]castore.ChunkMeta{},
 		dirty:         map[*packFile]struct{}{},
@@ -120,14 +121,25 @@ func decodeChunkLoc(b []byte) (chunkLoc, error) {
 }
 
 // packFile is a pack this process appends to. One writer holds it at a
-// time, so a blob's chunks are contiguous.
+// time, so a blob's chunks are contiguous. Appends collect in a buffer and
+// reach the file a block at a time: a tree of small files would otherwise
+// cost a write call per file. mu guards the buffer and the file's tail
+// against readers and the barrier, which flush the buffer when they need
+// its bytes in the file.
 type packFile struct {
-	id   uint64
-	f    *os.File
-	size int64
+	id uint64
+	f  *os.File
+
+	mu   sync.Mutex
+	size int64  // logical size: file plus buffer
+	buf  []byte // bytes from size-len(buf) on, not written yet
 	// writeback is where the writeback started by the last kick ended.
 	writeback int64
 }
+
+// packBufSize is how much a pack collects before writing; chunks at least
+// this large go straight to the file.
+const packBufSize = 1 << 20
 
 // writebackStep is how much a pack grows before its new bytes are handed
 // to the disk. Left alone, the kernel holds an import's data in the page
@@ -136,11 +148,78 @@ type packFile struct {
 // (what RocksDB's bytes_per_sync does).
 const writebackStep = 8 << 20
 
+// appendChunk adds data at the end and returns its offset.
+func (p *packFile) appendChunk(data []byte) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	off := p.size
+	if len(p.buf)+len(data) > packBufSize {
+		if err := p.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if len(data) >= packBufSize {
+		if _, err := p.f.WriteAt(data, off); err != nil {
+			return 0, err
+		}
+	} else {
+		if p.buf == nil {
+			p.buf = make([]byte, 0, packBufSize)
+		}
+		p.buf = append(p.buf, data...)
+	}
+	p.size += int64(len(data))
+	p.kickWriteback()
+	return off, nil
+}
+
+func (p *packFile) end() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.size
+}
+
+// flush writes the buffer, so everything appended so far is in the file.
+func (p *packFile) flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flushLocked()
+}
+
+func (p *packFile) flushLocked() error {
+	if len(p.buf) == 0 {
+		return nil
+	}
+	if _, err := p.f.WriteAt(p.buf, p.size-int64(len(p.buf))); err != nil {
+		return err
+	}
+	p.buf = p.buf[:0]
+	return nil
+}
+
+// truncate drops everything from off on (an aborted writer's chunks).
+func (p *packFile) truncate(off int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bufStart := p.size - int64(len(p.buf)); off >= bufStart {
+		p.buf = p.buf[:off-bufStart]
+		p.size = off
+		return nil
+	}
+	if err := p.f.Truncate(off); err != nil {
+		return err
+	}
+	p.buf, p.size = p.buf[:0], off
+	p.writeback = min(p.writeback, off)
+	return nil
+}
+
 func (p *packFile) kickWriteback() {
-	if p.size-p.writeback >= writebackStep {
+	written := p.size - int64(len(p.buf))
+	if written-p.writeback >= writebackStep {
 		// Asynchronous: starts writeback of the range, waits for nothing.
-		unix.SyncFileRange(int(p.f.Fd()), p.writeback, p.size-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
-		p.writeback = p.size
+		unix.SyncFileRange(int(p.f.Fd()), p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+		p.writeback = written
 	}
 }
 
@@ -149,8 +228,9 @@ type packBackend struct {
 	db   *boltdb.DB
 
 	mu            sync.Mutex
-	idle          []*packFile         // open for appending, held by no writer
-	files         map[uint64]*os.File // every pack opened, for reads
+	idle          []*packFile          // open for appending, held by no writer
+	live          map[uint64]*packFile // packs this process appends to
+	files         map[uint64]*os.File  // every pack opened, for reads
 	pendingChunks map[castore.Digest]chunkLoc
 	pendingBlobs  map[castore.Digest][]castore.ChunkMeta
 	dirty         map[*packFile]struct{}
@@ -195,14 +275,24 @@ func (b *packBackend) acquire() (*packFile, error) {
 	p := &packFile{id: id, f: f, size: int64(len(packMagic))}
 	b.mu.Lock()
 	b.files[id] = f
+	b.live[id] = p
 	b.mu.Unlock()
 	return p, nil
 }
 
 func (b *packBackend) release(p *packFile) {
+	if p.end() >= packSealSize {
+		// Sealed: no more appends, so its buffer goes (written first).
+		p.mu.Lock()
+		if err := p.flushLocked(); err == nil {
+			p.buf = nil
+		}
+		p.mu.Unlock()
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if p.size < packSealSize && !b.closed {
+	if !b.closed {
 		b.idle = append(b.idle, p)
 	}
 }
@@ -248,8 +338,16 @@ func (b *packBackend) hasDurable(d castore.Digest) (bool, error) {
 	return ok, err
 }
 
+// file returns a pack's file for reading, its appended bytes all written.
 func (b *packBackend) file(id uint64) (*os.File, error) {
 	b.mu.Lock()
+	if p, ok := b.live[id]; ok {
+		b.mu.Unlock()
+		if err := p.flush(); err != nil {
+			return nil, fmt.Errorf("flush pack %d: %w", id, err)
+		}
+		return p.f, nil
+	}
 	defer b.mu.Unlock()
 	if f, ok := b.files[id]; ok {
 		return f, nil
@@ -392,6 +490,9 @@ func (b *packBackend) flush() error {
 		return err
 	}
 	for _, p := range dirty {
+		if err := p.flush(); err != nil {
+			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
+		}
 		if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
 			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
 		}
@@ -431,12 +532,17 @@ func (b *packBackend) close() error {
 	}
 	b.closed = true
 	var err error
+	for _, p := range b.live {
+		if ferr := p.flush(); err == nil {
+			err = ferr
+		}
+	}
 	for _, f := range b.files {
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
-	b.files, b.idle = nil, nil
+	b.files, b.idle, b.live = nil, nil, nil
 	if cerr := b.db.Close(); err == nil {
 		err = cerr
 	}
@@ -470,14 +576,12 @@ func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
 		if err != nil {
 			return err
 		}
-		t.p, t.start = p, p.size
+		t.p, t.start = p, p.end()
 	}
-	off := t.p.size
-	if _, err := t.p.f.WriteAt(data, off); err != nil {
+	off, err := t.p.appendChunk(data)
+	if err != nil {
 		return fmt.Errorf("append to pack %d: %w", t.p.id, err)
 	}
-	t.p.size = off + int64(len(data))
-	t.p.kickWriteback()
 	if t.seen == nil {
 		t.seen = map[castore.Digest]bool{}
 	}
@@ -515,10 +619,9 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 // appends to it meanwhile.
 func (t *packTxn) abort() {
 	if t.p != nil {
-		if err := t.p.f.Truncate(t.start); err == nil {
-			t.p.size = t.start
-			t.p.writeback = min(t.p.writeback, t.start)
-		}
+		// On failure the bytes stay as unindexed garbage; nothing points
+		// at them.
+		_ = t.p.truncate(t.start)
 		t.b.release(t.p)
 		t.p = nil
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func BenchmarkImportMemory(b *testing.B) {
 func BenchmarkImportDefault(b *testing.B) {
 	dir, total := benchTree(b)
 	b.SetBytes(total)
+	defer reportCPU(b)()
 	for i := 0; i < b.N; i++ {
 		store := b.TempDir()
 		blobs, err := blobstore.NewPack(filepath.Join(store, "packs"))
@@ -80,7 +82,7 @@ func BenchmarkImportDefault(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Import(context.Background(), dir, blobs, dirs, ImportOptions{}); err != nil {
+		if _, err := Import(context.Background(), dir, blobs, dirs, ImportOptions{Workers: benchWorkers()}); err != nil {
 			b.Fatal(err)
 		}
 		dirs.Close()
@@ -147,4 +149,10 @@ func BenchmarkLimitHashAndChunk(b *testing.B) {
 		close(work)
 		wg.Wait()
 	}
+}
+
+// benchWorkers is TVIX_BENCH_WORKERS (0: Import's default).
+func benchWorkers() int {
+	n, _ := strconv.Atoi(os.Getenv("TVIX_BENCH_WORKERS"))
+	return n
 }
