@@ -1,13 +1,16 @@
 package blobstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -499,13 +502,15 @@ func (b *packBackend) flush() error {
 	}
 	if err := b.db.Update(func(tx *bolt.Tx) error {
 		cb, bb := tx.Bucket([]byte(packChunksBucket)), tx.Bucket([]byte(packBlobsBucket))
-		for d, l := range chunks {
-			if err := cb.Put(d[:], l.encode()); err != nil {
+		// In key order: bbolt splits nodes only at commit, so random-order
+		// puts of many keys shift an ever larger node on every insert.
+		for _, d := range slices.SortedFunc(maps.Keys(chunks), compareDigests) {
+			if err := cb.Put(d[:], chunks[d].encode()); err != nil {
 				return err
 			}
 		}
-		for d, m := range blobs {
-			if err := bb.Put(d[:], encodeManifest(m)); err != nil {
+		for _, d := range slices.SortedFunc(maps.Keys(blobs), compareDigests) {
+			if err := bb.Put(d[:], encodeManifest(blobs[d])); err != nil {
 				return err
 			}
 		}
@@ -523,6 +528,8 @@ func (b *packBackend) flush() error {
 	b.mu.Unlock()
 	return nil
 }
+
+func compareDigests(a, b castore.Digest) int { return bytes.Compare(a[:], b[:]) }
 
 func (b *packBackend) close() error {
 	b.mu.Lock()

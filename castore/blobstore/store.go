@@ -141,6 +141,11 @@ type writer struct {
 	size   uint64
 	err    error
 	done   bool
+	// spilled: chunks were cut before Close, and h has seen every byte.
+	// Until then h is not fed: a blob that turns out to be one chunk is
+	// named by that chunk's digest, so most files are hashed once, not
+	// twice.
+	spilled bool
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -150,7 +155,6 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("put blob: write after close")
 	}
-	w.h.Write(p)
 	w.size += uint64(len(p))
 	n := len(p)
 	max := w.s.cdc.Params().Max
@@ -160,6 +164,9 @@ func (w *writer) Write(p []byte) (int, error) {
 			k = len(p)
 		}
 		w.buf = append(w.buf, p[:k]...)
+		if w.spilled {
+			w.h.Write(p[:k])
+		}
 		p = p[k:]
 		if len(w.buf) >= max {
 			if err := w.flush(false); err != nil {
@@ -189,8 +196,9 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 		}
 		n, err := r.Read(w.buf[len(w.buf):cap(w.buf)])
 		if n > 0 {
-			p := w.buf[len(w.buf) : len(w.buf)+n]
-			w.h.Write(p)
+			if w.spilled {
+				w.h.Write(w.buf[len(w.buf) : len(w.buf)+n])
+			}
 			w.size += uint64(n)
 			w.buf = w.buf[:len(w.buf)+n]
 			total += int64(n)
@@ -212,6 +220,10 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 // flush stages chunks from the buffer; without final it keeps the tail
 // whose boundary depends on bytes still to come.
 func (w *writer) flush(final bool) error {
+	if !w.spilled {
+		w.h.Write(w.buf)
+		w.spilled = true
+	}
 	max := w.s.cdc.Params().Max
 	off := 0
 	for len(w.buf)-off >= max || (final && off < len(w.buf)) {
@@ -244,14 +256,25 @@ func (w *writer) Close() (castore.Digest, error) {
 		return castore.Digest{}, errors.New("put blob: closed twice")
 	}
 	w.done = true
-	err := w.flush(true)
+	var err error
+	single := false
+	if !w.spilled && len(w.buf) > 0 && w.s.cdc.Cut(w.buf) == len(w.buf) {
+		single = true
+		err = w.stage(w.buf)
+	} else {
+		err = w.flush(true)
+	}
 	w.s.putBuf(w.buf)
 	w.buf = nil
 	if err != nil {
 		return castore.Digest{}, err
 	}
 	var d castore.Digest
-	w.h.Sum(d[:0])
+	if single {
+		d = w.chunks[0].Digest // the blob is its only chunk
+	} else {
+		w.h.Sum(d[:0])
+	}
 	if w.opts.HasExpected && d != w.opts.Expected {
 		w.t.abort()
 		w.err = fmt.Errorf("put blob: contents hash to %s, not the expected %s", d, w.opts.Expected)

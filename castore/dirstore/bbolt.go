@@ -1,9 +1,11 @@
 package dirstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -65,15 +67,25 @@ func (b *Bolt) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest,
 
 func (b *Bolt) PutMultiple(ctx context.Context) castore.DirectoryPutter {
 	return &putter{v: castore.ClosureValidator{Lookup: func(dg castore.Digest) (*castorev1.Directory, error) { return b.Get(ctx, dg) }}, commit: func(dirs []*castorev1.Directory) error {
+		type row struct {
+			dg  castore.Digest
+			raw []byte
+		}
+		rows := make([]row, len(dirs))
+		for i, d := range dirs {
+			raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
+			if err != nil {
+				return err
+			}
+			rows[i] = row{castore.DirectoryDigest(d), raw}
+		}
+		// In key order: bbolt splits nodes only at commit, so random-order
+		// puts of many keys shift an ever larger node on every insert.
+		slices.SortFunc(rows, func(a, b row) int { return bytes.Compare(a.dg[:], b.dg[:]) })
 		return b.db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket([]byte(bucket))
-			for _, d := range dirs {
-				raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
-				if err != nil {
-					return err
-				}
-				dg := castore.DirectoryDigest(d)
-				if err := bk.Put(dg[:], raw); err != nil {
+			for _, r := range rows {
+				if err := bk.Put(r.dg[:], r.raw); err != nil {
 					return err
 				}
 			}

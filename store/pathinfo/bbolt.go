@@ -1,9 +1,11 @@
 package pathinfo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -114,6 +116,9 @@ func (b *Bolt) PutBatch(_ context.Context, infos []*storev1.PathInfo) error {
 		}
 		rows[i] = kv{append([]byte(nil), sp.Digest[:]...), raw}
 	}
+	// In key order: bbolt splits nodes only at commit, so random-order puts
+	// of many keys shift an ever larger node on every insert.
+	slices.SortFunc(rows, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
 		for _, r := range rows {
