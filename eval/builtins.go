@@ -132,7 +132,18 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		ev.ThrowKind(ErrThrow, "%s", s.S)
 		return nil
 	})
-	reg("addErrorContext", 2, func(ev *Evaluator, a []Value) Value { return a[1] })
+	reg("addErrorContext", 2, func(ev *Evaluator, a []Value) Value {
+		m := ev.mark()
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(*Error); ok {
+					ev.addErrorContext(e, m, a[0])
+				}
+				panic(r)
+			}
+		}()
+		return ev.Force(a[1])
+	})
 	reg("tryEval", 1, func(ev *Evaluator, a []Value) Value {
 		v, ok := ev.tryEval(a[0])
 		if !ok {
@@ -217,8 +228,10 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("attrNames", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		out := make([]Value, as.Len())
+		strs := make([]String, len(out))
 		for i, x := range as.All() {
-			out[i] = Str(x.Name)
+			strs[i].S = x.Name
+			out[i] = &strs[i]
 		}
 		return &List{Items: out}
 	})
@@ -322,25 +335,83 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		as := ev.forceAttrs(a[1])
 		all := as.All()
 		out := make([]Attr, len(all))
+		names := make([]String, len(all))
+		slab := newApplySlab(len(all), 2)
+		// Nix 2.8 keeps no positions here: unsafeGetAttrPos of a mapped
+		// attribute is null (nixpkgs' declaration-positions test relies on it).
 		for i, x := range all {
-			out[i] = Attr{Name: x.Name, Val: apply2Thunk(f, Str(x.Name), x.Val), Pos: x.Pos}
+			names[i].S = x.Name
+			out[i] = Attr{Name: x.Name, Val: slab.apply2(i, f, &names[i], x.Val)}
 		}
 		return mkAttrs(out)
 	})
 	reg("zipAttrsWith", 2, func(ev *Evaluator, a []Value) Value {
 		f := a[0]
 		l := ev.ForceList(a[1])
-		m := map[string][]Value{}
+		sets := make([][]Attr, 0, len(l.Items))
+		total := 0
 		for _, it := range l.Items {
-			for _, x := range ev.forceAttrs(it).All() {
-				m[x.Name] = append(m[x.Name], x.Val)
+			if as := ev.forceAttrs(it).All(); len(as) > 0 {
+				sets = append(sets, as)
+				total += len(as)
 			}
 		}
-		out := make([]Attr, 0, len(m))
-		for k, vs := range m {
-			out = append(out, Attr{Name: k, Val: apply2Thunk(f, Str(k), &List{Items: vs})})
+		if len(sets) > 16 {
+			m := map[string][]Value{}
+			for _, as := range sets {
+				for _, x := range as {
+					m[x.Name] = append(m[x.Name], x.Val)
+				}
+			}
+			out := make([]Attr, 0, len(m))
+			for k, vs := range m {
+				out = append(out, Attr{Name: k, Val: apply2Thunk(f, Str(k), &List{Items: vs})})
+			}
+			return NewAttrs(out)
 		}
-		return NewAttrs(out)
+		// few sets: merge them (each is sorted), so names come out sorted
+		// and the values of a name in list order; a first pass counts the
+		// names so that everything fits in a few exact slabs
+		pos := make([]int, len(sets))
+		next := func() (string, bool) {
+			var name string
+			found := false
+			for i, as := range sets {
+				if pos[i] < len(as) && (!found || as[pos[i]].Name < name) {
+					name, found = as[pos[i]].Name, true
+				}
+			}
+			return name, found
+		}
+		n := 0
+		for name, ok := next(); ok; name, ok = next() {
+			for i, as := range sets {
+				if pos[i] < len(as) && as[pos[i]].Name == name {
+					pos[i]++
+				}
+			}
+			n++
+		}
+		clear(pos)
+		vals := make([]Value, 0, total)
+		lists := make([]List, n)
+		names := make([]String, n)
+		out := make([]Attr, n)
+		slab := newApplySlab(n, 2)
+		for j := range n {
+			name, _ := next()
+			start := len(vals)
+			for i, as := range sets {
+				if pos[i] < len(as) && as[pos[i]].Name == name {
+					vals = append(vals, as[pos[i]].Val)
+					pos[i]++
+				}
+			}
+			lists[j].Items = vals[start:len(vals):len(vals)]
+			names[j].S = name
+			out[j] = Attr{Name: name, Val: slab.apply2(j, f, &names[j], &lists[j])}
+		}
+		return mkAttrs(out)
 	})
 	reg("functionArgs", 1, func(ev *Evaluator, a []Value) Value {
 		switch f := ev.Force(a[0]).(type) {
@@ -398,8 +469,9 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
+		slab := newApplySlab(len(out), 1)
 		for i, it := range l.Items {
-			out[i] = apply1Thunk(f, it)
+			out[i] = slab.apply1(i, f, it)
 		}
 		return &List{Items: out}
 	})
@@ -442,8 +514,9 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
+		slab := newApplySlab(len(out), 1)
 		for i := range out {
-			out[i] = apply1Thunk(f, Int(i))
+			out[i] = slab.apply1(i, f, Int(i))
 		}
 		return &List{Items: out}
 	})

@@ -4,6 +4,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/tvix-go/tvix/eval/syntax"
 )
@@ -187,7 +188,7 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 	case *syntax.With:
 		return compiled{c: cp.compWith(n, sc)}
 	case *syntax.Select:
-		return compiled{c: cp.compSelect(n, sc)}
+		return compiled{c: cp.compSelect(n, sc), spec: cp.specSelect(n, sc)}
 	case *syntax.HasAttr:
 		return compiled{c: cp.compHasAttr(n, sc)}
 	case *syntax.Call:
@@ -300,7 +301,7 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 				cur = cur.up
 				d++
 			}
-			a := ev.forceAttrsAt(cur.vals[0], pos)
+			a := ev.forceAttrsAt(cur.v0, pos)
 			if v, ok := a.Get(name); ok {
 				return v
 			}
@@ -313,19 +314,30 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 func slotCode(depth, slot int) code {
 	switch depth {
 	case 0:
-		return func(_ *Evaluator, env *Env) Value { return env.vals[slot] }
+		if slot == 0 {
+			return func(_ *Evaluator, env *Env) Value { return env.v0 }
+		}
+		return func(_ *Evaluator, env *Env) Value { return env.get(slot) }
 	case 1:
-		return func(_ *Evaluator, env *Env) Value { return env.up.vals[slot] }
+		if slot == 0 {
+			return func(_ *Evaluator, env *Env) Value { return env.up.v0 }
+		}
+		return func(_ *Evaluator, env *Env) Value { return env.up.get(slot) }
 	case 2:
-		return func(_ *Evaluator, env *Env) Value { return env.up.up.vals[slot] }
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.get(slot) }
 	case 3:
-		return func(_ *Evaluator, env *Env) Value { return env.up.up.up.vals[slot] }
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.up.get(slot) }
+	case 4:
+		// nixpkgs' lib reaches its own functions through a few levels
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.up.up.get(slot) }
+	case 5:
+		return func(_ *Evaluator, env *Env) Value { return env.up.up.up.up.up.get(slot) }
 	}
 	return func(_ *Evaluator, env *Env) Value {
 		for i := 0; i < depth; i++ {
 			env = env.up
 		}
-		return env.vals[slot]
+		return env.get(slot)
 	}
 }
 
@@ -415,6 +427,48 @@ func (cp *compiler) specBinary(n *syntax.Binary, sc *scope) func(*Evaluator, *En
 	}
 }
 
+// specSelect speculates a lazy `v.a.b` (static names, v a variable):
+// when v and the sets on the path are already evaluated and have the
+// names, the selected value (often itself a thunk) is shared instead of
+// making a thunk for the selection. Nothing is forced and nothing can
+// fail on that path, so laziness is kept. inherit (v) a; is this case.
+func (cp *compiler) specSelect(n *syntax.Select, sc *scope) func(*Evaluator, *Env) (Value, bool) {
+	v, ok := n.E.(*syntax.Var)
+	if !ok || n.Or != nil || !staticPath(n.Path) {
+		return nil
+	}
+	base := cp.compVar(v, sc)
+	if !base.cheap {
+		return nil
+	}
+	get := base.c
+	names := make([]string, len(n.Path))
+	for i, p := range n.Path {
+		names[i] = p.Name
+	}
+	return func(ev *Evaluator, env *Env) (Value, bool) {
+		v := get(ev, env)
+		for _, name := range names {
+			if t, ok := v.(*Thunk); ok {
+				if !t.done() {
+					return nil, false
+				}
+				v = t.v
+			}
+			a, ok := v.(*Attrs)
+			if !ok {
+				return nil, false
+			}
+			x := a.Lookup(name)
+			if x == nil {
+				return nil, false
+			}
+			v = x.Val
+		}
+		return v, true
+	}
+}
+
 // lazyItem is one value in a lazy position of a list, attrset, let or
 // rec: either computed directly (constants, closures, variables) or a
 // thunk. All thunks of one construct are allocated in one slab.
@@ -426,8 +480,7 @@ type lazyItem struct {
 }
 
 type lazyVals struct {
-	items   []lazyItem
-	nthunks int
+	items []lazyItem
 }
 
 func lazyOf(c compiled, allowSameLevel bool) lazyItem {
@@ -443,78 +496,82 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 
 func (lv *lazyVals) add(it lazyItem) {
 	lv.items = append(lv.items, it)
-	if it.thunk != nil {
-		lv.nthunks++
-	}
 }
 
-// fill evaluates every item into out (len(out) == len(items)).
+// fill evaluates every item into out (len(out) == len(items)): first
+// the direct and speculated values, then the thunks the speculation left,
+// in one slab of just that many.
 func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
-	var slab []Thunk
-	if lv.nthunks > 0 {
-		slab = make([]Thunk, lv.nthunks)
-	}
-	j := 0
+	need := 0
 	for i := range lv.items {
 		it := &lv.items[i]
 		e := env
 		if it.outer {
 			e = env.up
 		}
-		if it.thunk != nil {
-			if it.spec != nil {
-				if v, ok := it.spec(ev, e); ok {
-					out[i] = v
-					j++
-					continue
-				}
-			}
-			t := &slab[j]
-			j++
-			t.c, t.env = it.thunk, e
-			out[i] = t
-		} else {
+		if it.thunk == nil {
 			out[i] = it.direct(ev, e)
+			continue
 		}
+		out[i] = nil
+		if it.spec != nil {
+			if v, ok := it.spec(ev, e); ok {
+				out[i] = v
+				continue
+			}
+		}
+		need++
+	}
+	if need == 0 {
+		return
+	}
+	slab := make([]Thunk, need)
+	j := 0
+	for i := range lv.items {
+		it := &lv.items[i]
+		if it.thunk == nil || out[i] != nil {
+			continue
+		}
+		e := env
+		if it.outer {
+			e = env.up
+		}
+		t := &slab[j]
+		j++
+		t.c, t.env = it.thunk, e
+		out[i] = t
 	}
 }
 
+// newEnv makes an environment with n slots (at least one) in one
+// allocation. Every word of an Env is a pointer or an interface word, so
+// a block of pointers has the layout the collector needs.
 func newEnv(up *Env, n int) *Env {
+	var e *Env
 	switch n {
-	case 1:
-		e := &struct {
-			Env
-			a [1]Value
-		}{}
-		e.up = up
-		e.vals = e.a[:]
-		return &e.Env
+	case 0, 1:
+		e = new(Env)
 	case 2:
-		e := &struct {
-			Env
-			a [2]Value
-		}{}
-		e.up = up
-		e.vals = e.a[:]
-		return &e.Env
+		e = (*Env)(unsafe.Pointer(new(struct {
+			up *Env
+			a  [2]Value
+		})))
 	case 3:
-		e := &struct {
-			Env
-			a [3]Value
-		}{}
-		e.up = up
-		e.vals = e.a[:]
-		return &e.Env
+		e = (*Env)(unsafe.Pointer(new(struct {
+			up *Env
+			a  [3]Value
+		})))
 	case 4:
-		e := &struct {
-			Env
-			a [4]Value
-		}{}
-		e.up = up
-		e.vals = e.a[:]
-		return &e.Env
+		e = (*Env)(unsafe.Pointer(new(struct {
+			up *Env
+			a  [4]Value
+		})))
+	default:
+		w := make([]unsafe.Pointer, 1+n*int(valueSize/unsafe.Sizeof(unsafe.Pointer(nil))))
+		e = (*Env)(unsafe.Pointer(&w[0]))
 	}
-	return &Env{up: up, vals: make([]Value, n)}
+	e.up = up
+	return e
 }
 
 func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
@@ -687,16 +744,16 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	}
 	return func(ev *Evaluator, env *Env) Value {
 		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.vals)
+		vals.fill(ev, e2, e2.slots(len(defs)))
 		a := allocAttrs(len(defs))
-		for i, v := range e2.vals {
+		for i, v := range e2.slots(len(defs)) {
 			a.own[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
 		}
 		if overrides >= 0 {
-			ov := ev.forceAttrs(e2.vals[overrides])
+			ov := ev.forceAttrs(e2.get(overrides))
 			for _, o := range ov.All() {
 				if slot, ok := inner.names[o.Name]; ok {
-					e2.vals[slot] = o.Val
+					*e2.slot(slot) = o.Val
 				}
 			}
 			a = a.Update(ov)
@@ -715,7 +772,7 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	body := cp.compile(n.Body, inner)
 	return func(ev *Evaluator, env *Env) Value {
 		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.vals)
+		vals.fill(ev, e2, e2.slots(len(defs)))
 		return body(ev, e2)
 	}
 }
@@ -726,7 +783,7 @@ func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
 	body := cp.compile(n.Body, inner)
 	return func(ev *Evaluator, env *Env) Value {
 		e2 := newEnv(env, 1)
-		e2.vals[0] = attrs(ev, env)
+		e2.v0 = attrs(ev, env)
 		return body(ev, e2)
 	}
 }
@@ -886,12 +943,13 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	return func(ev *Evaluator, env *Env) Value {
 		f := ev.Force(fn(ev, env))
 		if p, ok := f.(*PrimOp); ok && p.Arity == len(args) {
-			vs := make([]Value, len(args))
-			for i, a := range args {
-				vs[i] = a(ev, env)
+			n := len(ev.args)
+			for _, a := range args {
+				v := a(ev, env)
+				ev.args = append(ev.args, v)
 			}
 			ev.curPos = pos
-			return ev.callPrimOp(p, vs, pos)
+			return ev.callPrimOpStack(p, n, pos)
 		}
 		for i, a := range args {
 			ev.curPos = pos

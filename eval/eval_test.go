@@ -118,6 +118,24 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.floor 1.5 + builtins.ceil 1.5`, `3`},
 		{`builtins.unsafeDiscardStringContext "a"`, `"a"`},
 		{`let inherit (builtins) length; in length [ 1 ]`, `1`},
+		// evaluator internals: environments of many slots, merged
+		// zipAttrsWith, builtin arguments on the argument stack, apply
+		// thunks, speculated selections
+		{`let f = { a, b, c, d, e, g ? a + b, h ? g * 2 }: [ a b c d e g h ]; in f { a = 1; b = 2; c = 3; d = 4; e = 5; }`,
+			`[ 1 2 3 4 5 3 6 ]`},
+		{`let a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; in [ f e d c b a ]`, `[ 6 5 4 3 2 1 ]`},
+		{`builtins.zipAttrsWith (n: v: [ n v ]) [ { a = 1; c = 3; } { b = 2; c = 4; } { } { a = 5; } ]`,
+			`{ a = [ "a" [ 1 5 ] ]; b = [ "b" [ 2 ] ]; c = [ "c" [ 3 4 ] ]; }`},
+		{`builtins.attrValues (builtins.zipAttrsWith (n: v: builtins.length v) (builtins.genList (i: { "k${toString i}" = i; x = i; }) 20))`,
+			`[ 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 20 ]`},
+		{`let add = builtins.add 1; sub = builtins.sub; in [ (add 2) (sub 5 1) (builtins.foldl' builtins.add 0 [ 1 2 3 ]) (builtins.substring 1 2 "abcd") ]`,
+			`[ 3 4 6 "bc" ]`},
+		{`builtins.tryEval (builtins.add 1 (throw "x")) == { success = false; value = false; } && builtins.add 2 3 == 5`, `true`},
+		{`builtins.attrNames (builtins.mapAttrs (n: v: v) { b = 1; a = 2; })`, `[ "a" "b" ]`},
+		{`builtins.map (x: x * 2) (builtins.genList (i: i) 3)`, `[ 0 2 4 ]`},
+		{`let s = { a = { b = 1; }; }; x = builtins.seq s.a { inherit (s) a; c = s.a.b; }; in x`, `{ a = { b = 1; }; c = 1; }`},
+		{`let s = { a = 1; }; in { inherit (s) a; } // { b = 2; }`, `{ a = 1; b = 2; }`},
+		{`let f = builtins.add 1; in [ f ] == [ f ]`, `true`},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {
@@ -390,5 +408,33 @@ func TestPathToStorePath(t *testing.T) {
 	want := `[ "/nix/store/6h9lcbx523532ax1c5g2351w9bm8ykhy-f.txt" "/nix/store/3724q5hd3iq0k527ciyv3fx7rrnrdby3-d" ]`
 	if got != want {
 		t.Errorf("got %s\nwant %s", got, want)
+	}
+}
+
+// Builtin arguments live on ev.args while a builtin runs; errors caught
+// by tryEval or returned from the API must leave the stack empty.
+func TestArgStackUnwound(t *testing.T) {
+	cases := []struct{ expr, want string }{
+		{`(builtins.tryEval (builtins.add 1 (throw "x"))).success`, `false`},
+		// an error inside foldl' (inside the + of its function) reaches the API
+		{`builtins.foldl' (a: b: a + b) 0 [ 1 "x" ]`, ``},
+		{`builtins.genList (i: (builtins.tryEval (builtins.substring 0 (if i == 1 then throw "y" else 1) "ab")).success) 2`, `[ true false ]`},
+		{`builtins.concatStringsSep "," (builtins.map (x: toString x) [ 1 2 ])`, `"1,2"`},
+	}
+	for _, c := range cases {
+		t.Run(c.expr, func(t *testing.T) {
+			ev := newTestEval()
+			got, err := evalString(t, ev, c.expr)
+			if c.want == "" {
+				if err == nil {
+					t.Fatalf("want an error, got %s", got)
+				}
+			} else if err != nil || got != c.want {
+				t.Fatalf("got %s, %v; want %s", got, err, c.want)
+			}
+			if len(ev.args) != 0 || len(ev.running) != 0 || ev.depth != 0 {
+				t.Errorf("after evaluation: %d builtin args, %d running thunks, depth %d; want none", len(ev.args), len(ev.running), ev.depth)
+			}
+		})
 	}
 }

@@ -164,15 +164,14 @@ type Evaluator struct {
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
+	args        []Value // arguments of the builtins being called
 	envPool     *Env
 }
 
 // pairEnv holds the two environments of a curried two-argument call.
 type pairEnv struct {
 	e1 Env
-	a1 [1]Value
 	e2 Env
-	a2 [1]Value
 }
 
 // callFrame is a function call in progress, for error traces.
@@ -181,9 +180,11 @@ type callFrame struct {
 	pos syntax.Pos
 }
 
-type stackMark struct{ running, frames, depth int }
+type stackMark struct{ running, frames, depth, args int }
 
-func (ev *Evaluator) mark() stackMark { return stackMark{len(ev.running), len(ev.frames), ev.depth} }
+func (ev *Evaluator) mark() stackMark {
+	return stackMark{len(ev.running), len(ev.frames), ev.depth, len(ev.args)}
+}
 
 // traceFrom records the calls that were in progress when e was raised.
 func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
@@ -200,10 +201,34 @@ func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
 	}
 }
 
+// addErrorContext adds builtins.addErrorContext's message to an error
+// passing through it, after the calls made inside it, as Nix's
+// --show-trace lists them. The thunks the error interrupted are reset
+// first so that the message can be evaluated.
+func (ev *Evaluator) addErrorContext(e *Error, m stackMark, msg Value) {
+	ev.traceFrom(e, m)
+	ev.unwindTo(m)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				// A message that fails to evaluate is left out; the
+				// original error is what matters.
+				ev.unwindTo(m)
+			}
+		}()
+		s := ev.coerceToString(msg, ev.curPos, false, false)
+		e.Trace = append(e.Trace, TraceFrame{Msg: s.S})
+	}()
+}
+
 func (ev *Evaluator) unwindTo(m stackMark) {
 	ev.unwind(m.running, m.depth)
 	clear(ev.frames[m.frames:])
 	ev.frames = ev.frames[:m.frames]
+	if len(ev.args) > m.args {
+		clear(ev.args[m.args:])
+		ev.args = ev.args[:m.args]
+	}
 }
 
 // unwind resets the thunks that were being forced when an error
@@ -258,7 +283,9 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 		m := ev.mark()
 		defer func() {
 			r := recover()
-			if e, ok := r.(*Error); ok && len(e.Trace) == 0 {
+			// Frames an addErrorContext below already recorded were
+			// dropped from ev.frames; the rest follow its context lines.
+			if e, ok := r.(*Error); ok {
 				ev.traceFrom(e, m)
 			}
 			ev.unwindTo(m)
@@ -329,7 +356,7 @@ func (ev *Evaluator) evalNode(n syntax.Node, dir string, extra *Attrs) Value {
 		env = newEnv(nil, extra.Len())
 		for i, a := range extra.All() {
 			sc.names[a.Name] = i
-			env.vals[i] = a.Val
+			*env.slot(i) = a.Val
 		}
 	}
 	c := cp.compile(n, sc)
@@ -479,16 +506,25 @@ func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 		return ev.callLambda(fn, arg, pos)
 	case *PrimOp:
 		if fn.Arity == 1 {
-			return ev.callPrimOp(fn, []Value{arg}, pos)
+			n := ev.pushArgs(arg)
+			return ev.callPrimOpStack(fn, n, pos)
 		}
-		return &PrimOpApp{Op: fn, Args: []Value{arg}}
+		x := &struct {
+			PrimOpApp
+			a [1]Value
+		}{}
+		x.Op, x.a[0] = fn, arg
+		x.Args = x.a[:]
+		return &x.PrimOpApp
 	case *PrimOpApp:
+		if len(fn.Args)+1 == fn.Op.Arity {
+			n := ev.pushArgs(fn.Args...)
+			ev.args = append(ev.args, arg)
+			return ev.callPrimOpStack(fn.Op, n, pos)
+		}
 		args := make([]Value, len(fn.Args)+1)
 		copy(args, fn.Args)
 		args[len(fn.Args)] = arg
-		if len(args) == fn.Op.Arity {
-			return ev.callPrimOp(fn.Op, args, pos)
-		}
 		return &PrimOpApp{Op: fn.Op, Args: args}
 	case *Attrs:
 		if functor, ok := fn.Get("__functor"); ok {
@@ -517,28 +553,48 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 			} else {
 				e = &pairEnv{}
 			}
-			e.e1.up, e.e1.vals, e.a1[0] = l.env, e.a1[:], a
-			e.e2.up, e.e2.vals, e.a2[0] = &e.e1, e.a2[:], b
+			e.e1.up, e.e1.v0 = l.env, a
+			e.e2.up, e.e2.v0 = &e.e1, b
 			ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
 			v := l.fn.inner.body(ev, &e.e2)
 			ev.frames = ev.frames[:len(ev.frames)-1]
 			if l.fn.inner.noCapture {
-				e.e1.up, e.a1[0], e.a2[0] = nil, nil, nil
+				e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
 				ev.pairPool = e
 			}
 			ev.depth--
 			return v
 		}
 		env := newEnv(l.env, 1)
-		env.vals[0] = a
+		env.v0 = a
 		v := ev.callCode(l.fn.inner, env, b, pos)
 		ev.depth--
 		return v
 	}
 	if p, ok := f.(*PrimOp); ok && p.Arity == 2 {
-		return ev.callPrimOp(p, []Value{a, b}, pos)
+		n := ev.pushArgs(a, b)
+		return ev.callPrimOpStack(p, n, pos)
 	}
 	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
+}
+
+// pushArgs puts builtin arguments on ev.args (no allocation per call)
+// and returns where they start.
+func (ev *Evaluator) pushArgs(vs ...Value) int {
+	n := len(ev.args)
+	ev.args = append(ev.args, vs...)
+	return n
+}
+
+// callPrimOpStack calls p with the arguments pushed from n on, and pops
+// them. Builtins do not keep their argument slice (the capacity is
+// capped so that appending to it cannot reach the stack).
+func (ev *Evaluator) callPrimOpStack(p *PrimOp, n int, pos syntax.Pos) Value {
+	end := len(ev.args)
+	v := ev.callPrimOp(p, ev.args[n:end:end], pos)
+	clear(ev.args[n:])
+	ev.args = ev.args[:n]
+	return v
 }
 
 func (ev *Evaluator) callPrimOp(p *PrimOp, args []Value, pos syntax.Pos) Value {
@@ -567,18 +623,18 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 		} else {
 			env = newEnv(nil, 1)
 		}
-		env.up, env.vals[0] = cenv, arg
+		env.up, env.v0 = cenv, arg
 		ev.frames = append(ev.frames, callFrame{lc, pos})
 		v := lc.body(ev, env)
 		ev.frames = ev.frames[:len(ev.frames)-1]
-		env.up, env.vals[0] = nil, nil
+		env.up, env.v0 = nil, nil
 		ev.envPool = env
 		ev.depth--
 		return v
 	}
 	env := newEnv(cenv, lc.nslots)
 	if lc.simple {
-		env.vals[0] = arg
+		env.v0 = arg
 	} else {
 		a := ev.Force(arg)
 		as, ok := a.(*Attrs)
@@ -587,7 +643,7 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 		}
 		used := 0
 		own, j := as.own, 0
-		merge := as.base == nil && len(own) > 8
+		merge := as.ov == nil && len(own) > 8
 		for _, f := range lc.formals {
 			var x *Attr
 			if merge {
@@ -602,17 +658,17 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 				x = as.Lookup(f.name)
 			}
 			if x != nil {
-				env.vals[f.slot] = x.Val
+				*env.slot(f.slot) = x.Val
 				used++
 			} else if f.def != nil {
-				env.vals[f.slot] = nil
+				*env.slot(f.slot) = nil
 			} else {
 				ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
 			}
 		}
 		for _, f := range lc.formals {
-			if env.vals[f.slot] == nil {
-				env.vals[f.slot] = f.def(ev, env)
+			if s := env.slot(f.slot); *s == nil {
+				*s = f.def(ev, env)
 			}
 		}
 		if !lc.ellipsis && used < as.Len() {
@@ -630,7 +686,7 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 			}
 		}
 		if lc.atSlot >= 0 {
-			env.vals[lc.atSlot] = arg
+			*env.slot(lc.atSlot) = arg
 		}
 	}
 	ev.frames = append(ev.frames, callFrame{lc, pos})

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/tvix-go/tvix/eval/syntax"
 )
@@ -191,47 +192,50 @@ type Attr struct {
 // iteration), so that chains of updates do not copy the big side each
 // time.
 type Attrs struct {
-	own  []Attr // sorted, unique; overrides base
-	base *Attrs // nil, or a set without base
+	own []Attr   // sorted, unique; overrides ov.base
+	ov  *overlay // nil unless own is an overlay (kept out of line: 32-byte header)
+}
+
+type overlay struct {
+	base *Attrs // a set without overlay
 	n    int    // number of distinct names
 }
 
 var emptyAttrs = &Attrs{}
 
-func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as, n: len(as)} }
+func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as} }
+
+// allocAttrsIn makes a set whose attributes (n, the length of the array
+// type A) live in the same allocation as the header.
+func allocAttrsIn[A any](n int) *Attrs {
+	x := new(struct {
+		Attrs
+		a A
+	})
+	x.own = unsafe.Slice((*Attr)(unsafe.Pointer(&x.a)), n)
+	return &x.Attrs
+}
 
 // allocAttrs makes a set of n attributes to be filled in by the caller
 // (in sorted order); small sets take one allocation.
 func allocAttrs(n int) *Attrs {
 	switch n {
 	case 1:
-		x := &struct {
-			Attrs
-			a [1]Attr
-		}{}
-		x.own, x.n = x.a[:], 1
-		return &x.Attrs
+		return allocAttrsIn[[1]Attr](1)
 	case 2:
-		x := &struct {
-			Attrs
-			a [2]Attr
-		}{}
-		x.own, x.n = x.a[:], 2
-		return &x.Attrs
+		return allocAttrsIn[[2]Attr](2)
 	case 3:
-		x := &struct {
-			Attrs
-			a [3]Attr
-		}{}
-		x.own, x.n = x.a[:], 3
-		return &x.Attrs
+		return allocAttrsIn[[3]Attr](3)
 	case 4:
-		x := &struct {
-			Attrs
-			a [4]Attr
-		}{}
-		x.own, x.n = x.a[:], 4
-		return &x.Attrs
+		return allocAttrsIn[[4]Attr](4)
+	case 5:
+		return allocAttrsIn[[5]Attr](5)
+	case 6:
+		return allocAttrsIn[[6]Attr](6)
+	case 7:
+		return allocAttrsIn[[7]Attr](7)
+	case 8:
+		return allocAttrsIn[[8]Attr](8)
 	}
 	return mkAttrs(make([]Attr, n))
 }
@@ -260,13 +264,18 @@ func AttrsFromMap(m map[string]Value) *Attrs {
 	return NewAttrs(as)
 }
 
-func (a *Attrs) Len() int { return a.n }
+func (a *Attrs) Len() int {
+	if a.ov == nil {
+		return len(a.own)
+	}
+	return a.ov.n
+}
 
 // All returns the attributes sorted by name. Do not modify the slice.
 func (a *Attrs) All() []Attr {
-	if a.base != nil {
-		a.own = mergeAttrs(a.base.own, a.own)
-		a.base = nil
+	if a.ov != nil {
+		a.own = mergeAttrs(a.ov.base.own, a.own)
+		a.ov = nil
 	}
 	return a.own
 }
@@ -300,9 +309,9 @@ func (a *Attrs) Lookup(name string) *Attr {
 	if i := findIn(a.own, name); i >= 0 {
 		return &a.own[i]
 	}
-	if a.base != nil {
-		if i := findIn(a.base.own, name); i >= 0 {
-			return &a.base.own[i]
+	if a.ov != nil {
+		if i := findIn(a.ov.base.own, name); i >= 0 {
+			return &a.ov.base.own[i]
 		}
 	}
 	return nil
@@ -360,16 +369,16 @@ const (
 
 // Update is a // b.
 func (a *Attrs) Update(b *Attrs) *Attrs {
-	if b.n == 0 {
+	if b.Len() == 0 {
 		return a
 	}
-	if a.n == 0 {
+	if a.Len() == 0 {
 		return b
 	}
-	if b.base == nil && len(b.own) <= overlayMax {
+	if b.ov == nil && len(b.own) <= overlayMax {
 		base, over := a, b.own
-		if a.base != nil {
-			base, over = a.base, mergeAttrs(a.own, b.own)
+		if a.ov != nil {
+			base, over = a.ov.base, mergeAttrs(a.own, b.own)
 		}
 		if len(base.own) >= overlayBase && len(over) <= overlayMax {
 			n := len(base.own)
@@ -378,10 +387,10 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 					n++
 				}
 			}
-			if a.base == nil {
+			if a.ov == nil {
 				over = append([]Attr(nil), over...)
 			}
-			return &Attrs{own: over, base: base, n: n}
+			return &Attrs{own: over, ov: &overlay{base: base, n: n}}
 		}
 	}
 	return mkAttrs(mergeAttrs(a.All(), b.All()))
@@ -414,15 +423,31 @@ type PrimOpApp struct {
 	Args []Value
 }
 
-// Env holds the variables of one scope level.
+// Env holds the variables of one scope level. The slots follow up
+// inline (one allocation of 8+16n bytes, no slice header); the compiled
+// code knows how many there are. newEnv allocates it.
 type Env struct {
-	up   *Env
-	vals []Value
+	up *Env
+	v0 Value // slot 0; slots 1.. follow in the same allocation
 }
+
+const valueSize = unsafe.Sizeof(Value(nil))
+
+// slot returns slot i (i < the number of slots the Env was made with).
+func (e *Env) slot(i int) *Value {
+	return (*Value)(unsafe.Add(unsafe.Pointer(&e.v0), uintptr(i)*valueSize))
+}
+
+func (e *Env) get(i int) Value { return *e.slot(i) }
+
+// slots returns the first n slots as a slice.
+func (e *Env) slots(n int) []Value { return unsafe.Slice(&e.v0, n) }
 
 // Thunk is a delayed computation. Its state is encoded in c and env so
 // that it takes 32 bytes: pending (c set), running (c nil, env the
-// blackhole marker) or done (c and env nil, v the value).
+// blackhole marker) or done (c and env nil, v the value). Until it is
+// done, v is free for the code's use (the apply thunks keep the function
+// there).
 type Thunk struct {
 	c   code
 	env *Env
@@ -451,28 +476,74 @@ func ApplyThunk(f Value, args ...Value) *Thunk {
 	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return ev.CallN(f, args) }}
 }
 
-// The apply thunks keep function and arguments in an Env so that they
-// need no closure allocation.
+// The apply thunks keep the arguments in an Env and the function in the
+// thunk's v field (unused until the thunk is done), so that they need no
+// closure allocation. Separate allocations: the environment becomes
+// garbage once the thunk is forced, the thunk may live on in a list.
 func apply1Thunk(f, a Value) *Thunk {
-	// separate allocations: the environment becomes garbage once the
-	// thunk is forced, the thunk may live on in a list
-	e := newEnv(nil, 2)
-	e.vals[0], e.vals[1] = f, a
-	return &Thunk{c: apply1Code, env: e}
+	e := newEnv(nil, 1)
+	e.v0 = a
+	return &Thunk{c: apply1Code, env: e, v: f}
 }
 
+// forcedFn is the function of the apply thunk being forced (forceThunk
+// has just pushed it on ev.running).
+func (ev *Evaluator) forcedFn() Value { return ev.running[len(ev.running)-1].t.v }
+
 func apply1Code(ev *Evaluator, e *Env) Value {
-	return ev.call(ev.Force(e.vals[0]), e.vals[1], ev.curPos)
+	return ev.call(ev.Force(ev.forcedFn()), e.v0, ev.curPos)
 }
 
 func apply2Thunk(f, a, b Value) *Thunk {
-	e := newEnv(nil, 3)
-	e.vals[0], e.vals[1], e.vals[2] = f, a, b
-	return &Thunk{c: apply2Code, env: e}
+	e := newEnv(nil, 2)
+	e.v0, *e.slot(1) = a, b
+	return &Thunk{c: apply2Code, env: e, v: f}
+}
+
+// applySlab allocates the apply thunks of one builtin call (map,
+// genList, mapAttrs, zipAttrsWith) together: thunks and environments in
+// one slab each instead of two objects per element.
+type applySlab struct {
+	ts  []Thunk
+	e1s []Env  // one argument
+	e2s []env2 // two arguments
+}
+
+type env2 struct {
+	up *Env
+	a  [2]Value
+}
+
+func newApplySlab(n, args int) applySlab {
+	s := applySlab{ts: make([]Thunk, n)}
+	if args == 1 {
+		s.e1s = make([]Env, n)
+	} else {
+		s.e2s = make([]env2, n)
+	}
+	return s
+}
+
+// apply1 is element i: f applied to a.
+func (s *applySlab) apply1(i int, f, a Value) *Thunk {
+	e := &s.e1s[i]
+	e.v0 = a
+	t := &s.ts[i]
+	t.c, t.env, t.v = apply1Code, e, f
+	return t
+}
+
+// apply2 is element i: f applied to a and b.
+func (s *applySlab) apply2(i int, f, a, b Value) *Thunk {
+	e := &s.e2s[i]
+	e.a[0], e.a[1] = a, b
+	t := &s.ts[i]
+	t.c, t.env, t.v = apply2Code, (*Env)(unsafe.Pointer(e)), f
+	return t
 }
 
 func apply2Code(ev *Evaluator, e *Env) Value {
-	return ev.call2(ev.Force(e.vals[0]), e.vals[1], e.vals[2], ev.curPos)
+	return ev.call2(ev.Force(ev.forcedFn()), e.v0, e.get(1), ev.curPos)
 }
 
 // TypeName is the name Nix uses for the type of a forced value.

@@ -5,8 +5,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 )
+
+// hugeHeapSize is how much heap is prepared for huge pages: more than
+// most evaluations need; address space only until touched.
+const hugeHeapSize = 512 << 20
+
+var hugeOnce sync.Once
 
 // tuneGC paces the collector for evaluation: up to minHeap nothing is
 // collected, above it the heap may grow to ratio times the live heap of
@@ -16,7 +23,15 @@ import (
 // expensive. The limit is re-derived after each cycle from a finalizer,
 // so it never falls below ratio × live (no thrashing near the limit).
 // GOGC or GOMEMLIMIT in the environment switch it off.
+//
+// It also prepares the heap for huge pages (prepareHugeHeap), once per
+// process; TVIX_HUGEPAGES=0 switches that off.
 func tuneGC(getenv func(string) string, minHeap int64, ratio float64) (stop func()) {
+	hugeOnce.Do(func() {
+		if getenv("TVIX_HUGEPAGES") != "0" {
+			prepareHugeHeap(hugeHeapSize)
+		}
+	})
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
