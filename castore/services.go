@@ -30,6 +30,14 @@ type FileRanger interface {
 	FileRange(off int64, n int) (f *os.File, fileOff int64, contiguous int)
 }
 
+// BackingFiler is implemented by blob services that can name a local file
+// whose contents are exactly a blob (from offset 0 to its end), so a FUSE
+// mount can let the kernel read it directly (passthrough). Not every blob
+// has one; the file stays open as long as the service does.
+type BackingFiler interface {
+	BackingFile(ctx context.Context, d Digest) (*os.File, bool)
+}
+
 // BlobWriter receives a blob's contents. Close verifies them (against the
 // expected digest, if one was given) and only then makes the blob visible;
 // Abort discards everything written so far.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -61,8 +62,33 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 	}
 	// Contents never change, so the page cache survives close and reopen,
 	// and there is nothing to flush on close.
-	return newFileHandle(n), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	h := newFileHandle(n)
+	if bf, ok := n.t.svc.Blobs.(castore.BackingFiler); ok && n.e.size >= passthroughMinSize {
+		if f, ok := bf.BackingFile(n.t.ctx, n.e.digest); ok {
+			if st, err := f.Stat(); err == nil && uint64(st.Size()) == n.e.size {
+				return &passthroughHandle{fileHandle: h, f: f}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+			}
+		}
+	}
+	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
+
+// passthroughMinSize: below it a file is read through the mount (spliced);
+// large blobs the store keeps as a file of their own are handed to the
+// kernel, which reads them like a local file without asking the mount.
+const passthroughMinSize = 1 << 20
+
+// passthroughHandle offers go-fuse the blob's backing file. If the kernel
+// or the transport (virtio-fs) cannot pass through, reads arrive as usual
+// and the embedded fileHandle serves them.
+type passthroughHandle struct {
+	*fileHandle
+	f *os.File
+}
+
+var _ gofs.FilePassthroughFder = (*passthroughHandle)(nil)
+
+func (h *passthroughHandle) PassthroughFd() (int, bool) { return int(h.f.Fd()), true }
 
 // readersPerHandle bounds the blob readers one open file uses at once.
 // The kernel sends several reads of one handle concurrently (readahead,

@@ -25,6 +25,12 @@ const (
 )
 
 // Mounted is a live kernel mount of a store tree.
+// KernelPassthrough reports whether the kernel accepted FUSE passthrough,
+// so files with a backing file are read without the mount.
+func (m *Mounted) KernelPassthrough() bool {
+	return m.srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
+}
+
 type Mounted struct {
 	srv        *fuse.Server
 	mountpoint string

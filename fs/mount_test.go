@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -84,12 +85,41 @@ func TestMountMatchesSource(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { blobs.Close() })
-		s.blobs = blobs
-		testMountMatchesSource(t, s)
+		opens := &openCounter{Store: blobs}
+		s.blobs = opens
+		m := testMountMatchesSource(t, s)
+		if !m.KernelPassthrough() {
+			t.Skip("this kernel offers no FUSE passthrough; reads went through the mount")
+		}
+		// share/big (5 MiB) is a blob the pack store keeps as a file of its
+		// own: the kernel reads it by passthrough, so the mount never opens
+		// the blob. Smaller files are read through the mount.
+		if n := opens.n.Load(); n == 0 {
+			t.Fatal("no blob opened by the mount: small files should be read through it")
+		}
+		if opens.big.Load() != 0 {
+			t.Fatal("the mount opened the 5 MiB blob: passthrough not used")
+		}
 	})
 }
 
-func testMountMatchesSource(t *testing.T, s *testStore) {
+// openCounter counts Opens of the pack store's blobs, noting those big
+// enough for passthrough.
+type openCounter struct {
+	*blobstore.Store
+	n, big atomic.Int64
+}
+
+func (c *openCounter) Open(ctx context.Context, d castore.Digest) (castore.BlobReader, error) {
+	r, err := c.Store.Open(ctx, d)
+	c.n.Add(1)
+	if err == nil && r.Size() >= passthroughMinSize {
+		c.big.Add(1)
+	}
+	return r, err
+}
+
+func testMountMatchesSource(t *testing.T, s *testStore) *Mounted {
 	s, src, tree, file, link := sampleStoreIn(t, s)
 	m := s.mount(t, Options{})
 	mnt := filepath.Join(m.Mountpoint(), tree)
@@ -260,6 +290,7 @@ func testMountMatchesSource(t *testing.T, s *testStore) {
 			seen[ino] = paths[i]
 		}
 	})
+	return m
 }
 
 func openClose(path string, flag int) error {

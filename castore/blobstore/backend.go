@@ -62,3 +62,14 @@ type prefetcher interface {
 type locator interface {
 	locate(d castore.Digest) (f *os.File, off, size int64, ok bool)
 }
+
+// largeBlobHinter is a txn that wants to know, before the first chunk is
+// staged, that the blob is large (more than one maximum chunk).
+type largeBlobHinter interface {
+	largeBlob()
+}
+
+// backingFiler finds a file holding exactly a blob's bytes.
+type backingFiler interface {
+	backingFile(d castore.Digest) (*os.File, int64, bool)
+}

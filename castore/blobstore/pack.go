@@ -35,7 +35,6 @@ import (
 // castore.FileRanger).
 const (
 	packFormatVersion = "tvix-go packstore v1\n"
-	packMagic         = "tvix-go pack v1\n"
 	// A pack stops taking new writers past this size; a blob being written
 	// finishes in the pack it started in, so packs of large blobs run over.
 	packSealSize = 256 << 20
@@ -46,6 +45,9 @@ const (
 	packChunksBucket = "chunks"
 	packBlobsBucket  = "blobs"
 	packMetaBucket   = "packs"
+	// packExtentsBucket maps a blob to the pack that holds exactly its
+	// bytes, from offset 0 (see packTxn.largeBlob).
+	packExtentsBucket = "extents"
 )
 
 // NewPack opens (creating if needed) a pack store in a directory:
@@ -77,18 +79,19 @@ func NewPack(root string) (*Store, error) {
 	case string(got) != packFormatVersion:
 		return nil, fmt.Errorf("open pack store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(packFormatVersion))
 	}
-	db, err := boltdb.Open(filepath.Join(root, "index.db"), packChunksBucket, packBlobsBucket, packMetaBucket)
+	db, err := boltdb.Open(filepath.Join(root, "index.db"), packChunksBucket, packBlobsBucket, packMetaBucket, packExtentsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
 	b := &packBackend{
-		root:          root,
-		db:            db,
-		files:         map[uint64]*os.File{},
-		live:          map[uint64]*packFile{},
-		pendingChunks: map[castore.Digest]chunkLoc{},
-		pendingBlobs:  map[castore.Digest][]castore.ChunkMeta{},
-		dirty:         map[*packFile]struct{}{},
+		root:           root,
+		db:             db,
+		files:          map[uint64]*os.File{},
+		live:           map[uint64]*packFile{},
+		pendingChunks:  map[castore.Digest]chunkLoc{},
+		pendingBlobs:   map[castore.Digest][]castore.ChunkMeta{},
+		pendingExtents: map[castore.Digest]extent{},
+		dirty:          map[*packFile]struct{}{},
 	}
 	b.barrier.flush = b.flush
 	return newStore(b), nil
@@ -123,6 +126,24 @@ func decodeChunkLoc(b []byte) (chunkLoc, error) {
 	return chunkLoc{pack: v[0], off: int64(v[1]), size: int64(v[2])}, nil
 }
 
+// extent says a blob's bytes are exactly a pack file's: pack id and size.
+type extent struct {
+	pack uint64
+	size int64
+}
+
+func (e extent) encode() []byte {
+	return chunkLoc{pack: e.pack, size: e.size}.encode()
+}
+
+func decodeExtent(b []byte) (extent, error) {
+	l, err := decodeChunkLoc(b)
+	if err != nil || l.off != 0 {
+		return extent{}, errors.New("corrupt extent index entry")
+	}
+	return extent{pack: l.pack, size: l.size}, nil
+}
+
 // packFile is a pack this process appends to. One writer holds it at a
 // time, so a blob's chunks are contiguous. Appends collect in a buffer and
 // reach the file a block at a time: a tree of small files would otherwise
@@ -132,6 +153,8 @@ func decodeChunkLoc(b []byte) (chunkLoc, error) {
 type packFile struct {
 	id uint64
 	f  *os.File
+	// dedicated packs hold one large blob and are never reused.
+	dedicated bool
 
 	mu   sync.Mutex
 	size int64  // logical size: file plus buffer
@@ -230,14 +253,15 @@ type packBackend struct {
 	root string
 	db   *boltdb.DB
 
-	mu            sync.Mutex
-	idle          []*packFile          // open for appending, held by no writer
-	live          map[uint64]*packFile // packs this process appends to
-	files         map[uint64]*os.File  // every pack opened, for reads
-	pendingChunks map[castore.Digest]chunkLoc
-	pendingBlobs  map[castore.Digest][]castore.ChunkMeta
-	dirty         map[*packFile]struct{}
-	closed        bool
+	mu             sync.Mutex
+	idle           []*packFile          // open for appending, held by no writer
+	live           map[uint64]*packFile // packs this process appends to
+	files          map[uint64]*os.File  // every pack opened, for reads
+	pendingChunks  map[castore.Digest]chunkLoc
+	pendingBlobs   map[castore.Digest][]castore.ChunkMeta
+	pendingExtents map[castore.Digest]extent
+	dirty          map[*packFile]struct{}
+	closed         bool
 
 	barrier barrier
 }
@@ -258,6 +282,11 @@ func (b *packBackend) acquire() (*packFile, error) {
 		return p, nil
 	}
 	b.mu.Unlock()
+	return b.newPack(false)
+}
+
+// newPack creates an empty pack; a dedicated one takes one blob only.
+func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	var id uint64
 	if err := b.db.Update(func(tx *bolt.Tx) error {
 		var err error
@@ -270,12 +299,7 @@ func (b *packBackend) acquire() (*packFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pack: %w", err)
 	}
-	if _, err := f.WriteAt([]byte(packMagic), 0); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("create pack: %w", err)
-	}
-	p := &packFile{id: id, f: f, size: int64(len(packMagic))}
+	p := &packFile{id: id, f: f, dedicated: dedicated}
 	b.mu.Lock()
 	b.files[id] = f
 	b.live[id] = p
@@ -284,7 +308,7 @@ func (b *packBackend) acquire() (*packFile, error) {
 }
 
 func (b *packBackend) release(p *packFile) {
-	if p.end() >= packSealSize {
+	if p.dedicated || p.end() >= packSealSize {
 		// Sealed: no more appends, so its buffer goes (written first).
 		p.mu.Lock()
 		if err := p.flushLocked(); err == nil {
@@ -387,6 +411,35 @@ func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	return packChunk{io.NewSectionReader(f, loc.off, loc.size)}, loc.size, nil
 }
 
+// backingFile returns the pack file that holds exactly blob d's bytes, if
+// one does (a large blob written in one piece): a FUSE mount hands such a
+// file to the kernel (passthrough), which then reads it without asking
+// the mount.
+func (b *packBackend) backingFile(d castore.Digest) (*os.File, int64, bool) {
+	b.mu.Lock()
+	e, ok := b.pendingExtents[d]
+	b.mu.Unlock()
+	if !ok {
+		if err := b.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket([]byte(packExtentsBucket)).Get(d[:])
+			if v == nil {
+				return nil
+			}
+			var err error
+			e, err = decodeExtent(v)
+			ok = err == nil
+			return err
+		}); err != nil || !ok {
+			return nil, 0, false
+		}
+	}
+	f, err := b.file(e.pack)
+	if err != nil {
+		return nil, 0, false
+	}
+	return f, e.size, true
+}
+
 // locate names the open pack file and the offset holding a chunk.
 func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
 	loc, ok, err := b.lookupChunk(d)
@@ -480,6 +533,7 @@ func (b *packBackend) flush() error {
 	for d, m := range b.pendingBlobs {
 		blobs[d] = m
 	}
+	extents := maps.Clone(b.pendingExtents)
 	b.mu.Unlock()
 	if len(chunks) == 0 && len(blobs) == 0 {
 		return nil
@@ -514,6 +568,12 @@ func (b *packBackend) flush() error {
 				return err
 			}
 		}
+		eb := tx.Bucket([]byte(packExtentsBucket))
+		for _, d := range slices.SortedFunc(maps.Keys(extents), compareDigests) {
+			if err := eb.Put(d[:], extents[d].encode()); err != nil {
+				return err
+			}
+		}
 		return nil
 	}); err != nil {
 		return fail(fmt.Errorf("commit chunk index: %w", err))
@@ -524,6 +584,9 @@ func (b *packBackend) flush() error {
 	}
 	for d := range blobs {
 		delete(b.pendingBlobs, d)
+	}
+	for d := range extents {
+		delete(b.pendingExtents, d)
 	}
 	b.mu.Unlock()
 	return nil
@@ -567,6 +630,19 @@ type packTxn struct {
 	start  int64
 	staged []packStaged
 	seen   map[castore.Digest]bool
+	// dedicated: the blob is large and gets a pack of its own; gap: a
+	// chunk was found stored already and not written, so the pack does
+	// not hold the whole blob.
+	dedicated, gap bool
+}
+
+// largeBlob is the writer's hint, before the first chunk, that the blob
+// is large: it then goes into a new pack of its own from offset 0, so the
+// pack file is the blob and can back a FUSE passthrough.
+func (t *packTxn) largeBlob() {
+	if t.p == nil && len(t.staged) == 0 {
+		t.dedicated = true
+	}
 }
 
 func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
@@ -576,10 +652,17 @@ func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
 	// A chunk committed by anyone, even if not yet durable, is not written
 	// again: whoever needs it durable syncs, and a sync covers all commits.
 	if ok, err := t.b.hasChunk(d); err != nil || ok {
+		t.gap = t.gap || ok
 		return err
 	}
 	if t.p == nil {
-		p, err := t.b.acquire()
+		var p *packFile
+		var err error
+		if t.dedicated {
+			p, err = t.b.newPack(true)
+		} else {
+			p, err = t.b.acquire()
+		}
 		if err != nil {
 			return err
 		}
@@ -605,6 +688,12 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 	}
 	if manifest != nil {
 		b.pendingBlobs[blob] = manifest
+	}
+	if t.dedicated && !t.gap && t.p != nil && t.start == 0 && len(t.staged) > 0 {
+		size := t.staged[len(t.staged)-1].loc.off + t.staged[len(t.staged)-1].loc.size
+		if size == t.p.end() {
+			b.pendingExtents[blob] = extent{pack: t.p.id, size: size}
+		}
 	}
 	if t.p != nil {
 		b.dirty[t.p] = struct{}{}

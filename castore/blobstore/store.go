@@ -105,6 +105,17 @@ func (s *Store) putBuf(b []byte) {
 	}
 }
 
+// BackingFile returns a local file whose contents are exactly the blob,
+// when the store keeps it that way (castore.BackingFiler).
+func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, bool) {
+	bf, ok := s.b.(backingFiler)
+	if !ok {
+		return nil, false
+	}
+	f, _, ok := bf.backingFile(d)
+	return f, ok
+}
+
 // Sync makes every blob closed so far durable (castore.Syncer).
 func (s *Store) Sync(context.Context) error {
 	if sb, ok := s.b.(syncingBackend); ok {
@@ -223,6 +234,9 @@ func (w *writer) flush(final bool) error {
 	if !w.spilled {
 		w.h.Write(w.buf)
 		w.spilled = true
+		if lh, ok := w.t.(largeBlobHinter); ok && !final {
+			lh.largeBlob()
+		}
 	}
 	max := w.s.cdc.Params().Max
 	off := 0
