@@ -6,14 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tvix-go/tvix/castore"
-	"github.com/tvix-go/tvix/castore/castorev1"
 )
 
 // formatFile records the layout version; a store written by a future
@@ -33,22 +31,8 @@ func NewFile(root string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("open blob store %s: %w", root, err)
 	}
-	ff := filepath.Join(root, formatFile)
-	switch got, err := os.ReadFile(ff); {
-	case errors.Is(err, fs.ErrNotExist):
-		entries, _ := os.ReadDir(root)
-		for _, e := range entries {
-			if e.Name() != "tmp" {
-				return nil, fmt.Errorf("open blob store %s: directory is not empty and has no %s", root, formatFile)
-			}
-		}
-		if err := writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(formatVersion)); err != nil {
-			return nil, fmt.Errorf("open blob store %s: %w", root, err)
-		}
-	case err != nil:
+	if err := checkFormat(root, formatVersion, "tmp"); err != nil {
 		return nil, fmt.Errorf("open blob store %s: %w", root, err)
-	case string(got) != formatVersion:
-		return nil, fmt.Errorf("open blob store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(formatVersion))
 	}
 	removeStaleTemps(filepath.Join(root, "tmp"))
 	b := &fileBackend{root: root, tmp: filepath.Join(root, "tmp")}
@@ -59,6 +43,31 @@ func NewFile(root string) (*Store, error) {
 // removeStaleTemps deletes what interrupted puts left behind. Other
 // processes may share the directory and be writing right now, so only
 // files untouched for an hour go.
+// checkFormat records version in a new store directory (one holding only
+// the given entries) and refuses a directory that records another one:
+// a store written by a future layout is refused rather than misread.
+func checkFormat(root, version string, created ...string) error {
+	ff := filepath.Join(root, formatFile)
+	switch got, err := os.ReadFile(ff); {
+	case errors.Is(err, fs.ErrNotExist):
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if !slices.Contains(created, e.Name()) {
+				return fmt.Errorf("directory is not empty and has no %s", formatFile)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
+			return err
+		}
+		return writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(version))
+	case err != nil:
+		return err
+	case string(got) != version:
+		return fmt.Errorf("unknown format %q (this tvix knows %q)", strings.TrimSpace(string(got)), strings.TrimSpace(version))
+	}
+	return nil
+}
+
 func removeStaleTemps(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -114,19 +123,7 @@ func (b *fileBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, err
 	if err != nil {
 		return nil, false, err
 	}
-	var resp castorev1.StatBlobResponse
-	if err := proto.Unmarshal(raw, &resp); err != nil {
-		return nil, false, fmt.Errorf("manifest of %s: %w", d, err)
-	}
-	out := make([]castore.ChunkMeta, len(resp.GetChunks()))
-	for i, c := range resp.GetChunks() {
-		cd, err := castore.DigestFromBytes(c.GetDigest())
-		if err != nil {
-			return nil, false, fmt.Errorf("manifest of %s: chunk %d: %w", d, i, err)
-		}
-		out[i] = castore.ChunkMeta{Digest: cd, Size: c.GetSize()}
-	}
-	return out, true, nil
+	return decodeManifest(d, raw)
 }
 
 func (b *fileBackend) ensureDir(dir string) error {
@@ -174,12 +171,7 @@ func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
 
 func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bool) error {
 	if manifest != nil {
-		resp := &castorev1.StatBlobResponse{}
-		for _, c := range manifest {
-			resp.Chunks = append(resp.Chunks, &castorev1.StatBlobResponse_ChunkMeta{Digest: c.Digest.Bytes(), Size: c.Size})
-		}
-		raw, _ := proto.Marshal(resp)
-		tmp, err := writeTemp(t.b.tmp, raw, false)
+		tmp, err := writeTemp(t.b.tmp, encodeManifest(manifest), false)
 		if err != nil {
 			t.abort()
 			return err

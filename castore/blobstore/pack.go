@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,25 +57,8 @@ func NewPack(root string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, "packs"), 0o755); err != nil {
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
-	ff := filepath.Join(root, formatFile)
-	switch got, err := os.ReadFile(ff); {
-	case errors.Is(err, fs.ErrNotExist):
-		entries, _ := os.ReadDir(root)
-		for _, e := range entries {
-			if n := e.Name(); n != "packs" && n != "tmp" && n != "index.db" {
-				return nil, fmt.Errorf("open pack store %s: directory is not empty and has no %s", root, formatFile)
-			}
-		}
-		if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
-			return nil, fmt.Errorf("open pack store %s: %w", root, err)
-		}
-		if err := writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(packFormatVersion)); err != nil {
-			return nil, fmt.Errorf("open pack store %s: %w", root, err)
-		}
-	case err != nil:
+	if err := checkFormat(root, packFormatVersion, "packs", "tmp", "index.db"); err != nil {
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
-	case string(got) != packFormatVersion:
-		return nil, fmt.Errorf("open pack store %s: unknown format %q (this tvix knows %q)", root, strings.TrimSpace(string(got)), strings.TrimSpace(packFormatVersion))
 	}
 	db, err := boltdb.Open(filepath.Join(root, "index.db"), packChunksBucket, packBlobsBucket, packMetaBucket, packExtentsBucket)
 	if err != nil {

@@ -49,7 +49,7 @@ func init() {
 			}
 			slog.Info("serving /eval", "addr", addr, "bound", lis.Addr().String())
 			h := &evalHandler{s: s, jobs: make(chan struct{}, jobs)}
-			return serveListener(ctx, lis, h, func() {
+			return serveListener(ctx, "eval endpoint", lis, h, func() {
 				if strings.HasPrefix(addr, "unix://") {
 					os.Remove(strings.TrimPrefix(addr, "unix://"))
 				}
@@ -60,7 +60,7 @@ func init() {
 
 // serveListener serves h on lis until ctx ends, then lets requests
 // finish (an evaluation cannot be interrupted) and runs cleanup.
-func serveListener(ctx context.Context, lis net.Listener, h http.Handler, cleanup func()) func() error {
+func serveListener(ctx context.Context, what string, lis net.Listener, h http.Handler, cleanup func()) func() error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	return func() error {
 		defer cleanup()
@@ -77,7 +77,7 @@ func serveListener(ctx context.Context, lis net.Listener, h http.Handler, cleanu
 			<-done
 			return nil
 		}
-		return fmt.Errorf("eval endpoint: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -95,22 +93,6 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler) (func() error, 
 	if err != nil {
 		return nil, fmt.Errorf("nar-bridge: listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	slog.Info("serving Nix binary cache", "addr", addr, "bound", lis.Addr().String())
-	return func() error {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		}()
-		err := srv.Serve(lis)
-		if errors.Is(err, http.ErrServerClosed) {
-			<-done
-			return nil
-		}
-		return fmt.Errorf("nar-bridge: %w", err)
-	}, nil
+	return serveListener(ctx, "nar-bridge", lis, h, func() {}), nil
 }
