@@ -1100,6 +1100,30 @@ func (ev *Evaluator) CoerceToStringMore(v Value, copyToStore bool) *String {
 }
 
 func (ev *Evaluator) coerceToString(v Value, pos syntax.Pos, more, copyToStore bool) *String {
+	// Strings and the outPath of derivations are handled here, in a small
+	// frame and without recursion: a derivation depending on another is
+	// forced from inside this call, so chains of them nest it deeply.
+	for {
+		v = ev.Force(v)
+		switch x := v.(type) {
+		case *String:
+			return x
+		case *Attrs:
+			if x.Lookup("__toString") == nil {
+				if o := x.Lookup("outPath"); o != nil {
+					v = o.Val
+					continue
+				}
+			}
+		}
+		return ev.coerceToStringSlow(v, pos, more, copyToStore)
+	}
+}
+
+// coerceToStringSlow is coerceToString for the other cases.
+//
+//go:noinline
+func (ev *Evaluator) coerceToStringSlow(v Value, pos syntax.Pos, more, copyToStore bool) *String {
 	v = ev.Force(v)
 	switch x := v.(type) {
 	case *String:

@@ -365,6 +365,12 @@ func mergeAttrs(a, b []Attr) []Attr {
 const (
 	overlayMax  = 32 // largest overlay kept unflattened
 	overlayBase = 64 // smallest base worth an overlay
+	// A few attributes over a set at least twice their number are an
+	// overlay too: `common // { outPath = ...; ... }`, once per output of
+	// every derivation (derivation.nix), would otherwise copy the whole
+	// set each time, and instantiating many derivations keeps them all.
+	overlaySmall     = 4
+	overlaySmallBase = 8
 )
 
 // Update is a // b.
@@ -380,7 +386,8 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 		if a.ov != nil {
 			base, over = a.ov.base, mergeAttrs(a.own, b.own)
 		}
-		if len(base.own) >= overlayBase && len(over) <= overlayMax {
+		if len(over) <= overlayMax && (len(base.own) >= overlayBase ||
+			len(over) <= overlaySmall && len(base.own) >= overlaySmallBase) {
 			n := len(base.own)
 			for i := range over {
 				if findIn(base.own, over[i].Name) < 0 {

@@ -74,9 +74,27 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 	return g.finishDerivation(ev, collectDerivation(ev, args[0]))
 }
 
+// collectDerivation reads derivationStrict's argument into a builder.
+// It is on the stack while the attributes are coerced (which may force
+// other derivations, once per link of a dependency chain), so its frame
+// is kept small: the set-up and the end are functions of their own.
+//
 //go:noinline
 func collectDerivation(ev *eval.Evaluator, v eval.Value) *drvBuilder {
 	attrs := ev.ForceAttrs(v)
+	b := newDrvBuilder(ev, attrs)
+	all := attrs.All()
+	for i := range all {
+		if all[i].Name != "__ignoreNulls" {
+			b.add(ev, all[i])
+		}
+	}
+	b.finishCollect()
+	return b
+}
+
+//go:noinline
+func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 	nameV, ok := attrs.Get("name")
 	if !ok {
 		ev.Throwf("attribute 'name' missing for call to 'derivationStrict'")
@@ -95,21 +113,64 @@ func collectDerivation(ev *eval.Evaluator, v eval.Value) *drvBuilder {
 	if p := attrs.Lookup("name").Pos; p != nil {
 		b.namePos = *p
 	}
-	for _, a := range attrs.All() {
-		if a.Name != "__ignoreNulls" {
-			b.add(ev, a)
-		}
-	}
+	return b
+}
+
+//go:noinline
+func (b *drvBuilder) finishCollect() {
 	if b.structured {
 		b.js.WriteByte('}')
 		b.d.Env["__json"] = b.js.String()
 	}
-	return b
 }
 
 func (b *drvBuilder) add(ev *eval.Evaluator, a eval.Attr) {
+	defer traceAttr(a.Name, b.drvName, b.namePos)
+	switch {
+	case b.ignoreNulls, b.structured, a.Name == "args", a.Name == "__contentAddressed", a.Name == "__impure":
+		b.addSlow(ev, a)
+	default:
+		// The common case stays in a small frame: coercing an attribute
+		// may force another derivation (a chain of dependencies recurses
+		// through here once per derivation, so the goroutine stack grows
+		// by this frame each time).
+		s := ev.CoerceToStringMore(a.Val, true)
+		b.setEnv(ev, a.Name, s)
+	}
+}
+
+// setEnv records an environment entry, and what it means for the
+// derivation.
+//
+//go:noinline
+func (b *drvBuilder) setEnv(ev *eval.Evaluator, key string, s *eval.String) {
+	b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+	d := b.d
+	d.Env[key] = s.S
+	switch key {
+	case "builder":
+		d.Builder = s.S
+	case "system":
+		d.System = s.S
+	case "outputHash":
+		b.outputHash = &s.S
+	case "outputHashAlgo":
+		b.outputHashAlgo = &s.S
+	case "outputHashMode":
+		b.mode = hashMode(ev, s.S)
+	case "outputs":
+		b.outputs = outputSet(ev, strings.FieldsFunc(s.S, func(r rune) bool {
+			return r == ' ' || r == '\t' || r == '\n' || r == '\r'
+		}))
+	}
+}
+
+// addSlow is add for structured attributes, nulls to ignore and the
+// attributes with a meaning of their own.
+//
+//go:noinline
+func (b *drvBuilder) addSlow(ev *eval.Evaluator, a eval.Attr) {
 	key, d := a.Name, b.d
-	defer traceAttr(key, b.drvName, b.namePos)
 	if b.ignoreNulls {
 		if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
 			return
@@ -168,25 +229,7 @@ func (b *drvBuilder) add(ev *eval.Evaluator, a eval.Attr) {
 			b.outputs = outputSet(ev, names)
 		}
 	default:
-		s := ev.CoerceToStringMore(a.Val, true)
-		b.ctx = eval.MergeContext(b.ctx, s.Ctx())
-		d.Env[key] = s.S
-		switch key {
-		case "builder":
-			d.Builder = s.S
-		case "system":
-			d.System = s.S
-		case "outputHash":
-			b.outputHash = &s.S
-		case "outputHashAlgo":
-			b.outputHashAlgo = &s.S
-		case "outputHashMode":
-			b.mode = hashMode(ev, s.S)
-		case "outputs":
-			b.outputs = outputSet(ev, strings.FieldsFunc(s.S, func(r rune) bool {
-				return r == ' ' || r == '\t' || r == '\n' || r == '\r'
-			}))
-		}
+		b.setEnv(ev, key, ev.CoerceToStringMore(a.Val, true))
 	}
 }
 
@@ -213,8 +256,8 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 					if err != nil {
 						ev.Throwf("%v", err)
 					}
-					for o := range in.Outputs {
-						d.InputDerivations[p] = append(d.InputDerivations[p], o)
+					for _, o := range in.outputs {
+						d.InputDerivations[p] = append(d.InputDerivations[p], o.name)
 					}
 				}
 			}
@@ -287,7 +330,7 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 		ev.Throwf("%v", err)
 	}
 	g.mu.Lock()
-	g.drvs[drvPath] = d
+	g.drvs[drvPath] = newDrvRecord(d, g.KeepDerivations)
 	g.modulo[drvPath] = hdm
 	g.mu.Unlock()
 

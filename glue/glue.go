@@ -30,9 +30,14 @@ type Glue struct {
 	// evaluation, for drvPath contexts (which pull in a .drv's closure).
 	// By default a path has none.
 	References func(path string) ([]string, error)
+	// KeepDerivations keeps every derivation created whole, for
+	// Derivation. Without it only what later derivations and Derivations
+	// need is kept (outputs and references): a derivation's maps and
+	// environment are most of what instantiating many of them retains.
+	KeepDerivations bool
 
 	mu     sync.Mutex
-	drvs   map[string]*derivation.Derivation
+	drvs   map[string]*drvRecord
 	modulo map[string][32]byte
 	refs   map[string][]string
 	fromFS derivation.ModuloLookup
@@ -44,7 +49,7 @@ func New(ctx context.Context, store Store) *Glue {
 		ctx:            ctx,
 		store:          store,
 		ReadDerivation: os.ReadFile,
-		drvs:           map[string]*derivation.Derivation{},
+		drvs:           map[string]*drvRecord{},
 		modulo:         map[string][32]byte{},
 		refs:           map[string][]string{},
 	}
@@ -70,12 +75,50 @@ func (g *Glue) Install(opts *eval.Options) {
 	opts.CopyToStore = g.copyToStore
 }
 
-// Derivation returns a derivation this evaluation created.
+// drvRecord is what is kept of a derivation this evaluation created.
+type drvRecord struct {
+	full    *derivation.Derivation // with KeepDerivations only
+	outputs []outputRef
+	refs    []string // input sources and input derivations
+}
+
+type outputRef struct{ name, path string }
+
+func newDrvRecord(d *derivation.Derivation, keep bool) *drvRecord {
+	r := &drvRecord{
+		outputs: make([]outputRef, 0, len(d.Outputs)),
+		refs:    make([]string, 0, len(d.InputSources)+len(d.InputDerivations)),
+	}
+	for name, o := range d.Outputs {
+		r.outputs = append(r.outputs, outputRef{name, o.Path})
+	}
+	r.refs = append(r.refs, d.InputSources...)
+	for p := range d.InputDerivations {
+		r.refs = append(r.refs, p)
+	}
+	if keep {
+		r.full = d
+	}
+	return r
+}
+
+// Derivation returns a derivation this evaluation created; only with
+// KeepDerivations.
 func (g *Glue) Derivation(drvPath string) (*derivation.Derivation, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	d, ok := g.drvs[drvPath]
-	return d, ok
+	r, ok := g.drvs[drvPath]
+	if !ok || r.full == nil {
+		return nil, false
+	}
+	return r.full, true
+}
+
+func (g *Glue) record(drvPath string) (*drvRecord, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.drvs[drvPath]
+	return r, ok
 }
 
 // DerivationPaths lists the .drv paths this evaluation created.
@@ -101,10 +144,11 @@ func (g *Glue) moduloHash(drvPath string) ([32]byte, error) {
 	return g.fromFS(drvPath)
 }
 
-// readDrv returns a derivation created here or read from the store.
-func (g *Glue) readDrv(drvPath string) (*derivation.Derivation, error) {
-	if d, ok := g.Derivation(drvPath); ok {
-		return d, nil
+// readDrv returns what is known of a derivation created here, or reads
+// it from the store.
+func (g *Glue) readDrv(drvPath string) (*drvRecord, error) {
+	if r, ok := g.record(drvPath); ok {
+		return r, nil
 	}
 	data, err := g.ReadDerivation(drvPath)
 	if err != nil {
@@ -114,26 +158,18 @@ func (g *Glue) readDrv(drvPath string) (*derivation.Derivation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", drvPath, err)
 	}
-	return d, nil
+	return newDrvRecord(d, false), nil
 }
 
 // references of a store path: a .drv's inputs, a text file's recorded
 // references, else what References says.
 func (g *Glue) references(p string) ([]string, error) {
 	if sp, err := storepath.Parse(p); err == nil && len(sp.Name) > 4 && sp.Name[len(sp.Name)-4:] == ".drv" {
-		d, err := g.readDrv(p)
+		r, err := g.readDrv(p)
 		if err != nil {
 			return nil, err
 		}
-		refs, err := d.References()
-		if err != nil {
-			return nil, err
-		}
-		out := make([]string, len(refs))
-		for i, r := range refs {
-			out[i] = r.String()
-		}
-		return out, nil
+		return r.refs, nil
 	}
 	g.mu.Lock()
 	r, ok := g.refs[p]

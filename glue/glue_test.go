@@ -68,6 +68,7 @@ func fixtureDir(t *testing.T) string {
 // newEval returns an evaluator with the glue installed on store.
 func newEval(store Store) (*eval.Evaluator, *Glue) {
 	g := New(context.Background(), store)
+	g.KeepDerivations = true
 	var opts eval.Options
 	g.Install(&opts)
 	return eval.New(opts), g

@@ -28,15 +28,15 @@ func (g *Glue) Derivations(ev *eval.Evaluator, v eval.Value) ([]Selected, error)
 	out := make([]Selected, 0, len(lines))
 	for _, l := range lines {
 		drvPath, output, _ := strings.Cut(l, "!")
-		d, ok := g.Derivation(drvPath)
+		d, ok := g.record(drvPath)
 		if !ok {
 			return nil, fmt.Errorf("derivation %s was not created by this evaluation", drvPath)
 		}
-		s := Selected{DrvPath: drvPath, Outputs: make(map[string]string, len(d.Outputs))}
-		for name, o := range d.Outputs {
-			s.Outputs[name] = o.Path
-			if output == "" || name == output {
-				s.Selected = append(s.Selected, name)
+		s := Selected{DrvPath: drvPath, Outputs: make(map[string]string, len(d.outputs))}
+		for _, o := range d.outputs {
+			s.Outputs[o.name] = o.path
+			if output == "" || o.name == output {
+				s.Selected = append(s.Selected, o.name)
 			}
 		}
 		sort.Strings(s.Selected)

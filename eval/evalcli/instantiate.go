@@ -204,7 +204,20 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 			minHeapMB = n
 		}
 	}
-	defer tuneGC(getenv, minHeapMB<<20, 2)()
+	if !o.eval && !o.parse && getenv("TVIX_GC_MINHEAP_MB") == "" {
+		// Instantiating keeps little per derivation beyond its result
+		// (paths, the set derivation.nix builds), so a proportional
+		// collector keeps the peak near the live heap; the eval floor
+		// above would let 10,000 derivations' garbage pile up to 2-3x
+		// C++ Nix's peak.
+		pct := instantiateGCPercent
+		if !o.readOnly {
+			pct = writeGCPercent
+		}
+		defer tuneGCPercent(getenv, pct)()
+	} else {
+		defer tuneGC(getenv, minHeapMB<<20, 2)()
+	}
 	maxDepth := 0
 	if d := getenv("TVIX_MAX_CALL_DEPTH"); d != "" {
 		n, err := strconv.Atoi(d)
