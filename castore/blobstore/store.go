@@ -87,7 +87,7 @@ func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobW
 	if err != nil {
 		return nil, fmt.Errorf("put blob: %w", err)
 	}
-	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), h: blake3.New(32, nil), buf: s.getBuf()}, nil
+	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), buf: s.getBuf()}, nil
 }
 
 // Writers need a buffer of two maximum chunks; pooling them keeps imports
@@ -232,6 +232,9 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 // whose boundary depends on bytes still to come.
 func (w *writer) flush(final bool) error {
 	if !w.spilled {
+		// The whole-blob hasher is made only now: most blobs are one
+		// chunk and never need it (a hasher is several KiB).
+		w.h = blake3.New(32, nil)
 		w.h.Write(w.buf)
 		w.spilled = true
 		if lh, ok := w.t.(largeBlobHinter); ok && !final {
