@@ -52,12 +52,6 @@ type txn interface {
 	abort()
 }
 
-// prefetcher starts loading a chunk in the background (a hint; errors are
-// ignored and the later read reports them).
-type prefetcher interface {
-	prefetch(d castore.Digest)
-}
-
 // locator knows where in a local file a chunk's bytes are.
 type locator interface {
 	locate(d castore.Digest) (f *os.File, off, size int64, ok bool)

@@ -373,7 +373,11 @@ func (b *packBackend) file(id uint64) (*os.File, error) {
 
 // packChunk reads a chunk out of its pack; the pack's file stays open for
 // the store's lifetime, shared by all readers (ReadAt is pread).
-type packChunk struct{ *io.SectionReader }
+type packChunk struct {
+	*io.SectionReader
+	f   *os.File
+	off int64
+}
 
 func (packChunk) Close() error { return nil }
 
@@ -389,7 +393,7 @@ func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
 	}
-	return packChunk{io.NewSectionReader(f, loc.off, loc.size)}, loc.size, nil
+	return packChunk{io.NewSectionReader(f, loc.off, loc.size), f, loc.off}, loc.size, nil
 }
 
 // backingFile returns the pack file that holds exactly blob d's bytes, if
@@ -432,18 +436,6 @@ func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
 		return nil, 0, 0, false
 	}
 	return f, loc.off, loc.size, true
-}
-
-// prefetch asks the kernel to start reading a chunk's pack range now, so a
-// sequential reader finds the next chunk in the page cache.
-func (b *packBackend) prefetch(d castore.Digest) {
-	loc, ok, err := b.lookupChunk(d)
-	if err != nil || !ok {
-		return
-	}
-	if f, err := b.file(loc.pack); err == nil {
-		unix.Fadvise(int(f.Fd()), loc.off, loc.size, unix.FADV_WILLNEED)
-	}
 }
 
 func (b *packBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, error) {

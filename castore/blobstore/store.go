@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"lukechampine.com/blake3"
 
 	"github.com/tvix-go/tvix/castore"
@@ -65,17 +66,12 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 			return nil, fmt.Errorf("open blob %s: %w", d, err)
 		}
 		sr := &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}
-		if l, ok := s.b.(locator); ok {
-			if f, off, _, ok := l.locate(d); ok {
-				sr.f, sr.fileOff = f, off
-			}
+		if pc, ok := cr.(packChunk); ok {
+			sr.f, sr.fileOff = pc.f, pc.off
 		}
 		return sr, nil
 	}
 	r := newChunkedReader(d, m, s.b.openChunk)
-	if pf, ok := s.b.(prefetcher); ok {
-		r.prefetch = pf.prefetch
-	}
 	if l, ok := s.b.(locator); ok {
 		r.locate = l.locate
 	}
@@ -348,12 +344,13 @@ type chunkedReader struct {
 	chunks  []castore.ChunkMeta
 	offsets []int64 // offsets[i] = start of chunk i; len = len(chunks)+1
 	open    func(castore.Digest) (chunkReader, int64, error)
-	// prefetch, when the backend has it, starts loading a chunk ahead of a
-	// sequential reader; prefetched is the last chunk asked for.
-	prefetch   func(castore.Digest)
+	// locate, when the backend has it, finds chunks in local files;
+	// places caches its answers, so each chunk is looked up once per
+	// reader however many reads cover it. prefetched is the last chunk
+	// read-ahead asked the kernel for.
+	locate     func(castore.Digest) (*os.File, int64, int64, bool)
+	places     []chunkPlace
 	prefetched int
-	// locate, when the backend has it, finds chunks in local files.
-	locate func(castore.Digest) (*os.File, int64, int64, bool)
 
 	mu     sync.Mutex
 	seq    int // last chunk FileRange served, for read-ahead
@@ -407,7 +404,7 @@ func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
 				r.cur = -1
 				return n, fmt.Errorf("read blob %s: chunk %s has %d bytes, manifest says %d", r.blob, r.chunks[i].Digest, size, r.chunks[i].Size)
 			}
-			if r.prefetch != nil && i == r.cur+1 {
+			if i == r.cur+1 {
 				r.readAhead(i)
 			}
 			r.cur, r.curR = i, cr
@@ -431,17 +428,49 @@ func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// readAheadBytes is how far past a sequential reader's chunk its backend
+// chunkPlace is where a chunk's bytes lie in a local file.
+type chunkPlace struct {
+	f         *os.File
+	off, size int64
+}
+
+// place finds chunk i in a local file, once; r.mu is held.
+func (r *chunkedReader) place(i int) (chunkPlace, bool) {
+	if r.locate == nil {
+		return chunkPlace{}, false
+	}
+	if r.places == nil {
+		r.places = make([]chunkPlace, len(r.chunks))
+	}
+	if p := r.places[i]; p.f != nil {
+		return p, true
+	}
+	f, off, size, ok := r.locate(r.chunks[i].Digest)
+	if !ok || uint64(size) != r.chunks[i].Size {
+		return chunkPlace{}, false
+	}
+	r.places[i] = chunkPlace{f, off, size}
+	return r.places[i], true
+}
+
+// readAheadBytes is how far past a sequential reader's chunk the kernel
 // is asked to load: enough to keep a disk busy while the reader (a FUSE
 // request, a NAR render) consumes the current chunk.
 const readAheadBytes = 8 << 20
 
-// readAhead keeps readAheadBytes of chunks after chunk i requested, asking
-// for each chunk once.
+// readAhead keeps readAheadBytes of chunks after chunk i requested from
+// the kernel (FADV_WILLNEED on their file ranges), asking for each chunk
+// once. Only chunks in local files can be asked for; r.mu is held.
 func (r *chunkedReader) readAhead(i int) {
+	if r.locate == nil {
+		return
+	}
 	j := max(r.prefetched+1, i+1)
 	for ; j < len(r.chunks) && r.offsets[j] < r.offsets[i+1]+readAheadBytes; j++ {
-		r.prefetch(r.chunks[j].Digest)
+		if p, ok := r.place(j); ok {
+			// A hint: a failure shows up, if at all, in the later read.
+			_ = unix.Fadvise(int(p.f.Fd()), p.off, p.size, unix.FADV_WILLNEED)
+		}
 	}
 	r.prefetched = j - 1
 }
@@ -456,27 +485,27 @@ func (r *chunkedReader) FileRange(off int64, n int) (*os.File, int64, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i := sort.Search(len(r.chunks), func(i int) bool { return r.offsets[i+1] > off })
-	f, start, size, ok := r.locate(r.chunks[i].Digest)
-	if !ok || uint64(size) != r.chunks[i].Size {
+	first, ok := r.place(i)
+	if !ok {
 		return nil, 0, 0
 	}
-	if r.prefetch != nil && i != r.seq {
+	if i != r.seq {
 		if i == r.seq+1 {
 			r.readAhead(i)
 		}
 		r.seq = i
 	}
-	fileOff := start + (off - r.offsets[i])
-	end := start + size // file offset just past the contiguous run
+	fileOff := first.off + (off - r.offsets[i])
+	end := first.off + first.size // file offset just past the contiguous run
 	want := fileOff + int64(n)
 	for j := i + 1; end < want && j < len(r.chunks); j++ {
-		g, s2, sz, ok := r.locate(r.chunks[j].Digest)
-		if !ok || g != f || s2 != end || uint64(sz) != r.chunks[j].Size {
+		p, ok := r.place(j)
+		if !ok || p.f != first.f || p.off != end {
 			break
 		}
-		end += sz
+		end += p.size
 	}
-	return f, fileOff, int(min(want, end) - fileOff)
+	return first.f, fileOff, int(min(want, end) - fileOff)
 }
 
 func (r *chunkedReader) Read(p []byte) (int, error) {
