@@ -31,11 +31,11 @@ type FileRanger interface {
 }
 
 // BackingFiler is implemented by blob services that can name a local file
-// whose contents are exactly a blob (from offset 0 to its end), so a FUSE
+// whose contents are exactly a blob (from offset 0 to size), so a FUSE
 // mount can let the kernel read it directly (passthrough). Not every blob
 // has one; the file stays open as long as the service does.
 type BackingFiler interface {
-	BackingFile(ctx context.Context, d Digest) (*os.File, bool)
+	BackingFile(ctx context.Context, d Digest) (f *os.File, size int64, ok bool)
 }
 
 // BlobWriter receives a blob's contents. Close verifies them (against the

@@ -64,10 +64,8 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 	// and there is nothing to flush on close.
 	h := newFileHandle(n)
 	if bf, ok := n.t.svc.Blobs.(castore.BackingFiler); ok && n.e.size >= passthroughMinSize {
-		if f, ok := bf.BackingFile(n.t.ctx, n.e.digest); ok {
-			if st, err := f.Stat(); err == nil && uint64(st.Size()) == n.e.size {
-				return &passthroughHandle{fileHandle: h, f: f}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
-			}
+		if f, size, ok := bf.BackingFile(n.t.ctx, n.e.digest); ok && uint64(size) == n.e.size {
+			return &passthroughHandle{fileHandle: h, f: f}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 		}
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0

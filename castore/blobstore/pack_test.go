@@ -349,7 +349,10 @@ func TestPackBackingFile(t *testing.T) {
 	}
 	check := func(s *Store, want bool) {
 		t.Helper()
-		f, ok := s.BackingFile(ctx, d)
+		f, size, ok := s.BackingFile(ctx, d)
+		if ok && size != int64(len(big)) {
+			t.Fatalf("BackingFile size %d, blob has %d bytes", size, len(big))
+		}
 		if ok != want {
 			t.Fatalf("BackingFile ok = %v, want %v", ok, want)
 		}
@@ -373,7 +376,7 @@ func TestPackBackingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.BackingFile(ctx, small); ok {
+	if _, _, ok := s.BackingFile(ctx, small); ok {
 		t.Fatal("a small blob got a pack of its own")
 	}
 	shared := append(bytes.Clone(big[:3<<20]), randomBytes(13, 3<<20)...)
@@ -381,7 +384,7 @@ func TestPackBackingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.BackingFile(ctx, sd); ok {
+	if _, _, ok := s.BackingFile(ctx, sd); ok {
 		t.Fatal("a blob sharing chunks got a backing file (its pack lacks the shared chunks)")
 	}
 	if !bytes.Equal(readAll(t, s, sd), shared) {

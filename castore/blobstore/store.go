@@ -103,13 +103,12 @@ func (s *Store) putBuf(b []byte) {
 
 // BackingFile returns a local file whose contents are exactly the blob,
 // when the store keeps it that way (castore.BackingFiler).
-func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, bool) {
+func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, int64, bool) {
 	bf, ok := s.b.(backingFiler)
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
-	f, _, ok := bf.backingFile(d)
-	return f, ok
+	return bf.backingFile(d)
 }
 
 // Sync makes every blob closed so far durable (castore.Syncer).
