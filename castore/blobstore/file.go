@@ -28,9 +28,8 @@ const (
 // lays them out. Every file is written to tmp/, fsynced and renamed into
 // place, so a crash never leaves a partial chunk or manifest visible.
 func NewFile(root string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
-		return nil, fmt.Errorf("open blob store %s: %w", root, err)
-	}
+	// checkFormat refuses a foreign directory before anything is created
+	// in it, and makes tmp/ for a new store.
 	if err := checkFormat(root, formatVersion, "tmp"); err != nil {
 		return nil, fmt.Errorf("open blob store %s: %w", root, err)
 	}

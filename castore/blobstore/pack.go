@@ -54,10 +54,12 @@ const (
 // list. A chunk is indexed only after its pack was flushed to disk, so a
 // crash leaves at most unreferenced bytes at the end of a pack.
 func NewPack(root string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(root, "packs"), 0o755); err != nil {
+	// The format check comes first: a directory that is not a pack store
+	// is refused before anything is created in it.
+	if err := checkFormat(root, packFormatVersion, "packs", "tmp", "index.db"); err != nil {
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
-	if err := checkFormat(root, packFormatVersion, "packs", "tmp", "index.db"); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "packs"), 0o755); err != nil {
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
 	db, err := boltdb.Open(filepath.Join(root, "index.db"), packChunksBucket, packBlobsBucket, packMetaBucket, packExtentsBucket)

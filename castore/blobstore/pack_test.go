@@ -391,3 +391,18 @@ func TestPackBackingFile(t *testing.T) {
 		t.Fatal("blob sharing chunks reads back wrong")
 	}
 }
+
+// A directory that is not a blob store is refused and left as it was.
+func TestForeignDirectoryUntouched(t *testing.T) {
+	for name, open := range map[string]func(string) (*Store, error){"pack": NewPack, "file": NewFile} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "mine"), []byte("x"), 0o644)
+		if _, err := open(dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+			t.Fatalf("%s store on a foreign directory: %v, want a refusal", name, err)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 {
+			t.Fatalf("%s store left %d entries in a foreign directory, want only the user's file", name, len(entries))
+		}
+	}
+}
