@@ -18,6 +18,17 @@ type chunkReader interface {
 	io.Closer
 }
 
+// fileChunk reads a chunk out of a file the backend keeps open for its
+// lifetime, shared by all readers (ReadAt is pread); f and off let a
+// reader hand the range to the kernel (castore.FileRanger).
+type fileChunk struct {
+	*io.SectionReader
+	f   *os.File
+	off int64
+}
+
+func (fileChunk) Close() error { return nil }
+
 // backend keeps chunks and manifests. Chunks are immutable and named by
 // their digest, so concurrent writers of the same chunk are harmless.
 type backend interface {

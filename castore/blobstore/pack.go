@@ -142,8 +142,9 @@ type packFile struct {
 	mu   sync.Mutex
 	size int64  // logical size: file plus buffer
 	buf  []byte // bytes from size-len(buf) on, not written yet
-	// writeback is where the writeback started by the last kick ended.
-	writeback int64
+	// writeback is where the writeback started by the last kick ended,
+	// lastStep how much that kick started.
+	writeback, lastStep int64
 }
 
 // packBufSize is how much a pack collects before writing; chunks at least
@@ -220,16 +221,31 @@ func (p *packFile) truncate(off int64) error {
 	}
 	p.buf, p.size = p.buf[:0], off
 	p.writeback = min(p.writeback, off)
+	p.lastStep = 0
 	return nil
 }
 
 func (p *packFile) kickWriteback() {
 	written := p.size - int64(len(p.buf))
-	if written-p.writeback >= writebackStep {
-		// Asynchronous: starts writeback of the range, waits for nothing.
-		unix.SyncFileRange(int(p.f.Fd()), p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
-		p.writeback = written
+	if written-p.writeback < writebackStep {
+		return
 	}
+	fd := int(p.f.Fd())
+	// Asynchronous: starts writeback of the range, waits for nothing.
+	unix.SyncFileRange(fd, p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+	// The step before was handed to the disk one step ago: wait for it
+	// (usually done by now) and drop its pages from the cache. Freshly
+	// written pack bytes are rarely read back soon, and the pages freed
+	// here are the ones the next appends fill: a write into recycled
+	// pages costs a copy, one into pages the system has not touched for a
+	// while costs much more on a VM whose host reclaims free memory (the
+	// write path then spent more time copying than hashing).
+	if prev := p.writeback - p.lastStep; p.lastStep > 0 && prev >= 0 {
+		unix.SyncFileRange(fd, prev, p.lastStep, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+		_ = unix.Fadvise(fd, prev, p.lastStep, unix.FADV_DONTNEED)
+	}
+	p.lastStep = written - p.writeback
+	p.writeback = written
 }
 
 type packBackend struct {
@@ -373,16 +389,6 @@ func (b *packBackend) file(id uint64) (*os.File, error) {
 	return f, nil
 }
 
-// packChunk reads a chunk out of its pack; the pack's file stays open for
-// the store's lifetime, shared by all readers (ReadAt is pread).
-type packChunk struct {
-	*io.SectionReader
-	f   *os.File
-	off int64
-}
-
-func (packChunk) Close() error { return nil }
-
 func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	loc, ok, err := b.lookupChunk(d)
 	if err != nil {
@@ -395,7 +401,7 @@ func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
 	}
-	return packChunk{io.NewSectionReader(f, loc.off, loc.size), f, loc.off}, loc.size, nil
+	return fileChunk{io.NewSectionReader(f, loc.off, loc.size), f, loc.off}, loc.size, nil
 }
 
 // backingFile returns the pack file that holds exactly blob d's bytes, if

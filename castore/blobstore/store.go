@@ -66,7 +66,7 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 			return nil, fmt.Errorf("open blob %s: %w", d, err)
 		}
 		sr := &singleReader{SectionReader: io.NewSectionReader(cr, 0, size), c: cr}
-		if pc, ok := cr.(packChunk); ok {
+		if pc, ok := cr.(fileChunk); ok {
 			sr.f, sr.fileOff = pc.f, pc.off
 		}
 		return sr, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -133,24 +134,67 @@ func TestWriterReadFromMatchesWrite(t *testing.T) {
 	}
 }
 
-// An aborted put's chunks go back to the slab when nothing was allocated
-// after them, and stored chunks never share bytes with later ones.
-func TestSlabGiveBack(t *testing.T) {
-	var s slabs
-	a := s.copy([]byte("first"))
-	b := s.copy([]byte("second"))
-	s.giveBack(a) // not the latest: stays
-	s.giveBack(b)
-	c := s.copy([]byte("third!"))
-	if &c[0] != &b[0] {
-		t.Fatal("the latest chunk's space was not reused after giveBack")
+// The memory store gives an aborted put's memory back, hands readers file
+// ranges (so a mount can splice), and refuses use after Close by name.
+func TestMemoryFilesReleaseAndRanges(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemory()
+	m := s.b.(*memBackend)
+	allocated := func() int64 {
+		var n int64
+		for _, f := range m.files {
+			fi, err := f.f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+		return n
 	}
-	c = append(c, 'x') // capacity is exact: appending must not write into the slab
-	if string(a) != "first" || cap(a) != len(a) {
-		t.Fatalf("slab chunk changed or has spare capacity: %q cap %d", a, cap(a))
+
+	data := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	for i := range data {
+		data[i] ^= byte(i * 7 / 3)
 	}
-	big := s.copy(make([]byte, slabMaxChunk+1))
-	if len(big) != slabMaxChunk+1 {
-		t.Fatal("large chunk copied wrong")
+	w, _ := s.Put(ctx, castore.WithExpectedDigest(castore.Digest{1}))
+	w.Write(data)
+	if _, err := w.Close(); err == nil {
+		t.Fatal("mismatch accepted")
+	}
+	if got := allocated(); got > 64<<10 {
+		t.Fatalf("refused put of %d bytes left %d bytes allocated", len(data), got)
+	}
+
+	w, _ = s.Put(ctx)
+	w.Write(data)
+	d, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, ok := r.(castore.FileRanger)
+	if !ok {
+		t.Fatalf("memory reader %T offers no file ranges", r)
+	}
+	f, off, n := fr.FileRange(100, 4096)
+	if f == nil || n <= 0 {
+		t.Fatal("no file range for a stored blob")
+	}
+	got := make([]byte, n)
+	if _, err := f.ReadAt(got, off); err != nil || !bytes.Equal(got, data[100:100+n]) {
+		t.Fatalf("file range holds other bytes (err %v)", err)
+	}
+	r.Close()
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, _ = s.Put(ctx)
+	w.Write([]byte("after close"))
+	if _, err := w.Close(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("put after close: %v, want an error saying the store is closed", err)
 	}
 }
