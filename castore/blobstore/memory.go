@@ -27,6 +27,10 @@ import (
 //   - readers get file ranges, so a FUSE mount splices chunks to the
 //     kernel as it does from pack files (castore.FileRanger).
 //
+// The memory is the kernel's shared memory (Shmem in /proc/meminfo,
+// charged to the process's cgroup), not part of the process's RSS: keep
+// that in mind when reading a memory:// process's RSS.
+//
 // Each writer appends to a file no other writer holds: a write to a
 // shared-memory file takes the file's lock, and concurrent writers of one
 // file spent their time spinning on it.
