@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
@@ -20,7 +21,10 @@ type Blobs struct {
 	Near, Far castore.BlobService
 }
 
-var _ castore.BlobService = Blobs{}
+var (
+	_ castore.BlobService  = Blobs{}
+	_ castore.BackingFiler = Blobs{}
+)
 
 func (b Blobs) Has(ctx context.Context, d castore.Digest) (bool, error) {
 	ok, err := b.Near.Has(ctx, d)
@@ -51,6 +55,16 @@ func (b Blobs) Put(ctx context.Context, opts ...castore.PutOption) (castore.Blob
 }
 
 func (b Blobs) Close() error { return errors.Join(b.Near.Close(), b.Far.Close()) }
+
+// BackingFile names Near's file for a blob kept there in one piece, so a
+// mount over a near store that also reads through to another tvix still
+// lets the kernel read local blobs directly (FUSE passthrough).
+func (b Blobs) BackingFile(ctx context.Context, d castore.Digest) (*os.File, int64, bool) {
+	if bf, ok := b.Near.(castore.BackingFiler); ok {
+		return bf.BackingFile(ctx, d)
+	}
+	return nil, 0, false
+}
 
 // Directories reads through Near to Far, keeping closures it fetched.
 type Directories struct {

@@ -63,3 +63,46 @@ func TestConformance(t *testing.T) {
 		return Directories{Near: dirstore.NewMemory(), Far: dirstore.NewMemory()}
 	})
 }
+
+// A blob kept near in one piece keeps its backing file through the
+// combined service (so a mount can use FUSE passthrough); a far one has
+// none.
+func TestBackingFileFromNear(t *testing.T) {
+	ctx := context.Background()
+	near, err := blobstore.NewPack(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer near.Close()
+	far := blobstore.NewMemory()
+	put := func(s castore.BlobService, data []byte) castore.Digest {
+		w, err := s.Put(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		d, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	large := make([]byte, 3<<20)
+	for i := range large {
+		large[i] = byte(i * 31 / 7)
+	}
+	nearD := put(near, large)
+	farD := put(far, append(large, 'x'))
+	blobs := Blobs{Near: near, Far: far}
+	f, size, ok := blobs.BackingFile(ctx, nearD)
+	if !ok || size != int64(len(large)) {
+		t.Fatalf("near blob: backing file ok=%v size %d, want %d", ok, size, len(large))
+	}
+	got := make([]byte, 4096)
+	if _, err := f.ReadAt(got, 1<<20); err != nil || string(got) != string(large[1<<20:1<<20+4096]) {
+		t.Fatalf("backing file holds other bytes (err %v)", err)
+	}
+	if _, _, ok := blobs.BackingFile(ctx, farD); ok {
+		t.Fatal("a far blob has no local backing file")
+	}
+}
