@@ -76,12 +76,7 @@ func TestBackingFileFromNear(t *testing.T) {
 	defer near.Close()
 	far := blobstore.NewMemory()
 	put := func(s castore.BlobService, data []byte) castore.Digest {
-		w, err := s.Put(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(data)
-		d, err := w.Close()
+		d, err := castoretest.PutBlob(t, s, data, len(data))
 		if err != nil {
 			t.Fatal(err)
 		}
