@@ -207,3 +207,42 @@ func (r *Repl) eval(text string) (Value, error) {
 		return r.ev.Force(r.ev.evalSource(newSource("«string»", text), r.dir, mkAttrs(r.scope)))
 	})
 }
+
+// StackDepth is how deeply calls and thunk forcing are nested (in the
+// units of Options.MaxCallDepth) on the current goroutine: since the
+// evaluation started or last moved to a fresh stack with OnNewStack.
+func (ev *Evaluator) StackDepth() int { return ev.depth - ev.stackBase }
+
+// OnNewStack runs f on a goroutine of its own and waits for it; a panic
+// (an evaluation error) is passed on. A builtin through which evaluation
+// recurses deeply (derivationStrict: a chain of 10,000 derivations, each
+// forcing the one before it) can go on on a fresh, small stack when
+// StackDepth is large. One goroutine's stack would double, be copied at
+// each doubling (old and new copy both resident for a moment), and keep
+// its largest size to the end; stacks of a few hundred KB are copied
+// cheaply, sized closer to what they hold, and freed as the recursion
+// unwinds.
+func (ev *Evaluator) OnNewStack(f func() Value) Value {
+	var v Value
+	var p any
+	panicked := true
+	oldBase := ev.stackBase
+	ev.stackBase = ev.depth
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if panicked {
+				p = recover()
+			}
+		}()
+		v = f()
+		panicked = false
+	}()
+	<-done
+	ev.stackBase = oldBase
+	if panicked {
+		panic(p)
+	}
+	return v
+}

@@ -245,12 +245,11 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	})
 	reg("getAttr", 2, func(ev *Evaluator, a []Value) Value {
 		name := ev.str(a[0])
-		as := ev.forceAttrs(a[1])
-		v, ok := as.Get(name)
-		if !ok {
-			ev.Throwf("attribute '%s' missing for call to 'getAttr'", name)
+		x := ev.forceAttrs(a[1]).Lookup(name)
+		if x == nil {
+			ev.missingGetAttr(name)
 		}
-		return v
+		return x.Val
 	})
 	reg("hasAttr", 2, func(ev *Evaluator, a []Value) Value {
 		name := ev.str(a[0])
@@ -844,4 +843,12 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		}
 	}
 	rec(xs, buf)
+}
+
+// missingGetAttr is getAttr's error, out of line: derivation.nix's
+// outPath is a getAttr, on the recursion path of chained derivations.
+//
+//go:noinline
+func (ev *Evaluator) missingGetAttr(name string) {
+	ev.Throwf("attribute '%s' missing for call to 'getAttr'", name)
 }

@@ -949,7 +949,7 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 				ev.args = append(ev.args, v)
 			}
 			ev.curPos = pos
-			return ev.callPrimOpStack(p, n, pos)
+			return ev.callPrimOpStack(p, n)
 		}
 		for i, a := range args {
 			ev.curPos = pos

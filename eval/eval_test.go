@@ -438,3 +438,78 @@ func TestArgStackUnwound(t *testing.T) {
 		})
 	}
 }
+
+// A builtin may go on on a fresh goroutine (OnNewStack): its value comes
+// back, errors reach tryEval and the API with the evaluator's stacks
+// unwound, and StackDepth counts from the new stack.
+func TestOnNewStack(t *testing.T) {
+	var depths []int
+	onNew := NewPrimOp("onNew", 1, func(ev *Evaluator, args []Value) Value {
+		before := ev.StackDepth()
+		return ev.OnNewStack(func() Value {
+			depths = append(depths, before, ev.StackDepth())
+			return ev.Force(args[0])
+		})
+	})
+	cases := []struct{ expr, want string }{
+		{`onNew 42`, `42`},
+		{`onNew (onNew "x")`, `"x"`},
+		{`(builtins.tryEval (onNew (throw "boom"))).success`, `false`},
+		{`builtins.foldl' (acc: i: onNew (acc + i)) 0 (builtins.genList (i: i) 100)`, `4950`},
+		{`onNew (throw "boom")`, ``},
+		{`onNew (builtins.abort "bang")`, ``},
+	}
+	for _, c := range cases {
+		t.Run(c.expr, func(t *testing.T) {
+			depths = nil
+			ev := New(Options{IO: MemIO{}, Builtins: map[string]Value{"onNew": onNew}, GlobalBuiltins: []string{"onNew"}})
+			got, err := evalString(t, ev, c.expr)
+			if c.want == "" {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("got %s, %v; want an evaluation error", got, err)
+				}
+			} else if err != nil || got != c.want {
+				t.Fatalf("got %s, %v; want %s", got, err, c.want)
+			}
+			if len(ev.args) != 0 || len(ev.running) != 0 || ev.depth != 0 || ev.stackBase != 0 {
+				t.Errorf("after evaluation: %d builtin args, %d running thunks, depth %d, stack base %d; want none",
+					len(ev.args), len(ev.running), ev.depth, ev.stackBase)
+			}
+			for i := 0; i+1 < len(depths); i += 2 {
+				if depths[i] <= 0 || depths[i+1] != 0 {
+					t.Errorf("stack depth %d before the move, %d after; want > 0 and 0", depths[i], depths[i+1])
+				}
+			}
+		})
+	}
+}
+
+// Small updates stack as overlays (up to maxOverlayDepth) and still
+// behave as flat sets: lookups, length, iteration order, overriding.
+func TestNestedOverlays(t *testing.T) {
+	cases := []struct{ expr, want string }{
+		// derivation.nix's shape: base // 4 attrs // 4 attrs
+		{`let b = { a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; g = 7; };
+		      c = b // { h = 8; a = 10; i = 9; j = 11; };
+		      v = c // { b = 20; k = 12; l = 13; h = 80; };
+		  in [ v.a v.b v.h v.g v.l (builtins.length (builtins.attrNames v)) (builtins.attrNames v) c.h c.b b.a ]`,
+			`[ 10 20 80 7 13 12 [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" ] 8 2 1 ]`},
+		// deeper than maxOverlayDepth: flattened, same result
+		{`let b = { a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; };
+		      s = builtins.foldl' (acc: i: acc // { "x${toString i}" = i; a = i; y = i; z = i; }) b (builtins.genList (i: i) 6);
+		  in [ s.a s.x0 s.x5 s.f (builtins.length (builtins.attrNames s)) (s == (b // { a = 5; y = 5; z = 5; x0 = 0; x1 = 1; x2 = 2; x3 = 3; x4 = 4; x5 = 5; })) ]`,
+			`[ 5 0 5 6 14 true ]`},
+		{`let b = { a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; g = 7; };
+		      v = b // { h = 8; } // { i = 9; j = 10; k = 11; l = 12; };
+		  in builtins.mapAttrs (n: x: x + 1) v`,
+			`{ a = 2; b = 3; c = 4; d = 5; e = 6; f = 7; g = 8; h = 9; i = 10; j = 11; k = 12; l = 13; }`},
+	}
+	for _, c := range cases {
+		ev := newTestEval()
+		got, err := evalString(t, ev, c.expr)
+		if err != nil || got != c.want {
+			t.Errorf("%s:\ngot  %s, %v\nwant %s", c.expr, got, err, c.want)
+		}
+	}
+}

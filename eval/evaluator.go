@@ -156,6 +156,7 @@ type Evaluator struct {
 	opts        Options
 	depth       int
 	maxDepth    int
+	stackBase   int // depth where the current goroutine's stack began (StackDepth)
 	curPos      syntax.Pos
 	global      *scope
 	builtins    *Attrs
@@ -278,6 +279,9 @@ func (ev *Evaluator) getenv(k string) string { return ev.opts.Getenv(k) }
 // with a big stack budget so deep (but bounded) recursion works.
 func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 	done := make(chan struct{})
+	oldBase := ev.stackBase
+	ev.stackBase = ev.depth
+	defer func() { ev.stackBase = oldBase }()
 	go func() {
 		defer close(done)
 		m := ev.mark()
@@ -463,11 +467,11 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 		if t.env == nil {
 			return t.v
 		}
-		ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
+		ev.throwInfiniteRecursion()
 	}
 	ev.depth++
 	if ev.depth > ev.maxDepth {
-		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+		ev.throwStackOverflow()
 	}
 	c, env := t.c, t.env
 	t.c, t.env = nil, blackhole
@@ -486,6 +490,11 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 	return v
 }
 
+//go:noinline
+func (ev *Evaluator) throwInfiniteRecursion() {
+	ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
+}
+
 // Call applies f to arguments and returns the result forced.
 func (ev *Evaluator) CallN(f Value, args []Value) Value {
 	r := ev.Force(f)
@@ -498,17 +507,35 @@ func (ev *Evaluator) CallN(f Value, args []Value) Value {
 // Call1 applies f to one argument, forcing the result.
 func (ev *Evaluator) Call1(f, a Value) Value { return ev.Force(ev.call(ev.Force(f), a, ev.curPos)) }
 
+// The functions through which evaluation recurses (call, call2,
+// callPrimOpStack, forceThunk, Force) keep their common case in a small
+// frame, the rest in functions of their own: a chain of 10,000
+// derivations nests them 10,000 deep (~20 frames per link), so the Go
+// stack grows by every byte of these frames at each level.
+
 // call applies a forced function value to one argument; the result may
 // be a thunk.
 func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 	switch fn := f.(type) {
 	case *Lambda:
-		return ev.callLambda(fn, arg, pos)
+		return ev.callCode(fn.fn, fn.env, arg, pos)
 	case *PrimOp:
 		if fn.Arity == 1 {
-			n := ev.pushArgs(arg)
-			return ev.callPrimOpStack(fn, n, pos)
+			n := len(ev.args)
+			ev.args = append(ev.args, arg)
+			return ev.callPrimOpStack(fn, n)
 		}
+	}
+	return ev.callOther(f, arg, pos)
+}
+
+// callOther is call for partial applications of builtins, functors and
+// what is not a function.
+//
+//go:noinline
+func (ev *Evaluator) callOther(f Value, arg Value, pos syntax.Pos) Value {
+	switch fn := f.(type) {
+	case *PrimOp:
 		x := &struct {
 			PrimOpApp
 			a [1]Value
@@ -518,9 +545,10 @@ func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 		return &x.PrimOpApp
 	case *PrimOpApp:
 		if len(fn.Args)+1 == fn.Op.Arity {
-			n := ev.pushArgs(fn.Args...)
+			n := len(ev.args)
+			ev.args = append(ev.args, fn.Args...)
 			ev.args = append(ev.args, arg)
-			return ev.callPrimOpStack(fn.Op, n, pos)
+			return ev.callPrimOpStack(fn.Op, n)
 		}
 		args := make([]Value, len(fn.Args)+1)
 		copy(args, fn.Args)
@@ -539,72 +567,80 @@ func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 // call2 applies f to two arguments; for a curried lambda (a: b: ...)
 // it skips building the intermediate closure.
 func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
-	if l, ok := f.(*Lambda); ok && l.fn.simple && l.fn.inner != nil {
-		ev.depth++
-		if ev.depth > ev.maxDepth {
-			ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+	switch fn := f.(type) {
+	case *Lambda:
+		if fn.fn.simple && fn.fn.inner != nil {
+			return ev.call2Lambda(fn, a, b, pos)
 		}
-		if l.fn.inner.simple {
-			// both environments in one allocation, reused when the body
-			// cannot keep a reference to them
-			e := ev.pairPool
-			if e != nil && l.fn.inner.noCapture {
-				ev.pairPool = nil
-			} else {
-				e = &pairEnv{}
-			}
-			e.e1.up, e.e1.v0 = l.env, a
-			e.e2.up, e.e2.v0 = &e.e1, b
-			ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
-			v := l.fn.inner.body(ev, &e.e2)
-			ev.frames = ev.frames[:len(ev.frames)-1]
-			if l.fn.inner.noCapture {
-				e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
-				ev.pairPool = e
-			}
-			ev.depth--
-			return v
+	case *PrimOp:
+		if fn.Arity == 2 {
+			n := len(ev.args)
+			ev.args = append(ev.args, a, b)
+			return ev.callPrimOpStack(fn, n)
 		}
-		env := newEnv(l.env, 1)
-		env.v0 = a
-		v := ev.callCode(l.fn.inner, env, b, pos)
-		ev.depth--
-		return v
-	}
-	if p, ok := f.(*PrimOp); ok && p.Arity == 2 {
-		n := ev.pushArgs(a, b)
-		return ev.callPrimOpStack(p, n, pos)
 	}
 	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
 }
 
-// pushArgs puts builtin arguments on ev.args (no allocation per call)
-// and returns where they start.
-func (ev *Evaluator) pushArgs(vs ...Value) int {
-	n := len(ev.args)
-	ev.args = append(ev.args, vs...)
-	return n
+// call2Lambda is call2 of a curried lambda.
+//
+//go:noinline
+func (ev *Evaluator) call2Lambda(l *Lambda, a, b Value, pos syntax.Pos) Value {
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	if l.fn.inner.simple {
+		// both environments in one allocation, reused when the body
+		// cannot keep a reference to them
+		e := ev.pairPool
+		if e != nil && l.fn.inner.noCapture {
+			ev.pairPool = nil
+		} else {
+			e = &pairEnv{}
+		}
+		e.e1.up, e.e1.v0 = l.env, a
+		e.e2.up, e.e2.v0 = &e.e1, b
+		ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
+		v := l.fn.inner.body(ev, &e.e2)
+		ev.frames = ev.frames[:len(ev.frames)-1]
+		if l.fn.inner.noCapture {
+			e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
+			ev.pairPool = e
+		}
+		ev.depth--
+		return v
+	}
+	env := newEnv(l.env, 1)
+	env.v0 = a
+	v := ev.callCode(l.fn.inner, env, b, pos)
+	ev.depth--
+	return v
 }
 
-// callPrimOpStack calls p with the arguments pushed from n on, and pops
-// them. Builtins do not keep their argument slice (the capacity is
-// capped so that appending to it cannot reach the stack).
-func (ev *Evaluator) callPrimOpStack(p *PrimOp, n int, pos syntax.Pos) Value {
+// callPrimOpStack calls p with the arguments pushed on ev.args from n on
+// (no allocation per call), and pops them. Builtins do not keep their
+// argument slice (the capacity is capped so that appending to it cannot
+// reach the stack).
+func (ev *Evaluator) callPrimOpStack(p *PrimOp, n int) Value {
 	end := len(ev.args)
-	v := ev.callPrimOp(p, ev.args[n:end:end], pos)
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	v := p.Fn(ev, ev.args[n:end:end])
+	ev.depth--
 	clear(ev.args[n:])
 	ev.args = ev.args[:n]
 	return v
 }
 
-func (ev *Evaluator) callPrimOp(p *PrimOp, args []Value, pos syntax.Pos) Value {
-	ev.depth++
-	if ev.depth > ev.maxDepth {
-		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
-	}
-	v := p.Fn(ev, args)
-	ev.depth--
-	return v
+// throwStackOverflow is kept out of line: the frames of its callers
+// (the recursion path) would hold its arguments.
+//
+//go:noinline
+func (ev *Evaluator) throwStackOverflow() {
+	ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
 }
 
 func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
@@ -614,7 +650,7 @@ func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
 func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.Pos) Value {
 	ev.depth++
 	if ev.depth > ev.maxDepth {
-		ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+		ev.throwStackOverflow()
 	}
 	if lc.simple && lc.noCapture {
 		env := ev.envPool
@@ -636,64 +672,72 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 	if lc.simple {
 		env.v0 = arg
 	} else {
-		a := ev.Force(arg)
-		as, ok := a.(*Attrs)
-		if !ok {
-			ev.throwAt(pos, "value is %s while a set was expected", showType(a))
-		}
-		used := 0
-		own, j := as.own, 0
-		merge := as.ov == nil && len(own) > 8
-		for _, f := range lc.formals {
-			var x *Attr
-			if merge {
-				// formals and attributes are both sorted: walk them together
-				for j < len(own) && own[j].Name < f.name {
-					j++
-				}
-				if j < len(own) && own[j].Name == f.name {
-					x = &own[j]
-				}
-			} else {
-				x = as.Lookup(f.name)
-			}
-			if x != nil {
-				*env.slot(f.slot) = x.Val
-				used++
-			} else if f.def != nil {
-				*env.slot(f.slot) = nil
-			} else {
-				ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
-			}
-		}
-		for _, f := range lc.formals {
-			if s := env.slot(f.slot); *s == nil {
-				*s = f.def(ev, env)
-			}
-		}
-		if !lc.ellipsis && used < as.Len() {
-			for _, x := range as.All() {
-				found := false
-				for _, f := range lc.formals {
-					if f.name == x.Name {
-						found = true
-						break
-					}
-				}
-				if !found {
-					ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name)
-				}
-			}
-		}
-		if lc.atSlot >= 0 {
-			*env.slot(lc.atSlot) = arg
-		}
+		ev.bindFormals(lc, env, arg, pos)
 	}
 	ev.frames = append(ev.frames, callFrame{lc, pos})
 	v := lc.body(ev, env)
 	ev.frames = ev.frames[:len(ev.frames)-1]
 	ev.depth--
 	return v
+}
+
+// bindFormals fills env from a set pattern's argument. It is kept out of
+// callCode, whose frame every nested call holds while its body runs.
+//
+//go:noinline
+func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax.Pos) {
+	a := ev.Force(arg)
+	as, ok := a.(*Attrs)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a set was expected", showType(a))
+	}
+	used := 0
+	own, j := as.own, 0
+	merge := as.ov == nil && len(own) > 8
+	for _, f := range lc.formals {
+		var x *Attr
+		if merge {
+			// formals and attributes are both sorted: walk them together
+			for j < len(own) && own[j].Name < f.name {
+				j++
+			}
+			if j < len(own) && own[j].Name == f.name {
+				x = &own[j]
+			}
+		} else {
+			x = as.Lookup(f.name)
+		}
+		if x != nil {
+			*env.slot(f.slot) = x.Val
+			used++
+		} else if f.def != nil {
+			*env.slot(f.slot) = nil
+		} else {
+			ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
+		}
+	}
+	for _, f := range lc.formals {
+		if s := env.slot(f.slot); *s == nil {
+			*s = f.def(ev, env)
+		}
+	}
+	if !lc.ellipsis && used < as.Len() {
+		for _, x := range as.All() {
+			found := false
+			for _, f := range lc.formals {
+				if f.name == x.Name {
+					found = true
+					break
+				}
+			}
+			if !found {
+				ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name)
+			}
+		}
+	}
+	if lc.atSlot >= 0 {
+		*env.slot(lc.atSlot) = arg
+	}
 }
 
 func lambdaName(lc *lambdaCode) string {
@@ -716,7 +760,9 @@ func (ev *Evaluator) forceBool(v Value, pos syntax.Pos) bool {
 func (ev *Evaluator) ForceAttrs(v Value) *Attrs { return ev.forceAttrs(v) }
 
 func (ev *Evaluator) forceAttrs(v Value) *Attrs {
-	v = ev.Force(v)
+	if t, ok := v.(*Thunk); ok {
+		v = ev.forceThunk(t) // not Force: one frame less on the recursion path
+	}
 	a, ok := v.(*Attrs)
 	if !ok {
 		ev.typeError("a set", v)
@@ -1104,7 +1150,9 @@ func (ev *Evaluator) coerceToString(v Value, pos syntax.Pos, more, copyToStore b
 	// frame and without recursion: a derivation depending on another is
 	// forced from inside this call, so chains of them nest it deeply.
 	for {
-		v = ev.Force(v)
+		if t, ok := v.(*Thunk); ok {
+			v = ev.forceThunk(t) // not Force: one frame less on the recursion path
+		}
 		switch x := v.(type) {
 		case *String:
 			return x

@@ -197,7 +197,7 @@ type Attrs struct {
 }
 
 type overlay struct {
-	base *Attrs // a set without overlay
+	base *Attrs // itself an overlay at most maxOverlayDepth-1 deep
 	n    int    // number of distinct names
 }
 
@@ -274,10 +274,19 @@ func (a *Attrs) Len() int {
 // All returns the attributes sorted by name. Do not modify the slice.
 func (a *Attrs) All() []Attr {
 	if a.ov != nil {
-		a.own = mergeAttrs(a.ov.base.own, a.own)
+		a.own = mergeAttrs(a.ov.base.All(), a.own)
 		a.ov = nil
 	}
 	return a.own
+}
+
+// overlayDepth is how many overlays a lookup may pass through.
+func (a *Attrs) overlayDepth() int {
+	d := 0
+	for x := a; x.ov != nil; x = x.ov.base {
+		d++
+	}
+	return d
 }
 
 func findIn(as []Attr, name string) int {
@@ -306,15 +315,15 @@ func findIn(as []Attr, name string) int {
 
 // Lookup returns the attribute called name, or nil.
 func (a *Attrs) Lookup(name string) *Attr {
-	if i := findIn(a.own, name); i >= 0 {
-		return &a.own[i]
-	}
-	if a.ov != nil {
-		if i := findIn(a.ov.base.own, name); i >= 0 {
-			return &a.ov.base.own[i]
+	for {
+		if i := findIn(a.own, name); i >= 0 {
+			return &a.own[i]
 		}
+		if a.ov == nil {
+			return nil
+		}
+		a = a.ov.base
 	}
-	return nil
 }
 
 func (a *Attrs) Get(name string) (Value, bool) {
@@ -365,12 +374,14 @@ func mergeAttrs(a, b []Attr) []Attr {
 const (
 	overlayMax  = 32 // largest overlay kept unflattened
 	overlayBase = 64 // smallest base worth an overlay
-	// A few attributes over a set at least twice their number are an
-	// overlay too: `common // { outPath = ...; ... }`, once per output of
-	// every derivation (derivation.nix), would otherwise copy the whole
-	// set each time, and instantiating many derivations keeps them all.
+	// A few attributes over a set at least a little larger are an overlay
+	// too, stacked up to maxOverlayDepth deep: derivation.nix makes, per
+	// derivation, `common = drvAttrs // {<outputs>, all, drvAttrs}` and
+	// per output `common // { outPath = ...; ... }`, and instantiating
+	// many derivations keeps them all; flat, each would copy drvAttrs.
 	overlaySmall     = 4
-	overlaySmallBase = 8
+	overlaySmallBase = 6
+	maxOverlayDepth  = 3
 )
 
 // Update is a // b.
@@ -384,23 +395,35 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 	if b.ov == nil && len(b.own) <= overlayMax {
 		base, over := a, b.own
 		if a.ov != nil {
+			if len(a.ov.base.own) < overlayBase && len(a.own)+len(b.own) > overlaySmall {
+				// a few attributes over a small overlay: stack them
+				if len(b.own) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
+					return newOverlay(a, append([]Attr(nil), b.own...))
+				}
+				return mkAttrs(mergeAttrs(a.All(), b.All()))
+			}
 			base, over = a.ov.base, mergeAttrs(a.own, b.own)
 		}
 		if len(over) <= overlayMax && (len(base.own) >= overlayBase ||
 			len(over) <= overlaySmall && len(base.own) >= overlaySmallBase) {
-			n := len(base.own)
-			for i := range over {
-				if findIn(base.own, over[i].Name) < 0 {
-					n++
-				}
-			}
 			if a.ov == nil {
 				over = append([]Attr(nil), over...)
 			}
-			return &Attrs{own: over, ov: &overlay{base: base, n: n}}
+			return newOverlay(base, over)
 		}
 	}
 	return mkAttrs(mergeAttrs(a.All(), b.All()))
+}
+
+// newOverlay makes the set of over (sorted, owned) over base.
+func newOverlay(base *Attrs, over []Attr) *Attrs {
+	n := base.Len()
+	for i := range over {
+		if base.Lookup(over[i].Name) == nil {
+			n++
+		}
+	}
+	return &Attrs{own: over, ov: &overlay{base: base, n: n}}
 }
 
 // Lambda is a closure.

@@ -56,22 +56,48 @@ func hashMode(ev *eval.Evaluator, s string) string {
 // the collecting functions are kept apart from the rest of
 // derivationStrict, so that the frames on the recursion path (an
 // attribute forcing another derivation, 10,000 deep in a chain) stay
-// small: the Go stack, not the heap, is what such chains fill.
+// small: the Go stack, not the heap, is what such chains fill. For the
+// same reason it holds plain slices, not a derivation.Derivation (whose
+// maps cost ~1 KB): in a chain every link's builder is alive at once,
+// and the derivation is made only when the attributes are all in.
 type drvBuilder struct {
 	drvName                    string
+	attrs                      []eval.Attr // while collecting
+	cur                        string      // the attribute being coerced, for error traces
 	structured, ignoreNulls    bool
-	d                          *derivation.Derivation
+	env                        []envEntry
+	args                       []string
+	builder, system            string
 	ctx                        eval.Context
 	outputs                    []string
 	outputHash, outputHashAlgo *string
 	mode                       string
-	js                         bytes.Buffer
+	js                         *bytes.Buffer // __structuredAttrs only
 	toJSON                     eval.Value
 	namePos                    syntax.Pos
 }
 
+type envEntry struct{ key, val string }
+
 func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Value {
+	if ev.StackDepth() >= stackChunkDepth {
+		return g.derivationStrictOnNewStack(ev, args[0])
+	}
 	return g.finishDerivation(ev, collectDerivation(ev, args[0]))
+}
+
+// stackChunkDepth is how much deeper than where its goroutine's stack
+// began (eval.Evaluator.StackDepth; a link of a dependency chain is about
+// 4 deeper than the one before, ~2 KB of Go stack) derivationStrict
+// moves to a fresh stack: 10,000 chained derivations then use ~40 stacks
+// of ~0.5 MB instead of one of 32 MB.
+const stackChunkDepth = 1000
+
+//go:noinline
+func (g *Glue) derivationStrictOnNewStack(ev *eval.Evaluator, arg eval.Value) eval.Value {
+	return ev.OnNewStack(func() eval.Value {
+		return g.finishDerivation(ev, collectDerivation(ev, arg))
+	})
 }
 
 // collectDerivation reads derivationStrict's argument into a builder.
@@ -81,14 +107,14 @@ func (g *Glue) derivationStrict(ev *eval.Evaluator, args []eval.Value) eval.Valu
 //
 //go:noinline
 func collectDerivation(ev *eval.Evaluator, v eval.Value) *drvBuilder {
-	attrs := ev.ForceAttrs(v)
-	b := newDrvBuilder(ev, attrs)
-	all := attrs.All()
-	for i := range all {
-		if all[i].Name != "__ignoreNulls" {
-			b.add(ev, all[i])
+	b := newDrvBuilder(ev, ev.ForceAttrs(v))
+	defer b.traceAttr()
+	for i := range b.attrs {
+		if a := &b.attrs[i]; a.Name != "__ignoreNulls" {
+			b.add(ev, a)
 		}
 	}
+	b.cur, b.attrs = "", nil
 	b.finishCollect()
 	return b
 }
@@ -99,7 +125,8 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 	if !ok {
 		ev.Throwf("attribute 'name' missing for call to 'derivationStrict'")
 	}
-	b := &drvBuilder{drvName: noCtx(ev, nameV), d: derivation.New(), outputs: []string{"out"}}
+	b := &drvBuilder{drvName: noCtx(ev, nameV), outputs: []string{"out"}, attrs: attrs.All(),
+		env: make([]envEntry, 0, attrs.Len())}
 	if v, ok := attrs.Get("__structuredAttrs"); ok {
 		b.structured = ev.ForceBool(v)
 	}
@@ -108,6 +135,7 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 	}
 	if b.structured {
 		b.toJSON, _ = ev.Builtins().Get("toJSON")
+		b.js = new(bytes.Buffer)
 		b.js.WriteByte('{')
 	}
 	if p := attrs.Lookup("name").Pos; p != nil {
@@ -120,12 +148,13 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 func (b *drvBuilder) finishCollect() {
 	if b.structured {
 		b.js.WriteByte('}')
-		b.d.Env["__json"] = b.js.String()
+		b.env = append(b.env, envEntry{"__json", b.js.String()})
+		b.js = nil
 	}
 }
 
-func (b *drvBuilder) add(ev *eval.Evaluator, a eval.Attr) {
-	defer traceAttr(a.Name, b.drvName, b.namePos)
+func (b *drvBuilder) add(ev *eval.Evaluator, a *eval.Attr) {
+	b.cur = a.Name
 	switch {
 	case b.ignoreNulls, b.structured, a.Name == "args", a.Name == "__contentAddressed", a.Name == "__impure":
 		b.addSlow(ev, a)
@@ -145,13 +174,12 @@ func (b *drvBuilder) add(ev *eval.Evaluator, a eval.Attr) {
 //go:noinline
 func (b *drvBuilder) setEnv(ev *eval.Evaluator, key string, s *eval.String) {
 	b.ctx = eval.MergeContext(b.ctx, s.Ctx())
-	d := b.d
-	d.Env[key] = s.S
+	b.env = append(b.env, envEntry{key, s.S})
 	switch key {
 	case "builder":
-		d.Builder = s.S
+		b.builder = s.S
 	case "system":
-		d.System = s.S
+		b.system = s.S
 	case "outputHash":
 		b.outputHash = &s.S
 	case "outputHashAlgo":
@@ -169,8 +197,8 @@ func (b *drvBuilder) setEnv(ev *eval.Evaluator, key string, s *eval.String) {
 // attributes with a meaning of their own.
 //
 //go:noinline
-func (b *drvBuilder) addSlow(ev *eval.Evaluator, a eval.Attr) {
-	key, d := a.Name, b.d
+func (b *drvBuilder) addSlow(ev *eval.Evaluator, a *eval.Attr) {
+	key := a.Name
 	if b.ignoreNulls {
 		if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
 			return
@@ -191,7 +219,7 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a eval.Attr) {
 		for _, it := range ev.ForceList(a.Val).Items {
 			s := ev.CoerceToStringMore(it, true)
 			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
-			d.Args = append(d.Args, s.S)
+			b.args = append(b.args, s.S)
 		}
 	case b.structured:
 		if key == "__structuredAttrs" {
@@ -210,9 +238,9 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a eval.Attr) {
 		case "builder":
 			s := ev.ForceString(a.Val)
 			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
-			d.Builder = s.S
+			b.builder = s.S
 		case "system":
-			d.System = noCtx(ev, a.Val)
+			b.system = noCtx(ev, a.Val)
 		case "outputHash":
 			s := noCtx(ev, a.Val)
 			b.outputHash = &s
@@ -238,7 +266,18 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a eval.Attr) {
 //
 //go:noinline
 func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
-	d, drvName, ctx, outputs, outputHash, outputHashAlgo, mode := b.d, b.drvName, b.ctx, b.outputs, b.outputHash, b.outputHashAlgo, b.mode
+	drvName, ctx, outputs, outputHash, outputHashAlgo, mode := b.drvName, b.ctx, b.outputs, b.outputHash, b.outputHashAlgo, b.mode
+	d := &derivation.Derivation{
+		Outputs:          make(map[string]derivation.Output, len(outputs)),
+		InputDerivations: map[string][]string{},
+		System:           b.system,
+		Builder:          b.builder,
+		Args:             b.args,
+		Env:              make(map[string]string, len(b.env)),
+	}
+	for _, e := range b.env {
+		d.Env[e.key] = e.val
+	}
 	for _, e := range ctx.Elems() {
 		switch e.Kind {
 		case eval.CtxAllOutputs:
@@ -256,8 +295,9 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 					if err != nil {
 						ev.Throwf("%v", err)
 					}
-					for _, o := range in.outputs {
-						d.InputDerivations[p] = append(d.InputDerivations[p], o.name)
+					for i := range in.nOut {
+						name, _ := in.output(i)
+						d.InputDerivations[p] = append(d.InputDerivations[p], name)
 					}
 				}
 			}
@@ -324,18 +364,21 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 	if err != nil {
 		ev.Throwf("writing derivation %s: %v", drvName, err)
 	}
-	drvPath := sp.String()
+	// The path is the tail of its context element: one string for both.
+	ctxAll := "=" + sp.String()
+	drvPath := ctxAll[1:]
 	hdm, err := d.HashDerivationModulo(g.moduloHash)
 	if err != nil {
 		ev.Throwf("%v", err)
 	}
+	rec := newDrvRecord(d, g.KeepDerivations)
+	rec.modulo = hdm
 	g.mu.Lock()
-	g.drvs[drvPath] = newDrvRecord(d, g.KeepDerivations)
-	g.modulo[drvPath] = hdm
+	g.drvs[drvPath] = rec
 	g.mu.Unlock()
 
 	res := make([]eval.Attr, 1, 1+len(d.Outputs))
-	res[0] = eval.Attr{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{"=" + drvPath})}
+	res[0] = eval.Attr{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{ctxAll})}
 	for o, out := range d.Outputs {
 		res = append(res, eval.Attr{Name: o, Val: eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})})
 	}
@@ -343,15 +386,20 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 }
 
 // traceAttr adds C++ Nix's "while evaluating the attribute" frame to an
-// evaluation error escaping from one attribute of a derivation.
-func traceAttr(key, drvName string, pos syntax.Pos) {
+// evaluation error escaping from the attribute being coerced. One
+// deferred call per derivation, not per attribute: add's frame is on the
+// recursion path of dependency chains.
+func (b *drvBuilder) traceAttr() {
+	if b.cur == "" {
+		return
+	}
 	r := recover()
 	if r == nil {
 		return
 	}
 	if e, ok := r.(*eval.Error); ok {
-		e.Trace = append(e.Trace, eval.TraceFrame{Pos: pos,
-			Msg: fmt.Sprintf("while evaluating the attribute '%s' of the derivation '%s'", key, drvName)})
+		e.Trace = append(e.Trace, eval.TraceFrame{Pos: b.namePos,
+			Msg: fmt.Sprintf("while evaluating the attribute '%s' of the derivation '%s'", b.cur, b.drvName)})
 	}
 	panic(r)
 }

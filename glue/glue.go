@@ -37,8 +37,7 @@ type Glue struct {
 	KeepDerivations bool
 
 	mu     sync.Mutex
-	drvs   map[string]*drvRecord
-	modulo map[string][32]byte
+	drvs   map[string]*drvRecord // with their modulo hashes
 	refs   map[string][]string
 	fromFS derivation.ModuloLookup
 }
@@ -50,7 +49,6 @@ func New(ctx context.Context, store Store) *Glue {
 		store:          store,
 		ReadDerivation: os.ReadFile,
 		drvs:           map[string]*drvRecord{},
-		modulo:         map[string][32]byte{},
 		refs:           map[string][]string{},
 	}
 	g.fromFS = derivation.NewModuloCache(func(p string) ([]byte, error) { return g.ReadDerivation(p) })
@@ -75,32 +73,38 @@ func (g *Glue) Install(opts *eval.Options) {
 	opts.CopyToStore = g.copyToStore
 }
 
-// drvRecord is what is kept of a derivation this evaluation created.
+// drvRecord is what is kept of a derivation: instantiating 10,000 of them
+// keeps 10,000 records, so it is small (two allocations).
 type drvRecord struct {
-	full    *derivation.Derivation // with KeepDerivations only
-	outputs []outputRef
-	refs    []string // input sources and input derivations
+	full   *derivation.Derivation // with KeepDerivations only
+	modulo [32]byte               // hashDerivationModulo, for derivations created here
+	nOut   int
+	// The outputs' names and paths (name, path, name, path, ...), then
+	// the references: input sources and input derivations.
+	strs []string
 }
 
-type outputRef struct{ name, path string }
-
 func newDrvRecord(d *derivation.Derivation, keep bool) *drvRecord {
-	r := &drvRecord{
-		outputs: make([]outputRef, 0, len(d.Outputs)),
-		refs:    make([]string, 0, len(d.InputSources)+len(d.InputDerivations)),
-	}
+	r := &drvRecord{nOut: len(d.Outputs),
+		strs: make([]string, 0, 2*len(d.Outputs)+len(d.InputSources)+len(d.InputDerivations))}
 	for name, o := range d.Outputs {
-		r.outputs = append(r.outputs, outputRef{name, o.Path})
+		r.strs = append(r.strs, name, o.Path)
 	}
-	r.refs = append(r.refs, d.InputSources...)
+	r.strs = append(r.strs, d.InputSources...)
 	for p := range d.InputDerivations {
-		r.refs = append(r.refs, p)
+		r.strs = append(r.strs, p)
 	}
 	if keep {
 		r.full = d
 	}
 	return r
 }
+
+// output returns the name and path of output i (< r.nOut).
+func (r *drvRecord) output(i int) (name, path string) { return r.strs[2*i], r.strs[2*i+1] }
+
+// refs lists the input sources and input derivations.
+func (r *drvRecord) refs() []string { return r.strs[2*r.nOut:] }
 
 // Derivation returns a derivation this evaluation created; only with
 // KeepDerivations.
@@ -135,11 +139,8 @@ func (g *Glue) DerivationPaths() []string {
 // moduloHash is the hashDerivationModulo of an input derivation: remembered
 // if this evaluation created it, else read.
 func (g *Glue) moduloHash(drvPath string) ([32]byte, error) {
-	g.mu.Lock()
-	h, ok := g.modulo[drvPath]
-	g.mu.Unlock()
-	if ok {
-		return h, nil
+	if r, ok := g.record(drvPath); ok {
+		return r.modulo, nil
 	}
 	return g.fromFS(drvPath)
 }
@@ -169,7 +170,7 @@ func (g *Glue) references(p string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.refs, nil
+		return r.refs(), nil
 	}
 	g.mu.Lock()
 	r, ok := g.refs[p]

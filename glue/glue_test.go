@@ -394,3 +394,79 @@ func TestErrorTrace(t *testing.T) {
 	}
 	t.Fatalf("trace %+v lacks %q", e.Trace, want)
 }
+
+// A chain of derivations deeper than stackChunkDepth is instantiated on
+// several goroutine stacks (derivationStrict moves to a fresh one): the
+// paths are still Nix's, and an error at the far end of the chain still
+// reaches tryEval and the caller with its trace.
+func TestDeepChainOnNewStacks(t *testing.T) {
+	file, err := filepath.Abs("testdata/bench-chain.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 600 // ~4 evaluator levels per link: a few stack moves
+	chain := func(root string) string {
+		return `let
+		  mk = a: derivation ({ builder = "/bin/sh"; system = "x86_64-linux"; } // a);
+		  step = prev: i: mk { name = "chain-${toString i}"; inherit prev; };
+		in builtins.foldl' step (mk { name = "root"; ` + root + ` }) (builtins.genList (i: i) ` + fmt.Sprint(n) + `)`
+	}
+	cases := []struct {
+		name, expr, want, wantErr string
+	}{
+		{name: "tryEval", expr: `(builtins.tryEval (` + chain(`bad = throw "boom";`) + `).drvPath).success`, want: "false"},
+		{name: "error", expr: `(` + chain(`bad = throw "boom";`) + `).drvPath`,
+			wantErr: "while evaluating the attribute 'bad' of the derivation 'root'"},
+		{name: "ok", expr: `builtins.substring 0 0 (` + chain("") + `).drvPath`, want: `""`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev, _ := newEval(ComputeStore{})
+			v, err := ev.EvalExpr(c.expr, "<test>", t.TempDir())
+			if err == nil {
+				_, err = ev.Run(func() eval.Value { return ev.ForceDeep(v) })
+			}
+			if c.wantErr != "" {
+				var e *eval.Error
+				if !errors.As(err, &e) {
+					t.Fatalf("err = %v, want an *eval.Error", err)
+				}
+				for _, f := range e.Trace {
+					if f.Msg == c.wantErr {
+						return
+					}
+				}
+				t.Fatalf("trace %+v lacks %q", e.Trace, c.wantErr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := eval.PrintValue(ev, v, false); got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+		})
+	}
+	t.Run("matches nix", func(t *testing.T) {
+		requireNix(t)
+		want := strings.Fields(runNix(t, ".", "--readonly-mode", "--arg", "n", fmt.Sprint(n), file))
+		ev, g := newEval(ComputeStore{})
+		v, err := ev.EvalFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err = ev.Run(func() eval.Value { return ev.Call1(v, eval.AttrsFromMap(map[string]eval.Value{"n": eval.Int(n)})) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Instantiate(ev, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("got %v\nwant %v", got, want)
+		}
+		if d := len(g.DerivationPaths()); d != n+1 {
+			t.Errorf("%d derivations recorded, want %d", d, n+1)
+		}
+	})
+}

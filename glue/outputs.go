@@ -32,11 +32,12 @@ func (g *Glue) Derivations(ev *eval.Evaluator, v eval.Value) ([]Selected, error)
 		if !ok {
 			return nil, fmt.Errorf("derivation %s was not created by this evaluation", drvPath)
 		}
-		s := Selected{DrvPath: drvPath, Outputs: make(map[string]string, len(d.outputs))}
-		for _, o := range d.outputs {
-			s.Outputs[o.name] = o.path
-			if output == "" || o.name == output {
-				s.Selected = append(s.Selected, o.name)
+		s := Selected{DrvPath: drvPath, Outputs: make(map[string]string, d.nOut)}
+		for i := range d.nOut {
+			name, path := d.output(i)
+			s.Outputs[name] = path
+			if output == "" || name == output {
+				s.Selected = append(s.Selected, name)
 			}
 		}
 		sort.Strings(s.Selected)

@@ -2,6 +2,7 @@ package evalcli
 
 import (
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 )
@@ -57,5 +58,64 @@ func TestTuneGC(t *testing.T) {
 				t.Errorf("memory limit after stop = %d, want %d", after, before)
 			}
 		})
+	}
+}
+
+// tuneGCPercent paces by GOGC=pct while tuned and restores the old
+// percentage; GOGC or GOMEMLIMIT in the environment leave it alone.
+func TestTuneGCPercent(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		pct  int
+		huge bool
+		want int // percentage while tuned; 0: unchanged
+	}{
+		{"read-only", map[string]string{"TVIX_HUGEPAGES": "0"}, instantiateGCPercent, true, instantiateGCPercent},
+		{"writing", nil, writeGCPercent, false, writeGCPercent},
+		{"GOGC set", map[string]string{"GOGC": "100"}, writeGCPercent, false, 0},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, writeGCPercent, false, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := debug.SetGCPercent(77)
+			defer debug.SetGCPercent(before)
+			stop := tuneGCPercent(func(k string) string { return c.env[k] }, c.pct, 0, c.huge)
+			during := debug.SetGCPercent(-1)
+			debug.SetGCPercent(during)
+			stop()
+			want := c.want
+			if want == 0 {
+				want = 77
+			}
+			if during != want {
+				t.Errorf("GC percent while tuned = %d, want %d", during, want)
+			}
+			if after := debug.SetGCPercent(77); after != 77 {
+				t.Errorf("GC percent after stop = %d, want 77", after)
+			}
+		})
+	}
+}
+
+func TestGCPace(t *testing.T) {
+	cases := []struct {
+		live  int64
+		pct   int
+		floor int64
+		want  int
+	}{
+		{live: 4 << 20, pct: 40, floor: 32 << 20, want: 700},
+		{live: 16 << 20, pct: 40, floor: 32 << 20, want: 100},
+		{live: 30 << 20, pct: 40, floor: 32 << 20, want: 40}, // 1.4x live is past the floor
+		{live: 100 << 20, pct: 10, floor: 32 << 20, want: 10},
+		{live: 1 << 10, pct: 40, floor: 32 << 20, want: 1000}, // capped
+		{live: 0, pct: 40, floor: 32 << 20, want: 40},
+		{live: 4 << 20, pct: 40, floor: 0, want: 40},
+	}
+	for _, c := range cases {
+		if got := gcPace(c.live, c.pct, c.floor); got != c.want {
+			t.Errorf("gcPace(%d, %d, %d) = %d, want %d", c.live, c.pct, c.floor, got, c.want)
+		}
 	}
 }

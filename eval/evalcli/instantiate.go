@@ -193,6 +193,10 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 				f.Close()
 			}
 		}()
+	} else {
+		// Go samples an allocation every 512 KB by default; the records
+		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
+		runtime.MemProfileRate = 0
 	}
 	// nixpkgs' module system (eval-bench lib-modules) then needs one
 	// collection and peaks ~10% below Nix 2.8 (241 MB); lower floors
@@ -210,11 +214,11 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 		// collector keeps the peak near the live heap; the eval floor
 		// above would let 10,000 derivations' garbage pile up to 2-3x
 		// C++ Nix's peak.
-		pct := instantiateGCPercent
+		pct, huge := instantiateGCPercent, true
 		if !o.readOnly {
-			pct = writeGCPercent
+			pct, huge = writeGCPercent, false
 		}
-		defer tuneGCPercent(getenv, pct)()
+		defer tuneGCPercent(getenv, pct, instantiateGCFloor, huge)()
 	} else {
 		defer tuneGC(getenv, minHeapMB<<20, 2)()
 	}
