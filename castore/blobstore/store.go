@@ -86,17 +86,22 @@ func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobW
 	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), buf: s.getBuf()}, nil
 }
 
-// Writers need a buffer of two maximum chunks; pooling them keeps imports
-// of many small files from allocating megabytes per file.
+// A writer's buffer grows from minWriterBuf to two maximum chunks as its
+// blob does (writer.grow): most blobs (a .drv, a source file) are far
+// smaller than a chunk, and a process writing many of them at once kept
+// megabytes of buffers for kilobytes of data. Pooling keeps imports of
+// many files from allocating a buffer per file.
+const minWriterBuf = 64 << 10
+
 func (s *Store) getBuf() []byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, 2*s.cdc.Params().Max)
+	return make([]byte, 0, minWriterBuf)
 }
 
 func (s *Store) putBuf(b []byte) {
-	if cap(b) == 2*s.cdc.Params().Max {
+	if cap(b) >= minWriterBuf {
 		s.bufs.Put(&b)
 	}
 }
@@ -165,6 +170,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	n := len(p)
 	max := w.s.cdc.Params().Max
 	for len(p) > 0 {
+		if err := w.makeRoom(); err != nil {
+			return 0, err
+		}
 		k := cap(w.buf) - len(w.buf)
 		if k > len(p) {
 			k = len(p)
@@ -195,10 +203,8 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 		if w.done {
 			return total, errors.New("put blob: write after close")
 		}
-		if len(w.buf) == cap(w.buf) {
-			if err := w.flush(false); err != nil {
-				return total, err
-			}
+		if err := w.makeRoom(); err != nil {
+			return total, err
 		}
 		n, err := r.Read(w.buf[len(w.buf):cap(w.buf)])
 		if n > 0 {
@@ -221,6 +227,24 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// makeRoom grows a full buffer by doubling, up to the two maximum chunks
+// a writer needs (once a maximum chunk has arrived, flush cuts it and
+// leaves less than one behind, so a full-size buffer does not fill; if it
+// did, a flush makes room).
+func (w *writer) makeRoom() error {
+	if len(w.buf) < cap(w.buf) {
+		return nil
+	}
+	full := 2 * w.s.cdc.Params().Max
+	if cap(w.buf) >= full {
+		return w.flush(false)
+	}
+	grown := make([]byte, len(w.buf), min(2*cap(w.buf), full))
+	copy(grown, w.buf)
+	w.buf = grown
+	return nil
 }
 
 // flush stages chunks from the buffer; without final it keeps the tail
