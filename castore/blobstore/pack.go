@@ -76,8 +76,36 @@ func NewPack(root string) (*Store, error) {
 		pendingExtents: map[castore.Digest]extent{},
 		dirty:          map[*packFile]struct{}{},
 	}
+	if b.nextPack, err = firstFreePack(db, filepath.Join(root, "packs")); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open pack store %s: %w", root, err)
+	}
 	b.barrier.flush = b.flush
 	return newStore(b), nil
+}
+
+// firstFreePack is the number after every pack the index has recorded
+// (its sequence, advanced by each barrier) and every pack file present
+// (created by a process that crashed before its barrier).
+func firstFreePack(db *boltdb.DB, dir string) (uint64, error) {
+	var last uint64
+	if err := db.View(func(tx *bolt.Tx) error {
+		last = tx.Bucket([]byte(packMetaBucket)).Sequence()
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		var id uint64
+		if n, err := fmt.Sscanf(e.Name(), "%d.pack", &id); err == nil && n == 1 {
+			last = max(last, id)
+		}
+	}
+	return last + 1, nil
 }
 
 // chunkLoc is where a chunk's bytes are: pack number, offset, length.
@@ -225,6 +253,17 @@ func (p *packFile) truncate(off int64) error {
 	return nil
 }
 
+// startWriteback hands what was written since the last kick to the disk,
+// without waiting.
+func (p *packFile) startWriteback() {
+	written := p.size - int64(len(p.buf))
+	if written > p.writeback {
+		unix.SyncFileRange(int(p.f.Fd()), p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+		p.lastStep = written - p.writeback
+		p.writeback = written
+	}
+}
+
 func (p *packFile) kickWriteback() {
 	written := p.size - int64(len(p.buf))
 	if written-p.writeback < writebackStep {
@@ -261,6 +300,8 @@ type packBackend struct {
 	pendingExtents map[castore.Digest]extent
 	dirty          map[*packFile]struct{}
 	closed         bool
+	nextPack       uint64 // number of the next pack to create
+	packsCreated   bool   // since the last barrier
 
 	barrier barrier
 }
@@ -285,15 +326,17 @@ func (b *packBackend) acquire() (*packFile, error) {
 }
 
 // newPack creates an empty pack; a dedicated one takes one blob only.
+// newPack numbers packs from a counter in memory: recording each number
+// durably cost a bbolt commit, an fdatasync, per pack (an import of many
+// large files makes a pack per file). The next barrier records the
+// highest number and makes the new packs' directory entries durable
+// before any index entry points into them.
 func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
-	var id uint64
-	if err := b.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		id, err = tx.Bucket([]byte(packMetaBucket)).NextSequence()
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("allocate pack: %w", err)
-	}
+	b.mu.Lock()
+	id := b.nextPack
+	b.nextPack++
+	b.packsCreated = true
+	b.mu.Unlock()
 	f, err := os.OpenFile(b.packPath(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create pack: %w", err)
@@ -308,10 +351,14 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 
 func (b *packBackend) release(p *packFile) {
 	if p.dedicated || p.end() >= packSealSize {
-		// Sealed: no more appends, so its buffer goes (written first).
+		// Sealed: no more appends, so its buffer goes (written first), and
+		// the disk may start on its tail now rather than at the barrier
+		// (an import seals a pack per large file; left alone, their tails
+		// were all written by the final flush, one after the other).
 		p.mu.Lock()
 		if err := p.flushLocked(); err == nil {
 			p.buf = nil
+			p.startWriteback()
 		}
 		p.mu.Unlock()
 		return
@@ -515,8 +562,13 @@ func (b *packBackend) flush() error {
 		blobs[d] = m
 	}
 	extents := maps.Clone(b.pendingExtents)
+	created, lastPack := b.packsCreated, b.nextPack-1
+	b.packsCreated = false
 	b.mu.Unlock()
 	if len(chunks) == 0 && len(blobs) == 0 {
+		b.mu.Lock()
+		b.packsCreated = b.packsCreated || created
+		b.mu.Unlock()
 		return nil
 	}
 	fail := func(err error) error {
@@ -524,6 +576,7 @@ func (b *packBackend) flush() error {
 		for _, p := range dirty {
 			b.dirty[p] = struct{}{}
 		}
+		b.packsCreated = b.packsCreated || created
 		b.mu.Unlock()
 		return err
 	}
@@ -535,7 +588,17 @@ func (b *packBackend) flush() error {
 			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
 		}
 	}
+	if created {
+		if err := syncDir(filepath.Join(b.root, "packs")); err != nil {
+			return fail(fmt.Errorf("flush pack directory: %w", err))
+		}
+	}
 	if err := b.db.Update(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket([]byte(packMetaBucket)); meta.Sequence() < lastPack {
+			if err := meta.SetSequence(lastPack); err != nil {
+				return err
+			}
+		}
 		cb, bb := tx.Bucket([]byte(packChunksBucket)), tx.Bucket([]byte(packBlobsBucket))
 		// In key order: bbolt splits nodes only at commit, so random-order
 		// puts of many keys shift an ever larger node on every insert.

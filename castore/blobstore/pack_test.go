@@ -406,3 +406,57 @@ func TestForeignDirectoryUntouched(t *testing.T) {
 		}
 	}
 }
+
+// Pack numbers are never reused: a reopened store numbers new packs after
+// those the index recorded and after any pack file a crashed process left
+// (created, never indexed), and the blobs of every pack read back.
+func TestPackNumbersNotReused(t *testing.T) {
+	dir := t.TempDir()
+	s := mustPack(t, dir)
+	first := randomBytes(6, 300000)
+	d1, err := castoretest.PutBlob(t, s, first, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A crashed process's pack, never indexed.
+	stray := filepath.Join(dir, "packs", "00000007.pack")
+	if err := os.WriteFile(stray, []byte("unindexed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustPack(t, dir)
+	second := randomBytes(7, 300000)
+	d2, err := castoretest.PutBlob(t, s, second, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, _ := os.ReadFile(stray); string(b) != "unindexed" {
+		t.Fatal("a new pack reused the number of a pack file left on disk")
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if len(packs) != 3 || filepath.Base(packs[2]) != "00000008.pack" {
+		t.Fatalf("packs %v, want the new one numbered 8", packs)
+	}
+
+	// The barrier recorded 8: with the stray file gone, 9 comes next.
+	os.Remove(stray)
+	s = mustPack(t, dir)
+	defer s.Close()
+	third := randomBytes(8, 300000)
+	if _, err := castoretest.PutBlob(t, s, third, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "packs", "00000009.pack")); err != nil {
+		t.Fatalf("next pack after a recorded 8: %v", err)
+	}
+	for d, want := range map[castore.Digest][]byte{d1: first, d2: second} {
+		if !bytes.Equal(readAll(t, s, d), want) {
+			t.Fatalf("blob %s reads back wrong", d)
+		}
+	}
+}
