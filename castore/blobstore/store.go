@@ -18,9 +18,9 @@ import (
 
 // Store is a chunking BlobService over a backend.
 type Store struct {
-	b    backend
-	cdc  *chunker.Chunker
-	bufs sync.Pool
+	b                   backend
+	cdc                 *chunker.Chunker
+	smallBufs, fullBufs sync.Pool
 }
 
 var _ castore.BlobService = (*Store)(nil)
@@ -86,23 +86,37 @@ func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobW
 	return &writer{s: s, t: t, opts: castore.ApplyPutOptions(opts), buf: s.getBuf()}, nil
 }
 
-// A writer's buffer grows from minWriterBuf to two maximum chunks as its
-// blob does (writer.grow): most blobs (a .drv, a source file) are far
-// smaller than a chunk, and a process writing many of them at once kept
-// megabytes of buffers for kilobytes of data. Pooling keeps imports of
-// many files from allocating a buffer per file.
-const minWriterBuf = 64 << 10
+// A writer's buffer starts at smallWriterBuf and is replaced by one of
+// two maximum chunks (what chunking a larger blob needs) once its blob
+// outgrows it: most blobs (a .drv, a source file) are far smaller than a
+// chunk, and a process writing many of them at once kept megabytes of
+// buffers for kilobytes of data. Two sizes, each pooled, keep imports of
+// many files from allocating a buffer per file and cost a larger blob at
+// most one copy of smallWriterBuf bytes.
+const smallWriterBuf = 64 << 10
 
 func (s *Store) getBuf() []byte {
-	if b, ok := s.bufs.Get().(*[]byte); ok {
+	if b, ok := s.smallBufs.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, minWriterBuf)
+	return make([]byte, 0, smallWriterBuf)
+}
+
+func (s *Store) fullBufSize() int { return 2 * s.cdc.Params().Max }
+
+func (s *Store) getFullBuf() []byte {
+	if b, ok := s.fullBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, s.fullBufSize())
 }
 
 func (s *Store) putBuf(b []byte) {
-	if cap(b) >= minWriterBuf {
-		s.bufs.Put(&b)
+	switch cap(b) {
+	case smallWriterBuf:
+		s.smallBufs.Put(&b)
+	case s.fullBufSize():
+		s.fullBufs.Put(&b)
 	}
 }
 
@@ -229,21 +243,20 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// makeRoom grows a full buffer by doubling, up to the two maximum chunks
-// a writer needs (once a maximum chunk has arrived, flush cuts it and
-// leaves less than one behind, so a full-size buffer does not fill; if it
-// did, a flush makes room).
+// makeRoom swaps a full small buffer for a full-size one. A full-size
+// buffer does not fill (once a maximum chunk has arrived, flush cuts it
+// and leaves less than one behind); if it did, a flush makes room.
 func (w *writer) makeRoom() error {
 	if len(w.buf) < cap(w.buf) {
 		return nil
 	}
-	full := 2 * w.s.cdc.Params().Max
-	if cap(w.buf) >= full {
+	if cap(w.buf) >= w.s.fullBufSize() {
 		return w.flush(false)
 	}
-	grown := make([]byte, len(w.buf), min(2*cap(w.buf), full))
-	copy(grown, w.buf)
-	w.buf = grown
+	full := w.s.getFullBuf()[:len(w.buf)]
+	copy(full, w.buf)
+	w.s.putBuf(w.buf)
+	w.buf = full
 	return nil
 }
 
