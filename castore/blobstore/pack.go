@@ -580,46 +580,25 @@ func (b *packBackend) flush() error {
 		b.mu.Unlock()
 		return err
 	}
-	for _, p := range dirty {
-		if err := p.flush(); err != nil {
-			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
-		}
-		if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
-			return fail(fmt.Errorf("flush pack %d: %w", p.id, err))
-		}
+	// The packs' data goes to the disk while the index entries are put
+	// in a transaction; it commits only once the data is durable.
+	packsSynced := make(chan error, 1)
+	go func() { packsSynced <- syncPacks(dirty, created, filepath.Join(b.root, "packs")) }()
+	tx, err := b.db.Begin(true)
+	if err != nil {
+		<-packsSynced
+		return fail(fmt.Errorf("commit chunk index: %w", err))
 	}
-	if created {
-		if err := syncDir(filepath.Join(b.root, "packs")); err != nil {
-			return fail(fmt.Errorf("flush pack directory: %w", err))
-		}
+	if err := putIndex(tx, lastPack, chunks, blobs, extents); err != nil {
+		tx.Rollback()
+		<-packsSynced
+		return fail(fmt.Errorf("commit chunk index: %w", err))
 	}
-	if err := b.db.Update(func(tx *bolt.Tx) error {
-		if meta := tx.Bucket([]byte(packMetaBucket)); meta.Sequence() < lastPack {
-			if err := meta.SetSequence(lastPack); err != nil {
-				return err
-			}
-		}
-		cb, bb := tx.Bucket([]byte(packChunksBucket)), tx.Bucket([]byte(packBlobsBucket))
-		// In key order: bbolt splits nodes only at commit, so random-order
-		// puts of many keys shift an ever larger node on every insert.
-		for _, d := range slices.SortedFunc(maps.Keys(chunks), compareDigests) {
-			if err := cb.Put(d[:], chunks[d].encode()); err != nil {
-				return err
-			}
-		}
-		for _, d := range slices.SortedFunc(maps.Keys(blobs), compareDigests) {
-			if err := bb.Put(d[:], encodeManifest(blobs[d])); err != nil {
-				return err
-			}
-		}
-		eb := tx.Bucket([]byte(packExtentsBucket))
-		for _, d := range slices.SortedFunc(maps.Keys(extents), compareDigests) {
-			if err := eb.Put(d[:], extents[d].encode()); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := <-packsSynced; err != nil {
+		tx.Rollback()
+		return fail(err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fail(fmt.Errorf("commit chunk index: %w", err))
 	}
 	b.mu.Lock()
@@ -633,6 +612,54 @@ func (b *packBackend) flush() error {
 		delete(b.pendingExtents, d)
 	}
 	b.mu.Unlock()
+	return nil
+}
+
+// syncPacks makes the packs' appended bytes durable, and with created
+// the directory entries of packs made since the last barrier.
+func syncPacks(dirty []*packFile, created bool, dir string) error {
+	for _, p := range dirty {
+		if err := p.flush(); err != nil {
+			return fmt.Errorf("flush pack %d: %w", p.id, err)
+		}
+		if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
+			return fmt.Errorf("flush pack %d: %w", p.id, err)
+		}
+	}
+	if created {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("flush pack directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// putIndex records chunks, manifests, extents and the highest pack number.
+func putIndex(tx *bolt.Tx, lastPack uint64, chunks map[castore.Digest]chunkLoc, blobs map[castore.Digest][]castore.ChunkMeta, extents map[castore.Digest]extent) error {
+	if meta := tx.Bucket([]byte(packMetaBucket)); meta.Sequence() < lastPack {
+		if err := meta.SetSequence(lastPack); err != nil {
+			return err
+		}
+	}
+	cb, bb := tx.Bucket([]byte(packChunksBucket)), tx.Bucket([]byte(packBlobsBucket))
+	// In key order: bbolt splits nodes only at commit, so random-order
+	// puts of many keys shift an ever larger node on every insert.
+	for _, d := range slices.SortedFunc(maps.Keys(chunks), compareDigests) {
+		if err := cb.Put(d[:], chunks[d].encode()); err != nil {
+			return err
+		}
+	}
+	for _, d := range slices.SortedFunc(maps.Keys(blobs), compareDigests) {
+		if err := bb.Put(d[:], encodeManifest(blobs[d])); err != nil {
+			return err
+		}
+	}
+	eb := tx.Bucket([]byte(packExtentsBucket))
+	for _, d := range slices.SortedFunc(maps.Keys(extents), compareDigests) {
+		if err := eb.Put(d[:], extents[d].encode()); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -95,16 +95,25 @@ func Import(ctx context.Context, path string, blobs castore.BlobService, dirs ca
 		return nil, walkErr
 	}
 	// Files went in with deferred durability; one barrier makes them all
-	// durable before anything that names them is stored.
-	if err := castore.SyncBlobs(ctx, blobs); err != nil {
+	// durable before anything that names them is stored. The directories
+	// are built (encoded and hashed) while the barrier waits for the disk.
+	synced := make(chan error, 1)
+	go func() { synced <- castore.SyncBlobs(ctx, blobs) }()
+	var closure []*castorev1.Directory // leaves first
+	if root.mode.IsDir() {
+		buildDirectories(root, &closure)
+	}
+	if err := <-synced; err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	if !root.mode.IsDir() {
 		return root.node, nil
 	}
 	putter := dirs.PutMultiple(ctx)
-	if err := buildDirectories(root, putter); err != nil {
-		return nil, err
+	for _, d := range closure {
+		if err := putter.Put(d); err != nil {
+			return nil, fmt.Errorf("import %s: %w", path, err)
+		}
 	}
 	if _, err := putter.Close(); err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
@@ -269,13 +278,11 @@ func (pw progressWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // buildDirectories puts directories leaves first and sets e.node.
-func buildDirectories(e *entry, p castore.DirectoryPutter) error {
+func buildDirectories(e *entry, closure *[]*castorev1.Directory) {
 	dir := &castorev1.Directory{}
 	for _, c := range e.children {
 		if c.mode.IsDir() {
-			if err := buildDirectories(c, p); err != nil {
-				return err
-			}
+			buildDirectories(c, closure)
 		}
 		switch n := c.node.GetNode().(type) {
 		case *castorev1.Node_Directory:
@@ -286,14 +293,11 @@ func buildDirectories(e *entry, p castore.DirectoryPutter) error {
 			dir.Symlinks = append(dir.Symlinks, n.Symlink)
 		}
 	}
-	if err := p.Put(dir); err != nil {
-		return fmt.Errorf("import %s: %w", e.path, err)
-	}
+	*closure = append(*closure, dir)
 	size, _ := castore.DirectorySize(dir)
 	e.node = &castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
 		Name: []byte(e.name), Digest: castore.DirectoryDigest(dir).Bytes(), Size: size,
 	}}}
-	return nil
 }
 
 func fileType(m os.FileMode) string {
