@@ -326,7 +326,7 @@ func (b *packBackend) acquire() (*packFile, error) {
 }
 
 // newPack creates an empty pack; a dedicated one takes one blob only.
-// newPack numbers packs from a counter in memory: recording each number
+// Packs are numbered from a counter in memory: recording each number
 // durably cost a bbolt commit, an fdatasync, per pack (an import of many
 // large files makes a pack per file). The next barrier records the
 // highest number and makes the new packs' directory entries durable
