@@ -81,9 +81,7 @@ type memBackend struct {
 }
 
 func (m *memBackend) hasChunk(d castore.Digest) (bool, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	_, ok := m.chunks[d]
+	_, ok := m.lookup(d)
 	return ok, nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -117,20 +116,8 @@ func TestCastoreRoundTripEmbeddedAndDaemon(t *testing.T) {
 	}
 
 	sock := filepath.Join(t.TempDir(), "tvix.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	daemon := exec.CommandContext(ctx, tvixBinary(t), "daemon", "--listen", "unix://"+sock)
-	daemon.Env = append(os.Environ(), env...)
-	var dlog bytes.Buffer
-	daemon.Stderr = &dlog
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		daemon.Process.Signal(os.Interrupt)
-		daemon.Wait()
-	}()
-	waitForSocket(t, sock)
+	daemon := startTvix(t, env, "daemon", "--listen", "unix://"+sock)
+	daemon.waitFor(t, sock)
 
 	// The embedded store is held by the daemon: a second process is told so at once.
 	start := time.Now()
@@ -144,7 +131,7 @@ func TestCastoreRoundTripEmbeddedAndDaemon(t *testing.T) {
 	remote := []string{"BLOB_SERVICE_ADDR=grpc+unix://" + sock, "DIRECTORY_SERVICE_ADDR=grpc+unix://" + sock, "PATH_INFO_SERVICE_ADDR=grpc+unix://" + sock}
 	out, stderr, err = run(t, remote, "castore", "ls", digest, "x")
 	if err != nil {
-		t.Fatalf("ls via daemon: %v\n%s\ndaemon: %s", err, stderr, dlog.String())
+		t.Fatalf("ls via daemon: %v\n%s\ndaemon: %s", err, stderr, daemon.log.String())
 	}
 	for _, want := range []string{"dangling\tsymlink -> /dangling/abs", "empty\tfile", "exe\tfile", "executable", "y\tdirectory"} {
 		if !strings.Contains(out, want) {
@@ -158,18 +145,6 @@ func TestCastoreRoundTripEmbeddedAndDaemon(t *testing.T) {
 	if out, err := exec.Command("diff", "-r", "--no-dereference", src, dst2).CombinedOutput(); err != nil {
 		t.Fatalf("diff -r after export via daemon: %v\n%s", err, out)
 	}
-}
-
-func waitForSocket(t *testing.T, path string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("socket %s did not appear", path)
 }
 
 func TestBadServiceAddress(t *testing.T) {

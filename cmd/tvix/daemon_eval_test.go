@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -37,42 +35,14 @@ func TestDaemonEvalEndpoint(t *testing.T) {
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "eval.sock")
 	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	daemon := exec.CommandContext(ctx, tvixBinary(t), "daemon", "--eval-listen", "unix://"+sock,
+	daemon := startTvix(t, env, "daemon", "--eval-listen", "unix://"+sock,
 		"--substituters", "nix+"+srv.URL, "--trusted-public-keys", key)
-	daemon.Env = append(os.Environ(), env...)
-	var dlog bytes.Buffer
-	daemon.Stderr = &dlog
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			daemon.Process.Signal(os.Interrupt)
-			if err := daemon.Wait(); err != nil {
-				t.Errorf("daemon exit: %v\n%s", err, dlog.String())
-			}
-		}
-	}
-	defer stop()
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
 	}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not listen; log:\n%s", dlog.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	daemon.waitFor(t, sock)
 	post := func(body string) (int, map[string]any) {
 		t.Helper()
 		resp, err := client.Post("http://tvix/eval", "application/json", strings.NewReader(body))
@@ -153,7 +123,9 @@ func TestDaemonEvalEndpoint(t *testing.T) {
 	}
 
 	// Once the daemon is gone, the store it wrote holds the closure.
-	stop()
+	if err := daemon.stop(); err != nil {
+		t.Errorf("daemon exit: %v\n%s", err, daemon.log.String())
+	}
 	got, stderr, err := run(t, env, "store", "query", "--requisites", hello)
 	if err != nil {
 		t.Fatalf("query: %v %s", err, stderr)

@@ -6,9 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func requireFUSEMount(t *testing.T) {
@@ -47,32 +45,10 @@ func TestMountCommand(t *testing.T) {
 	}
 
 	mp := t.TempDir()
-	cmd := exec.Command(tvixBinary(t), "mount", "--list-root", mp)
-	cmd.Env = append(os.Environ(), env...)
-	var log bytes.Buffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		}
-		if isMounted(mp) {
-			exec.Command("umount", "-l", mp).Run()
-		}
-	})
+	unmountAtEnd(t, mp)
+	mount := startTvix(t, env, "mount", "--list-root", mp)
 	mounted := filepath.Join(mp, filepath.Base(sp))
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(mounted); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear; log:\n%s", mounted, log.String())
-		}
-	}
+	mount.waitFor(t, mounted)
 	if out, err := exec.Command("diff", "-r", "--no-dereference", src, mounted).CombinedOutput(); err != nil {
 		t.Errorf("diff -r against the mount: %v\n%s", err, out)
 	}
@@ -86,17 +62,8 @@ func TestMountCommand(t *testing.T) {
 		t.Errorf("mount over a mount: %v, stderr %q", err, stderr)
 	}
 
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		exited = true
-		if err != nil {
-			t.Errorf("tvix mount exit after SIGINT: %v\n%s", err, log.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tvix mount did not exit after SIGINT; log:\n%s", log.String())
+	if err := mount.stop(); err != nil {
+		t.Errorf("tvix mount exit after SIGINT: %v\n%s", err, mount.log.String())
 	}
 	if isMounted(mp) {
 		t.Errorf("%s still mounted after SIGINT", mp)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -133,19 +132,9 @@ func TestMountSubstitutesLazily(t *testing.T) {
 	dir, hello, key := helloCache(t)
 	srv, cc := serveCache(t, dir)
 	mp := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	daemon := exec.CommandContext(ctx, tvixBinary(t), "daemon", "--mount", mp,
+	unmountAtEnd(t, mp)
+	startTvix(t, []string{"XDG_DATA_HOME=" + t.TempDir()}, "daemon", "--mount", mp,
 		"--substituters", "nix+"+srv.URL, "--trusted-public-keys", key)
-	daemon.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		daemon.Process.Signal(os.Interrupt)
-		daemon.Wait()
-		exec.Command("umount", "-l", mp).Run()
-	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		b, _ := os.ReadFile("/proc/self/mountinfo")

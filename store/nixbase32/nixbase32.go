@@ -30,18 +30,7 @@ func DecodedLen(n int) int { return n * 5 / 8 }
 
 // EncodeToString encodes b; the most significant 5-bit group comes first.
 func EncodeToString(b []byte) string {
-	l := EncodedLen(len(b))
-	out := make([]byte, l)
-	for n := l - 1; n >= 0; n-- {
-		bit := n * 5
-		i, j := bit/8, uint(bit%8)
-		c := b[i] >> j
-		if i+1 < len(b) {
-			c |= b[i+1] << (8 - j)
-		}
-		out[l-1-n] = alphabet[c&0x1f]
-	}
-	return string(out)
+	return string(AppendEncode(make([]byte, 0, EncodedLen(len(b))), b))
 }
 
 // AppendEncode appends the encoding of b to dst (no allocation when dst
