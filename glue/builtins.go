@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/tvix-go/tvix/eval"
-	"github.com/tvix-go/tvix/store/nixhash"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -10,9 +10,9 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/importer"
-	"github.com/tvix-go/tvix/store/nixhash"
-	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/tvix-go/tvix/derivation"
 	"github.com/tvix-go/tvix/eval"
 	"github.com/tvix-go/tvix/eval/syntax"
-	"github.com/tvix-go/tvix/store/nixbase32"
-	"github.com/tvix-go/tvix/store/nixhash"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/derivation"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // noCtx forces a string that must not refer to store paths.

@@ -11,9 +11,9 @@ import (
 	"os"
 	"sync"
 
-	"github.com/tvix-go/tvix/derivation"
 	"github.com/tvix-go/tvix/eval"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/derivation"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // Glue holds what one evaluation created: derivations by .drv path, their

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/tvix-go/tvix/eval"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // Selected is one derivation a value names, as nix-instantiate lists it:

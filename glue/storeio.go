@@ -13,8 +13,8 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 )
 
 // StoreIO serves paths inside /nix/store from castore when the store knows

@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

@@ -8,9 +8,9 @@ import (
 
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/importer"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/tvix-go/tvix/boot/guest"
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castoreurl"
-	tvixfs "github.com/tvix-go/tvix/fs"
+	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	tvixfs "github.com/tvix-go/tvix/fs"
+	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 

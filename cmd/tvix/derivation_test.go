@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tvix-go/tvix/derivation"
+	"github.com/tvix-go/tvix/nix/derivation"
 )
 
 func TestDerivationShowFile(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	tvixfs "github.com/tvix-go/tvix/fs"
+	tvixfs "github.com/tvix-go/tvix/castore/fs"
 )
 
 func init() {

@@ -10,11 +10,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tvix-go/tvix/store/nar"
-	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/nixhash"
-	"github.com/tvix-go/tvix/store/refscan"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/nar"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/refscan"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // Tools for NAR files and narinfos that need no store: the counterparts of

@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/store/narbridge"
-	"github.com/tvix-go/tvix/store/narinfo"
 	// nix+http(s)://, nix+file:// path info services (binary cache substituters).
 	_ "github.com/tvix-go/tvix/store/nixcache"
 )

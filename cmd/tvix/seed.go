@@ -12,7 +12,7 @@ import (
 	"github.com/tvix-go/tvix/eval"
 	"github.com/tvix-go/tvix/eval/evalcli"
 	"github.com/tvix-go/tvix/glue"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // seedPaths turns a command's arguments into store paths: store paths as

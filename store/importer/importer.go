@@ -15,11 +15,11 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/refscan"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/narcastore"
-	"github.com/tvix-go/tvix/store/nixhash"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/refscan"
-	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

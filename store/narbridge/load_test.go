@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tvix-go/tvix/store/narinfo"
+	"github.com/tvix-go/tvix/nix/narinfo"
 )
 
 // TestLoad runs 32 clients fetching (and verifying) NARs while 8 upload

@@ -30,13 +30,13 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/internal/compress"
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
-	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 )
 
 // Options configure a Handler; the zero value is usable.
@@ -224,7 +224,7 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.Error(w, "get path info failed", http.StatusInternalServerError)
 		return
 	}
-	ni, err := narinfo.FromPathInfo(info)
+	ni, err := pathinfo.ToNarInfo(info)
 	if err == nil {
 		ni.URL, err = NARURL(info.GetNode(), ni.NarSize)
 	}
@@ -476,7 +476,7 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 			ni.StorePath, ni.NarHash, ni.NarSize, p.url, nixbase32.EncodeToString(p.narSHA256[:]), p.narSize), http.StatusBadRequest)
 		return
 	}
-	info, err := ni.ToPathInfo(p.root)
+	info, err := pathinfo.FromNarInfo(ni, p.root)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -22,12 +22,12 @@ import (
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/dirstore"
-	"github.com/tvix-go/tvix/store/nar"
-	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/nixbase32"
-	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/nix/nar"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 )
 
 type fixture struct {

@@ -11,11 +11,11 @@ import (
 
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
-	"github.com/tvix-go/tvix/store/internal/nixtest"
-	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/nixhash"
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storepath"
 )
 
 type nixPathInfo struct {

@@ -17,8 +17,8 @@ import (
 
 	"lukechampine.com/blake3"
 
-	"github.com/tvix-go/tvix/store/internal/nixtest"
-	"github.com/tvix-go/tvix/store/nar"
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/nar"
 )
 
 // benchTrees are the shapes measured: one big file (throughput-bound) and

@@ -21,7 +21,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
-	"github.com/tvix-go/tvix/store/nar"
+	"github.com/tvix-go/tvix/nix/nar"
 )
 
 type options struct {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
-	"github.com/tvix-go/tvix/store/nar"
-	"github.com/tvix-go/tvix/store/refscan"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/nar"
+	"github.com/tvix-go/tvix/nix/refscan"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 func mustNAR(t testing.TB, f func(w *nar.Writer) error) []byte {

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tvix-go/tvix/store/internal/nixtest"
-	"github.com/tvix-go/tvix/store/nar"
-	"github.com/tvix-go/tvix/store/nixbase32"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/nar"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // corpus builds the trees the comparison runs over, each under dir/<name>,

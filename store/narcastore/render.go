@@ -9,7 +9,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
-	"github.com/tvix-go/tvix/store/nar"
+	"github.com/tvix-go/tvix/nix/nar"
 )
 
 // Render writes the NAR of node (its name is ignored) to w. Blobs are

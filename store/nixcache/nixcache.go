@@ -29,13 +29,13 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
-	"github.com/tvix-go/tvix/store/narinfo"
-	"github.com/tvix-go/tvix/store/nixbase32"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/pathinfourl"
-	"github.com/tvix-go/tvix/store/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
@@ -264,7 +264,7 @@ func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.P
 		return nil, fmt.Errorf("NAR %s is sha256:%s, %d bytes; narinfo says %s, %d bytes",
 			ni.URL, nixbase32.EncodeToString(sum[:]), size, ni.NarHash, ni.NarSize)
 	}
-	return ni.ToPathInfo(root)
+	return pathinfo.FromNarInfo(ni, root)
 }
 
 // Put is not supported.

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tvix-go/tvix/internal/boltdb"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

@@ -8,7 +8,7 @@ import (
 	"iter"
 
 	"github.com/tvix-go/tvix/castore/castorev1"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

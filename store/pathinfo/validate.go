@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tvix-go/tvix/castore"
-	"github.com/tvix-go/tvix/store/storepath"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 

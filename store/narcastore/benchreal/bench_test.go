@@ -17,8 +17,8 @@ import (
 
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
-	"github.com/tvix-go/tvix/store/internal/nixtest"
-	"github.com/tvix-go/tvix/store/nar"
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/nar"
 	"github.com/tvix-go/tvix/store/narcastore"
 )
 

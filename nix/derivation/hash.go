@@ -1,0 +1,165 @@
+package derivation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/tvix-go/tvix/nix/storepath"
+)
+
+// ModuloLookup returns the hashDerivationModulo of an input derivation.
+type ModuloLookup func(drvPath string) ([32]byte, error)
+
+// HashDerivationModulo is Nix's hashDerivationModulo: a fixed-output
+// derivation hashes as sha256("fixed:out:[r:]<algo>:<hex>:<out path>"), so
+// changing how it is fetched changes nothing downstream; any other
+// derivation hashes as its ATerm with every input .drv path replaced by the
+// lowercase hex of that input's own modulo hash (looked up with lookup,
+// which the caller may memoise).
+func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error) {
+	if d.IsFixedOutput() {
+		o := d.Outputs["out"]
+		return sha256.Sum256([]byte("fixed:out:" + o.HashAlgo + ":" + o.Hash + ":" + o.Path)), nil
+	}
+	inputs := make(map[string][]string, len(d.InputDerivations))
+	for _, p := range sortedKeys(d.InputDerivations) {
+		if lookup == nil {
+			return [32]byte{}, fmt.Errorf("hash derivation modulo: no lookup for input derivation %s", p)
+		}
+		h, err := lookup(p)
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("hash derivation modulo of input %s: %w", p, err)
+		}
+		// Two inputs with equal modulo hashes collapse into one entry, as in
+		// C++ Nix (insert_or_assign); they can only differ in being
+		// identical fixed-output derivations, whose outputs are both "out".
+		inputs[hex.EncodeToString(h[:])] = d.InputDerivations[p]
+	}
+	return d.hashATerm(inputs), nil
+}
+
+// CalculateOutputPaths fills every output's path and the env entry of the
+// same name, as derivationStrict does for a derivation called name: a
+// fixed-output derivation's path follows from its hash; the others' from the
+// modulo hash of the derivation with all output paths (and their env
+// entries) blank.
+func (d *Derivation) CalculateOutputPaths(name string, lookup ModuloLookup) error {
+	if d.Env == nil {
+		d.Env = map[string]string{}
+	}
+	if d.IsFixedOutput() {
+		o := d.Outputs["out"]
+		recursive, algo, err := ParseHashAlgo(o.HashAlgo)
+		if err != nil {
+			return fmt.Errorf("output path of %s: %w", name, err)
+		}
+		digest, err := hex.DecodeString(o.Hash)
+		if err != nil || len(digest) != hashAlgos[algo] {
+			return fmt.Errorf("output path of %s: hash %q is not %d bytes of hex", name, o.Hash, hashAlgos[algo])
+		}
+		sp, err := storepath.MakeFixedOutput(name, recursive, algo, digest, nil)
+		if err != nil {
+			return fmt.Errorf("output path of %s: %w", name, err)
+		}
+		o.Path = sp.String()
+		d.Outputs["out"] = o
+		d.Env["out"] = o.Path
+		return nil
+	}
+	for on, o := range d.Outputs {
+		if o.HashAlgo != "" || o.Hash != "" {
+			return fmt.Errorf("output path of %s: output %q is content-addressed but the derivation is not fixed-output", name, on)
+		}
+		o.Path = ""
+		d.Outputs[on] = o
+		d.Env[on] = ""
+	}
+	h, err := d.HashDerivationModulo(lookup)
+	if err != nil {
+		return fmt.Errorf("output paths of %s: %w", name, err)
+	}
+	for _, on := range sortedKeys(d.Outputs) {
+		sp, err := storepath.MakeOutput(on, h[:], OutputPathName(name, on))
+		if err != nil {
+			return fmt.Errorf("output %q of %s: %w", on, name, err)
+		}
+		p := sp.String()
+		d.Outputs[on] = Output{Path: p}
+		d.Env[on] = p
+	}
+	return nil
+}
+
+// References are the store paths a .drv file refers to: the union of its
+// input sources and input derivations (a .drv can be both, when a string
+// with a drvPath's context was used).
+func (d *Derivation) References() ([]storepath.StorePath, error) {
+	paths := append(sortedSet(d.InputSources), sortedKeys(d.InputDerivations)...)
+	paths = sortedSet(paths)
+	refs := make([]storepath.StorePath, 0, len(paths))
+	for _, p := range paths {
+		sp, err := storepath.Parse(p)
+		if err != nil {
+			return nil, fmt.Errorf("reference: %w", err)
+		}
+		refs = append(refs, sp)
+	}
+	return refs, nil
+}
+
+// DrvPath is the store path the .drv file of a derivation called name is
+// written to: a text path over its ATerm with its references.
+func (d *Derivation) DrvPath(name string) (storepath.StorePath, error) {
+	refs, err := d.References()
+	if err != nil {
+		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
+	}
+	h := d.hashATerm(d.InputDerivations)
+	sp, err := storepath.MakeText(name+".drv", h[:], refs)
+	if err != nil {
+		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
+	}
+	return sp, nil
+}
+
+// NewModuloCache returns a ModuloLookup that reads input derivations with
+// read (e.g. from /nix/store or a castore), parses them and computes their
+// modulo hashes recursively, remembering every result. Safe for concurrent
+// use.
+func NewModuloCache(read func(drvPath string) ([]byte, error)) ModuloLookup {
+	c := &moduloCache{read: read, memo: map[string][32]byte{}}
+	return c.lookup
+}
+
+type moduloCache struct {
+	read func(string) ([]byte, error)
+	mu   sync.Mutex
+	memo map[string][32]byte
+}
+
+func (c *moduloCache) lookup(drvPath string) ([32]byte, error) {
+	c.mu.Lock()
+	h, ok := c.memo[drvPath]
+	c.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	data, err := c.read(drvPath)
+	if err != nil {
+		return h, fmt.Errorf("read %s: %w", drvPath, err)
+	}
+	d, err := Parse(data)
+	if err != nil {
+		return h, fmt.Errorf("%s: %w", drvPath, err)
+	}
+	h, err = d.HashDerivationModulo(c.lookup)
+	if err != nil {
+		return h, err
+	}
+	c.mu.Lock()
+	c.memo[drvPath] = h
+	c.mu.Unlock()
+	return h, nil
+}
