@@ -11,24 +11,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // Config is the NIX_CONFIG every invocation gets.
 const Config = "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command"
 
-// Require fails (CI) or skips the test unless nix-store, nix-hash and nix
-// are on PATH.
+// Require fails (CI) or skips the test unless the Nix tools are on PATH.
 func Require(t testing.TB) {
 	t.Helper()
-	for _, bin := range []string{"nix-store", "nix-hash", "nix", "nix-instantiate", "nix-build"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (install nix-bin): %v", bin, err)
-			}
-			t.Skipf("%s not found (install nix-bin): %v", bin, err)
-		}
-	}
+	testenv.Tools(t, "nix-bin", "nix-store", "nix-hash", "nix", "nix-instantiate", "nix-build")
 }
+
+// Env is the environment a Nix command gets: ours plus Config.
+func Env() []string { return append(os.Environ(), "NIX_CONFIG="+Config) }
 
 // Run runs a Nix command and returns its stdout; a non-zero exit fails
 // the test with stderr.
@@ -54,7 +51,7 @@ func RunErr(name string, args ...string) ([]byte, error) { return RunInput(nil, 
 func RunInput(stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
-	cmd.Env = append(os.Environ(), "NIX_CONFIG="+Config)
+	cmd.Env = Env()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -79,10 +76,7 @@ func (e *cmdError) Unwrap() error { return e.err }
 func BuildInputAddressed(t *testing.T, nonce string) string {
 	t.Helper()
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("busybox-static needed: %v", err)
-		}
-		t.Skip("busybox-static needed")
+		testenv.Missing(t, "busybox-static needed: %v", err)
 	}
 	expr := filepath.Join(t.TempDir(), "drv.nix")
 	if err := os.WriteFile(expr, []byte(`derivation {
