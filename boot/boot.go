@@ -52,8 +52,11 @@ type Config struct {
 	Kernel     string // default: newest /boot/vmlinuz-*
 	ModulesDir string // default: /lib/modules/<release of Kernel>
 	Init       string // tvix-init binary; see findInit
-	QEMU       string // default: qemu-system-x86_64 from PATH
-	Busybox    string // static busybox for Shell and Tools; default /bin/busybox
+	// SelfCanBeInit says the running binary, when it is a static tvix,
+	// acts as the guest's /init (it has the "init" personality).
+	SelfCanBeInit bool
+	QEMU          string // default: qemu-system-x86_64 from PATH
+	Busybox       string // static busybox for Shell and Tools; default /bin/busybox
 	// Tools puts the static busybox and its applets into the initramfs'
 	// /bin (as Shell does) for Run commands, e.g. to read a disk.
 	Tools    bool
@@ -119,7 +122,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	initBin, err := findInit(c.Init)
+	initBin, err := findInit(c.Init, c.SelfCanBeInit)
 	if err != nil {
 		return res, err
 	}

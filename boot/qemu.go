@@ -140,7 +140,7 @@ func hostTSCkHz() int {
 // findInit locates the tvix-init binary: explicit, $TVIX_INIT, next to the
 // running executable, in PATH, or the running executable itself when it
 // is static (it then acts as init through its "init" personality).
-func findInit(path string) (string, error) {
+func findInit(path string, selfCanBeInit bool) (string, error) {
 	if path != "" {
 		return checkStatic(path)
 	}
@@ -157,17 +157,13 @@ func findInit(path string) (string, error) {
 	if p, err := exec.LookPath("tvix-init"); err == nil {
 		return checkStatic(p)
 	}
-	if selfErr == nil && SelfCanBeInit && filepath.Base(self) == "tvix" {
+	if selfErr == nil && selfCanBeInit && filepath.Base(self) == "tvix" {
 		if p, err := checkStatic(self); err == nil {
 			return p, nil
 		}
 	}
 	return "", errors.New("tvix-init not found (looked at --init, $TVIX_INIT, next to the tvix binary and in PATH): build it with `CGO_ENABLED=0 go build -ldflags='-s -w' -o \"$(dirname \"$(command -v tvix)\")/tvix-init\" ./cmd/tvix-init`")
 }
-
-// SelfCanBeInit is set by the tvix command when it registers the "init"
-// personality, making a static tvix binary usable as the guest's /init.
-var SelfCanBeInit bool
 
 // checkStatic makes sure the binary has no ELF interpreter: the initramfs
 // has no dynamic loader or libc.

@@ -88,7 +88,7 @@ type Syncer interface {
 
 // SyncBlobs makes deferred puts durable where the service defers them.
 func SyncBlobs(ctx context.Context, bs BlobService) error {
-	if s, ok := bs.(Syncer); ok {
+	if s, ok := As[Syncer](bs); ok {
 		return s.Sync(ctx)
 	}
 	return nil

@@ -27,11 +27,6 @@ type WriteBehind struct {
 	Blobs castore.BlobService
 	// Batch is how many puts are stored at once (default 2048).
 	Batch int
-	// LocalInner says Inner answers Gets locally (embedded bbolt,
-	// memory): then AddText asks it whether a path is there before
-	// writing. A daemon's service may ask its substituters instead, one
-	// network round trip per .drv, so without it only the queue is asked.
-	LocalInner bool
 
 	mu       sync.Mutex
 	pending  map[[storepath.DigestSize]byte]*storev1.PathInfo // queued or being stored
@@ -62,7 +57,10 @@ func (w *WriteBehind) known(ctx context.Context, digest [storepath.DigestSize]by
 	w.mu.Lock()
 	_, ok := w.pending[digest]
 	w.mu.Unlock()
-	if ok || !w.LocalInner {
+	// A service in this process (embedded bbolt, memory) is asked whether
+	// a path is there before writing; a daemon's may ask its substituters
+	// instead, one network round trip per .drv, so then only the queue is.
+	if ok || !castore.InProcess(w.Inner) {
 		return ok, nil
 	}
 	_, err := w.Inner.Get(ctx, digest)
@@ -167,6 +165,10 @@ func (w *WriteBehind) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, err
 	}
 	return w.Inner.List(ctx)
 }
+
+// InProcess forwards Inner's locality: queued puts are answered here, the
+// rest by Inner.
+func (w *WriteBehind) InProcess() bool { return castore.InProcess(w.Inner) }
 
 // Close flushes, then closes Inner.
 func (w *WriteBehind) Close() error {

@@ -21,6 +21,16 @@ type countingPathInfo struct {
 	fail          error
 }
 
+// remotePathInfo stands for a daemon's service: it says it is not in
+// this process.
+type remotePathInfo struct{ *countingPathInfo }
+
+func (remotePathInfo) InProcess() bool { return false }
+
+// Unwrap lets WriteBehind see that the memory service under the counter
+// answers in this process.
+func (c *countingPathInfo) Unwrap() any { return c.Service }
+
 func (c *countingPathInfo) PutBatch(ctx context.Context, infos []*storev1.PathInfo) error {
 	if c.fail != nil {
 		return c.fail
@@ -54,7 +64,6 @@ func TestWriteBehind(t *testing.T) {
 			blobs := blobstore.NewMemory()
 			wb := NewWriteBehind(inner, blobs)
 			wb.Batch = tc.batch
-			wb.LocalInner = true
 			cs := CastoreStore{importer.Store{Blobs: blobs, Dirs: dirstore.NewMemory(), PathInfo: wb}}
 			sio := StoreIO{Base: nil, Ctx: ctx, Blobs: blobs, PathInfo: wb}
 			var paths []storepath.StorePath
@@ -99,7 +108,7 @@ func TestWriteBehind(t *testing.T) {
 			}
 			// A remote Inner is not asked (its Get may go to substituters):
 			// the path is written again.
-			remote := NewWriteBehind(inner, blobs)
+			remote := NewWriteBehind(remotePathInfo{inner}, blobs)
 			cs.PathInfo = remote
 			if _, err := cs.AddText(ctx, "f.txt", []byte("file 0"), nil); err != nil {
 				t.Fatal(err)

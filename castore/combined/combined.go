@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 
@@ -24,6 +25,9 @@ type Blobs struct {
 var (
 	_ castore.BlobService  = Blobs{}
 	_ castore.BackingFiler = Blobs{}
+	_ castore.Syncer       = Blobs{}
+	_ castore.Materializer = Blobs{}
+	_ castore.Locality     = Blobs{}
 )
 
 func (b Blobs) Has(ctx context.Context, d castore.Digest) (bool, error) {
@@ -60,10 +64,43 @@ func (b Blobs) Close() error { return errors.Join(b.Near.Close(), b.Far.Close())
 // mount over a near store that also reads through to another tvix still
 // lets the kernel read local blobs directly (FUSE passthrough).
 func (b Blobs) BackingFile(ctx context.Context, d castore.Digest) (*os.File, int64, bool) {
-	if bf, ok := b.Near.(castore.BackingFiler); ok {
+	if bf, ok := castore.As[castore.BackingFiler](b.Near); ok {
 		return bf.BackingFile(ctx, d)
 	}
 	return nil, 0, false
+}
+
+// Sync makes Near's deferred puts durable: every write went there, and an
+// import that syncs before recording directories and PathInfos must get
+// the same guarantee through this layer as without it.
+func (b Blobs) Sync(ctx context.Context) error { return castore.SyncBlobs(ctx, b.Near) }
+
+// InProcess is true only when both layers are: a read may go to Far.
+func (b Blobs) InProcess() bool { return castore.InProcess(b.Near) && castore.InProcess(b.Far) }
+
+// Materialize copies a blob only Far has into Near, verified against its
+// digest, and durable before it returns.
+func (b Blobs) Materialize(ctx context.Context, d castore.Digest) error {
+	if ok, err := b.Near.Has(ctx, d); err != nil || ok {
+		return err
+	}
+	r, err := b.Far.Open(ctx, d)
+	if err != nil {
+		return fmt.Errorf("materialize blob %s: %w", d, err)
+	}
+	defer r.Close()
+	w, err := b.Near.Put(ctx, castore.WithExpectedDigest(d))
+	if err != nil {
+		return fmt.Errorf("materialize blob %s: %w", d, err)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		w.Abort()
+		return fmt.Errorf("materialize blob %s: %w", d, err)
+	}
+	if _, err := w.Close(); err != nil {
+		return fmt.Errorf("materialize blob %s: %w", d, err)
+	}
+	return nil
 }
 
 // Directories reads through Near to Far, keeping closures it fetched.
@@ -71,7 +108,13 @@ type Directories struct {
 	Near, Far castore.DirectoryService
 }
 
-var _ castore.DirectoryService = Directories{}
+var (
+	_ castore.DirectoryService = Directories{}
+	_ castore.Locality         = Directories{}
+)
+
+// InProcess is true only when both layers are: a read may go to Far.
+func (d Directories) InProcess() bool { return castore.InProcess(d.Near) && castore.InProcess(d.Far) }
 
 func (d Directories) Get(ctx context.Context, dg castore.Digest) (*castorev1.Directory, error) {
 	dir, err := d.Near.Get(ctx, dg)

@@ -18,19 +18,15 @@ import (
 	"github.com/tvix-go/tvix/boot"
 	"github.com/tvix-go/tvix/boot/guest"
 	"github.com/tvix-go/tvix/castore"
-	"github.com/tvix-go/tvix/castore/castoreurl"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
+	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
-func init() {
-	// A static tvix binary can be the guest's /init when no tvix-init is
-	// installed: the kernel runs it as /init.
-	personalities["init"] = func([]string) int { return guest.Main() }
-	boot.SelfCanBeInit = true
-
-	register(&cli.Command{
+func bootCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:      "virtiofs",
 		Usage:     "serve a tree to VMs as a vhost-user virtio-fs device",
 		ArgsUsage: " ",
@@ -56,7 +52,7 @@ func init() {
 		},
 	})
 
-	register(&cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:      "boot",
 		Usage:     "boot a QEMU VM with the store as /nix/store over virtio-fs",
 		ArgsUsage: "[-- ARGS for --run]",
@@ -94,13 +90,14 @@ func init() {
 		}, serviceFlags()...),
 		Action: bootAction,
 	})
+	return cmds
 }
 
 func bootAction(c *cli.Context) error {
 	cfg := boot.Config{
 		Shell: c.Bool("shell"), Find: c.Bool("find"), System: c.String("system"),
 		Socket: c.String("virtiofs-socket"), Kernel: c.String("kernel"), ModulesDir: c.String("modules"),
-		Init: c.String("init"), QEMU: c.String("qemu"), Busybox: c.String("busybox"), Tools: c.Bool("tools"),
+		Init: c.String("init"), SelfCanBeInit: true, QEMU: c.String("qemu"), Busybox: c.String("busybox"), Tools: c.Bool("tools"),
 		Machine: c.String("machine"), Accel: c.String("accel"), CPUs: c.Int("cpus"), MemoryMB: c.Int("memory"),
 		Tag: c.String("tag"), Append: c.StringSlice("append"),
 		BootTimeout: c.Duration("boot-timeout"), Timeout: c.Duration("timeout"),
@@ -142,8 +139,8 @@ func bootAction(c *cli.Context) error {
 		}
 		defer s.Close()
 		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
-		cfg.FS = tvixfs.NewRawFileSystem(c.Context, storeTree(s), opts)
-		blobs = s.blobs
+		cfg.FS = tvixfs.NewRawFileSystem(c.Context, daemon.StoreTree(s), opts)
+		blobs = s.Blobs
 	} else if cfg.Socket == "" {
 		rawFS, closeTree, err := treeFromFlags(c)
 		if err != nil {
@@ -157,14 +154,11 @@ func bootAction(c *cli.Context) error {
 		if blobs == nil {
 			// The same blob service the store would use: a daemon over
 			// gRPC, or the local store.
-			if err := ensureDataDir(c); err != nil {
-				return err
-			}
-			b, err := castoreurl.OpenBlobService(ctx, c.String("blob-service-addr"))
+			b, closeBlobs, err := openBlobs(ctx, c)
 			if err != nil {
 				return err
 			}
-			defer b.Close()
+			defer closeBlobs()
 			blobs = b
 		}
 		for _, arg := range digests {
@@ -221,7 +215,7 @@ func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, func(), error) {
 			return nil, nil, err
 		}
 		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
-		return tvixfs.NewRawFileSystem(c.Context, storeTree(s), opts), func() { s.Close() }, nil
+		return tvixfs.NewRawFileSystem(c.Context, daemon.StoreTree(s), opts), func() { s.Close() }, nil
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, nil, fmt.Errorf("--dir %s: not a directory (%v)", dir, err)

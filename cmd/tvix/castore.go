@@ -16,10 +16,12 @@ import (
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/diskimage"
 	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/store/registry"
 )
 
-func init() {
-	register(&cli.Command{
+func castoreCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:  "castore",
 		Usage: "content-addressed store: import, export and list trees",
 		Subcommands: []*cli.Command{
@@ -41,6 +43,7 @@ func init() {
 			},
 		},
 	})
+	return cmds
 }
 
 // describeNode prints a root node the way import reports it.
@@ -102,7 +105,7 @@ func castoreImportImage(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	d, size, typ, err := diskimage.Import(c.Context, c.Args().First(), s.blobs)
+	d, size, typ, err := diskimage.Import(c.Context, c.Args().First(), s.Blobs)
 	if err != nil {
 		return err
 	}
@@ -123,7 +126,7 @@ func castoreImport(c *cli.Context) error {
 	for _, p := range c.Args().Slice() {
 		prog := &fstree.Progress{}
 		stop := progressLine(ctx, prog)
-		node, err := fstree.Import(ctx, p, s.blobs, s.dirs, fstree.ImportOptions{Progress: prog})
+		node, err := fstree.Import(ctx, p, s.Blobs, s.Directories, fstree.ImportOptions{Progress: prog})
 		stop()
 		if err != nil {
 			return err
@@ -134,12 +137,12 @@ func castoreImport(c *cli.Context) error {
 }
 
 // rootNode finds what a digest names: a directory first, else a blob.
-func rootNode(ctx context.Context, s *services, arg string) (*castorev1.Node, error) {
+func rootNode(ctx context.Context, s *registry.Services, arg string) (*castorev1.Node, error) {
 	d, err := castore.ParseDigest(arg)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := s.dirs.Get(ctx, d)
+	dir, err := s.Directories.Get(ctx, d)
 	if err == nil {
 		size, _ := castore.DirectorySize(dir)
 		return &castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{Digest: d.Bytes(), Size: size}}}, nil
@@ -147,7 +150,7 @@ func rootNode(ctx context.Context, s *services, arg string) (*castorev1.Node, er
 	if !errors.Is(err, castore.ErrNotFound) {
 		return nil, err
 	}
-	r, err := s.blobs.Open(ctx, d)
+	r, err := s.Blobs.Open(ctx, d)
 	if err != nil {
 		if errors.Is(err, castore.ErrNotFound) {
 			return nil, fmt.Errorf("%s is neither a directory nor a blob in this store", d)
@@ -171,7 +174,7 @@ func castoreExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return fstree.Export(c.Context, node, c.Args().Get(1), s.blobs, s.dirs)
+	return fstree.Export(c.Context, node, c.Args().Get(1), s.Blobs, s.Directories)
 }
 
 func castoreLs(c *cli.Context) error {
@@ -197,7 +200,7 @@ func castoreLs(c *cli.Context) error {
 			return fmt.Errorf("ls: %q: not a directory", elem)
 		}
 		d, _ := castore.DigestFromBytes(dn.GetDigest())
-		dir, err := s.dirs.Get(ctx, d)
+		dir, err := s.Directories.Get(ctx, d)
 		if err != nil {
 			return err
 		}
@@ -207,7 +210,7 @@ func castoreLs(c *cli.Context) error {
 	}
 	if dn := node.GetDirectory(); dn != nil {
 		d, _ := castore.DigestFromBytes(dn.GetDigest())
-		dir, err := s.dirs.Get(ctx, d)
+		dir, err := s.Directories.Get(ctx, d)
 		if err != nil {
 			return err
 		}

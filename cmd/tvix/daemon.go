@@ -1,148 +1,77 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/tvix-go/tvix/castore/castoregrpc"
-	"github.com/tvix-go/tvix/internal/grpcdial"
-	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/daemon"
 )
 
-// daemonHooks let other lines add servers to the daemon (mount, virtiofs,
-// nar-bridge) without editing this file: each gets the opened services
-// and runs until ctx ends.
-type daemonHook struct {
-	flags []cli.Flag
-	// start returns nil, nil when its flags are not set.
-	start func(ctx context.Context, c *cli.Context, s *services) (run func() error, err error)
-}
-
-var daemonHooks []daemonHook
-
-var daemonCommand *cli.Command
-
-// addDaemonHookFlags runs from newApp, after every init has registered.
-func addDaemonHookFlags() {
-	for _, h := range daemonHooks {
-		daemonCommand.Flags = append(daemonCommand.Flags, h.flags...)
-	}
-}
-
-// narCalculator is set by the store layer to answer CalculateNAR.
-var narCalculator func(s *services) pathinfo.NARCalculator
-
-func init() {
-	cmd := &cli.Command{
-		Name:   "daemon",
-		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
-		Action: runDaemon,
-		Before: func(c *cli.Context) error { return nil },
-	}
-	// Hooks register from other files' init functions, which may run after
-	// this one: collect their flags when the app is built.
-	cmd.Flags = append(serviceFlags(),
+func daemonCommands() []*cli.Command {
+	flags := append(serviceFlags(),
 		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"TVIX_LISTEN"},
 			Usage: "gRPC listen address: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
+		&cli.StringFlag{Name: "http-listen", Usage: "also serve a Nix binary cache (nar-bridge) on `ADDR` (host:port)"},
+		&cli.StringFlag{Name: "signing-key-file", Usage: "sign served narinfos with the Nix secret key in `FILE`"},
+		&cli.IntFlag{Name: "http-priority", Value: 39, Usage: "Priority announced in nix-cache-info"},
+		&cli.BoolFlag{Name: "http-read-only", Usage: "refuse uploads (nix copy --to)"},
+		&cli.StringFlag{Name: "mount", Usage: "also mount the store read-only at `MOUNTPOINT` (FUSE)"},
+		&cli.BoolFlag{Name: "mount-list-root", Usage: "allow listing the mount's root"},
+		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let other users access the mount"},
+		&cli.BoolFlag{Name: "mount-allow-non-empty", Usage: "mount over a non-empty directory"},
+		&cli.StringFlag{Name: "virtiofs", Usage: "serve the store to VMs as a vhost-user virtio-fs device on socket `PATH`"},
+		&cli.BoolFlag{Name: "virtiofs-list-root", Usage: "allow guests to list the store's root"},
+		&cli.StringFlag{Name: "eval-listen", Usage: "also serve POST /eval (evaluate, then substitute the outputs' closures) over HTTP on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT; evaluation reads files with the daemon's rights, keep it local"},
+		&cli.IntFlag{Name: "eval-jobs", Value: 1, Usage: "evaluations run at once by /eval; more wait"},
 	)
-	register(cmd)
-	daemonCommand = cmd
+	return []*cli.Command{{
+		Name:   "daemon",
+		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
+		Flags:  flags,
+		Action: runDaemon,
+	}}
 }
 
-func listen(addr string) (net.Listener, error) {
-	u, err := url.Parse(addr)
+// daemonStore reads the flags every serving command shares.
+func daemonStore(c *cli.Context) (daemon.Config, error) {
+	a, err := storeAddrs(c)
 	if err != nil {
-		return nil, fmt.Errorf("--listen %q: %w", addr, err)
+		return daemon.Config{}, err
 	}
-	switch u.Scheme {
-	case "unix":
-		if u.Path == "" {
-			return nil, fmt.Errorf("--listen %q: want unix:///absolute/path.sock", addr)
-		}
-		// A socket left by a daemon that died is in the way; a live one is not ours to take.
-		if conn, err := net.Dial("unix", u.Path); err == nil {
-			conn.Close()
-			return nil, fmt.Errorf("--listen %q: another process is serving on this socket", addr)
-		}
-		os.Remove(u.Path)
-		return net.Listen("unix", u.Path)
-	case "tcp":
-		return net.Listen("tcp", u.Host)
-	}
-	return nil, fmt.Errorf("--listen %q: want unix:///path.sock or tcp://host:port", addr)
+	return daemon.Config{Store: a, Substituters: strings.Fields(c.String("substituters")), Substitution: substitution(c)}, nil
 }
 
 func runDaemon(c *cli.Context) error {
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	s, err := openServices(ctx, c)
+	cfg, err := daemonStore(c)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	cfg.GRPC = c.StringSlice("listen")
+	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),
+		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only")}
+	cfg.Mount = daemon.MountConfig{Path: c.String("mount"), ListRoot: c.Bool("mount-list-root"),
+		AllowOther: c.Bool("mount-allow-other"), AllowNonEmpty: c.Bool("mount-allow-non-empty")}
+	cfg.VirtioFS = daemon.VirtioFSConfig{Socket: c.String("virtiofs"), ListRoot: c.Bool("virtiofs-list-root")}
+	cfg.Eval = daemon.EvalConfig{Listen: c.String("eval-listen"), Jobs: c.Int("eval-jobs")}
+	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
+		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
+	}
+	return serve(c, cfg)
+}
 
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(grpcdial.MaxMessageSize), grpc.MaxSendMsgSize(grpcdial.MaxMessageSize))
-	castoregrpc.Register(srv, s.blobs, s.dirs)
-	var calc pathinfo.NARCalculator
-	if narCalculator != nil {
-		calc = narCalculator(s)
+// serve runs a daemon until SIGINT or SIGTERM.
+func serve(c *cli.Context, cfg daemon.Config) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := daemon.Run(ctx, cfg)
+	if errors.Is(err, daemon.ErrNothingToServe) {
+		return cli.Exit(err.Error(), 2)
 	}
-	pathinfo.RegisterServer(srv, s.pathInfo, calc)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(srv, hs)
-
-	g, gctx := errgroup.WithContext(ctx)
-	addrs := c.StringSlice("listen")
-	for _, a := range addrs {
-		lis, err := listen(a)
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(a, "unix://") {
-			defer os.Remove(strings.TrimPrefix(a, "unix://"))
-		}
-		slog.Info("serving gRPC", "addr", a, "bound", lis.Addr().String())
-		g.Go(func() error { return srv.Serve(lis) })
-	}
-	anyHookStarted := false
-	for _, h := range daemonHooks {
-		run, err := h.start(gctx, c, s)
-		if err != nil {
-			srv.Stop()
-			return err
-		}
-		if run != nil {
-			anyHookStarted = true
-			g.Go(run)
-		}
-	}
-	if len(addrs) == 0 && !anyHookStarted {
-		return cli.Exit("daemon: nothing to serve; give --listen (or --mount, --http-listen, --virtiofs)", 2)
-	}
-	g.Go(func() error {
-		<-gctx.Done()
-		slog.Info("shutting down")
-		hs.Shutdown()
-		// In-flight calls finish; new ones are refused.
-		srv.GracefulStop()
-		return nil
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return err
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/tvix-go/tvix/nix/storepath"
 )
 
-func init() {
-	register(&cli.Command{
+func derivationCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:  "derivation",
 		Usage: "inspect .drv files",
 		Subcommands: []*cli.Command{{
@@ -58,6 +59,7 @@ func init() {
 			},
 		}},
 	})
+	return cmds
 }
 
 // verifyDerivation checks that a .drv in the store prints back to its own

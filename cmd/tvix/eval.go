@@ -13,8 +13,9 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	register(&cli.Command{
+func evalCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:            "instantiate",
 		Usage:           "evaluate Nix expressions the way nix-instantiate does (see nix-instantiate --help)",
 		ArgsUsage:       "[--eval] [--strict] [--json|--xml] [-E] [-A attr] [--arg n e] [--argstr n s] [-I p] files...",
@@ -23,7 +24,7 @@ func init() {
 			return exitErr(evalcli.Run(c.Args().Slice(), false, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
-	register(&cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:            "eval",
 		Usage:           "evaluate Nix expressions (tvix instantiate --eval)",
 		ArgsUsage:       "[--strict] [--json|--xml] [-E expr | file] [-A attr] ...",
@@ -32,7 +33,7 @@ func init() {
 			return exitErr(evalcli.Run(c.Args().Slice(), true, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
-	register(&cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:  "repl",
 		Usage: "interactive Nix REPL",
 		Flags: []cli.Flag{&cli.StringSliceFlag{Name: "include", Aliases: []string{"I"}, Usage: "add a search path entry"}},
@@ -40,9 +41,7 @@ func init() {
 			return runRepl(c.StringSlice("include"), c.Args().Slice())
 		},
 	})
-	personalities["nix-instantiate"] = func(args []string) int {
-		return evalcli.Run(args[1:], false, os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	}
+	return cmds
 }
 
 func exitErr(code int) error {

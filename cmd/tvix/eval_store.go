@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
-	"github.com/tvix-go/tvix/castore/castoreurl"
 	"github.com/tvix-go/tvix/eval"
 	"github.com/tvix-go/tvix/eval/evalcli"
 	"github.com/tvix-go/tvix/glue"
-	"github.com/tvix-go/tvix/store/importer"
-	"github.com/tvix-go/tvix/store/pathinfourl"
+	"github.com/tvix-go/tvix/store/registry"
 )
 
 // The evaluator meets the store here: --eval and --readonly-mode compute
@@ -21,68 +18,49 @@ func init() {
 	evalcli.Store = &evalcli.StoreHooks{Install: installStore}
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// envAddrs is the store nix-instantiate's personality writes to: it takes
+// Nix's flags, not ours, so the addresses come from the environment.
+func envAddrs() (registry.Addrs, error) {
+	a := defaultAddrs(dataDir())
+	for _, f := range storeServiceFlags {
+		v := os.Getenv(f.env)
+		switch {
+		case v == "":
+		case f.kind == registry.Blob:
+			a.Blob = v
+		case f.kind == registry.Directory:
+			a.Directory = v
+		default:
+			a.PathInfo = v
+		}
 	}
-	return def
+	if err := os.MkdirAll(dataDir(), 0o755); err != nil {
+		return a, err
+	}
+	return a, nil
 }
 
 func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval.Value) []string, func(), error) {
 	ctx := context.Background()
 	if !writable {
-		g := glue.New(ctx, glue.ComputeStore{})
-		g.Install(opts)
-		return func(ev *eval.Evaluator, v eval.Value) []string { return glue.InstantiatedPaths(ev, v) }, func() {}, nil
+		return glue.InstallComputing(ctx, opts), func() {}, nil
 	}
-	d := dataDir()
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return nil, nil, err
-	}
-	blobs, err := castoreurl.OpenBlobService(ctx, envOr("BLOB_SERVICE_ADDR", defaultBlobServiceAddr(d)))
+	a, err := envAddrs()
 	if err != nil {
 		return nil, nil, err
 	}
-	dirs, err := castoreurl.OpenDirectoryService(ctx, envOr("DIRECTORY_SERVICE_ADDR", "bbolt://"+d+"/db.bolt"))
+	s, err := registry.Default().Open(ctx, a, registry.Substitution{})
 	if err != nil {
-		blobs.Close()
 		return nil, nil, err
 	}
-	piAddr := envOr("PATH_INFO_SERVICE_ADDR", "bbolt://"+d+"/db.bolt")
-	pis, err := pathinfourl.Open(ctx, piAddr, blobs, dirs)
-	if err != nil {
-		dirs.Close()
-		blobs.Close()
-		return nil, nil, err
-	}
-	// .drv files and sources are stored in batches while evaluation goes
-	// on; what was written is flushed before its paths are printed.
-	wb := glue.NewWriteBehind(pis, blobs)
-	wb.LocalInner = strings.HasPrefix(piAddr, "bbolt:") || strings.HasPrefix(piAddr, "memory:")
-	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: wb}
-	sio := glue.StoreIO{Base: eval.OSIO{}, Ctx: ctx, Blobs: blobs, Dirs: dirs, PathInfo: wb}
-	if opts.IO != nil {
-		sio.Base = opts.IO
-	}
-	opts.IO = sio
-	g := glue.New(ctx, glue.CastoreStore{Store: st})
-	g.ReadDerivation = sio.ReadFile
-	g.Install(opts)
+	instantiate, closeStore := glue.InstallWriting(ctx, opts, s.Blobs, s.Directories, s.PathInfos)
 	done := func() {
 		// Only --eval --read-write-mode gets here with unflushed writes
 		// (toFile results); the paths were printed already.
-		if err := wb.Close(); err != nil {
+		if err := closeStore(); err != nil {
 			fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		}
-		dirs.Close()
-		blobs.Close()
-	}
-	instantiate := func(ev *eval.Evaluator, v eval.Value) []string {
-		paths := glue.InstantiatedPaths(ev, v)
-		if err := wb.Flush(ctx); err != nil {
-			ev.Throwf("writing to the store: %v", err)
-		}
-		return paths
+		s.Close()
 	}
 	return instantiate, done, nil
 }

@@ -1,6 +1,6 @@
 // Command tvix is the single tvix-go binary: store daemon, mounts, tools and
-// the Nix evaluator. Every subcommand lives in a file of its own and adds
-// itself to the app with register, so the lines of work stay apart.
+// the Nix evaluator. It parses flags and calls into the packages; each
+// command's flags live in a file of its own.
 package main
 
 import (
@@ -11,22 +11,22 @@ import (
 	"sort"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/eval/evalcli"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
 var version = "0.1.0-dev"
 
-var commands []*cli.Command
-
-func register(c *cli.Command) { commands = append(commands, c) }
-
-// personalities lets the binary act as another program when invoked through
-// a symlink of that name (e.g. nix-instantiate), so scripts written for Nix
-// run unchanged. The function gets the full argv and returns the exit code.
-var personalities = map[string]func(args []string) int{}
-
 func newApp() *cli.App {
-	addDaemonHookFlags()
+	var commands []*cli.Command
+	for _, group := range [][]*cli.Command{
+		bootCommands(), castoreCommands(), daemonCommands(), derivationCommands(), evalCommands(),
+		mountCommands(), narCommands(), narBridgeCommands(), storeCommands(),
+	} {
+		commands = append(commands, group...)
+	}
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	return &cli.App{
 		Name:                 "tvix",
@@ -40,6 +40,22 @@ func newApp() *cli.App {
 		},
 		Before: func(c *cli.Context) error { return setupLogging(c.String("log-level"), c.String("log-format")) },
 	}
+}
+
+// personality lets the binary act as another program when invoked through
+// a symlink of that name, so scripts written for Nix run unchanged and a
+// static tvix can be a VM's /init. It gets the full argv and returns the
+// exit code.
+func personality(name string) (func(args []string) int, bool) {
+	switch name {
+	case "nix-instantiate":
+		return func(args []string) int {
+			return evalcli.Run(args[1:], false, os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+		}, true
+	case "init":
+		return func([]string) int { return guest.Main() }, true
+	}
+	return nil, false
 }
 
 func setupLogging(level, format string) error {
@@ -60,7 +76,7 @@ func setupLogging(level, format string) error {
 }
 
 func main() {
-	if p, ok := personalities[filepath.Base(os.Args[0])]; ok {
+	if p, ok := personality(filepath.Base(os.Args[0])); ok {
 		os.Exit(p(os.Args))
 	}
 	if err := newApp().Run(os.Args); err != nil {

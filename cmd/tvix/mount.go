@@ -16,8 +16,9 @@ import (
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 )
 
-func init() {
-	register(&cli.Command{
+func mountCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:      "mount",
 		Usage:     "mount the store read-only (as /nix/store) with FUSE, fetching contents on demand",
 		ArgsUsage: "MOUNTPOINT",
@@ -36,6 +37,7 @@ func init() {
 		}, serviceFlags()...),
 		Action: runMount,
 	})
+	return cmds
 }
 
 func runMount(c *cli.Context) error {
@@ -53,7 +55,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer svcs.Close()
-	svc := tvixfs.Services{Blobs: svcs.blobs, Directories: svcs.dirs, PathInfos: svcs.pathInfo}
+	svc := tvixfs.Services{Blobs: svcs.Blobs, Directories: svcs.Directories, PathInfos: svcs.PathInfos}
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

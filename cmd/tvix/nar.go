@@ -20,8 +20,9 @@ import (
 // Tools for NAR files and narinfos that need no store: the counterparts of
 // nix-store --dump/--restore's format side, nix-hash, and the binary cache
 // key commands.
-func init() {
-	register(&cli.Command{
+func narCommands() []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, &cli.Command{
 		Name:  "nar",
 		Usage: "NAR archive tools (no store involved)",
 		Subcommands: []*cli.Command{
@@ -99,7 +100,7 @@ func init() {
 			},
 		},
 	})
-	register(&cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:  "narinfo",
 		Usage: "binary cache narinfo tools: keys, signing, verification",
 		Subcommands: []*cli.Command{
@@ -169,6 +170,7 @@ func init() {
 			},
 		},
 	})
+	return cmds
 }
 
 func narHash(c *cli.Context) error {

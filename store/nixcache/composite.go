@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tvix-go/tvix/castore"
+
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -77,6 +79,13 @@ func (c *Composite) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.P
 func (c *Composite) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error] {
 	return c.Local.List(ctx)
 }
+
+// InProcess is true only without substituters: a miss asks them.
+func (c *Composite) InProcess() bool { return len(c.Substituters) == 0 && castore.InProcess(c.Local) }
+
+// Unwrap lets callers find the local service's abilities (batch puts, NAR
+// calculation): every write goes there unchanged.
+func (c *Composite) Unwrap() any { return c.Local }
 
 func (c *Composite) Close() error {
 	errs := []error{c.Local.Close()}

@@ -20,12 +20,11 @@ import (
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/pathinfourl"
 )
 
 // TestNixWrittenCache substitutes from binary caches C++ Nix wrote with
 // `nix copy --to file://…` (signed, xz and zstd), read as nix+file:// and
-// as nix+http:// through pathinfourl, and checks every path's NAR renders
+// as nix+http:// through Open, and checks every path's NAR renders
 // back byte for byte as `nix-store --dump` has it.
 func TestNixWrittenCache(t *testing.T) {
 	nixtest.Require(t)
@@ -65,7 +64,11 @@ func TestNixWrittenCache(t *testing.T) {
 		for _, base := range []string{"nix+file://" + cache, "nix+" + srv.URL} {
 			t.Run(comp+"/"+base[:8], func(t *testing.T) {
 				blobs, dirs := blobstore.NewMemory(), dirstore.NewMemory()
-				svc, err := pathinfourl.Open(context.Background(), base+"?trusted-public-keys="+url.QueryEscape(strings.TrimSpace(string(pk))), blobs, dirs)
+				u, err := url.Parse(base + "?trusted-public-keys=" + url.QueryEscape(strings.TrimSpace(string(pk))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				svc, err := Open(u, blobs, dirs)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -35,17 +35,8 @@ import (
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/pathinfourl"
 	"github.com/tvix-go/tvix/store/storev1"
 )
-
-func init() {
-	for _, s := range []string{"nix+http", "nix+https", "nix+file"} {
-		pathinfourl.Register(s, func(ctx context.Context, u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) (pathinfo.Service, error) {
-			return Open(u, blobs, dirs)
-		})
-	}
-}
 
 // ErrUnsupported is returned by Put and List: a binary cache is read here.
 var ErrUnsupported = errors.New("not supported by a binary cache path info service")

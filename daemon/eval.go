@@ -1,12 +1,10 @@
-package main
+package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,71 +13,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/glue"
+	"github.com/tvix-go/tvix/store/closure"
+	"github.com/tvix-go/tvix/store/registry"
 )
 
-// tvix daemon --eval-listen ADDR serves POST /eval: evaluate an expression
-// or file (computing paths only, as nix-instantiate --readonly-mode), and
-// substitute the closures of the outputs it names into the daemon's store
-// from its --substituters, so a client can ask for "import ./hello.nix"
-// instead of store paths. It is plain HTTP with JSON (see docs/daemon-eval.md).
-//
-// Evaluation reads any file the daemon may read, so the endpoint has its
-// own listener, off unless asked for: a unix socket or a loopback port.
-func init() {
-	daemonHooks = append(daemonHooks, daemonHook{
-		flags: []cli.Flag{
-			&cli.StringFlag{Name: "eval-listen", Usage: "also serve POST /eval (evaluate, then substitute the outputs' closures) over HTTP on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT; evaluation reads files with the daemon's rights, keep it local"},
-			&cli.IntFlag{Name: "eval-jobs", Value: 1, Usage: "evaluations run at once by /eval; more wait"},
-		},
-		start: func(ctx context.Context, c *cli.Context, s *services) (func() error, error) {
-			addr := c.String("eval-listen")
-			if addr == "" {
-				return nil, nil
-			}
-			jobs := c.Int("eval-jobs")
-			if jobs < 1 {
-				return nil, fmt.Errorf("--eval-jobs %d: want at least 1", jobs)
-			}
-			lis, err := listen(addr)
-			if err != nil {
-				return nil, fmt.Errorf("--eval-listen: %w", err)
-			}
-			slog.Info("serving /eval", "addr", addr, "bound", lis.Addr().String())
-			h := &evalHandler{s: s, jobs: make(chan struct{}, jobs)}
-			return serveListener(ctx, "eval endpoint", lis, h, func() {
-				if strings.HasPrefix(addr, "unix://") {
-					os.Remove(strings.TrimPrefix(addr, "unix://"))
-				}
-			}), nil
-		},
-	})
-}
-
-// serveListener serves h on lis until ctx ends, then lets requests
-// finish (an evaluation cannot be interrupted) and runs cleanup.
-func serveListener(ctx context.Context, what string, lis net.Listener, h http.Handler, cleanup func()) func() error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
-	return func() error {
-		defer cleanup()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		}()
-		err := srv.Serve(lis)
-		if errors.Is(err, http.ErrServerClosed) {
-			<-done
-			return nil
-		}
-		return fmt.Errorf("%s: %w", what, err)
-	}
-}
+// POST /eval evaluates an expression or file (computing paths only, as
+// nix-instantiate --readonly-mode), and substitutes the closures of the
+// outputs it names into the daemon's store from its substituters, so a
+// client can ask for "import ./hello.nix" instead of store paths. It is
+// plain HTTP with JSON (see docs/daemon-eval.md).
 
 // evalRequest is the body of POST /eval (or the query of GET /eval).
 type evalRequest struct {
@@ -128,8 +72,12 @@ type evalResponseDrv struct {
 }
 
 type evalHandler struct {
-	s    *services
+	s    *registry.Services
 	jobs chan struct{}
+}
+
+func newEvalHandler(s *registry.Services, jobs int) *evalHandler {
+	return &evalHandler{s: s, jobs: make(chan struct{}, jobs)}
 }
 
 func (h *evalHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -149,7 +97,7 @@ func (h *evalHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	drvs, err := evalDerivations(evalTarget{Exprs: nonEmpty(req.Expr), Files: nonEmpty(req.File),
+	drvs, err := glue.EvalDerivations(ctx, glue.Target{Exprs: nonEmpty(req.Expr), Files: nonEmpty(req.File),
 		Attrs: req.Attr, Include: req.Include, Dir: req.Dir})
 	<-h.jobs
 	if err != nil {
@@ -175,14 +123,14 @@ func (h *evalHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	slog.Info("evaluated", "expr", req.Expr, "file", req.File, "attr", req.Attr, "derivations", len(drvs), "took", time.Since(start).Round(time.Millisecond))
 	if req.Substitute == "closure" {
-		roots, err := evalOutputsOf(drvs)
+		roots, err := glue.ChosenPaths(drvs)
 		if err != nil {
 			httpError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		var mu sync.Mutex
 		start := time.Now()
-		n, narBytes, err := copyClosure(ctx, h.s, roots, func(_ int, _ uint64, p string) {
+		n, narBytes, err := closure.Copy(ctx, closure.Store{Blobs: h.s.Blobs, Dirs: h.s.Directories, PathInfos: h.s.PathInfos}, roots, func(_ int, _ uint64, p string) {
 			mu.Lock()
 			resp.Closure = append(resp.Closure, p)
 			mu.Unlock()

@@ -1,0 +1,69 @@
+// Package daemon composes a tvix daemon from a Config: the store's
+// services opened from URLs (with substituters behind them), and whatever
+// the Config asks to serve: gRPC (castore and PathInfo services, health),
+// nar-bridge (a Nix binary cache over HTTP), a FUSE mount, virtio-fs for
+// VMs and the /eval endpoint. cmd/tvix only turns flags into a Config.
+package daemon
+
+import (
+	"github.com/tvix-go/tvix/store/registry"
+)
+
+// Config says what a daemon opens and serves. The zero value of each
+// server's section leaves that server off.
+type Config struct {
+	// Store names the services; Registry resolves them (nil: every
+	// built-in scheme).
+	Store    registry.Addrs
+	Registry *registry.Registry
+	// Substituters are asked, in order, for paths the store lacks;
+	// Substitution says which binary cache signatures to trust.
+	Substituters []string
+	Substitution registry.Substitution
+
+	// GRPC lists listen addresses for the gRPC services:
+	// unix:///path.sock or tcp://host:port.
+	GRPC     []string
+	HTTP     HTTPConfig
+	Mount    MountConfig
+	VirtioFS VirtioFSConfig
+	Eval     EvalConfig
+}
+
+// HTTPConfig is nar-bridge: the store as a Nix binary cache.
+type HTTPConfig struct {
+	// Listen is host:port (or tcp://host:port, unix:///path.sock).
+	Listen string
+	// SigningKeyFile holds a Nix secret key; served narinfos are signed.
+	SigningKeyFile string
+	// Priority is announced in nix-cache-info (0: 39, as Nix's default
+	// for caches that do not say).
+	Priority int
+	// ReadOnly refuses uploads.
+	ReadOnly bool
+}
+
+// MountConfig is the lazy read-only FUSE mount of the store.
+type MountConfig struct {
+	Path                                string
+	ListRoot, AllowOther, AllowNonEmpty bool
+}
+
+// VirtioFSConfig serves the store to VMs as a vhost-user virtio-fs device.
+type VirtioFSConfig struct {
+	Socket   string
+	ListRoot bool
+}
+
+// EvalConfig is POST /eval. Evaluation reads any file the daemon may
+// read, so it has a listener of its own: a unix socket or a loopback port.
+type EvalConfig struct {
+	Listen string
+	// Jobs is how many evaluations run at once (0: 1); more wait.
+	Jobs int
+}
+
+// serves says whether the Config asks for anything to be served.
+func (c Config) serves() bool {
+	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != ""
+}

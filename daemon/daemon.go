@@ -1,0 +1,295 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tvix-go/tvix/castore/castoregrpc"
+	tvixfs "github.com/tvix-go/tvix/castore/fs"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/store/narbridge"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/registry"
+	"github.com/tvix-go/tvix/virtiofs"
+)
+
+// ErrNothingToServe is returned by Start for a Config that serves nothing.
+var ErrNothingToServe = errors.New("daemon: nothing to serve; give --listen (or --mount, --http-listen, --virtiofs, --eval-listen)")
+
+// Daemon is a started daemon.
+type Daemon struct {
+	// Services are the store's services, open until Wait returns.
+	Services *registry.Services
+
+	g       *errgroup.Group
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	bound   map[string][]net.Addr
+	cleanup []func()
+}
+
+// Run starts the daemon and serves until ctx ends or a server fails.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return d.Wait()
+}
+
+// Start opens the services and starts every server the Config asks for;
+// a listener that cannot be bound fails Start, before anything serves.
+func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	if !cfg.serves() {
+		return nil, ErrNothingToServe
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = registry.Default()
+	}
+	s, err := reg.Open(ctx, cfg.Store, cfg.Substitution, cfg.Substituters...)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	d := &Daemon{Services: s, g: g, stop: stop, bound: map[string][]net.Addr{}}
+	defer func() {
+		if err != nil {
+			stop()
+			g.Wait()
+			d.close()
+		}
+	}()
+	starters := []func(context.Context, Config) error{d.startGRPC, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
+	for _, start := range starters {
+		if err := start(gctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Wait serves until the daemon's context ends or a server fails, then
+// stops every server, lets in-flight requests finish and closes the
+// services. A stop by the context is not an error.
+func (d *Daemon) Wait() error {
+	err := d.g.Wait()
+	d.stop()
+	d.close()
+	if errors.Is(err, context.Canceled) || errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Stop asks the daemon to stop; Wait reports when it has.
+func (d *Daemon) Stop() { d.stop() }
+
+// Addrs lists what a server bound ("grpc", "http", "eval"): useful with
+// port 0.
+func (d *Daemon) Addrs(server string) []net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]net.Addr(nil), d.bound[server]...)
+}
+
+func (d *Daemon) record(server string, a net.Addr) {
+	d.mu.Lock()
+	d.bound[server] = append(d.bound[server], a)
+	d.mu.Unlock()
+}
+
+func (d *Daemon) close() {
+	for i := len(d.cleanup) - 1; i >= 0; i-- {
+		d.cleanup[i]()
+	}
+	d.cleanup = nil
+	if err := d.Services.Close(); err != nil {
+		slog.Warn("closing the store", "err", err)
+	}
+}
+
+// listenOn binds addr and arranges for a unix socket to be removed when
+// the daemon is done.
+func (d *Daemon) listenOn(addr string) (net.Listener, error) {
+	lis, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+		d.cleanup = append(d.cleanup, func() { os.Remove(p) })
+	}
+	return lis, nil
+}
+
+func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
+	if len(cfg.GRPC) == 0 {
+		return nil
+	}
+	s := d.Services
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize))
+	castoregrpc.Register(srv, s.Blobs, s.Directories)
+	pathinfo.RegisterServer(srv, s.PathInfos, narcastore.NewCalculator(s.Blobs, s.Directories))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	for _, a := range cfg.GRPC {
+		lis, err := d.listenOn(a)
+		if err != nil {
+			srv.Stop()
+			return fmt.Errorf("--listen: %w", err)
+		}
+		d.record("grpc", lis.Addr())
+		slog.Info("serving gRPC", "addr", a, "bound", lis.Addr().String())
+		d.g.Go(func() error { return srv.Serve(lis) })
+	}
+	d.g.Go(func() error {
+		<-ctx.Done()
+		slog.Info("shutting down")
+		hs.Shutdown()
+		// In-flight calls finish; new ones are refused.
+		srv.GracefulStop()
+		return nil
+	})
+	return nil
+}
+
+func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
+	if cfg.HTTP.Listen == "" {
+		return nil
+	}
+	h, err := NewNarBridge(d.Services, cfg.HTTP)
+	if err != nil {
+		return err
+	}
+	addr := cfg.HTTP.Listen
+	if !strings.Contains(addr, "://") {
+		addr = "tcp://" + addr
+	}
+	lis, err := d.listenOn(addr)
+	if err != nil {
+		return fmt.Errorf("nar-bridge: %w", err)
+	}
+	d.record("http", lis.Addr())
+	slog.Info("serving Nix binary cache", "addr", cfg.HTTP.Listen, "bound", lis.Addr().String())
+	d.g.Go(serveHTTP(ctx, "nar-bridge", lis, h))
+	return nil
+}
+
+// NewNarBridge makes the binary cache handler for s.
+func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
+	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly}
+	if opts.Priority == 0 {
+		opts.Priority = 39
+	}
+	if f := cfg.SigningKeyFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--signing-key-file: %w", err)
+		}
+		k, err := narinfo.ParseSecretKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("--signing-key-file %s: %w", f, err)
+		}
+		opts.SigningKey = &k
+	}
+	return narbridge.New(s.Blobs, s.Directories, s.PathInfos, opts), nil
+}
+
+// serveHTTP serves h on lis until ctx ends, then lets requests finish (an
+// evaluation cannot be interrupted) for up to 10 s.
+func serveHTTP(ctx context.Context, what string, lis net.Listener, h http.Handler) func() error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	return func() error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		}()
+		err := srv.Serve(lis)
+		if errors.Is(err, http.ErrServerClosed) {
+			<-done
+			return nil
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+}
+
+func (d *Daemon) startEval(ctx context.Context, cfg Config) error {
+	if cfg.Eval.Listen == "" {
+		return nil
+	}
+	jobs := cfg.Eval.Jobs
+	if jobs == 0 {
+		jobs = 1
+	}
+	if jobs < 1 {
+		return fmt.Errorf("--eval-jobs %d: want at least 1", jobs)
+	}
+	lis, err := d.listenOn(cfg.Eval.Listen)
+	if err != nil {
+		return fmt.Errorf("--eval-listen: %w", err)
+	}
+	d.record("eval", lis.Addr())
+	slog.Info("serving /eval", "addr", cfg.Eval.Listen, "bound", lis.Addr().String())
+	d.g.Go(serveHTTP(ctx, "eval endpoint", lis, newEvalHandler(d.Services, jobs)))
+	return nil
+}
+
+// StoreTree is the read-only store tree every transport serves: the FUSE
+// mount, virtio-fs for VMs, boot's in-process server.
+func StoreTree(s *registry.Services) tvixfs.Services {
+	return tvixfs.Services{Blobs: s.Blobs, Directories: s.Directories, PathInfos: s.PathInfos}
+}
+
+func (d *Daemon) startMount(ctx context.Context, cfg Config) error {
+	if cfg.Mount.Path == "" {
+		return nil
+	}
+	m, err := tvixfs.Mount(ctx, cfg.Mount.Path, StoreTree(d.Services), tvixfs.Options{
+		ListRoot:      cfg.Mount.ListRoot,
+		AllowOther:    cfg.Mount.AllowOther,
+		AllowNonEmpty: cfg.Mount.AllowNonEmpty,
+		Timeout:       tvixfs.DefaultTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	d.g.Go(func() error {
+		<-ctx.Done()
+		m.Wait()
+		return nil
+	})
+	return nil
+}
+
+func (d *Daemon) startVirtioFS(ctx context.Context, cfg Config) error {
+	if cfg.VirtioFS.Socket == "" {
+		return nil
+	}
+	opts := tvixfs.Options{ListRoot: cfg.VirtioFS.ListRoot, Timeout: tvixfs.DefaultTimeout}
+	raw := tvixfs.NewRawFileSystem(ctx, StoreTree(d.Services), opts)
+	l, err := virtiofs.Listen(cfg.VirtioFS.Socket)
+	if err != nil {
+		return err
+	}
+	d.g.Go(func() error { return virtiofs.ServeListener(ctx, l, raw, virtiofs.Options{}) })
+	return nil
+}
