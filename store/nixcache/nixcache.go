@@ -55,8 +55,8 @@ type Service struct {
 	missing map[[storepath.DigestSize]byte]time.Time
 }
 
-// Tunables for talking to caches.
-var (
+// How caches are talked to.
+const (
 	NegativeTTL    = 5 * time.Minute
 	RequestTimeout = 30 * time.Second // until response headers; bodies stream
 	Retries        = 3

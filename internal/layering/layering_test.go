@@ -1,0 +1,96 @@
+package layering
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/tvix-go/tvix/"
+
+// mayImport lists, for each part of the tree (a package path or a prefix
+// ending in "/"), the parts its packages may import. It mirrors the map in
+// docs/design.md; the first matching entry wins.
+var mayImport = []struct {
+	part string
+	may  []string
+}{
+	{"internal/", []string{"internal/"}},
+	{"nix/", []string{"nix/"}},
+	{"castore/", []string{"castore/", "castore", "internal/boltdb"}},
+	{"castore", []string{"castore/castorev1"}},
+	{"store/", []string{"store/", "castore/", "castore", "nix/", "internal/boltdb"}},
+	{"eval/", []string{"eval/", "eval", "nix/"}},
+	{"eval", []string{"eval/", "nix/"}},
+	{"glue", []string{"eval/", "eval", "store/", "castore/", "castore", "nix/"}},
+	{"virtiofs", []string{"castore/", "castore"}},
+	{"nbd", []string{"castore/", "castore"}},
+	{"boot/", []string{"boot/", "virtiofs", "nbd", "castore/", "castore"}},
+	{"boot", []string{"boot/", "virtiofs", "nbd", "castore/", "castore"}},
+	{"daemon", []string{"castore/", "castore", "nix/", "store/", "eval/", "eval", "glue", "virtiofs", "nbd", "boot/", "boot", "build/", "build", "internal/"}},
+	{"cmd/", nil}, // anything
+}
+
+func matches(pkg, part string) bool {
+	if strings.HasSuffix(part, "/") {
+		return strings.HasPrefix(pkg, part)
+	}
+	return pkg == part
+}
+
+func TestImportsFollowThePackageMap(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "github.com/tvix-go/tvix/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	checked := 0
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkg := strings.TrimPrefix(p.ImportPath, module)
+		var rule *[]string
+		for i := range mayImport {
+			if matches(pkg, mayImport[i].part) {
+				rule = &mayImport[i].may
+				break
+			}
+		}
+		if rule == nil {
+			t.Errorf("package %s is not on the map (docs/design.md, mayImport)", pkg)
+			continue
+		}
+		checked++
+		if *rule == nil {
+			continue
+		}
+		for _, imp := range p.Imports {
+			dep, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			allowed := false
+			for _, part := range *rule {
+				if matches(dep, part) {
+					allowed = true
+					break
+				}
+			}
+			if !allowed {
+				t.Errorf("%s imports %s, which its layer may not (docs/design.md)", pkg, dep)
+			}
+		}
+	}
+	if checked < 30 {
+		t.Fatalf("checked only %d packages", checked)
+	}
+}
