@@ -236,30 +236,11 @@ func storeVerify(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	damaged := 0
-	for info, err := range s.PathInfos.List(ctx) {
-		if err != nil {
-			return err
-		}
-		name := storepath.StoreDir + "/" + string(castore.NodeName(info.GetNode()))
-		node := castore.RenameNode(info.GetNode(), nil)
-		if c.Bool("check-contents") {
-			size, sum, err := narcastore.CalculateNAR(ctx, node, s.Blobs, s.Directories)
-			switch {
-			case err != nil:
-				fmt.Fprintf(os.Stderr, "path '%s' is damaged: %v\n", name, err)
-				damaged++
-			case size != info.GetNarinfo().GetNarSize() || string(sum[:]) != string(info.GetNarinfo().GetNarSha256()):
-				fmt.Fprintf(os.Stderr, "path '%s' was modified! expected hash 'sha256:%s', got 'sha256:%s'\n", name,
-					nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()), nixbase32.EncodeToString(sum[:]))
-				damaged++
-			}
-			continue
-		}
-		if err := closure.CheckPresent(ctx, closureStore(s), node); err != nil {
-			fmt.Fprintf(os.Stderr, "path '%s' is damaged: %v\n", name, err)
-			damaged++
-		}
+	_, damaged, err := closure.Verify(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
+		fmt.Fprintln(os.Stderr, msg)
+	})
+	if err != nil {
+		return err
 	}
 	if damaged > 0 {
 		return cli.Exit(fmt.Sprintf("store verify: %d damaged paths", damaged), 1)

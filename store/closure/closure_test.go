@@ -1,0 +1,91 @@
+package closure_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/combined"
+	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/closure"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/nixcache"
+	"github.com/tvix-go/tvix/store/pathinfo"
+)
+
+func memoryStore() closure.Store {
+	return closure.Store{Blobs: blobstore.NewMemory(), Dirs: dirstore.NewMemory(), PathInfos: pathinfo.NewMemory()}
+}
+
+// chain adds a -> b -> c (each referring to the next) and returns a, b, c.
+func chain(t *testing.T, s closure.Store) []storepath.StorePath {
+	t.Helper()
+	ctx := context.Background()
+	im := importer.Store{Blobs: s.Blobs, Dirs: s.Dirs, PathInfo: s.PathInfos}
+	c, _, err := im.AddText(ctx, "c", []byte("leaf"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := im.AddText(ctx, "b", []byte("b refers to "+c.String()), []storepath.StorePath{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := im.AddText(ctx, "a", []byte("a refers to "+b.String()), []storepath.StorePath{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []storepath.StorePath{a, b, c}
+}
+
+// Copying from a tvix upstream (read-through castore) fetches the whole
+// closure and makes its blobs local, so the upstream can go away.
+func TestCopyMaterializes(t *testing.T) {
+	ctx := context.Background()
+	up := memoryStore()
+	paths := chain(t, up)
+	local := memoryStore()
+	near := local.Blobs
+	s := closure.Store{
+		Blobs:     combined.Blobs{Near: near, Far: up.Blobs},
+		Dirs:      combined.Directories{Near: local.Dirs, Far: up.Dirs},
+		PathInfos: &nixcache.Composite{Local: local.PathInfos, Substituters: []pathinfo.Service{up.PathInfos}},
+	}
+	var seen []string
+	n, _, err := closure.Copy(ctx, s, paths[:1], func(_ int, _ uint64, p string) { seen = append(seen, p) })
+	if err != nil || n != 3 || len(seen) != 3 {
+		t.Fatalf("Copy: %d paths (%v), %v", n, seen, err)
+	}
+	alone := closure.Store{Blobs: near, Dirs: local.Dirs, PathInfos: local.PathInfos}
+	req, err := closure.Requisites(ctx, alone, paths[:1])
+	if err != nil || len(req) != 3 {
+		t.Fatalf("requisites in the local store alone: %v, %v", req, err)
+	}
+	checked, bad, err := closure.Verify(ctx, alone, true, func(msg string) { t.Error(msg) })
+	if err != nil || checked != 3 || bad != 0 {
+		t.Fatalf("verify the copy: %d checked, %d bad, %v", checked, bad, err)
+	}
+}
+
+// Verify names a path whose blob is gone.
+func TestVerifyReportsMissingContents(t *testing.T) {
+	ctx := context.Background()
+	full := memoryStore()
+	paths := chain(t, full)
+	// The same path infos over an empty castore.
+	broken := closure.Store{Blobs: blobstore.NewMemory(), Dirs: full.Dirs, PathInfos: full.PathInfos}
+	for _, contents := range []bool{false, true} {
+		var msgs []string
+		checked, bad, err := closure.Verify(ctx, broken, contents, func(msg string) { msgs = append(msgs, msg) })
+		if err != nil || checked != 3 || bad != 3 {
+			t.Fatalf("check-contents=%v: %d checked, %d bad, %v", contents, checked, bad, err)
+		}
+		if !strings.Contains(strings.Join(msgs, "\n"), "path '"+paths[0].String()+"' is damaged") {
+			t.Fatalf("check-contents=%v: %v", contents, msgs)
+		}
+	}
+	if _, err := closure.Requisites(ctx, closure.Store{PathInfos: pathinfo.NewMemory()}, paths[:1]); err == nil || !strings.Contains(err.Error(), "is not in the store") {
+		t.Fatalf("requisites of an unknown path: %v", err)
+	}
+}
