@@ -25,6 +25,7 @@ import (
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storefs"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
@@ -102,8 +103,11 @@ func newTestStore() *testStore {
 }
 
 func (s *testStore) services() Services {
-	return Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: s.paths}
+	return Services{Blobs: s.blobs, Directories: s.dirs, Roots: s.roots()}
 }
+
+// roots serves the store paths added, as the store's mount does.
+func (s *testStore) roots() RootNodes { return storefs.New(s.paths, nil) }
 
 func (s *testStore) putBlob(t testing.TB, r io.Reader) (castore.Digest, uint64) {
 	t.Helper()
@@ -295,7 +299,7 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 
 // pathInfos wraps a PathInfoService to count, fail or hang calls.
 type pathInfos struct {
-	PathInfoService
+	storefs.PathInfoService
 	gets atomic.Int64
 	fail error
 	hang bool

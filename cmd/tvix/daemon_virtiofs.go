@@ -6,13 +6,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
+	"github.com/tvix-go/tvix/store/storefs"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
 // storeTree is the read-only store tree every transport serves: the FUSE
 // mount, virtio-fs for VMs, boot's in-process server.
 func storeTree(s *services) tvixfs.Services {
-	return tvixfs.Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: s.pathInfo}
+	return tvixfs.Services{Blobs: s.blobs, Directories: s.dirs, Roots: storefs.New(s.pathInfo, nil)}
 }
 
 // tvix daemon --virtiofs PATH serves the store tree to VMs over vhost-user.

@@ -53,7 +53,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer svcs.Close()
-	svc := tvixfs.Services{Blobs: svcs.blobs, Directories: svcs.dirs, PathInfos: svcs.pathInfo}
+	svc := storeTree(svcs)
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
