@@ -217,23 +217,15 @@ func newTree(ctx context.Context, svc Services, opts Options) *tree {
 	}
 }
 
-// NewRoot returns the root node of a store tree, for go-fuse's fs.NewNodeFS.
-// ctx bounds the lifetime of blob readers; cancel it after unmounting.
-func NewRoot(ctx context.Context, svc Services, opts Options) gofs.InodeEmbedder {
-	return &rootNode{base: base{t: newTree(ctx, svc, opts)}}
-}
-
-// NodeOptions are the go-fuse node options the tree needs: timeouts are set
-// per reply by the tree itself (a directory not fetched yet must not have
-// its attributes cached, see dirNode.Getattr), so none are set here.
-func NodeOptions(opts Options) *gofs.Options {
-	return &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}}
-}
-
-// NewRawFileSystem returns the tree as a FUSE protocol handler, for
-// transports other than the kernel mount (virtio-fs).
+// NewRawFileSystem returns the tree as a FUSE protocol handler: Mount
+// serves it on /dev/fuse, virtiofs to VMs. ctx bounds the lifetime of blob
+// readers; cancel it once the handler is no longer served.
 func NewRawFileSystem(ctx context.Context, svc Services, opts Options) fuse.RawFileSystem {
-	return gofs.NewNodeFS(NewRoot(ctx, svc, opts), NodeOptions(opts))
+	root := &rootNode{base: base{t: newTree(ctx, svc, opts)}}
+	// No entry or attribute timeouts here: the tree sets them per reply (a
+	// directory not fetched yet must not have its attributes cached, see
+	// dirNode.Getattr).
+	return gofs.NewNodeFS(root, &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}})
 }
 
 // ino returns the stable inode number of name in the directory parent.
