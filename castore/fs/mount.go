@@ -16,6 +16,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/tvix-go/tvix/internal/fuselog"
 )
 
 // Mount methods, as reported by Mounted.Method.
@@ -79,10 +81,10 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		Debug:                opts.Debug,
 		// go-fuse reports connection trouble here, and with Debug every
 		// request, which should show without lowering the log level.
-		Logger: slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
+		Logger: fuselog.New(lg, slog.LevelWarn),
 	}
 	if opts.Debug {
-		mo.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+		mo.Logger = fuselog.New(lg, slog.LevelInfo)
 	}
 
 	direct := mo
