@@ -20,6 +20,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/store/storefs"
 )
 
@@ -216,13 +217,10 @@ func TestReadsOnlyWhatIsNeeded(t *testing.T) {
 }
 
 func TestFusermountFallback(t *testing.T) {
-	requireFUSE(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing(t, "no /dev/fuse")
-	}
+	testenv.FUSE(t)
 	fm, err := lookFusermount()
 	if err != nil {
-		missing(t, "no fusermount binary (fuse3): %v", err)
+		testenv.Missing(t, "no fusermount binary (fuse3): %v", err)
 	}
 	s, _, tree, _, _ := sampleStore(t)
 	m := s.mount(t, Options{skipDirectMount: true})

@@ -23,6 +23,7 @@ import (
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/storefs"
@@ -62,34 +63,6 @@ func TestMain(m *testing.M) {
 }
 
 func inPrivateNamespace() bool { return os.Getenv(nsEnv) != "" }
-
-// requireFUSE skips (or under CI fails) when mounting is impossible here.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		if os.Geteuid() == 0 {
-			return
-		}
-		if _, err = exec.LookPath("fusermount3"); err == nil {
-			return
-		}
-		if _, err = exec.LookPath("fusermount"); err == nil {
-			return
-		}
-	}
-	missing(t, "FUSE not usable: %v", err)
-}
-
-// missing reports a missing capability: a failure under CI, a skip elsewhere.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
 
 // testStore holds in-memory services a test fills by hand.
 type testStore struct {
@@ -213,7 +186,7 @@ func (s *testStore) mount(t testing.TB, opts Options) *Mounted {
 
 func mountServices(t testing.TB, svc Services, opts Options) *Mounted {
 	t.Helper()
-	requireFUSE(t)
+	testenv.FUSE(t)
 	mp := t.TempDir()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t, nil)
