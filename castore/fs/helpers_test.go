@@ -348,14 +348,6 @@ func withTimeout(t testing.TB, d time.Duration, what string, f func()) {
 	}
 }
 
-func putInfo(t testing.TB, s *testStore, node *castorev1.Node) {
-	t.Helper()
-	info := &storev1.PathInfo{Node: node, Narinfo: &storev1.NARInfo{NarSize: 1, NarSha256: make([]byte, 32)}}
-	if _, err := s.paths.Put(context.Background(), info); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // commandFromMount runs a program stored on a mount this process serves.
 // It must not be exec'd from here directly: Go forks with vfork, and the
 // forking thread keeps its P without being in a syscall until the child's
