@@ -23,6 +23,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/diskimage"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
@@ -63,13 +64,9 @@ func requireVM(t *testing.T) {
 	if testInit == "" {
 		missing = append(missing, "tvix-init did not build")
 	}
-	if len(missing) == 0 {
-		return
+	if len(missing) > 0 {
+		testenv.Missing(t, "cannot boot VMs: %s", strings.Join(missing, "; "))
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("cannot boot VMs: %s", strings.Join(missing, "; "))
-	}
-	t.Skipf("cannot boot VMs: %s", strings.Join(missing, "; "))
 }
 
 // storeTree is a small store: a static busybox, a "hello" and a tiny
@@ -79,7 +76,7 @@ func storeTree(t *testing.T) string {
 	dir := t.TempDir()
 	bb, err := findShell("")
 	if err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "%v", err)
 	}
 	mk := func(rel, content string, mode os.FileMode) {
 		p := filepath.Join(dir, rel)
@@ -422,13 +419,7 @@ func TestBootGuestReboot(t *testing.T) {
 // host's, and only a few of the image's chunks are fetched.
 func TestBootDisk(t *testing.T) {
 	requireVM(t)
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img (Debian qemu-utils) is required under CI")
-		}
-		t.Skip("qemu-img not installed")
-	}
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := storeTree(t)
 	tmp := t.TempDir()
 	raw := make([]byte, 24<<20)

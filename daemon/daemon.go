@@ -24,6 +24,7 @@ import (
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/registry"
+	"github.com/tvix-go/tvix/store/storefs"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -256,7 +257,7 @@ func (d *Daemon) startEval(ctx context.Context, cfg Config) error {
 // StoreTree is the read-only store tree every transport serves: the FUSE
 // mount, virtio-fs for VMs, boot's in-process server.
 func StoreTree(s *registry.Services) tvixfs.Services {
-	return tvixfs.Services{Blobs: s.Blobs, Directories: s.Directories, PathInfos: s.PathInfos}
+	return tvixfs.Services{Blobs: s.Blobs, Directories: s.Directories, Roots: storefs.New(s.PathInfos, nil)}
 }
 
 func (d *Daemon) startMount(ctx context.Context, cfg Config) error {

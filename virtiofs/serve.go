@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tvix-go/tvix/internal/fuselog"
 )
 
 // Options tune the device. The zero value is usable.
@@ -148,7 +149,7 @@ func serveConn(conn *net.UnixConn, rawFS fuse.RawFileSystem, o Options) {
 	mo := o.MountOptions
 	mo.DisableSplice = true
 	if mo.Logger == nil {
-		mo.Logger = log.New(slogWriter{o.Logger}, "", 0)
+		mo.Logger = fuselog.New(o.Logger, slog.LevelDebug)
 	}
 	ps := fuse.NewProtocolServer(rawFS, &mo)
 	dev := newDevice(o.Logger, 1+o.RequestQueues, o.Workers, func(in, out [][]byte) int {
@@ -161,16 +162,4 @@ func serveConn(conn *net.UnixConn, rawFS fuse.RawFileSystem, o Options) {
 		return
 	}
 	o.Logger.Debug("virtiofs: VMM disconnected")
-}
-
-// slogWriter routes go-fuse's log.Logger output to slog.
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	msg := string(p)
-	if len(msg) > 0 && msg[len(msg)-1] == '\n' {
-		msg = msg[:len(msg)-1]
-	}
-	w.l.Debug("go-fuse: " + msg)
-	return len(p), nil
 }

@@ -124,7 +124,6 @@ type barrierFS struct {
 	fuse.RawFileSystem
 	want    int32
 	cur     atomic.Int32
-	mu      sync.Mutex
 	reached chan struct{}
 	once    sync.Once
 }

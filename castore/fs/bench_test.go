@@ -17,6 +17,7 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/store/pathinfo"
 )
 
@@ -31,7 +32,7 @@ import (
 // TVIX_FS_BENCH_DIR keeps the generated files between runs;
 // TVIX_FS_BENCH_READAHEAD_KIB overrides Options.ReadAheadKiB.
 func BenchmarkFS(b *testing.B) {
-	requireFUSE(b)
+	testenv.FUSE(b)
 	sizeMiB := 1024
 	if v := os.Getenv("TVIX_FS_BENCH_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nix/storepath"
 )
 
@@ -19,7 +20,7 @@ func hostLibs(t *testing.T, bin string) (loader string, libs []string) {
 	t.Helper()
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {
-		missing(t, "ldd %s: %v", bin, err)
+		testenv.Missing(t, "ldd %s: %v", bin, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -32,7 +33,7 @@ func hostLibs(t *testing.T, bin string) (loader string, libs []string) {
 		}
 	}
 	if loader == "" {
-		missing(t, "no dynamic loader in ldd output:\n%s", out)
+		testenv.Missing(t, "no dynamic loader in ldd output:\n%s", out)
 	}
 	return loader, libs
 }
@@ -41,18 +42,12 @@ func hostLibs(t *testing.T, bin string) (loader string, libs []string) {
 // a hello path whose interpreter and RUNPATH point into it) at /nix/store
 // in the test's private mount namespace and runs hello from it.
 func TestExecDynamicFromNixStore(t *testing.T) {
-	requireFUSE(t)
+	testenv.FUSE(t)
 	if !inPrivateNamespace() {
-		missing(t, "mounting at /nix/store needs the private mount namespace (run as root)")
+		testenv.Missing(t, "mounting at /nix/store needs the private mount namespace (run as root)")
 	}
-	hello, err := exec.LookPath("hello")
-	if err != nil {
-		missing(t, "GNU hello needed: %v", err)
-	}
-	patchelf, err := exec.LookPath("patchelf")
-	if err != nil {
-		missing(t, "patchelf needed: %v", err)
-	}
+	hello := testenv.Tool(t, "hello", "hello")
+	patchelf := testenv.Tool(t, "patchelf", "patchelf")
 	loader, libs := hostLibs(t, hello)
 
 	glibc := fakeStorePath("glibc-host")

@@ -20,6 +20,8 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/testenv"
+	"github.com/tvix-go/tvix/store/storefs"
 )
 
 func TestMissingBlobIsEIO(t *testing.T) {
@@ -28,7 +30,7 @@ func TestMissingBlobIsEIO(t *testing.T) {
 	missingDigest, _ := castore.DigestFromBytes(readme.GetDigest())
 	blobs := &faultyBlobs{BlobService: s.blobs, missing: map[castore.Digest]bool{missingDigest: true}}
 	var logs logBuffer
-	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, PathInfos: s.paths}, Options{Logger: testLogger(t, &logs)})
+	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, Roots: s.roots()}, Options{Logger: testLogger(t, &logs)})
 	mnt := filepath.Join(m.Mountpoint(), tree)
 
 	// stat needs no blob; reading does.
@@ -61,7 +63,7 @@ func TestPathInfoErrorsAreEIO(t *testing.T) {
 		{"hanging", &pathInfos{PathInfoService: s.paths, hang: true}, Options{Timeout: 300 * time.Millisecond}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m := mountServices(t, Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: c.p}, c.opts)
+			m := mountServices(t, Services{Blobs: s.blobs, Directories: s.dirs, Roots: storefs.New(c.p, nil)}, c.opts)
 			withTimeout(t, 10*time.Second, "lookup with a broken PathInfoService", func() {
 				_, err := os.Lstat(filepath.Join(m.Mountpoint(), tree))
 				if !errors.Is(err, syscall.EIO) {
@@ -99,7 +101,7 @@ func TestMissingDirectory(t *testing.T) {
 	s, src, tree, _, _ := sampleStore(t)
 	doc := s.importPath(t, filepath.Join(src, "share/doc"), "x").GetDirectory()
 	bad, _ := castore.DigestFromBytes(doc.GetDigest())
-	m := mountServices(t, Services{Blobs: s.blobs, Directories: failingDirs{s.dirs, bad}, PathInfos: s.paths}, Options{})
+	m := mountServices(t, Services{Blobs: s.blobs, Directories: failingDirs{s.dirs, bad}, Roots: s.roots()}, Options{})
 	mnt := filepath.Join(m.Mountpoint(), tree)
 	if fi, err := os.Stat(filepath.Join(mnt, "share/doc")); err != nil || !fi.IsDir() {
 		t.Errorf("stat of a directory that cannot be fetched: %v, %v", fi, err)
@@ -197,7 +199,7 @@ func TestReadsOnlyWhatIsNeeded(t *testing.T) {
 	s := newTestStore()
 	base := s.addStorePath(t, src, "sparse-read")
 	blobs := &faultyBlobs{BlobService: s.blobs}
-	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, PathInfos: s.paths}, Options{})
+	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, Roots: s.roots()}, Options{})
 	f, err := os.Open(filepath.Join(m.Mountpoint(), base, "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -215,13 +217,10 @@ func TestReadsOnlyWhatIsNeeded(t *testing.T) {
 }
 
 func TestFusermountFallback(t *testing.T) {
-	requireFUSE(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing(t, "no /dev/fuse")
-	}
+	testenv.FUSE(t)
 	fm, err := lookFusermount()
 	if err != nil {
-		missing(t, "no fusermount binary (fuse3): %v", err)
+		testenv.Missing(t, "no fusermount binary (fuse3): %v", err)
 	}
 	s, _, tree, _, _ := sampleStore(t)
 	m := s.mount(t, Options{skipDirectMount: true})
@@ -238,7 +237,7 @@ func TestFusermountFallback(t *testing.T) {
 func TestRawFileSystemLookups(t *testing.T) {
 	s, _, tree, _, _ := sampleStore(t)
 	p := &pathInfos{PathInfoService: s.paths}
-	raw := NewRawFileSystem(context.Background(), Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: p}, Options{Logger: testLogger(t, nil)})
+	raw := NewRawFileSystem(context.Background(), Services{Blobs: s.blobs, Directories: s.dirs, Roots: storefs.New(p, nil)}, Options{Logger: testLogger(t, nil)})
 	lookup := func(name string) (fuse.Status, *fuse.EntryOut) {
 		var out fuse.EntryOut
 		st := raw.Lookup(nil, &fuse.InHeader{NodeId: 1}, name, &out)
@@ -321,7 +320,7 @@ func TestPageCacheKeptAcrossOpens(t *testing.T) {
 	s := newTestStore()
 	base := s.addStorePath(t, src, "page-cache")
 	blobs := &faultyBlobs{BlobService: s.blobs}
-	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, PathInfos: s.paths}, Options{})
+	m := mountServices(t, Services{Blobs: blobs, Directories: s.dirs, Roots: s.roots()}, Options{})
 	path := filepath.Join(m.Mountpoint(), base, "f")
 	for i := 0; i < 3; i++ {
 		b, err := os.ReadFile(path)
@@ -352,7 +351,7 @@ func TestBadDirectoryFromService(t *testing.T) {
 	}
 	for _, dir := range bad {
 		var logs logBuffer
-		raw := NewRawFileSystem(context.Background(), Services{Blobs: s.blobs, Directories: wrongDirs{dir}, PathInfos: s.paths}, Options{Logger: testLogger(t, &logs)})
+		raw := NewRawFileSystem(context.Background(), Services{Blobs: s.blobs, Directories: wrongDirs{dir}, Roots: s.roots()}, Options{Logger: testLogger(t, &logs)})
 		var out fuse.EntryOut
 		if st := raw.Lookup(nil, &fuse.InHeader{NodeId: 1}, tree, &out); st != fuse.OK {
 			t.Fatalf("lookup %s: %v", tree, st)

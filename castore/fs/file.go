@@ -63,7 +63,7 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 	// Contents never change, so the page cache survives close and reopen,
 	// and there is nothing to flush on close.
 	h := newFileHandle(n)
-	if bf, ok := n.t.svc.Blobs.(castore.BackingFiler); ok && n.e.size >= passthroughMinSize {
+	if bf, ok := castore.As[castore.BackingFiler](n.t.svc.Blobs); ok && n.e.size >= passthroughMinSize {
 		if f, size, ok := bf.BackingFile(n.t.ctx, n.e.digest); ok && uint64(size) == n.e.size {
 			return &passthroughHandle{fileHandle: h, f: f}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 		}

@@ -23,8 +23,10 @@ import (
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storefs"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
@@ -62,34 +64,6 @@ func TestMain(m *testing.M) {
 
 func inPrivateNamespace() bool { return os.Getenv(nsEnv) != "" }
 
-// requireFUSE skips (or under CI fails) when mounting is impossible here.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		if os.Geteuid() == 0 {
-			return
-		}
-		if _, err = exec.LookPath("fusermount3"); err == nil {
-			return
-		}
-		if _, err = exec.LookPath("fusermount"); err == nil {
-			return
-		}
-	}
-	missing(t, "FUSE not usable: %v", err)
-}
-
-// missing reports a missing capability: a failure under CI, a skip elsewhere.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // testStore holds in-memory services a test fills by hand.
 type testStore struct {
 	blobs castore.BlobService
@@ -102,8 +76,11 @@ func newTestStore() *testStore {
 }
 
 func (s *testStore) services() Services {
-	return Services{Blobs: s.blobs, Directories: s.dirs, PathInfos: s.paths}
+	return Services{Blobs: s.blobs, Directories: s.dirs, Roots: s.roots()}
 }
+
+// roots serves the store paths added, as the store's mount does.
+func (s *testStore) roots() RootNodes { return storefs.New(s.paths, nil) }
 
 func (s *testStore) putBlob(t testing.TB, r io.Reader) (castore.Digest, uint64) {
 	t.Helper()
@@ -209,7 +186,7 @@ func (s *testStore) mount(t testing.TB, opts Options) *Mounted {
 
 func mountServices(t testing.TB, svc Services, opts Options) *Mounted {
 	t.Helper()
-	requireFUSE(t)
+	testenv.FUSE(t)
 	mp := t.TempDir()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t, nil)
@@ -295,7 +272,7 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 
 // pathInfos wraps a PathInfoService to count, fail or hang calls.
 type pathInfos struct {
-	PathInfoService
+	storefs.PathInfoService
 	gets atomic.Int64
 	fail error
 	hang bool
@@ -368,14 +345,6 @@ func withTimeout(t testing.TB, d time.Duration, what string, f func()) {
 	case <-done:
 	case <-time.After(d):
 		t.Fatalf("%s did not return within %v", what, d)
-	}
-}
-
-func putInfo(t testing.TB, s *testStore, node *castorev1.Node) {
-	t.Helper()
-	info := &storev1.PathInfo{Node: node, Narinfo: &storev1.NARInfo{NarSize: 1, NarSha256: make([]byte, 32)}}
-	if _, err := s.paths.Put(context.Background(), info); err != nil {
-		t.Fatal(err)
 	}
 }
 

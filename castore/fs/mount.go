@@ -16,6 +16,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/tvix-go/tvix/internal/fuselog"
 )
 
 // Mount methods, as reported by Mounted.Method.
@@ -24,13 +26,7 @@ const (
 	MethodFusermount = "fusermount" // the setuid fusermount3/fusermount helper
 )
 
-// Mounted is a live kernel mount of a store tree.
-// KernelPassthrough reports whether the kernel accepted FUSE passthrough,
-// so files with a backing file are read without the mount.
-func (m *Mounted) KernelPassthrough() bool {
-	return m.srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
-}
-
+// Mounted is a live kernel mount of a tree.
 type Mounted struct {
 	srv        *fuse.Server
 	mountpoint string
@@ -42,7 +38,7 @@ type Mounted struct {
 	err  error
 }
 
-// Mount mounts the store tree at mountpoint and serves it until Unmount,
+// Mount mounts the tree at mountpoint and serves it until Unmount,
 // an external unmount, or ctx being cancelled (which unmounts). It tries
 // mount(2) first and falls back to the fusermount helper; if both fail the
 // error names both failures. The mountpoint must be an empty directory
@@ -79,10 +75,10 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 		Debug:                opts.Debug,
 		// go-fuse reports connection trouble here, and with Debug every
 		// request, which should show without lowering the log level.
-		Logger: slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
+		Logger: fuselog.New(lg, slog.LevelWarn),
 	}
 	if opts.Debug {
-		mo.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelInfo)
+		mo.Logger = fuselog.New(lg, slog.LevelInfo)
 	}
 
 	direct := mo
@@ -160,6 +156,12 @@ func setReadAhead(mp string, kib int) error {
 	}
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
+}
+
+// KernelPassthrough reports whether the kernel accepted FUSE passthrough,
+// so files with a backing file are read without the mount.
+func (m *Mounted) KernelPassthrough() bool {
+	return m.srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
 }
 
 // Mountpoint is the absolute path mounted on.

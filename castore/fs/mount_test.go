@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tvix-go/tvix/castore/blobstore"
 	"io"
 	"math/rand"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // sampleTree is a tree with every node kind and the corner cases a store
@@ -274,7 +275,7 @@ func testMountMatchesSource(t *testing.T, s *testStore) *Mounted {
 		// Make the kernel forget its dentries and inodes (FORGET), so
 		// the numbers must come from the tree again.
 		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
-			missing(t, "cannot drop caches (needs root): %v", err)
+			testenv.Missing(t, "cannot drop caches (needs root): %v", err)
 		}
 		after := inodes(t, mnt, paths)
 		for i := range paths {
@@ -356,14 +357,9 @@ func TestListRoot(t *testing.T) {
 }
 
 func TestExecStatic(t *testing.T) {
-	busybox, err := exec.LookPath("busybox")
-	if err == nil {
-		if out, _ := exec.Command("file", "-L", busybox).Output(); bytes.Contains(out, []byte("dynamically")) {
-			err = errors.New("busybox is dynamically linked")
-		}
-	}
-	if err != nil {
-		missing(t, "static busybox (busybox-static) needed: %v", err)
+	busybox := testenv.Tool(t, "busybox", "busybox-static")
+	if out, _ := exec.Command("file", "-L", busybox).Output(); bytes.Contains(out, []byte("dynamically")) {
+		testenv.Missing(t, "static busybox (busybox-static) needed: %s is dynamically linked", busybox)
 	}
 	src := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
@@ -383,7 +379,7 @@ func TestExecStatic(t *testing.T) {
 }
 
 func TestMountpointRefused(t *testing.T) {
-	requireFUSE(t)
+	testenv.FUSE(t)
 	s := newTestStore()
 	nonEmpty := t.TempDir()
 	writeTree(t, nonEmpty, map[string]string{"x": "y"})
@@ -408,7 +404,7 @@ func TestMountpointRefused(t *testing.T) {
 }
 
 func TestUnmountOnCancel(t *testing.T) {
-	requireFUSE(t)
+	testenv.FUSE(t)
 	s := newTestStore()
 	mp := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())

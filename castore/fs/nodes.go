@@ -9,7 +9,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/castore"
 )
 
 // base carries the shared tree and refuses every write operation; each
@@ -146,7 +146,7 @@ func (t *tree) attr(e entry, ino uint64, out *fuse.Attr, setTimeout func(time.Du
 	}
 }
 
-// rootNode is the store directory: one entry per store path, resolved by
+// rootNode is the root directory: one entry per root node, resolved by
 // name on lookup.
 type rootNode struct {
 	gofs.Inode
@@ -169,8 +169,8 @@ var (
 )
 
 func (n *rootNode) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	// The number of store path directories is unknown without listing
-	// the store, so the link count is 1, the Linux convention for that.
+	// The number of root directories is unknown without listing them
+	// all, so the link count is 1, the Linux convention for that.
 	fillAttr(&out.Attr, rootIno, entry{kind: kindDir}, 1)
 	out.SetTimeout(cacheForever)
 	return 0
@@ -179,14 +179,13 @@ func (n *rootNode) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrO
 func (n *rootNode) Access(_ context.Context, mask uint32) syscall.Errno { return access(mask, 0o555) }
 
 func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	sp, err := storepath.FromBasename(name)
-	if err != nil {
-		// Not a store path basename: nothing to ask the service about.
+	if castore.ValidateName([]byte(name)) != "" {
+		// No node can have this name: nothing to ask the service about.
 		return nil, syscall.ENOENT
 	}
-	e, found, err := n.t.storePath(ctx, sp)
+	e, found, err := n.t.root(ctx, name)
 	if err != nil {
-		n.t.log.Error("lookup store path", "name", name, "err", err)
+		n.t.log.Error("lookup root node", "name", name, "err", err)
 		return nil, errnoFor(ctx, err)
 	}
 	if !found {
@@ -208,7 +207,7 @@ func (n *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	}
 	es, err := n.t.listRoot(ctx)
 	if err != nil {
-		n.t.log.Error("list store paths", "err", err)
+		n.t.log.Error("list root nodes", "err", err)
 		return nil, errnoFor(ctx, err)
 	}
 	return n.t.dirStream(rootIno, es), 0

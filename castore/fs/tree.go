@@ -1,10 +1,11 @@
-// Package fs serves a Tvix store as a read-only /nix/store filesystem: every
-// store path the PathInfoService knows appears below the root, resolved only
-// when looked up, with directories fetched from the DirectoryService and file
-// contents streamed from the BlobService on demand.
+// Package fs serves castore trees as a read-only filesystem: the root holds
+// whatever a RootNodes lists (for Tvix, the store paths a PathInfoService
+// knows: see store/storefs), each resolved only when looked up, with
+// directories fetched from the DirectoryService and file contents streamed
+// from the BlobService on demand.
 //
-// The tree (NewRoot, NewRawFileSystem) does not depend on a kernel mount, so
-// the same tree can be served over /dev/fuse (Mount) or over virtio-fs.
+// The tree (NewRawFileSystem) does not depend on a kernel mount, so the same
+// tree can be served over /dev/fuse (Mount) or over virtio-fs.
 //
 // A process serving a mount must not fork/exec a program stored on that
 // mount itself: Go's vfork-based exec keeps a P busy until the child's
@@ -28,9 +29,6 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
-	"github.com/tvix-go/tvix/nix/storepath"
-	"github.com/tvix-go/tvix/store/pathinfo"
-	"github.com/tvix-go/tvix/store/storev1"
 )
 
 // BlobService is what the filesystem needs from a castore.BlobService.
@@ -43,24 +41,30 @@ type DirectoryService interface {
 	Get(ctx context.Context, d castore.Digest) (*castorev1.Directory, error)
 }
 
-// PathInfoService is what the filesystem needs from a pathinfo.Service.
-type PathInfoService interface {
-	Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error)
-	List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error]
+// RootNodes are the entries of the root directory, as in Tvix: castore
+// nodes looked up by name, which the tree caches for the mount's lifetime
+// (contents are addressed by digest, so an answer never goes stale).
+type RootNodes interface {
+	// Get returns the root node called name, carrying that name, or an
+	// error wrapping castore.ErrNotFound when there is none. Any other
+	// error reaches the reader as EIO.
+	Get(ctx context.Context, name string) (*castorev1.Node, error)
+	// List yields every root node; an error ends the listing.
+	List(ctx context.Context) iter.Seq2[*castorev1.Node, error]
 }
 
 // Services are the stores a mount reads from.
 type Services struct {
 	Blobs       BlobService
 	Directories DirectoryService
-	PathInfos   PathInfoService
+	Roots       RootNodes
 }
 
 // Options configure the tree and, for Mount, the kernel mount.
 type Options struct {
 	// ListRoot allows listing the root directory, which enumerates every
-	// store path the PathInfoService knows; without it readdir of the root
-	// fails with EPERM (listing a large remote store is expensive).
+	// root node (RootNodes.List); without it readdir of the root fails
+	// with EPERM (listing a large remote store is expensive).
 	ListRoot bool
 	// AllowOther lets users other than the mounting one see the mount.
 	AllowOther bool
@@ -185,7 +189,7 @@ type tree struct {
 	// number for the mount's lifetime even after the kernel forgets it.
 	inos    map[inoKey]uint64
 	nextIno uint64
-	// roots caches resolved store paths by basename; the store is
+	// roots caches resolved root nodes by name; their contents are
 	// content-addressed, so an answer never goes stale.
 	roots map[string]entry
 	dirs  map[castore.Digest]*dirSlot
@@ -213,23 +217,15 @@ func newTree(ctx context.Context, svc Services, opts Options) *tree {
 	}
 }
 
-// NewRoot returns the root node of a store tree, for go-fuse's fs.NewNodeFS.
-// ctx bounds the lifetime of blob readers; cancel it after unmounting.
-func NewRoot(ctx context.Context, svc Services, opts Options) gofs.InodeEmbedder {
-	return &rootNode{base: base{t: newTree(ctx, svc, opts)}}
-}
-
-// NodeOptions are the go-fuse node options the tree needs: timeouts are set
-// per reply by the tree itself (a directory not fetched yet must not have
-// its attributes cached, see dirNode.Getattr), so none are set here.
-func NodeOptions(opts Options) *gofs.Options {
-	return &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}}
-}
-
-// NewRawFileSystem returns the tree as a FUSE protocol handler, for
-// transports other than the kernel mount (virtio-fs).
+// NewRawFileSystem returns the tree as a FUSE protocol handler: Mount
+// serves it on /dev/fuse, virtiofs to VMs. ctx bounds the lifetime of blob
+// readers; cancel it once the handler is no longer served.
 func NewRawFileSystem(ctx context.Context, svc Services, opts Options) fuse.RawFileSystem {
-	return gofs.NewNodeFS(NewRoot(ctx, svc, opts), NodeOptions(opts))
+	root := &rootNode{base: base{t: newTree(ctx, svc, opts)}}
+	// No entry or attribute timeouts here: the tree sets them per reply (a
+	// directory not fetched yet must not have its attributes cached, see
+	// dirNode.Getattr).
+	return gofs.NewNodeFS(root, &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}})
 }
 
 // ino returns the stable inode number of name in the directory parent.
@@ -346,10 +342,9 @@ func (t *tree) fetchDir(req context.Context, dg castore.Digest) (*dirContents, e
 	return c, nil
 }
 
-// storePath resolves one root entry, asking the PathInfoService only for
-// that path. found is false for a path the service does not know.
-func (t *tree) storePath(req context.Context, sp storepath.StorePath) (e entry, found bool, err error) {
-	name := sp.Basename()
+// root resolves one root entry, asking RootNodes only for that name.
+// found is false for a name RootNodes does not know.
+func (t *tree) root(req context.Context, name string) (e entry, found bool, err error) {
 	t.mu.Lock()
 	e, ok := t.roots[name]
 	t.mu.Unlock()
@@ -358,22 +353,21 @@ func (t *tree) storePath(req context.Context, sp storepath.StorePath) (e entry, 
 	}
 	ctx, cancel := t.callCtx(req)
 	defer cancel()
-	info, err := t.svc.PathInfos.Get(ctx, sp.Digest)
-	if errors.Is(err, pathinfo.ErrNotFound) {
+	n, err := t.svc.Roots.Get(ctx, name)
+	if errors.Is(err, castore.ErrNotFound) {
 		return entry{}, false, nil
 	}
 	if err != nil {
-		return entry{}, false, fmt.Errorf("get path info %s: %w", name, err)
+		return entry{}, false, err
 	}
-	e, err = entryFromNode(info.GetNode())
+	e, err = entryFromNode(n)
 	if err != nil {
-		return entry{}, false, fmt.Errorf("path info %s: %w", name, err)
+		return entry{}, false, fmt.Errorf("root node %s: %w", name, err)
 	}
-	// The service is asked by digest; a path with this digest but another
-	// name is a different path, which does not exist.
+	// Caching under the name asked for a node named otherwise would show
+	// one node under two names.
 	if e.name != name {
-		t.log.Debug("store path name mismatch", "looked_up", name, "path_info", e.name)
-		return entry{}, false, nil
+		return entry{}, false, fmt.Errorf("root node %s: RootNodes returned a node named %q", name, e.name)
 	}
 	t.rememberRoot(e)
 	return e, true, nil
@@ -385,22 +379,24 @@ func (t *tree) rememberRoot(e entry) {
 	t.mu.Unlock()
 }
 
-// listRoot lists every store path, remembering each so the lookups that
+// listRoot lists every root node, remembering each so the lookups that
 // READDIRPLUS does next need no further service calls.
 func (t *tree) listRoot(req context.Context) ([]entry, error) {
 	ctx, cancel := t.callCtx(req)
 	defer cancel()
 	var out []entry
-	for info, err := range t.svc.PathInfos.List(ctx) {
+	for n, err := range t.svc.Roots.List(ctx) {
 		if err != nil {
-			return nil, fmt.Errorf("list path infos: %w", err)
+			return nil, fmt.Errorf("list root nodes: %w", err)
 		}
-		e, err := entryFromNode(info.GetNode())
+		e, err := entryFromNode(n)
 		if err == nil {
-			_, err = storepath.FromBasename(e.name)
+			if why := castore.ValidateName([]byte(e.name)); why != "" {
+				err = fmt.Errorf("root node %q: %s", e.name, why)
+			}
 		}
 		if err != nil {
-			t.log.Warn("skipping invalid path info in root listing", "err", err)
+			t.log.Warn("skipping invalid root node in root listing", "err", err)
 			continue
 		}
 		t.rememberRoot(e)

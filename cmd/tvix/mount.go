@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
+	"github.com/tvix-go/tvix/daemon"
 )
 
 func mountCommands() []*cli.Command {
@@ -55,7 +56,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer svcs.Close()
-	svc := tvixfs.Services{Blobs: svcs.Blobs, Directories: svcs.Directories, PathInfos: svcs.PathInfos}
+	svc := daemon.StoreTree(svcs)
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -19,16 +19,16 @@ var mayImport = []struct {
 }{
 	{"internal/", []string{"internal/"}},
 	{"nix/", []string{"nix/"}},
-	{"castore/", []string{"castore/", "castore", "internal/boltdb"}},
+	{"castore/", []string{"castore/", "castore", "internal/"}},
 	{"castore", []string{"castore/castorev1"}},
-	{"store/", []string{"store/", "castore/", "castore", "nix/", "internal/boltdb"}},
+	{"store/", []string{"store/", "castore/", "castore", "nix/", "internal/"}},
 	{"eval/", []string{"eval/", "eval", "nix/"}},
 	{"eval", []string{"eval/", "nix/"}},
-	{"glue", []string{"eval/", "eval", "store/", "castore/", "castore", "nix/"}},
-	{"virtiofs", []string{"castore/", "castore"}},
-	{"nbd", []string{"castore/", "castore"}},
-	{"boot/", []string{"boot/", "virtiofs", "nbd", "castore/", "castore"}},
-	{"boot", []string{"boot/", "virtiofs", "nbd", "castore/", "castore"}},
+	{"glue", []string{"eval/", "eval", "store/", "castore/", "castore", "nix/", "internal/"}},
+	{"virtiofs", []string{"castore/", "castore", "internal/"}},
+	{"nbd", []string{"castore/", "castore", "internal/"}},
+	{"boot/", []string{"boot/", "virtiofs", "nbd", "castore/", "castore", "internal/"}},
+	{"boot", []string{"boot/", "virtiofs", "nbd", "castore/", "castore", "internal/"}},
 	{"daemon", []string{"castore/", "castore", "nix/", "store/", "eval/", "eval", "glue", "virtiofs", "nbd", "boot/", "boot", "build/", "build", "internal/"}},
 	{"cmd/", nil}, // anything
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"iter"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
@@ -39,7 +40,7 @@ type BatchPutter interface {
 
 // PutAll stores infos in order, as one batch where s can.
 func PutAll(ctx context.Context, s Service, infos []*storev1.PathInfo) error {
-	if b, ok := s.(BatchPutter); ok {
+	if b, ok := castore.As[BatchPutter](s); ok {
 		return b.PutBatch(ctx, infos)
 	}
 	for _, info := range infos {
