@@ -35,7 +35,7 @@ func NewFile(root string) (*Store, error) {
 	}
 	removeStaleTemps(filepath.Join(root, "tmp"))
 	b := &fileBackend{root: root, tmp: filepath.Join(root, "tmp")}
-	b.group = newGroupCommit(root, b.ensureDir)
+	b.group = newBarrier(b.commitFiles)
 	return newStore(b), nil
 }
 
@@ -81,7 +81,7 @@ func removeStaleTemps(dir string) {
 
 type fileBackend struct {
 	root, tmp string
-	group     *groupCommit
+	group     *barrier[[]staged]
 	dirs      sync.Map // shard directories known to exist
 }
 
@@ -140,8 +140,6 @@ func (b *fileBackend) newTxn() (txn, error) { return &fileTxn{b: b}, nil }
 
 func (b *fileBackend) close() error { return nil }
 
-type staged struct{ tmp, final string }
-
 type fileTxn struct {
 	b     *fileBackend
 	files []staged
@@ -180,7 +178,7 @@ func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bo
 	}
 	files := t.files
 	t.files = nil
-	if err := t.b.group.commit(files); err != nil {
+	if err := t.b.group.wait(files); err != nil {
 		for _, f := range files {
 			os.Remove(f.tmp)
 		}

@@ -65,7 +65,7 @@ func NewPack(root string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
-	b.barrier.flush = b.flush
+	b.barrier = newBarrier(func(batch []struct{}) []error { return sameForAll(b.flush(), len(batch)) })
 	return newStore(b), nil
 }
 
@@ -85,7 +85,7 @@ type packBackend struct {
 	nextPack       uint64 // number of the next pack to create
 	packsCreated   bool   // since the last barrier
 
-	barrier barrier
+	barrier *barrier[struct{}]
 }
 
 func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
@@ -147,7 +147,7 @@ func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
 
 func (b *packBackend) newTxn() (txn, error) { return &packTxn{b: b}, nil }
 
-func (b *packBackend) sync() error { return b.barrier.wait() }
+func (b *packBackend) sync() error { return b.barrier.wait(struct{}{}) }
 
 func (b *packBackend) close() error {
 	b.mu.Lock()
