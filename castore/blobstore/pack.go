@@ -38,7 +38,10 @@ const (
 // their place in a pack and blobs of more than one chunk to their chunk
 // list. A chunk is indexed only after its pack was flushed to disk, so a
 // crash leaves at most unreferenced bytes at the end of a pack.
-func NewPack(root string) (*Store, error) {
+func NewPack(root string) (*Store, error) { return newPackStore(root, osFS{}) }
+
+// newPackStore is NewPack on a file system of the caller's choice.
+func newPackStore(root string, fsys packFS) (*Store, error) {
 	// The format check comes first: a directory that is not a pack store
 	// is refused before anything is created in it.
 	if err := checkFormat(root, packFormatVersion, "packs", "tmp", "index.db"); err != nil {
@@ -53,6 +56,7 @@ func NewPack(root string) (*Store, error) {
 	}
 	b := &packBackend{
 		root:           root,
+		fs:             fsys,
 		db:             db,
 		files:          map[uint64]*os.File{},
 		live:           map[uint64]*packFile{},
@@ -71,6 +75,7 @@ func NewPack(root string) (*Store, error) {
 
 type packBackend struct {
 	root string
+	fs   packFS
 	db   *boltdb.DB
 
 	mu             sync.Mutex

@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // packFile is a pack this process appends to. One writer holds it at a
@@ -19,6 +17,7 @@ import (
 type packFile struct {
 	id uint64
 	f  *os.File
+	fs packFS
 	// dedicated packs hold one large blob and are never reused.
 	dedicated bool
 
@@ -52,7 +51,7 @@ func (p *packFile) appendChunk(data []byte) (int64, error) {
 		}
 	}
 	if len(data) >= packBufSize {
-		if _, err := p.f.WriteAt(data, off); err != nil {
+		if err := p.fs.writeAt(p.f, data, off); err != nil {
 			return 0, err
 		}
 	} else {
@@ -83,7 +82,7 @@ func (p *packFile) flushLocked() error {
 	if len(p.buf) == 0 {
 		return nil
 	}
-	if _, err := p.f.WriteAt(p.buf, p.size-int64(len(p.buf))); err != nil {
+	if err := p.fs.writeAt(p.f, p.buf, p.size-int64(len(p.buf))); err != nil {
 		return err
 	}
 	p.buf = p.buf[:0]
@@ -99,7 +98,7 @@ func (p *packFile) truncate(off int64) error {
 		p.size = off
 		return nil
 	}
-	if err := p.f.Truncate(off); err != nil {
+	if err := p.fs.truncate(p.f, off); err != nil {
 		return err
 	}
 	p.buf, p.size = p.buf[:0], off
@@ -113,7 +112,7 @@ func (p *packFile) truncate(off int64) error {
 func (p *packFile) startWriteback() {
 	written := p.size - int64(len(p.buf))
 	if written > p.writeback {
-		unix.SyncFileRange(int(p.f.Fd()), p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+		p.fs.startWriteback(p.f, p.writeback, written-p.writeback)
 		p.lastStep = written - p.writeback
 		p.writeback = written
 	}
@@ -124,9 +123,7 @@ func (p *packFile) kickWriteback() {
 	if written-p.writeback < writebackStep {
 		return
 	}
-	fd := int(p.f.Fd())
-	// Asynchronous: starts writeback of the range, waits for nothing.
-	unix.SyncFileRange(fd, p.writeback, written-p.writeback, unix.SYNC_FILE_RANGE_WRITE)
+	p.fs.startWriteback(p.f, p.writeback, written-p.writeback)
 	// The step before was handed to the disk one step ago: wait for it
 	// (usually done by now) and drop its pages from the cache. Freshly
 	// written pack bytes are rarely read back soon, and the pages freed
@@ -135,8 +132,7 @@ func (p *packFile) kickWriteback() {
 	// while costs much more on a VM whose host reclaims free memory (the
 	// write path then spent more time copying than hashing).
 	if prev := p.writeback - p.lastStep; p.lastStep > 0 && prev >= 0 {
-		unix.SyncFileRange(fd, prev, p.lastStep, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-		_ = unix.Fadvise(fd, prev, p.lastStep, unix.FADV_DONTNEED)
+		_ = p.fs.finishWriteback(p.f, prev, p.lastStep)
 	}
 	p.lastStep = written - p.writeback
 	p.writeback = written
@@ -173,11 +169,11 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	b.nextPack++
 	b.packsCreated = true
 	b.mu.Unlock()
-	f, err := os.OpenFile(b.packPath(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := b.fs.create(b.packPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("create pack: %w", err)
 	}
-	p := &packFile{id: id, f: f, dedicated: dedicated}
+	p := &packFile{id: id, f: f, fs: b.fs, dedicated: dedicated}
 	b.mu.Lock()
 	b.files[id] = f
 	b.live[id] = p
@@ -223,7 +219,7 @@ func (b *packBackend) file(id uint64) (*os.File, error) {
 	if b.closed {
 		return nil, errors.New("pack store closed")
 	}
-	f, err := os.Open(b.packPath(id))
+	f, err := b.fs.open(b.packPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("open pack %d: %w", id, err)
 	}
@@ -233,17 +229,17 @@ func (b *packBackend) file(id uint64) (*os.File, error) {
 
 // syncPacks makes the packs' appended bytes durable, and with created
 // the directory entries of packs made since the last barrier.
-func syncPacks(dirty []*packFile, created bool, dir string) error {
+func syncPacks(fsys packFS, dirty []*packFile, created bool, dir string) error {
 	for _, p := range dirty {
 		if err := p.flush(); err != nil {
 			return fmt.Errorf("flush pack %d: %w", p.id, err)
 		}
-		if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
+		if err := fsys.datasync(p.f); err != nil {
 			return fmt.Errorf("flush pack %d: %w", p.id, err)
 		}
 	}
 	if created {
-		if err := syncDir(dir); err != nil {
+		if err := fsys.syncDir(dir); err != nil {
 			return fmt.Errorf("flush pack directory: %w", err)
 		}
 	}

@@ -151,7 +151,7 @@ func (b *packBackend) flush() error {
 	// The packs' data goes to the disk while the index entries are put
 	// in a transaction; it commits only once the data is durable.
 	packsSynced := make(chan error, 1)
-	go func() { packsSynced <- syncPacks(dirty, created, filepath.Join(b.root, "packs")) }()
+	go func() { packsSynced <- syncPacks(b.fs, dirty, created, filepath.Join(b.root, "packs")) }()
 	tx, err := b.db.Begin(true)
 	if err != nil {
 		<-packsSynced
