@@ -60,7 +60,7 @@ func newPackStore(root string, fsys packFS) (*Store, error) {
 		db:             db,
 		files:          map[uint64]*os.File{},
 		live:           map[uint64]*packFile{},
-		pendingChunks:  map[castore.Digest]chunkLoc{},
+		pendingChunks:  map[castore.Digest]pendingChunk{},
 		pendingBlobs:   map[castore.Digest][]castore.ChunkMeta{},
 		pendingExtents: map[castore.Digest]extent{},
 		dirty:          map[*packFile]struct{}{},
@@ -78,17 +78,23 @@ type packBackend struct {
 	fs   packFS
 	db   *boltdb.DB
 
-	mu             sync.Mutex
-	idle           []*packFile          // open for appending, held by no writer
-	live           map[uint64]*packFile // packs this process appends to
-	files          map[uint64]*os.File  // every pack opened, for reads
-	pendingChunks  map[castore.Digest]chunkLoc
+	mu    sync.Mutex
+	idle  []*packFile          // open for appending, held by no writer
+	live  map[uint64]*packFile // packs this process appends to
+	files map[uint64]*os.File  // every pack opened, for reads
+	// Committed, not yet durable: indexed at the next barrier.
+	pendingChunks  map[castore.Digest]pendingChunk
 	pendingBlobs   map[castore.Digest][]castore.ChunkMeta
 	pendingExtents map[castore.Digest]extent
 	dirty          map[*packFile]struct{}
 	closed         bool
-	nextPack       uint64 // number of the next pack to create
-	packsCreated   bool   // since the last barrier
+	nextPack       uint64      // number of the next pack to create
+	created        []*packFile // since the last barrier
+	// losses counts flushes that lost packs (see forgetLocked), lossErr is
+	// the last one's error, lost the error Sync reports from then on if
+	// deferred blobs went with it.
+	losses        uint64
+	lossErr, lost error
 
 	barrier *barrier[struct{}]
 }
@@ -150,9 +156,22 @@ func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
 	return f, loc.off, loc.size, true
 }
 
-func (b *packBackend) newTxn() (txn, error) { return &packTxn{b: b}, nil }
+func (b *packBackend) newTxn() (txn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &packTxn{b: b, losses: b.losses}, nil
+}
 
-func (b *packBackend) sync() error { return b.barrier.wait(struct{}{}) }
+// sync makes every blob closed so far durable, or says why it cannot:
+// once a failed flush lost deferred blobs, that holds no more.
+func (b *packBackend) sync() error {
+	if err := b.barrier.wait(struct{}{}); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lost
+}
 
 func (b *packBackend) close() error {
 	b.mu.Lock()
@@ -184,6 +203,13 @@ type packStaged struct {
 	loc chunkLoc
 }
 
+// pendingChunk is a committed chunk until a barrier indexes it; promised
+// says a deferred put's Close returned counting on it.
+type pendingChunk struct {
+	loc      chunkLoc
+	promised bool
+}
+
 type packTxn struct {
 	b      *packBackend
 	p      *packFile
@@ -194,6 +220,8 @@ type packTxn struct {
 	// chunk was found stored already and not written, so the pack does
 	// not hold the whole blob.
 	dedicated, gap bool
+	// losses is the backend's count when the writer began.
+	losses uint64
 }
 
 // largeBlob is the writer's hint, before the first chunk, that the blob
@@ -243,8 +271,31 @@ func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
 func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, deferSync bool) error {
 	b := t.b
 	b.mu.Lock()
+	if b.losses != t.losses {
+		// Chunks this writer found committed and did not write may be
+		// among those the failed flush forgot.
+		err := b.lossErr
+		b.mu.Unlock()
+		t.abort()
+		return err
+	}
 	for _, s := range t.staged {
-		b.pendingChunks[s.d] = s.loc
+		b.pendingChunks[s.d] = pendingChunk{loc: s.loc, promised: deferSync}
+	}
+	if deferSync {
+		// So is every pending chunk it found committed by another writer.
+		promise := func(d castore.Digest) {
+			if pc, ok := b.pendingChunks[d]; ok && !pc.promised {
+				pc.promised = true
+				b.pendingChunks[d] = pc
+			}
+		}
+		if manifest == nil {
+			promise(blob)
+		}
+		for _, c := range manifest {
+			promise(c.Digest)
+		}
 	}
 	if manifest != nil {
 		b.pendingBlobs[blob] = manifest
@@ -259,6 +310,7 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 		b.dirty[t.p] = struct{}{}
 	}
 	tooMany := len(b.pendingChunks) >= maxPendingChunks
+	losses := b.losses
 	b.mu.Unlock()
 	if t.p != nil {
 		b.release(t.p)
@@ -268,7 +320,26 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 	if deferSync && !tooMany {
 		return nil
 	}
-	return b.sync()
+	if err := b.barrier.wait(struct{}{}); err != nil {
+		return err
+	}
+	return b.checkKept(blob, losses)
+}
+
+// checkKept is for a blob committed when the backend had counted losses
+// and a barrier since: a flush that failed in between (while this
+// commit's barrier waited for it) may have forgotten the blob's chunks.
+func (b *packBackend) checkKept(blob castore.Digest, losses uint64) error {
+	b.mu.Lock()
+	same, err := b.losses == losses, b.lossErr
+	b.mu.Unlock()
+	if same {
+		return nil
+	}
+	if ok, herr := b.hasDurable(blob); herr != nil || ok {
+		return herr
+	}
+	return err
 }
 
 // abort cuts the pack back to where this writer started; nobody else

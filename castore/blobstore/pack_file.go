@@ -27,6 +27,14 @@ type packFile struct {
 	// writeback is where the writeback started by the last kick ended,
 	// lastStep how much that kick started.
 	writeback, lastStep int64
+	// writebackErr is the first failed wait for a writeback: the bytes may
+	// not be on the disk, and the wait consumed the error, so the next
+	// fdatasync would not report it.
+	writebackErr error
+
+	// lost, guarded by packBackend.mu, is why a flush could not make this
+	// pack's bytes durable; the pack then takes no more writers.
+	lost error
 }
 
 // packBufSize is how much a pack collects before writing; chunks at least
@@ -132,7 +140,9 @@ func (p *packFile) kickWriteback() {
 	// while costs much more on a VM whose host reclaims free memory (the
 	// write path then spent more time copying than hashing).
 	if prev := p.writeback - p.lastStep; p.lastStep > 0 && prev >= 0 {
-		_ = p.fs.finishWriteback(p.f, prev, p.lastStep)
+		if err := p.fs.finishWriteback(p.f, prev, p.lastStep); err != nil && p.writebackErr == nil {
+			p.writebackErr = fmt.Errorf("writeback of bytes %d-%d: %w", prev, prev+p.lastStep, err)
+		}
 	}
 	p.lastStep = written - p.writeback
 	p.writeback = written
@@ -167,7 +177,6 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	b.mu.Lock()
 	id := b.nextPack
 	b.nextPack++
-	b.packsCreated = true
 	b.mu.Unlock()
 	f, err := b.fs.create(b.packPath(id))
 	if err != nil {
@@ -177,6 +186,9 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	b.mu.Lock()
 	b.files[id] = f
 	b.live[id] = p
+	// Only now: a barrier that syncs the directory before the file exists
+	// would not make its name durable.
+	b.created = append(b.created, p)
 	b.mu.Unlock()
 	return p, nil
 }
@@ -197,7 +209,7 @@ func (b *packBackend) release(p *packFile) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.closed {
+	if !b.closed && p.lost == nil {
 		b.idle = append(b.idle, p)
 	}
 }
@@ -227,21 +239,34 @@ func (b *packBackend) file(id uint64) (*os.File, error) {
 	return f, nil
 }
 
-// syncPacks makes the packs' appended bytes durable, and with created
-// the directory entries of packs made since the last barrier.
-func syncPacks(fsys packFS, dirty []*packFile, created bool, dir string) error {
+// syncPacks makes the dirty packs' appended bytes durable, and the
+// directory entries of the packs created since the last barrier. On
+// failure it names the packs whose bytes it cannot vouch for: the one
+// whose write or sync failed, or with the directory every created one.
+func syncPacks(fsys packFS, dirty, created []*packFile, dir string) (lost []*packFile, err error) {
 	for _, p := range dirty {
-		if err := p.flush(); err != nil {
-			return fmt.Errorf("flush pack %d: %w", p.id, err)
-		}
-		if err := fsys.datasync(p.f); err != nil {
-			return fmt.Errorf("flush pack %d: %w", p.id, err)
+		if err := p.syncData(fsys); err != nil {
+			return []*packFile{p}, fmt.Errorf("flush pack %d: %w", p.id, err)
 		}
 	}
-	if created {
+	if len(created) > 0 {
 		if err := fsys.syncDir(dir); err != nil {
-			return fmt.Errorf("flush pack directory: %w", err)
+			return created, fmt.Errorf("flush pack directory: %w", err)
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// syncData writes the buffer and makes the pack's bytes durable.
+func (p *packFile) syncData(fsys packFS) error {
+	p.mu.Lock()
+	err := p.flushLocked()
+	if err == nil {
+		err = p.writebackErr
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return fsys.datasync(p.f)
 }

@@ -51,10 +51,10 @@ func firstFreePack(db *boltdb.DB, dir string) (uint64, error) {
 
 func (b *packBackend) lookupChunk(d castore.Digest) (chunkLoc, bool, error) {
 	b.mu.Lock()
-	loc, ok := b.pendingChunks[d]
+	pc, ok := b.pendingChunks[d]
 	b.mu.Unlock()
 	if ok {
-		return loc, true, nil
+		return pc.loc, true, nil
 	}
 	return b.durableChunk(d)
 }
@@ -114,6 +114,12 @@ func (b *packBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, err
 
 // flush makes everything committed so far durable: the packs' data first,
 // then the index entries that point into them, in one bbolt transaction.
+//
+// A failed index commit leaves the entries pending for the next flush:
+// the packs' bytes they name are durable by then. A failed pack flush does
+// not: after a failed writeback Linux may drop the dirty pages, and a
+// retried fdatasync succeeds without them, so the bytes it covered are
+// never indexed (see forgetLocked).
 func (b *packBackend) flush() error {
 	b.mu.Lock()
 	dirty := make([]*packFile, 0, len(b.dirty))
@@ -122,52 +128,76 @@ func (b *packBackend) flush() error {
 	}
 	clear(b.dirty)
 	chunks := make(map[castore.Digest]chunkLoc, len(b.pendingChunks))
-	for d, l := range b.pendingChunks {
-		chunks[d] = l
+	for d, pc := range b.pendingChunks {
+		chunks[d] = pc.loc
 	}
 	blobs := make(map[castore.Digest][]castore.ChunkMeta, len(b.pendingBlobs))
 	for d, m := range b.pendingBlobs {
 		blobs[d] = m
 	}
 	extents := maps.Clone(b.pendingExtents)
-	created, lastPack := b.packsCreated, b.nextPack-1
-	b.packsCreated = false
+	created, lastPack := b.created, b.nextPack-1
+	b.created = nil
 	b.mu.Unlock()
 	if len(chunks) == 0 && len(blobs) == 0 {
 		b.mu.Lock()
-		b.packsCreated = b.packsCreated || created
+		b.created = append(created, b.created...)
 		b.mu.Unlock()
 		return nil
 	}
-	fail := func(err error) error {
+	// retry keeps what this flush could not finish for the next one, less
+	// the packs it lost.
+	retry := func(lost []*packFile, err error) error {
 		b.mu.Lock()
-		for _, p := range dirty {
-			b.dirty[p] = struct{}{}
+		defer b.mu.Unlock()
+		if len(lost) > 0 {
+			b.forgetLocked(lost, err)
 		}
-		b.packsCreated = b.packsCreated || created
-		b.mu.Unlock()
+		for _, p := range dirty {
+			if p.lost == nil {
+				b.dirty[p] = struct{}{}
+			}
+		}
+		var keep []*packFile
+		for _, p := range created {
+			if p.lost == nil {
+				keep = append(keep, p)
+			}
+		}
+		b.created = append(keep, b.created...)
 		return err
 	}
 	// The packs' data goes to the disk while the index entries are put
 	// in a transaction; it commits only once the data is durable.
-	packsSynced := make(chan error, 1)
-	go func() { packsSynced <- syncPacks(b.fs, dirty, created, filepath.Join(b.root, "packs")) }()
+	type syncResult struct {
+		lost []*packFile
+		err  error
+	}
+	packsSynced := make(chan syncResult, 1)
+	go func() {
+		lost, err := syncPacks(b.fs, dirty, created, filepath.Join(b.root, "packs"))
+		packsSynced <- syncResult{lost, err}
+	}()
 	tx, err := b.db.Begin(true)
 	if err != nil {
-		<-packsSynced
-		return fail(fmt.Errorf("commit chunk index: %w", err))
+		if r := <-packsSynced; r.err != nil {
+			return retry(r.lost, r.err)
+		}
+		return retry(nil, fmt.Errorf("commit chunk index: %w", err))
 	}
 	if err := putIndex(tx, lastPack, chunks, blobs, extents); err != nil {
 		tx.Rollback()
-		<-packsSynced
-		return fail(fmt.Errorf("commit chunk index: %w", err))
+		if r := <-packsSynced; r.err != nil {
+			return retry(r.lost, r.err)
+		}
+		return retry(nil, fmt.Errorf("commit chunk index: %w", err))
 	}
-	if err := <-packsSynced; err != nil {
+	if r := <-packsSynced; r.err != nil {
 		tx.Rollback()
-		return fail(err)
+		return retry(r.lost, r.err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fail(fmt.Errorf("commit chunk index: %w", err))
+		return retry(nil, fmt.Errorf("commit chunk index: %w", err))
 	}
 	b.mu.Lock()
 	for d := range chunks {
@@ -181,6 +211,47 @@ func (b *packBackend) flush() error {
 	}
 	b.mu.Unlock()
 	return nil
+}
+
+// forgetLocked drops everything pending that the lost packs hold, and
+// every pending manifest and extent that needs it, so that no flush ever
+// indexes it; the lost packs take no more writers. Bytes of them indexed
+// by earlier flushes stay readable: those were durable. Writers that began
+// before the loss may have found a forgotten chunk and not written it, so
+// their commits fail (packTxn.losses); if a blob whose Close had returned
+// (a deferred put) is among the forgotten, Sync reports it from now on.
+// b.mu is held.
+func (b *packBackend) forgetLocked(lost []*packFile, cause error) {
+	gone := make(map[uint64]bool, len(lost))
+	for _, p := range lost {
+		p.lost = cause
+		gone[p.id] = true
+	}
+	b.idle = slices.DeleteFunc(b.idle, func(p *packFile) bool { return gone[p.id] })
+	forgotten := map[castore.Digest]bool{}
+	promised := false
+	for d, pc := range b.pendingChunks {
+		if gone[pc.loc.pack] {
+			delete(b.pendingChunks, d)
+			forgotten[d] = true
+			promised = promised || pc.promised
+		}
+	}
+	for d, m := range b.pendingBlobs {
+		if slices.ContainsFunc(m, func(c castore.ChunkMeta) bool { return forgotten[c.Digest] }) {
+			delete(b.pendingBlobs, d)
+		}
+	}
+	for d, e := range b.pendingExtents {
+		if gone[e.pack] {
+			delete(b.pendingExtents, d)
+		}
+	}
+	b.losses++
+	b.lossErr = cause
+	if promised && b.lost == nil {
+		b.lost = fmt.Errorf("blobs closed with deferred sync were lost: %w", cause)
+	}
 }
 
 // putIndex records chunks, manifests, extents and the highest pack number.
