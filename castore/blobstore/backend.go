@@ -10,13 +10,11 @@ import (
 	"os"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/chunkedread"
 )
 
 // chunkReader reads one stored chunk.
-type chunkReader interface {
-	io.ReaderAt
-	io.Closer
-}
+type chunkReader = chunkedread.Chunk
 
 // fileChunk reads a chunk out of a file the backend keeps open for its
 // lifetime, shared by all readers (ReadAt is pread); f and off let a
