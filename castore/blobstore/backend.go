@@ -1,8 +1,3 @@
-// Package blobstore is the BlobService that keeps blobs itself: contents are
-// cut into content-defined chunks, each chunk stored once under its own
-// BLAKE3 digest, and a blob of more than one chunk gets a manifest (its
-// chunk list). Where chunks and manifests live is a backend: memory or a
-// sharded directory tree.
 package blobstore
 
 import (

@@ -129,7 +129,9 @@ func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, int6
 	return bf.backingFile(d)
 }
 
-// Sync makes every blob closed so far durable (castore.Syncer).
+// Sync makes every blob closed so far durable (castore.Syncer). Once a
+// failed flush has lost deferred blobs that is no longer true, and Sync
+// says so until the store is reopened.
 func (s *Store) Sync(context.Context) error {
 	if sb, ok := s.b.(syncingBackend); ok {
 		if err := sb.sync(); err != nil {
