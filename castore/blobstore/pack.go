@@ -283,7 +283,8 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 		b.pendingChunks[s.d] = pendingChunk{loc: s.loc, promised: deferSync}
 	}
 	if deferSync {
-		// So is every pending chunk it found committed by another writer.
+		// Close is about to return counting on these chunks, and on the
+		// ones of other writers still pending that this one did not write.
 		promise := func(d castore.Digest) {
 			if pc, ok := b.pendingChunks[d]; ok && !pc.promised {
 				pc.promised = true
@@ -326,9 +327,10 @@ func (t *packTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, defe
 	return b.checkKept(blob, losses)
 }
 
-// checkKept is for a blob committed when the backend had counted losses
-// and a barrier since: a flush that failed in between (while this
-// commit's barrier waited for it) may have forgotten the blob's chunks.
+// checkKept ends a synchronous commit whose barrier succeeded. A flush
+// that failed after the commit (one that ran while the commit waited) may
+// have forgotten the blob's chunks: then the blob must be durable anyway
+// (another writer's), or the commit fails with that flush's error.
 func (b *packBackend) checkKept(blob castore.Digest, losses uint64) error {
 	b.mu.Lock()
 	same, err := b.losses == losses, b.lossErr
