@@ -1,8 +1,3 @@
-// Package blobstore is the BlobService that keeps blobs itself: contents are
-// cut into content-defined chunks, each chunk stored once under its own
-// BLAKE3 digest, and a blob of more than one chunk gets a manifest (its
-// chunk list). Where chunks and manifests live is a backend: memory or a
-// sharded directory tree.
 package blobstore
 
 import (
@@ -10,13 +5,11 @@ import (
 	"os"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/chunkedread"
 )
 
 // chunkReader reads one stored chunk.
-type chunkReader interface {
-	io.ReaderAt
-	io.Closer
-}
+type chunkReader = chunkedread.Chunk
 
 // fileChunk reads a chunk out of a file the backend keeps open for its
 // lifetime, shared by all readers (ReadAt is pread); f and off let a

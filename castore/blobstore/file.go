@@ -6,20 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
 )
 
-// formatFile records the layout version; a store written by a future
-// version is refused rather than misread.
-const (
-	formatFile    = "tvix-blobstore-format"
-	formatVersion = "tvix-go objectstore v1\n"
-)
+// formatVersion is what the object-store layout records in formatFile.
+const formatVersion = "tvix-go objectstore v1\n"
 
 // NewFile opens (creating if needed) a chunking BlobService in a directory:
 // chunks/b3/<first 2 bytes hex>/<hex> holds raw chunk bytes,
@@ -35,38 +29,13 @@ func NewFile(root string) (*Store, error) {
 	}
 	removeStaleTemps(filepath.Join(root, "tmp"))
 	b := &fileBackend{root: root, tmp: filepath.Join(root, "tmp")}
-	b.group = newGroupCommit(root, b.ensureDir)
+	b.group = newBarrier(b.commitFiles)
 	return newStore(b), nil
 }
 
 // removeStaleTemps deletes what interrupted puts left behind. Other
 // processes may share the directory and be writing right now, so only
 // files untouched for an hour go.
-// checkFormat records version in a new store directory (one holding only
-// the given entries) and refuses a directory that records another one:
-// a store written by a future layout is refused rather than misread.
-func checkFormat(root, version string, created ...string) error {
-	ff := filepath.Join(root, formatFile)
-	switch got, err := os.ReadFile(ff); {
-	case errors.Is(err, fs.ErrNotExist):
-		entries, _ := os.ReadDir(root)
-		for _, e := range entries {
-			if !slices.Contains(created, e.Name()) {
-				return fmt.Errorf("directory is not empty and has no %s", formatFile)
-			}
-		}
-		if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
-			return err
-		}
-		return writeFileAtomic(filepath.Join(root, "tmp"), ff, []byte(version))
-	case err != nil:
-		return err
-	case string(got) != version:
-		return fmt.Errorf("unknown format %q (this tvix knows %q)", strings.TrimSpace(string(got)), strings.TrimSpace(version))
-	}
-	return nil
-}
-
 func removeStaleTemps(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -81,7 +50,7 @@ func removeStaleTemps(dir string) {
 
 type fileBackend struct {
 	root, tmp string
-	group     *groupCommit
+	group     *barrier[[]staged]
 	dirs      sync.Map // shard directories known to exist
 }
 
@@ -140,8 +109,6 @@ func (b *fileBackend) newTxn() (txn, error) { return &fileTxn{b: b}, nil }
 
 func (b *fileBackend) close() error { return nil }
 
-type staged struct{ tmp, final string }
-
 type fileTxn struct {
 	b     *fileBackend
 	files []staged
@@ -180,7 +147,7 @@ func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bo
 	}
 	files := t.files
 	t.files = nil
-	if err := t.b.group.commit(files); err != nil {
+	if err := t.b.group.wait(files); err != nil {
 		for _, f := range files {
 			os.Remove(f.tmp)
 		}
@@ -194,46 +161,4 @@ func (t *fileTxn) abort() {
 		os.Remove(s.tmp)
 	}
 	t.files = nil
-}
-
-// writeTemp writes data to a new file in dir; with sync it is fsynced
-// before return (otherwise the group commit makes it durable).
-func writeTemp(dir string, data []byte, sync bool) (string, error) {
-	f, err := os.CreateTemp(dir, "put-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(data)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-func writeFileAtomic(tmpDir, final string, data []byte) error {
-	tmp, err := writeTemp(tmpDir, data, true)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(final))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"sync"
 
-	"golang.org/x/sys/unix"
 	"lukechampine.com/blake3"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/chunkedread"
 	"github.com/tvix-go/tvix/castore/chunker"
 )
 
@@ -71,11 +70,11 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		}
 		return sr, nil
 	}
-	r := newChunkedReader(d, m, s.b.openChunk)
+	var locate chunkedread.LocateFunc
 	if l, ok := s.b.(locator); ok {
-		r.locate = l.locate
+		locate = l.locate
 	}
-	return r, nil
+	return chunkedread.New(d, m, s.b.openChunk, locate), nil
 }
 
 func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {
@@ -130,7 +129,9 @@ func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, int6
 	return bf.backingFile(d)
 }
 
-// Sync makes every blob closed so far durable (castore.Syncer).
+// Sync makes every blob closed so far durable (castore.Syncer). Once a
+// failed flush has lost deferred blobs that is no longer true, and Sync
+// says so until the store is reopened.
 func (s *Store) Sync(context.Context) error {
 	if sb, ok := s.b.(syncingBackend); ok {
 		if err := sb.sync(); err != nil {
@@ -372,214 +373,3 @@ func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
 }
 
 func (r *singleReader) Close() error { return r.c.Close() }
-
-// chunkedReader serves reads at any offset by opening only the chunks the
-// read covers; it keeps the last chunk open for sequential reads.
-type chunkedReader struct {
-	blob    castore.Digest
-	chunks  []castore.ChunkMeta
-	offsets []int64 // offsets[i] = start of chunk i; len = len(chunks)+1
-	open    func(castore.Digest) (chunkReader, int64, error)
-	// locate, when the backend has it, finds chunks in local files;
-	// places caches its answers, so each chunk is looked up once per
-	// reader however many reads cover it. prefetched is the last chunk
-	// read-ahead asked the kernel for.
-	locate     func(castore.Digest) (*os.File, int64, int64, bool)
-	places     []chunkPlace
-	prefetched int
-
-	mu     sync.Mutex
-	seq    int // last chunk FileRange served, for read-ahead
-	cur    int
-	curR   chunkReader
-	pos    int64
-	closed bool
-}
-
-func newChunkedReader(blob castore.Digest, chunks []castore.ChunkMeta, open func(castore.Digest) (chunkReader, int64, error)) *chunkedReader {
-	offs := make([]int64, len(chunks)+1)
-	for i, c := range chunks {
-		offs[i+1] = offs[i] + int64(c.Size)
-	}
-	return &chunkedReader{blob: blob, chunks: chunks, offsets: offs, open: open, cur: -1, seq: -1, prefetched: -1}
-}
-
-func (r *chunkedReader) Size() int64 { return r.offsets[len(r.chunks)] }
-
-func (r *chunkedReader) ReadAt(p []byte, off int64) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.readAtLocked(p, off)
-}
-
-func (r *chunkedReader) readAtLocked(p []byte, off int64) (int, error) {
-	if r.closed {
-		return 0, errors.New("read blob: reader closed")
-	}
-	if off < 0 {
-		return 0, fmt.Errorf("read blob %s: negative offset", r.blob)
-	}
-	n := 0
-	for len(p) > 0 {
-		if off >= r.Size() {
-			return n, io.EOF
-		}
-		i := sort.Search(len(r.chunks), func(i int) bool { return r.offsets[i+1] > off })
-		if i != r.cur {
-			if r.curR != nil {
-				r.curR.Close()
-				r.curR = nil
-			}
-			cr, size, err := r.open(r.chunks[i].Digest)
-			if err != nil {
-				r.cur = -1
-				return n, fmt.Errorf("read blob %s: chunk %d (%s): %w", r.blob, i, r.chunks[i].Digest, err)
-			}
-			if uint64(size) != r.chunks[i].Size {
-				cr.Close()
-				r.cur = -1
-				return n, fmt.Errorf("read blob %s: chunk %s has %d bytes, manifest says %d", r.blob, r.chunks[i].Digest, size, r.chunks[i].Size)
-			}
-			if i == r.cur+1 {
-				r.readAhead(i)
-			}
-			r.cur, r.curR = i, cr
-		}
-		within := off - r.offsets[i]
-		want := r.offsets[i+1] - off
-		if int64(len(p)) < want {
-			want = int64(len(p))
-		}
-		m, err := r.curR.ReadAt(p[:want], within)
-		n += m
-		off += int64(m)
-		p = p[m:]
-		if err != nil && !(err == io.EOF && int64(m) == want) {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return n, fmt.Errorf("read blob %s: chunk %s: %w", r.blob, r.chunks[i].Digest, err)
-		}
-	}
-	return n, nil
-}
-
-// chunkPlace is where a chunk's bytes lie in a local file.
-type chunkPlace struct {
-	f         *os.File
-	off, size int64
-}
-
-// place finds chunk i in a local file, once; r.mu is held.
-func (r *chunkedReader) place(i int) (chunkPlace, bool) {
-	if r.locate == nil {
-		return chunkPlace{}, false
-	}
-	if r.places == nil {
-		r.places = make([]chunkPlace, len(r.chunks))
-	}
-	if p := r.places[i]; p.f != nil {
-		return p, true
-	}
-	f, off, size, ok := r.locate(r.chunks[i].Digest)
-	if !ok || uint64(size) != r.chunks[i].Size {
-		return chunkPlace{}, false
-	}
-	r.places[i] = chunkPlace{f, off, size}
-	return r.places[i], true
-}
-
-// readAheadBytes is how far past a sequential reader's chunk the kernel
-// is asked to load: enough to keep a disk busy while the reader (a FUSE
-// request, a NAR render) consumes the current chunk.
-const readAheadBytes = 8 << 20
-
-// readAhead keeps readAheadBytes of chunks after chunk i requested from
-// the kernel (FADV_WILLNEED on their file ranges), asking for each chunk
-// once. Only chunks in local files can be asked for; r.mu is held.
-func (r *chunkedReader) readAhead(i int) {
-	if r.locate == nil {
-		return
-	}
-	j := max(r.prefetched+1, i+1)
-	for ; j < len(r.chunks) && r.offsets[j] < r.offsets[i+1]+readAheadBytes; j++ {
-		if p, ok := r.place(j); ok {
-			// A hint: a failure shows up, if at all, in the later read.
-			_ = unix.Fadvise(int(p.f.Fd()), p.off, p.size, unix.FADV_WILLNEED)
-		}
-	}
-	r.prefetched = j - 1
-}
-
-// FileRange serves castore.FileRanger when chunks live in local files:
-// consecutive chunks written together sit back to back in one pack file,
-// so a range across chunk boundaries is usually one file range.
-func (r *chunkedReader) FileRange(off int64, n int) (*os.File, int64, int) {
-	if r.locate == nil || off < 0 || off >= r.Size() || n <= 0 {
-		return nil, 0, 0
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	i := sort.Search(len(r.chunks), func(i int) bool { return r.offsets[i+1] > off })
-	first, ok := r.place(i)
-	if !ok {
-		return nil, 0, 0
-	}
-	if i != r.seq {
-		if i == r.seq+1 {
-			r.readAhead(i)
-		}
-		r.seq = i
-	}
-	fileOff := first.off + (off - r.offsets[i])
-	end := first.off + first.size // file offset just past the contiguous run
-	want := fileOff + int64(n)
-	for j := i + 1; end < want && j < len(r.chunks); j++ {
-		p, ok := r.place(j)
-		if !ok || p.f != first.f || p.off != end {
-			break
-		}
-		end += p.size
-	}
-	return first.f, fileOff, int(min(want, end) - fileOff)
-}
-
-func (r *chunkedReader) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, err := r.readAtLocked(p, r.pos)
-	r.pos += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
-	}
-	return n, err
-}
-
-func (r *chunkedReader) Seek(offset int64, whence int) (int64, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += r.pos
-	case io.SeekEnd:
-		offset += r.Size()
-	default:
-		return 0, fmt.Errorf("seek blob %s: bad whence %d", r.blob, whence)
-	}
-	if offset < 0 {
-		return 0, fmt.Errorf("seek blob %s: negative position", r.blob)
-	}
-	r.pos = offset
-	return offset, nil
-}
-
-func (r *chunkedReader) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.closed = true
-	if r.curR != nil {
-		return r.curR.Close()
-	}
-	return nil
-}

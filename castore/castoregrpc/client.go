@@ -16,6 +16,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/castore/chunkedread"
 )
 
 // fromStatus turns NotFound back into castore.ErrNotFound.
@@ -351,64 +352,22 @@ func (c *chunkCache) put(d castore.Digest, b []byte) {
 	c.m[d] = b
 }
 
-type remoteChunkedReader struct {
-	io.SectionReader
-}
+// bytesChunk is a fetched chunk, its bytes shared with the client's cache.
+type bytesChunk struct{ *bytes.Reader }
 
+func (bytesChunk) Close() error { return nil }
+
+// newRemoteChunkedReader reads a chunked blob chunk by chunk, each fetched
+// (verified, cached) only when a read covers it.
 func newRemoteChunkedReader(ctx context.Context, c *BlobClient, d castore.Digest, chunks []castore.ChunkMeta) castore.BlobReader {
-	ra := &chunksReaderAt{ctx: ctx, c: c, d: d, chunks: chunks, offsets: make([]int64, len(chunks)+1)}
-	for i, ch := range chunks {
-		ra.offsets[i+1] = ra.offsets[i] + int64(ch.Size)
-	}
-	return &sectionBlobReader{SectionReader: io.NewSectionReader(ra, 0, ra.offsets[len(chunks)])}
-}
-
-type sectionBlobReader struct{ *io.SectionReader }
-
-func (sectionBlobReader) Close() error { return nil }
-
-type chunksReaderAt struct {
-	ctx     context.Context
-	c       *BlobClient
-	d       castore.Digest
-	chunks  []castore.ChunkMeta
-	offsets []int64
-}
-
-func (r *chunksReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		if off >= r.offsets[len(r.chunks)] {
-			return n, io.EOF
-		}
-		i := searchOffsets(r.offsets, off)
-		data, err := r.c.fetch(r.ctx, r.chunks[i].Digest)
+	fetch := func(cd castore.Digest) (chunkedread.Chunk, int64, error) {
+		data, err := c.fetch(ctx, cd)
 		if err != nil {
-			return n, fmt.Errorf("read blob %s: chunk %d: %w", r.d, i, err)
+			return nil, 0, err
 		}
-		if uint64(len(data)) != r.chunks[i].Size {
-			return n, fmt.Errorf("read blob %s: chunk %s has %d bytes, stat said %d", r.d, r.chunks[i].Digest, len(data), r.chunks[i].Size)
-		}
-		m := copy(p, data[off-r.offsets[i]:])
-		n += m
-		off += int64(m)
-		p = p[m:]
+		return bytesChunk{bytes.NewReader(data)}, int64(len(data)), nil
 	}
-	return n, nil
-}
-
-// searchOffsets finds the chunk containing off.
-func searchOffsets(offsets []int64, off int64) int {
-	lo, hi := 0, len(offsets)-1
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if offsets[mid+1] <= off {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return lo
+	return chunkedread.New(d, chunks, fetch, nil)
 }
 
 // DirectoryClient is a DirectoryService backed by a remote one; everything
