@@ -112,15 +112,6 @@ func (ev *Evaluator) floatArg(v Value) (float64, bool) {
 	return 0, false
 }
 
-// coerceToPath forces an absolute path from a path or string.
-func (ev *Evaluator) coerceToPath(v Value) string {
-	s := ev.coerceToString(v, ev.curPos, false, false)
-	if s.S == "" || s.S[0] != '/' {
-		ev.Throwf("string '%s' doesn't represent an absolute path", s.S)
-	}
-	return canonPath(s.S)
-}
-
 func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("abort", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.CoerceToStringMore(a[0], false)
@@ -703,21 +694,6 @@ func registerCore(reg func(string, int, PrimOpFn)) {
 	reg("placeholder", 1, func(ev *Evaluator, a []Value) Value {
 		return Str("/" + nixBase32(sha256Sum([]byte("nix-output:"+ev.str(a[0])))))
 	})
-}
-
-func (ev *Evaluator) addNum(a, b Value) Value {
-	a, b = ev.Force(a), ev.Force(b)
-	switch a.(type) {
-	case Int, Float:
-	default:
-		ev.Throwf("value is %s while an integer was expected", showType(a))
-	}
-	switch b.(type) {
-	case Int, Float:
-	default:
-		ev.Throwf("value is %s while an integer was expected", showType(b))
-	}
-	return ev.add(a, b, ev.curPos)
 }
 
 func baseNameOf(p string) string {

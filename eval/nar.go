@@ -4,9 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
 	"sort"
+
+	"github.com/tvix-go/tvix/eval/syntax"
 )
 
 const nixBase32Chars = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -130,4 +134,25 @@ func (ev *Evaluator) narNode(h hash.Hash, p string) error {
 	}
 	narStr(h, ")")
 	return nil
+}
+
+func (ev *Evaluator) copyPathToStore(p string, pos syntax.Pos) string {
+	if sp, ok := ev.storeCache[p]; ok {
+		return sp
+	}
+	var sp string
+	var err error
+	if ev.opts.CopyToStore != nil {
+		sp, err = ev.opts.CopyToStore(ev, p)
+	} else {
+		sp, err = ev.computeStorePath(p)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			ev.throwAt(pos, "getting status of '%s': No such file or directory", p)
+		}
+		ev.throwAt(pos, "copying path '%s' to the store: %v", p, err)
+	}
+	ev.storeCache[p] = sp
+	return sp
 }
