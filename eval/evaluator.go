@@ -151,3 +151,5 @@ func (ev *Evaluator) CheckParse(text []byte, name, dir string) (syntax.Node, err
 	})
 	return n, err
 }
+
+func newSource(name, text string) *syntax.Source { return syntax.NewSource(name, []byte(text)) }
