@@ -3,6 +3,8 @@ package eval
 import (
 	"strings"
 	"time"
+
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
 // globalNames are builtins also reachable without `builtins.`.
@@ -49,7 +51,7 @@ func (ev *Evaluator) initBuiltins() {
 	bs["currentTime"] = Int(time.Now().Unix())
 	bs["langVersion"] = Int(6)
 	bs["nixVersion"] = Str("2.8.0")
-	bs["storeDir"] = Str(ev.opts.StoreDir)
+	bs["storeDir"] = Str(storepath.StoreDir)
 	bs["nixPath"] = ev.nixPathValue()
 	for k, v := range ev.opts.Builtins {
 		bs[k] = v

@@ -1,6 +1,10 @@
 package eval
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/tvix-go/tvix/nix/storepath"
+)
 
 // registerContext adds the builtins that read and change string context.
 func registerContext(reg registerFunc) {
@@ -69,7 +73,7 @@ func registerContext(reg registerFunc) {
 		as := ev.forceAttrs(a[1])
 		ctx := append([]string(nil), s.Ctx()...)
 		for _, x := range as.All() {
-			if !strings.HasPrefix(x.Name, ev.opts.StoreDir+"/") {
+			if !strings.HasPrefix(x.Name, storepath.StoreDir+"/") {
 				ev.Throwf("context key '%s' is not a store path", x.Name)
 			}
 			inf := ev.forceAttrs(x.Val)

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tvix-go/tvix/nix/nixbase32"
 )
 
 func evalString(t *testing.T, ev *Evaluator, expr string) (string, error) {
@@ -284,7 +287,8 @@ func mockDerivationStrict(ev *Evaluator, args []Value) Value {
 		ev.Throwf("required attribute 'name' missing")
 	}
 	name := ev.ForceString(nameV).S
-	h := nixBase32(sha256Sum([]byte(name)))[:32]
+	sum := sha256.Sum256([]byte(name))
+	h := nixbase32.EncodeToString(sum[:])[:32]
 	drv := "/nix/store/" + h + "-" + name + ".drv"
 	as := []Attr{{Name: "drvPath", Val: StrCtx(drv, Context{"=" + drv})}}
 	outs := []string{"out"}

@@ -9,8 +9,7 @@ import (
 
 // Options configure an Evaluator.
 type Options struct {
-	IO       IO
-	StoreDir string // default /nix/store
+	IO IO // how files are reached; default OSIO
 	// NixPath entries as in NIX_PATH / -I: "name=path" or "path".
 	NixPath []string
 	// Getenv reads environment variables (builtins.getEnv, HOME for ~/).
@@ -62,9 +61,6 @@ func New(opts Options) *Evaluator {
 	if opts.IO == nil {
 		opts.IO = OSIO{}
 	}
-	if opts.StoreDir == "" {
-		opts.StoreDir = "/nix/store"
-	}
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
@@ -79,8 +75,6 @@ func New(opts Options) *Evaluator {
 	ev.initBuiltins()
 	return ev
 }
-
-func (ev *Evaluator) StoreDir() string { return ev.opts.StoreDir }
 
 // Builtins returns the builtins attrset.
 func (ev *Evaluator) Builtins() *Attrs { return ev.builtins }

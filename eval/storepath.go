@@ -1,141 +1,20 @@
 package eval
 
 import (
+	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io/fs"
 	"sort"
 
 	"github.com/tvix-go/tvix/eval/syntax"
+	"github.com/tvix-go/tvix/nix/nar"
+	"github.com/tvix-go/tvix/nix/storepath"
 )
 
-const nixBase32Chars = "0123456789abcdfghijklmnpqrsvwxyz"
-
-// nixBase32 is Nix's base32 (reversed bit order, own alphabet).
-func nixBase32(b []byte) string {
-	n := (len(b)*8-1)/5 + 1
-	out := make([]byte, n)
-	for i := n - 1; i >= 0; i-- {
-		bit := i * 5
-		j, k := bit/8, bit%8
-		c := int(b[j]) >> k
-		if j+1 < len(b) {
-			c |= int(b[j+1]) << (8 - k)
-		}
-		out[n-1-i] = nixBase32Chars[c&0x1f]
-	}
-	return string(out)
-}
-
-func compressHash(h []byte, size int) []byte {
-	out := make([]byte, size)
-	for i, c := range h {
-		out[i%size] ^= c
-	}
-	return out
-}
-
-// MakeStorePath computes a store path from a fingerprint type, an inner
-// hash and a name, as Nix's makeStorePath does.
-func MakeStorePath(storeDir, typ string, inner []byte, name string) string {
-	fp := fmt.Sprintf("%s:sha256:%s:%s:%s", typ, hex.EncodeToString(inner), storeDir, name)
-	h := sha256.Sum256([]byte(fp))
-	return storeDir + "/" + nixBase32(compressHash(h[:], 20)) + "-" + name
-}
-
-// computeStorePath is the default for paths used as strings: the path
-// `nix-store --add` would give (NAR, sha256, recursive), without a store.
-func (ev *Evaluator) computeStorePath(p string) (string, error) {
-	h := sha256.New()
-	if err := ev.narDump(h, p); err != nil {
-		return "", err
-	}
-	name := baseNameOf(p)
-	return MakeStorePath(ev.opts.StoreDir, "source", h.Sum(nil), name), nil
-}
-
-func narStr(h hash.Hash, s string) {
-	var l [8]byte
-	binary.LittleEndian.PutUint64(l[:], uint64(len(s)))
-	h.Write(l[:])
-	h.Write([]byte(s))
-	if pad := (8 - len(s)%8) % 8; pad > 0 {
-		h.Write(make([]byte, pad))
-	}
-}
-
-func (ev *Evaluator) narDump(h hash.Hash, p string) error {
-	narStr(h, "nix-archive-1")
-	return ev.narNode(h, p)
-}
-
-func (ev *Evaluator) narNode(h hash.Hash, p string) error {
-	narStr(h, "(")
-	ft, err := ev.opts.IO.FileType(p)
-	if err != nil {
-		return err
-	}
-	switch ft {
-	case FileRegular:
-		narStr(h, "type")
-		narStr(h, "regular")
-		if x, ok := ev.opts.IO.(ExecutableIO); ok {
-			if exec, err := x.IsExecutable(p); err != nil {
-				return err
-			} else if exec {
-				narStr(h, "executable")
-				narStr(h, "")
-			}
-		}
-		b, err := ev.opts.IO.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		narStr(h, "contents")
-		narStr(h, string(b))
-	case FileSymlink:
-		rl, ok := ev.opts.IO.(ReadlinkIO)
-		if !ok {
-			return fmt.Errorf("file '%s' is a symlink and the evaluator's IO cannot read links", p)
-		}
-		t, err := rl.Readlink(p)
-		if err != nil {
-			return err
-		}
-		narStr(h, "type")
-		narStr(h, "symlink")
-		narStr(h, "target")
-		narStr(h, t)
-	case FileDirectory:
-		narStr(h, "type")
-		narStr(h, "directory")
-		es, err := ev.opts.IO.ReadDir(p)
-		if err != nil {
-			return err
-		}
-		sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name })
-		for _, e := range es {
-			narStr(h, "entry")
-			narStr(h, "(")
-			narStr(h, "name")
-			narStr(h, e.Name)
-			narStr(h, "node")
-			if err := ev.narNode(h, p+"/"+e.Name); err != nil {
-				return err
-			}
-			narStr(h, ")")
-		}
-	default:
-		return fmt.Errorf("file '%s' has an unsupported type", p)
-	}
-	narStr(h, ")")
-	return nil
-}
-
+// copyPathToStore is the store path of p used as a string: copied (or
+// its path computed) once per evaluator, as Nix copies each path once.
 func (ev *Evaluator) copyPathToStore(p string, pos syntax.Pos) string {
 	if sp, ok := ev.storeCache[p]; ok {
 		return sp
@@ -155,4 +34,75 @@ func (ev *Evaluator) copyPathToStore(p string, pos syntax.Pos) string {
 	}
 	ev.storeCache[p] = sp
 	return sp
+}
+
+// computeStorePath is the default for paths used as strings: the path
+// `nix-store --add` would give (NAR, sha256, recursive), without a store.
+func (ev *Evaluator) computeStorePath(p string) (string, error) {
+	h := sha256.New()
+	w := nar.NewWriter(h)
+	if err := ev.dumpNAR(w, p); err != nil {
+		return "", err
+	}
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	sp, err := storepath.MakeSource(baseNameOf(p), h.Sum(nil), nil, false)
+	if err != nil {
+		return "", err
+	}
+	return sp.String(), nil
+}
+
+// dumpNAR serialises p as read through the evaluator's IO, which need not
+// be the local file system (nar.DumpPath reads only that).
+func (ev *Evaluator) dumpNAR(w *nar.Writer, p string) error {
+	ft, err := ev.opts.IO.FileType(p)
+	if err != nil {
+		return err
+	}
+	switch ft {
+	case FileRegular:
+		exec := false
+		if x, ok := ev.opts.IO.(ExecutableIO); ok {
+			if exec, err = x.IsExecutable(p); err != nil {
+				return err
+			}
+		}
+		b, err := ev.opts.IO.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return w.File(exec, uint64(len(b)), bytes.NewReader(b))
+	case FileSymlink:
+		rl, ok := ev.opts.IO.(ReadlinkIO)
+		if !ok {
+			return fmt.Errorf("file '%s' is a symlink and the evaluator's IO cannot read links", p)
+		}
+		t, err := rl.Readlink(p)
+		if err != nil {
+			return err
+		}
+		return w.Symlink([]byte(t))
+	case FileDirectory:
+		es, err := ev.opts.IO.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		// NAR wants entries in byte order; an IO need not list them so.
+		sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name })
+		if err := w.Directory(); err != nil {
+			return err
+		}
+		for _, e := range es {
+			if err := w.Entry([]byte(e.Name)); err != nil {
+				return err
+			}
+			if err := ev.dumpNAR(w, p+"/"+e.Name); err != nil {
+				return err
+			}
+		}
+		return w.Leave()
+	}
+	return fmt.Errorf("file '%s' has an unsupported type", p)
 }
