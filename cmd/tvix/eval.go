@@ -20,7 +20,7 @@ func init() {
 		ArgsUsage:       "[--eval] [--strict] [--json|--xml] [-E] [-A attr] [--arg n e] [--argstr n s] [-I p] files...",
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			return exitErr(evalcli.Run(c.Args().Slice(), false, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+			return exitErr(evalcli.Run(c.Args().Slice(), false, &evalcli.StoreHooks{Install: installStore}, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
 	register(&cli.Command{
@@ -29,7 +29,7 @@ func init() {
 		ArgsUsage:       "[--strict] [--json|--xml] [-E expr | file] [-A attr] ...",
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			return exitErr(evalcli.Run(c.Args().Slice(), true, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+			return exitErr(evalcli.Run(c.Args().Slice(), true, &evalcli.StoreHooks{Install: installStore}, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
 	register(&cli.Command{
@@ -41,7 +41,7 @@ func init() {
 		},
 	})
 	personalities["nix-instantiate"] = func(args []string) int {
-		return evalcli.Run(args[1:], false, os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+		return evalcli.Run(args[1:], false, &evalcli.StoreHooks{Install: installStore}, os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	}
 }
 

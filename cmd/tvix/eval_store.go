@@ -8,18 +8,10 @@ import (
 
 	"github.com/tvix-go/tvix/castore/castoreurl"
 	"github.com/tvix-go/tvix/eval"
-	"github.com/tvix-go/tvix/eval/evalcli"
 	"github.com/tvix-go/tvix/glue"
 	"github.com/tvix-go/tvix/store/importer"
 	"github.com/tvix-go/tvix/store/pathinfourl"
 )
-
-// The evaluator meets the store here: --eval and --readonly-mode compute
-// paths without writing; instantiation writes sources and .drv files into
-// the store the service addresses (env BLOB_SERVICE_ADDR, ...) name.
-func init() {
-	evalcli.Store = &evalcli.StoreHooks{Install: installStore}
-}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -28,6 +20,10 @@ func envOr(name, def string) string {
 	return def
 }
 
+// installStore is where the evaluator meets the store: --eval and
+// --readonly-mode compute paths without writing; instantiation writes
+// sources and .drv files into the store the service addresses (env
+// BLOB_SERVICE_ADDR, ...) name.
 func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval.Value) []string, func(), error) {
 	ctx := context.Background()
 	if !writable {
