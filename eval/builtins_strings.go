@@ -3,21 +3,20 @@ package eval
 import (
 	"regexp"
 	"strings"
-	"sync"
 )
 
-var regexCache sync.Map // string -> *regexp.Regexp or error
-
+// regex compiles re once per evaluator: match and split run in loops over
+// the same few expressions. An invalid one is remembered as nil.
 func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 	key := re
 	if anchored {
 		key = "^" + re
 	}
-	if r, ok := regexCache.Load(key); ok {
-		if rx, ok := r.(*regexp.Regexp); ok {
-			return rx
+	if rx, ok := ev.regexes[key]; ok {
+		if rx == nil {
+			ev.Throwf("invalid regular expression '%s'", re)
 		}
-		ev.Throwf("invalid regular expression '%s'", re)
+		return rx
 	}
 	src := re
 	if anchored {
@@ -28,10 +27,10 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 		rx.Longest()
 	}
 	if err != nil {
-		regexCache.Store(key, err)
+		ev.regexes[key] = nil
 		ev.Throwf("invalid regular expression '%s'", re)
 	}
-	regexCache.Store(key, rx)
+	ev.regexes[key] = rx
 	return rx
 }
 

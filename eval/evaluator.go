@@ -3,6 +3,7 @@ package eval
 import (
 	"errors"
 	"os"
+	"regexp"
 
 	"github.com/tvix-go/tvix/eval/syntax"
 )
@@ -49,6 +50,7 @@ type Evaluator struct {
 	builtins    *Attrs
 	importCache map[string]Value
 	storeCache  map[string]string
+	regexes     map[string]*regexp.Regexp
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
@@ -70,8 +72,9 @@ func New(opts Options) *Evaluator {
 	if opts.MaxCallDepth == 0 {
 		opts.MaxCallDepth = 250000
 	}
+	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
-		storeCache: map[string]string{}}
+		storeCache: map[string]string{}, regexes: map[string]*regexp.Regexp{}}
 	ev.initBuiltins()
 	return ev
 }

@@ -114,10 +114,18 @@ func (ev *Evaluator) protect(f func() Value) (v Value, err error) {
 	return v, err
 }
 
-func init() {
-	// Deeply nested lazy data (foldl over long lists, long // chains)
-	// recurses deeply; MaxCallDepth keeps it below this.
-	debug.SetMaxStack(4 << 30)
+// maxStack is the Go stack evaluation may take: deeply nested lazy data
+// (foldl over long lists, long // chains) recurses deeply; MaxCallDepth
+// keeps it below this.
+const maxStack = 4 << 30
+
+// raiseMaxStack lifts the process's stack limit to maxStack when an
+// evaluator is made (not when the package is imported); a larger limit
+// the program set stays.
+func raiseMaxStack() {
+	if old := debug.SetMaxStack(maxStack); old > maxStack {
+		debug.SetMaxStack(old)
+	}
 }
 
 // runningThunk remembers how to restart a thunk whose evaluation failed.
