@@ -8,10 +8,7 @@ import (
 // regex compiles re once per evaluator: match and split run in loops over
 // the same few expressions. An invalid one is remembered as nil.
 func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
-	key := re
-	if anchored {
-		key = "^" + re
-	}
+	key := regexKey{re, anchored}
 	if rx, ok := ev.regexes[key]; ok {
 		if rx == nil {
 			ev.Throwf("invalid regular expression '%s'", re)
@@ -32,6 +29,12 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 	}
 	ev.regexes[key] = rx
 	return rx
+}
+
+// regexKey tells match's expressions (anchored) from split's.
+type regexKey struct {
+	re       string
+	anchored bool
 }
 
 // registerStrings adds the string builtins.

@@ -79,6 +79,8 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.match "a(b)?c" "ac"`, `[ null ]`},
 		{`builtins.match "[[:alpha:]]+" "abc"`, `[ ]`},
 		{`builtins.split "(a)|b" "xaybz"`, `[ "x" [ "a" ] "y" [ null ] "z" ]`},
+		// split's "^a" and match's "a" are different expressions
+		{`let s = builtins.split "^a" "ab"; in builtins.seq s [ s (builtins.match "a" "ab") ]`, `[ [ "" [ ] "b" ] null ]`},
 		{`builtins.replaceStrings [ "" ] [ "-" ] "ab"`, `"-a-b-"`},
 		{`builtins.replaceStrings [ "a" "b" ] [ "b" "a" ] "abc"`, `"bac"`},
 		{`builtins.compareVersions "1.2.3" "1.2.10"`, `-1`},

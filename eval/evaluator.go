@@ -50,7 +50,7 @@ type Evaluator struct {
 	builtins    *Attrs
 	importCache map[string]Value
 	storeCache  map[string]string
-	regexes     map[string]*regexp.Regexp
+	regexes     map[regexKey]*regexp.Regexp
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
@@ -74,7 +74,7 @@ func New(opts Options) *Evaluator {
 	}
 	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
-		storeCache: map[string]string{}, regexes: map[string]*regexp.Regexp{}}
+		storeCache: map[string]string{}, regexes: map[regexKey]*regexp.Regexp{}}
 	ev.initBuiltins()
 	return ev
 }
