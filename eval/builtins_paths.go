@@ -45,7 +45,8 @@ func registerPaths(reg registerFunc) {
 			ft, err := ev.opts.IO.FileType(p)
 			if err == nil && ft == FileSymlink {
 				if r, err := filepath.EvalSymlinks(p); err == nil {
-					ft, err = ev.opts.IO.FileType(r)
+					// an unreadable target is not a directory
+					ft, _ = ev.opts.IO.FileType(r)
 				}
 			}
 			return Bool(err == nil && ft == FileDirectory)

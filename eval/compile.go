@@ -24,7 +24,6 @@ type scope struct {
 type compiler struct {
 	ev  *Evaluator
 	dir string // directory of the file, for relative paths
-	src *syntax.Source
 }
 
 type lambdaCode struct {
@@ -652,7 +651,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	}
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		var tmp [16]Value
-		vals := tmp[:0]
+		var vals []Value
 		if len(defs) <= len(tmp) {
 			vals = tmp[:len(defs)]
 		} else {
@@ -838,7 +837,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 				lastA, lastX = a, x
 				return x.Val
 			}
-			ev.missingAttr(a, name, pos)
+			ev.missingAttr(name, pos)
 			return nil
 		}
 	}
@@ -871,7 +870,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 				if def != nil {
 					return def(ev, env)
 				}
-				ev.missingAttr(a, name, pos)
+				ev.missingAttr(name, pos)
 			}
 			if dyn[i] == nil {
 				lastA[i], lastX[i] = a, x
@@ -882,7 +881,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	}
 }
 
-func (ev *Evaluator) missingAttr(a *Attrs, name string, pos syntax.Pos) {
+func (ev *Evaluator) missingAttr(name string, pos syntax.Pos) {
 	ev.throwAt(pos, "attribute '%s' missing", name)
 }
 

@@ -84,11 +84,6 @@ func (ev *Evaluator) Builtins() *Attrs { return ev.builtins }
 
 func (ev *Evaluator) getenv(k string) string { return ev.opts.Getenv(k) }
 
-// ParseFile parses a file as source text.
-func ParseSource(name string, text []byte) (syntax.Node, error) {
-	return syntax.Parse(syntax.NewSource(name, text))
-}
-
 // EvalExpr parses and evaluates an expression; relative paths resolve
 // against dir. The result is in weak head normal form.
 func (ev *Evaluator) EvalExpr(text, name, dir string) (Value, error) {

@@ -19,12 +19,8 @@ func formatFloat(f float64) string {
 	if math.IsNaN(f) {
 		return "nan"
 	}
-	s := strconv.FormatFloat(f, 'g', 6, 64)
-	if i := strings.IndexByte(s, 'e'); i >= 0 {
-		// C prints at least two exponent digits, as Go does.
-		return s
-	}
-	return s
+	// C prints at least two exponent digits, as Go does.
+	return strconv.FormatFloat(f, 'g', 6, 64)
 }
 
 // PrintValue renders a value as nix-instantiate --eval prints it. With
