@@ -93,3 +93,11 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 		ev.Throwf("cannot convert %s to JSON", showType(v))
 	}
 }
+
+// ToJSON renders v as JSON (forcing it deeply). Call inside Run.
+func (ev *Evaluator) ToJSON(v Value) string {
+	var b bytes.Buffer
+	var ctx Context
+	ev.toJSON(&b, v, &ctx)
+	return b.String()
+}

@@ -140,3 +140,6 @@ func isIdentStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <=
 
 // QuoteString renders a Nix string literal.
 func QuoteString(s string) string { return syntax.Quote(s) }
+
+// PrintSyntax renders a parsed expression (nix-instantiate --parse).
+func PrintSyntax(n syntax.Node) string { return syntax.Print(n) }

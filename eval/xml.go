@@ -152,3 +152,15 @@ func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context
 		fmt.Fprintf(b, "%s</attr>\n", ind)
 	}
 }
+
+// ToXML renders v as nix-instantiate --xml does: with strict, values are
+// forced deeply; with location, attributes and functions carry their
+// source positions.
+func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
+	var b bytes.Buffer
+	var ctx Context
+	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
+	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
+	b.WriteString("</expr>\n")
+	return b.String()
+}

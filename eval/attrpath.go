@@ -1,14 +1,6 @@
 package eval
 
-import (
-	"bytes"
-	"strconv"
-
-	"github.com/tvix-go/tvix/eval/syntax"
-)
-
-// PrintSyntax renders a parsed expression (nix-instantiate --parse).
-func PrintSyntax(n syntax.Node) string { return syntax.Print(n) }
+import "strconv"
 
 // FindAttrPath selects a dotted attribute path (list indices allowed),
 // auto-calling functions on the way, as nix-instantiate -A does. Call it
@@ -93,24 +85,4 @@ func (ev *Evaluator) AutoCall(v Value, args *Attrs) Value {
 		}
 	}
 	return ev.Force(ev.call(l, NewAttrs(as), l.fn.pos))
-}
-
-// ToJSON renders v as JSON (forcing it deeply). Call inside Run.
-func (ev *Evaluator) ToJSON(v Value) string {
-	var b bytes.Buffer
-	var ctx Context
-	ev.toJSON(&b, v, &ctx)
-	return b.String()
-}
-
-// ToXML renders v as nix-instantiate --xml does: with strict, values are
-// forced deeply; with location, attributes and functions carry their
-// source positions.
-func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
-	var b bytes.Buffer
-	var ctx Context
-	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
-	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
-	b.WriteString("</expr>\n")
-	return b.String()
 }
