@@ -8,7 +8,7 @@ type pairEnv struct {
 	e2 Env
 }
 
-// Call applies f to arguments and returns the result forced.
+// CallN applies f to arguments and returns the result forced.
 func (ev *Evaluator) CallN(f Value, args []Value) Value {
 	r := ev.Force(f)
 	for _, a := range args {

@@ -134,15 +134,19 @@ type formalCode struct {
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
 
-// cheap reports whether an expression can be evaluated eagerly when a
-// binding is created instead of allocating a thunk: it cannot fail, does
-// not loop and costs less than the thunk.
+// compiled is code with what the compiler knows of it, to choose how a
+// lazy position holds it.
 type compiled struct {
-	c     code
-	cheap bool // eager evaluation is safe and cheap
+	c code
+	// cheap: the expression can be evaluated eagerly when a binding is
+	// created instead of allocating a thunk: it cannot fail, does not
+	// loop and costs less than the thunk.
+	cheap bool
+	// isK: a constant, konst, needing neither code nor thunk.
 	konst Value
 	isK   bool
-	// local: a reference to a slot of the scope being built (must stay lazy)
+	// sameLevelVar: a reference to a slot of the scope being built (must
+	// stay lazy: the slot may not be filled yet)
 	sameLevelVar bool
 	// spec, if set, computes the value without forcing anything when its
 	// operands are already values (integer arithmetic and comparison on
@@ -787,8 +791,8 @@ func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
 	}
 }
 
-// attrNameCode compiles an attribute path element to a function giving
-// its name (static or evaluated).
+// attrNames compiles an attribute path: each element's name if static,
+// else the code evaluating it.
 func (cp *compiler) attrNames(path []syntax.AttrName, sc *scope) ([]string, []code) {
 	names := make([]string, len(path))
 	dyn := make([]code, len(path))
