@@ -76,15 +76,16 @@ func NewWriter(w io.Writer) *Writer {
 	if h, ok := w.(hash.Hash); ok {
 		return &Writer{w: bufio.NewWriterSize(h, hashBufSize), hash: h, needNode: true}
 	}
-	return &Writer{w: bufio.NewWriterSize(w, copyBufSize), needNode: true}
+	return &Writer{w: bufio.NewWriterSize(w, bufSize), needNode: true}
 }
 
 const (
 	// hashBufSize holds the tokens of a few directory entries, or the NAR
 	// of a small file whole.
 	hashBufSize = 512
-	// copyBufSize is how much of a file is read at a time.
-	copyBufSize = 64 << 10
+	// bufSize is the buffer of other destinations, and so how much of a
+	// file is read at a time.
+	bufSize = 64 << 10
 )
 
 var zeros [8]byte
@@ -222,8 +223,8 @@ func (w *Writer) copyToHash(r io.Reader, size uint64) (int64, error) {
 	if err := w.w.Flush(); err != nil {
 		return 0, err
 	}
-	if n := int(min(size, copyBufSize)); len(w.copyBuf) < n {
-		w.copyBuf = make([]byte, max(n, min(2*len(w.copyBuf), copyBufSize)))
+	if n := int(min(size, bufSize)); len(w.copyBuf) < n {
+		w.copyBuf = make([]byte, max(n, min(2*len(w.copyBuf), bufSize)))
 	}
 	return io.CopyBuffer(w.hash, r, w.copyBuf)
 }
