@@ -24,7 +24,6 @@ type scope struct {
 type compiler struct {
 	ev  *Evaluator
 	dir string // directory of the file, for relative paths
-	src *syntax.Source
 }
 
 type lambdaCode struct {
@@ -135,15 +134,19 @@ type formalCode struct {
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
 
-// cheap reports whether an expression can be evaluated eagerly when a
-// binding is created instead of allocating a thunk: it cannot fail, does
-// not loop and costs less than the thunk.
+// compiled is code with what the compiler knows of it, to choose how a
+// lazy position holds it.
 type compiled struct {
-	c     code
-	cheap bool // eager evaluation is safe and cheap
+	c code
+	// cheap: the expression can be evaluated eagerly when a binding is
+	// created instead of allocating a thunk: it cannot fail, does not
+	// loop and costs less than the thunk.
+	cheap bool
+	// isK: a constant, konst, needing neither code nor thunk.
 	konst Value
 	isK   bool
-	// local: a reference to a slot of the scope being built (must stay lazy)
+	// sameLevelVar: a reference to a slot of the scope being built (must
+	// stay lazy: the slot may not be filled yet)
 	sameLevelVar bool
 	// spec, if set, computes the value without forcing anything when its
 	// operands are already values (integer arithmetic and comparison on
@@ -652,7 +655,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	}
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		var tmp [16]Value
-		vals := tmp[:0]
+		var vals []Value
 		if len(defs) <= len(tmp) {
 			vals = tmp[:len(defs)]
 		} else {
@@ -788,8 +791,8 @@ func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
 	}
 }
 
-// attrNameCode compiles an attribute path element to a function giving
-// its name (static or evaluated).
+// attrNames compiles an attribute path: each element's name if static,
+// else the code evaluating it.
 func (cp *compiler) attrNames(path []syntax.AttrName, sc *scope) ([]string, []code) {
 	names := make([]string, len(path))
 	dyn := make([]code, len(path))
@@ -838,7 +841,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 				lastA, lastX = a, x
 				return x.Val
 			}
-			ev.missingAttr(a, name, pos)
+			ev.missingAttr(name, pos)
 			return nil
 		}
 	}
@@ -871,7 +874,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 				if def != nil {
 					return def(ev, env)
 				}
-				ev.missingAttr(a, name, pos)
+				ev.missingAttr(name, pos)
 			}
 			if dyn[i] == nil {
 				lastA[i], lastX[i] = a, x
@@ -882,7 +885,7 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	}
 }
 
-func (ev *Evaluator) missingAttr(a *Attrs, name string, pos syntax.Pos) {
+func (ev *Evaluator) missingAttr(name string, pos syntax.Pos) {
 	ev.throwAt(pos, "attribute '%s' missing", name)
 }
 

@@ -73,10 +73,6 @@ func (e *Error) Format(showTrace bool) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func (ev *Evaluator) errorf(kind ErrorKind, pos syntax.Pos, format string, args ...any) *Error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...), Pos: pos}
-}
-
 // Throwf aborts evaluation with an evaluation error (not catchable).
 func (ev *Evaluator) Throwf(format string, args ...any) {
 	panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf(format, args...), Pos: ev.curPos})

@@ -150,8 +150,6 @@ func StrCtx(s string, c Context) *String {
 
 type List struct{ Items []Value }
 
-func NewList(items []Value) *List { return &List{Items: items} }
-
 // allocList makes a list of n items in one allocation when small.
 func allocList(n int) *List {
 	switch n {
@@ -495,27 +493,6 @@ func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
 	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return fn(ev) }}
 }
 
-// ApplyThunk delays f applied to args.
-func ApplyThunk(f Value, args ...Value) *Thunk {
-	switch len(args) {
-	case 1:
-		return apply1Thunk(f, args[0])
-	case 2:
-		return apply2Thunk(f, args[0], args[1])
-	}
-	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return ev.CallN(f, args) }}
-}
-
-// The apply thunks keep the arguments in an Env and the function in the
-// thunk's v field (unused until the thunk is done), so that they need no
-// closure allocation. Separate allocations: the environment becomes
-// garbage once the thunk is forced, the thunk may live on in a list.
-func apply1Thunk(f, a Value) *Thunk {
-	e := newEnv(nil, 1)
-	e.v0 = a
-	return &Thunk{c: apply1Code, env: e, v: f}
-}
-
 // forcedFn is the function of the apply thunk being forced (forceThunk
 // has just pushed it on ev.running).
 func (ev *Evaluator) forcedFn() Value { return ev.running[len(ev.running)-1].t.v }
@@ -524,6 +501,11 @@ func apply1Code(ev *Evaluator, e *Env) Value {
 	return ev.call(ev.Force(ev.forcedFn()), e.v0, ev.curPos)
 }
 
+// apply2Thunk delays f applied to a and b. The apply thunks keep the
+// arguments in an Env and the function in the thunk's v field (unused
+// until the thunk is done), so that they need no closure allocation.
+// Separate allocations: the environment becomes garbage once the thunk is
+// forced, the thunk may live on in a list.
 func apply2Thunk(f, a, b Value) *Thunk {
 	e := newEnv(nil, 2)
 	e.v0, *e.slot(1) = a, b

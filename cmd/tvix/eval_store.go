@@ -11,12 +11,8 @@ import (
 	"github.com/tvix-go/tvix/store/registry"
 )
 
-// The evaluator meets the store here: --eval and --readonly-mode compute
-// paths without writing; instantiation writes sources and .drv files into
-// the store the service addresses (env BLOB_SERVICE_ADDR, ...) name.
-func init() {
-	evalcli.Store = &evalcli.StoreHooks{Install: installStore}
-}
+// evalStore connects evaluation to the store (see installStore).
+func evalStore() *evalcli.StoreHooks { return &evalcli.StoreHooks{Install: installStore} }
 
 // envAddrs is the store nix-instantiate's personality writes to: it takes
 // Nix's flags, not ours, so the addresses come from the environment.
@@ -40,6 +36,10 @@ func envAddrs() (registry.Addrs, error) {
 	return a, nil
 }
 
+// installStore is where the evaluator meets the store: --eval and
+// --readonly-mode compute paths without writing; instantiation writes
+// sources and .drv files into the store the service addresses (env
+// BLOB_SERVICE_ADDR, ...) name.
 func installStore(opts *eval.Options, writable bool) (func(*eval.Evaluator, eval.Value) []string, func(), error) {
 	ctx := context.Background()
 	if !writable {

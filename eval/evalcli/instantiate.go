@@ -154,8 +154,8 @@ func splitNixPath(s string) []string {
 	return out
 }
 
-// StoreHooks connect evaluation to a store; the tvix command sets them
-// (this package stays free of store imports).
+// StoreHooks connect evaluation to a store; the tvix command passes them
+// to Run (this package stays free of store imports).
 type StoreHooks struct {
 	// Install adds the store-aware builtins to opts. writable says whether
 	// sources and .drv files may be written (instantiation) or only their
@@ -164,13 +164,11 @@ type StoreHooks struct {
 	Install func(opts *eval.Options, writable bool) (instantiate func(ev *eval.Evaluator, v eval.Value) []string, done func(), err error)
 }
 
-// Store is nil in a pure evaluator.
-var Store *StoreHooks
-
 // Run acts as nix-instantiate (evalMode: as if --eval was given) and
-// returns the exit status. getenv supplies NIX_PATH, HOME and the
+// returns the exit status. store is nil for a pure evaluator, which can
+// only --eval and --parse. getenv supplies NIX_PATH, HOME and the
 // variables builtins.getEnv sees.
-func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	o, err := parseInstArgs(args, evalMode)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
@@ -237,9 +235,9 @@ func Run(args []string, evalMode bool, stdin io.Reader, stdout, stderr io.Writer
 	}
 	evOpts := eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth}
 	var instantiate func(ev *eval.Evaluator, v eval.Value) []string
-	if Store != nil {
+	if store != nil {
 		var done func()
-		instantiate, done, err = Store.Install(&evOpts, !o.readOnly && (o.readWrite || !o.eval && !o.parse))
+		instantiate, done, err = store.Install(&evOpts, !o.readOnly && (o.readWrite || !o.eval && !o.parse))
 		if err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
 			return 1

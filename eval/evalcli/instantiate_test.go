@@ -52,7 +52,7 @@ func TestInstantiateArgs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := Run(c.args, false, strings.NewReader(c.stdin), &out, &errb, func(k string) string { return env[k] })
+			code := Run(c.args, false, nil, strings.NewReader(c.stdin), &out, &errb, func(k string) string { return env[k] })
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, c.code, errb.String())
 			}
@@ -68,7 +68,7 @@ func TestInstantiateArgs(t *testing.T) {
 
 func TestEvalModeImplied(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Run([]string{"-E", "1"}, true, nil, &out, &errb, func(string) string { return "" }); code != 0 || out.String() != "1\n" {
+	if code := Run([]string{"-E", "1"}, true, nil, nil, &out, &errb, func(string) string { return "" }); code != 0 || out.String() != "1\n" {
 		t.Fatalf("exit %d, out %q, err %q", code, out.String(), errb.String())
 	}
 }

@@ -37,7 +37,7 @@ func runOne(args []string, stdin []byte, env map[string]string) (code int, out [
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(args, false, bytes.NewReader(stdin), &stdout, &stderr, func(k string) string { return env[k] })
+		done <- Run(args, false, nil, bytes.NewReader(stdin), &stdout, &stderr, func(k string) string { return env[k] })
 	}()
 	select {
 	case code = <-done:

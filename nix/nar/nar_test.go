@@ -429,3 +429,38 @@ func copyNAR(w *Writer, r *Reader) error {
 		}
 	}
 }
+
+// A hash.Hash destination takes its own path through the writer (small
+// buffer, large contents copied past it): it must hash exactly the bytes
+// another destination receives, short and long files, errors included.
+func TestHashDestination(t *testing.T) {
+	sizes := []int{0, 1, 100, 400, 511, 512, 513, 600, 5000, 70000, 300000}
+	tree := func(w *Writer) error {
+		errs := []error{w.Directory()}
+		for i, n := range sizes {
+			contents := bytes.Repeat([]byte{byte(i + 1)}, n)
+			errs = append(errs, w.Entry([]byte(fmt.Sprintf("f%02d", i))), w.File(i%2 == 1, uint64(n), bytes.NewReader(contents)))
+		}
+		return errors.Join(append(errs, w.Leave())...)
+	}
+	want := sha256.Sum256(build(t, tree))
+	h := sha256.New()
+	w := NewWriter(h)
+	if err := tree(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Errorf("hash destination: sha256 %x, want %x", got, want)
+	}
+	w = NewWriter(sha256.New())
+	if err := w.File(false, 1000, bytes.NewReader(make([]byte, 999))); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("short contents to a hash: %v, want io.ErrUnexpectedEOF", err)
+	}
+	w = NewWriter(sha256.New())
+	if err := w.File(false, 1000, bytes.NewReader(make([]byte, 1001))); err == nil {
+		t.Error("surplus contents to a hash: no error")
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"io"
 )
 
@@ -47,6 +48,10 @@ const (
 type Writer struct {
 	w   *bufio.Writer
 	err error
+	// hash is the destination when that is a hash.Hash (see NewWriter);
+	// copyBuf carries file contents into it past the buffer.
+	hash    hash.Hash
+	copyBuf []byte
 	// stack holds the names of the last entry of each open directory, so
 	// ordering can be checked; its length is the nesting depth.
 	stack    []wframe
@@ -62,10 +67,26 @@ type wframe struct {
 	inEntry bool // the current child entry is open (its node not written)
 }
 
-// NewWriter starts a NAR on w.
+// NewWriter starts a NAR on w. A hash.Hash gets a small buffer, and file
+// contents that do not fit in it are copied into the hash directly: writes
+// to a hash cost no system call, and NARs are hashed one per store path
+// computed (evaluation hashes every source path used as a string), where
+// the 64 KB buffer would be most of the time and memory a small file takes.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 64<<10), needNode: true}
+	if h, ok := w.(hash.Hash); ok {
+		return &Writer{w: bufio.NewWriterSize(h, hashBufSize), hash: h, needNode: true}
+	}
+	return &Writer{w: bufio.NewWriterSize(w, bufSize), needNode: true}
 }
+
+const (
+	// hashBufSize holds the tokens of a few directory entries, or the NAR
+	// of a small file whole.
+	hashBufSize = 512
+	// bufSize is the buffer of other destinations, and so how much of a
+	// file is read at a time.
+	bufSize = 64 << 10
+)
 
 var zeros [8]byte
 
@@ -162,7 +183,13 @@ func (w *Writer) File(executable bool, size uint64, r io.Reader) error {
 	w.str("contents")
 	binary.LittleEndian.PutUint64(w.scratch[:], size)
 	w.w.Write(w.scratch[:])
-	n, err := io.Copy(w.w, io.LimitReader(r, int64(size)))
+	var n int64
+	var err error
+	if w.hash != nil && size > uint64(w.w.Available()) {
+		n, err = w.copyToHash(io.LimitReader(r, int64(size)), size)
+	} else {
+		n, err = io.Copy(w.w, io.LimitReader(r, int64(size)))
+	}
 	if err != nil {
 		return w.fail("write file contents: %w", err)
 	}
@@ -186,6 +213,20 @@ func (w *Writer) File(executable bool, size uint64, r io.Reader) error {
 		w.w.Write(zeros[:p])
 	}
 	return w.endNode()
+}
+
+// copyToHash copies file contents of size bytes past the buffer into the
+// hash, read in pieces as large as other destinations' buffer reads them.
+// The piece buffer grows with the largest file so far, so a NAR of small
+// files does not allocate a large one.
+func (w *Writer) copyToHash(r io.Reader, size uint64) (int64, error) {
+	if err := w.w.Flush(); err != nil {
+		return 0, err
+	}
+	if n := int(min(size, bufSize)); len(w.copyBuf) < n {
+		w.copyBuf = make([]byte, max(n, min(2*len(w.copyBuf), bufSize)))
+	}
+	return io.CopyBuffer(w.hash, r, w.copyBuf)
 }
 
 // Symlink writes a symlink to target.

@@ -1,0 +1,73 @@
+package eval
+
+import (
+	"fmt"
+	"os"
+)
+
+// registerControl adds the builtins that raise, catch and annotate errors,
+// force evaluation or trace it.
+func registerControl(reg registerFunc) {
+	reg("abort", 1, func(ev *Evaluator, a []Value) Value {
+		s := ev.CoerceToStringMore(a[0], false)
+		ev.ThrowKind(ErrAbort, "evaluation aborted with the following error message: '%s'", s.S)
+		return nil
+	})
+	reg("throw", 1, func(ev *Evaluator, a []Value) Value {
+		s := ev.CoerceToStringMore(a[0], false)
+		ev.ThrowKind(ErrThrow, "%s", s.S)
+		return nil
+	})
+	reg("addErrorContext", 2, func(ev *Evaluator, a []Value) Value {
+		m := ev.mark()
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(*Error); ok {
+					ev.addErrorContext(e, m, a[0])
+				}
+				panic(r)
+			}
+		}()
+		return ev.Force(a[1])
+	})
+	reg("tryEval", 1, func(ev *Evaluator, a []Value) Value {
+		v, ok := ev.tryEval(a[0])
+		if !ok {
+			return NewAttrs([]Attr{{Name: "success", Val: Bool(false)}, {Name: "value", Val: Bool(false)}})
+		}
+		return NewAttrs([]Attr{{Name: "success", Val: Bool(true)}, {Name: "value", Val: v}})
+	})
+	reg("seq", 2, func(ev *Evaluator, a []Value) Value { ev.Force(a[0]); return a[1] })
+	reg("deepSeq", 2, func(ev *Evaluator, a []Value) Value { ev.ForceDeep(a[0]); return a[1] })
+	reg("trace", 2, func(ev *Evaluator, a []Value) Value {
+		v := ev.Force(a[0])
+		var msg string
+		if s, ok := v.(*String); ok {
+			msg = s.S
+		} else {
+			msg = PrintValue(ev, v, false)
+		}
+		if ev.opts.Trace != nil {
+			ev.opts.Trace(msg)
+		} else {
+			fmt.Fprintf(os.Stderr, "trace: %s\n", msg)
+		}
+		return a[1]
+	})
+}
+
+// tryEval forces v, catching throw and assert failures.
+func (ev *Evaluator) tryEval(v Value) (res Value, ok bool) {
+	m := ev.mark()
+	defer func() {
+		if r := recover(); r != nil {
+			if e, isErr := r.(*Error); isErr && e.Catchable() {
+				ev.unwindTo(m)
+				res, ok = nil, false
+				return
+			}
+			panic(r)
+		}
+	}()
+	return ev.Force(v), true
+}

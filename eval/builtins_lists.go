@@ -1,0 +1,247 @@
+package eval
+
+import "sort"
+
+// registerLists adds the list builtins.
+func registerLists(reg registerFunc) {
+	reg("genericClosure", 1, func(ev *Evaluator, a []Value) Value { return ev.genericClosure(a[0]) })
+	reg("length", 1, func(ev *Evaluator, a []Value) Value { return Int(len(ev.ForceList(a[0]).Items)) })
+	reg("head", 1, func(ev *Evaluator, a []Value) Value {
+		l := ev.ForceList(a[0])
+		if len(l.Items) == 0 {
+			ev.Throwf("list index 0 is out of bounds")
+		}
+		return l.Items[0]
+	})
+	reg("tail", 1, func(ev *Evaluator, a []Value) Value {
+		l := ev.ForceList(a[0])
+		if len(l.Items) == 0 {
+			ev.Throwf("'tail' called on an empty list")
+		}
+		return &List{Items: l.Items[1:]}
+	})
+	reg("elemAt", 2, func(ev *Evaluator, a []Value) Value {
+		l := ev.ForceList(a[0])
+		i := ev.intArg(a[1])
+		if i < 0 || i >= int64(len(l.Items)) {
+			ev.Throwf("list index %d is out of bounds", i)
+		}
+		return l.Items[i]
+	})
+	reg("elem", 2, func(ev *Evaluator, a []Value) Value {
+		for _, it := range ev.ForceList(a[1]).Items {
+			if ev.Equal(a[0], it, ev.curPos) {
+				return Bool(true)
+			}
+		}
+		return Bool(false)
+	})
+	reg("map", 2, func(ev *Evaluator, a []Value) Value {
+		f := a[0]
+		l := ev.ForceList(a[1])
+		out := make([]Value, len(l.Items))
+		slab := newApplySlab(len(out), 1)
+		for i, it := range l.Items {
+			out[i] = slab.apply1(i, f, it)
+		}
+		return &List{Items: out}
+	})
+	reg("filter", 2, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		l := ev.ForceList(a[1])
+		var out []Value
+		same := true
+		for i := range l.Items {
+			it := l.Items[i]
+			keep := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
+			if t, ok := it.(*Thunk); ok && t.done() {
+				it = t.v // evaluated by the predicate: drop the indirection
+				l.Items[i] = it
+			}
+			if keep {
+				out = append(out, it)
+			} else {
+				same = false
+			}
+		}
+		if same {
+			return l
+		}
+		return &List{Items: out}
+	})
+	reg("foldl'", 3, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		acc := a[1]
+		l := ev.ForceList(a[2])
+		for _, it := range l.Items {
+			acc = ev.Force(ev.call2(f, acc, it, ev.curPos))
+		}
+		return acc
+	})
+	reg("genList", 2, func(ev *Evaluator, a []Value) Value {
+		f := a[0]
+		n := ev.intArg(a[1])
+		if n < 0 {
+			ev.Throwf("cannot create list of size %d", n)
+		}
+		out := make([]Value, n)
+		slab := newApplySlab(len(out), 1)
+		for i := range out {
+			out[i] = slab.apply1(i, f, Int(i))
+		}
+		return &List{Items: out}
+	})
+	reg("concatLists", 1, func(ev *Evaluator, a []Value) Value {
+		l := ev.ForceList(a[0])
+		var out []Value
+		for _, it := range l.Items {
+			out = append(out, ev.ForceList(it).Items...)
+		}
+		return &List{Items: out}
+	})
+	reg("concatMap", 2, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		l := ev.ForceList(a[1])
+		var out []Value
+		for _, it := range l.Items {
+			out = append(out, ev.ForceList(ev.call(f, it, ev.curPos)).Items...)
+		}
+		return &List{Items: out}
+	})
+	anyAll := func(name string, want bool) {
+		reg(name, 2, func(ev *Evaluator, a []Value) Value {
+			f := ev.forceFunction(a[0])
+			for _, it := range ev.ForceList(a[1]).Items {
+				if ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos) == want {
+					return Bool(want)
+				}
+			}
+			return Bool(!want)
+		})
+	}
+	anyAll("any", true)
+	anyAll("all", false)
+	reg("partition", 2, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		var r, w []Value
+		for _, it := range ev.ForceList(a[1]).Items {
+			if ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos) {
+				r = append(r, it)
+			} else {
+				w = append(w, it)
+			}
+		}
+		return NewAttrs([]Attr{{Name: "right", Val: &List{Items: r}}, {Name: "wrong", Val: &List{Items: w}}})
+	})
+	reg("groupBy", 2, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		m := map[string][]Value{}
+		for _, it := range ev.ForceList(a[1]).Items {
+			k := ev.str(ev.call(f, it, ev.curPos))
+			m[k] = append(m[k], it)
+		}
+		out := make([]Attr, 0, len(m))
+		for k, vs := range m {
+			out = append(out, Attr{Name: k, Val: &List{Items: vs}})
+		}
+		return NewAttrs(out)
+	})
+	reg("sort", 2, func(ev *Evaluator, a []Value) Value {
+		f := ev.forceFunction(a[0])
+		l := ev.ForceList(a[1])
+		out := make([]Value, len(l.Items))
+		for i := range l.Items {
+			out[i] = ev.forceItem(l, i)
+		}
+		mergeSort(out, func(a, b Value) bool {
+			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)
+		})
+		return &List{Items: out}
+	})
+}
+
+func (ev *Evaluator) genericClosure(arg Value) Value {
+	as := ev.forceAttrs(arg)
+	ss, ok := as.Get("startSet")
+	if !ok {
+		ev.Throwf("attribute 'startSet' missing for call to 'genericClosure'")
+	}
+	op, ok := as.Get("operator")
+	if !ok {
+		ev.Throwf("attribute 'operator' missing for call to 'genericClosure'")
+	}
+	work := append([]Value(nil), ev.ForceList(ss).Items...)
+	op = ev.Force(op)
+	var keys []Value // sorted
+	var out []Value
+	for len(work) > 0 {
+		e := work[0]
+		work = work[1:]
+		ea := ev.forceAttrs(e)
+		k, ok := ea.Get("key")
+		if !ok {
+			ev.Throwf("attribute 'key' required")
+		}
+		k = ev.Force(k)
+		i := sort.Search(len(keys), func(i int) bool { return ev.compare(k, keys[i], ev.curPos) <= 0 })
+		if i < len(keys) && ev.compare(k, keys[i], ev.curPos) == 0 {
+			continue
+		}
+		keys = append(keys, nil)
+		copy(keys[i+1:], keys[i:])
+		keys[i] = k
+		out = append(out, e)
+		work = append(work, ev.ForceList(ev.call(op, e, ev.curPos)).Items...)
+	}
+	return &List{Items: out}
+}
+
+// mergeSort is a stable sort making about n log n comparisons, as
+// std::stable_sort does (sort.SliceStable makes many more swaps).
+func mergeSort(xs []Value, less func(a, b Value) bool) {
+	if len(xs) < 2 {
+		return
+	}
+	buf := make([]Value, len(xs))
+	var rec func(xs, buf []Value)
+	rec = func(xs, buf []Value) {
+		n := len(xs)
+		if n <= 12 {
+			for i := 1; i < n; i++ {
+				for j := i; j > 0 && less(xs[j], xs[j-1]); j-- {
+					xs[j], xs[j-1] = xs[j-1], xs[j]
+				}
+			}
+			return
+		}
+		m := n / 2
+		rec(xs[:m], buf[:m])
+		rec(xs[m:], buf[m:])
+		if !less(xs[m], xs[m-1]) {
+			return // already in order
+		}
+		copy(buf, xs)
+		i, j, k := 0, m, 0
+		for i < m && j < n {
+			if less(buf[j], buf[i]) {
+				xs[k] = buf[j]
+				j++
+			} else {
+				xs[k] = buf[i]
+				i++
+			}
+			k++
+		}
+		for i < m {
+			xs[k] = buf[i]
+			i++
+			k++
+		}
+		for j < n {
+			xs[k] = buf[j]
+			j++
+			k++
+		}
+	}
+	rec(xs, buf)
+}

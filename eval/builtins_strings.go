@@ -1,0 +1,203 @@
+package eval
+
+import (
+	"regexp"
+	"strings"
+)
+
+// regex compiles re once per evaluator: match and split run in loops over
+// the same few expressions. An invalid one is remembered as nil.
+func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
+	key := regexKey{re, anchored}
+	if rx, ok := ev.regexes[key]; ok {
+		if rx == nil {
+			ev.Throwf("invalid regular expression '%s'", re)
+		}
+		return rx
+	}
+	src := re
+	if anchored {
+		src = "^(?:" + re + ")$"
+	}
+	rx, err := regexp.Compile("(?s)" + src)
+	if err == nil {
+		rx.Longest()
+	}
+	if err != nil {
+		ev.regexes[key] = nil
+		ev.Throwf("invalid regular expression '%s'", re)
+	}
+	ev.regexes[key] = rx
+	return rx
+}
+
+// regexKey tells match's expressions (anchored) from split's.
+type regexKey struct {
+	re       string
+	anchored bool
+}
+
+// registerStrings adds the string builtins.
+func registerStrings(reg registerFunc) {
+	reg("toString", 1, func(ev *Evaluator, a []Value) Value { return ev.CoerceToStringMore(a[0], false) })
+	reg("stringLength", 1, func(ev *Evaluator, a []Value) Value {
+		return Int(len(ev.coerceToString(a[0], ev.curPos, false, true).S))
+	})
+	reg("substring", 3, func(ev *Evaluator, a []Value) Value {
+		start := ev.intArg(a[0])
+		n := ev.intArg(a[1])
+		s := ev.coerceToString(a[2], ev.curPos, false, true)
+		if start < 0 {
+			ev.Throwf("negative start position in 'substring'")
+		}
+		if start >= int64(len(s.S)) {
+			return StrCtx("", s.Ctx())
+		}
+		end := int64(len(s.S))
+		if n >= 0 && start+n < end {
+			end = start + n
+		}
+		return StrCtx(s.S[start:end], s.Ctx())
+	})
+	reg("concatStringsSep", 2, func(ev *Evaluator, a []Value) Value {
+		sep := ev.ForceString(a[0])
+		l := ev.ForceList(a[1])
+		var b strings.Builder
+		ctx := sep.Ctx()
+		for i := range l.Items {
+			if i > 0 {
+				b.WriteString(sep.S)
+			}
+			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
+			b.WriteString(s.S)
+			ctx = MergeContext(ctx, s.Ctx())
+		}
+		return StrCtx(b.String(), ctx)
+	})
+	reg("replaceStrings", 3, func(ev *Evaluator, a []Value) Value {
+		from := ev.ForceList(a[0])
+		to := ev.ForceList(a[1])
+		if len(from.Items) != len(to.Items) {
+			ev.Throwf("'from' and 'to' arguments to 'replaceStrings' have different lengths")
+		}
+		s := ev.coerceToString(a[2], ev.curPos, false, true)
+		froms := make([]string, len(from.Items))
+		for i, f := range from.Items {
+			froms[i] = ev.str(f)
+		}
+		tos := make([]*String, len(to.Items))
+		var b []byte
+		ctx := s.Ctx()
+		str := s.S
+		// bytes that can start a match; runs of other bytes are copied
+		// at once
+		var starts [256]bool
+		anyEmpty := false
+		for _, f := range froms {
+			if f == "" {
+				anyEmpty = true
+			} else {
+				starts[f[0]] = true
+			}
+		}
+		b = make([]byte, 0, len(str))
+		for p := 0; p <= len(str); {
+			if !anyEmpty {
+				q := p
+				for q < len(str) && !starts[str[q]] {
+					q++
+				}
+				b = append(b, str[p:q]...)
+				p = q
+				if p == len(str) {
+					break
+				}
+			}
+			found := false
+			for i, f := range froms {
+				if strings.HasPrefix(str[p:], f) {
+					found = true
+					if tos[i] == nil {
+						tos[i] = ev.coerceToString(to.Items[i], ev.curPos, false, true)
+						ctx = MergeContext(ctx, tos[i].Ctx())
+					}
+					b = append(b, tos[i].S...)
+					if f == "" {
+						if p < len(str) {
+							b = append(b, str[p])
+						}
+						p++
+					} else {
+						p += len(f)
+					}
+					break
+				}
+			}
+			if !found {
+				if p < len(str) {
+					b = append(b, str[p])
+				}
+				p++
+			}
+		}
+		return StrCtx(string(b), ctx)
+	})
+	reg("match", 2, func(ev *Evaluator, a []Value) Value {
+		re := ev.str(a[0])
+		s := ev.ForceString(a[1])
+		rx := ev.regex(re, true)
+		m := rx.FindStringSubmatchIndex(s.S)
+		if m == nil {
+			return Null{}
+		}
+		out := make([]Value, 0, len(m)/2-1)
+		for i := 2; i < len(m); i += 2 {
+			if m[i] < 0 {
+				out = append(out, Null{})
+			} else {
+				out = append(out, Str(s.S[m[i]:m[i+1]]))
+			}
+		}
+		return &List{Items: out}
+	})
+	reg("split", 2, func(ev *Evaluator, a []Value) Value {
+		re := ev.str(a[0])
+		s := ev.ForceString(a[1])
+		if isLiteralRegex(re) && re != "" {
+			// no metacharacters: plain substring search
+			parts := strings.Split(s.S, re)
+			out := make([]Value, 0, 2*len(parts)-1)
+			empty := &List{}
+			for i, p := range parts {
+				if i > 0 {
+					out = append(out, empty)
+				}
+				out = append(out, Str(p))
+			}
+			return &List{Items: out}
+		}
+		rx := ev.regex(re, false)
+		ms := rx.FindAllStringSubmatchIndex(s.S, -1)
+		out := make([]Value, 0, 2*len(ms)+1)
+		prev := 0
+		for _, m := range ms {
+			out = append(out, Str(s.S[prev:m[0]]))
+			groups := make([]Value, 0, len(m)/2-1)
+			for i := 2; i < len(m); i += 2 {
+				if m[i] < 0 {
+					groups = append(groups, Null{})
+				} else {
+					groups = append(groups, Str(s.S[m[i]:m[i+1]]))
+				}
+			}
+			out = append(out, &List{Items: groups})
+			prev = m[1]
+		}
+		out = append(out, Str(s.S[prev:]))
+		return &List{Items: out}
+	})
+}
+
+func isLiteralRegex(re string) bool {
+	return !strings.ContainsAny(re, `\.+*?()|[]{}^$`)
+}

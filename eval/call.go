@@ -1,0 +1,261 @@
+package eval
+
+import "github.com/tvix-go/tvix/eval/syntax"
+
+// pairEnv holds the two environments of a curried two-argument call.
+type pairEnv struct {
+	e1 Env
+	e2 Env
+}
+
+// CallN applies f to arguments and returns the result forced.
+func (ev *Evaluator) CallN(f Value, args []Value) Value {
+	r := ev.Force(f)
+	for _, a := range args {
+		r = ev.Force(ev.call(r, a, ev.curPos))
+	}
+	return r
+}
+
+// Call1 applies f to one argument, forcing the result.
+func (ev *Evaluator) Call1(f, a Value) Value { return ev.Force(ev.call(ev.Force(f), a, ev.curPos)) }
+
+// The functions through which evaluation recurses (call, call2,
+// callPrimOpStack, forceThunk, Force) keep their common case in a small
+// frame, the rest in functions of their own: a chain of 10,000
+// derivations nests them 10,000 deep (~20 frames per link), so the Go
+// stack grows by every byte of these frames at each level.
+
+// call applies a forced function value to one argument; the result may
+// be a thunk.
+func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
+	switch fn := f.(type) {
+	case *Lambda:
+		return ev.callCode(fn.fn, fn.env, arg, pos)
+	case *PrimOp:
+		if fn.Arity == 1 {
+			n := len(ev.args)
+			ev.args = append(ev.args, arg)
+			return ev.callPrimOpStack(fn, n)
+		}
+	}
+	return ev.callOther(f, arg, pos)
+}
+
+// callOther is call for partial applications of builtins, functors and
+// what is not a function.
+//
+//go:noinline
+func (ev *Evaluator) callOther(f Value, arg Value, pos syntax.Pos) Value {
+	switch fn := f.(type) {
+	case *PrimOp:
+		x := &struct {
+			PrimOpApp
+			a [1]Value
+		}{}
+		x.Op, x.a[0] = fn, arg
+		x.Args = x.a[:]
+		return &x.PrimOpApp
+	case *PrimOpApp:
+		if len(fn.Args)+1 == fn.Op.Arity {
+			n := len(ev.args)
+			ev.args = append(ev.args, fn.Args...)
+			ev.args = append(ev.args, arg)
+			return ev.callPrimOpStack(fn.Op, n)
+		}
+		args := make([]Value, len(fn.Args)+1)
+		copy(args, fn.Args)
+		args[len(fn.Args)] = arg
+		return &PrimOpApp{Op: fn.Op, Args: args}
+	case *Attrs:
+		if functor, ok := fn.Get("__functor"); ok {
+			g := ev.Force(ev.call(ev.Force(functor), fn, pos))
+			return ev.call(g, arg, pos)
+		}
+	}
+	ev.throwAt(pos, "attempt to call something which is not a function but %s", showType(f))
+	return nil
+}
+
+// call2 applies f to two arguments; for a curried lambda (a: b: ...)
+// it skips building the intermediate closure.
+func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
+	switch fn := f.(type) {
+	case *Lambda:
+		if fn.fn.simple && fn.fn.inner != nil {
+			return ev.call2Lambda(fn, a, b, pos)
+		}
+	case *PrimOp:
+		if fn.Arity == 2 {
+			n := len(ev.args)
+			ev.args = append(ev.args, a, b)
+			return ev.callPrimOpStack(fn, n)
+		}
+	}
+	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
+}
+
+// call2Lambda is call2 of a curried lambda.
+//
+//go:noinline
+func (ev *Evaluator) call2Lambda(l *Lambda, a, b Value, pos syntax.Pos) Value {
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	if l.fn.inner.simple {
+		// both environments in one allocation, reused when the body
+		// cannot keep a reference to them
+		e := ev.pairPool
+		if e != nil && l.fn.inner.noCapture {
+			ev.pairPool = nil
+		} else {
+			e = &pairEnv{}
+		}
+		e.e1.up, e.e1.v0 = l.env, a
+		e.e2.up, e.e2.v0 = &e.e1, b
+		ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
+		v := l.fn.inner.body(ev, &e.e2)
+		ev.frames = ev.frames[:len(ev.frames)-1]
+		if l.fn.inner.noCapture {
+			e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
+			ev.pairPool = e
+		}
+		ev.depth--
+		return v
+	}
+	env := newEnv(l.env, 1)
+	env.v0 = a
+	v := ev.callCode(l.fn.inner, env, b, pos)
+	ev.depth--
+	return v
+}
+
+// callPrimOpStack calls p with the arguments pushed on ev.args from n on
+// (no allocation per call), and pops them. Builtins do not keep their
+// argument slice (the capacity is capped so that appending to it cannot
+// reach the stack).
+func (ev *Evaluator) callPrimOpStack(p *PrimOp, n int) Value {
+	end := len(ev.args)
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	v := p.Fn(ev, ev.args[n:end:end])
+	ev.depth--
+	clear(ev.args[n:])
+	ev.args = ev.args[:n]
+	return v
+}
+
+// throwStackOverflow is kept out of line: the frames of its callers
+// (the recursion path) would hold its arguments.
+//
+//go:noinline
+func (ev *Evaluator) throwStackOverflow() {
+	ev.ThrowKind(ErrStackOverflow, "stack overflow (possible infinite recursion)")
+}
+
+func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
+	return ev.callCode(fn.fn, fn.env, arg, pos)
+}
+
+func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.Pos) Value {
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	if lc.simple && lc.noCapture {
+		env := ev.envPool
+		if env != nil {
+			ev.envPool = nil
+		} else {
+			env = newEnv(nil, 1)
+		}
+		env.up, env.v0 = cenv, arg
+		ev.frames = append(ev.frames, callFrame{lc, pos})
+		v := lc.body(ev, env)
+		ev.frames = ev.frames[:len(ev.frames)-1]
+		env.up, env.v0 = nil, nil
+		ev.envPool = env
+		ev.depth--
+		return v
+	}
+	env := newEnv(cenv, lc.nslots)
+	if lc.simple {
+		env.v0 = arg
+	} else {
+		ev.bindFormals(lc, env, arg, pos)
+	}
+	ev.frames = append(ev.frames, callFrame{lc, pos})
+	v := lc.body(ev, env)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.depth--
+	return v
+}
+
+// bindFormals fills env from a set pattern's argument. It is kept out of
+// callCode, whose frame every nested call holds while its body runs.
+//
+//go:noinline
+func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax.Pos) {
+	a := ev.Force(arg)
+	as, ok := a.(*Attrs)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a set was expected", showType(a))
+	}
+	used := 0
+	own, j := as.own, 0
+	merge := as.ov == nil && len(own) > 8
+	for _, f := range lc.formals {
+		var x *Attr
+		if merge {
+			// formals and attributes are both sorted: walk them together
+			for j < len(own) && own[j].Name < f.name {
+				j++
+			}
+			if j < len(own) && own[j].Name == f.name {
+				x = &own[j]
+			}
+		} else {
+			x = as.Lookup(f.name)
+		}
+		if x != nil {
+			*env.slot(f.slot) = x.Val
+			used++
+		} else if f.def != nil {
+			*env.slot(f.slot) = nil
+		} else {
+			ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
+		}
+	}
+	for _, f := range lc.formals {
+		if s := env.slot(f.slot); *s == nil {
+			*s = f.def(ev, env)
+		}
+	}
+	if !lc.ellipsis && used < as.Len() {
+		for _, x := range as.All() {
+			found := false
+			for _, f := range lc.formals {
+				if f.name == x.Name {
+					found = true
+					break
+				}
+			}
+			if !found {
+				ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name)
+			}
+		}
+	}
+	if lc.atSlot >= 0 {
+		*env.slot(lc.atSlot) = arg
+	}
+}
+
+func lambdaName(lc *lambdaCode) string {
+	if lc.name != "" {
+		return "function '" + lc.name + "'"
+	}
+	return "anonymous function at " + lc.pos.String()
+}

@@ -1,0 +1,182 @@
+package eval
+
+import "github.com/tvix-go/tvix/eval/syntax"
+
+// forceItem forces a list element and stores the value in place of the
+// thunk: lists are immutable, so this only drops the indirection (and
+// lets the thunk be collected).
+func (ev *Evaluator) forceItem(l *List, i int) Value {
+	v := l.Items[i]
+	if t, ok := v.(*Thunk); ok {
+		v = ev.forceThunk(t)
+		l.Items[i] = v
+	}
+	return v
+}
+
+// Force evaluates v to weak head normal form.
+func (ev *Evaluator) Force(v Value) Value {
+	if t, ok := v.(*Thunk); ok {
+		if t.c == nil && t.env == nil {
+			return t.v
+		}
+		return ev.forceThunk(t)
+	}
+	return v
+}
+
+func (ev *Evaluator) forceThunk(t *Thunk) Value {
+	if t.c == nil {
+		if t.env == nil {
+			return t.v
+		}
+		ev.throwInfiniteRecursion()
+	}
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflow()
+	}
+	c, env := t.c, t.env
+	t.c, t.env = nil, blackhole
+	// A failure leaves t running; tryEval and the API boundary restore
+	// the thunks on this stack so that forcing t again re-evaluates it
+	// (and fails again).
+	ev.running = append(ev.running, runningThunk{t, c, env})
+	v := c(ev, env)
+	if t2, ok := v.(*Thunk); ok {
+		v = ev.Force(t2)
+	}
+	ev.running[len(ev.running)-1] = runningThunk{}
+	ev.running = ev.running[:len(ev.running)-1]
+	ev.depth--
+	t.v, t.env = v, nil
+	return v
+}
+
+//go:noinline
+func (ev *Evaluator) throwInfiniteRecursion() {
+	ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
+}
+
+func (ev *Evaluator) forceBool(v Value, pos syntax.Pos) bool {
+	v = ev.Force(v)
+	b, ok := v.(Bool)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a Boolean was expected", showType(v))
+	}
+	return bool(b)
+}
+
+// ForceAttrs forces v and checks it is an attrset.
+func (ev *Evaluator) ForceAttrs(v Value) *Attrs { return ev.forceAttrs(v) }
+
+func (ev *Evaluator) forceAttrs(v Value) *Attrs {
+	if t, ok := v.(*Thunk); ok {
+		v = ev.forceThunk(t) // not Force: one frame less on the recursion path
+	}
+	a, ok := v.(*Attrs)
+	if !ok {
+		ev.typeError("a set", v)
+	}
+	return a
+}
+
+func (ev *Evaluator) forceAttrsAt(v Value, pos syntax.Pos) *Attrs {
+	v = ev.Force(v)
+	a, ok := v.(*Attrs)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a set was expected", showType(v))
+	}
+	return a
+}
+
+func (ev *Evaluator) ForceList(v Value) *List { return ev.forceListAt(v, ev.curPos) }
+
+func (ev *Evaluator) forceListAt(v Value, pos syntax.Pos) *List {
+	v = ev.Force(v)
+	l, ok := v.(*List)
+	if !ok {
+		ev.throwAt(pos, "value is %s while a list was expected", showType(v))
+	}
+	return l
+}
+
+func (ev *Evaluator) ForceInt(v Value) int64 {
+	v = ev.Force(v)
+	i, ok := v.(Int)
+	if !ok {
+		ev.typeError("an integer", v)
+	}
+	return int64(i)
+}
+
+func (ev *Evaluator) ForceBool(v Value) bool { return ev.forceBool(v, ev.curPos) }
+
+// ForceString forces a string (no coercion) and returns it with context.
+func (ev *Evaluator) ForceString(v Value) *String {
+	v = ev.Force(v)
+	s, ok := v.(*String)
+	if !ok {
+		ev.typeError("a string", v)
+	}
+	return s
+}
+
+func (ev *Evaluator) forceFunction(v Value) Value {
+	v = ev.Force(v)
+	switch x := v.(type) {
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return v
+	case *Attrs:
+		if _, ok := x.Get("__functor"); ok {
+			return v
+		}
+	}
+	ev.typeError("a function", v)
+	return nil
+}
+
+// dataDepthWeight is what one level of nested data costs against
+// MaxCallDepth in deepSeq / toJSON: with the default limit, data nested
+// about 60000 deep is a stack-overflow error (as it is for Nix 2.8),
+// while 100000 nested calls still work.
+const dataDepthWeight = 4
+
+// ForceDeep evaluates v completely (deepSeq).
+func (ev *Evaluator) ForceDeep(v Value) Value {
+	seen := map[any]bool{}
+	var rec func(v Value)
+	rec = func(v Value) {
+		v = ev.Force(v)
+		switch x := v.(type) {
+		case *List:
+			if seen[x] {
+				return
+			}
+			seen[x] = true
+			ev.depth += dataDepthWeight
+			if ev.depth > ev.maxDepth {
+				ev.ThrowKind(ErrStackOverflow, "stack overflow")
+			}
+			for _, it := range x.Items {
+				rec(it)
+			}
+			ev.depth -= dataDepthWeight
+		case *Attrs:
+			if seen[x] {
+				return
+			}
+			seen[x] = true
+			ev.depth += dataDepthWeight
+			if ev.depth > ev.maxDepth {
+				ev.ThrowKind(ErrStackOverflow, "stack overflow")
+			}
+			for _, a := range x.All() {
+				rec(a.Val)
+			}
+			ev.depth -= dataDepthWeight
+		}
+	}
+	rec(v)
+	return ev.Force(v)
+}

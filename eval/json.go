@@ -1,0 +1,103 @@
+package eval
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+)
+
+func jsonString(b *bytes.Buffer, s string) {
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			if c < 0x20 {
+				fmt.Fprintf(b, `\u%04x`, c)
+			} else {
+				b.WriteByte(c)
+			}
+		}
+	}
+	b.WriteByte('"')
+}
+
+func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
+	ev.depth += dataDepthWeight
+	if ev.depth > ev.maxDepth {
+		ev.ThrowKind(ErrStackOverflow, "stack overflow")
+	}
+	defer func() { ev.depth -= dataDepthWeight }()
+	v = ev.Force(v)
+	switch x := v.(type) {
+	case Null:
+		b.WriteString("null")
+	case Bool:
+		if x {
+			b.WriteString("true")
+		} else {
+			b.WriteString("false")
+		}
+	case Int:
+		b.WriteString(strconv.FormatInt(int64(x), 10))
+	case Float:
+		b.WriteString(formatFloat(float64(x)))
+	case *String:
+		*ctx = MergeContext(*ctx, x.Ctx())
+		jsonString(b, x.S)
+	case Path:
+		sp := ev.copyPathToStore(string(x), ev.curPos)
+		*ctx = MergeContext(*ctx, Context{sp})
+		jsonString(b, sp)
+	case *List:
+		b.WriteByte('[')
+		for i, it := range x.Items {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			ev.toJSON(b, it, ctx)
+		}
+		b.WriteByte(']')
+	case *Attrs:
+		if _, ok := x.Get("__toString"); ok {
+			s := ev.coerceToString(x, ev.curPos, false, true)
+			*ctx = MergeContext(*ctx, s.Ctx())
+			jsonString(b, s.S)
+			return
+		}
+		if o, ok := x.Get("outPath"); ok {
+			ev.toJSON(b, o, ctx)
+			return
+		}
+		b.WriteByte('{')
+		for i, a := range x.All() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			jsonString(b, a.Name)
+			b.WriteByte(':')
+			ev.toJSON(b, a.Val, ctx)
+		}
+		b.WriteByte('}')
+	default:
+		ev.Throwf("cannot convert %s to JSON", showType(v))
+	}
+}
+
+// ToJSON renders v as JSON (forcing it deeply). Call inside Run.
+func (ev *Evaluator) ToJSON(v Value) string {
+	var b bytes.Buffer
+	var ctx Context
+	ev.toJSON(&b, v, &ctx)
+	return b.String()
+}

@@ -1,0 +1,145 @@
+package eval
+
+import (
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
+
+// formatFloat prints like C++ ostream with default precision (%g, 6).
+func formatFloat(f float64) string {
+	if math.IsInf(f, 1) {
+		return "inf"
+	}
+	if math.IsInf(f, -1) {
+		return "-inf"
+	}
+	if math.IsNaN(f) {
+		return "nan"
+	}
+	// C prints at least two exponent digits, as Go does.
+	return strconv.FormatFloat(f, 'g', 6, 64)
+}
+
+// PrintValue renders a value as nix-instantiate --eval prints it. With
+// strict unset, unevaluated thunks print as <CODE>.
+func PrintValue(ev *Evaluator, v Value, strict bool) string {
+	var b strings.Builder
+	p := &printer{ev: ev, b: &b, strict: strict, seen: map[any]bool{}}
+	p.print(v, nil)
+	return b.String()
+}
+
+type printer struct {
+	ev     *Evaluator
+	b      *strings.Builder
+	strict bool
+	seen   map[any]bool
+}
+
+// print writes v; slot is the thunk v was reached through, standing in
+// for the Value cell C++ Nix uses to recognise repeated small lists.
+func (p *printer) print(v Value, slot *Thunk) {
+	if t, ok := v.(*Thunk); ok {
+		if !t.done() && !p.strict {
+			p.b.WriteString("<CODE>")
+			return
+		}
+		slot = t
+		v = p.ev.Force(t)
+	}
+	switch x := v.(type) {
+	case Null:
+		p.b.WriteString("null")
+	case Bool:
+		if x {
+			p.b.WriteString("true")
+		} else {
+			p.b.WriteString("false")
+		}
+	case Int:
+		p.b.WriteString(strconv.FormatInt(int64(x), 10))
+	case Float:
+		p.b.WriteString(formatFloat(float64(x)))
+	case *String:
+		p.b.WriteString(QuoteString(x.S))
+	case Path:
+		p.b.WriteString(string(x))
+	case *List:
+		if len(x.Items) > 0 {
+			var key any = x
+			if len(x.Items) <= 2 {
+				if slot != nil {
+					key = slot
+				} else {
+					key = nil
+				}
+			}
+			if key != nil {
+				if p.seen[key] {
+					p.b.WriteString("«repeated»")
+					return
+				}
+				p.seen[key] = true
+			}
+		}
+		p.b.WriteString("[ ")
+		for _, it := range x.Items {
+			p.print(it, nil)
+			p.b.WriteByte(' ')
+		}
+		p.b.WriteString("]")
+	case *Attrs:
+		if x.Len() > 0 {
+			if p.seen[x] {
+				p.b.WriteString("«repeated»")
+				return
+			}
+			p.seen[x] = true
+		}
+		p.b.WriteString("{ ")
+		for _, a := range x.All() {
+			p.b.WriteString(printAttrName(a.Name))
+			p.b.WriteString(" = ")
+			p.print(a.Val, nil)
+			p.b.WriteString("; ")
+		}
+		p.b.WriteString("}")
+	case *Lambda:
+		p.b.WriteString("<LAMBDA>")
+	case *PrimOp:
+		p.b.WriteString("<PRIMOP>")
+	case *PrimOpApp:
+		p.b.WriteString("<PRIMOP-APP>")
+	default:
+		p.b.WriteString("<CODE>")
+	}
+}
+
+func printAttrName(s string) string {
+	if s == "" {
+		return `""`
+	}
+	ok := isIdentStart(s[0])
+	for i := 1; ok && i < len(s); i++ {
+		c := s[i]
+		ok = isIdentStart(c) || c >= '0' && c <= '9' || c == '\'' || c == '-'
+	}
+	if ok && !keywordsEval[s] {
+		return s
+	}
+	return QuoteString(s)
+}
+
+var keywordsEval = map[string]bool{"if": true, "then": true, "else": true, "assert": true, "with": true,
+	"let": true, "in": true, "rec": true, "inherit": true, "or": true}
+
+func isIdentStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
+
+// QuoteString renders a Nix string literal.
+func QuoteString(s string) string { return syntax.Quote(s) }
+
+// PrintSyntax renders a parsed expression (nix-instantiate --parse).
+func PrintSyntax(n syntax.Node) string { return syntax.Print(n) }
