@@ -12,12 +12,13 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tvix-go/tvix/internal/netlisten"
 )
 
 // Options tune the device. The zero value is usable.
@@ -50,26 +51,11 @@ func (o *Options) withDefaults() Options {
 	return r
 }
 
-// Listen creates the vhost-user socket. A stale socket file left by a
-// dead server is replaced; one that still accepts connections is not.
+// Listen creates the vhost-user socket (see netlisten.Unix: a stale
+// socket is replaced, a live one or anything that is not a socket is
+// refused).
 func Listen(socketPath string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(socketPath); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen on %s: exists and is not a socket", socketPath)
-		}
-		if c, err := net.Dial("unix", socketPath); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen on %s: another server is accepting connections there", socketPath)
-		}
-		if err := os.Remove(socketPath); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", socketPath, err)
-		}
-	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: socketPath, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", socketPath, err)
-	}
-	return l, nil
+	return netlisten.Unix(context.Background(), socketPath)
 }
 
 // Serve listens on socketPath and serves rawFS to every VMM that connects,
