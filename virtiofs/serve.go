@@ -14,7 +14,6 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -74,13 +73,15 @@ func Serve(ctx context.Context, socketPath string, rawFS fuse.RawFileSystem, opt
 func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileSystem, opts Options) error {
 	o := opts.withDefaults()
 	l.SetUnlinkOnClose(true)
+	// Closing acc, not l, so that an Accept waiting out EMFILE ends at once.
+	acc := netlisten.Retry(l, netlisten.Logger(o.Logger))
 	var (
 		mu    sync.Mutex
 		conns = map[*net.UnixConn]struct{}{}
 		wg    sync.WaitGroup
 	)
 	stop := context.AfterFunc(ctx, func() {
-		l.Close()
+		acc.Close()
 		mu.Lock()
 		for c := range conns {
 			c.Close()
@@ -89,9 +90,9 @@ func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileS
 	})
 	defer stop()
 	defer wg.Wait()
-	defer l.Close()
+	defer acc.Close()
 	for {
-		conn, err := l.AcceptUnix()
+		c, err := acc.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -99,13 +100,9 @@ func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileS
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				o.Logger.Warn("virtiofs: accept failed, retrying", "err", err)
-				continue
-			}
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
+		conn := c.(*net.UnixConn) // a UnixListener's
 		mu.Lock()
 		if ctx.Err() != nil {
 			mu.Unlock()
