@@ -23,6 +23,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/diskimage"
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
@@ -66,10 +67,7 @@ func requireVM(t *testing.T) {
 	if len(missing) == 0 {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("cannot boot VMs: %s", strings.Join(missing, "; "))
-	}
-	t.Skipf("cannot boot VMs: %s", strings.Join(missing, "; "))
+	testenv.Missing(t, "cannot boot VMs: %s", strings.Join(missing, "; "))
 }
 
 // storeTree is a small store: a static busybox, a "hello" and a tiny
@@ -422,13 +420,7 @@ func TestBootGuestReboot(t *testing.T) {
 // host's, and only a few of the image's chunks are fetched.
 func TestBootDisk(t *testing.T) {
 	requireVM(t)
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img (Debian qemu-utils) is required under CI")
-		}
-		t.Skip("qemu-img not installed")
-	}
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := storeTree(t)
 	tmp := t.TempDir()
 	raw := make([]byte, 24<<20)
