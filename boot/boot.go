@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tvix-go/tvix/boot/guest"
+	"github.com/tvix-go/tvix/internal/netlisten"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/virtiofs"
 )
@@ -203,10 +204,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		// QEMU connects to the NBD server at start and gives up at once
 		// if it cannot, so it listens before QEMU starts.
 		nbdSock = filepath.Join(tmp, "nbd.sock")
-		l, err := net.Listen("unix", nbdSock)
+		ul, err := netlisten.Unix(ctx, nbdSock)
 		if err != nil {
 			return res, fmt.Errorf("listen for the disks' NBD clients: %w", err)
 		}
+		l := netlisten.Retry(ul, netlisten.Logger(c.Logger))
 		srvCtx, stopSrv := context.WithCancel(context.Background())
 		srvDone := make(chan struct{})
 		go func() {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore/castoregrpc"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
+	"github.com/tvix-go/tvix/internal/netlisten"
 	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/store/narbridge"
 	"github.com/tvix-go/tvix/store/narcastore"
@@ -36,11 +37,10 @@ type Daemon struct {
 	// Services are the store's services, open until Wait returns.
 	Services *registry.Services
 
-	g       *errgroup.Group
-	stop    context.CancelFunc
-	mu      sync.Mutex
-	bound   map[string][]net.Addr
-	cleanup []func()
+	g     *errgroup.Group
+	stop  context.CancelFunc
+	mu    sync.Mutex
+	bound map[string][]net.Addr
 }
 
 // Run starts the daemon and serves until ctx ends or a server fails.
@@ -116,26 +116,16 @@ func (d *Daemon) record(server string, a net.Addr) {
 }
 
 func (d *Daemon) close() {
-	for i := len(d.cleanup) - 1; i >= 0; i-- {
-		d.cleanup[i]()
-	}
-	d.cleanup = nil
 	if err := d.Services.Close(); err != nil {
 		slog.Warn("closing the store", "err", err)
 	}
 }
 
-// listenOn binds addr and arranges for a unix socket to be removed when
-// the daemon is done.
-func (d *Daemon) listenOn(addr string) (net.Listener, error) {
-	lis, err := listen(addr)
-	if err != nil {
-		return nil, err
-	}
-	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
-		d.cleanup = append(d.cleanup, func() { os.Remove(p) })
-	}
-	return lis, nil
+// listenOn binds addr (a unix socket is removed again when its listener
+// closes); Accept backs off instead of failing when file descriptors run
+// out, so a daemon under load keeps serving.
+func (d *Daemon) listenOn(ctx context.Context, addr string) (net.Listener, error) {
+	return netlisten.Listen(ctx, addr)
 }
 
 func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
@@ -149,7 +139,7 @@ func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	for _, a := range cfg.GRPC {
-		lis, err := d.listenOn(a)
+		lis, err := d.listenOn(ctx, a)
 		if err != nil {
 			srv.Stop()
 			return fmt.Errorf("--listen: %w", err)
@@ -181,7 +171,7 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	if !strings.Contains(addr, "://") {
 		addr = "tcp://" + addr
 	}
-	lis, err := d.listenOn(addr)
+	lis, err := d.listenOn(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("nar-bridge: %w", err)
 	}
@@ -244,7 +234,7 @@ func (d *Daemon) startEval(ctx context.Context, cfg Config) error {
 	if jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", jobs)
 	}
-	lis, err := d.listenOn(cfg.Eval.Listen)
+	lis, err := d.listenOn(ctx, cfg.Eval.Listen)
 	if err != nil {
 		return fmt.Errorf("--eval-listen: %w", err)
 	}

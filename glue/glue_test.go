@@ -12,33 +12,8 @@ import (
 	"testing"
 
 	"github.com/tvix-go/tvix/eval"
+	"github.com/tvix-go/tvix/internal/nixtest"
 )
-
-const nixConfig = "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command"
-
-func requireNix(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("nix-instantiate not found (install nix-bin): %v", err)
-		}
-		t.Skipf("nix-instantiate not found (install nix-bin): %v", err)
-	}
-}
-
-func runNix(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("nix-instantiate", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixConfig)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("nix-instantiate %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out)
-}
 
 // fixtureDir holds files the expressions import.
 func fixtureDir(t *testing.T) string {
@@ -139,7 +114,7 @@ var instantiateCases = []string{
 }
 
 func TestOracleInstantiate(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	dir := fixtureDir(t)
 	var expr strings.Builder
 	fmt.Fprintf(&expr, "let\n%sin [\n", prelude)
@@ -151,7 +126,7 @@ func TestOracleInstantiate(t *testing.T) {
 	if err := os.WriteFile(file, []byte(expr.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Split(strings.TrimRight(runNix(t, dir, file), "\n"), "\n")
+	want := strings.Split(strings.TrimRight(string(nixtest.RunIn(t, dir, "nix-instantiate", file)), "\n"), "\n")
 
 	ev, g := newEval(ComputeStore{})
 	v, err := ev.EvalFile(file)
@@ -197,7 +172,7 @@ var evalCases = []string{
 }
 
 func TestOracleEval(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	dir := fixtureDir(t)
 	var expr strings.Builder
 	fmt.Fprintf(&expr, "let\n%sin builtins.toJSON [\n", prelude)
@@ -209,7 +184,7 @@ func TestOracleEval(t *testing.T) {
 	if err := os.WriteFile(file, []byte(expr.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := strings.TrimSpace(runNix(t, dir, "--eval", "--strict", file))
+	want := strings.TrimSpace(string(nixtest.RunIn(t, dir, "nix-instantiate", "--eval", "--strict", file)))
 
 	ev, _ := newEval(ComputeStore{})
 	v, err := ev.EvalFile(file)
@@ -266,9 +241,8 @@ func TestErrors(t *testing.T) {
 		t.Run(tt.want, func(t *testing.T) {
 			expr := "let\n" + prelude + "in builtins.seq (builtins.deepSeq (" + tt.expr + ") null) null"
 			if !tt.tvixOnly && nixErr == nil {
-				cmd := exec.Command("nix-instantiate", "--eval", "--readonly-mode", "-E", expr)
+				cmd := nixtest.Command("nix-instantiate", "--eval", "--readonly-mode", "-E", expr)
 				cmd.Dir = dir
-				cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixConfig)
 				out, err := cmd.CombinedOutput()
 				if err == nil || !strings.Contains(string(out), tt.want) {
 					t.Errorf("C++ Nix says %q (err %v), not %q", out, err, tt.want)
@@ -355,12 +329,12 @@ func BenchmarkInstantiate(b *testing.B) {
 // TestBenchExpressionMatchesNix keeps the benchmark honest: a small
 // instance of it gives nix-instantiate's paths.
 func TestBenchExpressionMatchesNix(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	file, err := filepath.Abs("testdata/bench.nix")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields(runNix(t, ".", "--readonly-mode", "--arg", "n", "20", file))
+	want := strings.Fields(string(nixtest.RunIn(t, ".", "nix-instantiate", "--readonly-mode", "--arg", "n", "20", file)))
 	ev, _ := newEval(ComputeStore{})
 	v, err := ev.EvalFile(file)
 	if err != nil {
@@ -447,8 +421,8 @@ func TestDeepChainOnNewStacks(t *testing.T) {
 		})
 	}
 	t.Run("matches nix", func(t *testing.T) {
-		requireNix(t)
-		want := strings.Fields(runNix(t, ".", "--readonly-mode", "--arg", "n", fmt.Sprint(n), file))
+		nixtest.Require(t)
+		want := strings.Fields(string(nixtest.RunIn(t, ".", "nix-instantiate", "--readonly-mode", "--arg", "n", fmt.Sprint(n), file)))
 		ev, g := newEval(ComputeStore{})
 		v, err := ev.EvalFile(file)
 		if err != nil {

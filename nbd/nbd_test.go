@@ -17,6 +17,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 type countingReaderAt struct {
@@ -29,20 +30,9 @@ func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return c.r.ReadAt(p, off)
 }
 
-func requireQemuImg(t *testing.T) string {
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("qemu-img (Debian qemu-utils) is required under CI")
-		}
-		t.Skip("qemu-img not installed")
-	}
-	return p
-}
-
 // TestQemuReadsExport has QEMU's own NBD client copy the export out.
 func TestQemuReadsExport(t *testing.T) {
-	qemuImg := requireQemuImg(t)
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	data := make([]byte, 8<<20)
 	rand.New(rand.NewSource(1)).Read(data)
 	src := &countingReaderAt{r: bytes.NewReader(data)}
@@ -148,7 +138,7 @@ func TestBlobDisk(t *testing.T) {
 	}
 
 	// QEMU's NBD client reads a range of the export.
-	qemuIO := requireQemuImg(t)
+	qemuIO := testenv.Tool(t, "qemu-img", "qemu-utils")
 	qemuIO = filepath.Join(filepath.Dir(qemuIO), "qemu-io")
 	sock := filepath.Join(t.TempDir(), "nbd.sock")
 	l, err := net.Listen("unix", sock)

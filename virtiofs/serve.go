@@ -11,14 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/tvix-go/tvix/internal/fuselog"
+	"github.com/tvix-go/tvix/internal/netlisten"
 )
 
 // Options tune the device. The zero value is usable.
@@ -51,26 +50,11 @@ func (o *Options) withDefaults() Options {
 	return r
 }
 
-// Listen creates the vhost-user socket. A stale socket file left by a
-// dead server is replaced; one that still accepts connections is not.
+// Listen creates the vhost-user socket (see netlisten.Unix: a stale
+// socket is replaced, a live one or anything that is not a socket is
+// refused).
 func Listen(socketPath string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(socketPath); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen on %s: exists and is not a socket", socketPath)
-		}
-		if c, err := net.Dial("unix", socketPath); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen on %s: another server is accepting connections there", socketPath)
-		}
-		if err := os.Remove(socketPath); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", socketPath, err)
-		}
-	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: socketPath, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", socketPath, err)
-	}
-	return l, nil
+	return netlisten.Unix(context.Background(), socketPath)
 }
 
 // Serve listens on socketPath and serves rawFS to every VMM that connects,
@@ -89,13 +73,15 @@ func Serve(ctx context.Context, socketPath string, rawFS fuse.RawFileSystem, opt
 func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileSystem, opts Options) error {
 	o := opts.withDefaults()
 	l.SetUnlinkOnClose(true)
+	// Closing acc, not l, so that an Accept waiting out EMFILE ends at once.
+	acc := netlisten.Retry(l, netlisten.Logger(o.Logger))
 	var (
 		mu    sync.Mutex
 		conns = map[*net.UnixConn]struct{}{}
 		wg    sync.WaitGroup
 	)
 	stop := context.AfterFunc(ctx, func() {
-		l.Close()
+		acc.Close()
 		mu.Lock()
 		for c := range conns {
 			c.Close()
@@ -104,9 +90,9 @@ func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileS
 	})
 	defer stop()
 	defer wg.Wait()
-	defer l.Close()
+	defer acc.Close()
 	for {
-		conn, err := l.AcceptUnix()
+		c, err := acc.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -114,13 +100,9 @@ func ServeListener(ctx context.Context, l *net.UnixListener, rawFS fuse.RawFileS
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				o.Logger.Warn("virtiofs: accept failed, retrying", "err", err)
-				continue
-			}
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
+		conn := c.(*net.UnixConn) // a UnixListener's
 		mu.Lock()
 		if ctx.Err() != nil {
 			mu.Unlock()

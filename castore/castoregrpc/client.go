@@ -10,22 +10,19 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"lukechampine.com/blake3"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/castore/chunkedread"
+	"github.com/tvix-go/tvix/internal/grpcstatus"
 )
 
-// fromStatus turns NotFound back into castore.ErrNotFound.
-func fromStatus(what string, err error) error {
-	if status.Code(err) == codes.NotFound {
-		return fmt.Errorf("%s: %w (%s)", what, castore.ErrNotFound, status.Convert(err).Message())
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+// fromWire lets errors.Is see castore.ErrNotFound and the context errors
+// in what the server or the transport answered.
+func fromWire(err error) error { return grpcstatus.FromStatus(err, castore.ErrNotFound) }
+
+func fromStatus(what string, err error) error { return fmt.Errorf("%s: %w", what, fromWire(err)) }
 
 // BlobClient is a BlobService backed by a remote one. Blobs the server
 // reports as chunked are read chunk by chunk, each verified against its
@@ -43,7 +40,7 @@ func NewBlobClient(conn grpc.ClientConnInterface, closer io.Closer) *BlobClient 
 
 func (c *BlobClient) Has(ctx context.Context, d castore.Digest) (bool, error) {
 	_, err := c.c.Stat(ctx, &castorev1.StatBlobRequest{Digest: d.Bytes()})
-	if status.Code(err) == codes.NotFound {
+	if err = fromWire(err); errors.Is(err, castore.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -112,7 +109,7 @@ func (c *BlobClient) Put(ctx context.Context, opts ...castore.PutOption) (castor
 	stream, err := c.c.Put(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("put blob: %w", err)
+		return nil, fromStatus("put blob", err)
 	}
 	return &remoteWriter{stream: stream, cancel: cancel, opts: castore.ApplyPutOptions(opts), h: blake3.New(32, nil)}, nil
 }
@@ -141,7 +138,7 @@ func (w *remoteWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		k := min(len(p), readChunkSize)
 		if err := w.stream.Send(&castorev1.BlobChunk{Data: p[:k]}); err != nil {
-			w.err = fmt.Errorf("put blob: %w", err)
+			w.err = fromStatus("put blob", err)
 			return 0, w.err
 		}
 		p = p[k:]
@@ -163,7 +160,7 @@ func (w *remoteWriter) Close() (castore.Digest, error) {
 	}
 	resp, err := w.stream.CloseAndRecv()
 	if err != nil {
-		return castore.Digest{}, fmt.Errorf("put blob: %w", err)
+		return castore.Digest{}, fromStatus("put blob", err)
 	}
 	d, err := castore.DigestFromBytes(resp.GetDigest())
 	if err != nil {
@@ -457,7 +454,7 @@ func (c *DirectoryClient) Put(ctx context.Context, d *castorev1.Directory) (cast
 func (c *DirectoryClient) PutMultiple(ctx context.Context) castore.DirectoryPutter {
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := c.c.Put(ctx)
-	return &remotePutter{stream: stream, err: err, cancel: cancel}
+	return &remotePutter{stream: stream, err: fromWire(err), cancel: cancel}
 }
 
 func (c *DirectoryClient) Close() error {
@@ -482,8 +479,8 @@ func (p *remotePutter) Put(d *castorev1.Directory) error {
 			// The server refused the stream; its reason comes with CloseAndRecv.
 			_, err = p.stream.CloseAndRecv()
 		}
-		p.err = err
-		return fmt.Errorf("put directory: %w", err)
+		p.err = fromWire(err)
+		return fmt.Errorf("put directory: %w", p.err)
 	}
 	return nil
 }
@@ -495,7 +492,7 @@ func (p *remotePutter) Close() (castore.Digest, error) {
 	}
 	resp, err := p.stream.CloseAndRecv()
 	if err != nil {
-		return castore.Digest{}, fmt.Errorf("put directories: %w", err)
+		return castore.Digest{}, fromStatus("put directories", err)
 	}
 	return castore.DigestFromBytes(resp.GetRootDigest())
 }

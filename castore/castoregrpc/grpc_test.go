@@ -22,13 +22,18 @@ import (
 // serve starts a server over fresh memory services on a unix socket.
 func serve(t *testing.T) *grpc.ClientConn {
 	t.Helper()
+	return serveWith(t, blobstore.NewMemory(), dirstore.NewMemory())
+}
+
+func serveWith(t *testing.T, blobs castore.BlobService, dirs castore.DirectoryService) *grpc.ClientConn {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "castore.sock")
 	lis, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	Register(srv, blobstore.NewMemory(), dirstore.NewMemory())
+	Register(srv, blobs, dirs)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/grpcstatus"
 )
 
 // readChunkSize bounds the messages a Read stream sends.
@@ -27,21 +28,16 @@ func Register(s *grpc.Server, blobs castore.BlobService, dirs castore.DirectoryS
 	castorev1.RegisterDirectoryServiceServer(s, &directoryServer{dirs: dirs})
 }
 
-// toStatus maps our errors onto the codes Tvix clients expect.
-func toStatus(err error) error {
-	var ve *castore.ValidationError
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, castore.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.As(err, &ve):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
+// wire maps our errors onto the codes Tvix clients expect.
+var wire = grpcstatus.Mapping{
+	NotFound: []error{castore.ErrNotFound},
+	Invalid: func(err error) bool {
+		var ve *castore.ValidationError
+		return errors.As(err, &ve)
+	},
 }
+
+func toStatus(err error) error { return wire.ToStatus(err) }
 
 func digestArg(b []byte) (castore.Digest, error) {
 	d, err := castore.DigestFromBytes(b)

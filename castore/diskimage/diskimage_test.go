@@ -11,15 +11,11 @@ import (
 	"testing"
 
 	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 func TestImportQcow2MatchesRaw(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("qemu-img (Debian qemu-utils) is required under CI")
-		}
-		t.Skip("qemu-img not installed")
-	}
+	testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
 	data := make([]byte, 16<<20)

@@ -44,14 +44,38 @@ func Text(t testing.TB, name string, args ...string) string {
 	return strings.TrimSpace(string(Run(t, name, args...)))
 }
 
+// RunIn is Run in directory dir, which relative paths in -E expressions
+// and file arguments are resolved against.
+func RunIn(t testing.TB, dir, name string, args ...string) []byte {
+	t.Helper()
+	cmd := Command(name, args...)
+	cmd.Dir = dir
+	out, err := output(cmd)
+	if err != nil {
+		t.Fatalf("%s %s (in %s): %v", name, strings.Join(args, " "), dir, err)
+	}
+	return out
+}
+
 // RunErr is Run that returns the error (stderr included) instead.
 func RunErr(name string, args ...string) ([]byte, error) { return RunInput(nil, name, args...) }
 
 // RunInput is RunErr with stdin.
 func RunInput(stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
+	cmd := Command(name, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
+	return output(cmd)
+}
+
+// Command is the command Run runs, for a caller that needs what Run does
+// not offer (combined output, a stdout file).
+func Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
 	cmd.Env = Env()
+	return cmd
+}
+
+func output(cmd *exec.Cmd) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -11,46 +11,14 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/internal/nixtest"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 )
-
-// nixConfig keeps the oracle from needing build users, a sandbox or a
-// network.
-const nixConfig = "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command"
-
-// requireNix finds a C++ Nix tool; missing Nix fails the test in CI and
-// skips it elsewhere.
-func requireNix(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (install nix-bin): %v", tool, err)
-		}
-		t.Skipf("%s not found (install nix-bin): %v", tool, err)
-	}
-	return p
-}
-
-func runNix(t *testing.T, dir string, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixConfig)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return out
-}
 
 // hashForms returns a digest of "hello" in every notation Nix accepts for
 // outputHash.
@@ -175,8 +143,7 @@ func oracleCases() []oracleCase {
 // it again gives the same bytes, and that the output paths, the .drv path
 // and `nix show-derivation` JSON are reproduced exactly.
 func TestOracleNixInstantiate(t *testing.T) {
-	requireNix(t, "nix-instantiate")
-	requireNix(t, "nix")
+	nixtest.Require(t)
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tree"), 0o755); err != nil {
 		t.Fatal(err)
@@ -200,7 +167,7 @@ func TestOracleNixInstantiate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte(expr.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := strings.Fields(string(runNix(t, dir, "nix-instantiate", "default.nix")))
+	out := strings.Fields(string(nixtest.RunIn(t, dir, "nix-instantiate", "default.nix")))
 	if len(out) != len(cases) {
 		t.Fatalf("nix-instantiate printed %d paths for %d expressions", len(out), len(cases))
 	}
@@ -274,7 +241,7 @@ func TestOracleNixInstantiate(t *testing.T) {
 	if err := WriteJSON(&got, all); err != nil {
 		t.Fatal(err)
 	}
-	want := runNix(t, dir, "nix", append([]string{"show-derivation"}, sortedKeys(all)...)...)
+	want := nixtest.RunIn(t, dir, "nix", append([]string{"show-derivation"}, sortedKeys(all)...)...)
 	if !bytes.Equal(got.Bytes(), want) {
 		gl, wl := strings.Split(got.String(), "\n"), strings.Split(string(want), "\n")
 		for i := range min(len(gl), len(wl)) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -238,8 +237,7 @@ func BenchmarkDump(b *testing.B) {
 		b.Run(tr.name+"/nix-store--dump", func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
-				cmd := exec.Command("nix-store", "--dump", tree)
-				cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixtest.Config)
+				cmd := nixtest.Command("nix-store", "--dump", tree)
 				null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 				if err != nil {
 					b.Fatal(err)

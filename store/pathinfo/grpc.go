@@ -13,6 +13,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/grpcstatus"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
@@ -29,15 +30,18 @@ type server struct {
 	calc NARCalculator
 }
 
-func toStatus(err error) error {
-	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, castore.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
+// wire maps our errors onto the codes Tvix clients expect; a path whose
+// info refers to a missing castore node is as not-found as a missing path.
+var wire = grpcstatus.Mapping{
+	NotFound: []error{ErrNotFound, castore.ErrNotFound},
+	Invalid:  func(err error) bool { return errors.Is(err, ErrInvalid) },
 }
+
+func toStatus(err error) error { return wire.ToStatus(err) }
+
+// fromWire lets errors.Is see ErrNotFound and the context errors in what
+// the server or the transport answered.
+func fromWire(err error) error { return grpcstatus.FromStatus(err, ErrNotFound) }
 
 func (s *server) Get(ctx context.Context, req *storev1.GetPathInfoRequest) (*storev1.PathInfo, error) {
 	var d [storepath.DigestSize]byte
@@ -101,11 +105,8 @@ func NewClient(conn grpc.ClientConnInterface, closer io.Closer) *Client {
 
 func (c *Client) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
 	info, err := c.c.Get(ctx, &storev1.GetPathInfoRequest{ByWhat: &storev1.GetPathInfoRequest_ByOutputHash{ByOutputHash: digest[:]}})
-	if status.Code(err) == codes.NotFound {
-		return nil, fmt.Errorf("get path info %x: %w", digest, ErrNotFound)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("get path info %x: %w", digest, err)
+		return nil, fmt.Errorf("get path info %x: %w", digest, fromWire(err))
 	}
 	sp, err := Validate(info)
 	if err != nil {
@@ -120,7 +121,7 @@ func (c *Client) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*s
 func (c *Client) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
 	out, err := c.c.Put(ctx, info)
 	if err != nil {
-		return nil, fmt.Errorf("put path info: %w", err)
+		return nil, fmt.Errorf("put path info: %w", fromWire(err))
 	}
 	return out, nil
 }
@@ -129,7 +130,8 @@ func (c *Client) CalculateNAR(ctx context.Context, node *castorev1.Node) (uint64
 	var sum [32]byte
 	resp, err := c.c.CalculateNAR(ctx, node)
 	if err != nil {
-		return 0, sum, fmt.Errorf("calculate NAR: %w", err)
+		// What CalculateNAR can miss is a castore node, not a path.
+		return 0, sum, fmt.Errorf("calculate NAR: %w", grpcstatus.FromStatus(err, castore.ErrNotFound))
 	}
 	if len(resp.GetNarSha256()) != 32 {
 		return 0, sum, fmt.Errorf("calculate NAR: server sent a %d-byte sha256", len(resp.GetNarSha256()))
@@ -144,7 +146,7 @@ func (c *Client) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error] {
 		defer cancel()
 		stream, err := c.c.List(ctx, &storev1.ListPathInfoRequest{})
 		if err != nil {
-			yield(nil, fmt.Errorf("list path infos: %w", err))
+			yield(nil, fmt.Errorf("list path infos: %w", fromWire(err)))
 			return
 		}
 		for {
@@ -153,7 +155,7 @@ func (c *Client) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error] {
 				return
 			}
 			if err != nil {
-				yield(nil, fmt.Errorf("list path infos: %w", err))
+				yield(nil, fmt.Errorf("list path infos: %w", fromWire(err)))
 				return
 			}
 			if !yield(info, nil) {

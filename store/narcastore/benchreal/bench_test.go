@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -82,8 +81,7 @@ func BenchmarkReal(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cmd := exec.Command("nix-store", "--dump", tree)
-				cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixtest.Config)
+				cmd := nixtest.Command("nix-store", "--dump", tree)
 				cmd.Stdout = null
 				err = cmd.Run()
 				null.Close()
