@@ -12,7 +12,7 @@ import (
 
 func TestDerivationShowFile(t *testing.T) {
 	// A .drv outside the store is keyed by the path it would have.
-	src, err := os.ReadFile("../../derivation/testdata/ss2p4wmxijn652haqyd7dckxwl4c7hxx-bar.drv")
+	src, err := os.ReadFile("../../nix/derivation/testdata/ss2p4wmxijn652haqyd7dckxwl4c7hxx-bar.drv")
 	if err != nil {
 		t.Fatal(err)
 	}
