@@ -1,25 +1,22 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // TestBootHelloScript runs scripts/boot-hello: real Nix builds hello, the
 // daemon substitutes it lazily from a local binary cache and a MicroVM
 // runs it over virtio-fs (KVM when usable, TCG otherwise).
 func TestBootHelloScript(t *testing.T) {
-	requireNix(t)
-	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required under CI", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	nixtest.Require(t)
+	testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
+	testenv.Tool(t, "qemu-img", "qemu-utils")
+	testenv.Tool(t, "busybox", "busybox-static")
 	cmd := exec.Command("../../scripts/boot-hello")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
 )
 
 // TestDaemonEvalEndpoint: a daemon with an empty store and the hello cache
@@ -22,10 +24,10 @@ func TestDaemonEvalEndpoint(t *testing.T) {
 	dir, hello, key := helloCache(t)
 	srv, cc := serveCache(t, dir)
 	expr, _ := filepath.Abs("../../scripts/hello/hello.nix")
-	wantDrv := nixOut(t, "nix-instantiate", expr)
-	wantLibcDrv := nixOut(t, "nix-instantiate", expr, "-A", "libc")
-	wantLibc := nixOut(t, "nix-store", "-q", "--outputs", wantLibcDrv)
-	wantClosure := strings.Fields(nixOut(t, "nix-store", "-qR", hello))
+	wantDrv := nixtest.Text(t, "nix-instantiate", expr)
+	wantLibcDrv := nixtest.Text(t, "nix-instantiate", expr, "-A", "libc")
+	wantLibc := nixtest.Text(t, "nix-store", "-q", "--outputs", wantLibcDrv)
+	wantClosure := strings.Fields(nixtest.Text(t, "nix-store", "-qR", hello))
 	sort.Strings(wantClosure)
 
 	sockDir, err := os.MkdirTemp("", "tvix-eval-")

@@ -7,17 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // TestDaemonMount imports a tree as a store path, mounts the store from the
 // daemon and compares the mounted path with the original.
 func TestDaemonMount(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("/dev/fuse is required under CI")
-		}
-		t.Skip("no /dev/fuse")
-	}
+	testenv.FUSE(t)
 	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
 	src := filepath.Join(t.TempDir(), "tree")
 	writeTree(t, src, 5<<20)

@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
 )
 
 // TestInstantiateWritesDrvsLikeNix: tvix instantiate prints the .drv path
 // nix-instantiate prints, and the .drv and the source it pulled in are in
 // the tvix store with the bytes Nix wrote.
 func TestInstantiateWritesDrvsLikeNix(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "src.txt"), []byte("source "+dir+"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "default.nix"), []byte(`
@@ -23,16 +25,16 @@ in { foo = derivation { name = "foo"; builder = "/bin/sh"; system = "x86_64-linu
 	if err != nil {
 		t.Fatalf("%v %s", err, stderr)
 	}
-	want := nixOut(t, "nix-instantiate", filepath.Join(dir, "default.nix"), "-A", "foo")
+	want := nixtest.Text(t, "nix-instantiate", filepath.Join(dir, "default.nix"), "-A", "foo")
 	if strings.TrimSpace(out) != want {
 		t.Fatalf("tvix instantiate = %q, nix-instantiate = %q", out, want)
 	}
-	for _, p := range strings.Fields(nixOut(t, "nix-store", "-qR", want)) {
+	for _, p := range strings.Fields(nixtest.Text(t, "nix-store", "-qR", want)) {
 		got, stderr, err := run(t, env, "store", "dump", p)
 		if err != nil {
 			t.Fatalf("%s not in the tvix store: %v %s", p, err, stderr)
 		}
-		if got != nixRaw(t, "nix-store", "--dump", p) {
+		if got != string(nixtest.Run(t, "nix-store", "--dump", p)) {
 			t.Fatalf("NAR of %s differs from what Nix wrote", p)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // lostSymlinkTests need symlinks the shared copy of the suite lost (plain
@@ -22,10 +24,7 @@ func TestLangSuiteWithStore(t *testing.T) {
 	dir, _ := filepath.Abs("../../../shared/nix-lang-tests")
 	ref, err := os.ReadFile(filepath.Join(dir, "reference-results.txt"))
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Nix language tests not found beside the repository: %v", err)
-		}
-		t.Skip("Nix language tests not found")
+		testenv.Missing(t, "Nix language tests not found beside the repository: %v", err)
 	}
 	bin := t.TempDir()
 	if err := os.Symlink(tvixBinary(t), filepath.Join(bin, "nix-instantiate")); err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // TestNixpkgsModulesSh runs nixpkgs' lib/tests/modules.sh (the module
@@ -23,18 +25,9 @@ func TestNixpkgsModulesSh(t *testing.T) {
 	dir, _ := filepath.Abs("../../../shared/nixpkgs-lib/lib/tests")
 	script := filepath.Join(dir, "modules.sh")
 	if _, err := os.Stat(script); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nixpkgs lib not found beside the repository: %v", err)
-		}
-		t.Skip("nixpkgs lib not found beside the repository")
+		testenv.Missing(t, "nixpkgs lib not found beside the repository: %v", err)
 	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("modules.sh needs bash: %v", err)
-		}
-		t.Skip("no bash")
-	}
+	bash := testenv.Tool(t, "bash", "")
 	bin := t.TempDir()
 	if err := os.Symlink(tvixBinary(t), filepath.Join(bin, "nix-instantiate")); err != nil {
 		t.Fatal(err)

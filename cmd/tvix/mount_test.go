@@ -7,17 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func requireFUSEMount(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: /dev/fuse and root are required (%v, euid %d)", err, os.Geteuid())
-		}
-		t.Skipf("mount tests need /dev/fuse and root (%v, euid %d)", err, os.Geteuid())
-	}
-}
+	"github.com/tvix-go/tvix/internal/testenv"
+)
 
 func isMounted(mp string) bool {
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
@@ -28,7 +20,8 @@ func isMounted(mp string) bool {
 // compares, and checks that SIGINT unmounts and busy or non-empty
 // mountpoints are refused with a clear message.
 func TestMountCommand(t *testing.T) {
-	requireFUSEMount(t)
+	testenv.Root(t, "tvix mount")
+	testenv.FUSE(t)
 	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
 	src := filepath.Join(t.TempDir(), "tree")
 	writeTree(t, src, 2<<20)

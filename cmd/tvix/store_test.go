@@ -3,42 +3,16 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
 )
-
-func requireNix(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("nix-store"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nix-store (Debian nix-bin) is required under CI")
-		}
-		t.Skip("nix-store not installed")
-	}
-}
-
-func nixOut(t *testing.T, args ...string) string {
-	t.Helper()
-	return strings.TrimSpace(nixRaw(t, args...))
-}
-
-// nixRaw runs a Nix command and returns its stdout unchanged (NARs).
-func nixRaw(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "NIX_CONFIG=build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%v: %v", args, err)
-	}
-	return string(out)
-}
 
 // TestStoreImportMatchesNix compares store paths and NAR bytes with C++ Nix.
 func TestStoreImportMatchesNix(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
 	src := filepath.Join(t.TempDir(), "tree")
 	writeTree(t, src, 3<<20)
@@ -59,7 +33,7 @@ func TestStoreImportMatchesNix(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", tc.tvix, err, stderr)
 		}
-		want := nixOut(t, tc.nix...)
+		want := nixtest.Text(t, tc.nix[0], tc.nix[1:]...)
 		if strings.TrimSpace(out) != want {
 			t.Errorf("%v = %q, nix-store says %q", tc.tvix, out, want)
 			continue
@@ -68,13 +42,13 @@ func TestStoreImportMatchesNix(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dump %s: %v %s", want, err, stderr)
 		}
-		wantNAR := nixRaw(t, "nix-store", "--dump", want)
+		wantNAR := string(nixtest.Run(t, "nix-store", "--dump", want))
 		if !bytes.Equal([]byte(nar), []byte(wantNAR)) {
 			t.Errorf("NAR of %s differs from nix-store --dump (%d vs %d bytes)", want, len(nar), len(wantNAR))
 		}
 		q, _, err := run(t, env, "store", "query", "--hash", want)
-		if err != nil || strings.TrimSpace(q) != nixOut(t, "nix-store", "-q", "--hash", want) {
-			t.Errorf("NAR hash of %s: %q vs nix %q (%v)", want, q, nixOut(t, "nix-store", "-q", "--hash", want), err)
+		if err != nil || strings.TrimSpace(q) != nixtest.Text(t, "nix-store", "-q", "--hash", want) {
+			t.Errorf("NAR hash of %s: %q vs nix %q (%v)", want, q, nixtest.Text(t, "nix-store", "-q", "--hash", want), err)
 		}
 	}
 	if out, stderr, err := run(t, env, "store", "verify", "--check-contents"); err != nil {

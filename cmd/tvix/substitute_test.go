@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 var (
@@ -25,7 +28,7 @@ var (
 // binary cache with unrelated paths besides it, once per test run.
 func helloCache(t *testing.T) (dir, hello, pubkey string) {
 	t.Helper()
-	requireNix(t)
+	nixtest.Require(t)
 	helloCacheOnce.Do(func() {
 		base, err := os.MkdirTemp("", "tvix-hello-cache-")
 		if err != nil {
@@ -102,7 +105,7 @@ func TestStoreCopyFromBinaryCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields(nixOut(t, "nix-store", "-qR", hello))
+	want := strings.Fields(nixtest.Text(t, "nix-store", "-qR", hello))
 	sort.Strings(want)
 	if strings.Join(strings.Fields(got), " ") != strings.Join(want, " ") {
 		t.Fatalf("closure %q, nix-store -qR says %q", got, want)
@@ -110,7 +113,7 @@ func TestStoreCopyFromBinaryCache(t *testing.T) {
 	// Rendered back, each path is the NAR Nix has.
 	for _, p := range want {
 		nar, _, err := run(t, env, "store", "dump", p)
-		if err != nil || nar != nixRaw(t, "nix-store", "--dump", p) {
+		if err != nil || nar != string(nixtest.Run(t, "nix-store", "--dump", p)) {
 			t.Fatalf("NAR of %s differs from nix-store --dump", p)
 		}
 	}
@@ -123,12 +126,7 @@ func TestStoreCopyFromBinaryCache(t *testing.T) {
 // fetches a path when the mount looks it up, and its references only when
 // they are looked up.
 func TestMountSubstitutesLazily(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("/dev/fuse is required under CI")
-		}
-		t.Skip("no /dev/fuse")
-	}
+	testenv.FUSE(t)
 	dir, hello, key := helloCache(t)
 	srv, cc := serveCache(t, dir)
 	mp := t.TempDir()
@@ -172,7 +170,7 @@ func TestStoreCopySeededByExpression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields(nixOut(t, "nix-store", "-qR", hello))
+	want := strings.Fields(nixtest.Text(t, "nix-store", "-qR", hello))
 	sort.Strings(want)
 	if strings.Join(strings.Fields(got), " ") != strings.Join(want, " ") {
 		t.Fatalf("closure %q, nix-store -qR says %q", got, want)
