@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tvix-go/tvix/internal/testenv"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 )
 
@@ -318,10 +319,7 @@ var miscNeedsStore = map[string]bool{}
 func TestMiscNixpkgsLib(t *testing.T) {
 	p, _ := filepath.Abs("../../shared/nixpkgs-lib/lib/tests/misc.nix") // shared/ beside the repository
 	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("nixpkgs lib not found: %v", err)
-		}
-		t.Skip("nixpkgs lib not found")
+		testenv.Missing(t, "nixpkgs lib not found: %v", err)
 	}
 	ev := New(Options{Builtins: map[string]Value{"derivationStrict": NewPrimOp("derivationStrict", 1, mockDerivationStrict)},
 		NixBuiltins: map[string]string{"derivation": DerivationNix}})
