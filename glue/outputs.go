@@ -46,18 +46,6 @@ func (g *Glue) Derivations(ev *eval.Evaluator, v eval.Value) ([]Selected, error)
 	return out, nil
 }
 
-// OutputPaths evaluates v the way nix-instantiate would and returns the
-// output paths of the derivations it names (the selected output, or every
-// output when a whole derivation is named): what a command seeded by an
-// expression substitutes.
-func (g *Glue) OutputPaths(ev *eval.Evaluator, v eval.Value) ([]storepath.StorePath, error) {
-	drvs, err := g.Derivations(ev, v)
-	if err != nil {
-		return nil, err
-	}
-	return SelectedPaths(drvs)
-}
-
 // SelectedPaths lists the selected output paths of drvs, each once.
 func SelectedPaths(drvs []Selected) ([]storepath.StorePath, error) {
 	seen := map[string]bool{}

@@ -116,15 +116,6 @@ func (p StorePath) String() string {
 	return string(append(b, p.Name...))
 }
 
-// compressHash XOR-folds a hash to n bytes, as Nix's compressHash.
-func compressHash(h []byte, n int) []byte {
-	out := make([]byte, n)
-	for i, b := range h {
-		out[i%n] ^= b
-	}
-	return out
-}
-
 // Make computes a store path from Nix's fingerprint
 // "<type>:sha256:<hex inner>:/nix/store:<name>" (makeStorePath).
 func Make(typ string, innerSHA256 []byte, name string) (StorePath, error) {

@@ -112,21 +112,6 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 		blobs: blobs, dirs: dirs, missing: map[[storepath.DigestSize]byte]time.Time{}}, nil
 }
 
-// New makes a Service for a cache at base (http://, https:// or file://).
-func New(base string, trusted []narinfo.PublicKey, blobs castore.BlobService, dirs castore.DirectoryService) (*Service, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, fmt.Errorf("binary cache %q: %w", base, err)
-	}
-	u.Scheme = "nix+" + u.Scheme
-	s, err := Open(u, blobs, dirs)
-	if err != nil {
-		return nil, err
-	}
-	s.trusted = append(s.trusted, trusted...)
-	return s, nil
-}
-
 var errAbsent = errors.New("absent")
 
 // open fetches rel (a narinfo name or a narinfo's URL) from the cache;
