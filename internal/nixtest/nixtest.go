@@ -111,3 +111,16 @@ func BuildInputAddressed(t *testing.T, nonce string) string {
 	}
 	return Text(t, "nix-build", "--no-out-link", expr)
 }
+
+// SandboxConfig is Config with Nix's build sandbox on: what builds are
+// compared against (as root, Nix 2.8's sandbox works here).
+const SandboxConfig = "build-users-group =\nsandbox = true\nsubstituters =\nexperimental-features = nix-command"
+
+// Sandboxed runs a Nix command with SandboxConfig and returns its
+// trimmed stdout, or the error with stderr.
+func Sandboxed(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "NIX_CONFIG="+SandboxConfig)
+	out, err := output(cmd)
+	return strings.TrimSpace(string(out)), err
+}

@@ -1,0 +1,143 @@
+// Package build runs builds described by Tvix's BuildRequest (package
+// buildv1): inputs as castore nodes, a command, outputs read back as
+// castore nodes with the reference needles found in each. Backends (the
+// local sandbox in build/sandbox) implement Builder; the gRPC service in
+// this package serves any Builder to other processes.
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/tvix-go/tvix/build/buildv1"
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/nix/storepath"
+)
+
+// Builder runs one build. The builder's stdout and stderr go to log as
+// they are written. A build whose command fails returns a *Failure.
+type Builder interface {
+	Build(ctx context.Context, req *buildv1.BuildRequest, log io.Writer) (*buildv1.Build, error)
+}
+
+// Failure is a build that ran and did not succeed; nothing it wrote is
+// kept.
+type Failure struct {
+	Message string
+	// ExitCode is the builder's exit status, -1 when it did not exit.
+	ExitCode int
+	TimedOut bool
+}
+
+func (f *Failure) Error() string { return f.Message }
+
+// Validate checks a request before anything is set up for it, so a bad
+// one fails with an error naming the field instead of half-way through a
+// build: inputs named by store path basenames, sorted and unique; paths
+// relative, clean and inside the sandbox; outputs below inputs_dir;
+// environment sorted with unique keys.
+func Validate(req *buildv1.BuildRequest) error {
+	if len(req.GetCommandArgs()) == 0 {
+		return fmt.Errorf("build request: no command_args")
+	}
+	inputsDir := req.GetInputsDir()
+	if err := relPath(inputsDir); err != nil {
+		return fmt.Errorf("build request: inputs_dir: %w", err)
+	}
+	var prev string
+	for i, n := range req.GetInputs() {
+		if err := castore.ValidateNode(n); err != nil {
+			return fmt.Errorf("build request: input %d: %w", i, err)
+		}
+		name := string(castore.NodeName(n))
+		if _, err := storepath.FromBasename(name); err != nil {
+			return fmt.Errorf("build request: input %q is not named by a store path basename: %w", name, err)
+		}
+		if i > 0 && name <= prev {
+			if name == prev {
+				return fmt.Errorf("build request: input %q given twice", name)
+			}
+			return fmt.Errorf("build request: inputs not sorted: %q after %q", name, prev)
+		}
+		prev = name
+	}
+	if err := relPath(req.GetWorkingDir()); err != nil {
+		return fmt.Errorf("build request: working_dir: %w", err)
+	}
+	for _, p := range req.GetScratchPaths() {
+		if err := relPath(p); err != nil {
+			return fmt.Errorf("build request: scratch path: %w", err)
+		}
+	}
+	if len(req.GetOutputs()) == 0 {
+		return fmt.Errorf("build request: no outputs")
+	}
+	seen := map[string]bool{}
+	for _, o := range req.GetOutputs() {
+		if err := relPath(o); err != nil {
+			return fmt.Errorf("build request: output: %w", err)
+		}
+		dir, base := path.Split(o)
+		if strings.TrimSuffix(dir, "/") != inputsDir {
+			return fmt.Errorf("build request: output %q is not directly below inputs_dir %q", o, inputsDir)
+		}
+		if _, err := storepath.FromBasename(base); err != nil {
+			return fmt.Errorf("build request: output %q is not a store path: %w", o, err)
+		}
+		if seen[o] {
+			return fmt.Errorf("build request: output %q given twice", o)
+		}
+		seen[o] = true
+	}
+	for i, e := range req.GetEnvironmentVars() {
+		if e.GetKey() == "" || strings.ContainsAny(e.GetKey(), "=\x00") {
+			return fmt.Errorf("build request: environment variable %q: empty, or contains = or NUL", e.GetKey())
+		}
+		if i > 0 && e.GetKey() <= req.GetEnvironmentVars()[i-1].GetKey() {
+			return fmt.Errorf("build request: environment variables not sorted by key, or %q given twice", e.GetKey())
+		}
+	}
+	for _, f := range req.GetAdditionalFiles() {
+		if err := relPath(f.GetPath()); err != nil {
+			return fmt.Errorf("build request: additional file: %w", err)
+		}
+	}
+	for _, n := range req.GetRefscanNeedles() {
+		if len(n) != encodedDigestSize {
+			return fmt.Errorf("build request: refscan needle %q: want a %d-character store path hash", n, encodedDigestSize)
+		}
+	}
+	return nil
+}
+
+// relPath accepts a clean path relative to the sandbox root.
+func relPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("empty path")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q is absolute, want a path relative to the sandbox root", p)
+	case path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../"):
+		return fmt.Errorf("%q is not a clean path inside the sandbox", p)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("%q contains NUL", p)
+	}
+	return nil
+}
+
+// SortRequest sorts inputs by name and environment by key, the order
+// Validate wants and digests of requests are taken in.
+func SortRequest(req *buildv1.BuildRequest) {
+	slices.SortFunc(req.Inputs, func(a, b *castorev1.Node) int {
+		return strings.Compare(string(castore.NodeName(a)), string(castore.NodeName(b)))
+	})
+	slices.SortFunc(req.EnvironmentVars, func(a, b *buildv1.BuildRequest_EnvVar) int { return strings.Compare(a.GetKey(), b.GetKey()) })
+}
+
+// encodedDigestSize is the length of a store path's nixbase32 hash part.
+const encodedDigestSize = 32

@@ -1,0 +1,201 @@
+package glue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tvix-go/tvix/build"
+	"github.com/tvix-go/tvix/build/sandbox"
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
+	"github.com/tvix-go/tvix/nix/derivation"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/pathinfo"
+)
+
+// buildEnv is a busybox input known to both C++ Nix's store and ours.
+type buildEnv struct {
+	blobs   castore.BlobService
+	dirs    castore.DirectoryService
+	busybox storepath.StorePath
+	node    *castorev1.Node
+	dir     string
+}
+
+func newBuildEnv(t *testing.T) *buildEnv {
+	t.Helper()
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.FUSE(t)
+	testenv.Root(t, "comparing builds with Nix's sandbox")
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		testenv.Missing(t, "busybox-static needed: %v", err)
+	}
+	dir := t.TempDir()
+	bb := filepath.Join(dir, "tvix-build-busybox")
+	os.MkdirAll(filepath.Join(bb, "bin"), 0o755)
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bb, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &buildEnv{blobs: blobstore.NewMemory(), dirs: dirstore.NewMemory(), dir: dir}
+	sp, info, err := importer.Store{Blobs: e.blobs, Dirs: e.dirs, PathInfo: pathinfo.NewMemory()}.AddRecursive(context.Background(), bb, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nixPath := nixtest.Text(t, "nix-store", "--add", bb); nixPath != sp.String() {
+		t.Fatalf("busybox input: nix-store --add gives %s, we %s", nixPath, sp)
+	}
+	e.busybox, e.node = sp, info.GetNode()
+	return e
+}
+
+// drv writes a derivation whose builder is busybox sh running script,
+// instantiates it with Nix and returns its path and parsed contents.
+func (e *buildEnv) drv(t *testing.T, name, script, extra string) (string, *derivation.Derivation) {
+	t.Helper()
+	expr := fmt.Sprintf(`derivation ({
+  name = %q; system = builtins.currentSystem;
+  builder = "${builtins.storePath %q}/bin/busybox";
+  args = [ "sh" "-c" %q ];
+} // %s)`, name, e.busybox.String(), "export PATH="+e.busybox.String()+"/bin; "+script, extra)
+	f := filepath.Join(e.dir, name+".nix")
+	if err := os.WriteFile(f, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drvPath := nixtest.Text(t, "nix-instantiate", f)
+	b, err := os.ReadFile(drvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := derivation.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return drvPath, d
+}
+
+// TestBuildMatchesNixSandbox builds derivations with C++ Nix's sandbox
+// and with ours and compares each output's NAR hash and references.
+func TestBuildMatchesNixSandbox(t *testing.T) {
+	e := newBuildEnv(t)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	for _, tc := range []struct{ name, script, extra string }{
+		{"file", `echo hello > $out`, `{}`},
+		{"tree", `mkdir -p $out/bin $out/share; echo "#!$out/bin/sh" > $out/bin/run; chmod +x $out/bin/run; ln -s $(busybox basename $0) $out/share/argv0; ln -s ` + e.busybox.String() + `/bin/busybox $out/bin/sh; busybox id > $out/share/id; busybox hostname > $out/share/hostname; pwd > $out/share/pwd; echo $HOME $TMPDIR $NIX_STORE $PATH > $out/share/env; ls / > $out/share/root; ls /nix/store | busybox wc -l > $out/share/store-entries; cat /etc/passwd /etc/group /etc/hosts > $out/share/etc`, `{}`},
+		{"outputs", `mkdir $out $dev; echo out > $out/name; echo $out > $dev/out-path`, `{ outputs = [ "out" "dev" ]; }`},
+		{"passasfile", `cp $greetingPath $out; echo "[$greeting]" >> $out`, `{ greeting = "passed as a file"; passAsFile = [ "greeting" ]; }`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drvPath, d := e.drv(t, "tvix-build-"+tc.name, tc.script, strings.TrimSuffix(tc.extra, "}")+` nonce = "`+nonce+`"; }`)
+			outs, err := nixtest.Sandboxed("nix-store", "--realise", drvPath)
+			if err != nil {
+				t.Fatalf("nix-store --realise: %v", err)
+			}
+			req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			sb := &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: t.TempDir()}
+			res, err := sb.Build(context.Background(), req, &log)
+			if err != nil {
+				t.Fatalf("build: %v\nlog:\n%s", err, log.String())
+			}
+			for i, o := range req.GetOutputs() {
+				nixOut := "/" + o
+				if !strings.Contains(outs, nixOut) {
+					t.Fatalf("output %s not among nix-build's %q", nixOut, outs)
+				}
+				wantHash := nixtest.Text(t, "nix-store", "-q", "--hash", nixOut)
+				size, sum, err := narcastore.CalculateNAR(context.Background(), castore.RenameNode(res.GetOutputs()[i], nil), e.blobs, e.dirs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := "sha256:" + nixbase32.EncodeToString(sum[:]); got != wantHash {
+					t.Errorf("%s: NAR hash %s (%d bytes), nix-build's %s", nixOut, got, size, wantHash)
+				}
+				var refs []string
+				for _, n := range res.GetOutputsNeedles()[i].GetNeedles() {
+					needle := req.GetRefscanNeedles()[n]
+					for _, cand := range append(append([]string{}, req.GetOutputs()...), storepath.StoreDir[1:]+"/"+e.busybox.Basename()) {
+						if strings.HasPrefix(strings.TrimPrefix(cand, "nix/store/"), needle) {
+							refs = append(refs, "/"+cand)
+						}
+					}
+				}
+				sort.Strings(refs)
+				want := strings.Fields(nixtest.Text(t, "nix-store", "-q", "--references", nixOut))
+				sort.Strings(want)
+				if strings.Join(refs, " ") != strings.Join(want, " ") {
+					t.Errorf("%s: references %v, nix-build's %v", nixOut, refs, want)
+				}
+			}
+		})
+	}
+}
+
+// Builds that fail, run too long or write no output report it, and
+// nothing of theirs is kept.
+func TestBuildFailures(t *testing.T) {
+	e := newBuildEnv(t)
+	for _, tc := range []struct {
+		name, script string
+		timeout      time.Duration
+		want         string
+		timedOut     bool
+	}{
+		{"exit", `echo failing on purpose >&2; exit 3`, 0, "builder failed with exit code 3", false},
+		{"timeout", `busybox sleep 60`, 2 * time.Second, "timed out", true},
+		{"no-output", `echo nothing`, 0, "failed to produce output path", false},
+		{"outside", `echo x > /nix/store/not-an-output; mkdir $out`, 0, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, d := e.drv(t, "tvix-build-fail-"+tc.name, tc.script, `{}`)
+			req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			scratch := t.TempDir()
+			sb := &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: scratch, Timeout: tc.timeout}
+			res, err := sb.Build(context.Background(), req, &log)
+			if tc.want == "" {
+				// Writing beside the outputs is harmless: only the
+				// outputs are read back.
+				if err != nil || len(res.GetOutputs()) != 1 {
+					t.Fatalf("build: %v %v", res, err)
+				}
+				return
+			}
+			var f *build.Failure
+			if !errors.As(err, &f) || !strings.Contains(f.Message, tc.want) || f.TimedOut != tc.timedOut {
+				t.Fatalf("build: %v, want a failure %q (timed out %v)\nlog:\n%s", err, tc.want, tc.timedOut, log.String())
+			}
+			if tc.name == "exit" && !strings.Contains(log.String(), "failing on purpose") {
+				t.Fatalf("log lost the builder's stderr: %q", log.String())
+			}
+			if left, _ := os.ReadDir(scratch); len(left) != 0 {
+				t.Fatalf("scratch directory keeps %d entries after a failed build", len(left))
+			}
+		})
+	}
+}

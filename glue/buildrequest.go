@@ -1,0 +1,102 @@
+package glue
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tvix-go/tvix/build/buildv1"
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/nix/derivation"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/storepath"
+)
+
+// Where Nix 2.8's sandbox puts things, as a builder sees them.
+const (
+	sandboxBuildDir = "/build"
+	sandboxHome     = "/homeless-shelter"
+)
+
+// BuildRequest turns a derivation into the request a build backend runs:
+// inputs are the castore root nodes of its input sources and of the used
+// outputs of its input derivations (each named by its store path
+// basename; the caller looks them up), the environment is the one Nix
+// 2.8's sandbox gives a builder, and the outputs are the derivation's
+// output paths. cores is NIX_BUILD_CORES.
+func BuildRequest(drv *derivation.Derivation, inputs []*castorev1.Node, cores int) (*buildv1.BuildRequest, error) {
+	if _, ok := drv.Env["__json"]; ok {
+		return nil, fmt.Errorf("build request: structured attributes (__structuredAttrs) are not supported yet")
+	}
+	req := &buildv1.BuildRequest{
+		CommandArgs:  append([]string{drv.Builder}, drv.Args...),
+		WorkingDir:   strings.TrimPrefix(sandboxBuildDir, "/"),
+		ScratchPaths: []string{strings.TrimPrefix(sandboxBuildDir, "/"), strings.TrimPrefix(storepath.StoreDir, "/")},
+		InputsDir:    strings.TrimPrefix(storepath.StoreDir, "/"),
+		Constraints: &buildv1.BuildRequest_BuildConstraints{
+			System: drv.System,
+			// Fixed-output derivations fetch: their result is checked
+			// against the hash, so they may reach the network.
+			NetworkAccess: drv.IsFixedOutput(),
+		},
+	}
+	env := map[string]string{}
+	passAsFile := map[string]bool{}
+	for _, n := range strings.Fields(drv.Env["passAsFile"]) {
+		passAsFile[n] = true
+	}
+	for k, v := range drv.Env {
+		if !passAsFile[k] {
+			env[k] = v
+			continue
+		}
+		// Nix names the file after the sha256 of the attribute name.
+		sum := sha256.Sum256([]byte(k))
+		fn := ".attr-" + nixbase32.EncodeToString(sum[:])
+		req.AdditionalFiles = append(req.AdditionalFiles, &buildv1.BuildRequest_AdditionalFile{
+			Path: strings.TrimPrefix(sandboxBuildDir, "/") + "/" + fn, Contents: []byte(v)})
+		env[k+"Path"] = sandboxBuildDir + "/" + fn
+	}
+	for k, v := range map[string]string{
+		"NIX_BUILD_TOP": sandboxBuildDir, "TMPDIR": sandboxBuildDir, "TEMPDIR": sandboxBuildDir,
+		"TMP": sandboxBuildDir, "TEMP": sandboxBuildDir, "PWD": sandboxBuildDir,
+		"HOME": sandboxHome, "PATH": "/path-not-set", "NIX_STORE": storepath.StoreDir,
+		"NIX_BUILD_CORES": strconv.Itoa(max(cores, 1)), "NIX_LOG_FD": "2", "TERM": "xterm-256color",
+	} {
+		env[k] = v
+	}
+	for k, v := range env {
+		req.EnvironmentVars = append(req.EnvironmentVars, &buildv1.BuildRequest_EnvVar{Key: k, Value: []byte(v)})
+	}
+	sort.Slice(req.EnvironmentVars, func(i, j int) bool { return req.EnvironmentVars[i].Key < req.EnvironmentVars[j].Key })
+	sort.Slice(req.AdditionalFiles, func(i, j int) bool { return req.AdditionalFiles[i].Path < req.AdditionalFiles[j].Path })
+
+	var names []string
+	for name := range drv.Outputs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		sp, _, err := storepath.ParsePrefix(drv.Outputs[name].Path)
+		if err != nil {
+			return nil, fmt.Errorf("build request: output %s: %w", name, err)
+		}
+		req.Outputs = append(req.Outputs, req.InputsDir+"/"+sp.Basename())
+		req.RefscanNeedles = append(req.RefscanNeedles, sp.HashPart())
+	}
+	req.Inputs = append(req.Inputs, inputs...)
+	sort.Slice(req.Inputs, func(i, j int) bool {
+		return string(castore.NodeName(req.Inputs[i])) < string(castore.NodeName(req.Inputs[j]))
+	})
+	for _, n := range req.Inputs {
+		sp, err := storepath.FromBasename(string(castore.NodeName(n)))
+		if err != nil {
+			return nil, fmt.Errorf("build request: input: %w", err)
+		}
+		req.RefscanNeedles = append(req.RefscanNeedles, sp.HashPart())
+	}
+	return req, nil
+}
