@@ -27,6 +27,20 @@ func InstallComputing(ctx context.Context, opts *eval.Options) InstantiateFunc {
 // before its paths are returned. close flushes what is left (toFile
 // results of --eval --read-write-mode) and closes pis.
 func InstallWriting(ctx context.Context, opts *eval.Options, blobs castore.BlobService, dirs castore.DirectoryService, pis pathinfo.Service) (instantiate InstantiateFunc, close func() error) {
+	_, wb := installWriting(ctx, opts, blobs, dirs, pis)
+	instantiate = func(ev *eval.Evaluator, v eval.Value) []string {
+		paths := InstantiatedPaths(ev, v)
+		if err := wb.Flush(ctx); err != nil {
+			ev.Throwf("writing to the store: %v", err)
+		}
+		return paths
+	}
+	return instantiate, wb.Close
+}
+
+// installWriting wires the builtins to write into the services through a
+// WriteBehind queue, which the caller flushes.
+func installWriting(ctx context.Context, opts *eval.Options, blobs castore.BlobService, dirs castore.DirectoryService, pis pathinfo.Service) (*Glue, *WriteBehind) {
 	wb := NewWriteBehind(pis, blobs)
 	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: wb}
 	sio := StoreIO{Base: eval.OSIO{}, Ctx: ctx, Blobs: blobs, Dirs: dirs, PathInfo: wb}
@@ -37,12 +51,5 @@ func InstallWriting(ctx context.Context, opts *eval.Options, blobs castore.BlobS
 	g := New(ctx, CastoreStore{Store: st})
 	g.ReadDerivation = sio.ReadFile
 	g.Install(opts)
-	instantiate = func(ev *eval.Evaluator, v eval.Value) []string {
-		paths := InstantiatedPaths(ev, v)
-		if err := wb.Flush(ctx); err != nil {
-			ev.Throwf("writing to the store: %v", err)
-		}
-		return paths
-	}
-	return instantiate, wb.Close
+	return g, wb
 }

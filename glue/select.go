@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/eval"
 	"github.com/tvix-go/tvix/eval/evalcli"
 	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/pathinfo"
 )
 
 // Target says what to evaluate: expressions (relative paths in them
@@ -32,6 +34,26 @@ func EvalDerivations(ctx context.Context, t Target) ([]Chosen, error) {
 	g := New(ctx, ComputeStore{})
 	opts := eval.Options{NixPath: evalcli.NixPath(t.Include, os.Getenv), Getenv: os.Getenv}
 	g.Install(&opts)
+	return chooseDerivations(g, opts, t)
+}
+
+// InstantiateTarget is EvalDerivations writing: sources and .drv files go
+// into the services, durable before it returns, so the derivations can be
+// built from the store.
+func InstantiateTarget(ctx context.Context, t Target, blobs castore.BlobService, dirs castore.DirectoryService, pis pathinfo.Service) ([]Chosen, error) {
+	opts := eval.Options{NixPath: evalcli.NixPath(t.Include, os.Getenv), Getenv: os.Getenv}
+	g, wb := installWriting(ctx, &opts, blobs, dirs, pis)
+	chosen, err := chooseDerivations(g, opts, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := wb.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("write derivations to the store: %w", err)
+	}
+	return chosen, nil
+}
+
+func chooseDerivations(g *Glue, opts eval.Options, t Target) ([]Chosen, error) {
 	ev := eval.New(opts)
 	var vals []eval.Value
 	for _, e := range t.Exprs {

@@ -98,7 +98,7 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 		}
 	}
 	etc := filepath.Join(top, "etc")
-	if err := writeEtc(etc); err != nil {
+	if err := writeEtc(etc, req.GetConstraints().GetNetworkAccess()); err != nil {
 		return nil, err
 	}
 
@@ -124,8 +124,11 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 	return s.collect(ctx, req, root)
 }
 
-// writeEtc writes the files Nix 2.8 puts into the sandbox's /etc.
-func writeEtc(dir string) error {
+// writeEtc writes the files Nix 2.8 puts into the sandbox's /etc. A build
+// with network access (a fixed-output one) gets the host's resolver
+// configuration, services and hosts instead, as Nix gives it, and a
+// mount point for the host's certificates.
+func writeEtc(dir string, network bool) error {
 	files := map[string]string{
 		"passwd": fmt.Sprintf("root:x:0:0:Nix build user:/build:/noshell\nnixbld:x:%d:%d:Nix build user:/build:/noshell\nnobody:x:65534:65534:Nobody:/:/noshell\n", sandboxUID, sandboxGID),
 		"group":  fmt.Sprintf("root:x:0:\nnixbld:!:%d:\nnogroup:x:65534:\n", sandboxGID),
@@ -133,6 +136,16 @@ func writeEtc(dir string) error {
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("build: /etc: %w", err)
+	}
+	if network {
+		for _, name := range []string{"resolv.conf", "services", "hosts"} {
+			if b, err := os.ReadFile(filepath.Join("/etc", name)); err == nil {
+				files[name] = string(b)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "ssl"), 0o755); err != nil {
+			return fmt.Errorf("build: /etc/ssl: %w", err)
+		}
 	}
 	for name, contents := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(contents), 0o644); err != nil {
@@ -165,10 +178,8 @@ func (s *Sandbox) bwrapArgs(req *buildv1.BuildRequest, root, etc, inputs string)
 	}
 	a = append(a, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--ro-bind", etc, "/etc")
 	if c.GetNetworkAccess() {
-		// Fixed-output builds reach the network and need its configuration.
-		for _, f := range []string{"/etc/resolv.conf", "/etc/services", "/etc/ssl/certs"} {
-			a = append(a, "--ro-bind-try", f, f)
-		}
+		// Fixed-output builds reach the network and may need certificates.
+		a = append(a, "--ro-bind-try", "/etc/ssl", "/etc/ssl")
 	}
 	if c.GetProvideBinSh() {
 		a = append(a, "--ro-bind", "/bin/busybox", "/bin/sh")

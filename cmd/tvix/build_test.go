@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
+)
+
+// buildCorpus writes derivations built by busybox from a store path: a
+// chain of five, several outputs referring to each other and to inputs, a
+// fixed output flat and recursive. nonce makes them fresh for this run.
+func buildCorpus(t *testing.T, nonce string) string {
+	t.Helper()
+	dir := t.TempDir()
+	bb := filepath.Join(dir, "busybox", "bin")
+	os.MkdirAll(bb, 0o755)
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		testenv.Missing(t, "busybox-static needed: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(bb, "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The flat fixed output's contents and hash.
+	flat := "fixed-contents-" + nonce
+	expr := fmt.Sprintf(`
+let
+  busybox = ./busybox;
+  sh = script: extra: derivation ({
+    name = "tvix-corpus"; system = builtins.currentSystem;
+    builder = "${busybox}/bin/busybox";
+    args = [ "sh" "-c" ("export PATH=${busybox}/bin; " + script) ];
+    nonce = %q;
+  } // extra);
+  chain = builtins.foldl' (prev: i: sh "mkdir $out; echo ${toString i} > $out/n; ln -s ${prev} $out/prev" { name = "chain-${toString i}"; })
+    (sh "echo start > $out" { name = "chain-0"; }) [ 1 2 3 4 5 ];
+in {
+  inherit chain;
+  multi = sh "mkdir $out $lib $doc; echo $lib > $out/lib; echo ${busybox} > $lib/bb; echo doc > $doc/readme" { name = "multi"; outputs = [ "out" "lib" "doc" ]; };
+  flat = sh "echo -n %s > $out" { name = "fixed-flat"; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" %q; };
+  recursive = sh "mkdir $out; echo recursive > $out/x" { name = "fixed-recursive"; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "%s"; };
+  uses = sh "cat ${chain}/n > $out" { name = "uses-chain"; };
+}
+`, nonce, flat, flat, "RECURSIVE_HASH")
+	f := filepath.Join(dir, "corpus.nix")
+	// The recursive hash is what Nix computes for that output: build it
+	// once with a wrong hash and take the one Nix reports.
+	os.WriteFile(f, []byte(strings.Replace(expr, "RECURSIVE_HASH", "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 1)), 0o644)
+	_, err = nixtest.Sandboxed("nix-build", "--no-out-link", f, "-A", "recursive")
+	got := ""
+	if err != nil {
+		if i := strings.Index(err.Error(), "got:"); i >= 0 {
+			got = strings.Fields(err.Error()[i+4:])[0]
+		}
+	}
+	if got == "" {
+		t.Fatalf("nix-build with a wrong hash: %v", err)
+	}
+	os.WriteFile(f, []byte(strings.Replace(expr, "RECURSIVE_HASH", got, 1)), 0o644)
+	return f
+}
+
+// TestBuildCorpusMatchesNixBuild: tvix build gives the same output paths,
+// NAR hashes and references as nix-build with Nix's own sandbox.
+func TestBuildCorpusMatchesNixBuild(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.FUSE(t)
+	testenv.Root(t, "builds in a sandbox")
+	f := buildCorpus(t, fmt.Sprint(time.Now().UnixNano()))
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	for _, attr := range []string{"chain", "multi", "flat", "recursive", "uses"} {
+		t.Run(attr, func(t *testing.T) {
+			drv := nixtest.Text(t, "nix-instantiate", f, "-A", attr)
+			nixOut, err := nixtest.Sandboxed("nix-store", "--realise", drv)
+			if err != nil {
+				t.Fatalf("nix-store --realise: %v", err)
+			}
+			out, stderr, err := run(t, env, "build", "--no-out-link", "-A", attr, f)
+			if err != nil {
+				t.Fatalf("tvix build: %v\n%s", err, stderr)
+			}
+			if strings.Fields(out)[0] != strings.Fields(nixOut)[0] && !strings.Contains(nixOut, strings.Fields(out)[0]) {
+				t.Fatalf("tvix build printed %q, nix %q", out, nixOut)
+			}
+			for _, p := range strings.Fields(nixOut) {
+				want := nixtest.Text(t, "nix-store", "-q", "--hash", p)
+				got, stderr, err := run(t, env, "store", "query", "--hash", p)
+				if err != nil || strings.TrimSpace(got) != want {
+					t.Errorf("%s: NAR hash %q (%v %s), nix-build's %s", p, got, err, stderr, want)
+				}
+				wantRefs := nixtest.Text(t, "nix-store", "-q", "--references", p)
+				gotRefs, _, _ := run(t, env, "store", "query", "--references", p)
+				if strings.Join(strings.Fields(gotRefs), " ") != strings.Join(strings.Fields(wantRefs), " ") {
+					t.Errorf("%s: references %q, nix-build's %q", p, gotRefs, wantRefs)
+				}
+			}
+		})
+	}
+	// Everything is in the store now: a second build builds nothing.
+	_, stderr, err := run(t, env, "build", "--no-out-link", "-A", "uses", f)
+	if err != nil || strings.Contains(stderr, "building") {
+		t.Fatalf("rebuild: %v\n%s", err, stderr)
+	}
+}
+
+// A failing build and a fixed output with the wrong hash fail with Nix's
+// words, the log shown with the derivation's name, and record nothing.
+func TestBuildFailureReported(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.FUSE(t)
+	testenv.Root(t, "builds in a sandbox")
+	dir := t.TempDir()
+	bb := filepath.Join(dir, "bb", "bin")
+	os.MkdirAll(bb, 0o755)
+	data, _ := os.ReadFile("/bin/busybox")
+	os.WriteFile(filepath.Join(bb, "busybox"), data, 0o755)
+	f := filepath.Join(dir, "fail.nix")
+	os.WriteFile(f, []byte(`let bb = ./bb; in {
+  fails = derivation { name = "fails"; system = builtins.currentSystem; builder = "${bb}/bin/busybox"; args = [ "sh" "-c" "echo about to fail; exit 7" ]; };
+  wrong = derivation { name = "wrong"; system = builtins.currentSystem; builder = "${bb}/bin/busybox"; args = [ "sh" "-c" "echo x > $out" ];
+    outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" "y"; };
+}`), 0o644)
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	_, stderr, err := run(t, env, "build", "--no-out-link", "-A", "fails", f)
+	if err == nil || !strings.Contains(stderr, "builder failed with exit code 7") || !strings.Contains(stderr, "fails> about to fail") {
+		t.Fatalf("failing build: %v\n%s", err, stderr)
+	}
+	_, stderr, err = run(t, env, "build", "--no-out-link", "-A", "wrong", f)
+	if err == nil || !strings.Contains(stderr, "hash mismatch in fixed-output derivation") || !strings.Contains(stderr, "got:    sha256-") {
+		t.Fatalf("wrong fixed hash: %v\n%s", err, stderr)
+	}
+	ls, _, _ := run(t, env, "store", "ls")
+	for _, line := range strings.Split(ls, "\n") {
+		if strings.Contains(line, "-fails\t") || strings.Contains(line, "-wrong\t") {
+			t.Fatalf("a failed build was recorded: %s", line)
+		}
+	}
+}
