@@ -141,3 +141,21 @@ func SortRequest(req *buildv1.BuildRequest) {
 
 // encodedDigestSize is the length of a store path's nixbase32 hash part.
 const encodedDigestSize = 32
+
+// Limit runs at most n builds of b at once; more wait.
+func Limit(b Builder, n int) Builder { return &limited{b: b, slots: make(chan struct{}, n)} }
+
+type limited struct {
+	b     Builder
+	slots chan struct{}
+}
+
+func (l *limited) Build(ctx context.Context, req *buildv1.BuildRequest, log io.Writer) (*buildv1.Build, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-l.slots }()
+	return l.b.Build(ctx, req, log)
+}

@@ -6,6 +6,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/tvix-go/tvix/store/registry"
 )
 
@@ -28,6 +30,18 @@ type Config struct {
 	Mount    MountConfig
 	VirtioFS VirtioFSConfig
 	Eval     EvalConfig
+	Build    BuildConfig
+}
+
+// BuildConfig serves Tvix's BuildService: builds run in the local sandbox
+// against the daemon's store (inputs read lazily through its
+// substituters), and the same listener serves the castore and PathInfo
+// services, so clients fetch the outputs from it.
+type BuildConfig struct {
+	Listen []string
+	// Jobs is how many builds run at once (0: 1); more wait.
+	Jobs                   int
+	Timeout, MaxSilentTime time.Duration
 }
 
 // HTTPConfig is nar-bridge: the store as a Nix binary cache.
@@ -65,5 +79,5 @@ type EvalConfig struct {
 
 // serves says whether the Config asks for anything to be served.
 func (c Config) serves() bool {
-	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != ""
+	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != "" || len(c.Build.Listen) > 0
 }

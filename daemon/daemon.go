@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tvix-go/tvix/build"
+	"github.com/tvix-go/tvix/build/sandbox"
 	"github.com/tvix-go/tvix/castore/castoregrpc"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/internal/netlisten"
@@ -76,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	starters := []func(context.Context, Config) error{d.startGRPC, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
+	starters := []func(context.Context, Config) error{d.startGRPC, d.startBuild, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
 	for _, start := range starters {
 		if err := start(gctx, cfg); err != nil {
 			return nil, err
@@ -132,20 +134,39 @@ func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
 	if len(cfg.GRPC) == 0 {
 		return nil
 	}
+	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, nil)
+}
+
+func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
+	if len(cfg.Build.Listen) == 0 {
+		return nil
+	}
+	s := d.Services
+	var b build.Builder = &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: cfg.Build.Timeout, MaxSilentTime: cfg.Build.MaxSilentTime}
+	b = build.Limit(b, max(cfg.Build.Jobs, 1))
+	return d.serveGRPC(ctx, "build", "--build-listen", cfg.Build.Listen, func(srv *grpc.Server) { build.RegisterServer(srv, b) })
+}
+
+// serveGRPC serves the store's services (and what extra registers) on
+// addrs.
+func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []string, extra func(*grpc.Server)) error {
 	s := d.Services
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize))
 	castoregrpc.Register(srv, s.Blobs, s.Directories)
 	pathinfo.RegisterServer(srv, s.PathInfos, narcastore.NewCalculator(s.Blobs, s.Directories))
+	if extra != nil {
+		extra(srv)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	for _, a := range cfg.GRPC {
+	for _, a := range addrs {
 		lis, err := d.listenOn(ctx, a)
 		if err != nil {
 			srv.Stop()
-			return fmt.Errorf("--listen: %w", err)
+			return fmt.Errorf("%s: %w", flag, err)
 		}
-		d.record("grpc", lis.Addr())
-		slog.Info("serving gRPC", "addr", a, "bound", lis.Addr().String())
+		d.record(server, lis.Addr())
+		slog.Info("serving gRPC", "server", server, "addr", a, "bound", lis.Addr().String())
 		d.g.Go(func() error { return srv.Serve(lis) })
 	}
 	d.g.Go(func() error {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tvix-go/tvix/build"
 	"github.com/tvix-go/tvix/build/sandbox"
+	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/glue"
 	"github.com/tvix-go/tvix/nix/storepath"
 )
@@ -34,6 +36,7 @@ func buildCommands() []*cli.Command {
 			&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "NIX_BUILD_CORES given to builders"},
 			&cli.DurationFlag{Name: "timeout", Usage: "kill a build running longer than this (0: no limit)"},
 			&cli.DurationFlag{Name: "max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+			&cli.StringFlag{Name: "builders", EnvVars: []string{"TVIX_BUILDERS"}, Usage: "space-separated remote builders (tvix daemons with --build-listen): grpc+unix:///sock or grpc+http://host:port, with ?slots=N&system=SYSTEM; none builds locally"},
 		),
 		Action: runBuild,
 	}}
@@ -80,10 +83,19 @@ func runBuild(c *cli.Context) error {
 	for _, w := range want {
 		drvPaths = append(drvPaths, w.drvPath)
 	}
+	var builder build.Builder = &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: c.Duration("timeout"), MaxSilentTime: c.Duration("max-silent-time")}
+	if urls := strings.Fields(c.String("builders")); len(urls) > 0 {
+		pool, closeBuilders, err := daemon.OpenBuilders(ctx, urls, s.Blobs, s.Directories)
+		if err != nil {
+			return err
+		}
+		defer closeBuilders()
+		builder = pool
+	}
 	logs := &prefixLogs{w: os.Stderr}
 	r := &glue.Realiser{
 		Blobs: s.Blobs, Dirs: s.Directories, PathInfos: s.PathInfos,
-		Builder: &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: c.Duration("timeout"), MaxSilentTime: c.Duration("max-silent-time")},
+		Builder: builder,
 		Jobs:    c.Int("max-jobs"), Cores: c.Int("cores"),
 		Log:     logs.forDerivation,
 		Started: func(p string) { fmt.Fprintf(os.Stderr, "building '%s'...\n", p) },

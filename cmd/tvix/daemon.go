@@ -29,6 +29,10 @@ func daemonCommands() []*cli.Command {
 		&cli.BoolFlag{Name: "virtiofs-list-root", Usage: "allow guests to list the store's root"},
 		&cli.StringFlag{Name: "eval-listen", Usage: "also serve POST /eval (evaluate, then substitute the outputs' closures) over HTTP on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT; evaluation reads files with the daemon's rights, keep it local"},
 		&cli.IntFlag{Name: "eval-jobs", Value: 1, Usage: "evaluations run at once by /eval; more wait"},
+		&cli.StringSliceFlag{Name: "build-listen", Usage: "serve builds (Tvix's BuildService, with the store's services for fetching outputs) on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
+		&cli.IntFlag{Name: "build-jobs", Value: 1, Usage: "builds run at once for --build-listen clients; more wait"},
+		&cli.DurationFlag{Name: "build-timeout", Usage: "kill a build running longer than this (0: no limit)"},
+		&cli.DurationFlag{Name: "build-max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
 	)
 	return []*cli.Command{{
 		Name:   "daemon",
@@ -59,6 +63,8 @@ func runDaemon(c *cli.Context) error {
 		AllowOther: c.Bool("mount-allow-other"), AllowNonEmpty: c.Bool("mount-allow-non-empty")}
 	cfg.VirtioFS = daemon.VirtioFSConfig{Socket: c.String("virtiofs"), ListRoot: c.Bool("virtiofs-list-root")}
 	cfg.Eval = daemon.EvalConfig{Listen: c.String("eval-listen"), Jobs: c.Int("eval-jobs")}
+	cfg.Build = daemon.BuildConfig{Listen: c.StringSlice("build-listen"), Jobs: c.Int("build-jobs"),
+		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time")}
 	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
 	}
