@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -102,6 +103,8 @@ func TestBuildMatchesNixSandbox(t *testing.T) {
 		{"file", `echo hello > $out`, `{}`},
 		{"tree", `mkdir -p $out/bin $out/share; echo "#!$out/bin/sh" > $out/bin/run; chmod +x $out/bin/run; ln -s $(busybox basename $0) $out/share/argv0; ln -s ` + e.busybox.String() + `/bin/busybox $out/bin/sh; busybox id > $out/share/id; busybox hostname > $out/share/hostname; pwd > $out/share/pwd; echo $HOME $TMPDIR $NIX_STORE $PATH > $out/share/env; ls / > $out/share/root; ls /nix/store | busybox wc -l > $out/share/store-entries; cat /etc/passwd /etc/group /etc/hosts > $out/share/etc`, `{}`},
 		{"outputs", `mkdir $out $dev; echo out > $out/name; echo $out > $dev/out-path`, `{ outputs = [ "out" "dev" ]; }`},
+		{"structured", `out=$(sed -n 's/.*"out":"\([^"]*\)".*/\1/p' /build/.attrs.json); dev=$(sed -n 's/.*"dev":"\([^"]*\)".*/\1/p' /build/.attrs.json); mkdir $out $dev; cp /build/.attrs.json /build/.attrs.sh $out/; env | sort | grep -v SHLVL > $out/env; echo dev > $dev/x`,
+			`{ __structuredAttrs = true; outputs = [ "out" "dev" ]; str = "a 'quoted' \"s\" $x <&>"; num = 42; flt = 1.5; yes = true; no = false; nul = null; list = [ "a" "b" 3 ]; mixed = [ "a" { } ]; set = { k = "v"; n = 1; }; "not-a-var" = "x"; }`},
 		{"passasfile", `cp $greetingPath $out; echo "[$greeting]" >> $out`, `{ greeting = "passed as a file"; passAsFile = [ "greeting" ]; }`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,7 +113,7 @@ func TestBuildMatchesNixSandbox(t *testing.T) {
 			if err != nil {
 				t.Fatalf("nix-store --realise: %v", err)
 			}
-			req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+			req, err := BuildRequest(d, []*castorev1.Node{e.node}, runtime.NumCPU())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +173,7 @@ func TestBuildFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, d := e.drv(t, "tvix-build-fail-"+tc.name, tc.script, `{}`)
-			req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+			req, err := BuildRequest(d, []*castorev1.Node{e.node}, runtime.NumCPU())
 			if err != nil {
 				t.Fatal(err)
 			}

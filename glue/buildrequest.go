@@ -2,6 +2,7 @@ package glue
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -28,9 +29,6 @@ const (
 // 2.8's sandbox gives a builder, and the outputs are the derivation's
 // output paths. cores is NIX_BUILD_CORES.
 func BuildRequest(drv *derivation.Derivation, inputs []*castorev1.Node, cores int) (*buildv1.BuildRequest, error) {
-	if _, ok := drv.Env["__json"]; ok {
-		return nil, fmt.Errorf("build request: structured attributes (__structuredAttrs) are not supported yet")
-	}
 	req := &buildv1.BuildRequest{
 		CommandArgs:  append([]string{drv.Builder}, drv.Args...),
 		WorkingDir:   strings.TrimPrefix(sandboxBuildDir, "/"),
@@ -48,7 +46,32 @@ func BuildRequest(drv *derivation.Derivation, inputs []*castorev1.Node, cores in
 	for _, n := range strings.Fields(drv.Env["passAsFile"]) {
 		passAsFile[n] = true
 	}
+	if js, ok := drv.Env["__json"]; ok {
+		// Structured attributes reach the builder as files, not as
+		// variables.
+		files, err := structuredAttrs(js, drv.Outputs)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		var name struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal([]byte(js), &name)
+		// Nix 2.8 names the files by its own temporary directory, not the
+		// sandbox's; builders that follow the variables see that path.
+		hostDir := "/tmp/nix-build-" + name.Name + ".drv-0"
+		for _, f := range files {
+			req.AdditionalFiles = append(req.AdditionalFiles, &buildv1.BuildRequest_AdditionalFile{
+				Path: strings.TrimPrefix(sandboxBuildDir, "/") + "/" + f.name, Contents: f.contents})
+		}
+		env["NIX_ATTRS_JSON_FILE"] = hostDir + "/.attrs.json"
+		env["NIX_ATTRS_SH_FILE"] = hostDir + "/.attrs.sh"
+	}
+	_, structured := drv.Env["__json"]
 	for k, v := range drv.Env {
+		if structured {
+			break // none of the derivation's variables are set
+		}
 		if !passAsFile[k] {
 			env[k] = v
 			continue
