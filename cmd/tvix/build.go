@@ -36,6 +36,7 @@ func buildCommands() []*cli.Command {
 			&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "NIX_BUILD_CORES given to builders"},
 			&cli.DurationFlag{Name: "timeout", Usage: "kill a build running longer than this (0: no limit)"},
 			&cli.DurationFlag{Name: "max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+			&cli.StringFlag{Name: "netrc-file", Usage: "credentials for builtin:fetchurl downloads (as Nix's netrc-file)"},
 			&cli.StringFlag{Name: "builders", EnvVars: []string{"TVIX_BUILDERS"}, Usage: "space-separated remote builders (tvix daemons with --build-listen): grpc+unix:///sock or grpc+http://host:port, with ?slots=N&system=SYSTEM; none builds locally"},
 		),
 		Action: runBuild,
@@ -96,7 +97,7 @@ func runBuild(c *cli.Context) error {
 	r := &glue.Realiser{
 		Blobs: s.Blobs, Dirs: s.Directories, PathInfos: s.PathInfos,
 		Builder: builder,
-		Jobs:    c.Int("max-jobs"), Cores: c.Int("cores"),
+		Jobs:    c.Int("max-jobs"), Cores: c.Int("cores"), NetrcFile: c.String("netrc-file"),
 		Log:     logs.forDerivation,
 		Started: func(p string) { fmt.Fprintf(os.Stderr, "building '%s'...\n", p) },
 	}

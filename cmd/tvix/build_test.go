@@ -1,8 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,5 +203,60 @@ func TestRemoteBuilder(t *testing.T) {
 		if err != nil || len(dump) == 0 {
 			t.Fatalf("dump %s from the orchestrator: %v %s", nixOut, err, stderr)
 		}
+	}
+}
+
+// builtin:fetchurl downloads over HTTP with netrc credentials, as
+// nix-build does, into the same output; a wrong hash or a 401 fails.
+func TestBuildFetchurl(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Root(t, "builds")
+	body := "fetched by builtin:fetchurl " + fmt.Sprint(time.Now().UnixNano()) + "\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	netrcFile := filepath.Join(dir, "netrc")
+	os.WriteFile(netrcFile, []byte("machine 127.0.0.1 login user password secret\n"), 0o600)
+	sum := sha256.Sum256([]byte(body))
+	// An executable download is hashed as a NAR (recursively).
+	exeFile := filepath.Join(dir, "exe")
+	os.WriteFile(exeFile, []byte(body), 0o755)
+	exeHash := nixtest.Text(t, "nix-hash", "--type", "sha256", exeFile)
+	f := filepath.Join(dir, "fetch.nix")
+	os.WriteFile(f, []byte(fmt.Sprintf(`{
+  ok = import <nix/fetchurl.nix> { url = "%s/file"; sha256 = "%x"; };
+  exe = import <nix/fetchurl.nix> { url = "%s/file"; sha256 = "%s"; executable = true; };
+  wrong = import <nix/fetchurl.nix> { url = "%s/file"; sha256 = "%064x"; };
+}`, srv.URL, sum, srv.URL, exeHash, srv.URL, 1)), 0o644)
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	for _, attr := range []string{"ok", "exe"} {
+		drv := nixtest.Text(t, "nix-instantiate", f, "-A", attr)
+		cmd := exec.Command("nix-store", "--realise", drv)
+		cmd.Env = append(os.Environ(), "NIX_CONFIG="+nixtest.SandboxConfig+"\nnetrc-file = "+netrcFile)
+		nixOut, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("nix-store --realise %s: %v", attr, err)
+		}
+		out, stderr, err := run(t, env, "build", "--no-out-link", "--netrc-file", netrcFile, "-A", attr, f)
+		if err != nil || strings.TrimSpace(out) != strings.TrimSpace(string(nixOut)) {
+			t.Fatalf("tvix build -A %s: %q %v %s, nix %q", attr, out, err, stderr, nixOut)
+		}
+		want := nixtest.Text(t, "nix-store", "-q", "--hash", strings.TrimSpace(out))
+		got, _, _ := run(t, env, "store", "query", "--hash", strings.TrimSpace(out))
+		if strings.TrimSpace(got) != want {
+			t.Fatalf("%s: NAR hash %q, nix's %q", attr, got, want)
+		}
+	}
+	if _, stderr, err := run(t, env, "build", "--no-out-link", "--netrc-file", netrcFile, "-A", "wrong", f); err == nil || !strings.Contains(stderr, "hash mismatch in fixed-output derivation") {
+		t.Fatalf("wrong hash: %v %s", err, stderr)
+	}
+	if _, stderr, err := run(t, env, "build", "--no-out-link", "-A", "wrong", f); err == nil || !strings.Contains(stderr, "HTTP error 401") {
+		t.Fatalf("without credentials: %v %s", err, stderr)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/netrc"
 	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
@@ -47,7 +48,7 @@ type Service struct {
 	trusted       []narinfo.PublicKey
 	allowUnsigned bool
 	client        *http.Client
-	netrc         netrcEntry
+	netrc         netrc.Entry
 	blobs         castore.BlobService
 	dirs          castore.DirectoryService
 
@@ -81,7 +82,7 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 		trusted = append(trusted, pk)
 	}
 	allowUnsigned := q.Get("allow-unsigned") == "true" || q.Get("allow-unsigned") == "1"
-	var creds netrcEntry
+	var creds netrc.Entry
 	if scheme == "https" || scheme == "http" {
 		nf := q.Get("netrc-file")
 		if nf == "" {
@@ -90,7 +91,7 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 			}
 		}
 		var err error
-		if creds, err = lookupNetrc(nf, base.Hostname()); err != nil {
+		if creds, err = netrc.Lookup(nf, base.Hostname()); err != nil {
 			return nil, fmt.Errorf("binary cache %q: netrc: %w", u.Redacted(), err)
 		}
 	}
@@ -142,8 +143,8 @@ func (s *Service) open(ctx context.Context, rel string) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.netrc.login != "" {
-			req.SetBasicAuth(s.netrc.login, s.netrc.password)
+		if s.netrc.Login != "" {
+			req.SetBasicAuth(s.netrc.Login, s.netrc.Password)
 		}
 		resp, err = s.client.Do(req)
 		transient := err != nil || resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests

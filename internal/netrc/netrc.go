@@ -1,4 +1,4 @@
-package nixcache
+package netrc
 
 import (
 	"bufio"
@@ -8,21 +8,22 @@ import (
 	"strings"
 )
 
-type netrcEntry struct{ login, password string }
+// Entry is one machine's credentials.
+type Entry struct{ Login, Password string }
 
-// lookupNetrc finds the credentials for host in a netrc file (machine /
+// Lookup finds the credentials for host in a netrc file (machine /
 // default entries, login, password), as Nix's netrc-file setting does.
 // A missing file is not an error.
-func lookupNetrc(path, host string) (netrcEntry, error) {
+func Lookup(path, host string) (Entry, error) {
 	if path == "" {
-		return netrcEntry{}, nil
+		return Entry{}, nil
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return netrcEntry{}, nil
+		return Entry{}, nil
 	}
 	if err != nil {
-		return netrcEntry{}, err
+		return Entry{}, err
 	}
 	defer f.Close()
 	var toks []string
@@ -35,17 +36,17 @@ func lookupNetrc(path, host string) (netrcEntry, error) {
 		toks = append(toks, strings.Fields(line)...)
 	}
 	if err := sc.Err(); err != nil {
-		return netrcEntry{}, err
+		return Entry{}, err
 	}
-	var found, def netrcEntry
-	var cur *netrcEntry
+	var found, def Entry
+	var cur *Entry
 	for i := 0; i < len(toks); i++ {
 		switch toks[i] {
 		case "machine":
 			cur = nil
 			if i+1 < len(toks) {
 				i++
-				if toks[i] == host && found.login == "" {
+				if toks[i] == host && found.Login == "" {
 					cur = &found
 				}
 			}
@@ -61,13 +62,13 @@ func lookupNetrc(path, host string) (netrcEntry, error) {
 			}
 			switch toks[i-1] {
 			case "login":
-				cur.login = toks[i]
+				cur.Login = toks[i]
 			case "password":
-				cur.password = toks[i]
+				cur.Password = toks[i]
 			}
 		}
 	}
-	if found.login != "" {
+	if found.Login != "" {
 		return found, nil
 	}
 	return def, nil

@@ -1,4 +1,4 @@
-package nixcache
+package netrc
 
 import (
 	"os"
@@ -9,17 +9,17 @@ import (
 func TestLookupNetrc(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "netrc")
 	os.WriteFile(p, []byte("# comment\nmachine cache.example.org login alice password s3cret\nmachine other login bob password x\ndefault login anon password none\n"), 0o600)
-	for host, want := range map[string]netrcEntry{
+	for host, want := range map[string]Entry{
 		"cache.example.org": {"alice", "s3cret"},
 		"other":             {"bob", "x"},
 		"elsewhere":         {"anon", "none"},
 	} {
-		got, err := lookupNetrc(p, host)
+		got, err := Lookup(p, host)
 		if err != nil || got != want {
-			t.Errorf("lookupNetrc(%s) = %+v, %v; want %+v", host, got, err, want)
+			t.Errorf("Lookup(%s) = %+v, %v; want %+v", host, got, err, want)
 		}
 	}
-	if got, err := lookupNetrc(filepath.Join(t.TempDir(), "absent"), "x"); err != nil || got.login != "" {
+	if got, err := Lookup(filepath.Join(t.TempDir(), "absent"), "x"); err != nil || got.Login != "" {
 		t.Errorf("missing netrc = %+v, %v", got, err)
 	}
 }
