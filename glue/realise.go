@@ -44,6 +44,32 @@ type Realiser struct {
 	// Started and Finished, if set, are told of each build.
 	Started  func(drvPath string)
 	Finished func(drvPath string, err error)
+	// Progress, if set, is told the counts whenever one changes, one call
+	// at a time.
+	Progress func(Status)
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status counts the derivations of a Realise call.
+type Status struct {
+	// Total derivations in the graph; Present had their outputs already.
+	Total, Present, Built, Failed, Running int
+}
+
+// Remaining is how many derivations have not been dealt with yet.
+func (s Status) Remaining() int { return s.Total - s.Present - s.Built - s.Failed - s.Running }
+
+// update changes the counts and tells Progress, one call at a time and in
+// order.
+func (r *Realiser) update(f func(*Status)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.status)
+	if r.Progress != nil {
+		r.Progress(r.status)
+	}
 }
 
 // drvNode is one derivation of the graph being realised.
@@ -96,6 +122,7 @@ func (r *Realiser) Realise(ctx context.Context, drvPaths []string) (map[string]m
 			return nil, err
 		}
 	}
+	r.update(func(s *Status) { *s = Status{Total: len(order)} })
 	jobs := r.Jobs
 	if jobs <= 0 {
 		jobs = 1
@@ -118,11 +145,17 @@ func (r *Realiser) Realise(ctx context.Context, drvPaths []string) (map[string]m
 				}
 				if dep.err != nil {
 					n.err = fmt.Errorf("dependency %s failed", dep.path)
+					r.update(func(s *Status) { s.Failed++ })
 					return
 				}
 			}
 			if done, err := r.present(ctx, n.drv); err != nil || done {
 				n.err = err
+				if done {
+					r.update(func(s *Status) { s.Present++ })
+				} else {
+					r.update(func(s *Status) { s.Failed++ })
+				}
 				return
 			}
 			select {
@@ -252,7 +285,16 @@ func (r *Realiser) build(ctx context.Context, n *drvNode) error {
 	if r.Started != nil {
 		r.Started(n.path)
 	}
+	r.update(func(s *Status) { s.Running++ })
 	err := r.buildAndRecord(ctx, n)
+	r.update(func(s *Status) {
+		s.Running--
+		if err != nil {
+			s.Failed++
+		} else {
+			s.Built++
+		}
+	})
 	if r.Finished != nil {
 		r.Finished(n.path, err)
 	}

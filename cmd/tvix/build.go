@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -100,6 +101,12 @@ func runBuild(c *cli.Context) error {
 		Jobs:    c.Int("max-jobs"), Cores: c.Int("cores"), NetrcFile: c.String("netrc-file"),
 		Log:     logs.forDerivation,
 		Started: func(p string) { fmt.Fprintf(os.Stderr, "building '%s'...\n", p) },
+		Progress: func(st glue.Status) {
+			if st.Running == 0 && st.Remaining() > 0 {
+				return // between a build's end and the next start
+			}
+			slog.Info("build status", "built", st.Built, "running", st.Running, "remaining", st.Remaining(), "present", st.Present, "failed", st.Failed)
+		},
 	}
 	outs, err := r.Realise(ctx, drvPaths)
 	logs.flush()
