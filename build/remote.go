@@ -55,33 +55,7 @@ func (r *Remote) Build(ctx context.Context, req *buildv1.BuildRequest, log io.Wr
 // fetchTree copies node's directories (read-through keeps them near) and
 // blobs into the near store.
 func fetchTree(ctx context.Context, blobs combined.Blobs, dirs combined.Directories, node *castorev1.Node) error {
-	copyBlob := func(dg []byte) error {
-		d, err := castore.DigestFromBytes(dg)
-		if err != nil {
-			return err
-		}
-		return blobs.Materialize(ctx, d)
-	}
-	switch {
-	case node.GetFile() != nil:
-		return copyBlob(node.GetFile().GetDigest())
-	case node.GetDirectory() != nil:
-		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
-		if err != nil {
-			return err
-		}
-		for dir, err := range dirs.GetRecursive(ctx, root) {
-			if err != nil {
-				return err
-			}
-			for _, f := range dir.GetFiles() {
-				if err := copyBlob(f.GetDigest()); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	return castore.ForEachBlob(ctx, dirs, node, func(d castore.Digest) error { return blobs.Materialize(ctx, d) })
 }
 
 // Pool sends each build to a builder for its system with a free slot,

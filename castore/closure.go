@@ -1,6 +1,7 @@
 package castore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -92,4 +93,37 @@ func (v *ClosureValidator) Finish() (Digest, []*castorev1.Directory, error) {
 		out = append(out, v.dirs[dg])
 	}
 	return root, out, nil
+}
+
+// ForEachBlob calls fn with the digest of every file in node's tree,
+// reading its directories from dirs (a read-through service keeps them
+// near as it goes).
+func ForEachBlob(ctx context.Context, dirs DirectoryService, node *castorev1.Node, fn func(Digest) error) error {
+	visit := func(dg []byte) error {
+		d, err := DigestFromBytes(dg)
+		if err != nil {
+			return err
+		}
+		return fn(d)
+	}
+	switch {
+	case node.GetFile() != nil:
+		return visit(node.GetFile().GetDigest())
+	case node.GetDirectory() != nil:
+		root, err := DigestFromBytes(node.GetDirectory().GetDigest())
+		if err != nil {
+			return err
+		}
+		for dir, err := range dirs.GetRecursive(ctx, root) {
+			if err != nil {
+				return err
+			}
+			for _, f := range dir.GetFiles() {
+				if err := visit(f.GetDigest()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -113,50 +113,19 @@ func Materialize(ctx context.Context, s Store, node *castorev1.Node) error {
 	if !ok {
 		return nil
 	}
-	return ForEachBlob(ctx, s.Dirs, node, func(d castore.Digest) error { return m.Materialize(ctx, d) })
+	return castore.ForEachBlob(ctx, s.Dirs, node, func(d castore.Digest) error { return m.Materialize(ctx, d) })
 }
 
 // CheckPresent checks every directory and blob of node's tree is there,
 // without reading blob contents.
 func CheckPresent(ctx context.Context, s Store, node *castorev1.Node) error {
-	return ForEachBlob(ctx, s.Dirs, node, func(d castore.Digest) error {
+	return castore.ForEachBlob(ctx, s.Dirs, node, func(d castore.Digest) error {
 		ok, err := s.Blobs.Has(ctx, d)
 		if err == nil && !ok {
 			err = fmt.Errorf("blob %s missing", d)
 		}
 		return err
 	})
-}
-
-// ForEachBlob calls fn with the digest of every file in node's tree.
-func ForEachBlob(ctx context.Context, dirs castore.DirectoryService, node *castorev1.Node, fn func(castore.Digest) error) error {
-	visit := func(dg []byte) error {
-		d, err := castore.DigestFromBytes(dg)
-		if err != nil {
-			return err
-		}
-		return fn(d)
-	}
-	switch {
-	case node.GetFile() != nil:
-		return visit(node.GetFile().GetDigest())
-	case node.GetDirectory() != nil:
-		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
-		if err != nil {
-			return err
-		}
-		for dir, err := range dirs.GetRecursive(ctx, root) {
-			if err != nil {
-				return err
-			}
-			for _, f := range dir.GetFiles() {
-				if err := visit(f.GetDigest()); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // Requisites lists the closure of roots (roots included), each path once,
