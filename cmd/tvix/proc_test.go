@@ -13,9 +13,27 @@ import (
 // tvixProc is a long-running tvix command (daemon, mount) a test started.
 type tvixProc struct {
 	cmd  *exec.Cmd
-	log  bytes.Buffer // its stderr
+	log  syncBuffer // its stderr, readable while it runs
 	once sync.Once
 	err  error
+}
+
+// syncBuffer is a bytes.Buffer a process writes while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startTvix starts tvix with args and env on top of the test's
