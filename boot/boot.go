@@ -38,6 +38,15 @@ type Config struct {
 	Shell  bool     // tvix.shell: interactive shell on the console
 	Find   bool     // tvix.find: list /nix/store
 	System string   // init=: switch_root into this system's init
+	// Build runs the BuildRequest in Files[guest.BuildRequestFile] in the
+	// guest (tvix.build) and streams the result to the Ports entry named
+	// guest.BuildPort.
+	Build bool
+	// Files are added to the initramfs (path without leading slash).
+	Files map[string][]byte
+	// Ports are virtio-serial ports the guest sees by name; QEMU connects
+	// to each Socket (the caller listens there before Run).
+	Ports []Port
 
 	Socket string             // vhost-user socket of a running virtiofs server
 	FS     fuse.RawFileSystem // or: serve this tree in-process
@@ -85,6 +94,11 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
+// Port is a virtio-serial port.
+type Port struct {
+	Name, Socket string
+}
+
 // Result is what a boot ended with.
 type Result struct {
 	// ExitCode is the guest command's status (Run), 0 otherwise.
@@ -127,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	spec := InitramfsSpec{Init: initBin}
+	spec := InitramfsSpec{Init: initBin, Files: c.Files}
 	if c.Shell || c.Tools {
 		if spec.Shell, err = findShell(c.Busybox); err != nil {
 			return res, err
@@ -139,6 +153,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if _, err := os.Stat(filepath.Join(modDir, "modules.dep")); err == nil {
 		spec.ModulesDir, spec.Modules = modDir, modulesFor(c.Machine, len(c.Disks) > 0)
+		if len(c.Ports) > 0 {
+			spec.Modules = append(spec.Modules, "virtio_console")
+		}
 	} else if c.ModulesDir != "" {
 		return res, fmt.Errorf("modules directory %s: %w", c.ModulesDir, err)
 	} else {
@@ -250,7 +267,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
 		kernel: bootKernel, initrd: initrd, sock: sock, tag: c.Tag,
 		cmdline: strings.Join(cmdline, " "), stdinIsTerminal: stdinTTY, allowReboot: c.AllowReboot,
-		nbdSock: nbdSock, disks: diskNames(c.Disks),
+		nbdSock: nbdSock, disks: diskNames(c.Disks), ports: c.Ports,
 	})
 	c.Logger.Debug("starting QEMU", "qemu", qemu, "args", args)
 	res.Prepare = time.Since(begin)
@@ -260,13 +277,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func (c *Config) withDefaults() (Config, error) {
 	r := *c
 	modes := 0
-	for _, on := range []bool{len(r.Run) > 0, r.Shell, r.Find, r.System != ""} {
+	for _, on := range []bool{len(r.Run) > 0, r.Shell, r.Find, r.System != "", r.Build} {
 		if on {
 			modes++
 		}
 	}
 	if modes != 1 {
-		return r, errors.New("choose exactly one of: run a command, shell, find, system (init=)")
+		return r, errors.New("choose exactly one of: run a command, shell, find, system (init=), build")
 	}
 	if r.System != "" && !strings.HasPrefix(r.System, "/") {
 		return r, fmt.Errorf("system init %q: want an absolute path", r.System)
@@ -356,6 +373,8 @@ func (c *Config) modeParams() []string {
 		p = append(p, guest.KeyFind)
 	case c.System != "":
 		p = append(p, guest.KeyInit+"="+c.System)
+	case c.Build:
+		p = append(p, guest.KeyBuild)
 	}
 	return p
 }

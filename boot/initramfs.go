@@ -1,10 +1,12 @@
 package boot
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/tvix-go/tvix/boot/guest"
@@ -23,6 +25,9 @@ type InitramfsSpec struct {
 	// Shell, if set, is a static shell (busybox) installed as /bin/sh
 	// with its applets, for tvix.shell.
 	Shell string
+	// Files are added as regular files (paths relative to the root, in
+	// directories that exist).
+	Files map[string][]byte
 }
 
 // WriteInitramfs writes an uncompressed newc cpio archive: unpacking it
@@ -50,6 +55,17 @@ func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
 			if err := c.symlink("bin/"+applet, "busybox"); err != nil {
 				return err
 			}
+		}
+	}
+	names := make([]string, 0, len(spec.Files))
+	for name := range spec.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b := spec.Files[name]
+		if err := c.file(name, 0o644, int64(len(b)), bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("add %s: %w", name, err)
 		}
 	}
 	if len(spec.Modules) > 0 {

@@ -214,6 +214,7 @@ type qemuSpec struct {
 	// nbdSock serves the NBD exports named in disks.
 	nbdSock string
 	disks   []string
+	ports   []Port
 }
 
 func qemuArgs(s qemuSpec) []string {
@@ -249,6 +250,18 @@ func qemuArgs(s qemuSpec) []string {
 		args = append(args, "-M", "q35,memory-backend=mem", "-device", "vhost-user-fs-pci"+fsdev)
 	default:
 		args = append(args, "-M", "microvm,acpi=on,memory-backend=mem", "-device", "vhost-user-fs-device"+fsdev)
+	}
+	if len(s.ports) > 0 {
+		bus := "virtio-serial-device"
+		if s.machine == MachineQ35 {
+			bus = "virtio-serial-pci"
+		}
+		args = append(args, "-device", bus)
+		for i, p := range s.ports {
+			id := fmt.Sprintf("port%d", i)
+			args = append(args, "-chardev", "socket,id="+id+",path="+qemuEscape(p.Socket),
+				"-device", "virtserialport,chardev="+id+",name="+qemuEscape(p.Name))
+		}
 	}
 	for _, name := range s.disks {
 		// QEMU's own NBD client; read-only end to end, and the serial

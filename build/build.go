@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/tvix-go/tvix/build/buildv1"
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
 )
 
@@ -158,4 +160,58 @@ func (l *limited) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 	}
 	defer func() { <-l.slots }()
 	return l.b.Build(ctx, req, log)
+}
+
+// InputRoots serves a request's inputs, and nothing else, as the root
+// nodes of a castore/fs tree: what a build's /nix/store is made of.
+type InputRoots []*castorev1.Node
+
+func (r InputRoots) Get(_ context.Context, name string) (*castorev1.Node, error) {
+	for _, n := range r {
+		if string(castore.NodeName(n)) == name {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("input %q: %w", name, castore.ErrNotFound)
+}
+
+func (r InputRoots) List(context.Context) iter.Seq2[*castorev1.Node, error] {
+	return func(yield func(*castorev1.Node, error) bool) {
+		for _, n := range r {
+			if !yield(n, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Needles are a request's refscan needles as store paths (digest only),
+// for a refscan.Scanner.
+func Needles(req *buildv1.BuildRequest) ([]storepath.StorePath, error) {
+	var out []storepath.StorePath
+	for _, n := range req.GetRefscanNeedles() {
+		d, err := nixbase32.DecodeString(n)
+		if err != nil || len(d) != storepath.DigestSize {
+			return nil, fmt.Errorf("build request: refscan needle %q: not a store path hash", n)
+		}
+		var sp storepath.StorePath
+		copy(sp.Digest[:], d)
+		sp.Name = "needle"
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// NeedleIndexes turns the needles a scanner found into indexes into
+// needles, as Build.outputs_needles holds them.
+func NeedleIndexes(needles, found []storepath.StorePath) []uint64 {
+	var idx []uint64
+	for _, f := range found {
+		for i, n := range needles {
+			if n.Digest == f.Digest {
+				idx = append(idx, uint64(i))
+			}
+		}
+	}
+	return idx
 }

@@ -42,6 +42,12 @@ type BuildConfig struct {
 	// Jobs is how many builds run at once (0: 1); more wait.
 	Jobs                   int
 	Timeout, MaxSilentTime time.Duration
+	// Backend is "sandbox" (default) or "microvm"; VMMemoryMB sizes each
+	// MicroVM (0: 512).
+	Backend    string
+	VMMemoryMB int
+	// VMInit is the guest's tvix-init ("": next to tvix, or in PATH).
+	VMInit string
 }
 
 // HTTPConfig is nar-bridge: the store as a Nix binary cache.

@@ -17,7 +17,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tvix-go/tvix/boot"
 	"github.com/tvix-go/tvix/build"
+	"github.com/tvix-go/tvix/build/microvm"
 	"github.com/tvix-go/tvix/build/sandbox"
 	"github.com/tvix-go/tvix/castore/castoregrpc"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
@@ -141,10 +143,28 @@ func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
 	if len(cfg.Build.Listen) == 0 {
 		return nil
 	}
-	s := d.Services
-	var b build.Builder = &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: cfg.Build.Timeout, MaxSilentTime: cfg.Build.MaxSilentTime}
+	b, err := LocalBuilder(cfg.Build.Backend, d.Services, cfg.Build)
+	if err != nil {
+		return err
+	}
 	b = build.Limit(b, max(cfg.Build.Jobs, 1))
 	return d.serveGRPC(ctx, "build", "--build-listen", cfg.Build.Listen, func(srv *grpc.Server) { build.RegisterServer(srv, b) })
+}
+
+// LocalBuilder is the build backend a name selects, over s's castore.
+func LocalBuilder(backend string, s *registry.Services, cfg BuildConfig) (build.Builder, error) {
+	switch backend {
+	case "", "sandbox":
+		return &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: cfg.Timeout, MaxSilentTime: cfg.MaxSilentTime}, nil
+	case "microvm":
+		mem := cfg.VMMemoryMB
+		if mem == 0 {
+			mem = 512
+		}
+		return &microvm.MicroVM{Blobs: s.Blobs, Dirs: s.Directories, Timeout: cfg.Timeout,
+			Boot: boot.Config{MemoryMB: mem, Init: cfg.VMInit, SelfCanBeInit: true}}, nil
+	}
+	return nil, fmt.Errorf("build backend %q: want sandbox or microvm", backend)
 }
 
 // serveGRPC serves the store's services (and what extra registers) on

@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tvix-go/tvix/boot"
 	"github.com/tvix-go/tvix/build"
+	"github.com/tvix-go/tvix/build/microvm"
 	"github.com/tvix-go/tvix/build/sandbox"
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
@@ -94,10 +98,45 @@ func (e *buildEnv) drv(t *testing.T, name, script, extra string) (string, *deriv
 	return drvPath, d
 }
 
+var (
+	tvixInitOnce sync.Once
+	tvixInit     string
+	tvixInitErr  error
+)
+
+// microVM is the MicroVM backend over e's stores, with a tvix-init built
+// for the test.
+func (e *buildEnv) microVM(t *testing.T) build.Builder {
+	t.Helper()
+	testenv.Tools(t, "qemu-system-x86", "qemu-system-x86_64")
+	tvixInitOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tvix-init-")
+		if err != nil {
+			tvixInitErr = err
+			return
+		}
+		tvixInit = filepath.Join(dir, "tvix-init")
+		cmd := exec.Command("go", "build", "-o", tvixInit, "github.com/tvix-go/tvix/cmd/tvix-init")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tvixInitErr = fmt.Errorf("build tvix-init: %v\n%s", err, out)
+		}
+	})
+	if tvixInitErr != nil {
+		t.Fatal(tvixInitErr)
+	}
+	return &microvm.MicroVM{Blobs: e.blobs, Dirs: e.dirs, Boot: boot.Config{Init: tvixInit, MemoryMB: 512}}
+}
+
 // TestBuildMatchesNixSandbox builds derivations with C++ Nix's sandbox
-// and with ours and compares each output's NAR hash and references.
+// and with ours, in the local sandbox and in a MicroVM, and compares each
+// output's NAR hash and references.
 func TestBuildMatchesNixSandbox(t *testing.T) {
 	e := newBuildEnv(t)
+	backends := map[string]build.Builder{"sandbox": &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: t.TempDir()}}
+	if !testing.Short() {
+		backends["microvm"] = e.microVM(t)
+	}
 	nonce := fmt.Sprint(time.Now().UnixNano())
 	for _, tc := range []struct{ name, script, extra string }{
 		{"file", `echo hello > $out`, `{}`},
@@ -117,39 +156,40 @@ func TestBuildMatchesNixSandbox(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var log bytes.Buffer
-			sb := &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: t.TempDir()}
-			res, err := sb.Build(context.Background(), req, &log)
-			if err != nil {
-				t.Fatalf("build: %v\nlog:\n%s", err, log.String())
-			}
-			for i, o := range req.GetOutputs() {
-				nixOut := "/" + o
-				if !strings.Contains(outs, nixOut) {
-					t.Fatalf("output %s not among nix-build's %q", nixOut, outs)
-				}
-				wantHash := nixtest.Text(t, "nix-store", "-q", "--hash", nixOut)
-				size, sum, err := narcastore.CalculateNAR(context.Background(), castore.RenameNode(res.GetOutputs()[i], nil), e.blobs, e.dirs)
+			for backend, b := range backends {
+				var log bytes.Buffer
+				res, err := b.Build(context.Background(), req, &log)
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%s build: %v\nlog:\n%s", backend, err, log.String())
 				}
-				if got := "sha256:" + nixbase32.EncodeToString(sum[:]); got != wantHash {
-					t.Errorf("%s: NAR hash %s (%d bytes), nix-build's %s", nixOut, got, size, wantHash)
-				}
-				var refs []string
-				for _, n := range res.GetOutputsNeedles()[i].GetNeedles() {
-					needle := req.GetRefscanNeedles()[n]
-					for _, cand := range append(append([]string{}, req.GetOutputs()...), storepath.StoreDir[1:]+"/"+e.busybox.Basename()) {
-						if strings.HasPrefix(strings.TrimPrefix(cand, "nix/store/"), needle) {
-							refs = append(refs, "/"+cand)
+				for i, o := range req.GetOutputs() {
+					nixOut := "/" + o
+					if !strings.Contains(outs, nixOut) {
+						t.Fatalf("output %s not among nix-build's %q", nixOut, outs)
+					}
+					wantHash := nixtest.Text(t, "nix-store", "-q", "--hash", nixOut)
+					size, sum, err := narcastore.CalculateNAR(context.Background(), castore.RenameNode(res.GetOutputs()[i], nil), e.blobs, e.dirs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := "sha256:" + nixbase32.EncodeToString(sum[:]); got != wantHash {
+						t.Errorf("%s, %s: NAR hash %s (%d bytes), nix-build's %s", backend, nixOut, got, size, wantHash)
+					}
+					var refs []string
+					for _, n := range res.GetOutputsNeedles()[i].GetNeedles() {
+						needle := req.GetRefscanNeedles()[n]
+						for _, cand := range append(append([]string{}, req.GetOutputs()...), storepath.StoreDir[1:]+"/"+e.busybox.Basename()) {
+							if strings.HasPrefix(strings.TrimPrefix(cand, "nix/store/"), needle) {
+								refs = append(refs, "/"+cand)
+							}
 						}
 					}
-				}
-				sort.Strings(refs)
-				want := strings.Fields(nixtest.Text(t, "nix-store", "-q", "--references", nixOut))
-				sort.Strings(want)
-				if strings.Join(refs, " ") != strings.Join(want, " ") {
-					t.Errorf("%s: references %v, nix-build's %v", nixOut, refs, want)
+					sort.Strings(refs)
+					want := strings.Fields(nixtest.Text(t, "nix-store", "-q", "--references", nixOut))
+					sort.Strings(want)
+					if strings.Join(refs, " ") != strings.Join(want, " ") {
+						t.Errorf("%s, %s: references %v, nix-build's %v", backend, nixOut, refs, want)
+					}
 				}
 			}
 		})
@@ -198,6 +238,37 @@ func TestBuildFailures(t *testing.T) {
 			}
 			if left, _ := os.ReadDir(scratch); len(left) != 0 {
 				t.Fatalf("scratch directory keeps %d entries after a failed build", len(left))
+			}
+		})
+	}
+}
+
+// A MicroVM build that fails reports the exit code and keeps the
+// builder's output in the log; a missing output is named.
+func TestMicroVMBuildFailures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs")
+	}
+	e := newBuildEnv(t)
+	vm := e.microVM(t)
+	for _, tc := range []struct{ name, script, want string }{
+		{"exit", `echo failing on purpose >&2; exit 3`, "builder failed with exit code 3"},
+		{"no-output", `echo nothing`, "failed to produce output path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, d := e.drv(t, "tvix-vm-fail-"+tc.name, tc.script, `{}`)
+			req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			_, err = vm.Build(context.Background(), req, &log)
+			var f *build.Failure
+			if !errors.As(err, &f) || !strings.Contains(f.Message, tc.want) {
+				t.Fatalf("build: %v, want a failure %q\nlog:\n%s", err, tc.want, log.String())
+			}
+			if tc.name == "exit" && !strings.Contains(log.String(), "failing on purpose") {
+				t.Fatalf("log lost the builder's stderr: %q", log.String())
 			}
 		})
 	}

@@ -97,6 +97,7 @@ const (
 	KeyShell = "tvix.shell"
 	KeyFind  = "tvix.find"
 	KeyTag   = "tvix.tag"
+	KeyBuild = "tvix.build"
 	KeyInit  = "init"
 	// KeyDisks is the number of virtio-blk disks the host attached; the
 	// init waits for them and names them /dev/tvix-disk0, ...
@@ -107,6 +108,7 @@ const (
 
 // Mode is what the init does after mounting the store.
 type Mode struct {
+	Build  bool
 	Run    []string
 	Shell  bool
 	Find   bool
@@ -166,6 +168,8 @@ func ParseCmdline(s string) (Mode, error) {
 			}
 		case KeyShell:
 			m.Shell = !hasV || v != "0"
+		case KeyBuild:
+			m.Build = !hasV || v != "0"
 		case KeyFind:
 			m.Find = !hasV || v != "0"
 		case KeyInit:

@@ -89,6 +89,9 @@ func run() (int, error) {
 	if mode.System != "" && len(mode.Run) == 0 && !mode.Shell && !mode.Find {
 		return -1, switchRoot(mode)
 	}
+	if mode.Build {
+		return build(mode)
+	}
 	if err := mountStore(mode.Tag, StoreDir); err != nil {
 		return 0, err
 	}

@@ -15,13 +15,11 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"iter"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -32,10 +30,8 @@ import (
 	"github.com/tvix-go/tvix/build"
 	"github.com/tvix-go/tvix/build/buildv1"
 	"github.com/tvix-go/tvix/castore"
-	"github.com/tvix-go/tvix/castore/castorev1"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/castore/fstree"
-	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/refscan"
 	"github.com/tvix-go/tvix/nix/storepath"
 )
@@ -108,7 +104,7 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 			return nil, fmt.Errorf("build: inputs mountpoint: %w", err)
 		}
 		mctx, unmount := context.WithCancel(context.WithoutCancel(ctx))
-		m, err := tvixfs.Mount(mctx, inputs, tvixfs.Services{Blobs: s.Blobs, Directories: s.Dirs, Roots: requestRoots(req.GetInputs())},
+		m, err := tvixfs.Mount(mctx, inputs, tvixfs.Services{Blobs: s.Blobs, Directories: s.Dirs, Roots: build.InputRoots(req.GetInputs())},
 			tvixfs.Options{AllowOther: true, Logger: slog.Default()})
 		if err != nil {
 			unmount()
@@ -283,16 +279,9 @@ func (s *Sandbox) run(ctx context.Context, bwrap string, args []string, log io.W
 
 // collect ingests each output and scans it for the needles.
 func (s *Sandbox) collect(ctx context.Context, req *buildv1.BuildRequest, root string) (*buildv1.Build, error) {
-	var needles []storepath.StorePath
-	for _, n := range req.GetRefscanNeedles() {
-		d, err := nixbase32.DecodeString(n)
-		if err != nil || len(d) != storepath.DigestSize {
-			return nil, fmt.Errorf("build: refscan needle %q: not a store path hash", n)
-		}
-		var sp storepath.StorePath
-		copy(sp.Digest[:], d)
-		sp.Name = "needle"
-		needles = append(needles, sp)
+	needles, err := build.Needles(req)
+	if err != nil {
+		return nil, err
 	}
 	out := &buildv1.Build{BuildRequest: req}
 	for _, o := range req.GetOutputs() {
@@ -349,35 +338,5 @@ func scan(p string, needles []storepath.StorePath) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	var idx []uint64
-	for _, f := range sc.Found() {
-		for i, n := range needles {
-			if bytes.Equal(n.Digest[:], f.Digest[:]) {
-				idx = append(idx, uint64(i))
-			}
-		}
-	}
-	return idx, nil
-}
-
-// requestRoots serves a request's inputs (and nothing else) to the mount.
-type requestRoots []*castorev1.Node
-
-func (r requestRoots) Get(_ context.Context, name string) (*castorev1.Node, error) {
-	for _, n := range r {
-		if string(castore.NodeName(n)) == name {
-			return n, nil
-		}
-	}
-	return nil, fmt.Errorf("input %q: %w", name, castore.ErrNotFound)
-}
-
-func (r requestRoots) List(context.Context) iter.Seq2[*castorev1.Node, error] {
-	return func(yield func(*castorev1.Node, error) bool) {
-		for _, n := range r {
-			if !yield(n, nil) {
-				return
-			}
-		}
-	}
+	return build.NeedleIndexes(needles, sc.Found()), nil
 }

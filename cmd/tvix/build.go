@@ -15,8 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tvix-go/tvix/build"
-	"github.com/tvix-go/tvix/build/sandbox"
 	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/glue"
 	"github.com/tvix-go/tvix/nix/storepath"
@@ -37,6 +35,9 @@ func buildCommands() []*cli.Command {
 			&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "NIX_BUILD_CORES given to builders"},
 			&cli.DurationFlag{Name: "timeout", Usage: "kill a build running longer than this (0: no limit)"},
 			&cli.DurationFlag{Name: "max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+			&cli.StringFlag{Name: "backend", Value: "sandbox", Usage: "where builds run: sandbox (Linux namespaces, as Nix's sandbox) or microvm (a QEMU MicroVM per build; KVM when usable)"},
+			&cli.IntFlag{Name: "vm-memory", Value: 512, Usage: "MiB of memory for each --backend microvm VM"},
+			&cli.StringFlag{Name: "vm-init", EnvVars: []string{"TVIX_INIT"}, Usage: "tvix-init `PATH` for --backend microvm (default: next to tvix, in PATH)"},
 			&cli.StringFlag{Name: "netrc-file", Usage: "credentials for builtin:fetchurl downloads (as Nix's netrc-file)"},
 			&cli.StringFlag{Name: "builders", EnvVars: []string{"TVIX_BUILDERS"}, Usage: "space-separated remote builders (tvix daemons with --build-listen): grpc+unix:///sock or grpc+http://host:port, with ?slots=N&system=SYSTEM; none builds locally"},
 		),
@@ -85,7 +86,11 @@ func runBuild(c *cli.Context) error {
 	for _, w := range want {
 		drvPaths = append(drvPaths, w.drvPath)
 	}
-	var builder build.Builder = &sandbox.Sandbox{Blobs: s.Blobs, Dirs: s.Directories, Timeout: c.Duration("timeout"), MaxSilentTime: c.Duration("max-silent-time")}
+	builder, err := daemon.LocalBuilder(c.String("backend"), s, daemon.BuildConfig{Timeout: c.Duration("timeout"),
+		MaxSilentTime: c.Duration("max-silent-time"), VMMemoryMB: c.Int("vm-memory"), VMInit: c.String("vm-init")})
+	if err != nil {
+		return err
+	}
 	if urls := strings.Fields(c.String("builders")); len(urls) > 0 {
 		pool, closeBuilders, err := daemon.OpenBuilders(ctx, urls, s.Blobs, s.Directories)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,14 +73,41 @@ in {
 }
 
 // TestBuildCorpusMatchesNixBuild: tvix build gives the same output paths,
-// NAR hashes and references as nix-build with Nix's own sandbox.
+// NAR hashes and references as nix-build with Nix's own sandbox, with the
+// local sandbox and with MicroVMs.
 func TestBuildCorpusMatchesNixBuild(t *testing.T) {
 	nixtest.Require(t)
 	testenv.Tool(t, "bwrap", "bubblewrap")
 	testenv.FUSE(t)
 	testenv.Root(t, "builds in a sandbox")
+	testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	f := buildCorpus(t, fmt.Sprint(time.Now().UnixNano()))
-	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	for _, backend := range []string{"sandbox", "microvm"} {
+		t.Run(backend, func(t *testing.T) { checkCorpus(t, f, backend) })
+	}
+}
+
+// tvixInit builds the guest init once for the tests that boot VMs.
+var tvixInit = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tvix-init-")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "tvix-init")
+	cmd := exec.Command("go", "build", "-o", p, "github.com/tvix-go/tvix/cmd/tvix-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tvix-init: %v\n%s", err, out)
+	}
+	return p, nil
+})
+
+func checkCorpus(t *testing.T, f, backend string) {
+	init, err := tvixInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_DATA_HOME=" + t.TempDir(), "TVIX_INIT=" + init}
 	for _, attr := range []string{"chain", "multi", "flat", "recursive", "uses"} {
 		t.Run(attr, func(t *testing.T) {
 			drv := nixtest.Text(t, "nix-instantiate", f, "-A", attr)
@@ -87,7 +115,7 @@ func TestBuildCorpusMatchesNixBuild(t *testing.T) {
 			if err != nil {
 				t.Fatalf("nix-store --realise: %v", err)
 			}
-			out, stderr, err := run(t, env, "build", "--no-out-link", "-A", attr, f)
+			out, stderr, err := run(t, env, "build", "--no-out-link", "--backend", backend, "-A", attr, f)
 			if err != nil {
 				t.Fatalf("tvix build: %v\n%s", err, stderr)
 			}
@@ -109,7 +137,7 @@ func TestBuildCorpusMatchesNixBuild(t *testing.T) {
 		})
 	}
 	// Everything is in the store now: a second build builds nothing.
-	_, stderr, err := run(t, env, "build", "--no-out-link", "-A", "uses", f)
+	_, stderr, err := run(t, env, "build", "--no-out-link", "--backend", backend, "-A", "uses", f)
 	if err != nil || strings.Contains(stderr, "building") {
 		t.Fatalf("rebuild: %v\n%s", err, stderr)
 	}

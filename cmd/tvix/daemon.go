@@ -32,6 +32,7 @@ func daemonCommands() []*cli.Command {
 		&cli.StringSliceFlag{Name: "build-listen", Usage: "serve builds (Tvix's BuildService, with the store's services for fetching outputs) on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
 		&cli.IntFlag{Name: "build-jobs", Value: 1, Usage: "builds run at once for --build-listen clients; more wait"},
 		&cli.DurationFlag{Name: "build-timeout", Usage: "kill a build running longer than this (0: no limit)"},
+		&cli.StringFlag{Name: "build-backend", Value: "sandbox", Usage: "where served builds run: sandbox or microvm"},
 		&cli.DurationFlag{Name: "build-max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
 	)
 	return []*cli.Command{{
@@ -64,7 +65,7 @@ func runDaemon(c *cli.Context) error {
 	cfg.VirtioFS = daemon.VirtioFSConfig{Socket: c.String("virtiofs"), ListRoot: c.Bool("virtiofs-list-root")}
 	cfg.Eval = daemon.EvalConfig{Listen: c.String("eval-listen"), Jobs: c.Int("eval-jobs")}
 	cfg.Build = daemon.BuildConfig{Listen: c.StringSlice("build-listen"), Jobs: c.Int("build-jobs"),
-		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time")}
+		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time"), Backend: c.String("build-backend")}
 	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
 	}
