@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -286,5 +288,62 @@ func TestBuildFetchurl(t *testing.T) {
 	}
 	if _, stderr, err := run(t, env, "build", "--no-out-link", "-A", "wrong", f); err == nil || !strings.Contains(stderr, "HTTP error 401") {
 		t.Fatalf("without credentials: %v %s", err, stderr)
+	}
+}
+
+// helloSource is the directory scripts/hello-source/prepare fills.
+const helloSource = "/var/cache/tvix-go/hello-source"
+
+// TestBuildHelloFromSource: GNU hello 2.10 from Debian's source, built with
+// Debian's toolchain made into store paths, is the same as nix-build's
+// (paths, NAR hashes, references), and tvix boot runs the hello tvix built
+// in a MicroVM from the tvix store.
+func TestBuildHelloFromSource(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.FUSE(t)
+	testenv.Root(t, "builds in a sandbox")
+	testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
+	if _, err := os.Stat(filepath.Join(helloSource, ".complete")); err != nil {
+		testenv.Missing(t, "GNU hello's source and toolchain not prepared (scripts/hello-source/prepare): %v", err)
+	}
+	nixOut, err := nixtest.Sandboxed("nix-build", "--no-out-link", helloSource)
+	if err != nil {
+		t.Fatalf("nix-build: %v", err)
+	}
+	init, err := tvixInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_DATA_HOME=" + t.TempDir(), "TVIX_INIT=" + init}
+	start := time.Now()
+	out, stderr, err := run(t, env, "build", "--no-out-link", helloSource)
+	if err != nil {
+		t.Fatalf("tvix build: %v\n%s", err, stderr)
+	}
+	t.Logf("tvix build of hello and its toolchain: %s", time.Since(start).Round(time.Second))
+	hello := strings.TrimSpace(out)
+	if hello != nixOut {
+		t.Fatalf("tvix build printed %q, nix-build %q", hello, nixOut)
+	}
+	closure := strings.Fields(nixtest.Text(t, "nix-store", "-qR", hello))
+	for _, p := range closure {
+		want := nixtest.Text(t, "nix-store", "-q", "--hash", p)
+		got, _, err := run(t, env, "store", "query", "--hash", p)
+		if err != nil || strings.TrimSpace(got) != want {
+			t.Errorf("%s: NAR hash %q (%v), nix-build's %s", p, got, err, want)
+		}
+		wantRefs := strings.Fields(nixtest.Text(t, "nix-store", "-q", "--references", p))
+		out, _, _ := run(t, env, "store", "query", "--references", p)
+		gotRefs := strings.Fields(out)
+		sort.Strings(wantRefs)
+		sort.Strings(gotRefs)
+		if !slices.Equal(gotRefs, wantRefs) {
+			t.Errorf("%s: references %q, nix-build's %q", p, gotRefs, wantRefs)
+		}
+	}
+	bootOut, stderr, err := run(t, env, "boot", "--run", hello+"/bin/hello")
+	if err != nil || !strings.Contains(bootOut, "Hello, world!") {
+		t.Fatalf("tvix boot --run hello: %v\n%s\n%s", err, bootOut, stderr)
 	}
 }
