@@ -244,8 +244,9 @@ func (r *Realiser) present(ctx context.Context, d *derivation.Derivation) (bool,
 	return true, nil
 }
 
-// inputNodes looks up the root nodes of a derivation's input sources and
-// of the used outputs of its input derivations.
+// inputNodes looks up the root nodes of a derivation's inputs: its input
+// sources and the used outputs of its input derivations, with everything
+// they refer to, as Nix's sandbox holds the closure of the inputs.
 func (r *Realiser) inputNodes(ctx context.Context, d *derivation.Derivation) ([]*castorev1.Node, error) {
 	paths := append([]string(nil), d.InputSources...)
 	for in, outs := range d.InputDerivations {
@@ -263,7 +264,9 @@ func (r *Realiser) inputNodes(ctx context.Context, d *derivation.Derivation) ([]
 	}
 	var nodes []*castorev1.Node
 	seen := map[string]bool{}
-	for _, p := range paths {
+	for len(paths) > 0 {
+		p := paths[0]
+		paths = paths[1:]
 		if seen[p] {
 			continue
 		}
@@ -277,6 +280,9 @@ func (r *Realiser) inputNodes(ctx context.Context, d *derivation.Derivation) ([]
 			return nil, fmt.Errorf("input %s: %w", p, err)
 		}
 		nodes = append(nodes, info.GetNode())
+		for _, ref := range info.GetNarinfo().GetReferenceNames() {
+			paths = append(paths, storepath.StoreDir+"/"+ref)
+		}
 	}
 	return nodes, nil
 }

@@ -53,7 +53,9 @@ in {
   multi = sh "mkdir $out $lib $doc; echo $lib > $out/lib; echo ${busybox} > $lib/bb; echo doc > $doc/readme" { name = "multi"; outputs = [ "out" "lib" "doc" ]; };
   flat = sh "echo -n %s > $out" { name = "fixed-flat"; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" %q; };
   recursive = sh "mkdir $out; echo recursive > $out/x" { name = "fixed-recursive"; outputHashMode = "recursive"; outputHashAlgo = "sha256"; outputHash = "%s"; };
-  uses = sh "cat ${chain}/n > $out" { name = "uses-chain"; };
+  # Reads through chain's reference to the one before it: the sandbox
+  # holds the closure of the inputs, not only the inputs.
+  uses = sh "cat ${chain}/n ${chain}/prev/n > $out" { name = "uses-chain"; };
 }
 `, nonce, flat, flat, "RECURSIVE_HASH")
 	f := filepath.Join(dir, "corpus.nix")
