@@ -50,7 +50,7 @@ func personality(name string) (func(args []string) int, bool) {
 	switch name {
 	case "nix-instantiate":
 		return func(args []string) int {
-			return evalcli.Run(args[1:], false, evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+			return evalcli.RunProgram(evalcli.Program{Name: "nix-instantiate", Version: version}, args[1:], evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 		}, true
 	case "init":
 		return func([]string) int { return guest.Main() }, true
