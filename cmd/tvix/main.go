@@ -79,7 +79,8 @@ func main() {
 	if p, ok := personality(filepath.Base(os.Args[0])); ok {
 		os.Exit(p(os.Args))
 	}
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "tvix: %v\n", err)
 		os.Exit(exitCode(err))
 	}
