@@ -14,7 +14,8 @@ import (
 // after a "--" stays where it is, and a "--" is put before the
 // positionals so one that starts with "-" is not taken for a flag.
 func interspersed(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || args[len(args)-1] == "--generate-bash-completion" {
+		// urfave/cli looks for the completion request at the very end.
 		return args
 	}
 	if h := helpPath(app, args); h != nil {

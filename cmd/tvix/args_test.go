@@ -1,6 +1,11 @@
 package main
 
 import (
+	"github.com/urfave/cli/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+
 	"slices"
 	"strings"
 	"testing"
@@ -61,6 +66,71 @@ func TestHelpCommand(t *testing.T) {
 		out, stderr, err := run(t, nil, c.args...)
 		if err != nil || !strings.Contains(out, c.want) {
 			t.Errorf("tvix %v: %q %s %v; want %q", c.args, out, stderr, err, c.want)
+		}
+	}
+}
+
+// TestEveryFlagHasADescription walks every command: each flag has a
+// one-line usage for --help, the man page and completion.
+func TestEveryFlagHasADescription(t *testing.T) {
+	app := newApp()
+	var walk func(path string, flags []cli.Flag, cmds []*cli.Command)
+	walk = func(path string, flags []cli.Flag, cmds []*cli.Command) {
+		for _, f := range flags {
+			u := ""
+			if d, ok := f.(cli.DocGenerationFlag); ok {
+				u = d.GetUsage()
+			}
+			if strings.TrimSpace(u) == "" || strings.Contains(u, "\n") {
+				t.Errorf("%s --%s: usage %q, want one line", path, f.Names()[0], u)
+			}
+		}
+		for _, c := range cmds {
+			if strings.TrimSpace(c.Usage) == "" {
+				t.Errorf("%s %s: no usage", path, c.Name)
+			}
+			walk(path+" "+c.Name, c.Flags, c.Subcommands)
+		}
+	}
+	walk("tvix", app.Flags, app.Commands)
+}
+
+// TestCompletionAndMan: the scripts are valid shell and ask the binary,
+// which answers with commands and flags; the man page names every command.
+func TestCompletionAndMan(t *testing.T) {
+	bash, _, err := run(t, nil, "completion", "bash")
+	if err != nil || !strings.Contains(bash, "complete -o bashdefault -o default -o nospace -F _tvix_bash_autocomplete tvix") {
+		t.Fatalf("completion bash: %v\n%s", err, bash)
+	}
+	script := filepath.Join(t.TempDir(), "tvix.bash")
+	os.WriteFile(script, []byte(bash), 0o644)
+	// What bash does on "tvix store im<TAB>" with the script loaded.
+	cmd := exec.Command("bash", "-c", `source "$1"; COMP_WORDS=(tvix store im); COMP_CWORD=2; _tvix_bash_autocomplete; echo "${COMPREPLY[@]}"`, "bash", script)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(tvixBinary(t))+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "import" {
+		t.Errorf("bash completion of 'tvix store im': %q, %v", out, err)
+	}
+	if out, _, err := run(t, nil, "mount", "--list", "--generate-bash-completion"); err != nil || !strings.Contains(out, "--list-root") {
+		t.Errorf("flag completion of mount --list: %q, %v", out, err)
+	}
+	zsh, _, err := run(t, nil, "completion", "zsh")
+	if err != nil || !strings.HasPrefix(zsh, "#compdef tvix") {
+		t.Errorf("completion zsh: %v\n%s", err, zsh)
+	}
+	fish, _, err := run(t, nil, "completion", "fish")
+	if err != nil || !strings.Contains(fish, "complete -c tvix") || !strings.Contains(fish, "-l list-root") {
+		t.Errorf("completion fish: %v\n%s", err, fish)
+	}
+	if _, stderr, err := run(t, nil, "completion", "tcsh"); err == nil || !strings.Contains(stderr, `unknown shell "tcsh"`) {
+		t.Errorf("completion tcsh: %v %q", err, stderr)
+	}
+	man, _, err := run(t, nil, "man")
+	if err != nil || !strings.HasPrefix(man, ".nh\n.TH tvix 1") {
+		t.Fatalf("man: %v\n%.200s", err, man)
+	}
+	for _, want := range []string{"castore", "import-image", "derivation", "--check-contents", "--store"} {
+		if !strings.Contains(man, want) {
+			t.Errorf("man page lacks %q", want)
 		}
 	}
 }

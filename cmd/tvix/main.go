@@ -22,7 +22,7 @@ var version = "0.1.0-dev"
 func newApp() *cli.App {
 	var commands []*cli.Command
 	for _, group := range [][]*cli.Command{
-		bootCommands(), buildCommands(), castoreCommands(), daemonCommands(), derivationCommands(), evalCommands(),
+		bootCommands(), buildCommands(), castoreCommands(), completionCommands(), daemonCommands(), derivationCommands(), evalCommands(),
 		mountCommands(), narCommands(), narBridgeCommands(), storeCommands(),
 	} {
 		commands = append(commands, group...)

@@ -53,7 +53,7 @@ func serviceFlags() []cli.Flag {
 	flags := []cli.Flag{storeFlag()}
 	for i, f := range storeServiceFlags {
 		flags = append(flags, &cli.StringFlag{Name: f.name, EnvVars: []string{f.env}, DefaultText: defaults[i],
-			Usage: fmt.Sprintf("%s service URL (overrides --store), scheme one of: %s", f.kind, strings.Join(reg.Names(f.kind), ", "))})
+			Usage: fmt.Sprintf("%s URL (overrides --store), scheme one of: %s", f.kind, strings.Join(reg.Names(f.kind), ", "))})
 	}
 	return append(flags,
 		&cli.StringFlag{Name: "substituters", EnvVars: []string{"TVIX_SUBSTITUTERS"},
@@ -64,8 +64,8 @@ func serviceFlags() []cli.Flag {
 	)
 }
 
-const storeUsage = "the store every service uses: a tvix daemon (unix:///path.sock, grpc+unix:///path.sock, " +
-	"grpc+http://host:port, or the path of its socket) or a `DIR` holding an embedded store; " +
+const storeUsage = "the `STORE` of every service: a tvix daemon (unix:///path.sock, grpc+unix:///path.sock, " +
+	"grpc+http://host:port, or the path of its socket) or a directory holding an embedded store; " +
 	"an explicit --blob-service-addr, --directory-service-addr or --path-info-service-addr overrides it for that service"
 
 // storeFlag is --store, one setting for all three services.

@@ -49,8 +49,11 @@ func storeCommands() []*cli.Command {
 			{
 				Name: "query", Usage: "like nix-store -q", ArgsUsage: "STOREPATH...",
 				Flags: append(serviceFlags(),
-					&cli.BoolFlag{Name: "references"}, &cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}},
-					&cli.BoolFlag{Name: "referrers"}, &cli.BoolFlag{Name: "hash"}, &cli.BoolFlag{Name: "size"}),
+					&cli.BoolFlag{Name: "references", Usage: "print the paths each STOREPATH refers to directly"},
+					&cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}, Usage: "print each STOREPATH's closure (itself and everything it refers to, transitively)"},
+					&cli.BoolFlag{Name: "referrers", Usage: "print the paths in the store that refer to each STOREPATH"},
+					&cli.BoolFlag{Name: "hash", Usage: "print each STOREPATH's NAR hash"},
+					&cli.BoolFlag{Name: "size", Usage: "print each STOREPATH's NAR size in bytes"}),
 				Action: storeQuery,
 			},
 			{
@@ -64,7 +67,7 @@ func storeCommands() []*cli.Command {
 			},
 			{
 				Name: "verify", Usage: "check every path's contents are present (and with --check-contents, hash to its NAR hash)",
-				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents"}),
+				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents", Usage: "also read every path's contents and compare them to its NAR hash (reads the whole store)"}),
 				Action: storeVerify,
 			},
 		},
