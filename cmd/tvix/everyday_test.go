@@ -32,3 +32,55 @@ func TestNixInstantiateVersionAndEvalHelp(t *testing.T) {
 		t.Errorf("tvix eval --help does not say --eval is implied:\n%s", out)
 	}
 }
+
+// TestSuccessIsSaid: copy, verify and ls say what they did, copy tells
+// copied paths from present ones, and no progress \r reaches a log.
+func TestSuccessIsSaid(t *testing.T) {
+	dir, hello, key := helloCache(t)
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	from := "nix+file://" + dir
+	_, stderr, err := run(t, env, "store", "copy", hello, "--from", from, "--trusted-public-keys", key)
+	if err != nil || !strings.Contains(stderr, "copied 2 paths (0 already present)") {
+		t.Fatalf("first copy: %v\n%s", err, stderr)
+	}
+	_, stderr, err = run(t, env, "store", "copy", hello, "--from", from, "--trusted-public-keys", key)
+	if err != nil || !strings.Contains(stderr, "copied 2 paths (2 already present)") {
+		t.Fatalf("second copy: %v\n%s", err, stderr)
+	}
+	_, stderr, err = run(t, env, "store", "verify", "--check-contents")
+	if err != nil || !strings.Contains(stderr, "verified 2 paths: all present, contents (") {
+		t.Fatalf("verify --check-contents: %v\n%s", err, stderr)
+	}
+	_, stderr, err = run(t, env, "store", "verify")
+	if err != nil || !strings.Contains(stderr, "verified 2 paths: all present") {
+		t.Fatalf("verify: %v\n%s", err, stderr)
+	}
+	out, stderr, err := run(t, env, "store", "ls")
+	if err != nil || len(strings.Split(strings.TrimSpace(out), "\n")) != 2 || !strings.Contains(stderr, "2 store paths, ") {
+		t.Fatalf("store ls: %v\n%s\n%s", err, out, stderr)
+	}
+	if strings.Contains(stderr, "\r") {
+		t.Fatalf("\\r in a non-terminal's stderr: %q", stderr)
+	}
+}
+
+// TestMisleadingErrorsNameWhatWasTyped: a wrong --from is reported as
+// --from (with the scheme it needs), a missing cache directory is said.
+func TestMisleadingErrorsNameWhatWasTyped(t *testing.T) {
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	cache := t.TempDir()
+	sp := "/nix/store/00000000000000000000000000000000-x"
+	_, stderr, err := run(t, env, "store", "copy", "--from", "file://"+cache, sp)
+	if err == nil || !strings.Contains(stderr, `--from "file://`+cache+`"`) || strings.Contains(stderr, "--substituters") ||
+		!strings.Contains(stderr, "(a Nix binary cache is nix+file://"+cache+")") {
+		t.Errorf("copy --from file://: %v %q", err, stderr)
+	}
+	_, stderr, err = run(t, env, "store", "copy", "--from", "nix+file:///nonexistent/cache", "--allow-unsigned-substitutes", sp)
+	if err == nil || !strings.Contains(stderr, `--from "nix+file:///nonexistent/cache"`) || !strings.Contains(stderr, "no such file or directory") {
+		t.Errorf("copy --from a missing directory: %v %q", err, stderr)
+	}
+	_, stderr, err = run(t, env, "store", "ls", "--substituters", "nix+file:///nonexistent/cache", "--allow-unsigned-substitutes")
+	if err == nil || !strings.Contains(stderr, `--substituters "nix+file:///nonexistent/cache"`) {
+		t.Errorf("--substituters with a missing directory: %v %q", err, stderr)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,7 +160,24 @@ func openServices(ctx context.Context, c *cli.Context) (*registry.Services, erro
 	if err != nil {
 		return nil, err
 	}
-	return registry.Default().Open(ctx, a, substitution(c), strings.Fields(c.String("substituters"))...)
+	return openStore(ctx, c, a, strings.Fields(c.String("substituters")), func(string) string { return "--substituters" })
+}
+
+// openStore opens a with the upstreams subs behind it; a failing upstream
+// is reported under the flag the user gave it in (flagOf).
+func openStore(ctx context.Context, c *cli.Context, a registry.Addrs, subs []string, flagOf func(url string) string) (*registry.Services, error) {
+	s, err := registry.Default().Open(ctx, a, substitution(c), subs...)
+	var se *registry.SubstituterError
+	if errors.As(err, &se) {
+		hint := ""
+		for _, p := range []string{"file://", "http://", "https://"} {
+			if strings.HasPrefix(se.URL, p) {
+				hint = fmt.Sprintf(" (a Nix binary cache is nix+%s)", se.URL)
+			}
+		}
+		return nil, fmt.Errorf("%s %q: %w%s", flagOf(se.URL), se.URL, se.Err, hint)
+	}
+	return s, err
 }
 
 // openCastore opens blob and directory services only.

@@ -62,9 +62,18 @@ func TestCopyMaterializes(t *testing.T) {
 	if err != nil || len(req) != 3 {
 		t.Fatalf("requisites in the local store alone: %v, %v", req, err)
 	}
-	checked, bad, err := closure.Verify(ctx, alone, true, func(msg string) { t.Error(msg) })
+	var told, narBytes uint64
+	checked, bad, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, func(n uint64) { told++; narBytes += n })
 	if err != nil || checked != 3 || bad != 0 {
 		t.Fatalf("verify the copy: %d checked, %d bad, %v", checked, bad, err)
+	}
+	var want uint64
+	for _, p := range paths {
+		info, _ := local.PathInfos.Get(ctx, p.Digest)
+		want += info.GetNarinfo().GetNarSize()
+	}
+	if told != 3 || narBytes != want {
+		t.Fatalf("verify progress: told of %d paths, %d NAR bytes; want 3, %d", told, narBytes, want)
 	}
 }
 
