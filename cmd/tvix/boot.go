@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +23,10 @@ import (
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/nbd"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/nixcache"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/registry"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -104,6 +110,7 @@ func bootAction(c *cli.Context) error {
 		NoDirectBoot: c.Bool("no-direct-boot"),
 		Stdin:        os.Stdin,
 	}
+	var need *storepath.StorePath // the output --run is in, checked before booting
 	if p := c.String("run"); p != "" {
 		if c.String("expr") != "" || c.String("file") != "" {
 			var exprs, files []string
@@ -119,6 +126,7 @@ func bootAction(c *cli.Context) error {
 			}
 			if !strings.HasPrefix(p, "/") {
 				p = outs[0].String() + "/" + p
+				need = &outs[0]
 			}
 		}
 		cfg.Run = append([]string{p}, c.Args().Slice()...)
@@ -138,10 +146,20 @@ func bootAction(c *cli.Context) error {
 			return err
 		}
 		defer s.Close()
+		if need != nil {
+			if err := checkClosure(ctx, s, *need); err != nil {
+				return err
+			}
+		}
 		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
 		cfg.FS = tvixfs.NewRawFileSystem(c.Context, daemon.StoreTree(s), opts)
 		blobs = s.Blobs
 	} else if cfg.Socket == "" {
+		if need != nil {
+			if _, err := os.Stat(filepath.Join(c.String("dir"), need.Basename())); err != nil {
+				return fmt.Errorf("--dir %s lacks %s, the output of the expression --run is in", c.String("dir"), need.Basename())
+			}
+		}
 		rawFS, closeTree, err := treeFromFlags(c)
 		if err != nil {
 			return err
@@ -225,4 +243,60 @@ func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, func(), error) {
 		return nil, nil, fmt.Errorf("serve %s: %w", dir, err)
 	}
 	return fs.NewNodeFS(root, &fs.Options{}), func() {}, nil
+}
+
+// checkClosure says on the host what the guest would otherwise only fail
+// to find: the paths of root's closure the store lacks. With substituters
+// the root is fetched (the guest reads it first anyway) and the rest is
+// left to be substituted as the guest reads it.
+func checkClosure(ctx context.Context, s *registry.Services, root storepath.StorePath) error {
+	local, substituting := s.PathInfos, false
+	if comp, ok := s.PathInfos.(*nixcache.Composite); ok && len(comp.Substituters) > 0 {
+		local, substituting = comp.Local, true
+	}
+	var missing []string
+	seen := map[storepath.StorePath]bool{root: true}
+	queue := []storepath.StorePath{root}
+	for len(queue) > 0 {
+		sp := queue[0]
+		queue = queue[1:]
+		info, err := local.Get(ctx, sp.Digest)
+		if errors.Is(err, pathinfo.ErrNotFound) && substituting {
+			if sp != root {
+				continue
+			}
+			info, err = s.PathInfos.Get(ctx, sp.Digest)
+		}
+		if errors.Is(err, pathinfo.ErrNotFound) {
+			missing = append(missing, sp.String())
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", sp, err)
+		}
+		for _, r := range info.GetNarinfo().GetReferenceNames() {
+			rp, err := storepath.FromBasename(r)
+			if err != nil {
+				return fmt.Errorf("%s: reference %q: %w", sp, r, err)
+			}
+			if !seen[rp] {
+				seen[rp] = true
+				queue = append(queue, rp)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	where := "the store lacks"
+	if substituting {
+		where = "the store and its --substituters lack"
+	}
+	paths := fmt.Sprintf("%d paths", len(missing))
+	if len(missing) == 1 {
+		paths = "1 path"
+	}
+	return fmt.Errorf("%s %s of the closure of %s, which --run needs: %s; "+
+		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, paths, root, strings.Join(missing, " "), root)
 }

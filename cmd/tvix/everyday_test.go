@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNixInstantiateVersionAndEvalHelp: the nix-instantiate symlink answers
@@ -82,5 +83,26 @@ func TestMisleadingErrorsNameWhatWasTyped(t *testing.T) {
 	_, stderr, err = run(t, env, "store", "ls", "--substituters", "nix+file:///nonexistent/cache", "--allow-unsigned-substitutes")
 	if err == nil || !strings.Contains(stderr, `--substituters "nix+file:///nonexistent/cache"`) {
 		t.Errorf("--substituters with a missing directory: %v %q", err, stderr)
+	}
+}
+
+// TestBootSaysOnTheHostWhatIsMissing: boot -E of an output the store
+// lacks fails before any VM starts, naming the path.
+func TestBootSaysOnTheHostWhatIsMissing(t *testing.T) {
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	expr := `derivation { name = "never-built"; builder = "/bin/sh"; system = "x86_64-linux"; marker = "` + t.TempDir() + `"; }`
+	start := time.Now()
+	_, stderr, err := run(t, env, "boot", "-E", expr, "--run", "bin/x", "--qemu", "/nonexistent/qemu")
+	if err == nil || !strings.Contains(stderr, "the store lacks 1 path of the closure of /nix/store/") ||
+		!strings.Contains(stderr, "-never-built") || strings.Contains(stderr, "qemu") {
+		t.Fatalf("boot of a missing output: %v %q", err, stderr)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("took %s: the check is to come before booting", time.Since(start))
+	}
+	dir := t.TempDir()
+	_, stderr, err = run(t, env, "boot", "--dir", dir, "-E", expr, "--run", "bin/x", "--qemu", "/nonexistent/qemu")
+	if err == nil || !strings.Contains(stderr, "--dir "+dir+" lacks ") {
+		t.Fatalf("boot --dir of a missing output: %v %q", err, stderr)
 	}
 }
