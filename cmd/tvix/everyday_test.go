@@ -106,3 +106,17 @@ func TestBootSaysOnTheHostWhatIsMissing(t *testing.T) {
 		t.Fatalf("boot --dir of a missing output: %v %q", err, stderr)
 	}
 }
+
+// TestDaemonListenCreatesParents: the README's set-up command with
+// XDG_DATA_HOME pointing elsewhere, so nothing has created
+// ~/.local/share/tvix for the socket.
+func TestDaemonListenCreatesParents(t *testing.T) {
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "XDG_DATA_HOME=" + filepath.Join(t.TempDir(), "elsewhere")}
+	sock := filepath.Join(home, ".local/share/tvix/tvix.sock")
+	d := startTvix(t, env, "daemon", "--listen", "unix://"+sock)
+	d.waitFor(t, sock)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("%s: %v %v", sock, fi, err)
+	}
+}
