@@ -293,10 +293,6 @@ func checkClosure(ctx context.Context, s *registry.Services, root storepath.Stor
 	if substituting {
 		where = "the store and its --substituters lack"
 	}
-	paths := fmt.Sprintf("%d paths", len(missing))
-	if len(missing) == 1 {
-		paths = "1 path"
-	}
 	return fmt.Errorf("%s %s of the closure of %s, which --run needs: %s; "+
-		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, paths, root, strings.Join(missing, " "), root)
+		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, count(len(missing), "path"), root, strings.Join(missing, " "), root)
 }

@@ -137,4 +137,22 @@ func treeProgress(what, root string, p *fstree.Progress) (stop func()) {
 }
 
 // mb is a byte count for people.
-func mb(n uint64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+func mb(n uint64) string {
+	switch {
+	case n < 1e3:
+		return fmt.Sprintf("%d bytes", n)
+	case n < 1e6:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	case n < 1e9:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+}
+
+// count is "1 path", "2 paths".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}

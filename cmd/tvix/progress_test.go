@@ -63,3 +63,14 @@ func TestProgressQuickWorkShowsNothing(t *testing.T) {
 		t.Fatalf("quick work printed %q", buf.String())
 	}
 }
+
+func TestByteCountsForPeople(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0 bytes", 999: "999 bytes", 36192: "36.2 kB", 2141952: "2.1 MB", 5e9: "5.0 GB"} {
+		if got := mb(n); got != want {
+			t.Errorf("mb(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if count(1, "path") != "1 path" || count(0, "path") != "0 paths" || count(2, "store path") != "2 store paths" {
+		t.Error("count does not pluralise")
+	}
+}

@@ -181,7 +181,7 @@ func storeLs(c *cli.Context) error {
 			nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()), info.GetNarinfo().GetNarSize())
 	}
 	// On stderr, so the listing stays one path per line for scripts.
-	fmt.Fprintf(os.Stderr, "%d store paths, %s (NAR)\n", n, mb(bytes))
+	fmt.Fprintf(os.Stderr, "%s, %s (NAR)\n", count(n, "store path"), mb(bytes))
 	return nil
 }
 
@@ -275,9 +275,9 @@ func storeVerify(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("store verify: %d of %d paths damaged", damaged, checked), 1)
 	}
 	if c.Bool("check-contents") {
-		fmt.Fprintf(os.Stderr, "verified %d paths: all present, contents (%s of NAR) match their hashes\n", checked, mb(uint64(total)))
+		fmt.Fprintf(os.Stderr, "verified %s: all present, contents (%s of NAR) match their hashes\n", count(checked, "path"), mb(uint64(total)))
 	} else {
-		fmt.Fprintf(os.Stderr, "verified %d paths: all present (--check-contents also hashes them)\n", checked)
+		fmt.Fprintf(os.Stderr, "verified %s: all present (--check-contents also hashes them)\n", count(checked, "path"))
 	}
 	return nil
 }
@@ -327,7 +327,7 @@ func storeCopy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "copied %d paths (%d already present), %s (NAR) in %s\n", n, present.Load(), mb(narBytes),
+	fmt.Fprintf(os.Stderr, "copied %s (%d already present), %s (NAR) in %s\n", count(n, "path"), present.Load(), mb(narBytes),
 		time.Since(start).Round(time.Millisecond))
 	return nil
 }
