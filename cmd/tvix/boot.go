@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +24,7 @@ import (
 	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/nbd"
 	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/closure"
 	"github.com/tvix-go/tvix/store/nixcache"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/registry"
@@ -250,49 +251,24 @@ func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, func(), error) {
 // the root is fetched (the guest reads it first anyway) and the rest is
 // left to be substituted as the guest reads it.
 func checkClosure(ctx context.Context, s *registry.Services, root storepath.StorePath) error {
-	local, substituting := s.PathInfos, false
+	infos, where := s.PathInfos, "the store lacks"
 	if comp, ok := s.PathInfos.(*nixcache.Composite); ok && len(comp.Substituters) > 0 {
-		local, substituting = comp.Local, true
+		if _, err := s.PathInfos.Get(ctx, root.Digest); err != nil && !errors.Is(err, pathinfo.ErrNotFound) {
+			return fmt.Errorf("substitute %s: %w", root, err)
+		}
+		infos, where = comp.Local, "the store and its --substituters lack"
 	}
-	var missing []string
-	seen := map[storepath.StorePath]bool{root: true}
-	queue := []storepath.StorePath{root}
-	for len(queue) > 0 {
-		sp := queue[0]
-		queue = queue[1:]
-		info, err := local.Get(ctx, sp.Digest)
-		if errors.Is(err, pathinfo.ErrNotFound) && substituting {
-			if sp != root {
-				continue
-			}
-			info, err = s.PathInfos.Get(ctx, sp.Digest)
-		}
-		if errors.Is(err, pathinfo.ErrNotFound) {
-			missing = append(missing, sp.String())
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("look up %s: %w", sp, err)
-		}
-		for _, r := range info.GetNarinfo().GetReferenceNames() {
-			rp, err := storepath.FromBasename(r)
-			if err != nil {
-				return fmt.Errorf("%s: reference %q: %w", sp, r, err)
-			}
-			if !seen[rp] {
-				seen[rp] = true
-				queue = append(queue, rp)
-			}
-		}
+	missing, err := closure.Missing(ctx, infos, root)
+	if err != nil {
+		return err
 	}
-	if len(missing) == 0 {
-		return nil
+	if len(missing) == 0 || infos != s.PathInfos && !slices.Contains(missing, root) {
+		return nil // with the root there, the guest substitutes the rest as it reads
 	}
-	sort.Strings(missing)
-	where := "the store lacks"
-	if substituting {
-		where = "the store and its --substituters lack"
+	var names []string
+	for _, m := range missing {
+		names = append(names, m.String())
 	}
 	return fmt.Errorf("%s %s of the closure of %s, which --run needs: %s; "+
-		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, count(len(missing), "path"), root, strings.Join(missing, " "), root)
+		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, count(len(missing), "path"), root, strings.Join(names, " "), root)
 }

@@ -100,6 +100,11 @@ func TestBootSaysOnTheHostWhatIsMissing(t *testing.T) {
 	if time.Since(start) > 20*time.Second {
 		t.Errorf("took %s: the check is to come before booting", time.Since(start))
 	}
+	_, stderr, err = run(t, env, "boot", "-E", expr, "--run", "bin/x", "--qemu", "/nonexistent/qemu",
+		"--substituters", "nix+file://"+t.TempDir(), "--allow-unsigned-substitutes")
+	if err == nil || !strings.Contains(stderr, "the store and its --substituters lack 1 path of the closure of /nix/store/") {
+		t.Fatalf("boot of an output no substituter has: %v %q", err, stderr)
+	}
 	dir := t.TempDir()
 	_, stderr, err = run(t, env, "boot", "--dir", dir, "-E", expr, "--run", "bin/x", "--qemu", "/nonexistent/qemu")
 	if err == nil || !strings.Contains(stderr, "--dir "+dir+" lacks ") {

@@ -98,3 +98,27 @@ func TestVerifyReportsMissingContents(t *testing.T) {
 		t.Fatalf("requisites of an unknown path: %v", err)
 	}
 }
+
+// Missing names exactly the paths of a closure a store lacks.
+func TestMissing(t *testing.T) {
+	ctx := context.Background()
+	s := memoryStore()
+	paths := chain(t, s)
+	if m, err := closure.Missing(ctx, s.PathInfos, paths[0]); err != nil || len(m) != 0 {
+		t.Fatalf("complete closure: missing %v, %v", m, err)
+	}
+	// The same a and b in a store without c.
+	partial := memoryStore()
+	for _, p := range paths[:2] {
+		info, _ := s.PathInfos.Get(ctx, p.Digest)
+		if _, err := partial.PathInfos.Put(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := closure.Missing(ctx, partial.PathInfos, paths[0]); err != nil || len(m) != 1 || m[0] != paths[2] {
+		t.Fatalf("closure without c: missing %v, %v; want %s", m, err, paths[2])
+	}
+	if m, err := closure.Missing(ctx, memoryStore().PathInfos, paths[0]); err != nil || len(m) != 1 || m[0] != paths[0] {
+		t.Fatalf("empty store: missing %v, %v; want the root alone", m, err)
+	}
+}
