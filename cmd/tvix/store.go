@@ -266,7 +266,15 @@ func storeVerify(c *cli.Context) error {
 	})
 	checked, damaged, err := closure.VerifyWithProgress(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
 		fmt.Fprintln(os.Stderr, msg)
-	}, func(narSize uint64) { bytes.Add(int64(narSize)); paths.Add(1) })
+	}, closure.VerifyProgress{
+		Read: func(n int) { bytes.Add(int64(n)) },
+		Checked: func(narSize uint64) {
+			if !c.Bool("check-contents") {
+				bytes.Add(int64(narSize)) // nothing is read; the bar moves by path
+			}
+			paths.Add(1)
+		},
+	})
 	stop()
 	if err != nil {
 		return err

@@ -62,8 +62,11 @@ func TestCopyMaterializes(t *testing.T) {
 	if err != nil || len(req) != 3 {
 		t.Fatalf("requisites in the local store alone: %v, %v", req, err)
 	}
-	var told, narBytes uint64
-	checked, bad, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, func(n uint64) { told++; narBytes += n })
+	var told, narBytes, read uint64
+	checked, bad, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, closure.VerifyProgress{
+		Read:    func(n int) { read += uint64(n) },
+		Checked: func(n uint64) { told++; narBytes += n },
+	})
 	if err != nil || checked != 3 || bad != 0 {
 		t.Fatalf("verify the copy: %d checked, %d bad, %v", checked, bad, err)
 	}
@@ -72,8 +75,8 @@ func TestCopyMaterializes(t *testing.T) {
 		info, _ := local.PathInfos.Get(ctx, p.Digest)
 		want += info.GetNarinfo().GetNarSize()
 	}
-	if told != 3 || narBytes != want {
-		t.Fatalf("verify progress: told of %d paths, %d NAR bytes; want 3, %d", told, narBytes, want)
+	if told != 3 || narBytes != want || read != want {
+		t.Fatalf("verify progress: told of %d paths, %d NAR bytes, %d read; want 3, %d, %d", told, narBytes, read, want, want)
 	}
 }
 
