@@ -125,3 +125,25 @@ func TestDaemonListenCreatesParents(t *testing.T) {
 		t.Fatalf("%s: %v %v", sock, fi, err)
 	}
 }
+
+// TestDaemonLogsUploads: a path imported into a daemon over gRPC shows in
+// the daemon's log, one line per path.
+func TestDaemonLogsUploads(t *testing.T) {
+	env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+	sock := filepath.Join(t.TempDir(), "tvix.sock")
+	d := startTvix(t, env, "daemon", "--listen", "unix://"+sock)
+	d.waitFor(t, sock)
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("upload me"), 0o644)
+	out, stderr, err := run(t, env, "store", "import", src, "--store", "unix://"+sock)
+	if err != nil {
+		t.Fatalf("import via the daemon: %v %s", err, stderr)
+	}
+	if err := d.stop(); err != nil {
+		t.Fatalf("daemon: %v", err)
+	}
+	if want := `msg="received upload" path=` + strings.TrimSpace(out); !strings.Contains(d.log.String(), want) {
+		t.Fatalf("daemon log lacks %q:\n%s", want, d.log.String())
+	}
+}
