@@ -29,9 +29,14 @@ func newApp() *cli.App {
 	}
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	return &cli.App{
-		Name:                 "tvix",
-		Usage:                "content-addressed Nix store, lazy /nix/store mounts and a Nix evaluator",
-		Version:              version,
+		Name:    "tvix",
+		Usage:   "content-addressed Nix store, lazy /nix/store mounts and a Nix evaluator",
+		Version: version,
+		Description: "Commands that touch the store take --store (or TVIX_STORE): a tvix daemon's socket or a\n" +
+			"directory with an embedded store (default " + dataDir() + "); --blob-service-addr,\n" +
+			"--directory-service-addr and --path-info-service-addr override it one service at a time.\n" +
+			"`tvix help COMMAND [SUBCOMMAND]` explains a command; flags go before or after its arguments.\n" +
+			"Shell completion: tvix completion bash|zsh|fish; the man page: tvix man.",
 		Commands:             commands,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
