@@ -119,9 +119,13 @@ func drawBar(w io.Writer, bar *progressbar.ProgressBar, what, items string, s pr
 // much is left.
 func treeProgress(what, root string, p *fstree.Progress) (stop func()) {
 	var total atomic.Int64
+	var finished atomic.Bool
 	go func() {
 		var sum int64
 		filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+			if finished.Load() {
+				return filepath.SkipAll // the import is done before the count
+			}
 			if err == nil && d.Type().IsRegular() {
 				if fi, err := d.Info(); err == nil {
 					sum += fi.Size()
@@ -131,9 +135,10 @@ func treeProgress(what, root string, p *fstree.Progress) (stop func()) {
 		})
 		total.Store(sum)
 	}()
-	return showProgress(stderrProgress(), what, "files", func() progressState {
+	stopShowing := showProgress(stderrProgress(), what, "files", func() progressState {
 		return progressState{Bytes: p.Bytes.Load(), Total: total.Load(), Items: p.Files.Load()}
 	})
+	return func() { finished.Store(true); stopShowing() }
 }
 
 // mb is a byte count for people.

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tvix-go/tvix/castore/fstree"
 )
 
 // TestProgressLogHasNoCarriageReturns: without a terminal, progress is
@@ -72,5 +74,20 @@ func TestByteCountsForPeople(t *testing.T) {
 	}
 	if count(1, "path") != "1 path" || count(0, "path") != "0 paths" || count(2, "store path") != "2 store paths" {
 		t.Error("count does not pluralise")
+	}
+}
+
+// TestTreeProgressStops: stopping an import's progress returns (and ends
+// the size count behind it).
+func TestTreeProgressStops(t *testing.T) {
+	done := make(chan struct{})
+	go func() {
+		treeProgress("importing", t.TempDir(), &fstree.Progress{})()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop did not return")
 	}
 }
