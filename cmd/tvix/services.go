@@ -66,7 +66,7 @@ func serviceFlags() []cli.Flag {
 }
 
 const storeUsage = "the `STORE` of every service: a tvix daemon (unix:///path.sock, grpc+unix:///path.sock, " +
-	"grpc+http://host:port, or the path of its socket) or a directory holding an embedded store; " +
+	"grpc+http://host:port, or the path of its socket), a directory holding an embedded store, or memory:// (gone on exit); " +
 	"an explicit --blob-service-addr, --directory-service-addr or --path-info-service-addr overrides it for that service"
 
 // storeFlag is --store, one setting for all three services.
@@ -85,10 +85,10 @@ func storeBase(store string) (a registry.Addrs, embedded string, err error) {
 	case strings.HasPrefix(store, "unix://"):
 		store = "grpc+" + store
 		return registry.Addrs{Blob: store, Directory: store, PathInfo: store}, "", nil
-	case strings.HasPrefix(store, "grpc+"):
+	case strings.HasPrefix(store, "grpc+") || store == "memory://":
 		return registry.Addrs{Blob: store, Directory: store, PathInfo: store}, "", nil
 	case strings.Contains(store, "://"):
-		return a, "", fmt.Errorf("--store %q: want unix://, grpc+unix://, grpc+http:// or a directory; "+
+		return a, "", fmt.Errorf("--store %q: want unix://, grpc+unix://, grpc+http://, memory:// or a directory; "+
 			"other schemes name one service and go to --blob-service-addr, --directory-service-addr or --path-info-service-addr", store)
 	}
 	abs, err := filepath.Abs(store)

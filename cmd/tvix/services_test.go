@@ -31,6 +31,7 @@ func TestStoreFlagSetsAllThreeAndServiceFlagsOverride(t *testing.T) {
 		{"grpc+unix://" + sock, daemonAddrs},
 		{sock, daemonAddrs},
 		{"grpc+http://h:1", registry.Addrs{Blob: "grpc+http://h:1", Directory: "grpc+http://h:1", PathInfo: "grpc+http://h:1"}},
+		{"memory://", registry.Addrs{Blob: "memory://", Directory: "memory://", PathInfo: "memory://"}},
 	} {
 		got, err := resolveAddrs(c.store, none)
 		if err != nil || got != c.want {
@@ -46,7 +47,7 @@ func TestStoreFlagSetsAllThreeAndServiceFlagsOverride(t *testing.T) {
 	if want := (registry.Addrs{Blob: "memory://", Directory: daemonAddrs.Directory, PathInfo: daemonAddrs.PathInfo}); err != nil || got != want {
 		t.Errorf("--store with --blob-service-addr: %+v, %v; want %+v", got, err, want)
 	}
-	for _, bad := range []string{"memory://", "nix+https://cache.nixos.org", sock + "x/.."} {
+	for _, bad := range []string{"bbolt:///x.db", "nix+https://cache.nixos.org", sock + "x/.."} {
 		if bad == sock+"x/.." {
 			f := filepath.Join(t.TempDir(), "file")
 			os.WriteFile(f, nil, 0o644)
