@@ -80,6 +80,7 @@ func TestGettingStarted(t *testing.T) {
 	testenv.Tool(t, "busybox", "busybox-static")
 	testenv.Tool(t, "patchelf", "patchelf")
 	testenv.Tool(t, "unshare", "util-linux")
+	testenv.Tool(t, "bwrap", "bubblewrap")
 	md, err := os.ReadFile("../../docs/getting-started.md")
 	if err != nil {
 		t.Fatal(err)
