@@ -90,6 +90,7 @@ type Config struct {
 	AllowReboot bool
 
 	Stdin          io.Reader // only used with Shell
+	stdinTTY       bool      // Stdin is a terminal (set by Run)
 	Stdout, Stderr io.Writer // default os.Stdout, os.Stderr
 	Logger         *slog.Logger
 }
@@ -251,18 +252,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		// makes the guest's boot timestamps wrong.
 		cmdline = append(cmdline, "tsc=reliable")
 	}
+	if f, ok := c.Stdin.(*os.File); ok && c.Shell {
+		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			c.stdinTTY = true
+		}
+	}
 	cmdline = append(cmdline, c.modeParams()...)
 	cmdline = append(cmdline, c.Append...)
 	// x86 COMMAND_LINE_SIZE; the kernel would silently cut the rest.
 	if n := len(strings.Join(cmdline, " ")); n > 2047 {
 		return res, fmt.Errorf("kernel command line is %d bytes, the limit is 2047: shorten the command's arguments or --append", n)
 	}
-	stdinTTY := false
-	if f, ok := c.Stdin.(*os.File); ok && c.Shell {
-		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-			stdinTTY = true
-		}
-	}
+	stdinTTY := c.stdinTTY
 	args := qemuArgs(qemuSpec{
 		machine: c.Machine, accel: res.Accel, cpus: c.CPUs, memoryMB: c.MemoryMB,
 		kernel: bootKernel, initrd: initrd, sock: sock, tag: c.Tag,
@@ -367,6 +368,8 @@ func (c *Config) modeParams() []string {
 	switch {
 	case len(c.Run) > 0:
 		p = append(p, guest.EncodeRun(c.Run))
+	case c.Shell && c.Stdin != nil && !c.stdinTTY:
+		p = append(p, guest.KeyShell+"="+guest.ShellScript)
 	case c.Shell:
 		p = append(p, guest.KeyShell)
 	case c.Find:
@@ -449,8 +452,17 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 	cmd := exec.Command(qemu, args...)
 	// If tvix dies, QEMU must not live on.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: !c.Shell}
-	if c.Shell && c.Stdin != nil {
+	var script io.WriteCloser
+	if c.Shell && c.Stdin != nil && c.stdinTTY {
 		cmd.Stdin = c.Stdin
+	} else if c.Shell && c.Stdin != nil {
+		// A script is sent once the guest's console is quiet (the ready
+		// marker); QEMU would otherwise push its first bytes into the
+		// UART while the kernel still echoes and the shell is not there.
+		var err error
+		if script, err = cmd.StdinPipe(); err != nil {
+			return res, err
+		}
 	}
 	var (
 		mu      sync.Mutex
@@ -473,6 +485,12 @@ func (c *Config) runQEMU(ctx context.Context, cancel context.CancelCauseFunc, qe
 			ready = true
 			stages = m.Stages
 			close(readyCh)
+			if script != nil {
+				go func() {
+					io.Copy(script, c.Stdin)
+					script.Write([]byte{0x04}) // the guest's end of the script
+				}()
+			}
 		case (m.Exit || m.Fail != "") && final == nil:
 			final = &m
 			close(finalCh)

@@ -525,3 +525,25 @@ func TestDiskConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBootShellScript: input that is not a terminal is a script run
+// whole, its first word included and not echoed, and its exit status is
+// the boot's.
+func TestBootShellScript(t *testing.T) {
+	requireVM(t)
+	var out bytes.Buffer
+	cfg := testConfig(t, &out)
+	cfg.FS = loopback(t, storeTree(t))
+	cfg.Shell = true
+	cfg.Stdin = strings.NewReader("echo first-word-here\n/nix/store/1bbb-hello/bin/hello\nexit 3\n")
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("boot: %v\noutput:\n%s", err, out.String())
+	}
+	if got, want := out.String(), "first-word-here\nHello, world!\n"; !strings.HasSuffix(got, want) || strings.Contains(got, "echo first") {
+		t.Errorf("guest output %q, want it to end %q without the script echoed", got, want)
+	}
+	if res.ExitCode != 3 {
+		t.Errorf("exit code %d, want 3", res.ExitCode)
+	}
+}

@@ -171,7 +171,8 @@ func LocalBuilder(backend string, s *registry.Services, cfg BuildConfig) (build.
 // addrs.
 func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []string, extra func(*grpc.Server)) error {
 	s := d.Services
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize),
+		grpc.ChainUnaryInterceptor(logUploads))
 	castoregrpc.Register(srv, s.Blobs, s.Directories)
 	pathinfo.RegisterServer(srv, s.PathInfos, narcastore.NewCalculator(s.Blobs, s.Directories))
 	if extra != nil {

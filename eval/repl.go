@@ -24,8 +24,15 @@ func (r *Repl) Line(line string) string {
 		return "  <expr>        evaluate and print\n  x = <expr>    bind a variable\n  :l <path>     load a file's attributes into scope\n  :p <expr>     evaluate and print recursively\n  :t <expr>     show the type\n  :q            quit"
 	case strings.HasPrefix(line, ":l "):
 		p := strings.TrimSpace(line[3:])
-		v, err := r.eval("import " + p)
+		// Nix calls a file that is a function with its defaults, so
+		// `{ pkgs ? import <nixpkgs> {} }: ...` loads like nix repl does.
+		v, err := r.ev.protect(func() Value {
+			return r.ev.AutoCall(r.ev.evalSource(newSource("«string»", "import "+p), r.dir, mkAttrs(r.scope)), NewAttrs(nil))
+		})
 		if err != nil {
+			if e, ok := err.(*Error); ok {
+				return e.Format(false)
+			}
 			return err.Error()
 		}
 		a, ok := v.(*Attrs)

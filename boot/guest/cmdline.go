@@ -95,10 +95,12 @@ const (
 	KeyRun   = "tvix.run"   // command line split on blanks
 	KeyRun64 = "tvix.run64" // base64url(argv joined with NUL), for arbitrary args
 	KeyShell = "tvix.shell"
-	KeyFind  = "tvix.find"
-	KeyTag   = "tvix.tag"
-	KeyBuild = "tvix.build"
-	KeyInit  = "init"
+	// ShellScript is the value of tvix.shell for piped input.
+	ShellScript = "script"
+	KeyFind     = "tvix.find"
+	KeyTag      = "tvix.tag"
+	KeyBuild    = "tvix.build"
+	KeyInit     = "init"
 	// KeyDisks is the number of virtio-blk disks the host attached; the
 	// init waits for them and names them /dev/tvix-disk0, ...
 	KeyDisks = "tvix.disks"
@@ -108,13 +110,17 @@ const (
 
 // Mode is what the init does after mounting the store.
 type Mode struct {
-	Build  bool
-	Run    []string
-	Shell  bool
-	Find   bool
-	System string // init= path to switch_root into
-	Tag    string
-	Disks  int
+	Build bool
+	Run   []string
+	Shell bool
+	// ShellScript (tvix.shell=script): the host's input is not a
+	// terminal but a script, fed after the ready marker and ended by
+	// EOT (^D); the shell reads it as a script, not as typed lines.
+	ShellScript bool
+	Find        bool
+	System      string // init= path to switch_root into
+	Tag         string
+	Disks       int
 }
 
 // SplitCmdline splits a kernel command line the way the kernel does:
@@ -168,6 +174,7 @@ func ParseCmdline(s string) (Mode, error) {
 			}
 		case KeyShell:
 			m.Shell = !hasV || v != "0"
+			m.ShellScript = v == ShellScript
 		case KeyBuild:
 			m.Build = !hasV || v != "0"
 		case KeyFind:

@@ -17,6 +17,7 @@ func TestParseCmdline(t *testing.T) {
 		{`a=1 tvix.run="/bin/sh -c x" b`, Mode{Run: []string{"/bin/sh", "-c", "x"}, Tag: DefaultTag}, false},
 		{"init=/nix/store/s/init tvix.tag=store", Mode{System: "/nix/store/s/init", Tag: "store"}, false},
 		{"tvix.shell tvix.shell=0", Mode{Tag: DefaultTag}, false},
+		{"tvix.shell=script", Mode{Shell: true, ShellScript: true, Tag: DefaultTag}, false},
 		{"init=relative", Mode{}, true},
 		{"tvix.run=", Mode{}, true},
 		{"tvix.run64=!!", Mode{}, true},

@@ -4,6 +4,7 @@ package guest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -95,10 +96,22 @@ func run() (int, error) {
 	if err := mountStore(mode.Tag, StoreDir); err != nil {
 		return 0, err
 	}
+	var script *os.File
+	if mode.ShellScript {
+		// Quiet before the host is told to send: the console would
+		// echo the script, and an interactive shell's line editing eats
+		// what arrives while it probes the terminal.
+		if script, err = rawConsole(); err != nil {
+			return 0, err
+		}
+		defer script.Close()
+	}
 	marker(ReadyMarkerWith(append(stages, Stage{"store", uptime()})))
 	switch {
 	case len(mode.Run) > 0:
 		return runCommand(mode.Run), nil
+	case script != nil:
+		return scriptShell(script)
 	case mode.Shell:
 		return shell()
 	case mode.Find:
@@ -266,6 +279,69 @@ func shell() (int, error) {
 			return 0, fmt.Errorf("run %s: %w", ShellPath, err)
 		}
 		return ee.ExitCode(), nil
+	}
+	return 0, nil
+}
+
+// rawConsole opens the serial console with echo, line editing and
+// output processing off, so bytes pass as the host sent them.
+func rawConsole() (*os.File, error) {
+	tty, err := os.OpenFile("/dev/ttyS0", os.O_RDWR, 0)
+	if err != nil {
+		if tty, err = os.OpenFile("/dev/console", os.O_RDWR, 0); err != nil {
+			return nil, fmt.Errorf("open console for the shell: %w", err)
+		}
+	}
+	t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		tty.Close()
+		return nil, fmt.Errorf("console termios: %w", err)
+	}
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Iflag &^= unix.ICRNL | unix.INLCR | unix.IGNCR | unix.IXON
+	// The host's stdout is not a terminal either: "\n" stays "\n".
+	t.Oflag &^= unix.OPOST
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, t); err != nil {
+		tty.Close()
+		return nil, fmt.Errorf("console termios: %w", err)
+	}
+	return tty, nil
+}
+
+// scriptShell runs the shell on the script the host sends over the
+// console, up to EOT: what `cmds | tvix boot --shell` pipes in runs
+// whole and the VM powers off when it ends.
+func scriptShell(tty *os.File) (int, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		defer pw.Close()
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			if i := bytes.IndexByte(buf[:n], 0x04); i >= 0 {
+				pw.Write(buf[:i])
+				return
+			}
+			if _, werr := pw.Write(buf[:n]); werr != nil || err != nil {
+				return
+			}
+		}
+	}()
+	cmd := exec.Command(ShellPath, "-s")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, tty, tty
+	cmd.Dir = "/"
+	err = cmd.Run()
+	pr.Close()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), nil
+	case err != nil:
+		return 0, fmt.Errorf("run %s: %w", ShellPath, err)
 	}
 	return 0, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	qcow2reader "github.com/lima-vm/go-qcow2reader"
@@ -32,6 +33,18 @@ func init() {
 // Import reads the image at path and stores its guest-visible contents as
 // one blob, returning the digest, the virtual size and the image format.
 func Import(ctx context.Context, path string, blobs castore.BlobService) (castore.Digest, int64, string, error) {
+	return ImportWithProgress(ctx, path, blobs, nil)
+}
+
+// Progress is what an image import has done so far; safe to read while
+// it runs. Size is the virtual size once the image is open.
+type Progress struct {
+	Size, Bytes atomic.Int64
+}
+
+// ImportWithProgress is Import, counting into p (if not nil) as it goes,
+// for a caller that shows how a long import is going.
+func ImportWithProgress(ctx context.Context, path string, blobs castore.BlobService, p *Progress) (castore.Digest, int64, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return castore.Digest{}, 0, "", fmt.Errorf("import image: %w", err)
@@ -61,7 +74,12 @@ func Import(ctx context.Context, path string, blobs castore.BlobService) (castor
 	if err != nil {
 		return castore.Digest{}, 0, "", err
 	}
-	if _, err := io.Copy(w, io.NewSectionReader(img, 0, size)); err != nil {
+	var dst io.Writer = w
+	if p != nil {
+		p.Size.Store(size)
+		dst = countingWriter{w, &p.Bytes}
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(img, 0, size)); err != nil {
 		w.Abort()
 		return castore.Digest{}, 0, "", fmt.Errorf("import image %s: %w", path, err)
 	}
@@ -70,4 +88,15 @@ func Import(ctx context.Context, path string, blobs castore.BlobService) (castor
 		return castore.Digest{}, 0, "", fmt.Errorf("import image %s: %w", path, err)
 	}
 	return d, size, string(img.Type()), nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -31,9 +31,13 @@ func TestImportQcow2MatchesRaw(t *testing.T) {
 	if err != nil || typ != "qcow2" || size != int64(len(data)) {
 		t.Fatalf("import qcow2 = %s %d %q %v", d1, size, typ, err)
 	}
-	d2, _, typ, err := Import(ctx, raw, blobs)
+	var prog Progress
+	d2, _, typ, err := ImportWithProgress(ctx, raw, blobs, &prog)
 	if err != nil || typ != "raw" {
 		t.Fatalf("import raw = %q %v", typ, err)
+	}
+	if prog.Size.Load() != int64(len(data)) || prog.Bytes.Load() != int64(len(data)) {
+		t.Fatalf("progress: size %d, bytes %d; want both %d", prog.Size.Load(), prog.Bytes.Load(), len(data))
 	}
 	if d1 != d2 {
 		t.Fatalf("qcow2 and raw of the same disk give %s and %s", d1, d2)

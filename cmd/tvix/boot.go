@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +23,11 @@ import (
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/daemon"
 	"github.com/tvix-go/tvix/nbd"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/closure"
+	"github.com/tvix-go/tvix/store/nixcache"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/registry"
 	"github.com/tvix-go/tvix/virtiofs"
 )
 
@@ -104,6 +111,7 @@ func bootAction(c *cli.Context) error {
 		NoDirectBoot: c.Bool("no-direct-boot"),
 		Stdin:        os.Stdin,
 	}
+	var need *storepath.StorePath // the output --run is in, checked before booting
 	if p := c.String("run"); p != "" {
 		if c.String("expr") != "" || c.String("file") != "" {
 			var exprs, files []string
@@ -119,6 +127,7 @@ func bootAction(c *cli.Context) error {
 			}
 			if !strings.HasPrefix(p, "/") {
 				p = outs[0].String() + "/" + p
+				need = &outs[0]
 			}
 		}
 		cfg.Run = append([]string{p}, c.Args().Slice()...)
@@ -138,10 +147,20 @@ func bootAction(c *cli.Context) error {
 			return err
 		}
 		defer s.Close()
+		if need != nil {
+			if err := checkClosure(ctx, s, *need); err != nil {
+				return err
+			}
+		}
 		opts := tvixfs.Options{ListRoot: c.Bool("list-root") || c.Bool("find"), Timeout: tvixfs.DefaultTimeout}
 		cfg.FS = tvixfs.NewRawFileSystem(c.Context, daemon.StoreTree(s), opts)
 		blobs = s.Blobs
 	} else if cfg.Socket == "" {
+		if need != nil {
+			if _, err := os.Stat(filepath.Join(c.String("dir"), need.Basename())); err != nil {
+				return fmt.Errorf("--dir %s lacks %s, the output of the expression --run is in", c.String("dir"), need.Basename())
+			}
+		}
 		rawFS, closeTree, err := treeFromFlags(c)
 		if err != nil {
 			return err
@@ -225,4 +244,31 @@ func treeFromFlags(c *cli.Context) (fuse.RawFileSystem, func(), error) {
 		return nil, nil, fmt.Errorf("serve %s: %w", dir, err)
 	}
 	return fs.NewNodeFS(root, &fs.Options{}), func() {}, nil
+}
+
+// checkClosure says on the host what the guest would otherwise only fail
+// to find: the paths of root's closure the store lacks. With substituters
+// the root is fetched (the guest reads it first anyway) and the rest is
+// left to be substituted as the guest reads it.
+func checkClosure(ctx context.Context, s *registry.Services, root storepath.StorePath) error {
+	infos, where := s.PathInfos, "the store lacks"
+	if comp, ok := s.PathInfos.(*nixcache.Composite); ok && len(comp.Substituters) > 0 {
+		if _, err := s.PathInfos.Get(ctx, root.Digest); err != nil && !errors.Is(err, pathinfo.ErrNotFound) {
+			return fmt.Errorf("substitute %s: %w", root, err)
+		}
+		infos, where = comp.Local, "the store and its --substituters lack"
+	}
+	missing, err := closure.Missing(ctx, infos, root)
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 || infos != s.PathInfos && !slices.Contains(missing, root) {
+		return nil // with the root there, the guest substitutes the rest as it reads
+	}
+	var names []string
+	for _, m := range missing {
+		names = append(names, m.String())
+	}
+	return fmt.Errorf("%s %s of the closure of %s, which --run needs: %s; "+
+		"copy them in (tvix store copy --from CACHE %s) or boot with --substituters", where, count(len(missing), "path"), root, strings.Join(names, " "), root)
 }

@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -65,37 +63,6 @@ func describeNode(n *castorev1.Node) string {
 	return "empty node"
 }
 
-// progressLine reports an import on stderr about once a second, only when
-// it takes long enough to need it.
-func progressLine(ctx context.Context, p *fstree.Progress) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		start := time.Now()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		printed := false
-		for {
-			select {
-			case <-done:
-				if printed {
-					fmt.Fprintln(os.Stderr)
-				}
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				secs := time.Since(start).Seconds()
-				mb := float64(p.Bytes.Load()) / 1e6
-				fmt.Fprintf(os.Stderr, "\rimported %d files, %.0f MB (%.0f MB/s)   ", p.Files.Load(), mb, mb/secs)
-				printed = true
-			}
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
-
 func castoreImportImage(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return cli.Exit("castore import-image: want one IMAGE", 2)
@@ -105,7 +72,12 @@ func castoreImportImage(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	d, size, typ, err := diskimage.Import(c.Context, c.Args().First(), s.Blobs)
+	prog := &diskimage.Progress{}
+	stop := showProgress(stderrProgress(), "importing "+c.Args().First(), "", func() progressState {
+		return progressState{Bytes: prog.Bytes.Load(), Total: prog.Size.Load()}
+	})
+	d, size, typ, err := diskimage.ImportWithProgress(c.Context, c.Args().First(), s.Blobs, prog)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -125,7 +97,7 @@ func castoreImport(c *cli.Context) error {
 	defer s.Close()
 	for _, p := range c.Args().Slice() {
 		prog := &fstree.Progress{}
-		stop := progressLine(ctx, prog)
+		stop := treeProgress("importing "+p, p, prog)
 		node, err := fstree.Import(ctx, p, s.Blobs, s.Directories, fstree.ImportOptions{Progress: prog})
 		stop()
 		if err != nil {

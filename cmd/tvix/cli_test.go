@@ -62,6 +62,11 @@ func TestHelpListsCommands(t *testing.T) {
 			t.Errorf("--help does not list %s:\n%s", c, out)
 		}
 	}
+	for _, want := range []string{"--store (or TVIX_STORE)", "override it one service at a time", "tvix help COMMAND [SUBCOMMAND]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help does not say %q:\n%s", want, out)
+		}
+	}
 	out, _, err = run(t, nil, "--version")
 	if err != nil || !strings.HasPrefix(out, "tvix version ") {
 		t.Fatalf("--version = %q, %v", out, err)

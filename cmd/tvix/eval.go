@@ -21,7 +21,7 @@ func evalCommands() []*cli.Command {
 		ArgsUsage:       "[--eval] [--strict] [--json|--xml] [-E] [-A attr] [--arg n e] [--argstr n s] [-I p] files...",
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			return exitErr(evalcli.Run(c.Args().Slice(), false, evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+			return exitErr(evalcli.RunProgram(evalcli.Program{Name: "tvix instantiate", Version: version}, c.Args().Slice(), evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
 	cmds = append(cmds, &cli.Command{
@@ -30,7 +30,7 @@ func evalCommands() []*cli.Command {
 		ArgsUsage:       "[--strict] [--json|--xml] [-E expr | file] [-A attr] ...",
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			return exitErr(evalcli.Run(c.Args().Slice(), true, evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+			return exitErr(evalcli.RunProgram(evalcli.Program{Name: "tvix eval", Version: version, EvalMode: true}, c.Args().Slice(), evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 		},
 	})
 	cmds = append(cmds, &cli.Command{

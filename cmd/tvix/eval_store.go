@@ -15,25 +15,13 @@ import (
 func evalStore() *evalcli.StoreHooks { return &evalcli.StoreHooks{Install: installStore} }
 
 // envAddrs is the store nix-instantiate's personality writes to: it takes
-// Nix's flags, not ours, so the addresses come from the environment.
+// Nix's flags, not ours, so the addresses come from the environment
+// (TVIX_STORE, then BLOB_SERVICE_ADDR, ...).
 func envAddrs() (registry.Addrs, error) {
-	a := defaultAddrs(dataDir())
-	for _, f := range storeServiceFlags {
+	return resolveAddrs(os.Getenv("TVIX_STORE"), func(f serviceFlag) (string, bool) {
 		v := os.Getenv(f.env)
-		switch {
-		case v == "":
-		case f.kind == registry.Blob:
-			a.Blob = v
-		case f.kind == registry.Directory:
-			a.Directory = v
-		default:
-			a.PathInfo = v
-		}
-	}
-	if err := os.MkdirAll(dataDir(), 0o755); err != nil {
-		return a, err
-	}
-	return a, nil
+		return v, v != ""
+	})
 }
 
 // installStore is where the evaluator meets the store: --eval and

@@ -22,16 +22,21 @@ var version = "0.1.0-dev"
 func newApp() *cli.App {
 	var commands []*cli.Command
 	for _, group := range [][]*cli.Command{
-		bootCommands(), buildCommands(), castoreCommands(), daemonCommands(), derivationCommands(), evalCommands(),
+		bootCommands(), buildCommands(), castoreCommands(), completionCommands(), daemonCommands(), derivationCommands(), evalCommands(),
 		mountCommands(), narCommands(), narBridgeCommands(), storeCommands(),
 	} {
 		commands = append(commands, group...)
 	}
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	return &cli.App{
-		Name:                 "tvix",
-		Usage:                "content-addressed Nix store, lazy /nix/store mounts and a Nix evaluator",
-		Version:              version,
+		Name:    "tvix",
+		Usage:   "content-addressed Nix store, lazy /nix/store mounts and a Nix evaluator",
+		Version: version,
+		Description: "Commands that touch the store take --store (or TVIX_STORE): a tvix daemon's socket or a\n" +
+			"directory with an embedded store (default " + dataDir() + "); --blob-service-addr,\n" +
+			"--directory-service-addr and --path-info-service-addr override it one service at a time.\n" +
+			"`tvix help COMMAND [SUBCOMMAND]` explains a command; flags go before or after its arguments.\n" +
+			"Shell completion: tvix completion bash|zsh|fish; the man page: tvix man.",
 		Commands:             commands,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
@@ -50,7 +55,7 @@ func personality(name string) (func(args []string) int, bool) {
 	switch name {
 	case "nix-instantiate":
 		return func(args []string) int {
-			return evalcli.Run(args[1:], false, evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+			return evalcli.RunProgram(evalcli.Program{Name: "nix-instantiate", Version: version}, args[1:], evalStore(), os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 		}, true
 	case "init":
 		return func([]string) int { return guest.Main() }, true
@@ -79,7 +84,8 @@ func main() {
 	if p, ok := personality(filepath.Base(os.Args[0])); ok {
 		os.Exit(p(os.Args))
 	}
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "tvix: %v\n", err)
 		os.Exit(exitCode(err))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,10 +51,10 @@ func serviceFlags() []cli.Flag {
 	reg := registry.Default()
 	def := defaultAddrs(dataDir())
 	defaults := []string{def.Blob, def.Directory, def.PathInfo}
-	var flags []cli.Flag
+	flags := []cli.Flag{storeFlag()}
 	for i, f := range storeServiceFlags {
-		flags = append(flags, &cli.StringFlag{Name: f.name, EnvVars: []string{f.env}, Value: defaults[i],
-			Usage: fmt.Sprintf("%s URL, scheme one of: %s", f.kind, strings.Join(reg.Names(f.kind), ", "))})
+		flags = append(flags, &cli.StringFlag{Name: f.name, EnvVars: []string{f.env}, DefaultText: defaults[i],
+			Usage: fmt.Sprintf("%s URL (overrides --store), scheme one of: %s", f.kind, strings.Join(reg.Names(f.kind), ", "))})
 	}
 	return append(flags,
 		&cli.StringFlag{Name: "substituters", EnvVars: []string{"TVIX_SUBSTITUTERS"},
@@ -64,20 +65,85 @@ func serviceFlags() []cli.Flag {
 	)
 }
 
-// storeAddrs reads the service flags, creating the embedded store's
-// directory when a default points into it.
-func storeAddrs(c *cli.Context) (registry.Addrs, error) {
-	a := registry.Addrs{Blob: c.String("blob-service-addr"), Directory: c.String("directory-service-addr"), PathInfo: c.String("path-info-service-addr")}
+const storeUsage = "the `STORE` of every service: a tvix daemon (unix:///path.sock, grpc+unix:///path.sock, " +
+	"grpc+http://host:port, or the path of its socket), a directory holding an embedded store, or memory:// (gone on exit); " +
+	"an explicit --blob-service-addr, --directory-service-addr or --path-info-service-addr overrides it for that service"
+
+// storeFlag is --store, one setting for all three services.
+func storeFlag() cli.Flag {
+	return &cli.StringFlag{Name: "store", EnvVars: []string{"TVIX_STORE"}, Usage: storeUsage}
+}
+
+// storeBase is what --store names: the three addresses of a daemon, or of
+// the embedded store in a directory (embedded is then that directory, to
+// be created before use).
+func storeBase(store string) (a registry.Addrs, embedded string, err error) {
+	switch {
+	case store == "":
+		d := dataDir()
+		return defaultAddrs(d), d, nil
+	case strings.HasPrefix(store, "unix://"):
+		store = "grpc+" + store
+		return registry.Addrs{Blob: store, Directory: store, PathInfo: store}, "", nil
+	case strings.HasPrefix(store, "grpc+") || store == "memory://":
+		return registry.Addrs{Blob: store, Directory: store, PathInfo: store}, "", nil
+	case strings.Contains(store, "://"):
+		return a, "", fmt.Errorf("--store %q: want unix://, grpc+unix://, grpc+http://, memory:// or a directory; "+
+			"other schemes name one service and go to --blob-service-addr, --directory-service-addr or --path-info-service-addr", store)
+	}
+	abs, err := filepath.Abs(store)
+	if err != nil {
+		return a, "", fmt.Errorf("--store %q: %w", store, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		u := "grpc+unix://" + abs
+		return registry.Addrs{Blob: u, Directory: u, PathInfo: u}, "", nil
+	} else if err == nil && !fi.IsDir() {
+		return a, "", fmt.Errorf("--store %s: neither a directory nor a daemon's socket", store)
+	}
+	return defaultAddrs(abs), abs, nil
+}
+
+// resolveAddrs combines --store (or the default store) with the services
+// given one by one; set reports an explicitly given address.
+func resolveAddrs(store string, set func(serviceFlag) (string, bool)) (registry.Addrs, error) {
+	a, embedded, err := storeBase(store)
+	if err != nil {
+		return a, err
+	}
+	usesEmbedded := false
 	for _, f := range storeServiceFlags {
-		if !c.IsSet(f.name) && os.Getenv(f.env) == "" {
-			d := dataDir()
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return a, fmt.Errorf("create data directory %s: %w", d, err)
-			}
-			break
+		v, ok := set(f)
+		if !ok {
+			usesEmbedded = embedded != ""
+			continue
+		}
+		switch f.kind {
+		case registry.Blob:
+			a.Blob = v
+		case registry.Directory:
+			a.Directory = v
+		default:
+			a.PathInfo = v
+		}
+	}
+	if usesEmbedded {
+		if err := os.MkdirAll(embedded, 0o755); err != nil {
+			return a, fmt.Errorf("create store directory %s: %w", embedded, err)
 		}
 	}
 	return a, nil
+}
+
+// storeAddrs reads --store and the service flags, creating the embedded
+// store's directory when a service is in it.
+func storeAddrs(c *cli.Context) (registry.Addrs, error) {
+	return resolveAddrs(c.String("store"), func(f serviceFlag) (string, bool) {
+		if !c.IsSet(f.name) {
+			return "", false
+		}
+		return c.String(f.name), true
+	})
 }
 
 // substitution reads the flags that say which binary caches to trust.
@@ -94,7 +160,24 @@ func openServices(ctx context.Context, c *cli.Context) (*registry.Services, erro
 	if err != nil {
 		return nil, err
 	}
-	return registry.Default().Open(ctx, a, substitution(c), strings.Fields(c.String("substituters"))...)
+	return openStore(ctx, c, a, strings.Fields(c.String("substituters")), func(string) string { return "--substituters" })
+}
+
+// openStore opens a with the upstreams subs behind it; a failing upstream
+// is reported under the flag the user gave it in (flagOf).
+func openStore(ctx context.Context, c *cli.Context, a registry.Addrs, subs []string, flagOf func(url string) string) (*registry.Services, error) {
+	s, err := registry.Default().Open(ctx, a, substitution(c), subs...)
+	var se *registry.SubstituterError
+	if errors.As(err, &se) {
+		hint := ""
+		for _, p := range []string{"file://", "http://", "https://"} {
+			if strings.HasPrefix(se.URL, p) {
+				hint = fmt.Sprintf(" (a Nix binary cache is nix+%s)", se.URL)
+			}
+		}
+		return nil, fmt.Errorf("%s %q: %w%s", flagOf(se.URL), se.URL, se.Err, hint)
+	}
+	return s, err
 }
 
 // openCastore opens blob and directory services only.

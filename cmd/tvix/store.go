@@ -8,17 +8,21 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/fstree"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/nixhash"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/closure"
 	"github.com/tvix-go/tvix/store/importer"
 	"github.com/tvix-go/tvix/store/narcastore"
+	"github.com/tvix-go/tvix/store/nixcache"
+	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/registry"
 	"github.com/tvix-go/tvix/store/storev1"
 )
@@ -49,8 +53,11 @@ func storeCommands() []*cli.Command {
 			{
 				Name: "query", Usage: "like nix-store -q", ArgsUsage: "STOREPATH...",
 				Flags: append(serviceFlags(),
-					&cli.BoolFlag{Name: "references"}, &cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}},
-					&cli.BoolFlag{Name: "referrers"}, &cli.BoolFlag{Name: "hash"}, &cli.BoolFlag{Name: "size"}),
+					&cli.BoolFlag{Name: "references", Usage: "print the paths each STOREPATH refers to directly"},
+					&cli.BoolFlag{Name: "requisites", Aliases: []string{"R"}, Usage: "print each STOREPATH's closure (itself and everything it refers to, transitively)"},
+					&cli.BoolFlag{Name: "referrers", Usage: "print the paths in the store that refer to each STOREPATH"},
+					&cli.BoolFlag{Name: "hash", Usage: "print each STOREPATH's NAR hash"},
+					&cli.BoolFlag{Name: "size", Usage: "print each STOREPATH's NAR size in bytes"}),
 				Action: storeQuery,
 			},
 			{
@@ -64,7 +71,7 @@ func storeCommands() []*cli.Command {
 			},
 			{
 				Name: "verify", Usage: "check every path's contents are present (and with --check-contents, hash to its NAR hash)",
-				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents"}),
+				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents", Usage: "also read every path's contents and compare them to its NAR hash (reads the whole store)"}),
 				Action: storeVerify,
 			},
 		},
@@ -100,6 +107,8 @@ func storeImport(c *cli.Context) error {
 	}
 	for _, p := range c.Args().Slice() {
 		var sp storepath.StorePath
+		st.Progress = &fstree.Progress{}
+		stop := treeProgress("importing "+p, p, st.Progress)
 		if algo == "" {
 			sp, _, err = st.AddRecursive(ctx, p, c.String("name"), candidates...)
 		} else {
@@ -109,6 +118,7 @@ func storeImport(c *cli.Context) error {
 			}
 			sp, _, err = st.AddFixed(ctx, p, c.String("name"), !c.Bool("flat"), a)
 		}
+		stop()
 		if err != nil {
 			return err
 		}
@@ -160,13 +170,18 @@ func storeLs(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
+	n, bytes := 0, uint64(0)
 	for info, err := range s.PathInfos.List(c.Context) {
 		if err != nil {
 			return err
 		}
+		n++
+		bytes += info.GetNarinfo().GetNarSize()
 		fmt.Printf("%s/%s\tsha256:%s\t%d\n", storepath.StoreDir, castore.NodeName(info.GetNode()),
 			nixbase32.EncodeToString(info.GetNarinfo().GetNarSha256()), info.GetNarinfo().GetNarSize())
 	}
+	// On stderr, so the listing stays one path per line for scripts.
+	fmt.Fprintf(os.Stderr, "%s, %s (NAR)\n", count(n, "store path"), mb(bytes))
 	return nil
 }
 
@@ -236,14 +251,41 @@ func storeVerify(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	_, damaged, err := closure.Verify(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
-		fmt.Fprintln(os.Stderr, msg)
+	// The path infos are small: summing their NAR sizes first lets the
+	// bar say how much of the contents are left to read.
+	var total int64
+	for info, err := range s.PathInfos.List(ctx) {
+		if err != nil {
+			return fmt.Errorf("list paths: %w", err)
+		}
+		total += int64(info.GetNarinfo().GetNarSize())
+	}
+	var bytes, paths atomic.Int64
+	stop := showProgress(stderrProgress(), "verifying", "paths", func() progressState {
+		return progressState{Bytes: bytes.Load(), Total: total, Items: paths.Load()}
 	})
+	checked, damaged, err := closure.VerifyWithProgress(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
+		fmt.Fprintln(os.Stderr, msg)
+	}, closure.VerifyProgress{
+		Read: func(n int) { bytes.Add(int64(n)) },
+		Checked: func(narSize uint64) {
+			if !c.Bool("check-contents") {
+				bytes.Add(int64(narSize)) // nothing is read; the bar moves by path
+			}
+			paths.Add(1)
+		},
+	})
+	stop()
 	if err != nil {
 		return err
 	}
 	if damaged > 0 {
-		return cli.Exit(fmt.Sprintf("store verify: %d damaged paths", damaged), 1)
+		return cli.Exit(fmt.Sprintf("store verify: %d of %d paths damaged", damaged, checked), 1)
+	}
+	if c.Bool("check-contents") {
+		fmt.Fprintf(os.Stderr, "verified %s: all present, contents (%s of NAR) match their hashes\n", count(checked, "path"), mb(uint64(total)))
+	} else {
+		fmt.Fprintf(os.Stderr, "verified %s: all present (--check-contents also hashes them)\n", count(checked, "path"))
 	}
 	return nil
 }
@@ -253,11 +295,17 @@ func storeCopy(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return cli.Exit("store copy: give at least one STOREPATH", 2)
 	}
-	subs := strings.TrimSpace(c.String("from") + " " + c.String("substituters"))
-	if err := c.Set("substituters", subs); err != nil {
+	a, err := storeAddrs(c)
+	if err != nil {
 		return err
 	}
-	s, err := openServices(ctx, c)
+	from := c.String("from")
+	s, err := openStore(ctx, c, a, append([]string{from}, strings.Fields(c.String("substituters"))...), func(url string) string {
+		if url == from {
+			return "--from"
+		}
+		return "--substituters"
+	})
 	if err != nil {
 		return err
 	}
@@ -267,13 +315,42 @@ func storeCopy(c *cli.Context) error {
 		return err
 	}
 	start := time.Now()
-	n, bytes, err := closure.Copy(ctx, closureStore(s), roots, func(done int, narBytes uint64, p string) {
-		fmt.Fprintf(os.Stderr, "\rcopied %d paths, %.1f MB (NAR)  %s", done, float64(narBytes)/1e6, p)
+	cs := closureStore(s)
+	// Asking the local store first, as the composite does anyway, tells
+	// a path copied now from one that was there.
+	var present atomic.Int64
+	if comp, ok := s.PathInfos.(*nixcache.Composite); ok {
+		cs.PathInfos = localFirst{Service: comp, local: comp.Local, present: &present}
+	}
+	var paths, bytes atomic.Int64
+	stop := showProgress(stderrProgress(), "copying", "paths", func() progressState {
+		return progressState{Bytes: bytes.Load(), Items: paths.Load()}
 	})
-	fmt.Fprintln(os.Stderr)
+	n, narBytes, err := closure.Copy(ctx, cs, roots, func(done int, narBytes uint64, p string) {
+		paths.Store(int64(done))
+		bytes.Store(int64(narBytes))
+		slog.Debug("copied", "path", p)
+	})
+	stop()
 	if err != nil {
 		return err
 	}
-	slog.Info("copied closure", "paths", n, "nar_bytes", bytes, "took", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "copied %s (%d already present), %s (NAR) in %s\n", count(n, "path"), present.Load(), mb(narBytes),
+		time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// localFirst counts the paths the local store already had.
+type localFirst struct {
+	pathinfo.Service
+	local   pathinfo.Service
+	present *atomic.Int64
+}
+
+func (l localFirst) Get(ctx context.Context, d [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	if info, err := l.local.Get(ctx, d); err == nil {
+		l.present.Add(1)
+		return info, nil
+	}
+	return l.Service.Get(ctx, d)
 }

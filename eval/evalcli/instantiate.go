@@ -18,8 +18,8 @@ import (
 	"github.com/tvix-go/tvix/eval"
 )
 
-const usage = `usage: nix-instantiate [options] [files or expressions...]
-  --eval                 evaluate and print (implied by 'tvix eval')
+const usage = `usage: %s [options] [files or expressions...]
+  --eval                 evaluate and print%s
   --strict               evaluate deeply
   --json | --xml         print as JSON / XML (--no-location: without positions)
   --parse                parse only and print the syntax tree
@@ -31,14 +31,15 @@ const usage = `usage: nix-instantiate [options] [files or expressions...]
   --show-trace           print the call trace with errors
   --readonly-mode        compute store paths without writing anything
   --read-write-mode      with --eval, still write what toFile, paths and derivations add
+  --version              print the version
   ignored: --timeout N --option K V`
 
 type instOpts struct {
-	eval, strict, json, xml, location, parse, showTrace, exprMode, help, readOnly, readWrite bool
-	attrPaths                                                                                []string
-	args                                                                                     []autoArg
-	include                                                                                  []string
-	files                                                                                    []string
+	eval, strict, json, xml, location, parse, showTrace, exprMode, help, version, readOnly, readWrite bool
+	attrPaths                                                                                         []string
+	args                                                                                              []autoArg
+	include                                                                                           []string
+	files                                                                                             []string
 }
 
 type autoArg struct {
@@ -111,6 +112,8 @@ func parseInstArgs(args []string, evalMode bool) (*instOpts, error) {
 			i++
 		case "--help", "-h":
 			o.help = true
+		case "--version":
+			o.version = true
 		default:
 			if strings.HasPrefix(a, "-I") && len(a) > 2 {
 				o.include = append(o.include, a[2:])
@@ -169,6 +172,22 @@ type StoreHooks struct {
 // only --eval and --parse. getenv supplies NIX_PATH, HOME and the
 // variables builtins.getEnv sees.
 func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return RunProgram(Program{Name: "nix-instantiate", EvalMode: evalMode}, args, store, stdin, stdout, stderr, getenv)
+}
+
+// Program is the command a user typed, so --help and --version name it
+// ("tvix eval", or the nix-instantiate symlink) rather than always
+// nix-instantiate.
+type Program struct {
+	Name    string
+	Version string // printed by --version as "NAME (tvix) VERSION"
+	// EvalMode acts as if --eval was given (tvix eval).
+	EvalMode bool
+}
+
+// RunProgram is Run for the command line p.
+func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	evalMode := p.EvalMode
 	o, err := parseInstArgs(args, evalMode)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
@@ -230,7 +249,19 @@ func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdou
 		maxDepth = n
 	}
 	if o.help {
-		fmt.Fprintln(stdout, usage)
+		implied := ""
+		if evalMode {
+			implied = " (implied here)"
+		}
+		fmt.Fprintf(stdout, usage+"\n", p.Name, implied)
+		return 0
+	}
+	if o.version {
+		v := p.Version
+		if v == "" {
+			v = "unknown"
+		}
+		fmt.Fprintf(stdout, "%s (tvix) %s\n", p.Name, v)
 		return 0
 	}
 	evOpts := eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth}

@@ -93,3 +93,27 @@ func TestRepl(t *testing.T) {
 		t.Errorf("error line: %q", got)
 	}
 }
+
+// TestReplLoadFunctionWithDefaults: nix repl's :l calls a file that is a
+// function with its defaults instead of refusing it.
+func TestReplLoadFunctionWithDefaults(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f.nix")
+	if err := os.WriteFile(f, []byte("{ greeting ? \"hi\", n ? 2 }: { inherit greeting; twice = n * 2; }"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := eval.NewRepl(eval.New(eval.Options{}), dir)
+	if got := r.Line(":l " + f); got != "Added 2 variables." {
+		t.Fatalf(":l of a function with defaults: %q", got)
+	}
+	if got := r.Line("twice"); got != "4" {
+		t.Errorf("twice = %q", got)
+	}
+	g := filepath.Join(dir, "g.nix")
+	if err := os.WriteFile(g, []byte("{ needed }: { x = needed; }"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Line(":l " + g); !strings.Contains(got, "'needed'") {
+		t.Errorf(":l of a function without a default for needed: %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package nar
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -260,6 +261,10 @@ func malformed() []struct {
 		{"empty", "empty input", nil},
 		{"bad magic", "bad NAR magic", toks("nix-archive-2", "(", "type", "regular", "contents", "", ")")},
 		{"magic too long", "longer than", toks(strings.Repeat("x", 100))},
+		// A compressed NAR would read as a magic of a few exabytes.
+		{"gzip", "this is gzip-compressed data, not a NAR", gzipped(hello)},
+		{"xz", "this is xz-compressed data, not a NAR", append([]byte("\xfd7zXZ\x00"), hello...)},
+		{"zstd", "this is zstd-compressed data, not a NAR", append([]byte("\x28\xb5\x2f\xfd"), hello...)},
 		{"unsorted", "not sorted", dir(cat(ent("b"), ent("a"))...)},
 		{"duplicate", "duplicate entry", dir(cat(ent("a"), ent("a"))...)},
 		{"dotdot", "name is . or ..", dir(ent("..")...)},
@@ -463,4 +468,12 @@ func TestHashDestination(t *testing.T) {
 	if err := w.File(false, 1000, bytes.NewReader(make([]byte, 1001))); err == nil {
 		t.Error("surplus contents to a hash: no error")
 	}
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
 }

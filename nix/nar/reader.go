@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 var errTrailing = errors.New("trailing data after the end of the NAR")
@@ -151,6 +152,17 @@ func (r *Reader) next() (*Node, error) {
 	for {
 		switch r.state {
 		case stateMagic:
+			if r.off == 0 {
+				head, err := r.r.Peek(6)
+				if err != nil && err != io.EOF {
+					// bufio hands a source's error out once; it is
+					// the answer, not something to read past.
+					return nil, r.fail("reading NAR magic: %w", err)
+				}
+				if c := compressedAs(head); c != "" {
+					return nil, r.fail("this is %s-compressed data, not a NAR", c)
+				}
+			}
 			if err := r.expect(magic, "NAR magic"); err != nil {
 				return nil, err
 			}
@@ -482,4 +494,17 @@ func (c *contentsReader) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// compressedAs names the compression whose magic head starts with: the
+// NAR magic would otherwise be read as a length of a few exabytes.
+func compressedAs(head []byte) string {
+	for _, c := range []struct{ name, magic string }{
+		{"gzip", "\x1f\x8b"}, {"xz", "\xfd7zXZ\x00"}, {"zstd", "\x28\xb5\x2f\xfd"}, {"bzip2", "BZh"},
+	} {
+		if c.magic != "" && strings.HasPrefix(string(head), c.magic) {
+			return c.name
+		}
+	}
+	return ""
 }

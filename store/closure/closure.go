@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/tvix-go/tvix/castore"
@@ -155,4 +156,37 @@ func Requisites(ctx context.Context, s Store, roots []storepath.StorePath) ([]st
 		}
 	}
 	return out, nil
+}
+
+// Missing lists the paths of root's closure that infos lacks (sorted),
+// walking the references of those it has; an empty list means the whole
+// closure is there.
+func Missing(ctx context.Context, infos pathinfo.Service, root storepath.StorePath) ([]storepath.StorePath, error) {
+	var missing []storepath.StorePath
+	seen := map[[storepath.DigestSize]byte]bool{root.Digest: true}
+	queue := []storepath.StorePath{root}
+	for len(queue) > 0 {
+		sp := queue[0]
+		queue = queue[1:]
+		info, err := infos.Get(ctx, sp.Digest)
+		if errors.Is(err, pathinfo.ErrNotFound) {
+			missing = append(missing, sp)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up %s: %w", sp, err)
+		}
+		for _, r := range info.GetNarinfo().GetReferenceNames() {
+			rp, err := storepath.FromBasename(r)
+			if err != nil {
+				return nil, fmt.Errorf("%s: reference %q: %w", sp, r, err)
+			}
+			if !seen[rp.Digest] {
+				seen[rp.Digest] = true
+				queue = append(queue, rp)
+			}
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i].String() < missing[j].String() })
+	return missing, nil
 }

@@ -62,9 +62,21 @@ func TestCopyMaterializes(t *testing.T) {
 	if err != nil || len(req) != 3 {
 		t.Fatalf("requisites in the local store alone: %v, %v", req, err)
 	}
-	checked, bad, err := closure.Verify(ctx, alone, true, func(msg string) { t.Error(msg) })
+	var told, narBytes, read uint64
+	checked, bad, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, closure.VerifyProgress{
+		Read:    func(n int) { read += uint64(n) },
+		Checked: func(n uint64) { told++; narBytes += n },
+	})
 	if err != nil || checked != 3 || bad != 0 {
 		t.Fatalf("verify the copy: %d checked, %d bad, %v", checked, bad, err)
+	}
+	var want uint64
+	for _, p := range paths {
+		info, _ := local.PathInfos.Get(ctx, p.Digest)
+		want += info.GetNarinfo().GetNarSize()
+	}
+	if told != 3 || narBytes != want || read != want {
+		t.Fatalf("verify progress: told of %d paths, %d NAR bytes, %d read; want 3, %d, %d", told, narBytes, read, want, want)
 	}
 }
 
@@ -87,5 +99,29 @@ func TestVerifyReportsMissingContents(t *testing.T) {
 	}
 	if _, err := closure.Requisites(ctx, closure.Store{PathInfos: pathinfo.NewMemory()}, paths[:1]); err == nil || !strings.Contains(err.Error(), "is not in the store") {
 		t.Fatalf("requisites of an unknown path: %v", err)
+	}
+}
+
+// Missing names exactly the paths of a closure a store lacks.
+func TestMissing(t *testing.T) {
+	ctx := context.Background()
+	s := memoryStore()
+	paths := chain(t, s)
+	if m, err := closure.Missing(ctx, s.PathInfos, paths[0]); err != nil || len(m) != 0 {
+		t.Fatalf("complete closure: missing %v, %v", m, err)
+	}
+	// The same a and b in a store without c.
+	partial := memoryStore()
+	for _, p := range paths[:2] {
+		info, _ := s.PathInfos.Get(ctx, p.Digest)
+		if _, err := partial.PathInfos.Put(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := closure.Missing(ctx, partial.PathInfos, paths[0]); err != nil || len(m) != 1 || m[0] != paths[2] {
+		t.Fatalf("closure without c: missing %v, %v; want %s", m, err, paths[2])
+	}
+	if m, err := closure.Missing(ctx, memoryStore().PathInfos, paths[0]); err != nil || len(m) != 1 || m[0] != paths[0] {
+		t.Fatalf("empty store: missing %v, %v; want the root alone", m, err)
 	}
 }

@@ -28,6 +28,9 @@ type Store struct {
 	Blobs    castore.BlobService
 	Dirs     castore.DirectoryService
 	PathInfo pathinfo.Service
+	// Progress, if set, counts the files and bytes imported, for a
+	// caller that shows how a long import is going.
+	Progress *fstree.Progress
 }
 
 // caTypes maps (recursive, algo) onto the PathInfo CA enum.
@@ -82,7 +85,7 @@ func (s Store) AddRecursive(ctx context.Context, path, name string, candidates .
 	if name == "" {
 		name = filepath.Base(path)
 	}
-	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{})
+	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{Progress: s.Progress})
 	if err != nil {
 		return storepath.StorePath{}, nil, err
 	}
@@ -122,7 +125,7 @@ func (s Store) AddFixed(ctx context.Context, path, name string, recursive bool, 
 	if recursive && algo == nixhash.SHA256 {
 		return s.AddRecursive(ctx, path, name)
 	}
-	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{})
+	node, err := fstree.Import(ctx, path, s.Blobs, s.Dirs, fstree.ImportOptions{Progress: s.Progress})
 	if err != nil {
 		return storepath.StorePath{}, nil, err
 	}

@@ -490,7 +490,9 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), status)
 		return
 	}
-	h.log.Debug("path committed", "path", ni.StorePath)
+	// One line per path received, so a long nix copy --to shows on the
+	// daemon's side how far it got.
+	h.log.Info("received upload", "path", ni.StorePath, "nar_size", ni.NarSize)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -102,6 +102,15 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 	if scheme == "file" && (base.Host != "" || !strings.HasPrefix(base.Path, "/")) {
 		return nil, fmt.Errorf("binary cache %q: want nix+file:///absolute/path", u.Redacted())
 	}
+	if scheme == "file" {
+		// A mistyped directory would otherwise only ever answer "no such
+		// path", and every substitution would quietly go elsewhere.
+		if fi, err := os.Stat(base.Path); err != nil {
+			return nil, fmt.Errorf("binary cache %q: %w", u.Redacted(), err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("binary cache %q: %s is not a directory", u.Redacted(), base.Path)
+		}
+	}
 	client := &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		ResponseHeaderTimeout: RequestTimeout,

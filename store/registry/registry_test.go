@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,7 +50,9 @@ func TestBadAddresses(t *testing.T) {
 		{Addrs{Blob: "memory://", Directory: "pack+file:///x"}, `directory service "pack+file:///x": unknown scheme "pack+file"`},
 		{Addrs{Blob: "pack+file://relative/x", Directory: "memory://"}, "a local path needs three slashes"},
 		{Addrs{Blob: "memory://", Directory: "bbolt://" + filepath.Join(dir, "db")[1:]}, "a local path needs three slashes"},
-		{Addrs{Blob: "memory://", Directory: "memory://", PathInfo: "nix+file:///nonexistent"}, ""},
+		{Addrs{Blob: "memory://", Directory: "memory://", PathInfo: "nix+file://" + dir}, ""},
+		// A mistyped cache directory is said at once, not found empty on every lookup.
+		{Addrs{Blob: "memory://", Directory: "memory://", PathInfo: "nix+file:///nonexistent"}, `binary cache "nix+file:///nonexistent": stat /nonexistent: no such file or directory`},
 		{Addrs{Blob: "grpc+unix://host/x", Directory: "memory://"}, "grpc+unix address needs an absolute socket path"},
 		{Addrs{Blob: "grpc+http://", Directory: "memory://"}, "grpc+http address needs host:port"},
 	} {
@@ -115,8 +118,10 @@ func TestSubstituters(t *testing.T) {
 	}
 
 	cache := "nix+file://" + t.TempDir()
-	if _, err := Default().Open(ctx, mem, Substitution{}, cache); err == nil || !strings.Contains(err.Error(), "no --trusted-public-keys given") {
-		t.Fatalf("unsigned binary cache: %v", err)
+	_, err = Default().Open(ctx, mem, Substitution{}, cache)
+	var se *SubstituterError
+	if !errors.As(err, &se) || se.URL != cache || !strings.Contains(err.Error(), "no --trusted-public-keys given") {
+		t.Fatalf("unsigned binary cache: %v, want a SubstituterError naming %s", err, cache)
 	}
 	s, err = Default().Open(ctx, mem, Substitution{AllowUnsigned: true}, cache)
 	if err != nil {

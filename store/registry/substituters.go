@@ -2,12 +2,23 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tvix-go/tvix/castore/combined"
 	"github.com/tvix-go/tvix/store/nixcache"
 	"github.com/tvix-go/tvix/store/pathinfo"
 )
+
+// SubstituterError says which upstream could not be used, so a command
+// can name the flag the user gave it in (--substituters, --from).
+type SubstituterError struct {
+	URL string
+	Err error
+}
+
+func (e *SubstituterError) Error() string { return fmt.Sprintf("substituter %q: %v", e.URL, e.Err) }
+func (e *SubstituterError) Unwrap() error { return e.Err }
 
 // withSubstituters puts upstreams behind the local path info service, asked
 // in order for paths the local store lacks. What an upstream can serve
@@ -23,15 +34,15 @@ func (s *Services) withSubstituters(ctx context.Context, o *Opener, raw []string
 	for _, r := range raw {
 		scheme, u, err := o.reg.Scheme(PathInfo, r)
 		if err != nil {
-			return fmt.Errorf("--substituters: %w", err)
+			return &SubstituterError{URL: r, Err: err}
 		}
 		lendsCastore := scheme.Blob != nil && scheme.Directory != nil
 		if !lendsCastore && len(o.Substitution.TrustedPublicKeys) == 0 && !o.Substitution.AllowUnsigned && u.Query().Get("trusted-public-keys") == "" {
-			return fmt.Errorf("--substituters %q: no --trusted-public-keys given; binary cache narinfos must be signed (or pass --allow-unsigned-substitutes)", r)
+			return &SubstituterError{URL: r, Err: errors.New("no --trusted-public-keys given; binary cache narinfos must be signed (or pass --allow-unsigned-substitutes)")}
 		}
 		far, err := o.PathInfoService(ctx, r)
 		if err != nil {
-			return err
+			return &SubstituterError{URL: r, Err: err}
 		}
 		s.closers = append(s.closers, far)
 		subs = append(subs, far)
