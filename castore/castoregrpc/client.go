@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"lukechampine.com/blake3"
@@ -31,7 +32,14 @@ type BlobClient struct {
 	c     castorev1.BlobServiceClient
 	conn  io.Closer
 	cache *chunkCache
+	// received counts blob bytes read from the server, for reports of
+	// what a lazy reader (a remote builder) fetched.
+	received atomic.Uint64
 }
+
+// ReceivedBytes is how many blob bytes this client has read from the
+// server so far.
+func (c *BlobClient) ReceivedBytes() uint64 { return c.received.Load() }
 
 // NewBlobClient uses conn; closing the client closes conn if closer is set.
 func NewBlobClient(conn grpc.ClientConnInterface, closer io.Closer) *BlobClient {
@@ -85,6 +93,7 @@ func (c *BlobClient) fetch(ctx context.Context, d castore.Digest) ([]byte, error
 			return nil, fromStatus("read blob "+d.String(), err)
 		}
 		buf.Write(msg.GetData())
+		c.received.Add(uint64(len(msg.GetData())))
 	}
 	if got := castore.Digest(blake3.Sum256(buf.Bytes())); got != d {
 		return nil, fmt.Errorf("read blob %s: server sent data hashing to %s", d, got)
@@ -99,7 +108,7 @@ func (c *BlobClient) Open(ctx context.Context, d castore.Digest) (castore.BlobRe
 		return nil, err
 	}
 	if len(chunks) <= 1 {
-		return newStreamReader(ctx, c.c, d)
+		return newStreamReader(ctx, c.c, d, &c.received)
 	}
 	return newRemoteChunkedReader(ctx, c, d, chunks), nil
 }
@@ -193,10 +202,12 @@ type streamReader struct {
 	want   int64 // position the caller is at
 	size   int64
 	h      *blake3.Hasher // verifies a read from the start to the end
+	// received is the client's counter.
+	received *atomic.Uint64
 }
 
-func newStreamReader(ctx context.Context, c castorev1.BlobServiceClient, d castore.Digest) (*streamReader, error) {
-	r := &streamReader{ctx: ctx, c: c, d: d, size: -1}
+func newStreamReader(ctx context.Context, c castorev1.BlobServiceClient, d castore.Digest, received *atomic.Uint64) (*streamReader, error) {
+	r := &streamReader{ctx: ctx, c: c, d: d, size: -1, received: received}
 	if err := r.restart(); err != nil {
 		return nil, err
 	}
@@ -260,6 +271,7 @@ func (r *streamReader) readLocked(p []byte) (int, error) {
 			return 0, fromStatus("read blob "+r.d.String(), err)
 		}
 		r.h.Write(msg.GetData())
+		r.received.Add(uint64(len(msg.GetData())))
 		r.buf = msg.GetData()
 		r.pos += int64(len(r.buf))
 	}

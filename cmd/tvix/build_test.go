@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -229,6 +230,13 @@ func TestRemoteBuilder(t *testing.T) {
 		if !strings.Contains(b.log.String(), "build finished") {
 			t.Fatalf("the builder daemon built nothing:\n%s", b.log.String())
 		}
+		// The builder read its inputs from the orchestrator, and says how
+		// much it fetched.
+		m := regexp.MustCompile(`fetched (\d+) bytes of inputs from upstream`).FindStringSubmatch(stderr)
+		if m == nil || m[1] == "0" && attr == "uses" {
+			t.Fatalf("no fetch report for %s:\n%s", attr, stderr)
+		}
+		t.Logf("%s: the builder fetched %s bytes", attr, m[1])
 		// The outputs' contents are in the orchestrator's store, not only
 		// the builder's: a dump renders the NAR.
 		dump, stderr, err := run(t, nil, "store", "dump", "--blob-service-addr", remote, "--directory-service-addr", remote, "--path-info-service-addr", remote, strings.Fields(nixOut)[0])

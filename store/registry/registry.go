@@ -226,6 +226,9 @@ type Services struct {
 	Directories castore.DirectoryService
 	// PathInfos is nil when Addrs.PathInfo was empty.
 	PathInfos pathinfo.Service
+	// Upstreams are the blob services of substituters that lend their
+	// castore read-through (Blobs reads from them on a near miss).
+	Upstreams []castore.BlobService
 
 	closers []io.Closer
 }

@@ -54,6 +54,7 @@ func (s *Services) withSubstituters(ctx context.Context, o *Opener, raw []string
 			return err
 		}
 		s.closers = append(s.closers, farBlobs)
+		s.Upstreams = append(s.Upstreams, farBlobs)
 		farDirs, err := o.DirectoryService(ctx, r)
 		if err != nil {
 			return err
