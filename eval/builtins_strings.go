@@ -63,16 +63,17 @@ func registerStrings(reg registerFunc) {
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
 		var b strings.Builder
-		ctx := sep.Ctx()
+		var ctx ContextUnion
+		ctx.Add(sep.Ctx())
 		for i := range l.Items {
 			if i > 0 {
 				b.WriteString(sep.S)
 			}
 			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
 			b.WriteString(s.S)
-			ctx = MergeContext(ctx, s.Ctx())
+			ctx.Add(s.Ctx())
 		}
-		return StrCtx(b.String(), ctx)
+		return StrCtx(b.String(), ctx.Context())
 	})
 	reg("replaceStrings", 3, func(ev *Evaluator, a []Value) Value {
 		from := ev.ForceList(a[0])
@@ -80,14 +81,21 @@ func registerStrings(reg registerFunc) {
 		if len(from.Items) != len(to.Items) {
 			ev.Throwf("'from' and 'to' arguments to 'replaceStrings' have different lengths")
 		}
-		s := ev.coerceToString(a[2], ev.curPos, false, true)
+		// As in C++ Nix, every element of both lists is forced (as a
+		// string, not coerced) before the subject, used or not.
 		froms := make([]string, len(from.Items))
-		for i, f := range from.Items {
-			froms[i] = ev.str(f)
+		for i := range from.Items {
+			froms[i] = ev.str(ev.forceItem(from, i))
 		}
 		tos := make([]*String, len(to.Items))
+		for i := range to.Items {
+			tos[i] = ev.ForceString(ev.forceItem(to, i))
+		}
+		used := make([]bool, len(tos))
+		s := ev.ForceString(a[2])
 		var b []byte
-		ctx := s.Ctx()
+		var ctx ContextUnion
+		ctx.Add(s.Ctx())
 		str := s.S
 		// bytes that can start a match; runs of other bytes are copied
 		// at once
@@ -117,9 +125,9 @@ func registerStrings(reg registerFunc) {
 			for i, f := range froms {
 				if strings.HasPrefix(str[p:], f) {
 					found = true
-					if tos[i] == nil {
-						tos[i] = ev.coerceToString(to.Items[i], ev.curPos, false, true)
-						ctx = MergeContext(ctx, tos[i].Ctx())
+					if !used[i] {
+						used[i] = true
+						ctx.Add(tos[i].Ctx())
 					}
 					b = append(b, tos[i].S...)
 					if f == "" {
@@ -140,7 +148,7 @@ func registerStrings(reg registerFunc) {
 				p++
 			}
 		}
-		return StrCtx(string(b), ctx)
+		return StrCtx(string(b), ctx.Context())
 	})
 	reg("match", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])

@@ -176,6 +176,12 @@ func TestEvalErrors(t *testing.T) {
 		{`builtins.tryEval (abort "x")`, ErrAbort, "evaluation aborted"},
 		{`let f = n: f (n + 1); in f 0`, ErrStackOverflow, "stack overflow"},
 		{`import ./missing.nix`, ErrEval, "No such file or directory"},
+		// replaceStrings forces both lists, element by element, as
+		// strings, before the subject (which is not coerced either)
+		{`builtins.replaceStrings [ "x" ] [ (throw "unused to") ] "a"`, ErrThrow, "unused to"},
+		{`builtins.replaceStrings [ (throw "from") ] [ "y" ] (throw "subject")`, ErrThrow, "from"},
+		{`builtins.replaceStrings [ "a" ] [ 1 ] "a"`, ErrEval, "value is an integer while a string was expected"},
+		{`builtins.replaceStrings [ "a" ] [ "b" ] ./a.nix`, ErrEval, "value is a path while a string was expected"},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {
