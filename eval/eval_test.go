@@ -93,6 +93,11 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.fromTOML "a = 1\n[b]\nc = \"d\""`, `{ a = 1; b = { c = "d"; }; }`},
 		{`builtins.hashString "sha256" "abc"`, `"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`},
 		{`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }`, `[ { key = 1; } { key = 2; } { key = 3; } { key = 4; } ]`},
+		// keys equal as compare orders them: 1 and 1.0, lists element-wise
+		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
+		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},
+		{`builtins.genericClosure { startSet = [ { key = true; } ]; operator = x: [ ]; }`, `[ { key = true; } ]`},
+		{`builtins.length (builtins.genericClosure { startSet = [ { key = "0"; } ]; operator = x: let k = builtins.fromJSON x.key; in if k > 2000 then [ ] else [ { key = toString (k + 1); } { key = toString (k * 2); } { key = toString (k / 2); } ]; })`, `3002`},
 		{`builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 100)`, `4950`},
 		{`builtins.listToAttrs [ { name = "a"; value = 1; } { name = "a"; value = 2; } ]`, `{ a = 1; }`},
 		{`builtins.attrNames { b = 1; a = 2; }`, `[ "a" "b" ]`},
@@ -179,6 +184,9 @@ func TestEvalErrors(t *testing.T) {
 		// replaceStrings forces both lists, element by element, as
 		// strings, before the subject (which is not coerced either)
 		{`builtins.replaceStrings [ "x" ] [ (throw "unused to") ] "a"`, ErrThrow, "unused to"},
+		{`builtins.genericClosure { startSet = [ { key = 1; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with an integer"},
+		{`builtins.genericClosure { startSet = [ { key = true; } { key = false; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a Boolean with a Boolean"},
+		{`builtins.genericClosure { startSet = [ { key = ./a; } { key = ./a; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with a path"},
 		{`builtins.replaceStrings [ (throw "from") ] [ "y" ] (throw "subject")`, ErrThrow, "from"},
 		{`builtins.replaceStrings [ "a" ] [ 1 ] "a"`, ErrEval, "value is an integer while a string was expected"},
 		{`builtins.replaceStrings [ "a" ] [ "b" ] ./a.nix`, ErrEval, "value is a path while a string was expected"},
