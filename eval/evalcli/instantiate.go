@@ -196,14 +196,17 @@ func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdou
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
 		runtime.MemProfileRate = 0
 	}
-	// nixpkgs' module system (eval-bench lib-modules) then needs one
-	// collection and peaks ~10% below Nix 2.8 (241 MB); lower floors
-	// cost a second, costlier collection there. TVIX_GC_MINHEAP_MB
-	// overrides it.
-	minHeapMB := int64(200)
+	// TVIX_GC_MINHEAP_MB and TVIX_GC_ALLOCFRAC (a percentage) override
+	// the evaluation pace, for measuring it.
+	pace := defaultEvalPace
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-			minHeapMB = n
+			pace.floor = n << 20
+		}
+	}
+	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.allocFrac = float64(n) / 100
 		}
 	}
 	if !o.eval && !o.parse && getenv("TVIX_GC_MINHEAP_MB") == "" {
@@ -218,7 +221,7 @@ func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdou
 		}
 		defer tuneGCPercent(getenv, pct, instantiateGCFloor, huge)()
 	} else {
-		defer tuneGC(getenv, minHeapMB<<20, 2)()
+		defer tuneGC(getenv, pace)()
 	}
 	maxDepth := 0
 	if d := getenv("TVIX_MAX_CALL_DEPTH"); d != "" {
