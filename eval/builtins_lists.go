@@ -95,19 +95,31 @@ func registerLists(reg registerFunc) {
 		return &List{Items: out}
 	})
 	reg("concatLists", 1, func(ev *Evaluator, a []Value) Value {
+		// sized once: growing by append copied the pointer-rich result
+		// (write barriers while a cycle runs) log n times
 		l := ev.ForceList(a[0])
-		var out []Value
+		n := 0
+		for i := range l.Items {
+			n += len(ev.ForceList(ev.forceItem(l, i)).Items)
+		}
+		out := make([]Value, 0, n)
 		for _, it := range l.Items {
-			out = append(out, ev.ForceList(it).Items...)
+			out = append(out, it.(*List).Items...)
 		}
 		return &List{Items: out}
 	})
 	reg("concatMap", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
-		var out []Value
-		for _, it := range l.Items {
-			out = append(out, ev.ForceList(ev.call(f, it, ev.curPos)).Items...)
+		parts := make([][]Value, len(l.Items))
+		n := 0
+		for i, it := range l.Items {
+			parts[i] = ev.ForceList(ev.call(f, it, ev.curPos)).Items
+			n += len(parts[i])
+		}
+		out := make([]Value, 0, n)
+		for _, p := range parts {
+			out = append(out, p...)
 		}
 		return &List{Items: out}
 	})
@@ -126,9 +138,18 @@ func registerLists(reg registerFunc) {
 	anyAll("all", false)
 	reg("partition", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
-		var r, w []Value
-		for _, it := range ev.ForceList(a[1]).Items {
+		l := ev.ForceList(a[1])
+		right := make([]bool, len(l.Items))
+		nr := 0
+		for i, it := range l.Items {
 			if ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos) {
+				right[i] = true
+				nr++
+			}
+		}
+		r, w := make([]Value, 0, nr), make([]Value, 0, len(l.Items)-nr)
+		for i, it := range l.Items {
+			if right[i] {
 				r = append(r, it)
 			} else {
 				w = append(w, it)

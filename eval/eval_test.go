@@ -93,6 +93,9 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.fromTOML "a = 1\n[b]\nc = \"d\""`, `{ a = 1; b = { c = "d"; }; }`},
 		{`builtins.hashString "sha256" "abc"`, `"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`},
 		{`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }`, `[ { key = 1; } { key = 2; } { key = 3; } { key = 4; } ]`},
+		{`builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]`, `[ 1 2 3 ]`},
+		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
+		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
 		// keys equal as compare orders them: 1 and 1.0, lists element-wise
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
 		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},
