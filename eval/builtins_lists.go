@@ -33,7 +33,7 @@ func registerLists(reg registerFunc) {
 	})
 	reg("elem", 2, func(ev *Evaluator, a []Value) Value {
 		for _, it := range ev.ForceList(a[1]).Items {
-			if ev.Equal(a[0], it, ev.curPos) {
+			if ev.equalElem(a[0], it, ev.curPos) {
 				return Bool(true)
 			}
 		}

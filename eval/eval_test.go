@@ -31,7 +31,8 @@ func evalString(t *testing.T, ev *Evaluator, expr string) (string, error) {
 
 func newTestEval() *Evaluator {
 	return New(Options{IO: MemIO{"/test/a.nix": "{ x = 1; y = import ./b.nix; }", "/test/b.nix": "40 + 2",
-		"/test/dir/default.nix": `"dir"`}, Getenv: func(k string) string { return map[string]string{"HOME": "/home/u"}[k] }})
+		"/test/dir/default.nix": `"dir"`,
+		"/test/dir/fs.nix":      "{ f = x: x; }"}, Getenv: func(k string) string { return map[string]string{"HOME": "/home/u"}[k] }})
 }
 
 func TestEvalValues(t *testing.T) {
@@ -96,6 +97,18 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]`, `[ 1 2 3 ]`},
 		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
 		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
+		// value cells as C++ Nix compares them (answers from nix-instantiate 2.8)
+		{`let f = x: x; in [ [ f ] { a = f; } ] == [ [ f ] { a = f; } ]`, `true`},
+		{`let f = x: x; in f == f`, `false`},
+		{`let s = { f = x: x; }; in [ s.f ] == [ s.f ]`, `false`},
+		{`(import ./dir/fs.nix) == (import ./dir/fs.nix)`, `true`},
+		{`let f = builtins.add 1; in [ f ] == [ f ]`, `true`},
+		{`let f = x: x; in [ f 1 ] < [ f 2 ]`, `true`},
+		{`let f = x: x; in [ f ] < [ f ]`, `false`},
+		{`let f = x: x; in builtins.sort (a: b: a < b) [ [ f 2 ] [ f 1 ] ]`, `[ [ <LAMBDA> 1 ] [ <LAMBDA> 2 ] ]`},
+		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
+		{`let f = x: x; l = [ f ]; in l == map (x: x) l`, `false`},
+		{`let f = x: x; l = [ f ]; in (builtins.seq (builtins.head l) l) == [ f ]`, `true`},
 		// keys equal as compare orders them: 1 and 1.0, lists element-wise
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
 		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},
@@ -188,6 +201,8 @@ func TestEvalErrors(t *testing.T) {
 		// strings, before the subject (which is not coerced either)
 		{`builtins.replaceStrings [ "x" ] [ (throw "unused to") ] "a"`, ErrThrow, "unused to"},
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with an integer"},
+		// one cell is equal to itself only once forced
+		{`let t = throw "t"; in [ t ] == [ t ]`, ErrThrow, "t"},
 		{`builtins.genericClosure { startSet = [ { key = true; } { key = false; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a Boolean with a Boolean"},
 		{`builtins.genericClosure { startSet = [ { key = ./a; } { key = ./a; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with a path"},
 		{`builtins.replaceStrings [ (throw "from") ] [ "y" ] (throw "subject")`, ErrThrow, "from"},
