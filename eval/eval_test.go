@@ -95,6 +95,8 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.hashString "sha256" "abc"`, `"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`},
 		{`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }`, `[ { key = 1; } { key = 2; } { key = 3; } { key = 4; } ]`},
 		{`builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]`, `[ 1 2 3 ]`},
+		{`builtins.intersectAttrs { a = 0; c = 0; } { a = 1; b = 2; c = 3; d = 4; }`, `{ a = 1; c = 3; }`},
+		{`builtins.intersectAttrs { a = 0; b = 0; c = 0; z = 0; } { c = 3; a = 1; }`, `{ a = 1; c = 3; }`},
 		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
 		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
 		// value cells as C++ Nix compares them (answers from nix-instantiate 2.8)

@@ -2,7 +2,7 @@
 # recursiveUpdate, zipAttrsWith, foldAttrs, attrsToList, collect
 { lib }:
 let
-  n = 10000;
+  n = 2000;
   set = lib.listToAttrs (builtins.genList (i: lib.nameValuePair "p${toString i}" { i = i; meta.priority = lib.mod i 10; outputs = [ "out" ]; }) n);
   renamed = lib.mapAttrs' (k: v: lib.nameValuePair "${k}-renamed" v) set;
   high = lib.filterAttrs (_: v: v.meta.priority > 5) set;

@@ -1,4 +1,4 @@
-# a package set as a fixed point, extended by 30 overlays (lib.extends), each touching
+# a package set as a fixed point, extended by 60 overlays (lib.extends), each touching
 # some packages through final and prev, as nixpkgs' overlays do
 { lib }:
 let
@@ -11,6 +11,6 @@ let
       lib.nameValuePair name (prev.${name} // {
         version = "1.${toString k}";
         deps = prev.${name}.deps ++ [ final."pkg${toString (lib.mod (j + k) n)}".name ];
-      })) 200);
-  set = lib.fix (lib.foldl' (f: k: lib.extends (overlay k) f) base (lib.range 1 30));
+      })) 1000);
+  set = lib.fix (lib.foldl' (f: k: lib.extends (overlay k) f) base (lib.range 1 60));
 in lib.foldl' (a: name: a + builtins.length set.${name}.deps) 0 names
