@@ -15,9 +15,13 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 		}
 		return rx
 	}
-	src := re
+	src, ok := posixToGo(re)
+	if !ok {
+		ev.regexes[key] = nil
+		ev.Throwf("invalid regular expression '%s'", re)
+	}
 	if anchored {
-		src = "^(?:" + re + ")$"
+		src = "^(?:" + src + ")$"
 	}
 	rx, err := regexp.Compile("(?s)" + src)
 	if err == nil {
@@ -185,7 +189,7 @@ func registerStrings(reg registerFunc) {
 			return &List{Items: out}
 		}
 		rx := ev.regex(re, false)
-		ms := rx.FindAllStringSubmatchIndex(s.S, -1)
+		ms := splitMatches(rx, s.S)
 		out := make([]Value, 0, 2*len(ms)+1)
 		prev := 0
 		for _, m := range ms {

@@ -99,6 +99,19 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.intersectAttrs { a = 0; b = 0; c = 0; z = 0; } { c = 3; a = 1; }`, `{ a = 1; c = 3; }`},
 		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
 		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
+		// POSIX extended expressions as C++ Nix reads them (answers from
+		// nix-instantiate 2.8): empty matches after a match count in split,
+		// a backslash in brackets is a literal, quantifiers do not get lazy
+		{`builtins.split "a*" "baaac"`, `[ "" [ ] "b" [ ] "" [ ] "c" [ ] "" ]`},
+		{`builtins.split "(b*)" "abba"`, `[ "" [ "" ] "a" [ "bb" ] "" [ "" ] "a" [ "" ] "" ]`},
+		{`builtins.split "(a*)(b?)" "aabxab"`, `[ "" [ "aa" "b" ] "" [ "" "" ] "x" [ "a" "b" ] "" [ "" "" ] "" ]`},
+		{`builtins.split "^" "ab"`, `[ "" [ ] "ab" ]`},
+		{`builtins.match "[\\d]+" "d\\"`, `[ ]`},
+		{`builtins.match "[[:alpha:]\\]+" "a\\"`, `[ ]`},
+		{`builtins.match "(.*?)-(.*)" "a-b-c"`, `[ "a-b" "c" ]`},
+		{`builtins.match "(a|ab)(c|bcd)(d*)" "abcd"`, `[ "a" "bcd" "" ]`},
+		{`builtins.match "x?\\{" "{"`, `[ ]`},
+		{`builtins.match "[a[]+" "[a"`, `[ ]`},
 		// value cells as C++ Nix compares them (answers from nix-instantiate 2.8)
 		{`let f = x: x; in [ [ f ] { a = f; } ] == [ [ f ] { a = f; } ]`, `true`},
 		{`let f = x: x; in f == f`, `false`},
@@ -203,6 +216,9 @@ func TestEvalErrors(t *testing.T) {
 		// strings, before the subject (which is not coerced either)
 		{`builtins.replaceStrings [ "x" ] [ (throw "unused to") ] "a"`, ErrThrow, "unused to"},
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with an integer"},
+		{`builtins.match "\\d+" "1"`, ErrEval, `invalid regular expression '\d+'`},
+		{`builtins.match "a\\-b" "a-b"`, ErrEval, `invalid regular expression 'a\-b'`},
+		{`builtins.split "a\\}" "a}"`, ErrEval, `invalid regular expression 'a\}'`},
 		// one cell is equal to itself only once forced
 		{`let t = throw "t"; in [ t ] == [ t ]`, ErrThrow, "t"},
 		{`builtins.genericClosure { startSet = [ { key = true; } { key = false; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a Boolean with a Boolean"},
