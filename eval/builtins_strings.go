@@ -85,17 +85,15 @@ func registerStrings(reg registerFunc) {
 		if len(from.Items) != len(to.Items) {
 			ev.Throwf("'from' and 'to' arguments to 'replaceStrings' have different lengths")
 		}
-		// As in C++ Nix, every element of both lists is forced (as a
-		// string, not coerced) before the subject, used or not.
+		// As in C++ Nix, every pattern is forced (as a string, not
+		// coerced) before the subject. Nix 2.8 forces the replacements
+		// too; later versions (and the language suite's
+		// eval-okay-replacestrings) force only those used, as here.
 		froms := make([]string, len(from.Items))
 		for i := range from.Items {
 			froms[i] = ev.str(ev.forceItem(from, i))
 		}
 		tos := make([]*String, len(to.Items))
-		for i := range to.Items {
-			tos[i] = ev.ForceString(ev.forceItem(to, i))
-		}
-		used := make([]bool, len(tos))
 		s := ev.ForceString(a[2])
 		var b []byte
 		var ctx ContextUnion
@@ -129,8 +127,8 @@ func registerStrings(reg registerFunc) {
 			for i, f := range froms {
 				if strings.HasPrefix(str[p:], f) {
 					found = true
-					if !used[i] {
-						used[i] = true
+					if tos[i] == nil {
+						tos[i] = ev.ForceString(ev.forceItem(to, i))
 						ctx.Add(tos[i].Ctx())
 					}
 					b = append(b, tos[i].S...)

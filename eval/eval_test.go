@@ -94,6 +94,7 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.fromTOML "a = 1\n[b]\nc = \"d\""`, `{ a = 1; b = { c = "d"; }; }`},
 		{`builtins.hashString "sha256" "abc"`, `"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`},
 		{`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }`, `[ { key = 1; } { key = 2; } { key = 3; } { key = 4; } ]`},
+		{`builtins.replaceStrings [ "x" ] [ (throw "unused") ] "a"`, `"a"`},
 		{`builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]`, `[ 1 2 3 ]`},
 		{`builtins.intersectAttrs { a = 0; c = 0; } { a = 1; b = 2; c = 3; d = 4; }`, `{ a = 1; c = 3; }`},
 		{`builtins.intersectAttrs { a = 0; b = 0; c = 0; z = 0; } { c = 3; a = 1; }`, `{ a = 1; c = 3; }`},
@@ -212,9 +213,6 @@ func TestEvalErrors(t *testing.T) {
 		{`builtins.tryEval (abort "x")`, ErrAbort, "evaluation aborted"},
 		{`let f = n: f (n + 1); in f 0`, ErrStackOverflow, "stack overflow"},
 		{`import ./missing.nix`, ErrEval, "No such file or directory"},
-		// replaceStrings forces both lists, element by element, as
-		// strings, before the subject (which is not coerced either)
-		{`builtins.replaceStrings [ "x" ] [ (throw "unused to") ] "a"`, ErrThrow, "unused to"},
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with an integer"},
 		{`builtins.match "\\d+" "1"`, ErrEval, `invalid regular expression '\d+'`},
 		{`builtins.match "a\\-b" "a-b"`, ErrEval, `invalid regular expression 'a\-b'`},
@@ -223,6 +221,8 @@ func TestEvalErrors(t *testing.T) {
 		{`let t = throw "t"; in [ t ] == [ t ]`, ErrThrow, "t"},
 		{`builtins.genericClosure { startSet = [ { key = true; } { key = false; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a Boolean with a Boolean"},
 		{`builtins.genericClosure { startSet = [ { key = ./a; } { key = ./a; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with a path"},
+		// replaceStrings forces the patterns, as strings, before the
+		// subject (which is not coerced either), replacements as used
 		{`builtins.replaceStrings [ (throw "from") ] [ "y" ] (throw "subject")`, ErrThrow, "from"},
 		{`builtins.replaceStrings [ "a" ] [ 1 ] "a"`, ErrEval, "value is an integer while a string was expected"},
 		{`builtins.replaceStrings [ "a" ] [ "b" ] ./a.nix`, ErrEval, "value is a path while a string was expected"},
