@@ -348,8 +348,10 @@ func Run(args []string, evalMode bool, store *StoreHooks, stdin io.Reader, stdou
 				default:
 					if o.strict {
 						ev.ForceDeep(v)
+						out.WriteString(eval.PrintValue(ev, v, false))
+					} else {
+						out.WriteString(eval.PrintLazy(ev, v))
 					}
-					out.WriteString(eval.PrintValue(ev, v, false))
 					out.WriteByte('\n')
 				}
 				return nil
