@@ -34,7 +34,7 @@ func PrintValue(ev *Evaluator, v Value, strict bool) string {
 
 // PrintLazy prints v as nix-instantiate --eval without --strict and
 // builtins.trace do: also the members C++ Nix would still hold as thunks
-// where this evaluator has values (functions, builtins, empty sets)
+// where this evaluator has values (functions, builtins, empty sets and lists)
 // print as <CODE> (see member).
 func PrintLazy(ev *Evaluator, v Value) string {
 	var b strings.Builder
@@ -132,10 +132,10 @@ func (p *printer) print(v Value, slot *Thunk) {
 
 // member prints a member of a list or set. Not strict, C++ Nix prints
 // <CODE> for every member still a thunk, and it makes thunks of all
-// expressions but constants and variables; here functions, builtins and
-// empty sets are values from the start, so as members they print as the
-// thunks Nix would have, unless forced (seq'ing one is rare; printing a
-// set of functions is not).
+// expressions but constants and variables; here functions, builtins,
+// empty sets and lists are values from the start, so as members they
+// print as the thunks Nix would have, unless forced (seq'ing one is
+// rare; printing a set of functions is not).
 func (p *printer) member(v Value) {
 	if p.lazy {
 		switch x := v.(type) {
@@ -144,6 +144,11 @@ func (p *printer) member(v Value) {
 			return
 		case *Attrs:
 			if x.Len() == 0 {
+				p.b.WriteString("<CODE>")
+				return
+			}
+		case *List:
+			if len(x.Items) == 0 {
 				p.b.WriteString("<CODE>")
 				return
 			}

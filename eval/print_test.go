@@ -9,6 +9,7 @@ func TestPrintLazy(t *testing.T) {
 	cases := []struct{ expr, want string }{
 		{`{ a = 1; b = 1 + 1; c = x: x; d = builtins.add; e = { }; f = "s"; }`, `{ a = 1; b = <CODE>; c = <CODE>; d = <CODE>; e = <CODE>; f = "s"; }`},
 		{`[ (x: x) builtins.map (builtins.add 1) [ 1 ] ]`, `[ <CODE> <CODE> <CODE> <CODE> ]`},
+		{`[ [ ] { } [ 1 ] ]`, `[ <CODE> <CODE> <CODE> ]`},
 		{`x: x`, `<LAMBDA>`},
 		{`builtins.add 1`, `<PRIMOP-APP>`},
 		{`let s = { a = 1 + 1; }; in builtins.seq s.a s`, `{ a = 2; }`},

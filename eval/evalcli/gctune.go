@@ -154,20 +154,26 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 // fraction of the allocation volume (Nix's peak), and as the allocated
 // total at least doubles between cycles, an evaluation collects a few
 // times, not once per live-heap doubling. The limit never falls below
-// ratio × the live heap (no thrashing) nor below floor.
+// ratio × the live heap plus extra (no thrashing; the extra spares a
+// heap that is mostly live, as the module system's, a cycle per
+// doubling while it is small) nor below floor.
 type evalPace struct {
 	floor     int64   // bytes collected before the first cycle
 	ratio     float64 // headroom over the live heap
+	extra     int64   // and bytes on top
 	allocFrac float64 // share of the bytes allocated so far
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
-// peak, of which the Go runtime and binary take ~15); allocFrac from
-// eval-bench and the scaling benchmarks (docs/benchmarks-eval.md).
-var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, allocFrac: 0.5}
+// peak, of which the Go runtime and binary take ~15); extra and
+// allocFrac from eval-bench and the scaling benchmarks
+// (docs/benchmarks-eval.md): extra 32 MB took a third off the CPU time
+// of genericClosure (160k nodes) and joining 20,000 outPaths, peaking
+// at Nix's RSS; 64 MB went past it.
+var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
 
 // limit is the memory limit after a cycle that left live bytes, with
 // allocs bytes allocated since the start.
 func (p evalPace) limit(live, allocs int64) int64 {
-	return max(int64(float64(live)*p.ratio), int64(float64(allocs)*p.allocFrac), p.floor)
+	return max(int64(float64(live)*p.ratio)+p.extra, int64(float64(allocs)*p.allocFrac), p.floor)
 }

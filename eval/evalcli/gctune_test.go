@@ -123,14 +123,14 @@ func TestGCPace(t *testing.T) {
 // The evaluation limit follows whichever is largest: the floor, the live
 // heap's headroom, the share of all bytes allocated.
 func TestEvalPaceLimit(t *testing.T) {
-	p := evalPace{floor: 32 << 20, ratio: 2, allocFrac: 0.5}
+	p := evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
 	cases := []struct {
 		live, allocs, want int64
 	}{
-		{live: 4 << 20, allocs: 20 << 20, want: 32 << 20},     // small: the floor
-		{live: 40 << 20, allocs: 60 << 20, want: 80 << 20},    // mostly live: 2x live
+		{live: 0, allocs: 20 << 20, want: 32 << 20},           // nothing live: the floor
+		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},   // mostly live: 2x live + extra
 		{live: 40 << 20, allocs: 400 << 20, want: 200 << 20},  // mostly garbage: half the allocations
-		{live: 300 << 20, allocs: 400 << 20, want: 600 << 20}, // large live heap
+		{live: 300 << 20, allocs: 400 << 20, want: 632 << 20}, // large live heap
 	}
 	for _, c := range cases {
 		if got := p.limit(c.live, c.allocs); got != c.want {
