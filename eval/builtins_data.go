@@ -19,6 +19,9 @@ func registerData(reg registerFunc) {
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])
+		if v, ok := decodeJSON(s); ok {
+			return v
+		}
 		d := json.NewDecoder(strings.NewReader(s))
 		d.UseNumber()
 		var x any
