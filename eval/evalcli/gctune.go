@@ -114,7 +114,7 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	oldPct := debug.SetGCPercent(-1)
 	oldLimit := debug.SetMemoryLimit(p.floor)
 	var stopped atomic.Bool
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	// not counting what came before, the huge-page block above above all
 	metrics.Read(sample)
 	base := int64(0)
@@ -130,7 +130,15 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 			}
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
-				debug.SetMemoryLimit(p.limit(int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64())-base))
+				// The limit covers all of Go's memory; goroutine stacks
+				// (deep recursion grows them to tens of MB) come on top
+				// of the heap's share, or each doubling of a deep stack
+				// past the floor made cycles over a heap of a few MB.
+				var stacks int64
+				if sample[2].Value.Kind() == metrics.KindUint64 {
+					stacks = int64(sample[2].Value.Uint64())
+				}
+				debug.SetMemoryLimit(p.limit(int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64())-base) + stacks)
 			}
 			arm()
 		})
