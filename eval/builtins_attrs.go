@@ -52,6 +52,17 @@ func registerAttrs(reg registerFunc) {
 		x := ev.forceAttrs(a[0])
 		y := ev.forceAttrs(a[1])
 		var out []Attr
+		if x.Len() < y.Len() {
+			// callPackage: a function's few arguments against the whole
+			// package set, once per package; walking the set each time
+			// was quadratic in its size
+			for _, b := range x.All() {
+				if at := y.Lookup(b.Name); at != nil {
+					out = append(out, *at)
+				}
+			}
+			return mkAttrs(out)
+		}
 		for _, b := range y.All() {
 			if x.Lookup(b.Name) != nil {
 				out = append(out, b)

@@ -45,7 +45,7 @@ func registerControl(reg registerFunc) {
 		if s, ok := v.(*String); ok {
 			msg = s.S
 		} else {
-			msg = PrintValue(ev, v, false)
+			msg = PrintLazy(ev, v)
 		}
 		if ev.opts.Trace != nil {
 			ev.opts.Trace(msg)

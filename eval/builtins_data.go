@@ -13,12 +13,15 @@ import (
 func registerData(reg registerFunc) {
 	reg("toJSON", 1, func(ev *Evaluator, a []Value) Value {
 		var b bytes.Buffer
-		var ctx Context
+		var ctx ContextUnion
 		ev.toJSON(&b, a[0], &ctx)
-		return StrCtx(b.String(), ctx)
+		return StrCtx(b.String(), ctx.Context())
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])
+		if v, ok := decodeJSON(s); ok {
+			return v
+		}
 		d := json.NewDecoder(strings.NewReader(s))
 		d.UseNumber()
 		var x any
@@ -40,11 +43,11 @@ func registerData(reg registerFunc) {
 	})
 	reg("toXML", 1, func(ev *Evaluator, a []Value) Value {
 		var b bytes.Buffer
-		var ctx Context
+		var ctx ContextUnion
 		b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
 		ev.toXML(&b, a[0], 1, &ctx, &xmlOpts{strict: true, drvsSeen: map[*Attrs]bool{}})
 		b.WriteString("</expr>\n")
-		return StrCtx(b.String(), ctx)
+		return StrCtx(b.String(), ctx.Context())
 	})
 }
 

@@ -1,6 +1,9 @@
 package eval
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // registerLists adds the list builtins.
 func registerLists(reg registerFunc) {
@@ -30,7 +33,7 @@ func registerLists(reg registerFunc) {
 	})
 	reg("elem", 2, func(ev *Evaluator, a []Value) Value {
 		for _, it := range ev.ForceList(a[1]).Items {
-			if ev.Equal(a[0], it, ev.curPos) {
+			if ev.equalElem(a[0], it, ev.curPos) {
 				return Bool(true)
 			}
 		}
@@ -92,19 +95,31 @@ func registerLists(reg registerFunc) {
 		return &List{Items: out}
 	})
 	reg("concatLists", 1, func(ev *Evaluator, a []Value) Value {
+		// sized once: growing by append copied the pointer-rich result
+		// (write barriers while a cycle runs) log n times
 		l := ev.ForceList(a[0])
-		var out []Value
+		n := 0
+		for i := range l.Items {
+			n += len(ev.ForceList(ev.forceItem(l, i)).Items)
+		}
+		out := make([]Value, 0, n)
 		for _, it := range l.Items {
-			out = append(out, ev.ForceList(it).Items...)
+			out = append(out, it.(*List).Items...)
 		}
 		return &List{Items: out}
 	})
 	reg("concatMap", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
-		var out []Value
-		for _, it := range l.Items {
-			out = append(out, ev.ForceList(ev.call(f, it, ev.curPos)).Items...)
+		parts := make([][]Value, len(l.Items))
+		n := 0
+		for i, it := range l.Items {
+			parts[i] = ev.ForceList(ev.call(f, it, ev.curPos)).Items
+			n += len(parts[i])
+		}
+		out := make([]Value, 0, n)
+		for _, p := range parts {
+			out = append(out, p...)
 		}
 		return &List{Items: out}
 	})
@@ -123,9 +138,18 @@ func registerLists(reg registerFunc) {
 	anyAll("all", false)
 	reg("partition", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
-		var r, w []Value
-		for _, it := range ev.ForceList(a[1]).Items {
+		l := ev.ForceList(a[1])
+		right := make([]bool, len(l.Items))
+		nr := 0
+		for i, it := range l.Items {
 			if ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos) {
+				right[i] = true
+				nr++
+			}
+		}
+		r, w := make([]Value, 0, nr), make([]Value, 0, len(l.Items)-nr)
+		for i, it := range l.Items {
+			if right[i] {
 				r = append(r, it)
 			} else {
 				w = append(w, it)
@@ -172,7 +196,7 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	}
 	work := append([]Value(nil), ev.ForceList(ss).Items...)
 	op = ev.Force(op)
-	var keys []Value // sorted
+	var done closureKeys
 	var out []Value
 	for len(work) > 0 {
 		e := work[0]
@@ -182,14 +206,9 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 		if !ok {
 			ev.Throwf("attribute 'key' required")
 		}
-		k = ev.Force(k)
-		i := sort.Search(len(keys), func(i int) bool { return ev.compare(k, keys[i], ev.curPos) <= 0 })
-		if i < len(keys) && ev.compare(k, keys[i], ev.curPos) == 0 {
+		if !done.insert(ev, ev.Force(k)) {
 			continue
 		}
-		keys = append(keys, nil)
-		copy(keys[i+1:], keys[i:])
-		keys[i] = k
 		out = append(out, e)
 		work = append(work, ev.ForceList(ev.call(op, e, ev.curPos)).Items...)
 	}
@@ -244,4 +263,97 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		}
 	}
 	rec(xs, buf)
+}
+
+// closureKeys is genericClosure's set of keys seen, ordered as compare
+// orders them (C++ Nix keeps a std::set). Numbers, strings and paths,
+// nearly every key in practice, go into hash sets: keeping one sorted
+// slice made the closure quadratic (inserting shifts half the slice).
+// Other keys (lists) stay in a sorted slice searched with compare.
+type closureKeys struct {
+	first Value // the first key, to fail as compare does on keys of different types
+	ints  map[int64]struct{}
+	flts  map[Float]struct{}
+	strs  map[string]struct{}
+	paths map[string]struct{}
+	other []Value // sorted by compare
+}
+
+// maxExactInt is where float64 stops holding every integer: an integral
+// float below it equals exactly one Int, above it compare's rounding
+// decides, so such floats are ordered with the other keys.
+const maxExactInt = 1 << 53
+
+// insert adds k (forced) and tells whether it was new.
+func (c *closureKeys) insert(ev *Evaluator, k Value) bool {
+	if c.first == nil {
+		c.first = k
+	} else if keyGroup(k) != keyGroup(c.first) {
+		ev.compare(k, c.first, ev.curPos) // throws "cannot compare"
+	}
+	add := func(m *map[int64]struct{}, i int64) bool {
+		if *m == nil {
+			*m = map[int64]struct{}{}
+		}
+		if _, ok := (*m)[i]; ok {
+			return false
+		}
+		(*m)[i] = struct{}{}
+		return true
+	}
+	addStr := func(m *map[string]struct{}, s string) bool {
+		if *m == nil {
+			*m = map[string]struct{}{}
+		}
+		if _, ok := (*m)[s]; ok {
+			return false
+		}
+		(*m)[s] = struct{}{}
+		return true
+	}
+	switch x := k.(type) {
+	case Int:
+		if x > -maxExactInt && x < maxExactInt {
+			return add(&c.ints, int64(x))
+		}
+	case Float:
+		if x > -maxExactInt && x < maxExactInt {
+			if x == Float(int64(x)) {
+				return add(&c.ints, int64(x))
+			}
+			if c.flts == nil {
+				c.flts = map[Float]struct{}{}
+			}
+			if _, ok := c.flts[x]; ok {
+				return false
+			}
+			c.flts[x] = struct{}{}
+			return true
+		}
+	case *String:
+		return addStr(&c.strs, x.S)
+	case Path:
+		return addStr(&c.paths, string(x))
+	}
+	i := sort.Search(len(c.other), func(i int) bool { return ev.compare(k, c.other[i], ev.curPos) <= 0 })
+	if i < len(c.other) && ev.compare(k, c.other[i], ev.curPos) == 0 {
+		return false
+	}
+	c.other = slices.Insert(c.other, i, k)
+	return true
+}
+
+// keyGroup is the group of values compare can order among themselves.
+func keyGroup(v Value) int {
+	switch v.(type) {
+	case Int, Float:
+		return 1
+	case *String:
+		return 2
+	case Path:
+		return 3
+	case *List:
+		return 4
+	}
+	return 5
 }

@@ -15,9 +15,13 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 		}
 		return rx
 	}
-	src := re
+	src, ok := posixToGo(re)
+	if !ok {
+		ev.regexes[key] = nil
+		ev.Throwf("invalid regular expression '%s'", re)
+	}
 	if anchored {
-		src = "^(?:" + re + ")$"
+		src = "^(?:" + src + ")$"
 	}
 	rx, err := regexp.Compile("(?s)" + src)
 	if err == nil {
@@ -63,16 +67,17 @@ func registerStrings(reg registerFunc) {
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
 		var b strings.Builder
-		ctx := sep.Ctx()
+		var ctx ContextUnion
+		ctx.Add(sep.Ctx())
 		for i := range l.Items {
 			if i > 0 {
 				b.WriteString(sep.S)
 			}
 			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
 			b.WriteString(s.S)
-			ctx = MergeContext(ctx, s.Ctx())
+			ctx.Add(s.Ctx())
 		}
-		return StrCtx(b.String(), ctx)
+		return StrCtx(b.String(), ctx.Context())
 	})
 	reg("replaceStrings", 3, func(ev *Evaluator, a []Value) Value {
 		from := ev.ForceList(a[0])
@@ -80,14 +85,19 @@ func registerStrings(reg registerFunc) {
 		if len(from.Items) != len(to.Items) {
 			ev.Throwf("'from' and 'to' arguments to 'replaceStrings' have different lengths")
 		}
-		s := ev.coerceToString(a[2], ev.curPos, false, true)
+		// As in C++ Nix, every pattern is forced (as a string, not
+		// coerced) before the subject. Nix 2.8 forces the replacements
+		// too; later versions (and the language suite's
+		// eval-okay-replacestrings) force only those used, as here.
 		froms := make([]string, len(from.Items))
-		for i, f := range from.Items {
-			froms[i] = ev.str(f)
+		for i := range from.Items {
+			froms[i] = ev.str(ev.forceItem(from, i))
 		}
 		tos := make([]*String, len(to.Items))
+		s := ev.ForceString(a[2])
 		var b []byte
-		ctx := s.Ctx()
+		var ctx ContextUnion
+		ctx.Add(s.Ctx())
 		str := s.S
 		// bytes that can start a match; runs of other bytes are copied
 		// at once
@@ -118,8 +128,8 @@ func registerStrings(reg registerFunc) {
 				if strings.HasPrefix(str[p:], f) {
 					found = true
 					if tos[i] == nil {
-						tos[i] = ev.coerceToString(to.Items[i], ev.curPos, false, true)
-						ctx = MergeContext(ctx, tos[i].Ctx())
+						tos[i] = ev.ForceString(ev.forceItem(to, i))
+						ctx.Add(tos[i].Ctx())
 					}
 					b = append(b, tos[i].S...)
 					if f == "" {
@@ -140,7 +150,7 @@ func registerStrings(reg registerFunc) {
 				p++
 			}
 		}
-		return StrCtx(string(b), ctx)
+		return StrCtx(string(b), ctx.Context())
 	})
 	reg("match", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
@@ -177,7 +187,7 @@ func registerStrings(reg registerFunc) {
 			return &List{Items: out}
 		}
 		rx := ev.regex(re, false)
-		ms := rx.FindAllStringSubmatchIndex(s.S, -1)
+		ms := splitMatches(rx, s.S)
 		out := make([]Value, 0, 2*len(ms)+1)
 		prev := 0
 		for _, m := range ms {

@@ -86,7 +86,7 @@ func (ev *Evaluator) coerceToStringSlow(v Value, pos syntax.Pos, more, copyToSto
 	case *List:
 		if more {
 			var b []byte
-			var ctx Context
+			var ctx ContextUnion
 			for i, it := range x.Items {
 				s := ev.coerceToString(it, pos, more, copyToStore)
 				if i > 0 {
@@ -96,9 +96,9 @@ func (ev *Evaluator) coerceToStringSlow(v Value, pos syntax.Pos, more, copyToSto
 					}
 				}
 				b = append(b, s.S...)
-				ctx = MergeContext(ctx, s.Ctx())
+				ctx.Add(s.Ctx())
 			}
-			return StrCtx(string(b), ctx)
+			return StrCtx(string(b), ctx.Context())
 		}
 	}
 	ev.throwAt(pos, "cannot coerce %s to a string", showType(v))

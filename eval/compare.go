@@ -64,7 +64,7 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 			o1, ok1 := x.Get("outPath")
 			o2, ok2 := y.Get("outPath")
 			if ok1 && ok2 {
-				return ev.Equal(o1, o2, pos)
+				return ev.equalElem(o1, o2, pos)
 			}
 		}
 		if x.Len() != y.Len() {
@@ -88,13 +88,18 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 	return false
 }
 
-// equalElem compares members of lists and sets: like C++ Nix, a member
-// shared by both sides (the same unevaluated cell) is equal to itself even
-// when it is a function.
+// equalElem compares members of lists and sets (and elem's argument
+// with the list's items), where C++ Nix compares value cells: one cell
+// on both sides is equal to itself even when it holds a function, once
+// it has been forced (a throwing member throws). A cell here is the
+// thunk, or the value stored in its place. (Where a list or environment
+// replaced a forced thunk by its value, the two no longer look like one
+// cell: not worth a word per slot to remember.)
 func (ev *Evaluator) equalElem(a, b Value, pos syntax.Pos) bool {
 	switch x := a.(type) {
 	case *Thunk:
 		if y, ok := b.(*Thunk); ok && x == y {
+			ev.Force(a)
 			return true
 		}
 	case *Lambda:
@@ -103,6 +108,10 @@ func (ev *Evaluator) equalElem(a, b Value, pos syntax.Pos) bool {
 		}
 	case *PrimOp:
 		if y, ok := b.(*PrimOp); ok && x == y {
+			return true
+		}
+	case *PrimOpApp:
+		if y, ok := b.(*PrimOpApp); ok && x == y {
 			return true
 		}
 	}
@@ -160,7 +169,7 @@ func (ev *Evaluator) compare(a, b Value, pos syntax.Pos) int {
 				if i == len(x.Items) {
 					return -1
 				}
-				if !ev.Equal(x.Items[i], y.Items[i], pos) {
+				if !ev.equalElem(x.Items[i], y.Items[i], pos) {
 					return ev.compare(x.Items[i], y.Items[i], pos)
 				}
 			}

@@ -31,7 +31,8 @@ func evalString(t *testing.T, ev *Evaluator, expr string) (string, error) {
 
 func newTestEval() *Evaluator {
 	return New(Options{IO: MemIO{"/test/a.nix": "{ x = 1; y = import ./b.nix; }", "/test/b.nix": "40 + 2",
-		"/test/dir/default.nix": `"dir"`}, Getenv: func(k string) string { return map[string]string{"HOME": "/home/u"}[k] }})
+		"/test/dir/default.nix": `"dir"`,
+		"/test/dir/fs.nix":      "{ f = x: x; }"}, Getenv: func(k string) string { return map[string]string{"HOME": "/home/u"}[k] }})
 }
 
 func TestEvalValues(t *testing.T) {
@@ -93,6 +94,42 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.fromTOML "a = 1\n[b]\nc = \"d\""`, `{ a = 1; b = { c = "d"; }; }`},
 		{`builtins.hashString "sha256" "abc"`, `"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`},
 		{`builtins.genericClosure { startSet = [ { key = 1; } ]; operator = x: if x.key < 4 then [ { key = x.key + 1; } ] else [ ]; }`, `[ { key = 1; } { key = 2; } { key = 3; } { key = 4; } ]`},
+		{`builtins.replaceStrings [ "x" ] [ (throw "unused") ] "a"`, `"a"`},
+		{`builtins.concatLists [ [ 1 ] [ ] [ 2 3 ] ]`, `[ 1 2 3 ]`},
+		{`builtins.intersectAttrs { a = 0; c = 0; } { a = 1; b = 2; c = 3; d = 4; }`, `{ a = 1; c = 3; }`},
+		{`builtins.intersectAttrs { a = 0; b = 0; c = 0; z = 0; } { c = 3; a = 1; }`, `{ a = 1; c = 3; }`},
+		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
+		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
+		// POSIX extended expressions as C++ Nix reads them (answers from
+		// nix-instantiate 2.8): empty matches after a match count in split,
+		// a backslash in brackets is a literal, quantifiers do not get lazy
+		{`builtins.split "a*" "baaac"`, `[ "" [ ] "b" [ ] "" [ ] "c" [ ] "" ]`},
+		{`builtins.split "(b*)" "abba"`, `[ "" [ "" ] "a" [ "bb" ] "" [ "" ] "a" [ "" ] "" ]`},
+		{`builtins.split "(a*)(b?)" "aabxab"`, `[ "" [ "aa" "b" ] "" [ "" "" ] "x" [ "a" "b" ] "" [ "" "" ] "" ]`},
+		{`builtins.split "^" "ab"`, `[ "" [ ] "ab" ]`},
+		{`builtins.match "[\\d]+" "d\\"`, `[ ]`},
+		{`builtins.match "[[:alpha:]\\]+" "a\\"`, `[ ]`},
+		{`builtins.match "(.*?)-(.*)" "a-b-c"`, `[ "a-b" "c" ]`},
+		{`builtins.match "(a|ab)(c|bcd)(d*)" "abcd"`, `[ "a" "bcd" "" ]`},
+		{`builtins.match "x?\\{" "{"`, `[ ]`},
+		{`builtins.match "[a[]+" "[a"`, `[ ]`},
+		// value cells as C++ Nix compares them (answers from nix-instantiate 2.8)
+		{`let f = x: x; in [ [ f ] { a = f; } ] == [ [ f ] { a = f; } ]`, `true`},
+		{`let f = x: x; in f == f`, `false`},
+		{`let s = { f = x: x; }; in [ s.f ] == [ s.f ]`, `false`},
+		{`(import ./dir/fs.nix) == (import ./dir/fs.nix)`, `true`},
+		{`let f = builtins.add 1; in [ f ] == [ f ]`, `true`},
+		{`let f = x: x; in [ f 1 ] < [ f 2 ]`, `true`},
+		{`let f = x: x; in [ f ] < [ f ]`, `false`},
+		{`let f = x: x; in builtins.sort (a: b: a < b) [ [ f 2 ] [ f 1 ] ]`, `[ [ <LAMBDA> 1 ] [ <LAMBDA> 2 ] ]`},
+		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
+		{`let f = x: x; l = [ f ]; in l == map (x: x) l`, `false`},
+		{`let f = x: x; l = [ f ]; in (builtins.seq (builtins.head l) l) == [ f ]`, `true`},
+		// keys equal as compare orders them: 1 and 1.0, lists element-wise
+		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
+		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},
+		{`builtins.genericClosure { startSet = [ { key = true; } ]; operator = x: [ ]; }`, `[ { key = true; } ]`},
+		{`builtins.length (builtins.genericClosure { startSet = [ { key = "0"; } ]; operator = x: let k = builtins.fromJSON x.key; in if k > 2000 then [ ] else [ { key = toString (k + 1); } { key = toString (k * 2); } { key = toString (k / 2); } ]; })`, `3002`},
 		{`builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 100)`, `4950`},
 		{`builtins.listToAttrs [ { name = "a"; value = 1; } { name = "a"; value = 2; } ]`, `{ a = 1; }`},
 		{`builtins.attrNames { b = 1; a = 2; }`, `[ "a" "b" ]`},
@@ -176,6 +213,19 @@ func TestEvalErrors(t *testing.T) {
 		{`builtins.tryEval (abort "x")`, ErrAbort, "evaluation aborted"},
 		{`let f = n: f (n + 1); in f 0`, ErrStackOverflow, "stack overflow"},
 		{`import ./missing.nix`, ErrEval, "No such file or directory"},
+		{`builtins.genericClosure { startSet = [ { key = 1; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with an integer"},
+		{`builtins.match "\\d+" "1"`, ErrEval, `invalid regular expression '\d+'`},
+		{`builtins.match "a\\-b" "a-b"`, ErrEval, `invalid regular expression 'a\-b'`},
+		{`builtins.split "a\\}" "a}"`, ErrEval, `invalid regular expression 'a\}'`},
+		// one cell is equal to itself only once forced
+		{`let t = throw "t"; in [ t ] == [ t ]`, ErrThrow, "t"},
+		{`builtins.genericClosure { startSet = [ { key = true; } { key = false; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a Boolean with a Boolean"},
+		{`builtins.genericClosure { startSet = [ { key = ./a; } { key = ./a; } { key = "a"; } ]; operator = x: [ ]; }`, ErrEval, "cannot compare a string with a path"},
+		// replaceStrings forces the patterns, as strings, before the
+		// subject (which is not coerced either), replacements as used
+		{`builtins.replaceStrings [ (throw "from") ] [ "y" ] (throw "subject")`, ErrThrow, "from"},
+		{`builtins.replaceStrings [ "a" ] [ 1 ] "a"`, ErrEval, "value is an integer while a string was expected"},
+		{`builtins.replaceStrings [ "a" ] [ "b" ] ./a.nix`, ErrEval, "value is a path while a string was expected"},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {

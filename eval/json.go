@@ -32,7 +32,7 @@ func jsonString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 }
 
-func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
+func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *ContextUnion) {
 	ev.depth += dataDepthWeight
 	if ev.depth > ev.maxDepth {
 		ev.ThrowKind(ErrStackOverflow, "stack overflow")
@@ -53,11 +53,11 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 	case Float:
 		b.WriteString(formatFloat(float64(x)))
 	case *String:
-		*ctx = MergeContext(*ctx, x.Ctx())
+		ctx.Add(x.Ctx())
 		jsonString(b, x.S)
 	case Path:
 		sp := ev.copyPathToStore(string(x), ev.curPos)
-		*ctx = MergeContext(*ctx, Context{sp})
+		ctx.Add(Context{sp})
 		jsonString(b, sp)
 	case *List:
 		b.WriteByte('[')
@@ -71,7 +71,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 	case *Attrs:
 		if _, ok := x.Get("__toString"); ok {
 			s := ev.coerceToString(x, ev.curPos, false, true)
-			*ctx = MergeContext(*ctx, s.Ctx())
+			ctx.Add(s.Ctx())
 			jsonString(b, s.S)
 			return
 		}
@@ -97,7 +97,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *Context) {
 // ToJSON renders v as JSON (forcing it deeply). Call inside Run.
 func (ev *Evaluator) ToJSON(v Value) string {
 	var b bytes.Buffer
-	var ctx Context
+	var ctx ContextUnion
 	ev.toJSON(&b, v, &ctx)
 	return b.String()
 }

@@ -32,10 +32,22 @@ func PrintValue(ev *Evaluator, v Value, strict bool) string {
 	return b.String()
 }
 
+// PrintLazy prints v as nix-instantiate --eval without --strict and
+// builtins.trace do: also the members C++ Nix would still hold as thunks
+// where this evaluator has values (functions, builtins, empty sets and lists)
+// print as <CODE> (see member).
+func PrintLazy(ev *Evaluator, v Value) string {
+	var b strings.Builder
+	p := &printer{ev: ev, b: &b, lazy: true, seen: map[any]bool{}}
+	p.print(v, nil)
+	return b.String()
+}
+
 type printer struct {
 	ev     *Evaluator
 	b      *strings.Builder
 	strict bool
+	lazy   bool // see PrintLazy
 	seen   map[any]bool
 }
 
@@ -87,7 +99,7 @@ func (p *printer) print(v Value, slot *Thunk) {
 		}
 		p.b.WriteString("[ ")
 		for _, it := range x.Items {
-			p.print(it, nil)
+			p.member(it)
 			p.b.WriteByte(' ')
 		}
 		p.b.WriteString("]")
@@ -103,7 +115,7 @@ func (p *printer) print(v Value, slot *Thunk) {
 		for _, a := range x.All() {
 			p.b.WriteString(printAttrName(a.Name))
 			p.b.WriteString(" = ")
-			p.print(a.Val, nil)
+			p.member(a.Val)
 			p.b.WriteString("; ")
 		}
 		p.b.WriteString("}")
@@ -116,6 +128,33 @@ func (p *printer) print(v Value, slot *Thunk) {
 	default:
 		p.b.WriteString("<CODE>")
 	}
+}
+
+// member prints a member of a list or set. Not strict, C++ Nix prints
+// <CODE> for every member still a thunk, and it makes thunks of all
+// expressions but constants and variables; here functions, builtins,
+// empty sets and lists are values from the start, so as members they
+// print as the thunks Nix would have, unless forced (seq'ing one is
+// rare; printing a set of functions is not).
+func (p *printer) member(v Value) {
+	if p.lazy {
+		switch x := v.(type) {
+		case *Lambda, *PrimOp, *PrimOpApp:
+			p.b.WriteString("<CODE>")
+			return
+		case *Attrs:
+			if x.Len() == 0 {
+				p.b.WriteString("<CODE>")
+				return
+			}
+		case *List:
+			if len(x.Items) == 0 {
+				p.b.WriteString("<CODE>")
+				return
+			}
+		}
+	}
+	p.print(v, nil)
 }
 
 func printAttrName(s string) string {
@@ -133,8 +172,10 @@ func printAttrName(s string) string {
 	return QuoteString(s)
 }
 
-var keywordsEval = map[string]bool{"if": true, "then": true, "else": true, "assert": true, "with": true,
-	"let": true, "in": true, "rec": true, "inherit": true, "or": true}
+// keywordsEval are the names Nix 2.8 quotes although they look like
+// identifiers: only "if" (its isVarName knows no other keyword), so
+// `{ then = 1; }` prints unquoted, as nix-instantiate prints it.
+var keywordsEval = map[string]bool{"if": true}
 
 func isIdentStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
 

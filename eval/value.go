@@ -648,3 +648,68 @@ func sortAttrs(as []Attr) {
 	}
 	copy(as, out)
 }
+
+// ContextUnion gathers the contexts of many strings into one. Merging
+// them pairwise, as MergeContext does, copies the growing union once per
+// string: quadratic when thousands of strings each bring a store path
+// (C++ Nix inserts into a set instead). The union keeps the elements
+// unsorted and sorts once at the end; duplicates are squeezed out
+// whenever the buffer doubles, so strings sharing one large context do
+// not pile up copies of it.
+type ContextUnion struct {
+	one   Context  // while only one distinct context was added: shared, not copied
+	elems []string // afterwards: everything added, partly sorted and unique
+	clean int      // elems[:clean] was the result of the last squeeze
+}
+
+// Add adds the elements of c.
+func (u *ContextUnion) Add(c Context) {
+	if len(c) == 0 {
+		return
+	}
+	if u.elems == nil {
+		if u.one == nil || sameContext(u.one, c) {
+			u.one = c
+			return
+		}
+		u.elems = make([]string, 0, 2*(len(u.one)+len(c)))
+		u.elems = append(u.elems, u.one...)
+		u.one = nil
+	}
+	u.elems = append(u.elems, c...)
+	if len(u.elems) > 2*u.clean+64 {
+		u.squeeze()
+	}
+}
+
+// AddString adds the single element e.
+func (u *ContextUnion) AddString(e string) {
+	if u.elems == nil && u.one == nil {
+		u.one = Context{e}
+		return
+	}
+	u.Add(Context{e})
+}
+
+func (u *ContextUnion) squeeze() {
+	slices.Sort(u.elems)
+	u.elems = slices.Compact(u.elems)
+	u.clean = len(u.elems)
+}
+
+// Context returns the union, sorted.
+func (u *ContextUnion) Context() Context {
+	if u.elems == nil {
+		return u.one
+	}
+	if u.clean != len(u.elems) {
+		u.squeeze()
+	}
+	return Context(u.elems)
+}
+
+// sameContext tells whether a and b are the same slice (not merely equal:
+// that would cost as much as merging).
+func sameContext(a, b Context) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}

@@ -55,7 +55,7 @@ func xmlPath(p *syntax.Pos) string {
 	return fmt.Sprintf(" path=\"%s\"", xmlEscape(p.Src.Name))
 }
 
-func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o *xmlOpts) {
+func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *ContextUnion, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
 	if t, ok := v.(*Thunk); ok && !o.strict && !t.done() {
 		b.WriteString(ind + "<unevaluated />\n")
@@ -73,7 +73,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o 
 	case Float:
 		elem("float", formatFloat(float64(x)))
 	case *String:
-		*ctx = MergeContext(*ctx, x.Ctx())
+		ctx.Add(x.Ctx())
 		elem("string", x.S)
 	case Path:
 		elem("path", string(x))
@@ -140,7 +140,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *Context, o 
 	}
 }
 
-func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context, o *xmlOpts) {
+func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *ContextUnion, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
 	for _, a := range x.All() {
 		if o.location && a.Pos != nil {
@@ -158,7 +158,7 @@ func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context
 // source positions.
 func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
 	var b bytes.Buffer
-	var ctx Context
+	var ctx ContextUnion
 	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
 	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
 	b.WriteString("</expr>\n")

@@ -99,26 +99,28 @@ func gcPace(live int64, pct int, floor int64) int {
 	return max(p, pct)
 }
 
-// tuneGC paces the collector for evaluation: up to minHeap nothing is
-// collected, above it the heap may grow to ratio times the live heap of
-// the last cycle. Evaluation makes many short-lived objects; collecting
-// a small heap over and over (Go's default starts at 4 MB) costs more
-// than it saves, and the pointer-rich live heap makes every cycle
-// expensive. The limit is re-derived after each cycle from a finalizer,
-// so it never falls below ratio × live (no thrashing near the limit).
-// GOGC or GOMEMLIMIT in the environment switch it off.
+// tuneGC paces the collector for evaluation by a memory limit, re-derived
+// after each cycle (from a finalizer) as evalLimit of the live heap and
+// of the bytes allocated so far. GOGC or GOMEMLIMIT in the environment
+// switch it off.
 //
 // It also prepares the heap for huge pages (prepareHugeHeap), once per
 // process; TVIX_HUGEPAGES=0 switches that off.
-func tuneGC(getenv func(string) string, minHeap int64, ratio float64) (stop func()) {
+func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	prepareHuge(getenv)
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
 	oldPct := debug.SetGCPercent(-1)
-	oldLimit := debug.SetMemoryLimit(minHeap)
+	oldLimit := debug.SetMemoryLimit(p.floor)
 	var stopped atomic.Bool
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	// not counting what came before, the huge-page block above above all
+	metrics.Read(sample)
+	base := int64(0)
+	if sample[1].Value.Kind() == metrics.KindUint64 {
+		base = int64(sample[1].Value.Uint64())
+	}
 	var arm func()
 	arm = func() {
 		s := new([32]byte)
@@ -127,9 +129,16 @@ func tuneGC(getenv func(string) string, minHeap int64, ratio float64) (stop func
 				return
 			}
 			metrics.Read(sample)
-			if sample[0].Value.Kind() == metrics.KindUint64 {
-				limit := max(int64(float64(sample[0].Value.Uint64())*ratio), minHeap)
-				debug.SetMemoryLimit(limit)
+			if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
+				// The limit covers all of Go's memory; goroutine stacks
+				// (deep recursion grows them to tens of MB) come on top
+				// of the heap's share, or each doubling of a deep stack
+				// past the floor made cycles over a heap of a few MB.
+				var stacks int64
+				if sample[2].Value.Kind() == metrics.KindUint64 {
+					stacks = int64(sample[2].Value.Uint64())
+				}
+				debug.SetMemoryLimit(p.limit(int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64())-base) + stacks)
 			}
 			arm()
 		})
@@ -142,4 +151,37 @@ func tuneGC(getenv func(string) string, minHeap int64, ratio float64) (stop func
 			debug.SetMemoryLimit(oldLimit)
 		}
 	}
+}
+
+// evalPace is the collector's pace for evaluation. C++ Nix (Boehm GC,
+// initial heap up to 384 MB) collects almost never, so its peak is about
+// what it allocated; a Go collector with a fixed floor (200 MB, before)
+// made small evaluations peak at twice Nix's, and GOGC pacing from 4 MB
+// collects a pointer-rich heap over and over. So the heap may grow to a
+// share of what the evaluation has allocated so far: the peak stays a
+// fraction of the allocation volume (Nix's peak), and as the allocated
+// total at least doubles between cycles, an evaluation collects a few
+// times, not once per live-heap doubling. The limit never falls below
+// ratio × the live heap plus extra (no thrashing; the extra spares a
+// heap that is mostly live, as the module system's, a cycle per
+// doubling while it is small) nor below floor.
+type evalPace struct {
+	floor     int64   // bytes collected before the first cycle
+	ratio     float64 // headroom over the live heap
+	extra     int64   // and bytes on top
+	allocFrac float64 // share of the bytes allocated so far
+}
+
+// defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
+// peak, of which the Go runtime and binary take ~15); extra and
+// allocFrac from eval-bench and the scaling benchmarks
+// (docs/benchmarks-eval.md): extra 32 MB took a third off the CPU time
+// of genericClosure (160k nodes) and joining 20,000 outPaths, peaking
+// at Nix's RSS; 64 MB went past it.
+var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
+
+// limit is the memory limit after a cycle that left live bytes, with
+// allocs bytes allocated since the start.
+func (p evalPace) limit(live, allocs int64) int64 {
+	return max(int64(float64(live)*p.ratio)+p.extra, int64(float64(allocs)*p.allocFrac), p.floor)
 }

@@ -45,7 +45,7 @@ func TestTuneGC(t *testing.T) {
 				return int64(s[0].Value.Uint64())
 			}
 			before := limit()
-			stop := tuneGC(func(k string) string { return c.env[k] }, 123<<20, 2)
+			stop := tuneGC(func(k string) string { return c.env[k] }, evalPace{floor: 123 << 20, ratio: 2, allocFrac: 0.5})
 			during := limit()
 			stop()
 			if c.wantTune && during != 123<<20 {
@@ -116,6 +116,25 @@ func TestGCPace(t *testing.T) {
 	for _, c := range cases {
 		if got := gcPace(c.live, c.pct, c.floor); got != c.want {
 			t.Errorf("gcPace(%d, %d, %d) = %d, want %d", c.live, c.pct, c.floor, got, c.want)
+		}
+	}
+}
+
+// The evaluation limit follows whichever is largest: the floor, the live
+// heap's headroom, the share of all bytes allocated.
+func TestEvalPaceLimit(t *testing.T) {
+	p := evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
+	cases := []struct {
+		live, allocs, want int64
+	}{
+		{live: 0, allocs: 20 << 20, want: 32 << 20},           // nothing live: the floor
+		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},   // mostly live: 2x live + extra
+		{live: 40 << 20, allocs: 400 << 20, want: 200 << 20},  // mostly garbage: half the allocations
+		{live: 300 << 20, allocs: 400 << 20, want: 632 << 20}, // large live heap
+	}
+	for _, c := range cases {
+		if got := p.limit(c.live, c.allocs); got != c.want {
+			t.Errorf("limit(%d MB live, %d MB allocated) = %d MB, want %d MB", c.live>>20, c.allocs>>20, got>>20, c.want>>20)
 		}
 	}
 }

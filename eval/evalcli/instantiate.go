@@ -215,14 +215,22 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
 		runtime.MemProfileRate = 0
 	}
-	// nixpkgs' module system (eval-bench lib-modules) then needs one
-	// collection and peaks ~10% below Nix 2.8 (241 MB); lower floors
-	// cost a second, costlier collection there. TVIX_GC_MINHEAP_MB
-	// overrides it.
-	minHeapMB := int64(200)
+	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB and TVIX_GC_ALLOCFRAC (a
+	// percentage) override the evaluation pace, for measuring it.
+	pace := defaultEvalPace
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-			minHeapMB = n
+			pace.floor = n << 20
+		}
+	}
+	if s := getenv("TVIX_GC_EXTRA_MB"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.extra = n << 20
+		}
+	}
+	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.allocFrac = float64(n) / 100
 		}
 	}
 	if !o.eval && !o.parse && getenv("TVIX_GC_MINHEAP_MB") == "" {
@@ -237,7 +245,7 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		}
 		defer tuneGCPercent(getenv, pct, instantiateGCFloor, huge)()
 	} else {
-		defer tuneGC(getenv, minHeapMB<<20, 2)()
+		defer tuneGC(getenv, pace)()
 	}
 	maxDepth := 0
 	if d := getenv("TVIX_MAX_CALL_DEPTH"); d != "" {
@@ -376,8 +384,10 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 				default:
 					if o.strict {
 						ev.ForceDeep(v)
+						out.WriteString(eval.PrintValue(ev, v, false))
+					} else {
+						out.WriteString(eval.PrintLazy(ev, v))
 					}
-					out.WriteString(eval.PrintValue(ev, v, false))
 					out.WriteByte('\n')
 				}
 				return nil

@@ -1,0 +1,296 @@
+package eval
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// decodeJSON builds the value of a JSON text directly, without the
+// generic tree (maps, []any, json.Number) encoding/json makes first: that
+// took twice Nix's time and half again its memory on large documents.
+// ok is false on anything it does not take as it stands (malformed
+// input, lone surrogates): the caller then asks encoding/json, for its
+// error message. Strings keep their bytes as Nix's do, invalid UTF-8
+// included.
+func decodeJSON(s string) (v Value, ok bool) {
+	d := jsonDec{s: s}
+	d.ws()
+	v, ok = d.value(0)
+	if !ok {
+		return nil, false
+	}
+	d.ws()
+	return v, d.i == len(d.s)
+}
+
+type jsonDec struct {
+	s string
+	i int
+}
+
+// maxJSONDepth bounds the recursion; deeper documents go to encoding/json.
+const maxJSONDepth = 10000
+
+func (d *jsonDec) ws() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonDec) lit(word string, v Value) (Value, bool) {
+	if strings.HasPrefix(d.s[d.i:], word) {
+		d.i += len(word)
+		return v, true
+	}
+	return nil, false
+}
+
+func (d *jsonDec) value(depth int) (Value, bool) {
+	if d.i >= len(d.s) || depth > maxJSONDepth {
+		return nil, false
+	}
+	switch c := d.s[d.i]; {
+	case c == '{':
+		return d.object(depth)
+	case c == '[':
+		return d.array(depth)
+	case c == '"':
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		return Str(s), true
+	case c == 't':
+		return d.lit("true", Bool(true))
+	case c == 'f':
+		return d.lit("false", Bool(false))
+	case c == 'n':
+		return d.lit("null", Null{})
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	}
+	return nil, false
+}
+
+func (d *jsonDec) object(depth int) (Value, bool) {
+	d.i++ // {
+	var as []Attr
+	d.ws()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return NewAttrs(nil), true
+	}
+	for {
+		d.ws()
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return nil, false
+		}
+		k, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		d.ws()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return nil, false
+		}
+		d.i++
+		d.ws()
+		v, ok := d.value(depth + 1)
+		if !ok {
+			return nil, false
+		}
+		as = append(as, Attr{Name: k, Val: v})
+		d.ws()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return NewAttrs(as), true // later duplicates win, as with encoding/json
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (d *jsonDec) array(depth int) (Value, bool) {
+	d.i++ // [
+	var items []Value
+	d.ws()
+	if d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
+		return &List{}, true
+	}
+	for {
+		d.ws()
+		v, ok := d.value(depth + 1)
+		if !ok {
+			return nil, false
+		}
+		items = append(items, v)
+		d.ws()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return &List{Items: items[:len(items):len(items)]}, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// number reads JSON's number grammar: an integer that fits is an Int,
+// anything with a fraction or exponent a Float; integers too large for
+// 64 bits go to encoding/json (for Nix's error).
+func (d *jsonDec) number() (Value, bool) {
+	start := d.i
+	if d.s[d.i] == '-' {
+		d.i++
+	}
+	digits := func() int {
+		n := 0
+		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.i < len(d.s) && d.s[d.i] == '0' {
+		d.i++
+	} else if digits() == 0 {
+		return nil, false
+	}
+	isFloat := false
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return nil, false
+		}
+		isFloat = true
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+		isFloat = true
+	}
+	text := d.s[start:d.i]
+	if !isFloat {
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return nil, false
+		}
+		return Int(n), true
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return nil, false
+	}
+	return Float(f), true
+}
+
+// str reads a string at d.i (the opening quote).
+func (d *jsonDec) str() (string, bool) {
+	d.i++
+	start := d.i
+	// fast path: no escapes
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		if c == '"' {
+			s := d.s[start:d.i]
+			d.i++
+			return s, true
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+		d.i++
+	}
+	b := []byte(d.s[start:d.i])
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			return string(b), true
+		case c < 0x20:
+			return "", false
+		case c != '\\':
+			b = append(b, c)
+			d.i++
+			continue
+		}
+		if d.i+1 >= len(d.s) {
+			return "", false
+		}
+		e := d.s[d.i+1]
+		d.i += 2
+		switch e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return "", false
+			}
+			if utf16.IsSurrogate(r) {
+				if !strings.HasPrefix(d.s[d.i:], `\u`) {
+					return "", false
+				}
+				d.i += 2
+				r2, ok := d.hex4()
+				if !ok {
+					return "", false
+				}
+				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
+					return "", false
+				}
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (d *jsonDec) hex4() (rune, bool) {
+	if d.i+4 > len(d.s) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(d.s[d.i:d.i+4], 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	d.i += 4
+	return rune(n), true
+}

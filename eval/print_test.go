@@ -1,0 +1,32 @@
+package eval
+
+import "testing"
+
+// Printing without --strict, as nix-instantiate 2.8 prints (its answers):
+// members Nix still holds as thunks are <CODE>, names are quoted where
+// its isVarName refuses them.
+func TestPrintLazy(t *testing.T) {
+	cases := []struct{ expr, want string }{
+		{`{ a = 1; b = 1 + 1; c = x: x; d = builtins.add; e = { }; f = "s"; }`, `{ a = 1; b = <CODE>; c = <CODE>; d = <CODE>; e = <CODE>; f = "s"; }`},
+		{`[ (x: x) builtins.map (builtins.add 1) [ 1 ] ]`, `[ <CODE> <CODE> <CODE> <CODE> ]`},
+		{`[ [ ] { } [ 1 ] ]`, `[ <CODE> <CODE> <CODE> ]`},
+		{`x: x`, `<LAMBDA>`},
+		{`builtins.add 1`, `<PRIMOP-APP>`},
+		{`let s = { a = 1 + 1; }; in builtins.seq s.a s`, `{ a = 2; }`},
+		{`{ "if" = 1; "then" = 2; "or" = 3; "inherit" = 4; "a b" = 5; "1a" = 6; a-b = 7; "é" = 8; }`, `{ "1a" = 6; "a b" = 5; a-b = 7; "if" = 1; inherit = 4; or = 3; then = 2; "é" = 8; }`},
+	}
+	for _, c := range cases {
+		ev := newTestEval()
+		v, err := ev.EvalExpr(c.expr, "«string»", "/test")
+		if err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		var got string
+		if _, err := ev.Run(func() Value { got = PrintLazy(ev, ev.Force(v)); return nil }); err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.expr, got, c.want)
+		}
+	}
+}
