@@ -215,3 +215,36 @@ func NeedleIndexes(needles, found []storepath.StorePath) []uint64 {
 	}
 	return idx
 }
+
+// CheckInputs makes sure each input's root is in the store (the blob of a
+// file, the directory of a tree), so a request naming contents nobody has
+// fails at once, naming the input, instead of as an I/O error inside the
+// build. Contents deeper in a tree are read lazily and checked then.
+func CheckInputs(ctx context.Context, blobs castore.BlobService, dirs castore.DirectoryService, req *buildv1.BuildRequest) error {
+	for _, n := range req.GetInputs() {
+		name := string(castore.NodeName(n))
+		switch {
+		case n.GetFile() != nil:
+			d, err := castore.DigestFromBytes(n.GetFile().GetDigest())
+			if err != nil {
+				return fmt.Errorf("build request: input %s: %w", name, err)
+			}
+			ok, err := blobs.Has(ctx, d)
+			if err != nil {
+				return fmt.Errorf("build request: input %s: %w", name, err)
+			}
+			if !ok {
+				return fmt.Errorf("build request: input %s: blob %s is not in the store", name, d)
+			}
+		case n.GetDirectory() != nil:
+			d, err := castore.DigestFromBytes(n.GetDirectory().GetDigest())
+			if err != nil {
+				return fmt.Errorf("build request: input %s: %w", name, err)
+			}
+			if _, err := dirs.Get(ctx, d); err != nil {
+				return fmt.Errorf("build request: input %s: directory %s: %w", name, d, err)
+			}
+		}
+	}
+	return nil
+}

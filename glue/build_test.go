@@ -273,3 +273,20 @@ func TestMicroVMBuildFailures(t *testing.T) {
 		})
 	}
 }
+
+// A request naming an input whose contents the store lacks fails before
+// the build starts, naming the input.
+func TestBuildMissingInput(t *testing.T) {
+	e := newBuildEnv(t)
+	_, d := e.drv(t, "tvix-build-missing-input", `echo hi > $out`, `{}`)
+	gone := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{
+		Name: []byte("00000000000000000000000000000000-gone"), Digest: make([]byte, 32), Size: 3}}}
+	req, err := BuildRequest(d, []*castorev1.Node{e.node, gone}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: t.TempDir()}
+	if _, err := sb.Build(context.Background(), req, nil); err == nil || !strings.Contains(err.Error(), "input 00000000000000000000000000000000-gone: blob") {
+		t.Fatalf("missing input: %v", err)
+	}
+}

@@ -54,6 +54,9 @@ func (m *MicroVM) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 	if err := build.Validate(req); err != nil {
 		return nil, err
 	}
+	if err := build.CheckInputs(ctx, m.Blobs, m.Dirs, req); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = io.Discard
 	}

@@ -65,6 +65,9 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 	if err := build.Validate(req); err != nil {
 		return nil, err
 	}
+	if err := build.CheckInputs(ctx, s.Blobs, s.Dirs, req); err != nil {
+		return nil, err
+	}
 	bwrap := s.Bwrap
 	if bwrap == "" {
 		p, err := exec.LookPath("bwrap")
