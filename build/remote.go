@@ -128,3 +128,15 @@ func (p *Pool) release(i int) {
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
+
+// ReceivedBytes is how many blob bytes the pool's clients have fetched
+// from the builders (their outputs), where the clients count it.
+func (p *Pool) ReceivedBytes() uint64 {
+	var n uint64
+	for _, r := range p.builders {
+		if c, ok := castore.As[interface{ ReceivedBytes() uint64 }](r.RemoteBlobs); ok {
+			n += c.ReceivedBytes()
+		}
+	}
+	return n
+}

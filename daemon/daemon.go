@@ -23,7 +23,6 @@ import (
 	"github.com/tvix-go/tvix/build/buildv1"
 	"github.com/tvix-go/tvix/build/microvm"
 	"github.com/tvix-go/tvix/build/sandbox"
-	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castoregrpc"
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/internal/netlisten"
@@ -150,7 +149,7 @@ func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	b = build.Limit(&fetchReporting{b: b, upstreams: d.Services.Upstreams}, max(cfg.Build.Jobs, 1))
+	b = build.Limit(&fetchReporting{b: b, s: d.Services}, max(cfg.Build.Jobs, 1))
 	return d.serveGRPC(ctx, "build", "--build-listen", cfg.Build.Listen, func(srv *grpc.Server) { build.RegisterServer(srv, b) })
 }
 
@@ -158,27 +157,15 @@ func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
 // daemon read from its upstreams meanwhile: what a builder with its store
 // elsewhere transferred (concurrent builds share the count).
 type fetchReporting struct {
-	b         build.Builder
-	upstreams []castore.BlobService
-}
-
-type receivedCounter interface{ ReceivedBytes() uint64 }
-
-func (f *fetchReporting) received() uint64 {
-	var n uint64
-	for _, u := range f.upstreams {
-		if c, ok := castore.As[receivedCounter](u); ok {
-			n += c.ReceivedBytes()
-		}
-	}
-	return n
+	b build.Builder
+	s *registry.Services
 }
 
 func (f *fetchReporting) Build(ctx context.Context, req *buildv1.BuildRequest, log io.Writer) (*buildv1.Build, error) {
-	before := f.received()
+	before := f.s.ReceivedBytes()
 	res, err := f.b.Build(ctx, req, log)
-	if len(f.upstreams) > 0 && log != nil {
-		fetched := f.received() - before
+	if len(f.s.Upstreams) > 0 && log != nil {
+		fetched := f.s.ReceivedBytes() - before
 		fmt.Fprintf(log, "tvix builder: fetched %d bytes of inputs from upstream\n", fetched)
 		slog.Info("build inputs fetched", "outputs", req.GetOutputs(), "bytes", fetched)
 	}

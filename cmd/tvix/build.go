@@ -91,6 +91,7 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	fetched := s.ReceivedBytes
 	if urls := strings.Fields(c.String("builders")); len(urls) > 0 {
 		pool, closeBuilders, err := daemon.OpenBuilders(ctx, urls, s.Blobs, s.Directories)
 		if err != nil {
@@ -98,6 +99,7 @@ func runBuild(c *cli.Context) error {
 		}
 		defer closeBuilders()
 		builder = pool
+		fetched = func() uint64 { return s.ReceivedBytes() + pool.ReceivedBytes() }
 	}
 	logs := &prefixLogs{w: os.Stderr}
 	r := &glue.Realiser{
@@ -110,7 +112,8 @@ func runBuild(c *cli.Context) error {
 			if st.Running == 0 && st.Remaining() > 0 {
 				return // between a build's end and the next start
 			}
-			slog.Info("build status", "built", st.Built, "running", st.Running, "remaining", st.Remaining(), "present", st.Present, "failed", st.Failed)
+			slog.Info("build status", "built", st.Built, "running", st.Running, "remaining", st.Remaining(), "present", st.Present,
+				"failed", st.Failed, "fetched_bytes", fetched())
 		},
 	}
 	outs, err := r.Realise(ctx, drvPaths)

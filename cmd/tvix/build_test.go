@@ -237,6 +237,11 @@ func TestRemoteBuilder(t *testing.T) {
 			t.Fatalf("no fetch report for %s:\n%s", attr, stderr)
 		}
 		t.Logf("%s: the builder fetched %s bytes", attr, m[1])
+		// The client's status counts what it fetched: the outputs, from the
+		// builder.
+		if !regexp.MustCompile(`msg="build status" built=\d+ running=0 remaining=0 .*fetched_bytes=[1-9]`).MatchString(stderr) {
+			t.Fatalf("no status line with the bytes fetched:\n%s", stderr)
+		}
 		// The outputs' contents are in the orchestrator's store, not only
 		// the builder's: a dump renders the NAR.
 		dump, stderr, err := run(t, nil, "store", "dump", "--blob-service-addr", remote, "--directory-service-addr", remote, "--path-info-service-addr", remote, strings.Fields(nixOut)[0])

@@ -233,6 +233,18 @@ type Services struct {
 	closers []io.Closer
 }
 
+// ReceivedBytes is how many blob bytes were read from the upstreams so
+// far, where their clients count it.
+func (s *Services) ReceivedBytes() uint64 {
+	var n uint64
+	for _, u := range s.Upstreams {
+		if c, ok := castore.As[interface{ ReceivedBytes() uint64 }](u); ok {
+			n += c.ReceivedBytes()
+		}
+	}
+	return n
+}
+
 // Close closes every service, then what they shared.
 func (s *Services) Close() error {
 	var errs []error
