@@ -103,7 +103,7 @@ func (m *MicroVM) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 	cfg.Build = true
 	cfg.Socket = ""
 	cfg.FS = tvixfs.NewRawFileSystem(ctx, tvixfs.Services{Blobs: m.Blobs, Directories: m.Dirs, Roots: build.InputRoots(req.GetInputs())},
-		tvixfs.Options{ListRoot: true})
+		tvixfs.Options{ListRoot: true, FixedRoots: true})
 	cfg.Files = map[string][]byte{guest.BuildRequestFile: reqBytes}
 	cfg.Ports = []boot.Port{{Name: guest.BuildPort, Socket: sock}}
 	cfg.Stdout, cfg.Stderr = log, log

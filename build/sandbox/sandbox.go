@@ -108,7 +108,7 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 		}
 		mctx, unmount := context.WithCancel(context.WithoutCancel(ctx))
 		m, err := tvixfs.Mount(mctx, inputs, tvixfs.Services{Blobs: s.Blobs, Directories: s.Dirs, Roots: build.InputRoots(req.GetInputs())},
-			tvixfs.Options{AllowOther: true, Logger: slog.Default()})
+			tvixfs.Options{AllowOther: true, Logger: slog.Default(), FixedRoots: true})
 		if err != nil {
 			unmount()
 			return nil, fmt.Errorf("build: mount inputs: %w", err)

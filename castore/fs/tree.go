@@ -87,6 +87,12 @@ type Options struct {
 	ReadAheadKiB int
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
+	// FixedRoots says the root nodes never change while the tree is
+	// served (a build's inputs), so the kernel may remember names that
+	// are not there, everywhere: compilers and configure scripts look up
+	// many (include paths, PATH), each a round trip otherwise. A store
+	// mount leaves it off, since a path may be substituted later.
+	FixedRoots bool
 
 	// skipDirectMount makes Mount go straight to fusermount (tests of
 	// the fallback run as root, where mount(2) would succeed).
@@ -225,7 +231,12 @@ func NewRawFileSystem(ctx context.Context, svc Services, opts Options) fuse.RawF
 	// No entry or attribute timeouts here: the tree sets them per reply (a
 	// directory not fetched yet must not have its attributes cached, see
 	// dirNode.Getattr).
-	return gofs.NewNodeFS(root, &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}})
+	o := &gofs.Options{RootStableAttr: &gofs.StableAttr{Ino: rootIno, Gen: 1}}
+	if opts.FixedRoots {
+		forever := cacheForever
+		o.NegativeTimeout = &forever
+	}
+	return gofs.NewNodeFS(root, o)
 }
 
 // ino returns the stable inode number of name in the directory parent.
