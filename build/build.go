@@ -11,7 +11,6 @@ import (
 	"io"
 	"iter"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/tvix-go/tvix/build/buildv1"
@@ -130,15 +129,6 @@ func relPath(p string) error {
 		return fmt.Errorf("%q contains NUL", p)
 	}
 	return nil
-}
-
-// SortRequest sorts inputs by name and environment by key, the order
-// Validate wants and digests of requests are taken in.
-func SortRequest(req *buildv1.BuildRequest) {
-	slices.SortFunc(req.Inputs, func(a, b *castorev1.Node) int {
-		return strings.Compare(string(castore.NodeName(a)), string(castore.NodeName(b)))
-	})
-	slices.SortFunc(req.EnvironmentVars, func(a, b *buildv1.BuildRequest_EnvVar) int { return strings.Compare(a.GetKey(), b.GetKey()) })
 }
 
 // encodedDigestSize is the length of a store path's nixbase32 hash part.
