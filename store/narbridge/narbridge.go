@@ -45,8 +45,16 @@ type Options struct {
 	Priority int
 	// SigningKey, when set, signs every narinfo served.
 	SigningKey *narinfo.SecretKey
-	// ReadOnly refuses uploads.
+	// Uploads (PUT) are off unless UploadCredentials or
+	// AllowAnonymousUploads say who may make them; ReadOnly turns them off
+	// whatever those say.
 	ReadOnly bool
+	// UploadCredentials are the users who may upload; others get 401.
+	UploadCredentials *Credentials
+	// AllowAnonymousUploads lets anyone who can connect upload (with
+	// UploadCredentials too: anyone sending no credentials). Whether that
+	// is safe depends on who can connect, which the caller decides.
+	AllowAnonymousUploads bool
 	// MaxPending bounds NARs uploaded but not yet named by a narinfo
 	// (default 1000); PendingTTL is how long they wait (default 1h).
 	MaxPending int
@@ -379,8 +387,8 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 }
 
 func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
-	if h.opts.ReadOnly {
-		http.Error(w, "this cache is read-only", http.StatusForbidden)
+	owner, ok := h.uploader(w, r)
+	if !ok {
 		return
 	}
 	name := strings.TrimPrefix(url, "nar/")
@@ -415,7 +423,7 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 		http.Error(w, fmt.Sprintf("NAR upload %s: file hash is sha256:%s, not the one in the URL", url, nixbase32.EncodeToString(p.fileHash[:])), http.StatusBadRequest)
 		return
 	}
-	p.url = url
+	p.url, p.owner = url, owner
 	h.pending.add(p)
 	h.log.Debug("NAR uploaded", "url", url, "nar_size", p.narSize, "nar_hash", nixbase32.EncodeToString(p.narSHA256[:]))
 	w.WriteHeader(http.StatusOK)
@@ -446,8 +454,8 @@ func (h *Handler) ingest(ctx context.Context, raw io.Reader, compression string)
 }
 
 func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [storepath.DigestSize]byte) {
-	if h.opts.ReadOnly {
-		http.Error(w, "this cache is read-only", http.StatusForbidden)
+	owner, ok := h.uploader(w, r)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNarinfo))
@@ -466,9 +474,9 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	}
 	var narHash [32]byte
 	copy(narHash[:], ni.NarHash.Digest)
-	p, ok := h.pending.lookup(strings.TrimPrefix(ni.URL, "/"), narHash)
+	p, ok := h.pending.lookup(owner, strings.TrimPrefix(ni.URL, "/"), narHash)
 	if !ok {
-		http.Error(w, fmt.Sprintf("narinfo for %s: its NAR (%s, NarHash %s) was not uploaded", ni.StorePath, ni.URL, ni.NarHash), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("narinfo for %s: its NAR (%s, NarHash %s) was not uploaded by this client", ni.StorePath, ni.URL, ni.NarHash), http.StatusBadRequest)
 		return
 	}
 	if p.narSHA256 != narHash || p.narSize != ni.NarSize {

@@ -39,7 +39,17 @@ type fixture struct {
 	opts Options
 }
 
+// newFixture allows anonymous uploads unless opts say who may upload:
+// most tests upload, and those about who may do so use newFixtureExact.
 func newFixture(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	if opts.UploadCredentials == nil && !opts.ReadOnly {
+		opts.AllowAnonymousUploads = true
+	}
+	return newFixtureExact(t, opts)
+}
+
+func newFixtureExact(t *testing.T, opts Options) *fixture {
 	t.Helper()
 	sk, pk, err := narinfo.GenerateKey("test-1", nil)
 	if err != nil {
@@ -356,14 +366,14 @@ func TestPendingTable(t *testing.T) {
 	tb.add(mk(1))
 	tb.add(mk(2))
 	tb.add(mk(3)) // evicts 1
-	if _, ok := tb.lookup("b", [32]byte{1}); ok {
+	if _, ok := tb.lookup("", "b", [32]byte{1}); ok {
 		t.Fatal("oldest entry survived beyond the bound")
 	}
-	if p, ok := tb.lookup("zzz", [32]byte{3}); !ok || p.url != "d" {
+	if p, ok := tb.lookup("", "zzz", [32]byte{3}); !ok || p.url != "d" {
 		t.Fatal("lookup by NAR hash failed")
 	}
 	now = now.Add(2 * time.Minute)
-	if _, ok := tb.lookup("c", [32]byte{}); ok || tb.len() != 0 {
+	if _, ok := tb.lookup("", "c", [32]byte{}); ok || tb.len() != 0 {
 		t.Fatalf("expired entries still there: %d", tb.len())
 	}
 	// Re-adding under the same URL replaces, and the stale queue entry
@@ -371,8 +381,12 @@ func TestPendingTable(t *testing.T) {
 	tb.add(mk(4))
 	tb.add(&pendingNAR{url: "e", narSHA256: [32]byte{5}})
 	tb.add(mk(6))
-	if p, ok := tb.lookup("e", [32]byte{}); !ok || p.narSHA256 != [32]byte{5} {
+	if p, ok := tb.lookup("", "e", [32]byte{}); !ok || p.narSHA256 != [32]byte{5} {
 		t.Fatal("replaced entry lost")
+	}
+	// Another uploader sees none of it, by URL or by hash.
+	if _, ok := tb.lookup("addr:10.0.0.2", "e", [32]byte{5}); ok {
+		t.Fatal("a NAR uploaded by one client was found for another")
 	}
 }
 

@@ -1,0 +1,135 @@
+package narbridge
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/storepath"
+)
+
+func (f *fixture) doAuth(t *testing.T, method, path string, body []byte, auth string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestUploadsOffByDefault: a handler told nothing about uploaders refuses
+// every PUT but still serves reads.
+func TestUploadsOffByDefault(t *testing.T) {
+	f := newFixtureExact(t, Options{})
+	u := newUpload(t, "sample", "", "x")
+	if st, _, _ := f.do(t, "PUT", "/"+u.url, u.file); st != http.StatusForbidden {
+		t.Fatalf("NAR PUT with uploads off: %d, want 403", st)
+	}
+	if st, _, _ := f.do(t, "PUT", "/"+u.path.HashPart()+".narinfo", []byte(u.narinfo.String())); st != http.StatusForbidden {
+		t.Fatalf("narinfo PUT with uploads off: %d, want 403", st)
+	}
+	if st, _, _ := f.do(t, "GET", "/nix-cache-info", nil); st != http.StatusOK {
+		t.Fatalf("GET nix-cache-info: %d", st)
+	}
+}
+
+func TestUploadCredentials(t *testing.T) {
+	creds, err := ParseCredentials(strings.NewReader("# uploaders\nalice:s3cret\n\nbob:hunter2:with:colons\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureExact(t, Options{UploadCredentials: creds})
+	u := newUpload(t, "sample", "", "x")
+	basic := func(u, p string) string {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.SetBasicAuth(u, p)
+		return r.Header.Get("Authorization")
+	}
+	for _, tc := range []struct{ name, auth string }{
+		{"none", ""},
+		{"wrong password", basic("alice", "s3cre")},
+		{"other user's password", basic("alice", "hunter2:with:colons")},
+		{"unknown user", basic("eve", "s3cret")},
+		{"bad bearer", "Bearer nope"},
+		{"garbage", "Basic !!!"},
+	} {
+		if st := f.doAuth(t, "PUT", "/"+u.url, u.file, tc.auth); st != http.StatusUnauthorized {
+			t.Errorf("NAR PUT with %s credentials: %d, want 401", tc.name, st)
+		}
+	}
+	if st := f.doAuth(t, "PUT", "/"+u.url, u.file, basic("bob", "hunter2:with:colons")); st != http.StatusOK {
+		t.Fatalf("NAR PUT as bob: %d", st)
+	}
+	// The NAR was bob's: alice cannot commit it, bob can, with a Bearer
+	// token as well as with Basic.
+	ni := []byte(u.narinfo.String())
+	hash := "/" + u.path.HashPart() + ".narinfo"
+	if st := f.doAuth(t, "PUT", hash, ni, basic("alice", "s3cret")); st != http.StatusBadRequest {
+		t.Fatalf("narinfo PUT by alice for bob's NAR: %d, want 400", st)
+	}
+	if st := f.doAuth(t, "PUT", hash, ni, "Bearer hunter2:with:colons"); st != http.StatusOK {
+		t.Fatalf("narinfo PUT by bob (Bearer): %d", st)
+	}
+
+	for _, bad := range []string{"", "# nobody\n", "alice\n", ":pw\n", "alice:\n"} {
+		if _, err := ParseCredentials(strings.NewReader(bad)); err == nil {
+			t.Errorf("credentials %q accepted", bad)
+		}
+	}
+}
+
+// TestNixCopyNetrc: Nix uploads with the credentials of its netrc-file,
+// and without them gets 401.
+func TestNixCopyNetrc(t *testing.T) {
+	nixtest.Require(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	authFile := filepath.Join(dir, "uploaders")
+	if err := os.WriteFile(authFile, []byte("nix:copy-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := LoadCredentials(authFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureExact(t, Options{UploadCredentials: creds})
+	p := nixtest.BuildInputAddressed(t, t.Name())
+
+	netrc := filepath.Join(dir, "netrc")
+	write := func(pw string) {
+		if err := os.WriteFile(netrc, []byte("machine 127.0.0.1 login nix password "+pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("wrong")
+	out, err := nixtest.RunErr("nix", "copy", "--option", "netrc-file", netrc, "--to", f.srv.URL, p)
+	if err == nil || !strings.Contains(string(out)+err.Error(), "401") {
+		t.Fatalf("nix copy with a wrong password: err %v, output %s; want a 401", err, out)
+	}
+	write("copy-secret")
+	nixtest.Run(t, "nix", "copy", "--option", "netrc-file", netrc, "--to", f.srv.URL, p)
+	if _, err := f.pis.Get(t.Context(), mustParse(t, p).Digest); err != nil {
+		t.Fatalf("%s not in the bridge after an authenticated nix copy: %v", p, err)
+	}
+}
+
+func mustParse(t *testing.T, p string) storepath.StorePath {
+	t.Helper()
+	sp, err := storepath.Parse(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
