@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/storepath"
 )
 
@@ -132,4 +133,68 @@ func mustParse(t *testing.T, p string) storepath.StorePath {
 		t.Fatal(err)
 	}
 	return sp
+}
+
+// TestOverwriteRefused: a second upload of an existing path with other
+// contents gets 409 and changes nothing served; one that agrees is a
+// no-op that adds its signatures.
+func TestOverwriteRefused(t *testing.T) {
+	f := newFixture(t, Options{})
+	first := newUpload(t, "victim", "", "the original")
+	// Input-addressed: the path does not name its contents.
+	first.narinfo.CA = nil
+	sp, err := storepath.FromBasename(strings.Repeat("1", 32) + "-victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.narinfo.StorePath = sp
+	hash := "/" + sp.HashPart() + ".narinfo"
+	uploaderKey, _, err := narinfo.GenerateKey("uploader-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.narinfo.Sign(uploaderKey)
+	f.do(t, "PUT", "/"+first.url, first.file)
+	if st, b, _ := f.do(t, "PUT", hash, []byte(first.narinfo.String())); st != http.StatusOK {
+		t.Fatalf("first narinfo: %d %s", st, b)
+	}
+
+	evil := newUpload(t, "victim", ".xz", "replaced")
+	evil.narinfo.CA, evil.narinfo.StorePath = nil, sp
+	f.do(t, "PUT", "/"+evil.url, evil.file)
+	st, b, _ := f.do(t, "PUT", hash, []byte(evil.narinfo.String()))
+	if st != http.StatusConflict || !strings.Contains(string(b), "NarHash differs") {
+		t.Fatalf("narinfo replacing an existing path: %d %s, want 409 naming NarHash", st, b)
+	}
+	info, err := f.pis.Get(t.Context(), sp.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(info.GetNarinfo().GetNarSha256(), first.narinfo.NarHash.Digest) {
+		t.Fatal("a refused upload replaced the path's contents")
+	}
+
+	// Another client uploading the same path (its own signature).
+	other := *first.narinfo
+	other.Signatures = nil
+	otherKey, _, err := narinfo.GenerateKey("other-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Sign(otherKey)
+	f.do(t, "PUT", "/"+first.url, first.file)
+	if st, b, _ := f.do(t, "PUT", hash, []byte(other.String())); st != http.StatusOK {
+		t.Fatalf("agreeing narinfo: %d %s", st, b)
+	}
+	info, err = f.pis.Get(t.Context(), sp.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range info.GetNarinfo().GetSignatures() {
+		names = append(names, s.GetName())
+	}
+	if strings.Join(names, ",") != "uploader-1,other-1" {
+		t.Fatalf("signatures after two agreeing uploads: %v", names)
+	}
 }

@@ -490,12 +490,18 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		return
 	}
 	if _, err := h.pathInfo.Put(r.Context(), info); err != nil {
-		h.log.Error("put path info", "path", ni.StorePath, "err", err)
-		status := http.StatusInternalServerError
-		if errors.Is(err, pathinfo.ErrInvalid) {
-			status = http.StatusBadRequest
+		switch {
+		case errors.Is(err, pathinfo.ErrConflict):
+			// Store paths are immutable; an upload agreeing with the
+			// record is merged by Put and does not get here.
+			h.log.Warn("narinfo upload contradicts the store", "path", ni.StorePath, "err", err)
+			http.Error(w, err.Error(), http.StatusConflict)
+		case errors.Is(err, pathinfo.ErrInvalid):
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		default:
+			h.log.Error("put path info", "path", ni.StorePath, "err", err)
+			http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), http.StatusInternalServerError)
 		}
-		http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), status)
 		return
 	}
 	h.log.Debug("path committed", "path", ni.StorePath)

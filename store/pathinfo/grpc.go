@@ -61,6 +61,10 @@ func (s *server) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.Path
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	out, err := s.svc.Put(ctx, info)
+	if errors.Is(err, ErrConflict) {
+		// Its own code, so the client can tell "you may not" from "it failed".
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -120,6 +124,9 @@ func (c *Client) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*s
 
 func (c *Client) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
 	out, err := c.c.Put(ctx, info)
+	if status.Code(err) == codes.AlreadyExists {
+		return nil, fmt.Errorf("put path info: %w", remoteConflict(status.Convert(err).Message()))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("put path info: %w", fromWire(err))
 	}
@@ -171,3 +178,10 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// remoteConflict is the server's ErrConflict, with its message (which
+// names the path and what differs).
+type remoteConflict string
+
+func (e remoteConflict) Error() string        { return string(e) }
+func (e remoteConflict) Is(target error) bool { return target == ErrConflict }
