@@ -37,6 +37,7 @@ import (
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storev1"
 )
 
 // Options configure a Handler; the zero value is usable.
@@ -165,9 +166,13 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 		h.getNAR(w, r, strings.TrimPrefix(p, "/"+narURLPrefix))
 	case strings.HasPrefix(p, "/nar/"):
 		switch {
-		case get:
-			// Anything but our own URLs is unknown, so Nix uploads it.
+		case r.Method == http.MethodHead:
+			// Nix skips the NAR upload of a URL that exists, and a
+			// narinfo commits only a NAR its uploader sent: so Nix
+			// always sends it.
 			http.NotFound(w, r)
+		case get:
+			h.getUploadedNAR(w, r, strings.TrimPrefix(p, "/"))
 		case r.Method == http.MethodPut:
 			h.putNAR(w, r, strings.TrimPrefix(p, "/"))
 		default:
@@ -265,12 +270,13 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 			return
 		}
 	}
-	ni.Compression = "none"
+	// Uncompressed, the file is the NAR.
+	ni.Compression, ni.FileHash, ni.FileSize = "none", &ni.NarHash, ni.NarSize
 	switch h.opts.Compression {
 	case "zstd":
-		ni.Compression, ni.URL = "zstd", strings.Replace(ni.URL, "?", ".zst?", 1)
+		ni.Compression, ni.URL, ni.FileHash, ni.FileSize = "zstd", strings.Replace(ni.URL, "?", ".zst?", 1), nil, 0
 	case "xz":
-		ni.Compression, ni.URL = "xz", strings.Replace(ni.URL, "?", ".xz?", 1)
+		ni.Compression, ni.URL, ni.FileHash, ni.FileSize = "xz", strings.Replace(ni.URL, "?", ".xz?", 1), nil, 0
 	}
 	if h.opts.SigningKey != nil {
 		ni.Sign(*h.opts.SigningKey)
@@ -338,8 +344,46 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 		http.Error(w, "invalid NAR URL: narsize missing or not a number", http.StatusBadRequest)
 		return
 	}
+	h.serveNAR(w, r, &node, narSize, compression)
+}
+
+// getUploadedNAR answers a URL a NAR was uploaded at, which Nix asks for
+// with the narinfo it remembers from the upload: the NAR is rendered from
+// castore and compressed as the URL's extension says. The bytes are not
+// the uploaded file's (compressors differ), but Nix checks the NarHash of
+// what it unpacks, not the file hash.
+func (h *Handler) getUploadedNAR(w http.ResponseWriter, r *http.Request, url string) {
+	files, ok := castore.As[pathinfo.NARFiles](h.pathInfo)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	_, ext, _ := strings.Cut(strings.TrimPrefix(url, "nar/"), ".nar")
+	compression, known := decompress.ByExtension[ext]
+	if !known {
+		http.NotFound(w, r)
+		return
+	}
+	digest, err := files.GetNARFile(r.Context(), url)
+	if err == nil {
+		var info *storev1.PathInfo
+		if info, err = h.pathInfo.Get(r.Context(), digest); err == nil {
+			h.serveNAR(w, r, castore.RenameNode(info.GetNode(), nil), info.GetNarinfo().GetNarSize(), compression)
+			return
+		}
+	}
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	h.log.Error("look up uploaded NAR", "url", url, "err", err)
+	http.Error(w, "look up NAR failed", http.StatusInternalServerError)
+}
+
+// serveNAR renders node's NAR, compressed as asked.
+func (h *Handler) serveNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, compression string) {
 	if compression != "none" {
-		h.getCompressedNAR(w, r, &node, compression)
+		h.getCompressedNAR(w, r, node, compression)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -349,11 +393,11 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 		return
 	}
 	if rng := r.Header.Get("Range"); rng != "" {
-		h.getNARRange(w, r, &node, narSize, rng)
+		h.getNARRange(w, r, node, narSize, rng)
 		return
 	}
 	lw := &lazyWriter{w: w, size: narSize}
-	if err := narcastore.Render(r.Context(), lw, &node, h.blobs, h.dirs); err != nil {
+	if err := narcastore.Render(r.Context(), lw, node, h.blobs, h.dirs); err != nil {
 		h.log.Warn("render NAR", "err", err)
 		if !lw.started {
 			if errors.Is(err, castore.ErrNotFound) {
@@ -504,8 +548,31 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		}
 		return
 	}
+	h.recordURLs(r.Context(), ni.StorePath, p.url, strings.TrimPrefix(ni.URL, "/"))
 	h.log.Debug("path committed", "path", ni.StorePath)
 	w.WriteHeader(http.StatusOK)
+}
+
+// recordURLs remembers the URLs Nix will ask for this path's NAR at: the
+// one it uploaded to and the one its narinfo names (the same, from Nix).
+func (h *Handler) recordURLs(ctx context.Context, path storepath.StorePath, urls ...string) {
+	files, ok := castore.As[pathinfo.NARFiles](h.pathInfo)
+	if !ok {
+		return
+	}
+	for i, url := range urls {
+		if i > 0 && url == urls[0] {
+			continue
+		}
+		_, ext, isNAR := strings.Cut(strings.TrimPrefix(url, "nar/"), ".nar")
+		if _, known := decompress.ByExtension[ext]; !known || !isNAR || !strings.HasPrefix(url, "nar/") || strings.HasPrefix(url, narURLPrefix) {
+			continue
+		}
+		if err := files.PutNARFile(ctx, url, path.Digest); err != nil {
+			// The path is committed; only a later download by URL fails.
+			h.log.Warn("record NAR URL", "path", path, "url", url, "err", err)
+		}
+	}
 }
 
 // getCompressedNAR streams the NAR through a compressor; the length is not

@@ -237,7 +237,7 @@ func TestUploadAndServe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("served narinfo does not parse: %v\n%s", err, body)
 			}
-			if ni.Compression != "none" || !strings.HasPrefix(ni.URL, "nar/tvix-castore/") || ni.FileHash != nil {
+			if ni.Compression != "none" || !strings.HasPrefix(ni.URL, "nar/tvix-castore/") || ni.FileHash == nil || !ni.FileHash.Equal(u.narinfo.NarHash) || ni.FileSize != u.narinfo.NarSize {
 				t.Fatalf("served narinfo:\n%s", body)
 			}
 			if !ni.NarHash.Equal(u.narinfo.NarHash) || ni.NarSize != u.narinfo.NarSize || ni.CA == nil || ni.CA.String() != u.narinfo.CA.String() {

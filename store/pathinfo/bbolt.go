@@ -22,7 +22,7 @@ const bucket = "pathinfo"
 type Bolt struct{ db *boltdb.DB }
 
 func NewBolt(path string) (*Bolt, error) {
-	db, err := boltdb.Open(path, bucket)
+	db, err := boltdb.Open(path, bucket, narFilesBucket)
 	if err != nil {
 		return nil, fmt.Errorf("path info service: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 type Memory struct {
 	mu    sync.RWMutex
 	infos map[[storepath.DigestSize]byte]*storev1.PathInfo
+	files memoryNARFiles
 }
 
 func NewMemory() *Memory {
