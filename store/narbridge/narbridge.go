@@ -533,6 +533,17 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// Nix uploads references first; a narinfo ahead of them (or naming
+	// paths nobody uploads) would make a path nobody can fetch whole.
+	if err := pathinfo.CheckReferences(r.Context(), h.pathInfo, info); err != nil {
+		if errors.Is(err, pathinfo.ErrMissingReference) {
+			http.Error(w, fmt.Sprintf("narinfo for %s refused: %v (upload references first)", ni.StorePath, err), http.StatusBadRequest)
+		} else {
+			h.log.Error("check references", "path", ni.StorePath, "err", err)
+			http.Error(w, fmt.Sprintf("narinfo for %s: checking its references failed", ni.StorePath), http.StatusBadGateway)
+		}
+		return
+	}
 	if _, err := h.pathInfo.Put(r.Context(), info); err != nil {
 		switch {
 		case errors.Is(err, pathinfo.ErrConflict):

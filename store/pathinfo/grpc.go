@@ -1,6 +1,7 @@
 package pathinfo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,8 +58,24 @@ func (s *server) Get(ctx context.Context, req *storev1.GetPathInfoRequest) (*sto
 }
 
 func (s *server) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
-	if _, err := Validate(info); err != nil {
+	sp, err := Validate(info)
+	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	// A put agreeing with the record only adds signatures; what was
+	// recorded was checked when it was.
+	old, err := s.svc.Get(ctx, sp.Digest)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := s.checkNew(ctx, sp, info); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, toStatus(err)
+	default:
+		if _, err := Merge(old, info); err != nil {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
 	}
 	out, err := s.svc.Put(ctx, info)
 	if errors.Is(err, ErrConflict) {
@@ -69,6 +86,34 @@ func (s *server) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.Path
 		return nil, toStatus(err)
 	}
 	return out, nil
+}
+
+// checkNew checks what a client may not just claim, as Tvix does on the
+// way in: the references are in the store, the root's contents are, and
+// the NAR they render to has the NarHash and NarSize given.
+func (s *server) checkNew(ctx context.Context, sp storepath.StorePath, info *storev1.PathInfo) error {
+	if err := CheckReferences(ctx, s.svc, info); err != nil {
+		if errors.Is(err, ErrMissingReference) {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		return toStatus(err)
+	}
+	if s.calc == nil {
+		return nil
+	}
+	size, sum, err := s.calc.CalculateNAR(ctx, castore.RenameNode(info.GetNode(), nil))
+	if errors.Is(err, castore.ErrNotFound) {
+		return status.Errorf(codes.FailedPrecondition, "%s: contents of the root node not in the store (upload blobs and directories first): %v", sp, err)
+	}
+	if err != nil {
+		return toStatus(fmt.Errorf("%s: render NAR: %w", sp, err))
+	}
+	ni := info.GetNarinfo()
+	if size != ni.GetNarSize() || !bytes.Equal(sum[:], ni.GetNarSha256()) {
+		return status.Errorf(codes.InvalidArgument, "%s: NarHash sha256:%x, NarSize %d given, but the root node renders to sha256:%x, %d bytes",
+			sp, ni.GetNarSha256(), ni.GetNarSize(), sum, size)
+	}
+	return nil
 }
 
 func (s *server) CalculateNAR(ctx context.Context, node *castorev1.Node) (*storev1.CalculateNARResponse, error) {

@@ -2,6 +2,7 @@ package pathinfo
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,13 +66,9 @@ func deriverName(n *storev1.NARInfo) string {
 	if d == nil {
 		return "none"
 	}
-	return nixbase32Digest(d.GetDigest()) + "-" + d.GetName()
-}
-
-func nixbase32Digest(d []byte) string {
 	var a [storepath.DigestSize]byte
-	copy(a[:], d)
-	return storepath.StorePath{Digest: a}.HashPart()
+	copy(a[:], d.GetDigest())
+	return storepath.StorePath{Digest: a, Name: d.GetName()}.Basename()
 }
 
 func sameSet(a, b [][]byte) bool {
@@ -82,4 +79,31 @@ func sameSet(a, b [][]byte) bool {
 	slices.SortFunc(sa, bytes.Compare)
 	slices.SortFunc(sb, bytes.Compare)
 	return slices.EqualFunc(sa, sb, bytes.Equal)
+}
+
+// ErrMissingReference marks a PathInfo whose references are not in the
+// store. Recording it would break the closure invariant the mount, `nix
+// copy --from` and substituters downstream rely on: every path they are
+// handed can be had with all it refers to.
+var ErrMissingReference = errors.New("reference not in the store")
+
+// CheckReferences checks that every reference of info (but itself) is in
+// svc, which may fetch it from a substituter to answer.
+func CheckReferences(ctx context.Context, svc Service, info *storev1.PathInfo) error {
+	self := castore.NodeName(info.GetNode())
+	for i, ref := range info.GetReferences() {
+		name := info.GetNarinfo().GetReferenceNames()[i]
+		if name == string(self) {
+			continue
+		}
+		var d [storepath.DigestSize]byte
+		copy(d[:], ref)
+		if _, err := svc.Get(ctx, d); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%s: %w: %s", self, ErrMissingReference, name)
+			}
+			return fmt.Errorf("%s: look up reference %s: %w", self, name, err)
+		}
+	}
+	return nil
 }
