@@ -1,12 +1,18 @@
 package narbridge
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/internal/nixtest"
@@ -84,5 +90,63 @@ func TestNixRoundTripKeepsCache(t *testing.T) {
 			}
 			nixtest.Run(t, "nix", "store", "verify", "--store", dst, "--no-trust", "-r", top)
 		})
+	}
+}
+
+// TestCorruptPackAbortsNAR: a byte flipped in a pack file makes the NAR
+// response fail (an error status before the first byte, an aborted body
+// after it), never a NAR with wrong bytes.
+func TestCorruptPackAbortsNAR(t *testing.T) {
+	dir := t.TempDir()
+	blobs, err := blobstore.NewPack(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	pis := pathinfo.NewMemory()
+	srv := httptest.NewServer(New(blobs, dirstore.NewMemory(), pis, Options{AllowAnonymousUploads: true, Logger: discardLogger()}))
+	defer srv.Close()
+	f := &fixture{srv: srv, pis: pis}
+	content := strings.Repeat("precious bytes ", 100000) // several chunks
+	u := newUpload(t, "corrupt", "", content)
+	f.do(t, "PUT", "/"+u.url, u.file)
+	if st, b, _ := f.do(t, "PUT", "/"+u.path.HashPart()+".narinfo", []byte(u.narinfo.String())); st != http.StatusOK {
+		t.Fatalf("PUT narinfo: %d %s", st, b)
+	}
+	if err := castore.SyncBlobs(context.Background(), blobs); err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	flipped := false
+	for _, p := range packs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, []byte("precious")); i >= 0 {
+			b[i+len(content)/2] ^= 1
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			flipped = true
+			break
+		}
+	}
+	if !flipped {
+		t.Fatal("the file's bytes are in no pack")
+	}
+	_, body, _ := f.do(t, "GET", "/"+u.path.HashPart()+".narinfo", nil)
+	ni, err := narinfo.Parse(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("narinfo: %v\n%s", err, body)
+	}
+	resp, err := http.Get(srv.URL + "/" + ni.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && err == nil {
+		t.Fatalf("a NAR with a corrupt chunk was served whole (%d bytes, identical: %v)", len(got), bytes.Equal(got, u.nar))
 	}
 }
