@@ -236,14 +236,15 @@ func storeVerify(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	_, damaged, err := closure.Verify(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
+	rep, err := closure.Verify(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
 		fmt.Fprintln(os.Stderr, msg)
 	})
 	if err != nil {
 		return err
 	}
-	if damaged > 0 {
-		return cli.Exit(fmt.Sprintf("store verify: %d damaged paths", damaged), 1)
+	fmt.Println(rep)
+	if rep.Problems > 0 {
+		return cli.Exit(fmt.Sprintf("store verify: %d problems, %d damaged paths", rep.Problems, rep.Damaged), 1)
 	}
 	return nil
 }

@@ -130,33 +130,7 @@ func CheckPresent(ctx context.Context, s Store, node *castorev1.Node) error {
 
 // ForEachBlob calls fn with the digest of every file in node's tree.
 func ForEachBlob(ctx context.Context, dirs castore.DirectoryService, node *castorev1.Node, fn func(castore.Digest) error) error {
-	visit := func(dg []byte) error {
-		d, err := castore.DigestFromBytes(dg)
-		if err != nil {
-			return err
-		}
-		return fn(d)
-	}
-	switch {
-	case node.GetFile() != nil:
-		return visit(node.GetFile().GetDigest())
-	case node.GetDirectory() != nil:
-		root, err := castore.DigestFromBytes(node.GetDirectory().GetDigest())
-		if err != nil {
-			return err
-		}
-		for dir, err := range dirs.GetRecursive(ctx, root) {
-			if err != nil {
-				return err
-			}
-			for _, f := range dir.GetFiles() {
-				if err := visit(f.GetDigest()); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	return forEachFile(ctx, dirs, node, func(d castore.Digest, _ uint64) error { return fn(d) })
 }
 
 // Requisites lists the closure of roots (roots included), each path once,
