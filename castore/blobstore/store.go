@@ -71,15 +71,11 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		}
 		return sr, nil
 	}
-	var locate chunkedread.LocateFunc
-	if l, ok := s.b.(locator); ok {
-		locate = l.locate
+	l, ok := s.b.(locator)
+	if !ok {
+		return chunkedread.New(d, m, s.openVerified, nil), nil
 	}
-	r := chunkedread.New(d, m, s.openVerified, locate)
-	if locate == nil {
-		return r, nil
-	}
-	return newVerifiedRanges(s, r, m), nil
+	return newVerifiedRanges(s, d, m, l), nil
 }
 
 func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {

@@ -82,23 +82,52 @@ func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
 
 // verifiedRanges is a chunked blob's reader whose file ranges (handed to
 // the kernel to splice, so their bytes never pass through here) are of
-// chunks verified first, each once per reader.
+// chunks verified first, each once per reader. The files its chunks were
+// located in stay open until Close: the kernel may still be reading a
+// range handed out.
 type verifiedRanges struct {
 	*chunkedread.Reader
 	s       *Store
+	l       locator
 	chunks  []castore.ChunkMeta
 	offsets []int64
 
 	mu       sync.Mutex
 	verified []bool
+	releases []func()
 }
 
-func newVerifiedRanges(s *Store, r *chunkedread.Reader, chunks []castore.ChunkMeta) *verifiedRanges {
+func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l locator) *verifiedRanges {
 	offs := make([]int64, len(chunks)+1)
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	return &verifiedRanges{Reader: r, s: s, chunks: chunks, offsets: offs, verified: make([]bool, len(chunks))}
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: make([]bool, len(chunks))}
+	r.Reader = chunkedread.New(d, chunks, s.openVerified, r.locate)
+	return r
+}
+
+// locate is the reader's LocateFunc; chunkedread asks once per chunk.
+func (r *verifiedRanges) locate(d castore.Digest) (*os.File, int64, int64, bool) {
+	f, off, size, release, ok := r.l.locate(d)
+	if ok && release != nil {
+		r.mu.Lock()
+		r.releases = append(r.releases, release)
+		r.mu.Unlock()
+	}
+	return f, off, size, ok
+}
+
+func (r *verifiedRanges) Close() error {
+	err := r.Reader.Close()
+	r.mu.Lock()
+	releases := r.releases
+	r.releases = nil
+	r.mu.Unlock()
+	for _, release := range releases {
+		release()
+	}
+	return err
 }
 
 // FileRange hands out a range only once every chunk it covers has been
