@@ -2,11 +2,13 @@ package narbridge
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tvix-go/tvix/internal/nixtest"
 	"github.com/tvix-go/tvix/nix/narinfo"
@@ -196,5 +198,41 @@ func TestOverwriteRefused(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "uploader-1,other-1" {
 		t.Fatalf("signatures after two agreeing uploads: %v", names)
+	}
+}
+
+// An upload that stops sending fails after BodyIdleTimeout, and one
+// client cannot have more than MaxUploadsPerClient uploads running.
+func TestStalledUploads(t *testing.T) {
+	f := newFixture(t, Options{BodyIdleTimeout: 300 * time.Millisecond, MaxUploadsPerClient: 1})
+	u := newUpload(t, "trickle", "", "x")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", f.srv.URL+"/"+u.url, pr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- -1
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	pw.Write(u.file[:10])
+	time.Sleep(100 * time.Millisecond)
+	if st, _, _ := f.do(t, "PUT", "/"+u.url, u.file); st != http.StatusTooManyRequests {
+		t.Fatalf("second upload while one runs: %d, want 429", st)
+	}
+	select {
+	case st := <-done:
+		if st == http.StatusOK {
+			t.Fatal("a stalled upload succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled upload was not ended")
+	}
+	if st, b, _ := f.do(t, "PUT", "/"+u.url, u.file); st != http.StatusOK {
+		t.Fatalf("upload after the stalled one ended: %d %s", st, b)
 	}
 }

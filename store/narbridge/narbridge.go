@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -61,6 +62,14 @@ type Options struct {
 	MaxPending int
 	PendingTTL time.Duration
 	Logger     *slog.Logger
+	// BodyIdleTimeout ends an upload that sent nothing for that long
+	// (default 60s): a client trickling its body would otherwise hold a
+	// connection, and an ingest, forever.
+	BodyIdleTimeout time.Duration
+	// MaxUploadsPerClient bounds the uploads one uploader (user, or
+	// address when anonymous) has running at once (default 16); more get
+	// 429.
+	MaxUploadsPerClient int
 	// Compression of the NARs narinfos point at: "none" (default), "zstd"
 	// or "xz"; the NAR URL then carries the suffix and the bridge
 	// compresses while rendering.
@@ -78,6 +87,9 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	pending  *pendingTable
+
+	mu      sync.Mutex
+	uploads map[string]int // running uploads per uploader
 }
 
 const (
@@ -99,12 +111,18 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	if opts.PendingTTL <= 0 {
 		opts.PendingTTL = time.Hour
 	}
+	if opts.BodyIdleTimeout <= 0 {
+		opts.BodyIdleTimeout = 60 * time.Second
+	}
+	if opts.MaxUploadsPerClient <= 0 {
+		opts.MaxUploadsPerClient = 16
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Handler{blobs: blobs, dirs: dirs, pathInfo: pathInfo, opts: opts, log: log,
-		pending: newPendingTable(opts.MaxPending, opts.PendingTTL)}
+		pending: newPendingTable(opts.MaxPending, opts.PendingTTL), uploads: map[string]int{}}
 }
 
 // statusWriter records what was answered, for the access log.
@@ -120,6 +138,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines for uploads).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
@@ -416,6 +438,43 @@ func (h *Handler) serveNAR(w http.ResponseWriter, r *http.Request, node *castore
 	}
 }
 
+func (h *Handler) startUpload(owner string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.uploads[owner] >= h.opts.MaxUploadsPerClient {
+		return false
+	}
+	h.uploads[owner]++
+	return true
+}
+
+func (h *Handler) endUpload(owner string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.uploads[owner]--; h.uploads[owner] <= 0 {
+		delete(h.uploads, owner)
+	}
+}
+
+// idleBody moves the connection's read deadline forward before each read
+// of the body, so an upload fails once it sends nothing for
+// BodyIdleTimeout, however long it takes in all.
+func (h *Handler) idleBody(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	return &idleReader{ReadCloser: body, rc: http.NewResponseController(w), idle: h.opts.BodyIdleTimeout}
+}
+
+type idleReader struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	// A server without deadlines (a test's recorder) only loses the bound.
+	_ = r.rc.SetReadDeadline(time.Now().Add(r.idle))
+	return r.ReadCloser.Read(p)
+}
+
 // hashingReader hashes and counts the raw (compressed) upload.
 type hashingReader struct {
 	r io.Reader
@@ -435,6 +494,12 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 	if !ok {
 		return
 	}
+	if !h.startUpload(owner) {
+		http.Error(w, fmt.Sprintf("too many uploads at once from this client (limit %d)", h.opts.MaxUploadsPerClient), http.StatusTooManyRequests)
+		return
+	}
+	defer h.endUpload(owner)
+	r.Body = h.idleBody(w, r.Body)
 	name := strings.TrimPrefix(url, "nar/")
 	hashPart, ext, ok := strings.Cut(name, ".nar")
 	compression, known := decompress.ByExtension[ext]
@@ -502,7 +567,7 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNarinfo))
+	body, err := io.ReadAll(http.MaxBytesReader(w, h.idleBody(w, r.Body), maxNarinfo))
 	if err != nil {
 		http.Error(w, fmt.Sprintf("read narinfo: %v", err), http.StatusBadRequest)
 		return

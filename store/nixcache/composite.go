@@ -35,13 +35,19 @@ func (c *Composite) Get(ctx context.Context, digest [storepath.DigestSize]byte) 
 	}
 	key := string(digest[:])
 	// The fetch outlives one caller's cancellation: others may wait on it.
-	v, err, _ := c.group.Do(key, func() (any, error) {
+	// A caller that gives up stops waiting at once, though.
+	ch := c.group.DoChan(key, func() (any, error) {
 		return c.substitute(context.WithoutCancel(ctx), digest)
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*storev1.PathInfo), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), context.Cause(ctx))
 	}
-	return v.(*storev1.PathInfo), nil
 }
 
 func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
