@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -10,7 +11,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/internal/testenv"
+	"github.com/tvix-go/tvix/store/importer"
+	"github.com/tvix-go/tvix/store/registry"
 )
 
 func TestLocalDefault(t *testing.T) {
@@ -100,5 +104,55 @@ func TestSocketGroup(t *testing.T) {
 	}
 	if _, err := Start(ctx, Config{Store: memoryStore, GRPC: []string{"unix://" + sock + "2"}, SocketGroup: "no-such-group-here"}); err == nil || !strings.Contains(err.Error(), "no-such-group-here") {
 		t.Fatalf("unknown socket group: %v", err)
+	}
+}
+
+// A store substituting from another tvix (gRPC) copies a path's contents
+// before recording it, so the path stays readable when the upstream goes.
+func TestGRPCSubstitutionCopiesContents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := filepath.Join(t.TempDir(), "up.sock")
+	up, err := Start(ctx, Config{Store: memoryStore, GRPC: []string{"unix://" + sock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			up.Stop()
+			up.Wait()
+		}
+	}()
+	im := importer.Store{Blobs: up.Services.Blobs, Dirs: up.Services.Directories, PathInfo: up.Services.PathInfos}
+	content := []byte(strings.Repeat("only upstream has this ", 1000))
+	sp, _, err := im.AddText(ctx, "upstream-only", content, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := registry.Default().Open(ctx, memoryStore, registry.Substitution{}, "grpc+unix://"+sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	info, err := down.PathInfos.Get(ctx, sp.Digest)
+	if err != nil {
+		t.Fatalf("substitute %s: %v", sp, err)
+	}
+	up.Stop()
+	up.Wait()
+	stopped = true
+	d, err := castore.DigestFromBytes(info.GetNode().GetFile().GetDigest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := down.Blobs.Open(ctx, d)
+	if err != nil {
+		t.Fatalf("contents of a substituted path after the upstream went: %v", err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(got) != string(content) {
+		t.Fatalf("contents of a substituted path after the upstream went: %v", err)
 	}
 }

@@ -25,7 +25,12 @@ import (
 type Composite struct {
 	Local        pathinfo.Service
 	Substituters []pathinfo.Service
-	group        singleflight.Group
+	// Fill, if set, makes a substituted path's contents local, after its
+	// references and before it is recorded: a substituter that lends its
+	// castore read-through would otherwise leave a local record of
+	// contents only it holds, broken when it goes away.
+	Fill  func(ctx context.Context, info *storev1.PathInfo) error
+	group singleflight.Group
 }
 
 func (c *Composite) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
@@ -72,6 +77,11 @@ func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize
 		// kill leaves broken.
 		if err := c.references(ctx, info); err != nil {
 			return nil, fmt.Errorf("substitute %s: %w", castore.NodeName(info.GetNode()), err)
+		}
+		if c.Fill != nil {
+			if err := c.Fill(ctx, info); err != nil {
+				return nil, fmt.Errorf("substitute %s: copy contents: %w", castore.NodeName(info.GetNode()), err)
+			}
 		}
 		stored, err := c.Local.Put(ctx, info)
 		if err != nil {
