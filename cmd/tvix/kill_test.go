@@ -25,7 +25,7 @@ func TestKill9Import(t *testing.T) {
 	rng := rand.New(rand.NewSource(14))
 	tree := func(i int) string {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("tree-%d", i))
-		for j := range 6 {
+		for j := range 12 {
 			b := make([]byte, 1<<20+rng.Intn(1<<20))
 			rng.Read(b)
 			p := filepath.Join(dir, fmt.Sprintf("d%d", j%2), fmt.Sprintf("big-%d", j))
@@ -44,7 +44,7 @@ func TestKill9Import(t *testing.T) {
 		return dir
 	}
 	killed, runs := 0, 0
-	for i := 0; killed < 20 && i < 40; i++ {
+	for i := 0; killed < 20 && i < 60; i++ {
 		runs++
 		src := tree(i)
 		cmd := exec.Command(tvixBinary(t), "store", "import", src)
@@ -52,7 +52,7 @@ func TestKill9Import(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rng.Intn(200)) * time.Millisecond)
+		time.Sleep(time.Duration(10+rng.Intn(120)) * time.Millisecond)
 		if cmd.Process.Kill() == nil {
 			if err := cmd.Wait(); err != nil && strings.Contains(err.Error(), "killed") {
 				killed++
