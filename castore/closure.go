@@ -99,16 +99,21 @@ func (v *ClosureValidator) Finish() (Digest, []*castorev1.Directory, error) {
 // reading its directories from dirs (a read-through service keeps them
 // near as it goes).
 func ForEachBlob(ctx context.Context, dirs DirectoryService, node *castorev1.Node, fn func(Digest) error) error {
-	visit := func(dg []byte) error {
+	return ForEachFile(ctx, dirs, node, func(d Digest, _ uint64) error { return fn(d) })
+}
+
+// ForEachFile is ForEachBlob with each file's size.
+func ForEachFile(ctx context.Context, dirs DirectoryService, node *castorev1.Node, fn func(d Digest, size uint64) error) error {
+	visit := func(dg []byte, size uint64) error {
 		d, err := DigestFromBytes(dg)
 		if err != nil {
 			return err
 		}
-		return fn(d)
+		return fn(d, size)
 	}
 	switch {
 	case node.GetFile() != nil:
-		return visit(node.GetFile().GetDigest())
+		return visit(node.GetFile().GetDigest(), node.GetFile().GetSize())
 	case node.GetDirectory() != nil:
 		root, err := DigestFromBytes(node.GetDirectory().GetDigest())
 		if err != nil {
@@ -119,7 +124,7 @@ func ForEachBlob(ctx context.Context, dirs DirectoryService, node *castorev1.Nod
 				return err
 			}
 			for _, f := range dir.GetFiles() {
-				if err := visit(f.GetDigest()); err != nil {
+				if err := visit(f.GetDigest(), f.GetSize()); err != nil {
 					return err
 				}
 			}

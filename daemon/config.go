@@ -24,13 +24,19 @@ type Config struct {
 	Substitution registry.Substitution
 
 	// GRPC lists listen addresses for the gRPC services:
-	// unix:///path.sock or tcp://host:port.
-	GRPC     []string
-	HTTP     HTTPConfig
-	Mount    MountConfig
-	VirtioFS VirtioFSConfig
-	Eval     EvalConfig
-	Build    BuildConfig
+	// unix:///path.sock or tcp://host:port. A TCP address without a host
+	// (tcp://:PORT) binds 127.0.0.1: the services read and write the
+	// whole store, so other machines get in only when named (0.0.0.0).
+	GRPC []string
+	// SocketGroup (a group name or numeric id) owns the unix sockets the
+	// daemon creates, which are 0660: its members may connect. Empty:
+	// the daemon's own group.
+	SocketGroup string
+	HTTP        HTTPConfig
+	Mount       MountConfig
+	VirtioFS    VirtioFSConfig
+	Eval        EvalConfig
+	Build       BuildConfig
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox
@@ -52,15 +58,24 @@ type BuildConfig struct {
 
 // HTTPConfig is nar-bridge: the store as a Nix binary cache.
 type HTTPConfig struct {
-	// Listen is host:port (or tcp://host:port, unix:///path.sock).
+	// Listen is host:port (or tcp://host:port, unix:///path.sock); an
+	// empty host is 127.0.0.1.
 	Listen string
 	// SigningKeyFile holds a Nix secret key; served narinfos are signed.
 	SigningKeyFile string
 	// Priority is announced in nix-cache-info (0: 39, as Nix's default
 	// for caches that do not say).
 	Priority int
-	// ReadOnly refuses uploads.
+	// Uploads are refused unless UploadAuthFile or AllowAnonymousUploads
+	// is set; ReadOnly refuses them whatever else is set.
 	ReadOnly bool
+	// UploadAuthFile holds `user:password` lines: who may upload (HTTP
+	// Basic, as Nix sends from its netrc-file, or the password as a
+	// Bearer token).
+	UploadAuthFile string
+	// AllowAnonymousUploads lets anyone who can connect upload; Start
+	// refuses it unless the listener is loopback or a unix socket.
+	AllowAnonymousUploads bool
 }
 
 // MountConfig is the lazy read-only FUSE mount of the store.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,17 +130,86 @@ func (d *Daemon) close() {
 }
 
 // listenOn binds addr (a unix socket is removed again when its listener
-// closes); Accept backs off instead of failing when file descriptors run
-// out, so a daemon under load keeps serving.
-func (d *Daemon) listenOn(ctx context.Context, addr string) (net.Listener, error) {
-	return netlisten.Listen(ctx, addr)
+// closes, and given to group); Accept backs off instead of failing when
+// file descriptors run out, so a daemon under load keeps serving.
+func (d *Daemon) listenOn(ctx context.Context, addr, group string) (net.Listener, error) {
+	addr, err := LocalDefault(addr)
+	if err != nil {
+		return nil, err
+	}
+	lis, err := netlisten.Listen(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if ua, ok := lis.Addr().(*net.UnixAddr); ok && group != "" {
+		gid, err := lookupGroup(group)
+		if err == nil {
+			err = os.Chown(ua.Name, -1, gid)
+		}
+		if err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("listen on %s: socket group %q: %w", addr, group, err)
+		}
+	}
+	return lis, nil
+}
+
+func lookupGroup(name string) (int, error) {
+	if gid, err := strconv.Atoi(name); err == nil {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// LocalDefault gives a TCP listen address without a host (":9000",
+// "tcp://:9000") the host 127.0.0.1. Go would bind every interface, and
+// every server here hands out (or takes) the store: exposing it to the
+// network must be asked for by naming an address.
+func LocalDefault(addr string) (string, error) {
+	network, where, err := netlisten.Parse(addr)
+	if err != nil || network != "tcp" {
+		return addr, err
+	}
+	host, port, err := net.SplitHostPort(where)
+	if err != nil {
+		return "", fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if host != "" {
+		return addr, nil
+	}
+	return "tcp://" + net.JoinHostPort("127.0.0.1", port), nil
+}
+
+// isLocal says whether only this machine can connect to addr: a unix
+// socket, or TCP on a loopback address.
+func isLocal(addr string) bool {
+	network, where, err := netlisten.Parse(addr)
+	if err != nil {
+		return false
+	}
+	if network == "unix" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(where)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
 	if len(cfg.GRPC) == 0 {
 		return nil
 	}
-	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, nil)
+	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, cfg.SocketGroup, nil)
 }
 
 func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
@@ -150,7 +221,7 @@ func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
 		return err
 	}
 	b = build.Limit(&fetchReporting{b: b, s: d.Services}, max(cfg.Build.Jobs, 1))
-	return d.serveGRPC(ctx, "build", "--build-listen", cfg.Build.Listen, func(srv *grpc.Server) { build.RegisterServer(srv, b) })
+	return d.serveGRPC(ctx, "build", "--build-listen", cfg.Build.Listen, cfg.SocketGroup, func(srv *grpc.Server) { build.RegisterServer(srv, b) })
 }
 
 // fetchReporting tells each build's log how many bytes of inputs the
@@ -190,7 +261,7 @@ func LocalBuilder(backend string, s *registry.Services, cfg BuildConfig) (build.
 
 // serveGRPC serves the store's services (and what extra registers) on
 // addrs.
-func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []string, extra func(*grpc.Server)) error {
+func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []string, socketGroup string, extra func(*grpc.Server)) error {
 	s := d.Services
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(logUploads))
@@ -202,7 +273,7 @@ func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []str
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	for _, a := range addrs {
-		lis, err := d.listenOn(ctx, a)
+		lis, err := d.listenOn(ctx, a, socketGroup)
 		if err != nil {
 			srv.Stop()
 			return fmt.Errorf("%s: %w", flag, err)
@@ -234,7 +305,14 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	if !strings.Contains(addr, "://") {
 		addr = "tcp://" + addr
 	}
-	lis, err := d.listenOn(ctx, addr)
+	addr, err = LocalDefault(addr)
+	if err != nil {
+		return fmt.Errorf("nar-bridge: %w", err)
+	}
+	if cfg.HTTP.AllowAnonymousUploads && !cfg.HTTP.ReadOnly && !isLocal(addr) {
+		return fmt.Errorf("nar-bridge: --http-allow-anonymous-uploads on %s: anyone who can reach that address could write to the store; listen on loopback or a unix socket, or use --http-upload-auth-file", cfg.HTTP.Listen)
+	}
+	lis, err := d.listenOn(ctx, addr, cfg.SocketGroup)
 	if err != nil {
 		return fmt.Errorf("nar-bridge: %w", err)
 	}
@@ -246,7 +324,14 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 
 // NewNarBridge makes the binary cache handler for s.
 func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
-	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly}
+	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads}
+	if f := cfg.UploadAuthFile; f != "" {
+		c, err := narbridge.LoadCredentials(f)
+		if err != nil {
+			return nil, fmt.Errorf("--http-upload-auth-file: %w", err)
+		}
+		opts.UploadCredentials = c
+	}
 	if opts.Priority == 0 {
 		opts.Priority = 39
 	}
@@ -297,7 +382,7 @@ func (d *Daemon) startEval(ctx context.Context, cfg Config) error {
 	if jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", jobs)
 	}
-	lis, err := d.listenOn(ctx, cfg.Eval.Listen)
+	lis, err := d.listenOn(ctx, cfg.Eval.Listen, cfg.SocketGroup)
 	if err != nil {
 		return fmt.Errorf("--eval-listen: %w", err)
 	}

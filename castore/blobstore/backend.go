@@ -11,16 +11,23 @@ import (
 // chunkReader reads one stored chunk.
 type chunkReader = chunkedread.Chunk
 
-// fileChunk reads a chunk out of a file the backend keeps open for its
-// lifetime, shared by all readers (ReadAt is pread); f and off let a
-// reader hand the range to the kernel (castore.FileRanger).
+// fileChunk reads a chunk out of a file the backend keeps open, shared by
+// all readers (ReadAt is pread); f and off let a reader hand the range to
+// the kernel (castore.FileRanger). release, if set, gives the file back
+// (see packCache); it runs once however often Close is called.
 type fileChunk struct {
 	*io.SectionReader
-	f   *os.File
-	off int64
+	f       *os.File
+	off     int64
+	release func()
 }
 
-func (fileChunk) Close() error { return nil }
+func (c fileChunk) Close() error {
+	if c.release != nil {
+		c.release()
+	}
+	return nil
+}
 
 // backend keeps chunks and manifests. Chunks are immutable and named by
 // their digest, so concurrent writers of the same chunk are harmless.
@@ -56,9 +63,10 @@ type txn interface {
 	abort()
 }
 
-// locator knows where in a local file a chunk's bytes are.
+// locator knows where in a local file a chunk's bytes are. The file stays
+// open until release (nil: it always does) is called.
 type locator interface {
-	locate(d castore.Digest) (f *os.File, off, size int64, ok bool)
+	locate(d castore.Digest) (f *os.File, off, size int64, release func(), ok bool)
 }
 
 // largeBlobHinter is a txn that wants to know, before the first chunk is

@@ -97,15 +97,15 @@ func (m *memBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	if !ok {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
 	}
-	return fileChunk{io.NewSectionReader(e.file.f, e.off, e.size), e.file.f, e.off}, e.size, nil
+	return fileChunk{SectionReader: io.NewSectionReader(e.file.f, e.off, e.size), f: e.file.f, off: e.off}, e.size, nil
 }
 
-func (m *memBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
+func (m *memBackend) locate(d castore.Digest) (*os.File, int64, int64, func(), bool) {
 	e, ok := m.lookup(d)
 	if !ok {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
-	return e.file.f, e.off, e.size, true
+	return e.file.f, e.off, e.size, nil, true
 }
 
 func (m *memBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, error) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -58,7 +59,6 @@ func newPackStore(root string, fsys packFS) (*Store, error) {
 		root:           root,
 		fs:             fsys,
 		db:             db,
-		files:          map[uint64]*os.File{},
 		live:           map[uint64]*packFile{},
 		pendingChunks:  map[castore.Digest]pendingChunk{},
 		pendingBlobs:   map[castore.Digest][]castore.ChunkMeta{},
@@ -69,6 +69,7 @@ func newPackStore(root string, fsys packFS) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open pack store %s: %w", root, err)
 	}
+	b.packs = newPackCache(maxOpenPacks, func(id uint64) (*os.File, error) { return fsys.open(b.packPath(id)) })
 	b.barrier = newBarrier(func(batch []struct{}) []error { return sameForAll(b.flush(), len(batch)) })
 	return newStore(b), nil
 }
@@ -80,8 +81,8 @@ type packBackend struct {
 
 	mu    sync.Mutex
 	idle  []*packFile          // open for appending, held by no writer
-	live  map[uint64]*packFile // packs this process appends to
-	files map[uint64]*os.File  // every pack opened, for reads
+	live  map[uint64]*packFile // packs this process appends to, until sealed and durable
+	packs *packCache           // packs open for reading
 	// Committed, not yet durable: indexed at the next barrier.
 	pendingChunks  map[castore.Digest]pendingChunk
 	pendingBlobs   map[castore.Digest][]castore.ChunkMeta
@@ -107,11 +108,12 @@ func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 	if !ok {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
 	}
-	f, err := b.file(loc.pack)
+	ref, err := b.file(loc.pack)
 	if err != nil {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
 	}
-	return fileChunk{io.NewSectionReader(f, loc.off, loc.size), f, loc.off}, loc.size, nil
+	return fileChunk{SectionReader: io.NewSectionReader(ref.f, loc.off, loc.size), f: ref.f, off: loc.off,
+		release: sync.OnceFunc(func() { b.packs.release(ref) })}, loc.size, nil
 }
 
 // backingFile returns the pack file that holds exactly blob d's bytes, if
@@ -136,24 +138,31 @@ func (b *packBackend) backingFile(d castore.Digest) (*os.File, int64, bool) {
 			return nil, 0, false
 		}
 	}
-	f, err := b.file(e.pack)
+	ref, err := b.file(e.pack)
 	if err != nil {
 		return nil, 0, false
 	}
-	return f, e.size, true
+	// Nobody says when the file is done with: go-fuse gives it to the
+	// kernel while the open is answered (which holds the file itself from
+	// then on), so it is held for a while, long past that.
+	time.AfterFunc(backingHold, func() { b.packs.release(ref) })
+	return ref.f, e.size, true
 }
 
+// backingHold is how long a file handed out by backingFile stays open.
+const backingHold = time.Minute
+
 // locate names the open pack file and the offset holding a chunk.
-func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, bool) {
+func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, func(), bool) {
 	loc, ok, err := b.lookupChunk(d)
 	if err != nil || !ok {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
-	f, err := b.file(loc.pack)
+	ref, err := b.file(loc.pack)
 	if err != nil {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
-	return f, loc.off, loc.size, true
+	return ref.f, loc.off, loc.size, sync.OnceFunc(func() { b.packs.release(ref) }), true
 }
 
 func (b *packBackend) newTxn() (txn, error) {
@@ -186,12 +195,15 @@ func (b *packBackend) close() error {
 			err = ferr
 		}
 	}
-	for _, f := range b.files {
-		if cerr := f.Close(); err == nil {
+	for _, p := range b.live {
+		if cerr := p.f.Close(); err == nil {
 			err = cerr
 		}
 	}
-	b.files, b.idle, b.live = nil, nil, nil
+	if cerr := b.packs.close(); err == nil {
+		err = cerr
+	}
+	b.idle, b.live = nil, nil
 	if cerr := b.db.Close(); err == nil {
 		err = cerr
 	}

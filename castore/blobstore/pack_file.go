@@ -35,6 +35,9 @@ type packFile struct {
 	// lost, guarded by packBackend.mu, is why a flush could not make this
 	// pack's bytes durable; the pack then takes no more writers.
 	lost error
+	// sealed (no more appends) and syncing (a flush is making it durable),
+	// guarded by packBackend.mu, say when f may be closed (retireLocked).
+	sealed, syncing bool
 }
 
 // packBufSize is how much a pack collects before writing; chunks at least
@@ -184,7 +187,6 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	}
 	p := &packFile{id: id, f: f, fs: b.fs, dedicated: dedicated}
 	b.mu.Lock()
-	b.files[id] = f
 	b.live[id] = p
 	// Only now: a barrier that syncs the directory before the file exists
 	// would not make its name durable.
@@ -205,6 +207,10 @@ func (b *packBackend) release(p *packFile) {
 			p.startWriteback()
 		}
 		p.mu.Unlock()
+		b.mu.Lock()
+		p.sealed = true
+		b.retireLocked(p)
+		b.mu.Unlock()
 		return
 	}
 	b.mu.Lock()
@@ -214,29 +220,40 @@ func (b *packBackend) release(p *packFile) {
 	}
 }
 
-// file returns a pack's file for reading, its appended bytes all written.
-func (b *packBackend) file(id uint64) (*os.File, error) {
+// file returns a pack's file for reading, its appended bytes all written;
+// the caller gives it back with b.packs.release.
+func (b *packBackend) file(id uint64) (*packRef, error) {
 	b.mu.Lock()
-	if p, ok := b.live[id]; ok {
-		b.mu.Unlock()
+	p, live := b.live[id]
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, errors.New("pack store closed")
+	}
+	if live {
 		if err := p.flush(); err != nil {
 			return nil, fmt.Errorf("flush pack %d: %w", id, err)
 		}
-		return p.f, nil
 	}
-	defer b.mu.Unlock()
-	if f, ok := b.files[id]; ok {
-		return f, nil
-	}
-	if b.closed {
-		return nil, errors.New("pack store closed")
-	}
-	f, err := b.fs.open(b.packPath(id))
+	ref, err := b.packs.acquire(id)
 	if err != nil {
 		return nil, fmt.Errorf("open pack %d: %w", id, err)
 	}
-	b.files[id] = f
-	return f, nil
+	return ref, nil
+}
+
+// retireLocked closes the appending descriptor of a sealed pack whose
+// bytes are all durable: nothing writes or syncs it any more, and readers
+// open it through b.packs. b.mu is held.
+func (b *packBackend) retireLocked(p *packFile) {
+	if !p.sealed || p.syncing || p.lost != nil || b.live[p.id] != p {
+		return
+	}
+	if _, dirty := b.dirty[p]; dirty {
+		return
+	}
+	delete(b.live, p.id)
+	p.f.Close()
 }
 
 // syncPacks makes the dirty packs' appended bytes durable, and the

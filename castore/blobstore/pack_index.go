@@ -125,8 +125,20 @@ func (b *packBackend) flush() error {
 	dirty := make([]*packFile, 0, len(b.dirty))
 	for p := range b.dirty {
 		dirty = append(dirty, p)
+		p.syncing = true
 	}
 	clear(b.dirty)
+	// Whatever happens, the packs are no longer being synced here; the
+	// sealed ones that are durable now (not dirty again, nor lost) close
+	// their appending descriptors.
+	defer func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range dirty {
+			p.syncing = false
+			b.retireLocked(p)
+		}
+	}()
 	chunks := make(map[castore.Digest]chunkLoc, len(b.pendingChunks))
 	for d, pc := range b.pendingChunks {
 		chunks[d] = pc.loc

@@ -20,6 +20,7 @@ type Store struct {
 	b                   backend
 	cdc                 *chunker.Chunker
 	smallBufs, fullBufs sync.Pool
+	backing             verifiedBacking
 }
 
 var _ castore.BlobService = (*Store)(nil)
@@ -60,7 +61,7 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
 	if !ok {
-		cr, size, err := s.b.openChunk(d)
+		cr, size, err := s.openVerified(d)
 		if err != nil {
 			return nil, fmt.Errorf("open blob %s: %w", d, err)
 		}
@@ -70,11 +71,11 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, e
 		}
 		return sr, nil
 	}
-	var locate chunkedread.LocateFunc
-	if l, ok := s.b.(locator); ok {
-		locate = l.locate
+	l, ok := s.b.(locator)
+	if !ok {
+		return chunkedread.New(d, m, s.openVerified, nil), nil
 	}
-	return chunkedread.New(d, m, s.b.openChunk, locate), nil
+	return newVerifiedRanges(s, d, m, l), nil
 }
 
 func (s *Store) Put(_ context.Context, opts ...castore.PutOption) (castore.BlobWriter, error) {
@@ -126,7 +127,13 @@ func (s *Store) BackingFile(_ context.Context, d castore.Digest) (*os.File, int6
 	if !ok {
 		return nil, 0, false
 	}
-	return bf.backingFile(d)
+	f, size, ok := bf.backingFile(d)
+	if !ok || !s.backing.check(d, f, size) {
+		// A corrupt file is not handed out: reads then go through Open,
+		// whose chunks are verified, and fail there naming the chunk.
+		return nil, 0, false
+	}
+	return f, size, true
 }
 
 // Sync makes every blob closed so far durable (castore.Syncer). Once a

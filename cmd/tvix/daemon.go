@@ -14,13 +14,14 @@ import (
 )
 
 func daemonCommands() []*cli.Command {
-	flags := append(serviceFlags(),
+	flags := append(append(serviceFlags(), uploadFlags()...),
 		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"TVIX_LISTEN"},
-			Usage: "gRPC listen address: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
+			Usage: "gRPC listen address: unix:///path.sock or tcp://HOST:PORT (no host: 127.0.0.1) (repeatable)"},
 		&cli.StringFlag{Name: "http-listen", Usage: "also serve a Nix binary cache (nar-bridge) on `ADDR` (host:port)"},
 		&cli.StringFlag{Name: "signing-key-file", Usage: "sign served narinfos with the Nix secret key in `FILE`"},
 		&cli.IntFlag{Name: "http-priority", Value: 39, Usage: "Priority announced in nix-cache-info"},
 		&cli.BoolFlag{Name: "http-read-only", Usage: "refuse uploads (nix copy --to)"},
+		&cli.StringFlag{Name: "socket-group", Usage: "give the unix sockets created (0660) to `GROUP` (name or id), whose members may then connect"},
 		&cli.StringFlag{Name: "mount", Usage: "also mount the store read-only at `MOUNTPOINT` (FUSE)"},
 		&cli.BoolFlag{Name: "mount-list-root", Usage: "allow listing the mount's root"},
 		&cli.BoolFlag{Name: "mount-allow-other", Usage: "let other users access the mount"},
@@ -43,6 +44,23 @@ func daemonCommands() []*cli.Command {
 	}}
 }
 
+// uploadFlags have the same names for `daemon` and `nar-bridge`; they are
+// made per command, since a cli.Flag records whether it was set.
+func uploadFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "http-upload-auth-file",
+			Usage: "accept uploads (nix copy --to) from the users in `FILE` (user:password lines; HTTP Basic, as from Nix's netrc-file, or Bearer PASSWORD)"},
+		&cli.BoolFlag{Name: "http-allow-anonymous-uploads",
+			Usage: "accept uploads from anyone who can connect (refused unless listening on loopback or a unix socket)"},
+	}
+}
+
+// uploadConfig reads uploadFlags into cfg.
+func uploadConfig(c *cli.Context, cfg *daemon.HTTPConfig) {
+	cfg.UploadAuthFile = c.String("http-upload-auth-file")
+	cfg.AllowAnonymousUploads = c.Bool("http-allow-anonymous-uploads")
+}
+
 // daemonStore reads the flags every serving command shares.
 func daemonStore(c *cli.Context) (daemon.Config, error) {
 	a, err := storeAddrs(c)
@@ -60,6 +78,8 @@ func runDaemon(c *cli.Context) error {
 	cfg.GRPC = c.StringSlice("listen")
 	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),
 		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only")}
+	uploadConfig(c, &cfg.HTTP)
+	cfg.SocketGroup = c.String("socket-group")
 	cfg.Mount = daemon.MountConfig{Path: c.String("mount"), ListRoot: c.Bool("mount-list-root"),
 		AllowOther: c.Bool("mount-allow-other"), AllowNonEmpty: c.Bool("mount-allow-non-empty")}
 	cfg.VirtioFS = daemon.VirtioFSConfig{Socket: c.String("virtiofs"), ListRoot: c.Bool("virtiofs-list-root")}

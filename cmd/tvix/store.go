@@ -264,7 +264,7 @@ func storeVerify(c *cli.Context) error {
 	stop := showProgress(stderrProgress(), "verifying", "paths", func() progressState {
 		return progressState{Bytes: bytes.Load(), Total: total, Items: paths.Load()}
 	})
-	checked, damaged, err := closure.VerifyWithProgress(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
+	rep, err := closure.VerifyWithProgress(ctx, closureStore(s), c.Bool("check-contents"), func(msg string) {
 		fmt.Fprintln(os.Stderr, msg)
 	}, closure.VerifyProgress{
 		Read: func(n int) { bytes.Add(int64(n)) },
@@ -279,13 +279,14 @@ func storeVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if damaged > 0 {
-		return cli.Exit(fmt.Sprintf("store verify: %d of %d paths damaged", damaged, checked), 1)
+	fmt.Println(rep)
+	if rep.Problems > 0 {
+		return cli.Exit(fmt.Sprintf("store verify: %d problems, %d of %d paths damaged", rep.Problems, rep.Damaged, rep.Paths), 1)
 	}
 	if c.Bool("check-contents") {
-		fmt.Fprintf(os.Stderr, "verified %s: all present, contents (%s of NAR) match their hashes\n", count(checked, "path"), mb(uint64(total)))
+		fmt.Fprintf(os.Stderr, "verified %s: all present, contents (%s of NAR) match their hashes\n", count(rep.Paths, "path"), mb(uint64(total)))
 	} else {
-		fmt.Fprintf(os.Stderr, "verified %s: all present (--check-contents also hashes them)\n", count(checked, "path"))
+		fmt.Fprintf(os.Stderr, "verified %s: all present (--check-contents also hashes them)\n", count(rep.Paths, "path"))
 	}
 	return nil
 }

@@ -53,7 +53,10 @@ func ParseSignature(s string) (Signature, error) {
 	if !ok || name == "" {
 		return Signature{}, fmt.Errorf("invalid signature %q: want <key name>:<base64>", s)
 	}
-	data, err := base64.StdEncoding.DecodeString(b64)
+	if nixhash.HasSpace(name) {
+		return Signature{}, fmt.Errorf("invalid signature %q: the key name contains white space", s)
+	}
+	data, err := nixhash.DecodeBase64(b64)
 	if err != nil {
 		return Signature{}, fmt.Errorf("invalid signature %q: %w", s, err)
 	}

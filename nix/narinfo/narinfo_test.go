@@ -143,7 +143,7 @@ func TestBadKeys(t *testing.T) {
 		{"", "want <name>:<base64>"},
 		{"nocolon", "want <name>:<base64>"},
 		{":" + strings.Repeat("A", 88), "want <name>:<base64>"},
-		{"k:!!!", "illegal base64"},
+		{"k:!!!", "invalid character '!' in base64"},
 		{"k:AAAA", "3 bytes, want 64"},
 		{SecretKey{Name: "k", Key: tampered}.String(), "public half does not match"},
 	} {
@@ -153,6 +153,36 @@ func TestBadKeys(t *testing.T) {
 	}
 	if _, err := ParsePublicKey("k:AAAA"); err == nil || !strings.Contains(err.Error(), "3 bytes, want 32") {
 		t.Errorf("ParsePublicKey short: %v", err)
+	}
+	// Names with white space can never be trusted (Nix splits
+	// trusted-public-keys at it), so they are refused everywhere.
+	_, pk, _ := GenerateKey("k", nil)
+	for _, name := range []string{"my key", "k\t1", "a\vb"} {
+		if _, err := ParsePublicKey(name + ":" + strings.SplitN(pk.String(), ":", 2)[1]); err == nil || !strings.Contains(err.Error(), "white space") {
+			t.Errorf("public key named %q: %v", name, err)
+		}
+		if _, _, err := GenerateKey(name, nil); err == nil {
+			t.Errorf("GenerateKey(%q) accepted", name)
+		}
+		if _, err := ParseSignature(name + ":" + strings.Repeat("A", 86) + "=="); err == nil || !strings.Contains(err.Error(), "white space") {
+			t.Errorf("signature by %q: %v", name, err)
+		}
+	}
+}
+
+// Public keys and signatures decode as Nix 2.8 decodes them: without
+// padding too.
+func TestKeysWithoutPadding(t *testing.T) {
+	sk, pk, _ := GenerateKey("k-1", nil)
+	unpadded := strings.TrimRight(pk.String(), "=")
+	got, err := ParsePublicKey(unpadded)
+	if err != nil || got.String() != pk.String() {
+		t.Fatalf("public key without padding %q: %v, %v", unpadded, got, err)
+	}
+	sig := sk.SignFingerprint("fingerprint")
+	s, err := ParseSignature(strings.TrimRight(sig.String(), "="))
+	if err != nil || string(s.Data) != string(sig.Data) {
+		t.Fatalf("signature without padding: %v", err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/tvix-go/tvix/nix/nixhash"
 )
 
 // SignatureSize is the length of an ed25519 signature.
@@ -31,7 +33,11 @@ func parseNamed(kind, s string, size int) (string, []byte, error) {
 	if !ok || name == "" {
 		return "", nil, fmt.Errorf("invalid %s key: want <name>:<base64>", kind)
 	}
-	b, err := base64.StdEncoding.DecodeString(b64)
+	if nixhash.HasSpace(name) {
+		return "", nil, fmt.Errorf("invalid %s key %q: the name contains white space", kind, name)
+	}
+	// As Nix 2.8 decodes keys: padding may be missing.
+	b, err := nixhash.DecodeBase64(b64)
 	if err != nil {
 		return "", nil, fmt.Errorf("invalid %s key %q: %w", kind, name, err)
 	}
@@ -67,7 +73,7 @@ func ParsePublicKey(s string) (PublicKey, error) {
 
 // GenerateKey makes a new key pair named name (rand nil = crypto/rand).
 func GenerateKey(name string, rnd io.Reader) (SecretKey, PublicKey, error) {
-	if name == "" || strings.Contains(name, ":") {
+	if name == "" || strings.Contains(name, ":") || nixhash.HasSpace(name) {
 		return SecretKey{}, PublicKey{}, fmt.Errorf("generate key: invalid name %q", name)
 	}
 	if rnd == nil {

@@ -150,17 +150,18 @@ func decode(whole string, algo Algo, enc string, sriOnly bool) (Hash, error) {
 		b   []byte
 		err error
 	)
+	// Nix 2.8's order (Hash::Hash in libutil/hash.cc): an SRI digest is
+	// base64 of any length that decodes to the digest size; otherwise the
+	// length says the encoding, base64 only at its padded length.
 	switch {
-	case sriOnly || len(enc) == base64.StdEncoding.EncodedLen(n):
-		if len(enc) != base64.StdEncoding.EncodedLen(n) {
-			err = fmt.Errorf("base64 digest has %d characters, want %d", len(enc), base64.StdEncoding.EncodedLen(n))
-			break
-		}
-		b, err = base64.StdEncoding.Strict().DecodeString(enc)
+	case sriOnly:
+		b, err = DecodeBase64(enc)
 	case len(enc) == 2*n:
 		b, err = hex.DecodeString(enc)
 	case len(enc) == nixbase32.EncodedLen(n):
 		b, err = nixbase32.DecodeString(enc)
+	case len(enc) == base64Len(n):
+		b, err = DecodeBase64(enc)
 	default:
 		err = fmt.Errorf("digest has %d characters; a %v digest has %d (base16), %d (nixbase32) or %d (base64)",
 			len(enc), algo, 2*n, nixbase32.EncodedLen(n), base64.StdEncoding.EncodedLen(n))

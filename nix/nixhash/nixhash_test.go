@@ -56,8 +56,8 @@ func TestParseErrors(t *testing.T) {
 		{"sha256:abcd", "digest has 4 characters"},
 		{"sha256:" + strings.Repeat("g", 64), "invalid byte"},
 		{"sha256:" + strings.Repeat("e", 52), "invalid character"},
-		{"sha256-" + abcVectors[2].hex, "base64 digest has 64 characters"},
-		{"sha256-" + strings.Repeat("!", 44), "illegal base64"},
+		{"sha256-" + abcVectors[2].hex, "digest decodes to 48 bytes, want 32"},
+		{"sha256-" + strings.Repeat("!", 44), "invalid character '!' in base64"},
 		{"md5:" + abcVectors[2].hex, "digest has 64 characters"},
 		// nixbase32 with bits set beyond the digest.
 		{"md5:zjgzhjhz9zjvbb0kyj7jc500ch", "non-zero padding"},

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/combined"
 	"github.com/tvix-go/tvix/castore/dirstore"
@@ -63,12 +64,12 @@ func TestCopyMaterializes(t *testing.T) {
 		t.Fatalf("requisites in the local store alone: %v, %v", req, err)
 	}
 	var told, narBytes, read uint64
-	checked, bad, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, closure.VerifyProgress{
+	rep, err := closure.VerifyWithProgress(ctx, alone, true, func(msg string) { t.Error(msg) }, closure.VerifyProgress{
 		Read:    func(n int) { read += uint64(n) },
 		Checked: func(n uint64) { told++; narBytes += n },
 	})
-	if err != nil || checked != 3 || bad != 0 {
-		t.Fatalf("verify the copy: %d checked, %d bad, %v", checked, bad, err)
+	if err != nil || rep.Paths != 3 || rep.Damaged != 0 || rep.Problems != 0 || rep.Blobs == 0 || rep.Bytes == 0 {
+		t.Fatalf("verify the copy: %+v, %v", rep, err)
 	}
 	var want uint64
 	for _, p := range paths {
@@ -89,9 +90,9 @@ func TestVerifyReportsMissingContents(t *testing.T) {
 	broken := closure.Store{Blobs: blobstore.NewMemory(), Dirs: full.Dirs, PathInfos: full.PathInfos}
 	for _, contents := range []bool{false, true} {
 		var msgs []string
-		checked, bad, err := closure.Verify(ctx, broken, contents, func(msg string) { msgs = append(msgs, msg) })
-		if err != nil || checked != 3 || bad != 3 {
-			t.Fatalf("check-contents=%v: %d checked, %d bad, %v", contents, checked, bad, err)
+		rep, err := closure.Verify(ctx, broken, contents, func(msg string) { msgs = append(msgs, msg) })
+		if err != nil || rep.Paths != 3 || rep.Damaged != 3 {
+			t.Fatalf("check-contents=%v: %+v, %v", contents, rep, err)
 		}
 		if !strings.Contains(strings.Join(msgs, "\n"), "path '"+paths[0].String()+"' is damaged") {
 			t.Fatalf("check-contents=%v: %v", contents, msgs)
@@ -123,5 +124,37 @@ func TestMissing(t *testing.T) {
 	}
 	if m, err := closure.Missing(ctx, memoryStore().PathInfos, paths[0]); err != nil || len(m) != 1 || m[0] != paths[0] {
 		t.Fatalf("empty store: missing %v, %v; want the root alone", m, err)
+	}
+}
+
+// Verify notices a path whose reference is not in the store, with or
+// without checking contents.
+func TestVerifyReportsIncompleteClosure(t *testing.T) {
+	ctx := context.Background()
+	full := memoryStore()
+	paths := chain(t, full)
+	// Every path info but the last of the chain, which the others reach.
+	partial := pathinfo.NewMemory()
+	for info, err := range full.PathInfos.List(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(castore.NodeName(info.GetNode())) == paths[len(paths)-1].Basename() {
+			continue
+		}
+		if _, err := partial.Put(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := closure.Store{Blobs: full.Blobs, Dirs: full.Dirs, PathInfos: partial}
+	for _, contents := range []bool{false, true} {
+		var msgs []string
+		rep, err := closure.Verify(ctx, s, contents, func(msg string) { msgs = append(msgs, msg) })
+		if err != nil || rep.Paths != 2 || rep.Damaged != 1 || rep.Problems != 1 {
+			t.Fatalf("check-contents=%v: %+v, %v (%v)", contents, rep, err, msgs)
+		}
+		if !strings.Contains(msgs[0], "is incomplete") || !strings.Contains(msgs[0], paths[len(paths)-1].String()) {
+			t.Fatalf("check-contents=%v: %v", contents, msgs)
+		}
 	}
 }

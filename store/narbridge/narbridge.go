@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,7 @@ import (
 	"github.com/tvix-go/tvix/store/internal/decompress"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storev1"
 )
 
 // Options configure a Handler; the zero value is usable.
@@ -45,13 +47,29 @@ type Options struct {
 	Priority int
 	// SigningKey, when set, signs every narinfo served.
 	SigningKey *narinfo.SecretKey
-	// ReadOnly refuses uploads.
+	// Uploads (PUT) are off unless UploadCredentials or
+	// AllowAnonymousUploads say who may make them; ReadOnly turns them off
+	// whatever those say.
 	ReadOnly bool
+	// UploadCredentials are the users who may upload; others get 401.
+	UploadCredentials *Credentials
+	// AllowAnonymousUploads lets anyone who can connect upload (with
+	// UploadCredentials too: anyone sending no credentials). Whether that
+	// is safe depends on who can connect, which the caller decides.
+	AllowAnonymousUploads bool
 	// MaxPending bounds NARs uploaded but not yet named by a narinfo
 	// (default 1000); PendingTTL is how long they wait (default 1h).
 	MaxPending int
 	PendingTTL time.Duration
 	Logger     *slog.Logger
+	// BodyIdleTimeout ends an upload that sent nothing for that long
+	// (default 60s): a client trickling its body would otherwise hold a
+	// connection, and an ingest, forever.
+	BodyIdleTimeout time.Duration
+	// MaxUploadsPerClient bounds the uploads one uploader (user, or
+	// address when anonymous) has running at once (default 16); more get
+	// 429.
+	MaxUploadsPerClient int
 	// Compression of the NARs narinfos point at: "none" (default), "zstd"
 	// or "xz"; the NAR URL then carries the suffix and the bridge
 	// compresses while rendering.
@@ -69,6 +87,9 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	pending  *pendingTable
+
+	mu      sync.Mutex
+	uploads map[string]int // running uploads per uploader
 }
 
 const (
@@ -90,12 +111,18 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	if opts.PendingTTL <= 0 {
 		opts.PendingTTL = time.Hour
 	}
+	if opts.BodyIdleTimeout <= 0 {
+		opts.BodyIdleTimeout = 60 * time.Second
+	}
+	if opts.MaxUploadsPerClient <= 0 {
+		opts.MaxUploadsPerClient = 16
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Handler{blobs: blobs, dirs: dirs, pathInfo: pathInfo, opts: opts, log: log,
-		pending: newPendingTable(opts.MaxPending, opts.PendingTTL)}
+		pending: newPendingTable(opts.MaxPending, opts.PendingTTL), uploads: map[string]int{}}
 }
 
 // statusWriter records what was answered, for the access log.
@@ -111,6 +138,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines for uploads).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
@@ -157,9 +188,13 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 		h.getNAR(w, r, strings.TrimPrefix(p, "/"+narURLPrefix))
 	case strings.HasPrefix(p, "/nar/"):
 		switch {
-		case get:
-			// Anything but our own URLs is unknown, so Nix uploads it.
+		case r.Method == http.MethodHead:
+			// Nix skips the NAR upload of a URL that exists, and a
+			// narinfo commits only a NAR its uploader sent: so Nix
+			// always sends it.
 			http.NotFound(w, r)
+		case get:
+			h.getUploadedNAR(w, r, strings.TrimPrefix(p, "/"))
 		case r.Method == http.MethodPut:
 			h.putNAR(w, r, strings.TrimPrefix(p, "/"))
 		default:
@@ -257,12 +292,13 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 			return
 		}
 	}
-	ni.Compression = "none"
+	// Uncompressed, the file is the NAR.
+	ni.Compression, ni.FileHash, ni.FileSize = "none", &ni.NarHash, ni.NarSize
 	switch h.opts.Compression {
 	case "zstd":
-		ni.Compression, ni.URL = "zstd", strings.Replace(ni.URL, "?", ".zst?", 1)
+		ni.Compression, ni.URL, ni.FileHash, ni.FileSize = "zstd", strings.Replace(ni.URL, "?", ".zst?", 1), nil, 0
 	case "xz":
-		ni.Compression, ni.URL = "xz", strings.Replace(ni.URL, "?", ".xz?", 1)
+		ni.Compression, ni.URL, ni.FileHash, ni.FileSize = "xz", strings.Replace(ni.URL, "?", ".xz?", 1), nil, 0
 	}
 	if h.opts.SigningKey != nil {
 		ni.Sign(*h.opts.SigningKey)
@@ -330,8 +366,46 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 		http.Error(w, "invalid NAR URL: narsize missing or not a number", http.StatusBadRequest)
 		return
 	}
+	h.serveNAR(w, r, &node, narSize, compression)
+}
+
+// getUploadedNAR answers a URL a NAR was uploaded at, which Nix asks for
+// with the narinfo it remembers from the upload: the NAR is rendered from
+// castore and compressed as the URL's extension says. The bytes are not
+// the uploaded file's (compressors differ), but Nix checks the NarHash of
+// what it unpacks, not the file hash.
+func (h *Handler) getUploadedNAR(w http.ResponseWriter, r *http.Request, url string) {
+	files, ok := castore.As[pathinfo.NARFiles](h.pathInfo)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	_, ext, _ := strings.Cut(strings.TrimPrefix(url, "nar/"), ".nar")
+	compression, known := decompress.ByExtension[ext]
+	if !known {
+		http.NotFound(w, r)
+		return
+	}
+	digest, err := files.GetNARFile(r.Context(), url)
+	if err == nil {
+		var info *storev1.PathInfo
+		if info, err = h.pathInfo.Get(r.Context(), digest); err == nil {
+			h.serveNAR(w, r, castore.RenameNode(info.GetNode(), nil), info.GetNarinfo().GetNarSize(), compression)
+			return
+		}
+	}
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	h.log.Error("look up uploaded NAR", "url", url, "err", err)
+	http.Error(w, "look up NAR failed", http.StatusInternalServerError)
+}
+
+// serveNAR renders node's NAR, compressed as asked.
+func (h *Handler) serveNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, compression string) {
 	if compression != "none" {
-		h.getCompressedNAR(w, r, &node, compression)
+		h.getCompressedNAR(w, r, node, compression)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -341,11 +415,11 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 		return
 	}
 	if rng := r.Header.Get("Range"); rng != "" {
-		h.getNARRange(w, r, &node, narSize, rng)
+		h.getNARRange(w, r, node, narSize, rng)
 		return
 	}
 	lw := &lazyWriter{w: w, size: narSize}
-	if err := narcastore.Render(r.Context(), lw, &node, h.blobs, h.dirs); err != nil {
+	if err := narcastore.Render(r.Context(), lw, node, h.blobs, h.dirs); err != nil {
 		h.log.Warn("render NAR", "err", err)
 		if !lw.started {
 			if errors.Is(err, castore.ErrNotFound) {
@@ -364,6 +438,43 @@ func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
 	}
 }
 
+func (h *Handler) startUpload(owner string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.uploads[owner] >= h.opts.MaxUploadsPerClient {
+		return false
+	}
+	h.uploads[owner]++
+	return true
+}
+
+func (h *Handler) endUpload(owner string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.uploads[owner]--; h.uploads[owner] <= 0 {
+		delete(h.uploads, owner)
+	}
+}
+
+// idleBody moves the connection's read deadline forward before each read
+// of the body, so an upload fails once it sends nothing for
+// BodyIdleTimeout, however long it takes in all.
+func (h *Handler) idleBody(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	return &idleReader{ReadCloser: body, rc: http.NewResponseController(w), idle: h.opts.BodyIdleTimeout}
+}
+
+type idleReader struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	// A server without deadlines (a test's recorder) only loses the bound.
+	_ = r.rc.SetReadDeadline(time.Now().Add(r.idle))
+	return r.ReadCloser.Read(p)
+}
+
 // hashingReader hashes and counts the raw (compressed) upload.
 type hashingReader struct {
 	r io.Reader
@@ -379,10 +490,16 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 }
 
 func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
-	if h.opts.ReadOnly {
-		http.Error(w, "this cache is read-only", http.StatusForbidden)
+	owner, ok := h.uploader(w, r)
+	if !ok {
 		return
 	}
+	if !h.startUpload(owner) {
+		http.Error(w, fmt.Sprintf("too many uploads at once from this client (limit %d)", h.opts.MaxUploadsPerClient), http.StatusTooManyRequests)
+		return
+	}
+	defer h.endUpload(owner)
+	r.Body = h.idleBody(w, r.Body)
 	name := strings.TrimPrefix(url, "nar/")
 	hashPart, ext, ok := strings.Cut(name, ".nar")
 	compression, known := decompress.ByExtension[ext]
@@ -415,7 +532,7 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 		http.Error(w, fmt.Sprintf("NAR upload %s: file hash is sha256:%s, not the one in the URL", url, nixbase32.EncodeToString(p.fileHash[:])), http.StatusBadRequest)
 		return
 	}
-	p.url = url
+	p.url, p.owner = url, owner
 	h.pending.add(p)
 	h.log.Debug("NAR uploaded", "url", url, "nar_size", p.narSize, "nar_hash", nixbase32.EncodeToString(p.narSHA256[:]))
 	w.WriteHeader(http.StatusOK)
@@ -446,11 +563,11 @@ func (h *Handler) ingest(ctx context.Context, raw io.Reader, compression string)
 }
 
 func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [storepath.DigestSize]byte) {
-	if h.opts.ReadOnly {
-		http.Error(w, "this cache is read-only", http.StatusForbidden)
+	owner, ok := h.uploader(w, r)
+	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNarinfo))
+	body, err := io.ReadAll(http.MaxBytesReader(w, h.idleBody(w, r.Body), maxNarinfo))
 	if err != nil {
 		http.Error(w, fmt.Sprintf("read narinfo: %v", err), http.StatusBadRequest)
 		return
@@ -466,9 +583,9 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	}
 	var narHash [32]byte
 	copy(narHash[:], ni.NarHash.Digest)
-	p, ok := h.pending.lookup(strings.TrimPrefix(ni.URL, "/"), narHash)
+	p, ok := h.pending.lookup(owner, strings.TrimPrefix(ni.URL, "/"), narHash)
 	if !ok {
-		http.Error(w, fmt.Sprintf("narinfo for %s: its NAR (%s, NarHash %s) was not uploaded", ni.StorePath, ni.URL, ni.NarHash), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("narinfo for %s: its NAR (%s, NarHash %s) was not uploaded by this client", ni.StorePath, ni.URL, ni.NarHash), http.StatusBadRequest)
 		return
 	}
 	if p.narSHA256 != narHash || p.narSize != ni.NarSize {
@@ -481,19 +598,59 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if _, err := h.pathInfo.Put(r.Context(), info); err != nil {
-		h.log.Error("put path info", "path", ni.StorePath, "err", err)
-		status := http.StatusInternalServerError
-		if errors.Is(err, pathinfo.ErrInvalid) {
-			status = http.StatusBadRequest
+	// Nix uploads references first; a narinfo ahead of them (or naming
+	// paths nobody uploads) would make a path nobody can fetch whole.
+	if err := pathinfo.CheckReferences(r.Context(), h.pathInfo, info); err != nil {
+		if errors.Is(err, pathinfo.ErrMissingReference) {
+			http.Error(w, fmt.Sprintf("narinfo for %s refused: %v (upload references first)", ni.StorePath, err), http.StatusBadRequest)
+		} else {
+			h.log.Error("check references", "path", ni.StorePath, "err", err)
+			http.Error(w, fmt.Sprintf("narinfo for %s: checking its references failed", ni.StorePath), http.StatusBadGateway)
 		}
-		http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), status)
 		return
 	}
+	if _, err := h.pathInfo.Put(r.Context(), info); err != nil {
+		switch {
+		case errors.Is(err, pathinfo.ErrConflict):
+			// Store paths are immutable; an upload agreeing with the
+			// record is merged by Put and does not get here.
+			h.log.Warn("narinfo upload contradicts the store", "path", ni.StorePath, "err", err)
+			http.Error(w, err.Error(), http.StatusConflict)
+		case errors.Is(err, pathinfo.ErrInvalid):
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		default:
+			h.log.Error("put path info", "path", ni.StorePath, "err", err)
+			http.Error(w, fmt.Sprintf("store path info for %s failed", ni.StorePath), http.StatusInternalServerError)
+		}
+		return
+	}
+	h.recordURLs(r.Context(), ni.StorePath, p.url, strings.TrimPrefix(ni.URL, "/"))
 	// One line per path received, so a long nix copy --to shows on the
 	// daemon's side how far it got.
 	h.log.Info("received upload", "path", ni.StorePath, "nar_size", ni.NarSize)
 	w.WriteHeader(http.StatusOK)
+}
+
+// recordURLs remembers the URLs Nix will ask for this path's NAR at: the
+// one it uploaded to and the one its narinfo names (the same, from Nix).
+func (h *Handler) recordURLs(ctx context.Context, path storepath.StorePath, urls ...string) {
+	files, ok := castore.As[pathinfo.NARFiles](h.pathInfo)
+	if !ok {
+		return
+	}
+	for i, url := range urls {
+		if i > 0 && url == urls[0] {
+			continue
+		}
+		_, ext, isNAR := strings.Cut(strings.TrimPrefix(url, "nar/"), ".nar")
+		if _, known := decompress.ByExtension[ext]; !known || !isNAR || !strings.HasPrefix(url, "nar/") || strings.HasPrefix(url, narURLPrefix) {
+			continue
+		}
+		if err := files.PutNARFile(ctx, url, path.Digest); err != nil {
+			// The path is committed; only a later download by URL fails.
+			h.log.Warn("record NAR URL", "path", path, "url", url, "err", err)
+		}
+	}
 }
 
 // getCompressedNAR streams the NAR through a compressor; the length is not

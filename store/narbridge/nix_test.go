@@ -95,7 +95,7 @@ func TestNixCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			pis := pathinfo.NewMemory()
-			srv := httptest.NewServer(New(blobstore.NewMemory(), dirstore.NewMemory(), pis, Options{SigningKey: &sk, Logger: discardLogger()}))
+			srv := httptest.NewServer(New(blobstore.NewMemory(), dirstore.NewMemory(), pis, Options{SigningKey: &sk, Logger: discardLogger(), AllowAnonymousUploads: true}))
 			defer srv.Close()
 			to := srv.URL
 			if comp != "" {

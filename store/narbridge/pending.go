@@ -12,6 +12,7 @@ import (
 // only the narinfo makes the path (a PathInfo) exist.
 type pendingNAR struct {
 	url       string // "nar/<file hash>.nar[.ext]"
+	owner     string // who uploaded it (see Handler.uploader)
 	root      *castorev1.Node
 	narSize   uint64
 	narSHA256 [32]byte
@@ -22,7 +23,8 @@ type pendingNAR struct {
 
 // pendingTable holds pendingNARs, looked up by the URL they were put at
 // (what the narinfo's URL field names) and by NAR hash (what its NarHash
-// field names). It is bounded in count and age, so uploads that never
+// field names), both only among the NARs of one uploader: a narinfo must
+// not commit content someone else sent. It is bounded in count and age, so uploads that never
 // get a narinfo cannot pile up; their blobs stay in castore as orphans.
 type pendingTable struct {
 	mu     sync.Mutex
@@ -30,13 +32,20 @@ type pendingTable struct {
 	ttl    time.Duration
 	now    func() time.Time
 	queue  []*pendingNAR // oldest first
-	byURL  map[string]*pendingNAR
-	byHash map[[32]byte]*pendingNAR
+	byURL  map[ownedURL]*pendingNAR
+	byHash map[ownedHash]*pendingNAR
+}
+
+type ownedURL struct{ owner, url string }
+
+type ownedHash struct {
+	owner string
+	hash  [32]byte
 }
 
 func newPendingTable(max int, ttl time.Duration) *pendingTable {
 	return &pendingTable{max: max, ttl: ttl, now: time.Now,
-		byURL: map[string]*pendingNAR{}, byHash: map[[32]byte]*pendingNAR{}}
+		byURL: map[ownedURL]*pendingNAR{}, byHash: map[ownedHash]*pendingNAR{}}
 }
 
 func (t *pendingTable) add(p *pendingNAR) {
@@ -44,8 +53,8 @@ func (t *pendingTable) add(p *pendingNAR) {
 	defer t.mu.Unlock()
 	p.added = t.now()
 	t.queue = append(t.queue, p)
-	t.byURL[p.url] = p
-	t.byHash[p.narSHA256] = p
+	t.byURL[ownedURL{p.owner, p.url}] = p
+	t.byHash[ownedHash{p.owner, p.narSHA256}] = p
 	t.evictLocked()
 }
 
@@ -62,26 +71,26 @@ func (t *pendingTable) evictLocked() {
 		}
 		t.queue[0] = nil
 		t.queue = t.queue[1:]
-		if t.byURL[p.url] == p {
-			delete(t.byURL, p.url)
+		if k := (ownedURL{p.owner, p.url}); t.byURL[k] == p {
+			delete(t.byURL, k)
 			live--
 		}
-		if t.byHash[p.narSHA256] == p {
-			delete(t.byHash, p.narSHA256)
+		if k := (ownedHash{p.owner, p.narSHA256}); t.byHash[k] == p {
+			delete(t.byHash, k)
 		}
 	}
 }
 
-// lookup finds the NAR a narinfo names: by its URL when that was
-// uploaded here, else by its NAR hash.
-func (t *pendingTable) lookup(url string, narSHA256 [32]byte) (*pendingNAR, bool) {
+// lookup finds the NAR a narinfo from owner names: by its URL when that
+// was uploaded here, else by its NAR hash.
+func (t *pendingTable) lookup(owner, url string, narSHA256 [32]byte) (*pendingNAR, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.evictLocked()
-	if p, ok := t.byURL[url]; ok {
+	if p, ok := t.byURL[ownedURL{owner, url}]; ok {
 		return p, true
 	}
-	p, ok := t.byHash[narSHA256]
+	p, ok := t.byHash[ownedHash{owner, narSHA256}]
 	return p, ok
 }
 

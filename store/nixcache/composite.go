@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tvix-go/tvix/castore"
@@ -23,7 +25,12 @@ import (
 type Composite struct {
 	Local        pathinfo.Service
 	Substituters []pathinfo.Service
-	group        singleflight.Group
+	// Fill, if set, makes a substituted path's contents local, after its
+	// references and before it is recorded: a substituter that lends its
+	// castore read-through would otherwise leave a local record of
+	// contents only it holds, broken when it goes away.
+	Fill  func(ctx context.Context, info *storev1.PathInfo) error
+	group singleflight.Group
 }
 
 func (c *Composite) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
@@ -33,13 +40,19 @@ func (c *Composite) Get(ctx context.Context, digest [storepath.DigestSize]byte) 
 	}
 	key := string(digest[:])
 	// The fetch outlives one caller's cancellation: others may wait on it.
-	v, err, _ := c.group.Do(key, func() (any, error) {
+	// A caller that gives up stops waiting at once, though.
+	ch := c.group.DoChan(key, func() (any, error) {
 		return c.substitute(context.WithoutCancel(ctx), digest)
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*storev1.PathInfo), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), context.Cause(ctx))
 	}
-	return v.(*storev1.PathInfo), nil
 }
 
 func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
@@ -59,6 +72,17 @@ func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize
 			errs = append(errs, err)
 			continue
 		}
+		// References first, the path last: a path recorded before its
+		// references would be one whose closure a failed fetch or a
+		// kill leaves broken.
+		if err := c.references(ctx, info); err != nil {
+			return nil, fmt.Errorf("substitute %s: %w", castore.NodeName(info.GetNode()), err)
+		}
+		if c.Fill != nil {
+			if err := c.Fill(ctx, info); err != nil {
+				return nil, fmt.Errorf("substitute %s: copy contents: %w", castore.NodeName(info.GetNode()), err)
+			}
+		}
 		stored, err := c.Local.Put(ctx, info)
 		if err != nil {
 			return nil, fmt.Errorf("store substituted path info: %w", err)
@@ -70,6 +94,51 @@ func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize
 	}
 	return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), pathinfo.ErrNotFound)
 }
+
+// references makes every reference of info local (substituting it, and so
+// its own references first), a few at a time.
+func (c *Composite) references(ctx context.Context, info *storev1.PathInfo) error {
+	self := string(castore.NodeName(info.GetNode()))
+	sp, err := storepath.FromBasename(self)
+	if err != nil {
+		return err
+	}
+	chain := append(slices.Clone(substituting(ctx)), sp.Digest)
+	g, gctx := errgroup.WithContext(context.WithValue(ctx, chainKey{}, chain))
+	g.SetLimit(referenceParallel)
+	for i, ref := range info.GetReferences() {
+		name := info.GetNarinfo().GetReferenceNames()[i]
+		if name == self {
+			continue
+		}
+		var d [storepath.DigestSize]byte
+		copy(d[:], ref)
+		if slices.Contains(chain, d) {
+			// Waiting for it would wait for ourselves.
+			return fmt.Errorf("reference %s: a reference cycle (the substituter's path infos are inconsistent)", name)
+		}
+		g.Go(func() error {
+			if _, err := c.Get(gctx, d); err != nil {
+				return fmt.Errorf("reference %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// chainKey holds the paths whose references a substitution is fetching,
+// outermost first.
+type chainKey struct{}
+
+func substituting(ctx context.Context) [][storepath.DigestSize]byte {
+	c, _ := ctx.Value(chainKey{}).([][storepath.DigestSize]byte)
+	return c
+}
+
+// referenceParallel is how many references of one path are fetched at
+// once; nested, as each fetches its own.
+const referenceParallel = 4
 
 func (c *Composite) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
 	return c.Local.Put(ctx, info)

@@ -34,6 +34,7 @@ import (
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/internal/decompress"
+	"github.com/tvix-go/tvix/store/internal/stall"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/storev1"
@@ -51,6 +52,7 @@ type Service struct {
 	netrc         netrc.Entry
 	blobs         castore.BlobService
 	dirs          castore.DirectoryService
+	bodyIdle      time.Duration // BodyIdleTimeout when opened
 
 	mu      sync.Mutex
 	missing map[[storepath.DigestSize]byte]time.Time
@@ -63,6 +65,11 @@ const (
 	Retries        = 3
 	retryBackoff   = 200 * time.Millisecond
 )
+
+// BodyIdleTimeout ends a NAR download that has received nothing for that
+// long: an upstream stalled mid-body would hold the fetch, and every
+// reader of the path waiting on it, forever. A variable for tests.
+var BodyIdleTimeout = 60 * time.Second
 
 // Open makes a Service from a nix+… URL.
 func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) (*Service, error) {
@@ -118,7 +125,7 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 		MaxIdleConnsPerHost:   16,
 		TLSHandshakeTimeout:   10 * time.Second,
 	}}
-	return &Service{base: &base, trusted: trusted, allowUnsigned: allowUnsigned, client: client, netrc: creds,
+	return &Service{base: &base, trusted: trusted, allowUnsigned: allowUnsigned, client: client, netrc: creds, bodyIdle: BodyIdleTimeout,
 		blobs: blobs, dirs: dirs, missing: map[[storepath.DigestSize]byte]time.Time{}}, nil
 }
 
@@ -227,13 +234,17 @@ func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*
 }
 
 func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.PathInfo, error) {
-	rc, err := s.open(ctx, ni.URL)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	body, err := s.open(ctx, ni.URL)
 	if errors.Is(err, errAbsent) {
 		return nil, fmt.Errorf("NAR %s is missing from the cache", ni.URL)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get NAR %s: %w", ni.URL, err)
 	}
+	defer body.Close()
+	rc := stall.Reader(body, s.bodyIdle, cancel)
 	defer rc.Close()
 	dec, err := decompress.Reader(ni.EffectiveCompression(), rc)
 	if err != nil {

@@ -22,7 +22,7 @@ const bucket = "pathinfo"
 type Bolt struct{ db *boltdb.DB }
 
 func NewBolt(path string) (*Bolt, error) {
-	db, err := boltdb.Open(path, bucket)
+	db, err := boltdb.Open(path, bucket, narFilesBucket)
 	if err != nil {
 		return nil, fmt.Errorf("path info service: %w", err)
 	}
@@ -47,14 +47,41 @@ func (b *Bolt) Put(_ context.Context, info *storev1.PathInfo) (*storev1.PathInfo
 	if err != nil {
 		return nil, fmt.Errorf("put path info: %w", err)
 	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
+	var stored *storev1.PathInfo
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		stored, err = putMerged(tx.Bucket([]byte(bucket)), sp.Digest[:], info)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("put path info %s: %w", sp, err)
 	}
-	if err := b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucket)).Put(sp.Digest[:], raw) }); err != nil {
-		return nil, fmt.Errorf("put path info %s: %w", sp, err)
+	return stored, nil
+}
+
+// putMerged stores info under key, merged (see Merge) with what is there;
+// in the caller's transaction, so no other Put comes between the look and
+// the write.
+func putMerged(bk *bolt.Bucket, key []byte, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	if raw := bk.Get(key); raw != nil {
+		old := &storev1.PathInfo{}
+		if err := proto.Unmarshal(raw, old); err != nil {
+			return nil, fmt.Errorf("decode the recorded path info: %w", err)
+		}
+		merged, err := Merge(old, info)
+		if err != nil {
+			return nil, err
+		}
+		if proto.Equal(merged, old) {
+			return old, nil
+		}
+		info = merged
 	}
-	return info, nil
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	return info, bk.Put(key, raw)
 }
 
 func (b *Bolt) List(context.Context) iter.Seq2[*storev1.PathInfo, error] {
@@ -103,26 +130,26 @@ func (b *Bolt) Close() error { return b.db.Close() }
 // PutBatch stores many PathInfos in one transaction (one sync instead of
 // one per path): all or none of them.
 func (b *Bolt) PutBatch(_ context.Context, infos []*storev1.PathInfo) error {
-	type kv struct{ k, v []byte }
+	type kv struct {
+		k    []byte
+		info *storev1.PathInfo
+	}
 	rows := make([]kv, len(infos))
 	for i, info := range infos {
 		sp, err := Validate(info)
 		if err != nil {
 			return fmt.Errorf("put path info: %w", err)
 		}
-		raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
-		if err != nil {
-			return fmt.Errorf("put path info %s: %w", sp, err)
-		}
-		rows[i] = kv{append([]byte(nil), sp.Digest[:]...), raw}
+		rows[i] = kv{append([]byte(nil), sp.Digest[:]...), info}
 	}
 	// In key order: bbolt splits nodes only at commit, so random-order puts
 	// of many keys shift an ever larger node on every insert.
-	slices.SortFunc(rows, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	// Stable, so two infos of one path merge in the order given.
+	slices.SortStableFunc(rows, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
 		for _, r := range rows {
-			if err := bk.Put(r.k, r.v); err != nil {
+			if _, err := putMerged(bk, r.k, r.info); err != nil {
 				return err
 			}
 		}

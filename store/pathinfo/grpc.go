@@ -1,6 +1,7 @@
 package pathinfo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,14 +58,62 @@ func (s *server) Get(ctx context.Context, req *storev1.GetPathInfoRequest) (*sto
 }
 
 func (s *server) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
-	if _, err := Validate(info); err != nil {
+	sp, err := Validate(info)
+	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	// A put agreeing with the record only adds signatures; what was
+	// recorded was checked when it was.
+	old, err := s.svc.Get(ctx, sp.Digest)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := s.checkNew(ctx, sp, info); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, toStatus(err)
+	default:
+		if _, err := Merge(old, info); err != nil {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+	}
 	out, err := s.svc.Put(ctx, info)
+	if errors.Is(err, ErrConflict) {
+		// Its own code, so the client can tell "you may not" from "it failed".
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return out, nil
+}
+
+// checkNew checks what a client may not just claim, as Tvix does on the
+// way in: the references are in the store, the root's contents are, and
+// the NAR they render to has the NarHash and NarSize given.
+func (s *server) checkNew(ctx context.Context, sp storepath.StorePath, info *storev1.PathInfo) error {
+	if err := CheckReferences(ctx, s.svc, info); err != nil {
+		if errors.Is(err, ErrMissingReference) {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		return toStatus(err)
+	}
+	if s.calc == nil {
+		return nil
+	}
+	size, sum, err := s.calc.CalculateNAR(ctx, castore.RenameNode(info.GetNode(), nil))
+	if errors.Is(err, castore.ErrNotFound) {
+		return status.Errorf(codes.FailedPrecondition, "%s: contents of the root node not in the store (upload blobs and directories first): %v", sp, err)
+	}
+	if err != nil {
+		return toStatus(fmt.Errorf("%s: render NAR: %w", sp, err))
+	}
+	ni := info.GetNarinfo()
+	if size != ni.GetNarSize() || !bytes.Equal(sum[:], ni.GetNarSha256()) {
+		return status.Errorf(codes.InvalidArgument, "%s: NarHash sha256:%x, NarSize %d given, but the root node renders to sha256:%x, %d bytes",
+			sp, ni.GetNarSha256(), ni.GetNarSize(), sum, size)
+	}
+	return nil
 }
 
 func (s *server) CalculateNAR(ctx context.Context, node *castorev1.Node) (*storev1.CalculateNARResponse, error) {
@@ -120,6 +169,9 @@ func (c *Client) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*s
 
 func (c *Client) Put(ctx context.Context, info *storev1.PathInfo) (*storev1.PathInfo, error) {
 	out, err := c.c.Put(ctx, info)
+	if status.Code(err) == codes.AlreadyExists {
+		return nil, fmt.Errorf("put path info: %w", remoteConflict(status.Convert(err).Message()))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("put path info: %w", fromWire(err))
 	}
@@ -171,3 +223,10 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// remoteConflict is the server's ErrConflict, with its message (which
+// names the path and what differs).
+type remoteConflict string
+
+func (e remoteConflict) Error() string        { return string(e) }
+func (e remoteConflict) Is(target error) bool { return target == ErrConflict }

@@ -17,6 +17,7 @@ import (
 type Memory struct {
 	mu    sync.RWMutex
 	infos map[[storepath.DigestSize]byte]*storev1.PathInfo
+	files memoryNARFiles
 }
 
 func NewMemory() *Memory {
@@ -39,9 +40,15 @@ func (m *Memory) Put(_ context.Context, info *storev1.PathInfo) (*storev1.PathIn
 		return nil, fmt.Errorf("put path info: %w", err)
 	}
 	m.mu.Lock()
-	m.infos[sp.Digest] = proto.Clone(info).(*storev1.PathInfo)
-	m.mu.Unlock()
-	return info, nil
+	defer m.mu.Unlock()
+	stored := proto.Clone(info).(*storev1.PathInfo)
+	if old, ok := m.infos[sp.Digest]; ok {
+		if stored, err = Merge(old, info); err != nil {
+			return nil, fmt.Errorf("put path info: %w", err)
+		}
+	}
+	m.infos[sp.Digest] = stored
+	return proto.Clone(stored).(*storev1.PathInfo), nil
 }
 
 func (m *Memory) List(context.Context) iter.Seq2[*storev1.PathInfo, error] {

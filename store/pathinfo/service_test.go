@@ -1,6 +1,7 @@
 package pathinfo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -77,6 +78,57 @@ func runSuite(t *testing.T, svc Service) {
 		if _, err := svc.Put(ctx, info); err == nil || !strings.Contains(err.Error(), "invalid path info") {
 			t.Errorf("bad path info %d accepted or unclear error: %v", k, err)
 		}
+	}
+	immutableSuite(t, svc, b)
+}
+
+// immutableSuite: a put contradicting the recorded b is refused with
+// ErrConflict and changes nothing; one that agrees merges its signatures.
+func immutableSuite(t *testing.T, svc Service, b *storev1.PathInfo) {
+	ctx := context.Background()
+	sp, _ := storepath.FromBasename(string(castore.NodeName(b.GetNode())))
+	sig := func(name string, fill byte) *storev1.NARInfo_Signature {
+		return &storev1.NARInfo_Signature{Name: name, Data: bytes.Repeat([]byte{fill}, 64)}
+	}
+	conflicting := map[string]func(*storev1.PathInfo){
+		"NarHash":    func(i *storev1.PathInfo) { i.Narinfo.NarSha256 = bytes.Repeat([]byte{9}, 32) },
+		"NarSize":    func(i *storev1.PathInfo) { i.Narinfo.NarSize++ },
+		"References": func(i *storev1.PathInfo) { i.References, i.Narinfo.ReferenceNames = nil, nil },
+		"root node":  func(i *storev1.PathInfo) { i.Node.GetFile().Digest = castore.HashBlob([]byte("y")).Bytes() },
+		"CA": func(i *storev1.PathInfo) {
+			i.Narinfo.Ca = &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_NAR_SHA256, Digest: make([]byte, 32)}
+		},
+		"Deriver": func(i *storev1.PathInfo) {
+			i.Narinfo.Deriver = &storev1.StorePath{Name: "b.drv", Digest: bytes.Repeat([]byte{1}, 20)}
+		},
+	}
+	for what, mutate := range conflicting {
+		info := proto.Clone(b).(*storev1.PathInfo)
+		mutate(info)
+		info.Narinfo.Signatures = []*storev1.NARInfo_Signature{sig("evil-1", 6)}
+		if _, err := svc.Put(ctx, info); !errors.Is(err, ErrConflict) || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(what)) {
+			t.Errorf("put with another %s: %v, want ErrConflict naming it", what, err)
+		}
+	}
+	if got, err := svc.Get(ctx, sp.Digest); err != nil || !proto.Equal(got, b) {
+		t.Fatalf("refused puts changed the record: %v, %v", got, err)
+	}
+	same := proto.Clone(b).(*storev1.PathInfo)
+	same.Narinfo.Signatures = []*storev1.NARInfo_Signature{sig("one-1", 1)}
+	if _, err := svc.Put(ctx, same); err != nil {
+		t.Fatalf("agreeing put: %v", err)
+	}
+	same.Narinfo.Signatures = []*storev1.NARInfo_Signature{sig("one-1", 1), sig("two-1", 2)}
+	out, err := svc.Put(ctx, same)
+	if err != nil {
+		t.Fatalf("agreeing put: %v", err)
+	}
+	got, err := svc.Get(ctx, sp.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.GetNarinfo().GetSignatures()); n != 2+len(b.GetNarinfo().GetSignatures()) || !proto.Equal(got, out) {
+		t.Fatalf("after agreeing puts: %d signatures (want each once), Put returned %v, Get %v", n, out, got)
 	}
 }
 

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/combined"
+	"github.com/tvix-go/tvix/store/closure"
 	"github.com/tvix-go/tvix/store/nixcache"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storev1"
 )
 
 // SubstituterError says which upstream could not be used, so a command
@@ -31,6 +34,7 @@ func (s *Services) withSubstituters(ctx context.Context, o *Opener, raw []string
 		return nil
 	}
 	var subs []pathinfo.Service
+	lent := false
 	for _, r := range raw {
 		scheme, u, err := o.reg.Scheme(PathInfo, r)
 		if err != nil {
@@ -49,6 +53,7 @@ func (s *Services) withSubstituters(ctx context.Context, o *Opener, raw []string
 		if !lendsCastore {
 			continue
 		}
+		lent = true
 		farBlobs, err := o.BlobService(ctx, r)
 		if err != nil {
 			return err
@@ -63,6 +68,15 @@ func (s *Services) withSubstituters(ctx context.Context, o *Opener, raw []string
 		s.Blobs = combined.Blobs{Near: s.Blobs, Far: farBlobs}
 		s.Directories = combined.Directories{Near: s.Directories, Far: farDirs}
 	}
-	s.PathInfos = &nixcache.Composite{Local: s.PathInfos, Substituters: subs}
+	c := &nixcache.Composite{Local: s.PathInfos, Substituters: subs}
+	if lent {
+		// Contents first, then the record: a path recorded here is
+		// readable here, whatever becomes of the upstream.
+		st := closure.Store{Blobs: s.Blobs, Dirs: s.Directories}
+		c.Fill = func(ctx context.Context, info *storev1.PathInfo) error {
+			return closure.Materialize(ctx, st, castore.RenameNode(info.GetNode(), nil))
+		}
+	}
+	s.PathInfos = c
 	return nil
 }

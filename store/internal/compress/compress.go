@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dsnet/compress/bzip2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -24,6 +25,11 @@ func Writer(compression string, w io.Writer) (io.WriteCloser, error) {
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	case "xz":
 		return xz.NewWriter(w)
+	case "bzip2":
+		// Nix remembers the narinfos it uploaded, so a NAR sent as
+		// .nar.bz2 is asked for as bzip2 again; the fastest level, as
+		// for zstd, since the bytes are rendered per request.
+		return bzip2.NewWriter(w, &bzip2.WriterConfig{Level: bzip2.BestSpeed})
 	}
-	return nil, fmt.Errorf("unsupported compression %q (want none, zstd or xz)", compression)
+	return nil, fmt.Errorf("unsupported compression %q (want none, zstd, xz or bzip2)", compression)
 }

@@ -1,0 +1,202 @@
+package blobstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"lukechampine.com/blake3"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/chunkedread"
+)
+
+// ErrCorrupt marks stored bytes that do not hash to their digest: the
+// disk (or whoever wrote to the store's files) changed them. Readers get
+// this error instead of the bytes; nothing in the store is repaired.
+var ErrCorrupt = errors.New("stored bytes do not match their digest")
+
+// verifyBufSize is the piece a chunk is hashed in: a whole maximum chunk,
+// since BLAKE3 hashes larger inputs faster (more of its 1 KiB chunks at
+// once: 1.15 GB/s instead of 0.85 with 128 KiB on the benchmark machine).
+// Buffers are pooled and held only while hashing.
+const verifyBufSize = 1 << 20
+
+var verifyBufs = sync.Pool{New: func() any { b := make([]byte, verifyBufSize); return &b }}
+
+// hashRange is the BLAKE3 of size bytes of r from off.
+func hashRange(r io.ReaderAt, off, size int64) (castore.Digest, error) {
+	bp := verifyBufs.Get().(*[]byte)
+	defer verifyBufs.Put(bp)
+	h := blake3.New(32, nil)
+	buf := *bp
+	for done := int64(0); done < size; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-done)], off+done)
+		h.Write(buf[:n])
+		done += int64(n)
+		if err != nil && !(err == io.EOF && done == size) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return castore.Digest{}, err
+		}
+	}
+	var d castore.Digest
+	h.Sum(d[:0])
+	return d, nil
+}
+
+// where names the file holding a chunk's bytes, for error messages: the
+// pack file and offset, or the chunk file.
+func where(c chunkReader) string {
+	switch c := c.(type) {
+	case fileChunk:
+		return fmt.Sprintf("%s at offset %d", c.f.Name(), c.off)
+	case *os.File:
+		return c.Name()
+	}
+	return "unknown file"
+}
+
+// openVerified opens chunk d and checks its bytes hash to d before anyone
+// reads them. The bytes are then read again from the file (the page cache
+// has them): keeping each open chunk in memory would cost up to a chunk
+// per open reader, and a FUSE mount keeps many open.
+func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
+	c, size, err := s.b.openChunk(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	got, err := hashRange(c, 0, size)
+	if err == nil && got != d {
+		err = fmt.Errorf("%w: chunk %s in %s hashes to %s", ErrCorrupt, d, where(c), got)
+	} else if err != nil {
+		err = fmt.Errorf("verify chunk %s in %s: %w", d, where(c), err)
+	}
+	if err != nil {
+		c.Close()
+		return nil, 0, err
+	}
+	return c, size, nil
+}
+
+// verifiedRanges is a chunked blob's reader whose file ranges (handed to
+// the kernel to splice, so their bytes never pass through here) are of
+// chunks verified first, each once per reader. The files its chunks were
+// located in stay open until Close: the kernel may still be reading a
+// range handed out.
+type verifiedRanges struct {
+	*chunkedread.Reader
+	s       *Store
+	l       locator
+	chunks  []castore.ChunkMeta
+	offsets []int64
+
+	mu       sync.Mutex
+	verified []bool
+	releases []func()
+}
+
+func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l locator) *verifiedRanges {
+	offs := make([]int64, len(chunks)+1)
+	for i, c := range chunks {
+		offs[i+1] = offs[i] + int64(c.Size)
+	}
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: make([]bool, len(chunks))}
+	r.Reader = chunkedread.New(d, chunks, s.openVerified, r.locate)
+	return r
+}
+
+// locate is the reader's LocateFunc; chunkedread asks once per chunk.
+func (r *verifiedRanges) locate(d castore.Digest) (*os.File, int64, int64, bool) {
+	f, off, size, release, ok := r.l.locate(d)
+	if ok && release != nil {
+		r.mu.Lock()
+		r.releases = append(r.releases, release)
+		r.mu.Unlock()
+	}
+	return f, off, size, ok
+}
+
+func (r *verifiedRanges) Close() error {
+	err := r.Reader.Close()
+	r.mu.Lock()
+	releases := r.releases
+	r.releases = nil
+	r.mu.Unlock()
+	for _, release := range releases {
+		release()
+	}
+	return err
+}
+
+// FileRange hands out a range only once every chunk it covers has been
+// verified; a corrupt one yields no range, so the caller reads instead and
+// gets the error.
+func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
+	f, fileOff, m := r.Reader.FileRange(off, n)
+	if f == nil {
+		return f, fileOff, m
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := r.chunkAt(off); i < len(r.chunks) && r.offsets[i] < off+int64(m); i++ {
+		if r.verified[i] {
+			continue
+		}
+		c, _, err := r.s.openVerified(r.chunks[i].Digest)
+		if err != nil {
+			return nil, 0, 0
+		}
+		c.Close()
+		r.verified[i] = true
+	}
+	return f, fileOff, m
+}
+
+func (r *verifiedRanges) chunkAt(off int64) int {
+	lo, hi := 0, len(r.chunks)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if r.offsets[mid+1] > off {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// verifiedBacking remembers the blobs whose backing files were verified:
+// a passthrough file is read by the kernel, never by us, so it is checked
+// once, when first handed out, and not again for every open.
+type verifiedBacking struct {
+	mu   sync.Mutex
+	seen map[castore.Digest]struct{}
+}
+
+// maxVerifiedBacking bounds the record; past it, it starts afresh (and
+// files are checked again), which only costs time.
+const maxVerifiedBacking = 1 << 16
+
+func (v *verifiedBacking) check(d castore.Digest, f *os.File, size int64) bool {
+	v.mu.Lock()
+	_, ok := v.seen[d]
+	v.mu.Unlock()
+	if ok {
+		return true
+	}
+	got, err := hashRange(f, 0, size)
+	if err != nil || got != d {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.seen == nil || len(v.seen) >= maxVerifiedBacking {
+		v.seen = map[castore.Digest]struct{}{}
+	}
+	v.seen[d] = struct{}{}
+	return true
+}
