@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -321,7 +322,7 @@ func storeCopy(c *cli.Context) error {
 	// a path copied now from one that was there.
 	var present atomic.Int64
 	if comp, ok := s.PathInfos.(*nixcache.Composite); ok {
-		cs.PathInfos = localFirst{Service: comp, local: comp.Local, present: &present}
+		cs.PathInfos = &localFirst{Service: comp, local: comp.Local, present: &present, fetched: map[string]bool{}}
 	}
 	var paths, bytes atomic.Int64
 	stop := showProgress(stderrProgress(), "copying", "paths", func() progressState {
@@ -341,17 +342,43 @@ func storeCopy(c *cli.Context) error {
 	return nil
 }
 
-// localFirst counts the paths the local store already had.
+// localFirst counts the paths the local store already had. Substituting a
+// path records its references first (the closure invariant), so a path
+// found locally that a substitution of this copy brought in is not
+// counted: its referrer marks it.
 type localFirst struct {
 	pathinfo.Service
 	local   pathinfo.Service
 	present *atomic.Int64
+
+	mu      sync.Mutex
+	fetched map[string]bool // basenames substituted by this copy
 }
 
-func (l localFirst) Get(ctx context.Context, d [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+func (l *localFirst) Get(ctx context.Context, d [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
 	if info, err := l.local.Get(ctx, d); err == nil {
-		l.present.Add(1)
+		l.mu.Lock()
+		brought := l.fetched[string(castore.NodeName(info.GetNode()))]
+		l.mu.Unlock()
+		if brought {
+			l.markReferences(info)
+		} else {
+			l.present.Add(1)
+		}
 		return info, nil
 	}
-	return l.Service.Get(ctx, d)
+	info, err := l.Service.Get(ctx, d)
+	if err == nil {
+		l.markReferences(info)
+	}
+	return info, err
+}
+
+// markReferences notes that info's references came with it.
+func (l *localFirst) markReferences(info *storev1.PathInfo) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range info.GetNarinfo().GetReferenceNames() {
+		l.fetched[r] = true
+	}
 }
