@@ -2,7 +2,6 @@ package guest
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -197,20 +196,7 @@ func runBuilder(req *buildv1.BuildRequest) int {
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: sandboxRoot, Credential: &syscall.Credential{Uid: sandboxUID, Gid: sandboxGID}, Setsid: true}
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	default:
-		fmt.Fprintf(os.Stderr, "tvix-init: run builder %s: %v\n", args[0], err)
-		return 127
-	}
+	return exitStatus(cmd.Run(), "builder "+args[0])
 }
 
 // sendOutput sends one output's NAR, its size first (dumped twice: the

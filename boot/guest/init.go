@@ -241,7 +241,13 @@ func runCommand(argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Dir = "/"
-	err := cmd.Run()
+	return exitStatus(cmd.Run(), argv[0])
+}
+
+// exitStatus turns what running program returned into an exit status as
+// a shell reports it: 128+signal when killed, 127 when it could not be
+// started (said on the console).
+func exitStatus(err error, program string) int {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -252,7 +258,7 @@ func runCommand(argv []string) int {
 		}
 		return ee.ExitCode()
 	default:
-		fmt.Fprintf(os.Stderr, "tvix-init: run %s: %v\n", argv[0], err)
+		fmt.Fprintf(os.Stderr, "tvix-init: run %s: %v\n", program, err)
 		return 127
 	}
 }
