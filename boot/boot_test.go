@@ -32,19 +32,15 @@ import (
 var testInit string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tvix-init-")
+	p, err := testenv.TvixInit()
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
 	}
-	testInit = filepath.Join(dir, "tvix-init")
-	cmd := exec.Command("go", "build", "-o", testInit, "github.com/tvix-go/tvix/cmd/tvix-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build tvix-init: %v\n%s", err, out)
-		testInit = ""
-	}
+	testInit = p
 	code := m.Run()
-	os.RemoveAll(dir)
+	if p != "" {
+		os.RemoveAll(filepath.Dir(p))
+	}
 	os.Exit(code)
 }
 

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,32 +96,14 @@ func (e *buildEnv) drv(t *testing.T, name, script, extra string) (string, *deriv
 	return drvPath, d
 }
 
-var (
-	tvixInitOnce sync.Once
-	tvixInit     string
-	tvixInitErr  error
-)
-
 // microVM is the MicroVM backend over e's stores, with a tvix-init built
 // for the test.
 func (e *buildEnv) microVM(t *testing.T) build.Builder {
 	t.Helper()
 	testenv.Tools(t, "qemu-system-x86", "qemu-system-x86_64")
-	tvixInitOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tvix-init-")
-		if err != nil {
-			tvixInitErr = err
-			return
-		}
-		tvixInit = filepath.Join(dir, "tvix-init")
-		cmd := exec.Command("go", "build", "-o", tvixInit, "github.com/tvix-go/tvix/cmd/tvix-init")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tvixInitErr = fmt.Errorf("build tvix-init: %v\n%s", err, out)
-		}
-	})
-	if tvixInitErr != nil {
-		t.Fatal(tvixInitErr)
+	tvixInit, err := testenv.TvixInit()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return &microvm.MicroVM{Blobs: e.blobs, Dirs: e.dirs, Boot: boot.Config{Init: tvixInit, MemoryMB: 512}}
 }

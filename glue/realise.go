@@ -247,12 +247,18 @@ func (r *Realiser) present(ctx context.Context, d *derivation.Derivation) (bool,
 // inputNodes looks up the root nodes of a derivation's inputs: its input
 // sources and the used outputs of its input derivations, with everything
 // they refer to, as Nix's sandbox holds the closure of the inputs.
-func (r *Realiser) inputNodes(ctx context.Context, d *derivation.Derivation) ([]*castorev1.Node, error) {
+func (r *Realiser) inputNodes(ctx context.Context, n *drvNode) ([]*castorev1.Node, error) {
+	d := n.drv
+	// The graph holds the input derivations, parsed once.
+	deps := make(map[string]*derivation.Derivation, len(n.deps))
+	for _, dep := range n.deps {
+		deps[dep.path] = dep.drv
+	}
 	paths := append([]string(nil), d.InputSources...)
 	for in, outs := range d.InputDerivations {
-		dep, err := r.readDerivation(ctx, in)
-		if err != nil {
-			return nil, err
+		dep, ok := deps[in]
+		if !ok {
+			return nil, fmt.Errorf("input derivation %s is not in the graph", in)
 		}
 		for _, o := range outs {
 			out, ok := dep.Outputs[o]
@@ -308,7 +314,7 @@ func (r *Realiser) build(ctx context.Context, n *drvNode) error {
 }
 
 func (r *Realiser) buildAndRecord(ctx context.Context, n *drvNode) error {
-	inputs, err := r.inputNodes(ctx, n.drv)
+	inputs, err := r.inputNodes(ctx, n)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tvix-go/tvix/build"
 	"github.com/tvix-go/tvix/build/buildv1"
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/nix/nar"
@@ -30,19 +31,17 @@ const (
 	// sandboxRoot is the builder's root directory: only build, dev, etc,
 	// nix, proc and tmp, as in Nix's sandbox.
 	sandboxRoot = "/sandbox"
-	sandboxUID  = 1000
-	sandboxGID  = 100
 )
 
 // The result stream on BuildPort: a line "exit N", then for each output
 // in request order a line "nar SIZE" followed by SIZE bytes of its NAR, or
 // a line "missing".
 
-// build runs the request the host put into the initramfs, as Nix's
+// runBuild runs the request the host put into the initramfs, as Nix's
 // sandbox would (uid 1000, gid 100, hostname localhost, /build, Nix's
 // /etc), with /nix/store holding exactly the inputs, and sends the
 // outputs back as NARs.
-func build(mode Mode) (int, error) {
+func runBuild(mode Mode) (int, error) {
 	raw, err := os.ReadFile("/" + BuildRequestFile)
 	if err != nil {
 		return 0, fmt.Errorf("read build request: %w", err)
@@ -159,7 +158,7 @@ func setUpSandbox(req *buildv1.BuildRequest) error {
 	}
 	// The build user owns the store directory (it creates the outputs
 	// there) and the scratch directories with what was written into them.
-	if err := os.Lchown(store, sandboxUID, sandboxGID); err != nil {
+	if err := os.Lchown(store, build.SandboxUID, build.SandboxGID); err != nil {
 		return err
 	}
 	for _, p := range req.GetScratchPaths() {
@@ -170,16 +169,12 @@ func setUpSandbox(req *buildv1.BuildRequest) error {
 			if err != nil {
 				return err
 			}
-			return os.Lchown(path, sandboxUID, sandboxGID)
+			return os.Lchown(path, build.SandboxUID, build.SandboxGID)
 		}); err != nil {
 			return fmt.Errorf("hand /%s to the build user: %w", p, err)
 		}
 	}
-	for name, contents := range map[string]string{
-		"passwd": fmt.Sprintf("root:x:0:0:Nix build user:/build:/noshell\nnixbld:x:%d:%d:Nix build user:/build:/noshell\nnobody:x:65534:65534:Nobody:/:/noshell\n", sandboxUID, sandboxGID),
-		"group":  fmt.Sprintf("root:x:0:\nnixbld:!:%d:\nnogroup:x:65534:\n", sandboxGID),
-		"hosts":  "127.0.0.1 localhost\n::1 localhost\n",
-	} {
+	for name, contents := range build.SandboxEtc() {
 		if err := os.WriteFile(filepath.Join(root, "etc", name), []byte(contents), 0o644); err != nil {
 			return err
 		}
@@ -195,7 +190,7 @@ func runBuilder(req *buildv1.BuildRequest) int {
 		cmd.Env = append(cmd.Env, e.GetKey()+"="+string(e.GetValue()))
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: sandboxRoot, Credential: &syscall.Credential{Uid: sandboxUID, Gid: sandboxGID}, Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: sandboxRoot, Credential: &syscall.Credential{Uid: build.SandboxUID, Gid: build.SandboxGID}, Setsid: true}
 	return exitStatus(cmd.Run(), "builder "+args[0])
 }
 

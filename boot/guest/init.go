@@ -91,7 +91,7 @@ func run() (int, error) {
 		return -1, switchRoot(mode)
 	}
 	if mode.Build {
-		return build(mode)
+		return runBuild(mode)
 	}
 	if err := mountStore(mode.Tag, StoreDir); err != nil {
 		return 0, err

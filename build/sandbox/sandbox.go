@@ -53,12 +53,6 @@ type Sandbox struct {
 
 var _ build.Builder = (*Sandbox)(nil)
 
-// Nix 2.8's sandbox identity (libstore/build/local-derivation-goal.cc).
-const (
-	sandboxUID = 1000
-	sandboxGID = 100
-)
-
 // Build runs req. On failure nothing is kept: the scratch directory and
 // mount are gone and no output reached castore durably named.
 func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.Writer) (*buildv1.Build, error) {
@@ -128,11 +122,7 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 // configuration, services and hosts instead, as Nix gives it, and a
 // mount point for the host's certificates.
 func writeEtc(dir string, network bool) error {
-	files := map[string]string{
-		"passwd": fmt.Sprintf("root:x:0:0:Nix build user:/build:/noshell\nnixbld:x:%d:%d:Nix build user:/build:/noshell\nnobody:x:65534:65534:Nobody:/:/noshell\n", sandboxUID, sandboxGID),
-		"group":  fmt.Sprintf("root:x:0:\nnixbld:!:%d:\nnogroup:x:65534:\n", sandboxGID),
-		"hosts":  "127.0.0.1 localhost\n::1 localhost\n",
-	}
+	files := build.SandboxEtc()
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("build: /etc: %w", err)
 	}
@@ -158,7 +148,7 @@ func (s *Sandbox) bwrapArgs(req *buildv1.BuildRequest, root, etc, inputs string)
 	c := req.GetConstraints()
 	a := []string{
 		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
-		"--uid", fmt.Sprint(sandboxUID), "--gid", fmt.Sprint(sandboxGID),
+		"--uid", fmt.Sprint(build.SandboxUID), "--gid", fmt.Sprint(build.SandboxGID),
 		"--hostname", "localhost",
 		"--die-with-parent", "--new-session", "--clearenv",
 	}

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -92,23 +91,8 @@ func TestBuildCorpusMatchesNixBuild(t *testing.T) {
 	}
 }
 
-// tvixInit builds the guest init once for the tests that boot VMs.
-var tvixInit = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "tvix-init-")
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "tvix-init")
-	cmd := exec.Command("go", "build", "-o", p, "github.com/tvix-go/tvix/cmd/tvix-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build tvix-init: %v\n%s", err, out)
-	}
-	return p, nil
-})
-
 func checkCorpus(t *testing.T, f, backend string) {
-	init, err := tvixInit()
+	init, err := testenv.TvixInit()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +310,7 @@ func TestBuildHelloFromSource(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nix-build: %v", err)
 	}
-	init, err := tvixInit()
+	init, err := testenv.TvixInit()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ var mayImport = []struct {
 	{"glue", []string{"eval/", "eval", "store/", "castore/", "castore", "nix/", "build/", "build", "internal/"}},
 	{"virtiofs", []string{"castore/", "castore", "internal/"}},
 	{"nbd", []string{"castore/", "castore", "internal/"}},
-	{"boot/", []string{"boot/", "virtiofs", "nbd", "castore/", "castore", "internal/", "build/buildv1", "nix/"}},
+	{"boot/", []string{"boot/", "virtiofs", "nbd", "castore/", "castore", "internal/", "build/buildv1", "build", "nix/"}},
 	{"boot", []string{"boot/", "virtiofs", "nbd", "castore/", "castore", "internal/"}},
 	{"daemon", []string{"castore/", "castore", "nix/", "store/", "eval/", "eval", "glue", "virtiofs", "nbd", "boot/", "boot", "build/", "build", "internal/"}},
 	{"cmd/", nil}, // anything

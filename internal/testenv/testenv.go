@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -77,3 +79,20 @@ func FUSE(t testing.TB) {
 	}
 	Missing(t, "FUSE not usable: not root and no fusermount3/fusermount helper")
 }
+
+// TvixInit builds the static guest init (cmd/tvix-init) once per test
+// process, for tests that boot VMs; the binary lives in a temporary
+// directory the caller may remove when the process is done with it.
+var TvixInit = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tvix-init-")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "tvix-init")
+	cmd := exec.Command("go", "build", "-o", p, "github.com/tvix-go/tvix/cmd/tvix-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tvix-init: %v\n%s", err, out)
+	}
+	return p, nil
+})

@@ -80,40 +80,16 @@ func BuiltinSchemes() []Scheme {
 		},
 		{
 			Name: "pack+file", Doc: "blobs: chunks appended to pack files under /path, indexed in a bbolt file beside them (the default)",
-			Blob: func(_ context.Context, u *url.URL, _ *Opener) (castore.BlobService, error) {
-				p, err := localPath(u)
-				if err != nil {
-					return nil, err
-				}
-				return blobstore.NewPack(p)
-			},
+			Blob: atLocalPath(func(p string) (castore.BlobService, error) { return blobstore.NewPack(p) }),
 		},
 		{
 			Name: "objectstore+file", Doc: "blobs: a file per chunk and per chunk list under /path, sharded by digest (Tvix's object-store layout)",
-			Blob: func(_ context.Context, u *url.URL, _ *Opener) (castore.BlobService, error) {
-				p, err := localPath(u)
-				if err != nil {
-					return nil, err
-				}
-				return blobstore.NewFile(p)
-			},
+			Blob: atLocalPath(func(p string) (castore.BlobService, error) { return blobstore.NewFile(p) }),
 		},
 		{
 			Name: "bbolt", Doc: "directories and path infos in one embedded bbolt file",
-			Directory: func(_ context.Context, u *url.URL, _ *Opener) (castore.DirectoryService, error) {
-				p, err := localPath(u)
-				if err != nil {
-					return nil, err
-				}
-				return dirstore.NewBolt(p)
-			},
-			PathInfo: func(_ context.Context, u *url.URL, _ *Opener) (pathinfo.Service, error) {
-				p, err := localPath(u)
-				if err != nil {
-					return nil, err
-				}
-				return pathinfo.NewBolt(p)
-			},
+			Directory: atLocalPath(func(p string) (castore.DirectoryService, error) { return dirstore.NewBolt(p) }),
+			PathInfo:  atLocalPath(func(p string) (pathinfo.Service, error) { return pathinfo.NewBolt(p) }),
 		},
 		grpcScheme("grpc+unix", "a tvix (or Tvix) daemon on a unix socket: grpc+unix:///path.sock"),
 		grpcScheme("grpc+http", "a daemon over TCP: grpc+http://host:port"),
@@ -121,6 +97,19 @@ func BuiltinSchemes() []Scheme {
 		nixScheme("nix+http", "path infos from a Nix binary cache over HTTP; contents go into the blob and directory services"),
 		nixScheme("nix+https", "path infos from a Nix binary cache over HTTPS; contents go into the blob and directory services"),
 		nixScheme("nix+file", "path infos from a Nix binary cache directory: nix+file:///path"),
+	}
+}
+
+// atLocalPath is the constructor of a scheme naming a local path
+// (scheme:///abs/path).
+func atLocalPath[S any](open func(path string) (S, error)) func(context.Context, *url.URL, *Opener) (S, error) {
+	return func(_ context.Context, u *url.URL, _ *Opener) (S, error) {
+		p, err := localPath(u)
+		if err != nil {
+			var zero S
+			return zero, err
+		}
+		return open(p)
 	}
 }
 
