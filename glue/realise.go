@@ -198,6 +198,9 @@ func (r *Realiser) readDerivation(ctx context.Context, p string) (*derivation.De
 		return nil, fmt.Errorf("derivation %q: %w", p, err)
 	}
 	info, err := r.PathInfos.Get(ctx, sp.Digest)
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		return nil, fmt.Errorf("derivation %s is not in the store (tvix instantiate writes it there, or give the expression to build)", p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("derivation %s: %w", p, err)
 	}

@@ -129,6 +129,10 @@ func TestRealiseGraph(t *testing.T) {
 		t.Fatalf("second realise built %v (%v)", fb.built, err)
 	}
 
+	if _, err := r.Realise(ctx, []string{storepath.StoreDir + "/00000000000000000000000000000000-absent.drv"}); err == nil || !strings.Contains(err.Error(), "is not in the store") {
+		t.Fatalf("a derivation the store lacks: %v", err)
+	}
+
 	_, err = r.Realise(ctx, []string{above, leafA})
 	var f *build.Failure
 	if !errors.As(err, &f) || !strings.Contains(err.Error(), "dependency "+broken+" failed") {
