@@ -60,14 +60,20 @@ func where(c chunkReader) string {
 	return "unknown file"
 }
 
+// unverifiedReads turns verification off, for one purpose: measuring what
+// it costs (scripts/bench-narbridge serves the same store both ways). It
+// is read from the environment, not configured, so that no store URL or
+// flag can ask for it.
+var unverifiedReads = os.Getenv("TVIX_BENCH_UNVERIFIED_READS") == "1"
+
 // openVerified opens chunk d and checks its bytes hash to d before anyone
 // reads them. The bytes are then read again from the file (the page cache
 // has them): keeping each open chunk in memory would cost up to a chunk
 // per open reader, and a FUSE mount keeps many open.
 func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
 	c, size, err := s.b.openChunk(d)
-	if err != nil {
-		return nil, 0, err
+	if err != nil || unverifiedReads {
+		return c, size, err
 	}
 	got, err := hashRange(c, 0, size)
 	if err == nil && got != d {
@@ -185,7 +191,7 @@ func (v *verifiedBacking) check(d castore.Digest, f *os.File, size int64) bool {
 	v.mu.Lock()
 	_, ok := v.seen[d]
 	v.mu.Unlock()
-	if ok {
+	if ok || unverifiedReads {
 		return true
 	}
 	got, err := hashRange(f, 0, size)
