@@ -352,7 +352,12 @@ func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
 // serveHTTP serves h on lis until ctx ends, then lets requests finish (an
 // evaluation cannot be interrupted) for up to 10 s.
 func serveHTTP(ctx context.Context, what string, lis net.Listener, h http.Handler) func() error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
+	// HTTP/2 for clients that open with it (h2c prior knowledge: curl
+	// --http2-prior-knowledge, Go's transport); HTTP/1.1 for the rest,
+	// Nix among them.
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	return func() error {
 		done := make(chan struct{})
 		go func() {

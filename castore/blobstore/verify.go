@@ -101,7 +101,7 @@ type verifiedRanges struct {
 	offsets []int64
 
 	mu       sync.Mutex
-	verified []bool
+	verified map[castore.Digest]bool // by this reader, for reads or ranges
 	releases []func()
 }
 
@@ -110,9 +110,23 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: make([]bool, len(chunks))}
-	r.Reader = chunkedread.New(d, chunks, s.openVerified, r.locate)
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[castore.Digest]bool{}}
+	r.Reader = chunkedread.New(d, chunks, r.open, r.locate)
 	return r
+}
+
+// open is the reader's OpenFunc: it verifies as openVerified does and
+// remembers it, so a range of the same chunk handed out afterwards (a NAR
+// served by sendfile after its first bytes were read) is not hashed again.
+func (r *verifiedRanges) open(d castore.Digest) (chunkedread.Chunk, int64, error) {
+	c, size, err := r.s.openVerified(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	r.verified[d] = true
+	r.mu.Unlock()
+	return c, size, nil
 }
 
 // locate is the reader's LocateFunc; chunkedread asks once per chunk.
@@ -149,15 +163,16 @@ func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := r.chunkAt(off); i < len(r.chunks) && r.offsets[i] < off+int64(m); i++ {
-		if r.verified[i] {
+		d := r.chunks[i].Digest
+		if r.verified[d] {
 			continue
 		}
-		c, _, err := r.s.openVerified(r.chunks[i].Digest)
+		c, _, err := r.s.openVerified(d)
 		if err != nil {
 			return nil, 0, 0
 		}
 		c.Close()
-		r.verified[i] = true
+		r.verified[d] = true
 	}
 	return f, fileOff, m
 }

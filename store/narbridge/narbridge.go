@@ -74,6 +74,10 @@ type Options struct {
 	// or "xz"; the NAR URL then carries the suffix and the bridge
 	// compresses while rendering.
 	Compression string
+	// CompressLoopback answers Accept-Encoding: zstd from loopback clients
+	// too (tests); by default they get the NAR uncompressed, which is
+	// faster for them.
+	CompressLoopback bool
 }
 
 // narSuffixes maps the compression in a NAR URL's suffix.
@@ -142,6 +146,38 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the connection (read
 // deadlines for uploads).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps the connection's own ReadFrom (sendfile) reachable
+// through the wrapper.
+func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(writerOnly{w}, src)
+	}
+	n, err := rf.ReadFrom(src)
+	w.n += n
+	return n, err
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy, which would otherwise
+// call it back.
+type writerOnly struct{ io.Writer }
+
+// connReaderFrom is w's way to the connection's sendfile, or nil when
+// there is none (HTTP/2, a recorder).
+func connReaderFrom(w http.ResponseWriter) io.ReaderFrom {
+	sw, ok := w.(*statusWriter)
+	if !ok {
+		return nil
+	}
+	if _, ok := sw.ResponseWriter.(io.ReaderFrom); !ok {
+		return nil
+	}
+	return sw
+}
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
@@ -314,13 +350,34 @@ func (h *Handler) getNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 
 // lazyWriter sends the response header with the first byte, so a render
 // that fails before producing anything can still answer with an error.
+// File contents reach it through ReadFrom, which sends what lies in local
+// files with sendfile.
 type lazyWriter struct {
 	w       http.ResponseWriter
 	size    uint64
 	started bool
+	files   fileSender
+}
+
+func (l *lazyWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	if lr, ok := src.(*io.LimitedReader); ok && l.files.to != nil {
+		l.start()
+		m, err := l.files.send(lr)
+		if n += m; err != nil {
+			return n, err
+		}
+	}
+	m, err := io.Copy(writerOnly{l}, src)
+	return n + m, err
 }
 
 func (l *lazyWriter) Write(p []byte) (int, error) {
+	l.start()
+	return l.w.Write(p)
+}
+
+func (l *lazyWriter) start() {
 	if !l.started {
 		l.started = true
 		hd := l.w.Header()
@@ -329,7 +386,6 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 		hd.Set("Content-Length", strconv.FormatUint(l.size, 10))
 		l.w.WriteHeader(http.StatusOK)
 	}
-	return l.w.Write(p)
 }
 
 func (h *Handler) getNAR(w http.ResponseWriter, r *http.Request, b64 string) {
@@ -405,7 +461,12 @@ func (h *Handler) getUploadedNAR(w http.ResponseWriter, r *http.Request, url str
 // serveNAR renders node's NAR, compressed as asked.
 func (h *Handler) serveNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, compression string) {
 	if compression != "none" {
-		h.getCompressedNAR(w, r, node, compression)
+		h.getCompressedNAR(w, r, node, compression, false)
+		return
+	}
+	w.Header().Set("Vary", "Accept-Encoding")
+	if h.zstdEncoding(r) {
+		h.getCompressedNAR(w, r, node, "zstd", true)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -418,7 +479,8 @@ func (h *Handler) serveNAR(w http.ResponseWriter, r *http.Request, node *castore
 		h.getNARRange(w, r, node, narSize, rng)
 		return
 	}
-	lw := &lazyWriter{w: w, size: narSize}
+	lw := &lazyWriter{w: w, size: narSize, files: fileSender{to: connReaderFrom(w)}}
+	defer lw.files.close()
 	if err := narcastore.Render(r.Context(), lw, node, h.blobs, h.dirs); err != nil {
 		h.log.Warn("render NAR", "err", err)
 		if !lw.started {
@@ -653,16 +715,23 @@ func (h *Handler) recordURLs(ctx context.Context, path storepath.StorePath, urls
 	}
 }
 
-// getCompressedNAR streams the NAR through a compressor; the length is not
+// getCompressedNAR streams the NAR through a compressor, as the file's
+// format (a .nar.zst URL) or as its Content-Encoding; the length is not
 // known ahead, so the response is chunked.
-func (h *Handler) getCompressedNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, compression string) {
+func (h *Handler) getCompressedNAR(w http.ResponseWriter, r *http.Request, node *castorev1.Node, compression string, contentEncoding bool) {
 	w.Header().Set("Content-Type", "application/x-nix-nar")
 	w.Header().Set("Cache-Control", "max-age=31536000, immutable")
+	if contentEncoding {
+		w.Header().Set("Content-Encoding", compression)
+	}
 	if r.Method == http.MethodHead {
 		return
 	}
-	cw, err := compress.Writer(compression, w)
-	if err != nil {
+	var cw io.WriteCloser
+	var err error
+	if compression == "zstd" {
+		cw = newPooledZstd(w)
+	} else if cw, err = compress.Writer(compression, w); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
