@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/nixcache"
 )
 
 // progressState is what a long operation has done so far. Total is 0
@@ -21,6 +24,9 @@ import (
 // it goes).
 type progressState struct {
 	Bytes, Total, Items int64
+	// Current names what is being worked on ("…-firefox-120 45%"), when
+	// the operation can say.
+	Current string
 }
 
 // progressStyle is how progress reaches the user.
@@ -75,6 +81,9 @@ func showProgress(st progressStyle, what, items string, poll func() progressStat
 				if items != "" {
 					args = append(args, items, s.Items)
 				}
+				if s.Current != "" {
+					args = append(args, "current", s.Current)
+				}
 				st.log.Info(what, args...)
 			}
 			select {
@@ -96,6 +105,9 @@ func drawBar(w io.Writer, bar *progressbar.ProgressBar, what, items string, s pr
 	desc := what
 	if items != "" {
 		desc = fmt.Sprintf("%s: %d %s", what, s.Items, items)
+	}
+	if s.Current != "" {
+		desc += ", " + s.Current
 	}
 	if bar == nil {
 		max := s.Total
@@ -139,6 +151,31 @@ func treeProgress(what, root string, p *fstree.Progress) (stop func()) {
 		return progressState{Bytes: p.Bytes.Load(), Total: total.Load(), Items: p.Files.Load()}
 	})
 	return func() { finished.Store(true); stopShowing() }
+}
+
+// transfersNow says which paths a substitution is fetching: the one with
+// most left, how far it got, and how many others run beside it.
+func transfersNow(running map[string]*nixcache.Transfer) string {
+	var name string
+	var left int64 = -1
+	var pct int64
+	for p, tr := range running {
+		got := tr.Bytes.Load()
+		if l := tr.NarSize - got; l > left || l == left && p < name {
+			name, left = p, l
+			if tr.NarSize > 0 {
+				pct = 100 * got / tr.NarSize
+			}
+		}
+	}
+	if name == "" {
+		return ""
+	}
+	s := fmt.Sprintf("%s %d%%", strings.TrimPrefix(name, storepath.StoreDir+"/"), pct)
+	if len(running) > 1 {
+		s += fmt.Sprintf(" (+%d)", len(running)-1)
+	}
+	return s
 }
 
 // mb is a byte count for people.

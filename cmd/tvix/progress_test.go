@@ -9,7 +9,55 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore/fstree"
+	"github.com/tvix-go/tvix/store/nixcache"
 )
+
+// TestTransfersNow: a copy names the path with most left to fetch, how
+// far it got, and how many others are fetched beside it.
+func TestTransfersNow(t *testing.T) {
+	tr := func(size, got int64) *nixcache.Transfer {
+		x := &nixcache.Transfer{NarSize: size}
+		x.Bytes.Store(got)
+		return x
+	}
+	for _, c := range []struct {
+		running map[string]*nixcache.Transfer
+		want    string
+	}{
+		{nil, ""},
+		{map[string]*nixcache.Transfer{"/nix/store/aaaa-hello": tr(200, 50)}, "aaaa-hello 25%"},
+		{map[string]*nixcache.Transfer{
+			"/nix/store/aaaa-small":   tr(10, 1),
+			"/nix/store/bbbb-firefox": tr(1000, 450),
+			"/nix/store/cccc-done":    tr(500, 500),
+		}, "bbbb-firefox 45% (+2)"},
+		{map[string]*nixcache.Transfer{"/nix/store/dddd-empty": tr(0, 0)}, "dddd-empty 0%"},
+	} {
+		if got := transfersNow(c.running); got != c.want {
+			t.Errorf("transfersNow(%v) = %q, want %q", c.running, got, c.want)
+		}
+	}
+}
+
+// TestProgressNamesCurrent: the bar and the log lines both say what is
+// being worked on.
+func TestProgressNamesCurrent(t *testing.T) {
+	var bar syncBuffer
+	var logs bytes.Buffer
+	poll := func() progressState { return progressState{Bytes: 1 << 20, Items: 3, Current: "bbbb-firefox 45%"} }
+	stop := showProgress(progressStyle{bar: &bar, delay: time.Millisecond}, "copying", "paths", poll)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	stop = showProgress(progressStyle{log: slog.New(slog.NewTextHandler(&logs, nil)), interval: 20 * time.Millisecond, delay: time.Millisecond}, "copying", "paths", poll)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	if !strings.Contains(bar.String(), "copying: 3 paths, bbbb-firefox 45%") {
+		t.Errorf("bar does not name the current path:\n%q", bar.String())
+	}
+	if !strings.Contains(logs.String(), `current="bbbb-firefox 45%"`) {
+		t.Errorf("log lines do not name the current path:\n%s", logs.String())
+	}
+}
 
 // TestProgressLogHasNoCarriageReturns: without a terminal, progress is
 // plain log lines, one per interval, with what was done.

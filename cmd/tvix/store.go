@@ -325,8 +325,11 @@ func storeCopy(c *cli.Context) error {
 		cs.PathInfos = &localFirst{Service: comp, local: comp.Local, present: &present, fetched: map[string]bool{}}
 	}
 	var paths, bytes atomic.Int64
+	// Bytes count as they arrive, so a large path moves the bar too.
+	var transfers nixcache.Transfers
+	ctx = nixcache.WithTransfers(ctx, &transfers)
 	stop := showProgress(stderrProgress(), "copying", "paths", func() progressState {
-		return progressState{Bytes: bytes.Load(), Items: paths.Load()}
+		return progressState{Bytes: max(bytes.Load(), transfers.Bytes.Load()), Items: paths.Load(), Current: transfersNow(transfers.Running())}
 	})
 	n, narBytes, err := closure.Copy(ctx, cs, roots, func(done int, narBytes uint64, p string) {
 		paths.Store(int64(done))

@@ -251,9 +251,15 @@ func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.P
 		return nil, fmt.Errorf("NAR %s: %w", ni.URL, err)
 	}
 	defer dec.Close()
+	var nar io.Reader = dec
+	if t := transfersFrom(ctx); t != nil {
+		tr := t.start(ni.StorePath.String(), int64(ni.NarSize))
+		defer t.end(ni.StorePath.String())
+		nar = countingReader{dec, t, tr}
+	}
 	// A NAR longer than announced is cut off by the limit and then fails
 	// to parse or to match: a hostile cache cannot make us read forever.
-	root, size, sum, err := narcastore.Ingest(ctx, io.LimitReader(dec, int64(ni.NarSize)+1), s.blobs, s.dirs)
+	root, size, sum, err := narcastore.Ingest(ctx, io.LimitReader(nar, int64(ni.NarSize)+1), s.blobs, s.dirs)
 	if err != nil {
 		return nil, fmt.Errorf("NAR %s: %w", ni.URL, err)
 	}
