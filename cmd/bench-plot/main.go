@@ -4,7 +4,7 @@
 // (higher is better for tvix) run after run, and its target dashed, so a
 // regression shows at a glance.
 //
-//	bench-plot [-history docs/bench-history] [-out docs/bench-history]
+//	bench-plot [-history docs/bench-history] [-out docs/bench-history] [-format svg|png]
 package main
 
 import (
@@ -38,9 +38,10 @@ type figure struct {
 
 func main() {
 	history := flag.String("history", "docs/bench-history", "directory of run records (*.json)")
-	out := flag.String("out", "docs/bench-history", "directory the SVGs are written to")
+	out := flag.String("out", "docs/bench-history", "directory the plots are written to")
+	format := flag.String("format", "svg", "svg or png")
 	flag.Parse()
-	if err := run(*history, *out); err != nil {
+	if err := run(*history, *out, *format); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-plot:", err)
 		os.Exit(1)
 	}
@@ -67,7 +68,7 @@ func load(dir string) ([]record, error) {
 	return runs, nil
 }
 
-func run(historyDir, outDir string) error {
+func run(historyDir, outDir, format string) error {
 	runs, err := load(historyDir)
 	if err != nil {
 		return fmt.Errorf("read history: %w", err)
@@ -98,7 +99,7 @@ func run(historyDir, outDir string) error {
 		ticks[i] = plot.Tick{Value: float64(i), Label: label}
 	}
 	for area, names := range areas {
-		if err := plotArea(area, sortedKeys(names), runs, ticks, filepath.Join(outDir, area+".svg")); err != nil {
+		if err := plotArea(area, sortedKeys(names), runs, ticks, filepath.Join(outDir, area+"."+format)); err != nil {
 			return fmt.Errorf("plot %s: %w", area, err)
 		}
 	}
