@@ -68,7 +68,7 @@ func newFixtureExact(t *testing.T, opts Options) *fixture {
 	return &fixture{srv: srv, pis: pis, key: sk, pub: pk, h: h, opts: opts}
 }
 
-func (f *fixture) do(t *testing.T, method, path string, body []byte) (int, []byte, http.Header) {
+func (f *fixture) do(t testing.TB, method, path string, body []byte) (int, []byte, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -88,7 +88,7 @@ func (f *fixture) do(t *testing.T, method, path string, body []byte) (int, []byt
 
 // sampleNAR is a directory with a file, an executable, a symlink and a
 // subdirectory, written with the NAR writer.
-func sampleNAR(t *testing.T, content string) []byte {
+func sampleNAR(t testing.TB, content string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := nar.NewWriter(&buf)
@@ -117,7 +117,7 @@ func sampleNAR(t *testing.T, content string) []byte {
 	return buf.Bytes()
 }
 
-func compressed(t *testing.T, ext string, b []byte) []byte {
+func compressed(t testing.TB, ext string, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	switch ext {
@@ -168,7 +168,7 @@ type upload struct {
 	narinfo *narinfo.NarInfo
 }
 
-func newUpload(t *testing.T, name, ext string, content string) *upload {
+func newUpload(t testing.TB, name, ext string, content string) *upload {
 	t.Helper()
 	n := sampleNAR(t, content)
 	narSum, fileSum := sha(n), sha(compressed(t, ext, n))

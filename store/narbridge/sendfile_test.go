@@ -27,7 +27,7 @@ type packFixture struct {
 	nurl string // the NAR URL the narinfo names
 }
 
-func newPackFixture(t *testing.T, content string) *packFixture {
+func newPackFixture(t testing.TB, content string) *packFixture {
 	t.Helper()
 	dir := t.TempDir()
 	blobs, err := blobstore.NewPack(dir)
