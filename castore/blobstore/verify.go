@@ -101,8 +101,16 @@ type verifiedRanges struct {
 	offsets []int64
 
 	mu       sync.Mutex
-	verified map[castore.Digest]bool // by this reader, for reads or ranges
+	verified map[filePlace]bool // by this reader, for reads or ranges
 	releases []func()
+}
+
+// filePlace is where a chunk's bytes were verified: what a range hands
+// out must be the very bytes checked, not the same digest elsewhere (a
+// chunk moved by compaction while the reader is open).
+type filePlace struct {
+	f   *os.File
+	off int64
 }
 
 func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l locator) *verifiedRanges {
@@ -110,7 +118,7 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[castore.Digest]bool{}}
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[filePlace]bool{}}
 	r.Reader = chunkedread.New(d, chunks, r.open, r.locate)
 	return r
 }
@@ -123,9 +131,11 @@ func (r *verifiedRanges) open(d castore.Digest) (chunkedread.Chunk, int64, error
 	if err != nil {
 		return nil, 0, err
 	}
-	r.mu.Lock()
-	r.verified[d] = true
-	r.mu.Unlock()
+	if fc, ok := c.(fileChunk); ok {
+		r.mu.Lock()
+		r.verified[filePlace{fc.f, fc.off}] = true
+		r.mu.Unlock()
+	}
 	return c, size, nil
 }
 
@@ -153,8 +163,8 @@ func (r *verifiedRanges) Close() error {
 }
 
 // FileRange hands out a range only once every chunk it covers has been
-// verified; a corrupt one yields no range, so the caller reads instead and
-// gets the error.
+// verified where the range lies; a corrupt one yields no range, so the
+// caller reads instead and gets the error.
 func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 	f, fileOff, m := r.Reader.FileRange(off, n)
 	if f == nil {
@@ -162,17 +172,20 @@ func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := r.chunkAt(off); i < len(r.chunks) && r.offsets[i] < off+int64(m); i++ {
-		d := r.chunks[i].Digest
-		if r.verified[d] {
+	first := r.chunkAt(off)
+	// The chunks of a range lie back to back in f: chunk i starts at
+	// start + offsets[i] - offsets[first].
+	start := fileOff - (off - r.offsets[first])
+	for i := first; i < len(r.chunks) && r.offsets[i] < off+int64(m); i++ {
+		at := filePlace{f, start + r.offsets[i] - r.offsets[first]}
+		if r.verified[at] || unverifiedReads {
 			continue
 		}
-		c, _, err := r.s.openVerified(d)
-		if err != nil {
+		got, err := hashRange(f, at.off, int64(r.chunks[i].Size))
+		if err != nil || got != r.chunks[i].Digest {
 			return nil, 0, 0
 		}
-		c.Close()
-		r.verified[d] = true
+		r.verified[at] = true
 	}
 	return f, fileOff, m
 }
