@@ -32,11 +32,14 @@ type Config struct {
 	// daemon creates, which are 0660: its members may connect. Empty:
 	// the daemon's own group.
 	SocketGroup string
-	HTTP        HTTPConfig
-	Mount       MountConfig
-	VirtioFS    VirtioFSConfig
-	Eval        EvalConfig
-	Build       BuildConfig
+	// Limits bound uploads (nar-bridge and gRPC); the zero value is the
+	// defaults.
+	Limits   Limits
+	HTTP     HTTPConfig
+	Mount    MountConfig
+	VirtioFS VirtioFSConfig
+	Eval     EvalConfig
+	Build    BuildConfig
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox

@@ -45,10 +45,13 @@ type Daemon struct {
 	// Services are the store's services, open until Wait returns.
 	Services *registry.Services
 
-	g     *errgroup.Group
-	stop  context.CancelFunc
-	mu    sync.Mutex
-	bound map[string][]net.Addr
+	g    *errgroup.Group
+	stop context.CancelFunc
+	// limits and maxNarinfo are Config.Limits resolved.
+	limits     narcastore.Limits
+	maxNarinfo int64
+	mu         sync.Mutex
+	bound      map[string][]net.Addr
 }
 
 // Run starts the daemon and serves until ctx ends or a server fails.
@@ -66,6 +69,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if !cfg.serves() {
 		return nil, ErrNothingToServe
 	}
+	limits, maxNarinfo, err := cfg.Limits.resolve()
+	if err != nil {
+		return nil, err
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		reg = registry.Default()
@@ -76,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	d := &Daemon{Services: s, g: g, stop: stop, bound: map[string][]net.Addr{}}
+	d := &Daemon{Services: s, g: g, stop: stop, bound: map[string][]net.Addr{}, limits: limits, maxNarinfo: maxNarinfo}
 	defer func() {
 		if err != nil {
 			stop()
@@ -265,7 +272,7 @@ func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []str
 	s := d.Services
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(logUploads))
-	castoregrpc.Register(srv, s.Blobs, s.Directories)
+	castoregrpc.Register(srv, s.Blobs, s.Directories, castoregrpc.WithLimits(d.limits.Limits))
 	pathinfo.RegisterServer(srv, s.PathInfos, narcastore.NewCalculator(s.Blobs, s.Directories))
 	if extra != nil {
 		extra(srv)
@@ -297,7 +304,7 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	if cfg.HTTP.Listen == "" {
 		return nil
 	}
-	h, err := NewNarBridge(d.Services, cfg.HTTP)
+	h, err := newNarBridge(d.Services, cfg.HTTP, d.limits, d.maxNarinfo)
 	if err != nil {
 		return err
 	}
@@ -322,9 +329,10 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// NewNarBridge makes the binary cache handler for s.
-func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
-	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads}
+// newNarBridge makes the binary cache handler for s.
+func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, maxNarinfo int64) (http.Handler, error) {
+	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads,
+		Limits: lim, MaxNarinfoSize: maxNarinfo}
 	if f := cfg.UploadAuthFile; f != "" {
 		c, err := narbridge.LoadCredentials(f)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/daemon"
 )
 
@@ -52,13 +53,35 @@ func uploadFlags() []cli.Flag {
 			Usage: "accept uploads (nix copy --to) from the users in `FILE` (user:password lines; HTTP Basic, as from Nix's netrc-file, or Bearer PASSWORD)"},
 		&cli.BoolFlag{Name: "http-allow-anonymous-uploads",
 			Usage: "accept uploads from anyone who can connect (refused unless listening on loopback or a unix socket)"},
+		&cli.IntFlag{Name: "max-depth", Value: castore.DefaultMaxDepth,
+			Usage: "refuse uploaded trees (NARs, gRPC directories) nested deeper than this (0: no limit)"},
+		&cli.IntFlag{Name: "max-dir-entries", Value: castore.DefaultMaxEntries,
+			Usage: "refuse uploaded directories with more entries than this (0: no limit)"},
+		&cli.IntFlag{Name: "max-name-length", Value: castore.MaxNameLen,
+			Usage: "refuse uploaded entry names longer than this many bytes (at most 255; 0: 255)"},
+		&cli.Int64Flag{Name: "max-nar-size", Value: daemon.DefaultMaxNARSize,
+			Usage: "refuse uploaded NARs of more than this many bytes, uncompressed (0: no limit)"},
+		&cli.Int64Flag{Name: "max-narinfo-size", Value: daemon.DefaultMaxNarinfoSize,
+			Usage: "refuse uploaded narinfos of more than this many bytes (0: no limit)"},
 	}
 }
 
 // uploadConfig reads uploadFlags into cfg.
-func uploadConfig(c *cli.Context, cfg *daemon.HTTPConfig) {
-	cfg.UploadAuthFile = c.String("http-upload-auth-file")
-	cfg.AllowAnonymousUploads = c.Bool("http-allow-anonymous-uploads")
+func uploadConfig(c *cli.Context, cfg *daemon.Config) {
+	cfg.HTTP.UploadAuthFile = c.String("http-upload-auth-file")
+	cfg.HTTP.AllowAnonymousUploads = c.Bool("http-allow-anonymous-uploads")
+	// A flag's 0 says no limit, as --build-timeout's does; the config's 0
+	// is the default (the flags' defaults), its negative no limit.
+	cfg.Limits = daemon.Limits{MaxDepth: noLimit(c.Int("max-depth")), MaxEntries: noLimit(c.Int("max-dir-entries")),
+		MaxNameLen: noLimit(c.Int("max-name-length")), MaxNARSize: noLimit(c.Int64("max-nar-size")),
+		MaxNarinfoSize: noLimit(c.Int64("max-narinfo-size"))}
+}
+
+func noLimit[T int | int64](flag T) T {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
 
 // daemonStore reads the flags every serving command shares.
@@ -78,7 +101,7 @@ func runDaemon(c *cli.Context) error {
 	cfg.GRPC = c.StringSlice("listen")
 	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),
 		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only")}
-	uploadConfig(c, &cfg.HTTP)
+	uploadConfig(c, &cfg)
 	cfg.SocketGroup = c.String("socket-group")
 	cfg.Mount = daemon.MountConfig{Path: c.String("mount"), ListRoot: c.Bool("mount-list-root"),
 		AllowOther: c.Bool("mount-allow-other"), AllowNonEmpty: c.Bool("mount-allow-non-empty")}

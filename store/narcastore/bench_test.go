@@ -205,7 +205,7 @@ func benchTreeOnDisk(b *testing.B, dir string, in []byte) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := filepath.Join(root, n.Path)
+		p := filepath.Join(root, n.Path())
 		switch n.Kind {
 		case nar.KindDirectory:
 			err = os.MkdirAll(p, 0o755)

@@ -1,0 +1,101 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castoretest"
+	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/growth"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// addNested stores a tree depth directories deep under a store path of its
+// own and returns the path's basename.
+func (s *testStore) addNested(t testing.TB, depth int, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	closure := castoretest.Nested(depth, name)
+	p := s.dirs.PutMultiple(ctx)
+	for _, d := range closure {
+		if err := p.Put(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := castore.DirectorySize(closure[len(closure)-1])
+	sp := fakeStorePath(fmt.Sprintf("nested-%d-%s", depth, name))
+	node := &castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
+		Name: []byte(sp.Basename()), Digest: root.Bytes(), Size: size}}}
+	if _, err := s.paths.Put(ctx, &storev1.PathInfo{Node: node, Narinfo: &storev1.NARInfo{NarSize: 1, NarSha256: make([]byte, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	return sp.Basename()
+}
+
+// walkDown descends the depth directories of a Nested tree at dir, one
+// openat at a time (deeper than PATH_MAX, no path could name the bottom),
+// and checks the file there.
+func walkDown(dir string, depth int, name string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	for i := range depth - 1 {
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("level %d: %w", i+1, err)
+		}
+		fd = next
+	}
+	defer unix.Close(fd)
+	leaf, err := unix.Openat(fd, name, unix.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("leaf file: %w", err)
+	}
+	defer unix.Close(leaf)
+	var st unix.Stat_t
+	if err := unix.Fstat(leaf, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return fmt.Errorf("leaf file: stat %+v, %v; want an empty regular file", st, err)
+	}
+	return nil
+}
+
+// The mount walks a tree 100,000 deep to its bottom, with memory linear
+// in the depth (each level is one lookup of one cached directory).
+func TestMountDeepNesting(t *testing.T) {
+	s := newTestStore()
+	if _, err := castoretest.PutBlob(t, s.blobs, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	const depth = 100_000
+	deep := s.addNested(t, depth, "d")
+	small, big := s.addNested(t, 10_000, "e"), s.addNested(t, 40_000, "e")
+	m := s.mount(t, Options{})
+	if err := walkDown(filepath.Join(m.Mountpoint(), deep), depth, "d"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := growth.Alloc(10_000, func(n int) error {
+		p := small
+		if n > 10_000 {
+			p = big
+		}
+		return walkDown(filepath.Join(m.Mountpoint(), p), n, "e")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("allocation growth 4x deeper: %.1fx", g)
+	if g > growth.MaxLinear {
+		t.Errorf("walking a tree 4x as deep allocates %.1fx as much, want linear (about 4x)", g)
+	}
+}
