@@ -3,6 +3,8 @@ package castoretest
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"lukechampine.com/blake3"
 
 	"github.com/tvix-go/tvix/castore"
@@ -36,4 +38,45 @@ func Wide(n int) *castorev1.Directory {
 		d.Files = append(d.Files, &castorev1.FileNode{Name: fmt.Appendf(nil, "%0*d", width, i), Digest: make([]byte, castore.DigestSize)})
 	}
 	return d
+}
+
+// WalkNested descends the depth directories of a Nested tree at dir (on
+// a mount, or unpacked), one
+// openat at a time (deeper than PATH_MAX, no path could name the bottom),
+// and checks the file there.
+func WalkNested(dir string, depth int, name string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	for i := range depth - 1 {
+		next, err := openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("level %d: %w", i+1, err)
+		}
+		fd = next
+	}
+	defer unix.Close(fd)
+	leaf, err := openat(fd, name, unix.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("leaf file: %w", err)
+	}
+	defer unix.Close(leaf)
+	var st unix.Stat_t
+	if err := unix.Fstat(leaf, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return fmt.Errorf("leaf file: stat %+v, %v; want an empty regular file", st, err)
+	}
+	return nil
+}
+
+// openat retries what a signal interrupted: the Go runtime preempts with
+// signals, and a FUSE request interrupted so answers EINTR.
+func openat(dir int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dir, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castoretest"
 	"github.com/tvix-go/tvix/castore/castorev1"
@@ -41,35 +39,6 @@ func (s *testStore) addNested(t testing.TB, depth int, name string) string {
 	return sp.Basename()
 }
 
-// walkDown descends the depth directories of a Nested tree at dir, one
-// openat at a time (deeper than PATH_MAX, no path could name the bottom),
-// and checks the file there.
-func walkDown(dir string, depth int, name string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return err
-	}
-	for i := range depth - 1 {
-		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("level %d: %w", i+1, err)
-		}
-		fd = next
-	}
-	defer unix.Close(fd)
-	leaf, err := unix.Openat(fd, name, unix.O_RDONLY, 0)
-	if err != nil {
-		return fmt.Errorf("leaf file: %w", err)
-	}
-	defer unix.Close(leaf)
-	var st unix.Stat_t
-	if err := unix.Fstat(leaf, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
-		return fmt.Errorf("leaf file: stat %+v, %v; want an empty regular file", st, err)
-	}
-	return nil
-}
-
 // The mount walks a tree 100,000 deep to its bottom, with memory linear
 // in the depth (each level is one lookup of one cached directory).
 func TestMountDeepNesting(t *testing.T) {
@@ -81,7 +50,7 @@ func TestMountDeepNesting(t *testing.T) {
 	deep := s.addNested(t, depth, "d")
 	small, big := s.addNested(t, 10_000, "e"), s.addNested(t, 40_000, "e")
 	m := s.mount(t, Options{})
-	if err := walkDown(filepath.Join(m.Mountpoint(), deep), depth, "d"); err != nil {
+	if err := castoretest.WalkNested(filepath.Join(m.Mountpoint(), deep), depth, "d"); err != nil {
 		t.Fatal(err)
 	}
 	g, err := growth.Alloc(10_000, func(n int) error {
@@ -89,7 +58,7 @@ func TestMountDeepNesting(t *testing.T) {
 		if n > 10_000 {
 			p = big
 		}
-		return walkDown(filepath.Join(m.Mountpoint(), p), n, "e")
+		return castoretest.WalkNested(filepath.Join(m.Mountpoint(), p), n, "e")
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -585,7 +585,7 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, h.idleBody(w, r.Body), h.opts.MaxNarinfoSize))
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-		http.Error(w, fmt.Sprintf("narinfo is more than %d bytes: over the limit (%s)", mbe.Limit, LimitNarinfoSize), http.StatusRequestEntityTooLarge)
+		http.Error(w, fmt.Sprintf("narinfo is more than %d bytes: over the limit of %d (%s)", mbe.Limit, mbe.Limit, LimitNarinfoSize), http.StatusRequestEntityTooLarge)
 		return
 	}
 	if err != nil {
