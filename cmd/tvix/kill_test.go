@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,36 +42,24 @@ func TestKill9Import(t *testing.T) {
 		}
 		return dir
 	}
-	killed, runs := 0, 0
-	for i := 0; killed < 20 && i < 60; i++ {
-		runs++
-		src := tree(i)
+	var src string
+	runs := killMatrix(t, "imports", same(env), 20, 60, func(i int) bool {
+		src = tree(i)
 		cmd := exec.Command(tvixBinary(t), "store", "import", src)
 		cmd.Env = append(os.Environ(), env...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(10+rng.Intn(120)) * time.Millisecond)
-		if cmd.Process.Kill() == nil {
-			if err := cmd.Wait(); err != nil && strings.Contains(err.Error(), "killed") {
-				killed++
-			}
-		}
-		if out, stderr, err := run(t, env, "store", "verify", "--check-contents"); err != nil {
-			t.Fatalf("verify after kill %d: %v\n%s%s", i, err, out, stderr)
-		}
+		return killAfter(cmd, time.Duration(10+rng.Intn(120))*time.Millisecond)
+	}, func(i int) {
 		if out, stderr, err := run(t, env, "store", "import", src); err != nil {
 			t.Fatalf("import again after kill %d: %v\n%s%s", i, err, out, stderr)
 		}
+	})
+	out := verifyClean(t, env, "at the end")
+	if !strings.Contains(out, fmt.Sprintf("checked %d paths", runs)) {
+		t.Fatalf("final verify: %s, want %d paths", out, runs)
 	}
-	if killed < 20 {
-		t.Fatalf("only %d of %d imports were killed before finishing; the kill points are too late", killed, runs)
-	}
-	out, stderr, err := run(t, env, "store", "verify", "--check-contents")
-	if err != nil || !strings.Contains(out, fmt.Sprintf("checked %d paths", runs)) || !strings.Contains(out, ": 0 problems") {
-		t.Fatalf("final verify: %v\n%s%s", err, out, stderr)
-	}
-	t.Logf("%d of %d imports killed mid-way", killed, runs)
 }
 
 // TestKill9NARUpload kills `tvix nar-bridge` with -9 while `nix copy --to`
@@ -95,27 +82,14 @@ func TestKill9NARUpload(t *testing.T) {
 	// Uncompressed: xz would spend seconds per path in Nix before a byte
 	// is sent.
 	to := url + "?compression=none"
-	start := func() *exec.Cmd {
+	start := func() *tvixProc {
 		t.Helper()
-		cmd := exec.Command(tvixBinary(t), "nar-bridge", "--listen", addr, "--http-allow-anonymous-uploads")
-		cmd.Env = append(os.Environ(), env...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if resp, err := http.Get(url + "/nix-cache-info"); err == nil {
-				resp.Body.Close()
-				return cmd
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("nar-bridge did not start")
-			}
-		}
+		p := startTvix(t, env, "nar-bridge", "--listen", addr, "--http-allow-anonymous-uploads")
+		waitHTTP(t, p, url)
+		return p
 	}
 	var paths []string
-	cut := 0
-	for i := 0; cut < 20 && i < 40; i++ {
+	killMatrix(t, "uploads", same(env), 20, 40, func(i int) bool {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("upload-%d", i))
 		os.MkdirAll(dir, 0o755)
 		for j := range 3 {
@@ -132,31 +106,69 @@ func TestKill9NARUpload(t *testing.T) {
 		if err := copyCmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rng.Intn(100)) * time.Millisecond)
-		bridge.Process.Kill()
-		bridge.Wait()
-		if copyCmd.Wait() != nil {
-			cut++
-		}
-		if out, stderr, err := run(t, env, "store", "verify", "--check-contents"); err != nil {
-			t.Fatalf("verify after kill %d: %v\n%s%s", i, err, out, stderr)
-		}
-		bridge = start()
-		_, err := nixtest.RunErr("nix", "copy", "--to", to, p)
-		bridge.Process.Signal(os.Interrupt)
-		bridge.Wait()
+		killAfter(bridge.cmd, time.Duration(rng.Intn(100))*time.Millisecond)
+		return copyCmd.Wait() != nil
+	}, func(i int) {
+		bridge := start()
+		_, err := nixtest.RunErr("nix", "copy", "--to", to, paths[len(paths)-1])
+		bridge.stop()
 		if err != nil {
 			t.Fatalf("nix copy again after kill %d: %v", i, err)
 		}
-	}
-	if cut < 20 {
-		t.Fatalf("only %d uploads were cut off by the kill", cut)
-	}
-	bridge := start()
-	defer func() { bridge.Process.Signal(os.Interrupt); bridge.Wait() }()
+	})
+	start()
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	root := t.TempDir()
 	args := append([]string{"copy", "--from", url, "--to", "local?root=" + root, "--option", "require-sigs", "false"}, paths...)
 	nixtest.Run(t, "nix", args...)
-	t.Logf("%d uploads cut off by kill -9, %d paths fetched back", cut, len(paths))
+	t.Logf("%d paths fetched back", len(paths))
 }
+
+// killMatrix runs try(i) until want of the tries were cut off by a kill
+// -9 (at most maxRuns tries); after each, the store at env must verify
+// clean with --check-contents, and rerun(i) must make the operation
+// succeed. env(i) is the environment naming try i's store. It returns how
+// many tries ran.
+func killMatrix(t *testing.T, what string, env func(i int) []string, want, maxRuns int, try func(i int) (cut bool), rerun func(i int)) int {
+	t.Helper()
+	cut, runs := 0, 0
+	for i := 0; cut < want && i < maxRuns; i++ {
+		runs++
+		if try(i) {
+			cut++
+		}
+		verifyClean(t, env(i), fmt.Sprintf("after kill %d", i))
+		rerun(i)
+	}
+	if cut < want {
+		t.Fatalf("only %d of %d %s were cut off by the kill; the kill points are too late", cut, runs, what)
+	}
+	t.Logf("%d of %d %s cut off by kill -9", cut, runs, what)
+	return runs
+}
+
+// verifyClean runs tvix store verify --check-contents on the store at env
+// and returns its output.
+func verifyClean(t *testing.T, env []string, when string) string {
+	t.Helper()
+	out, stderr, err := run(t, env, "store", "verify", "--check-contents")
+	if err != nil || !strings.Contains(out, ": 0 problems") {
+		t.Fatalf("verify %s: %v\n%s%s", when, err, out, stderr)
+	}
+	return out
+}
+
+// killAfter kills cmd with -9 after d and says whether that cut it off
+// (it had not exited by itself).
+func killAfter(cmd *exec.Cmd, d time.Duration) bool {
+	time.Sleep(d)
+	if cmd.Process.Kill() != nil {
+		cmd.Wait()
+		return false
+	}
+	err := cmd.Wait()
+	return err != nil && strings.Contains(err.Error(), "killed")
+}
+
+// same is the env of a matrix whose tries share one store.
+func same(env []string) func(int) []string { return func(int) []string { return env } }
