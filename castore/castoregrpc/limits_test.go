@@ -84,14 +84,7 @@ func TestDeepClosureIsLinear(t *testing.T) {
 	if err := roundTrip(100_000); err != nil {
 		t.Fatal(err)
 	}
-	g, err := growth.Alloc(25_000, roundTrip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("allocation growth 4x deeper: %.1fx", g)
-	if g > growth.MaxLinear {
-		t.Errorf("a closure 4x as deep allocates %.1fx as much, want linear (about 4x)", g)
-	}
+	growth.Linear(t, "a closure 4x as deep", 25_000, roundTrip)
 }
 
 // Every limit is refused by Put as InvalidArgument naming it, and the

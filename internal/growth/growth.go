@@ -3,7 +3,10 @@
 // loaded machine.
 package growth
 
-import "runtime"
+import (
+	"runtime"
+	"testing"
+)
 
 // Alloc runs work at size n and at 4n and returns how many times more
 // bytes the second run allocated: about 4 for work linear in n, about 16
@@ -31,3 +34,17 @@ func Alloc(n int, work func(n int) error) (float64, error) {
 // MaxLinear is what Alloc may return for work linear in n, with room for
 // fixed costs and the runtime's own allocations.
 const MaxLinear = 7
+
+// Linear fails t unless work allocates about linearly in n from n to 4n;
+// what names the work in the message ("a NAR 4x as deep").
+func Linear(t testing.TB, what string, n int, work func(n int) error) {
+	t.Helper()
+	g, err := Alloc(n, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s allocates %.1fx as much", what, g)
+	if g > MaxLinear {
+		t.Errorf("%s allocates %.1fx as much, want linear growth (about 4x)", what, g)
+	}
+}

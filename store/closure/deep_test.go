@@ -49,12 +49,5 @@ func TestVerifyDeepNesting(t *testing.T) {
 	if err := addNested(100_000); err != nil {
 		t.Fatal(err)
 	}
-	g, err := growth.Alloc(25_000, addNested)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("allocation growth 4x deeper: %.1fx", g)
-	if g > growth.MaxLinear {
-		t.Errorf("a path 4x as deep allocates %.1fx as much to add and verify, want linear (about 4x)", g)
-	}
+	growth.Linear(t, "adding and verifying a path 4x as deep", 25_000, addNested)
 }

@@ -309,3 +309,36 @@ func BenchmarkIngestVsRaw(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNesting ingests and renders NARs of directories nested one in
+// another, at depths n, 2n and 4n (scripts/bench-nesting puts them beside
+// Nix's own NAR parser). B/op is every byte allocated: linear in the depth.
+func BenchmarkNesting(b *testing.B) {
+	ctx := context.Background()
+	for _, depth := range []int{25_000, 50_000, 100_000} {
+		in := nested(b, depth)
+		b.Run(fmt.Sprintf("Ingest/depth=%d", depth), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := Ingest(ctx, bytes.NewReader(in), newMemBlobs(), newCountingDirs()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		blobs, dirs := newMemBlobs(), newCountingDirs()
+		root, _, _, err := Ingest(ctx, bytes.NewReader(in), blobs, dirs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("Render/depth=%d", depth), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Render(ctx, io.Discard, root, blobs, dirs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

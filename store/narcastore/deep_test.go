@@ -56,14 +56,7 @@ func TestDeepNestingIsLinear(t *testing.T) {
 	if err := roundTrip(nested(t, 100_000)); err != nil {
 		t.Fatal(err)
 	}
-	g, err := growth.Alloc(25_000, func(n int) error { return roundTrip(nested(t, n)) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("allocation growth 4x deeper: %.1fx", g)
-	if g > growth.MaxLinear {
-		t.Errorf("ingesting and rendering a NAR 4x as deep allocates %.1fx as much, want linear (about 4x)", g)
-	}
+	growth.Linear(t, "ingesting and rendering a NAR 4x as deep", 25_000, func(n int) error { return roundTrip(nested(t, n)) })
 }
 
 func TestWideDirectoryIsLinear(t *testing.T) {
@@ -74,14 +67,7 @@ func TestWideDirectoryIsLinear(t *testing.T) {
 		}
 		return roundTrip(b.Bytes())
 	}
-	g, err := growth.Alloc(25_000, wide)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("allocation growth 4x wider: %.1fx", g)
-	if g > growth.MaxLinear {
-		t.Errorf("a directory 4x as wide allocates %.1fx as much, want linear (about 4x)", g)
-	}
+	growth.Linear(t, "a directory 4x as wide", 25_000, wide)
 }
 
 func TestIngestLimits(t *testing.T) {
