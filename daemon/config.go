@@ -37,6 +37,9 @@ type Config struct {
 	VirtioFS    VirtioFSConfig
 	Eval        EvalConfig
 	Build       BuildConfig
+	// GCRootsDir holds indirect roots (like /nix/var/nix/gcroots): symlinks
+	// to store paths, or, in auto/, to symlinks that point at them.
+	GCRootsDir string
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox

@@ -411,15 +411,17 @@ func (w *writer) Close() (castore.Digest, error) {
 	if len(w.chunks) > 1 {
 		manifest = w.chunks
 	}
+	// The writer names the blob next: a sweep keeps it (and its chunks,
+	// some perhaps found stored and not written) until then. Touched
+	// before the commit: a sweep that sees the blob indexed sees it
+	// touched too.
+	w.s.touch.Touch(d)
+	for _, c := range w.chunks {
+		w.s.touch.Touch(c.Digest)
+	}
 	if err := w.t.commit(d, manifest, w.opts.DeferSync); err != nil {
 		w.err = fmt.Errorf("put blob %s: %w", d, err)
 		return castore.Digest{}, w.err
-	}
-	// The writer names the blob next: a sweep keeps it (and its chunks,
-	// some perhaps found stored and not written) until then.
-	w.s.touch.Touch(d)
-	for _, c := range manifest {
-		w.s.touch.Touch(c.Digest)
 	}
 	return d, nil
 }
