@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/boltdb"
 	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
@@ -441,22 +442,10 @@ func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error)
 			}
 		}
 		// A blob exactly the old pack is no longer exactly a file.
-		eb := tx.Bucket([]byte(packExtentsBucket))
-		var stale [][]byte
-		if err := eb.ForEach(func(k, v []byte) error {
-			if e, err := decodeExtent(v); err == nil && e.pack == id {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := eb.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return boltdb.DeleteMatching(tx.Bucket([]byte(packExtentsBucket)), func(_, v []byte) bool {
+			e, err := decodeExtent(v)
+			return err == nil && e.pack == id
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("switch index to pack %d: %w", newID, err)

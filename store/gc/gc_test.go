@@ -15,6 +15,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/castoretest"
 	"github.com/tvix-go/tvix/castore/dirstore"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/closure"
@@ -89,14 +90,7 @@ func random(t testing.TB, n int) []byte {
 // putOrphan stores a blob nothing names.
 func (s *testStore) putOrphan(t *testing.T, data []byte) castore.Digest {
 	t.Helper()
-	w, err := s.blobs.Put(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	d, err := w.Close()
+	d, err := castoretest.PutBlob(t, s.blobs, data, len(data)+1)
 	if err != nil {
 		t.Fatal(err)
 	}

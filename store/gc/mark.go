@@ -22,6 +22,12 @@ func (m *marked) hasBlob(d castore.Digest) bool { _, ok := m.blobs[d]; return ok
 // before anything in castore is deleted: what lies under it is unknown.
 func (c *Collector) mark(ctx context.Context, paths map[[storepath.DigestSize]byte]*pathRecord, progress func(Progress)) (*marked, error) {
 	m := &marked{dirs: map[castore.Digest]struct{}{}, blobs: map[castore.Digest]struct{}{}}
+	// The near store only: a read-through layer would fetch what is
+	// missing here from upstream, and the sweep judges the near store.
+	dirs, ok := near(c.Dirs).(castore.DirectoryService)
+	if !ok {
+		dirs = c.Dirs
+	}
 	var stack []castore.Digest
 	addNode := func(n *castorev1.Node) error {
 		switch {
@@ -55,7 +61,7 @@ func (c *Collector) mark(ctx context.Context, paths map[[storepath.DigestSize]by
 		for len(stack) > 0 {
 			d := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			dir, err := c.Dirs.Get(ctx, d)
+			dir, err := dirs.Get(ctx, d)
 			if err != nil {
 				return nil, fmt.Errorf("collect garbage: mark %s: directory %s: %w (nothing was deleted from castore; see tvix store verify)", p.sp, d, err)
 			}

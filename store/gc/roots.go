@@ -171,13 +171,12 @@ func findLinkRoots(ctx context.Context, dir, pruneIn string, roots map[string]st
 		if e.Type()&fs.ModeSymlink == 0 {
 			return nil
 		}
-		target, err := os.Readlink(path)
-		if err != nil {
+		target, sp, inStore, err := readStoreLink(path)
+		if err != nil || inStore {
+			if inStore {
+				roots[path] = sp
+			}
 			return err
-		}
-		if sp, _, err := storepath.ParsePrefix(target); err == nil {
-			roots[path] = sp
-			return nil
 		}
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(filepath.Dir(path), target)
@@ -194,12 +193,12 @@ func findLinkRoots(ctx context.Context, dir, pruneIn string, roots map[string]st
 		case fi.Mode()&fs.ModeSymlink == 0:
 			return nil
 		}
-		t2, err := os.Readlink(target)
-		if err != nil {
+		// An indirect root: a link to the user's link (./result).
+		if _, sp, inStore, err := readStoreLink(target); err != nil || inStore {
+			if inStore {
+				roots[target] = sp
+			}
 			return err
-		}
-		if sp, _, err := storepath.ParsePrefix(t2); err == nil {
-			roots[target] = sp
 		}
 		return nil
 	})
@@ -207,6 +206,17 @@ func findLinkRoots(ctx context.Context, dir, pruneIn string, roots map[string]st
 		return fmt.Errorf("find roots in %s: %w", dir, err)
 	}
 	return nil
+}
+
+// readStoreLink reads a symlink and says whether it points into the store
+// (at a store path or below one).
+func readStoreLink(path string) (target string, sp storepath.StorePath, inStore bool, err error) {
+	target, err = os.Readlink(path)
+	if err != nil {
+		return "", sp, false, err
+	}
+	sp, _, perr := storepath.ParsePrefix(target)
+	return target, sp, perr == nil, nil
 }
 
 // ReadRoots reads roots from a file (store paths, one a line; blank lines

@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tvix-go/tvix/internal/boltdb"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/storev1"
 )
@@ -130,20 +131,10 @@ func (b *Bolt) Delete(_ context.Context, paths [][storepath.DigestSize]byte) ([]
 		for _, p := range out {
 			deleted[p] = true
 		}
-		nf := tx.Bucket([]byte(narFilesBucket))
-		var stale [][]byte
-		if err := nf.ForEach(func(k, v []byte) error {
-			if len(v) == storepath.DigestSize && deleted[[storepath.DigestSize]byte(v)] {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
+		if err := boltdb.DeleteMatching(tx.Bucket([]byte(narFilesBucket)), func(_, v []byte) bool {
+			return len(v) == storepath.DigestSize && deleted[[storepath.DigestSize]byte(v)]
 		}); err != nil {
 			return err
-		}
-		for _, k := range stale {
-			if err := nf.Delete(k); err != nil {
-				return err
-			}
 		}
 		if ab := tx.Bucket([]byte(accessBucket)); ab != nil {
 			for _, p := range out {
