@@ -540,3 +540,38 @@ func TestCollectWhileImportingAndReading(t *testing.T) {
 		}
 	}
 }
+
+// The memory services collect too (memory:// stores, tests).
+func TestMemoryStoresCollect(t *testing.T) {
+	ctx := context.Background()
+	blobs, dirs, infos := blobstore.NewMemory(), dirstore.NewMemory(), pathinfo.NewMemory()
+	defer blobs.Close()
+	st := importer.Store{Blobs: blobs, Dirs: dirs, PathInfo: infos}
+	src := t.TempDir()
+	for _, n := range []string{"keep", "gone"} {
+		os.MkdirAll(filepath.Join(src, n, "sub"), 0o755)
+		os.WriteFile(filepath.Join(src, n, "sub", "f"), random(t, 700<<10), 0o644)
+	}
+	keep, _, err := st.AddRecursive(ctx, filepath.Join(src, "keep"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.AddRecursive(ctx, filepath.Join(src, "gone"), ""); err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(t.TempDir(), "roots")
+	os.WriteFile(roots, []byte(keep.String()+"\n"), 0o644)
+	c := &Collector{Blobs: blobs, Dirs: dirs, PathInfos: infos}
+	rep, err := c.Collect(ctx, Options{RootsFrom: []string{roots}, Grace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Deleted) != 1 || rep.Castore.Directories != 2 || rep.Castore.Chunks == 0 || rep.Castore.BytesFreed < 700<<10 {
+		t.Fatalf("report: %+v", rep)
+	}
+	var problems []string
+	vr, err := closure.Verify(ctx, closure.Store{Blobs: blobs, Dirs: dirs, PathInfos: infos}, true, func(m string) { problems = append(problems, m) })
+	if err != nil || vr.Problems > 0 || vr.Paths != 1 {
+		t.Fatalf("verify: %v %v %v", vr, err, problems)
+	}
+}
