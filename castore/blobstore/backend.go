@@ -86,3 +86,12 @@ type backingFiler interface {
 type touchingBackend interface {
 	setTouchLog(*touchlog.Log)
 }
+
+// sharedToucher is a backend other processes may collect (the object-store
+// layout, a directory several daemons share): a touch must reach them, so
+// it is recorded in the store itself. touchShared touches blob d (and the
+// chunks of manifest m, nil for a single-chunk blob) and reports false if
+// any is gone: then the caller must not count on it.
+type sharedToucher interface {
+	touchShared(d castore.Digest, m []castore.ChunkMeta) bool
+}

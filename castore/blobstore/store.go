@@ -42,7 +42,7 @@ func newStore(b backend) *Store {
 func (s *Store) Has(_ context.Context, d castore.Digest) (ok bool, err error) {
 	s.touch.Guard(func() {
 		if ok, err = s.has(d); ok && err == nil {
-			s.touchBlob(d)
+			ok = s.touchBlob(d)
 		}
 	})
 	return ok, err
@@ -60,13 +60,20 @@ func (s *Store) has(d castore.Digest) (bool, error) {
 
 // touchBlob touches a blob and its chunks: a sweep decides about chunks
 // one by one, and a blob whose chunk list stays is of no use without them.
-func (s *Store) touchBlob(d castore.Digest) {
+// It reports false when a store shared with other processes lost the
+// blob to one of their sweeps meanwhile.
+func (s *Store) touchBlob(d castore.Digest) bool {
 	s.touch.Touch(d)
-	if m, ok, err := s.b.manifest(d); err == nil && ok {
+	m, ok, err := s.b.manifest(d)
+	if err == nil && ok {
 		for _, c := range m {
 			s.touch.Touch(c.Digest)
 		}
 	}
+	if st, shared := s.b.(sharedToucher); shared {
+		return st.touchShared(d, m)
+	}
+	return true
 }
 
 // Chunks counts as a use: a client reads the chunks it lists next.
@@ -105,12 +112,15 @@ func (s *Store) Open(_ context.Context, d castore.Digest) (r castore.BlobReader,
 	s.touch.Guard(func() {
 		if r, err = s.open(d); err == nil {
 			ds := []castore.Digest{d}
-			if m, ok, _ := s.b.manifest(d); ok {
-				for _, c := range m {
-					ds = append(ds, c.Digest)
-				}
+			m, _, _ := s.b.manifest(d)
+			for _, c := range m {
+				ds = append(ds, c.Digest)
 			}
 			release = touchlog.Hold(s.touch, ds...)
+			if st, shared := s.b.(sharedToucher); shared {
+				// Other processes' sweeps see the read by the files' times.
+				st.touchShared(d, m)
+			}
 		}
 	})
 	if err != nil {

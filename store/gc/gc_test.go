@@ -575,3 +575,55 @@ func TestMemoryStoresCollect(t *testing.T) {
 		t.Fatalf("verify: %v %v %v", vr, err, problems)
 	}
 }
+
+// The object-store layout collects by file times, which every process
+// sharing the directory sees: a second store on the same directory (as a
+// second daemon would be) that finds a blob with Has keeps it from the
+// first one's sweep.
+func TestObjectStoreSharedByTwoProcesses(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	open := func() (*blobstore.Store, *Collector) {
+		blobs, err := blobstore.NewFile(filepath.Join(root, "blobs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { blobs.Close() })
+		return blobs, &Collector{Blobs: blobs, Dirs: dirstore.NewMemory(), PathInfos: pathinfo.NewMemory()}
+	}
+	a, collectA := open()
+	b, _ := open()
+	big, err := castoretest.PutBlob(t, a, random(t, 3<<20), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := castoretest.PutBlob(t, a, []byte("small"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	epoch := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	if ok, _ := b.Has(ctx, big); !ok {
+		t.Fatal("b does not see the blob")
+	}
+	rep, err := collectA.Collect(ctx, Options{Grace: time.Since(epoch)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Castore.Chunks != 1 || rep.Castore.Blobs != 0 || rep.Castore.Kept == 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if ok, _ := a.Has(ctx, small); ok {
+		t.Error("the untouched blob is still there")
+	}
+	r, err := b.Open(ctx, big)
+	if err != nil {
+		t.Fatalf("the blob b found went: %v", err)
+	}
+	r.Close()
+	time.Sleep(20 * time.Millisecond)
+	if rep, err = collectA.Collect(ctx, noGrace); err != nil || rep.Castore.Blobs != 1 {
+		t.Fatalf("without a touch since: %+v %v", rep, err)
+	}
+}
