@@ -282,30 +282,40 @@ func (b *packBackend) sweepPacks(ctx context.Context, req castore.SweepRequest, 
 			rep.LiveBytes += fi.Size()
 		}
 	}
-	if len(compact) > 0 || !req.DryRun {
-		// Removed packs' names must be gone for good before compaction
-		// counts on their space.
-		if err := b.fs.syncDir(filepath.Join(b.root, "packs")); err != nil && !req.DryRun {
-			return fmt.Errorf("sweep packs: %w", err)
-		}
-	}
-	for _, c := range compact {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if req.DryRun {
+	if req.DryRun {
+		for _, c := range compact {
 			rep.FilesCompacted++
 			rep.BytesMoved += c.live
 			rep.BytesFreed += c.size - c.live
-			continue
 		}
-		moved, err := b.compactPack(ctx, c.id)
+		return nil
+	}
+	// Removed packs' names must be gone for good before compaction
+	// counts on their space.
+	if err := b.fs.syncDir(filepath.Join(b.root, "packs")); err != nil {
+		return fmt.Errorf("sweep packs: %w", err)
+	}
+	// Mostly dead packs are merged: their live chunks go into as few new
+	// packs as fit packSealSize, not one small pack each.
+	for len(compact) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var group []uint64
+		var live, size int64
+		for len(compact) > 0 && (len(group) == 0 || live+compact[0].live <= packSealSize) {
+			group = append(group, compact[0].id)
+			live += compact[0].live
+			size += compact[0].size
+			compact = compact[1:]
+		}
+		moved, err := b.compactPacks(ctx, group)
 		if err != nil {
-			return fmt.Errorf("compact pack %d: %w", c.id, err)
+			return fmt.Errorf("compact packs %v: %w", group, err)
 		}
-		rep.FilesCompacted++
+		rep.FilesCompacted += int64(len(group))
 		rep.BytesMoved += moved
-		rep.BytesFreed += c.size - moved
+		rep.BytesFreed += size - moved
 		progress("compact", rep.FilesCompacted, rep.BytesMoved)
 	}
 	return nil
@@ -353,17 +363,20 @@ type movedChunk struct {
 	old, new chunkLoc
 }
 
-// compactPack copies the live chunks of pack id into a new pack, each
-// verified on the way (a corrupt chunk is not copied; its entry keeps
-// pointing at the old pack, which then stays), switches their entries in
-// one transaction and removes the old pack if nothing points into it any
-// more. It returns the bytes copied.
-func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error) {
+// compactPacks copies the live chunks of the packs ids into one new pack,
+// each verified on the way (a corrupt chunk is not copied: its entry keeps
+// pointing at its old pack, which then stays), switches their entries in
+// one transaction and removes the old packs. It returns the bytes copied.
+func (b *packBackend) compactPacks(ctx context.Context, ids []uint64) (int64, error) {
+	from := map[uint64]bool{}
+	for _, id := range ids {
+		from[id] = true
+	}
 	var chunks []movedChunk
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(packChunksBucket)).ForEach(func(k, v []byte) error {
 			loc, err := decodeChunkLoc(v)
-			if err == nil && loc.pack == id {
+			if err == nil && from[loc.pack] {
 				chunks = append(chunks, movedChunk{d: castore.Digest(k), old: loc})
 			}
 			return nil
@@ -372,12 +385,26 @@ func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	slices.SortFunc(chunks, func(a, b movedChunk) int { return cmp.Compare(a.old.off, b.old.off) })
-	src, err := b.packs.acquire(id)
-	if err != nil {
-		return 0, err
+	// In each pack's order, so a blob's chunks stay one range.
+	slices.SortFunc(chunks, func(a, b movedChunk) int {
+		if c := cmp.Compare(a.old.pack, b.old.pack); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.old.off, b.old.off)
+	})
+	srcs := map[uint64]*packRef{}
+	defer func() {
+		for _, r := range srcs {
+			b.packs.release(r)
+		}
+	}()
+	for _, id := range ids {
+		r, err := b.packs.acquire(id)
+		if err != nil {
+			return 0, err
+		}
+		srcs[id] = r
 	}
-	defer b.packs.release(src)
 	b.mu.Lock()
 	newID := b.nextPack
 	b.nextPack++
@@ -394,7 +421,7 @@ func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error)
 	}
 	defer dst.Close()
 	var off int64
-	var corrupt int
+	corrupt := map[uint64]int{}
 	buf := make([]byte, 0, 1<<20)
 	var moved []movedChunk
 	for _, c := range chunks {
@@ -405,11 +432,11 @@ func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error)
 			buf = make([]byte, c.old.size)
 		}
 		data := buf[:c.old.size]
-		if _, err := src.f.ReadAt(data, c.old.off); err != nil {
+		if _, err := srcs[c.old.pack].f.ReadAt(data, c.old.off); err != nil {
 			return 0, fmt.Errorf("read chunk %s: %w", c.d, err)
 		}
 		if castore.HashBlob(data) != c.d {
-			corrupt++
+			corrupt[c.old.pack]++
 			continue
 		}
 		if err := b.fs.writeAt(dst, data, off); err != nil {
@@ -441,22 +468,31 @@ func (b *packBackend) compactPack(ctx context.Context, id uint64) (int64, error)
 				return err
 			}
 		}
-		// A blob exactly the old pack is no longer exactly a file.
+		// A blob exactly an old pack is no longer exactly a file.
 		return boltdb.DeleteMatching(tx.Bucket([]byte(packExtentsBucket)), func(_, v []byte) bool {
 			e, err := decodeExtent(v)
-			return err == nil && e.pack == id
+			return err == nil && from[e.pack]
 		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("switch index to pack %d: %w", newID, err)
 	}
-	if corrupt > 0 {
-		// The old pack still holds what could not be copied: it stays, and
-		// verify names those chunks.
-		return off, fmt.Errorf("%w: %d chunks of pack %d do not hash to their digests; the pack is kept", ErrCorrupt, corrupt, id)
-	}
 	if len(moved) == 0 {
 		_ = os.Remove(b.packPath(newID))
 	}
-	return off, b.removePack(id)
+	var kept []uint64
+	for _, id := range ids {
+		if corrupt[id] > 0 {
+			// What could not be copied is still there; verify names it.
+			kept = append(kept, id)
+			continue
+		}
+		if err := b.removePack(id); err != nil {
+			return off, err
+		}
+	}
+	if len(kept) > 0 {
+		return off, fmt.Errorf("%w: chunks of packs %v do not hash to their digests; those packs are kept", ErrCorrupt, kept)
+	}
+	return off, nil
 }
