@@ -34,9 +34,9 @@ func NewFile(root string) (*Store, error) {
 	return newStore(b), nil
 }
 
-// removeStaleTemps deletes what interrupted puts left behind. Other
-// processes may share the directory and be writing right now, so only
-// files untouched for an hour go.
+// removeStaleTemps deletes what interrupted puts (or sweeps) left behind.
+// Other processes may share the directory and be writing right now, so
+// only entries untouched for an hour go.
 func removeStaleTemps(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -44,7 +44,7 @@ func removeStaleTemps(dir string) {
 	}
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			os.Remove(filepath.Join(dir, e.Name()))
+			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
 }

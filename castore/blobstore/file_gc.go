@@ -112,7 +112,10 @@ func (b *fileBackend) sweep(ctx context.Context, req castore.SweepRequest) (cast
 	}
 	// A trash directory of this sweep's own: another process's sweep may
 	// be putting a file of its trash back right now.
-	cleanTrash(filepath.Join(b.root, "trash"))
+	// What sweeps killed part way left in trash was dead (a touched file
+	// is put back before the next is moved), but a sweep may still be
+	// running: only what is an hour old goes.
+	removeStaleTemps(filepath.Join(b.root, "trash"))
 	trash, err := os.MkdirTemp(mkdirAll(filepath.Join(b.root, "trash")), "sweep-")
 	if err != nil {
 		return rep, err
@@ -176,21 +179,6 @@ func trashFile(path, trash string, since time.Time) (freed int64, kept bool, err
 func mkdirAll(dir string) string {
 	_ = os.MkdirAll(dir, 0o755)
 	return dir
-}
-
-// cleanTrash removes what sweeps killed part way left in trash: their
-// files were dead (a touched one is put back before the next is moved),
-// but a sweep may still be running, so only directories an hour old go.
-func cleanTrash(dir string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
-		}
-	}
 }
 
 // walkObjects calls f for every object file under dir (b3/<shard>/<hex>).
