@@ -25,7 +25,7 @@ func gcCommands() []*cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be deleted and delete nothing"},
 			&cli.DurationFlag{Name: "grace", Value: gc.DefaultGrace, Usage: "keep objects written, found or read less than `DURATION` ago (uploads without a session); 0 for none"},
 			&cli.Float64Flag{Name: "compact-below", Value: gc.DefaultCompactBelow, Usage: "rewrite packs whose live fraction is below `F` (0: never)"},
-			&cli.StringFlag{Name: "gc-roots", Usage: "embedded store: the gcroots `DIR` (symlinks to store paths; auto/ for indirect roots) whose roots always stay"},
+			&cli.StringFlag{Name: "gc-roots", Usage: "embedded store: keep only the closures of the roots in the gcroots `DIR` (symlinks to store paths, auto/ for indirect roots, like /nix/var/nix/gcroots) and of --roots"},
 		)
 	}
 	return []*cli.Command{

@@ -320,3 +320,36 @@ func TestGCOnDaemonUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// --max-size through a daemon evicts the least recently used path: the
+// daemon records when each path was put or looked up.
+func TestGCMaxSizeThroughDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "tvix.sock")
+	d := startTvix(t, []string{"XDG_DATA_HOME=" + t.TempDir()}, "daemon", "--listen", "unix://"+sock)
+	d.waitFor(t, sock)
+	env := []string{"TVIX_STORE=" + sock}
+	rng := rand.New(rand.NewSource(20))
+	var paths []string
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // access times are in seconds
+		}
+		src := randomTree(t, rng, filepath.Join(t.TempDir(), fmt.Sprintf("p%d", i)), 2, 100<<10)
+		paths = append(paths, strings.TrimSpace(mustRun(t, env, "store", "import", src)))
+	}
+	ls := mustRun(t, env, "store", "ls")
+	var total uint64
+	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
+		f := strings.Fields(line)
+		n, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+		if err != nil {
+			t.Fatalf("store ls line %q", line)
+		}
+		total += n
+	}
+	out, stderr, err := run(t, env, "store", "gc", "--max-size", strconv.FormatUint(total-1, 10), "--grace", "0")
+	if err != nil || strings.TrimSpace(out) != paths[0] {
+		t.Fatalf("gc --max-size evicted %q (want %s): %v %s", out, paths[0], err, stderr)
+	}
+	verifyClean(t, env, "after eviction")
+}
