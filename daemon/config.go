@@ -37,6 +37,7 @@ type Config struct {
 	VirtioFS    VirtioFSConfig
 	Eval        EvalConfig
 	Build       BuildConfig
+	NixDaemon   NixDaemonConfig
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox
@@ -100,5 +101,5 @@ type EvalConfig struct {
 
 // serves says whether the Config asks for anything to be served.
 func (c Config) serves() bool {
-	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != "" || len(c.Build.Listen) > 0
+	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != "" || len(c.Build.Listen) > 0 || len(c.NixDaemon.Listen) > 0
 }

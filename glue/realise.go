@@ -494,3 +494,31 @@ func referencedFirst(infos []*storev1.PathInfo) []*storev1.PathInfo {
 	}
 	return out
 }
+
+// RealiseDerivation builds one derivation given inline, as a remote
+// builder receives it (Nix's BuildDerivation): it has no input
+// derivations, its input sources are the whole closure of its inputs,
+// which must be in the store, and drvPath names it for the outputs'
+// deriver and the logs. Outputs already present are kept.
+func (r *Realiser) RealiseDerivation(ctx context.Context, drvPath string, drv *derivation.Derivation) (map[string]string, error) {
+	if len(drv.InputDerivations) > 0 {
+		return nil, fmt.Errorf("derivation %s: inline derivations carry their inputs as sources, not input derivations", drvPath)
+	}
+	n := &drvNode{path: drvPath, drv: drv, done: make(chan struct{})}
+	defer close(n.done)
+	r.update(func(s *Status) { *s = Status{Total: 1} })
+	done, err := r.present(ctx, drv)
+	if err != nil {
+		return nil, fmt.Errorf("build of '%s' failed: %w", drvPath, err)
+	}
+	if done {
+		r.update(func(s *Status) { s.Present++ })
+	} else if err := r.build(ctx, n); err != nil {
+		return nil, fmt.Errorf("build of '%s' failed: %w", drvPath, err)
+	}
+	outs := map[string]string{}
+	for name, o := range drv.Outputs {
+		outs[name] = o.Path
+	}
+	return outs, nil
+}
