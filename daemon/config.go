@@ -37,7 +37,10 @@ type Config struct {
 	VirtioFS    VirtioFSConfig
 	Eval        EvalConfig
 	Build       BuildConfig
-	NixDaemon   NixDaemonConfig
+	// GCRootsDir holds indirect roots (like /nix/var/nix/gcroots): symlinks
+	// to store paths, or, in auto/, to symlinks that point at them.
+	GCRootsDir string
+	NixDaemon  NixDaemonConfig
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox

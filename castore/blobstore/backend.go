@@ -6,6 +6,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/chunkedread"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // chunkReader reads one stored chunk.
@@ -78,4 +79,10 @@ type largeBlobHinter interface {
 // backingFiler finds a file holding exactly a blob's bytes.
 type backingFiler interface {
 	backingFile(d castore.Digest) (*os.File, int64, bool)
+}
+
+// touchingBackend looks chunks up on its writers' behalf (a dedup in
+// stageChunk) and touches what it finds (see touchlog).
+type touchingBackend interface {
+	setTouchLog(*touchlog.Log)
 }
