@@ -8,9 +8,13 @@ import (
 	"sync"
 
 	"github.com/tvix-go/tvix/build"
+	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/glue"
 	"github.com/tvix-go/tvix/nix/derivation"
 	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/nix/workerproto"
+	"github.com/tvix-go/tvix/store/gc"
 	"github.com/tvix-go/tvix/store/nixcache"
 	"github.com/tvix-go/tvix/store/nixdaemon"
 	"github.com/tvix-go/tvix/store/registry"
@@ -57,8 +61,8 @@ func NewNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, s
 	}
 	// Validity queries must not substitute; what substitutes is the
 	// composite in front of the store.
-	if c, ok := s.PathInfos.(*nixcache.Composite); ok {
-		st.PathInfos, st.Substituting = c.Local, c
+	if c, ok := castore.As[*nixcache.Composite](s.PathInfos); ok {
+		st.PathInfos, st.Substituting = c.Local, s.PathInfos
 	}
 	if cfg.SigningKeyFile != "" {
 		k, err := readSigningKey(cfg.SigningKeyFile)
@@ -83,7 +87,11 @@ func (d *Daemon) startNixDaemon(ctx context.Context, cfg Config) error {
 	if len(cfg.NixDaemon.Listen) == 0 {
 		return nil
 	}
-	srv, err := NewNixDaemon(d.Services, cfg.NixDaemon, cfg.Build, cfg.Substitution)
+	ncfg := cfg.NixDaemon
+	if ncfg.Roots == nil && d.GC != nil {
+		ncfg.Roots = NixRoots(d.GC)
+	}
+	srv, err := NewNixDaemon(d.Services, ncfg, cfg.Build, cfg.Substitution)
 	if err != nil {
 		return err
 	}
@@ -138,4 +146,66 @@ func (rb *realiserBuilder) Realise(ctx context.Context, drvPaths []string, opts 
 func (rb *realiserBuilder) BuildDerivation(ctx context.Context, drvPath string, drv *derivation.Derivation, opts nixdaemon.BuildOptions, ev nixdaemon.BuildEvents) error {
 	_, err := rb.realiser(opts, ev).RealiseDerivation(ctx, drvPath, drv)
 	return err
+}
+
+// NewStdioNixDaemon is NewNixDaemon for one client on stdio, with its own
+// garbage collector over s whose indirect roots are kept in rootsDir.
+func NewStdioNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, sub registry.Substitution, rootsDir string) (*nixdaemon.Server, error) {
+	cfg.Roots = NixRoots(&gc.Collector{Blobs: s.Blobs, Dirs: s.Directories, PathInfos: s.PathInfos, Roots: gc.NewRoots(rootsDir)})
+	return NewNixDaemon(s, cfg, bcfg, sub)
+}
+
+// NixRoots serves the Nix daemon protocol's gc operations with c: roots
+// are the gcroots directory's and the clients' temporary roots, and a
+// collection keeps only their closures, as Nix's collector does.
+func NixRoots(c *gc.Collector) nixdaemon.Roots { return nixRoots{c} }
+
+type nixRoots struct{ c *gc.Collector }
+
+type nixSession struct{ s *gc.Session }
+
+func (r nixRoots) Session() nixdaemon.RootSession { return nixSession{r.c.Roots.NewSession()} }
+
+func (s nixSession) AddTempRoot(_ context.Context, p storepath.StorePath) error {
+	return s.s.AddTempRoot(p)
+}
+
+func (s nixSession) Close() error {
+	s.s.Release()
+	return nil
+}
+
+func (r nixRoots) AddIndirectRoot(_ context.Context, link string) error {
+	return r.c.Roots.AddIndirectRoot(link)
+}
+
+func (r nixRoots) FindRoots(ctx context.Context) (map[string]storepath.StorePath, error) {
+	roots, err := r.c.Roots.FindRoots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	temp, _ := r.c.Roots.TempRoots()
+	for i, p := range temp {
+		roots[fmt.Sprintf("{temp:%d}", i)] = p
+	}
+	return roots, nil
+}
+
+func (r nixRoots) Collect(ctx context.Context, req nixdaemon.GCRequest) (nixdaemon.GCResult, error) {
+	opts := gc.Options{GCRoots: true, MaxFreed: req.MaxFreed}
+	switch req.Action {
+	case uint64(workerproto.GCReturnLive), uint64(workerproto.GCReturnDead):
+		opts.DryRun = true
+	case uint64(workerproto.GCDeleteSpecific):
+		opts.Delete = req.Paths
+	}
+	rep, err := r.c.Collect(ctx, opts)
+	if err != nil {
+		return nixdaemon.GCResult{}, err
+	}
+	res := nixdaemon.GCResult{Paths: rep.Deleted, BytesFreed: uint64(rep.Castore.BytesFreed)}
+	if req.Action == uint64(workerproto.GCReturnLive) {
+		res.Paths = rep.Live
+	}
+	return res, nil
 }

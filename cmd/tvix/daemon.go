@@ -92,6 +92,9 @@ func runDaemon(c *cli.Context) error {
 		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time"), Backend: c.String("build-backend")}
 	cfg.NixDaemon = nixDaemonConfig(c)
 	cfg.NixDaemon.Listen = c.StringSlice("nix-daemon-listen")
+	if len(cfg.NixDaemon.Listen) > 0 {
+		cfg.GCRootsDir = gcRootsDir(c)
+	}
 	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
 	}

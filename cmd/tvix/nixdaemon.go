@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -39,6 +40,7 @@ func nixDaemonCommands() []*cli.Command {
 		&cli.DurationFlag{Name: "build-timeout", Usage: "kill a build running longer than this (0: no limit)"},
 		&cli.StringFlag{Name: "build-backend", Value: "sandbox", Usage: "where builds run: sandbox or microvm"},
 		&cli.DurationFlag{Name: "build-max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+		&cli.StringFlag{Name: "gc-roots", Usage: "gcroots `DIR` where Nix clients' indirect roots (result symlinks) are recorded (default: gcroots beside the embedded store)"},
 	)
 	flags = append(flags, nixDaemonFlags()...)
 	return []*cli.Command{{
@@ -64,7 +66,7 @@ func runNixDaemon(c *cli.Context) error {
 	defer s.Close()
 	bcfg := daemon.BuildConfig{Jobs: c.Int("build-jobs"), Timeout: c.Duration("build-timeout"),
 		MaxSilentTime: c.Duration("build-max-silent-time"), Backend: c.String("build-backend")}
-	srv, err := daemon.NewNixDaemon(s, nixDaemonConfig(c), bcfg, substitution(c))
+	srv, err := daemon.NewStdioNixDaemon(s, nixDaemonConfig(c), bcfg, substitution(c), gcRootsDir(c))
 	if err != nil {
 		return err
 	}
@@ -76,3 +78,12 @@ func runNixDaemon(c *cli.Context) error {
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// gcRootsDir is --gc-roots, or the gcroots directory beside the embedded
+// store: Nix clients record roots (nix-build's result) wherever they go.
+func gcRootsDir(c *cli.Context) string {
+	if d := c.String("gc-roots"); d != "" {
+		return d
+	}
+	return filepath.Join(dataDir(), "gcroots")
+}

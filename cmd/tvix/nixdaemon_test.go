@@ -1,0 +1,252 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
+)
+
+// nixDaemon is a tvix daemon serving Nix's daemon protocol, its store
+// mounted where Nix clients read store paths (?root=).
+type nixDaemon struct {
+	dir, sock, root string
+	proc            *tvixProc
+}
+
+// uri is the store URI Nix clients use.
+func (d *nixDaemon) uri() string { return "unix://" + d.sock + "?root=" + d.root }
+
+func startNixDaemon(t *testing.T, extra ...string) *nixDaemon {
+	t.Helper()
+	testenv.FUSE(t)
+	// Socket paths are short: the temp dir of a test is too long.
+	dir, err := os.MkdirTemp("", "tvix-nixd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d := &nixDaemon{dir: dir, sock: filepath.Join(dir, "nix.sock"), root: filepath.Join(dir, "root")}
+	mount := filepath.Join(d.root, "nix", "store")
+	if err := os.MkdirAll(mount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unmountAtEnd(t, mount)
+	args := append([]string{"daemon", "--nix-daemon-listen", "unix://" + d.sock, "--mount", mount,
+		"--gc-roots", filepath.Join(dir, "gcroots")}, extra...)
+	d.proc = startTvix(t, []string{"XDG_DATA_HOME=" + filepath.Join(dir, "data")}, args...)
+	d.proc.waitFor(t, d.sock)
+	for deadline := time.Now().Add(20 * time.Second); !isMounted(mount); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the store was not mounted:\n%s", d.proc.log.String())
+		}
+	}
+	return d
+}
+
+// nixIn runs a Nix command against the daemon, failing with its output.
+func (d *nixDaemon) nix(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := nixtest.RunErr(name, append([]string{"--store", d.uri()}, args...)...)
+	if err != nil {
+		t.Fatalf("%s --store tvix %v: %v\ntvix log:\n%s", name, args, err, d.proc.log.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type nixPathInfo struct {
+	Path       string   `json:"path"`
+	NarHash    string   `json:"narHash"`
+	NarSize    uint64   `json:"narSize"`
+	References []string `json:"references"`
+	Signatures []string `json:"signatures"`
+	CA         string   `json:"ca"`
+}
+
+func pathInfoJSON(t *testing.T, out string) nixPathInfo {
+	t.Helper()
+	var infos []nixPathInfo
+	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 {
+		t.Fatalf("path-info output %q: %v", out, err)
+	}
+	return infos[0]
+}
+
+// TestNixClientsUseTvixAsTheirStore: Nix 2.8's own commands against the
+// tvix daemon's socket give what they give against a Nix store.
+func TestNixClientsUseTvixAsTheirStore(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.Root(t, "builds in a sandbox and mounts")
+	d := startNixDaemon(t)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+
+	// Sources: the store path nix-store --add computes.
+	src := filepath.Join(t.TempDir(), "greeting")
+	os.WriteFile(src, []byte("hello "+nonce+"\n"), 0o644)
+	added := d.nix(t, "nix-store", "--add", src)
+	if want := nixtest.Text(t, "nix-store", "--add", src); added != want {
+		t.Fatalf("nix-store --add through tvix: %s, Nix: %s", added, want)
+	}
+
+	// nix copy --to: an input-addressed path Nix built, with its
+	// references, keeps its NAR hash, and reads back.
+	built := nixtest.BuildInputAddressed(t, nonce)
+	local := pathInfoJSON(t, nixtest.Text(t, "nix", "path-info", "--json", built))
+	// As with Nix's daemon, an unsigned path needs --no-check-sigs even
+	// from a trusted user.
+	if out, err := nixtest.RunErr("nix", "copy", "--to", d.uri(), built); err == nil || !strings.Contains(err.Error(), "lacks a signature by a trusted key") {
+		t.Fatalf("nix copy --to of an unsigned path: %v %s", err, out)
+	}
+	nixtest.Run(t, "nix", "copy", "--no-check-sigs", "--to", d.uri(), built)
+	remote := pathInfoJSON(t, d.nix(t, "nix", "path-info", "--json", built))
+	if remote.NarHash != local.NarHash || remote.NarSize != local.NarSize {
+		t.Fatalf("after nix copy --to: %+v, Nix's %+v", remote, local)
+	}
+	if got := d.nix(t, "nix", "store", "cat", built+"/data"); got != nonce {
+		t.Fatalf("nix store cat: %q", got)
+	}
+	if got, want := d.nix(t, "nix-store", "-q", "--references", built), nixtest.Text(t, "nix-store", "-q", "--references", built); got != want {
+		t.Fatalf("references %q, Nix's %q", got, want)
+	}
+
+	// nix-instantiate writes the derivations into tvix; nix-build builds
+	// them with tvix's sandbox, giving nix-build's outputs.
+	f := buildCorpus(t, nonce)
+	results := map[string]string{}
+	for _, attr := range []string{"chain", "multi", "flat", "recursive", "uses"} {
+		drv := d.nix(t, "nix-instantiate", f, "-A", attr)
+		if want := nixtest.Text(t, "nix-instantiate", f, "-A", attr); drv != want {
+			t.Fatalf("%s: nix-instantiate through tvix wrote %s, Nix %s", attr, drv, want)
+		}
+		nixOut, err := nixtest.Sandboxed("nix-store", "--realise", drv)
+		if err != nil {
+			t.Fatalf("nix-store --realise: %v", err)
+		}
+		link := filepath.Join(d.dir, "result-"+attr)
+		out := d.nix(t, "nix-build", f, "-A", attr, "-o", link)
+		nixBuilt, err := nixtest.Sandboxed("nix-build", "--no-out-link", f, "-A", attr)
+		if err != nil {
+			t.Fatalf("nix-build: %v", err)
+		}
+		results[attr] = out
+		if out != nixBuilt {
+			t.Fatalf("%s: nix-build through tvix gave %q, Nix %q", attr, out, nixBuilt)
+		}
+		for _, p := range strings.Fields(nixOut) {
+			if got, want := d.nix(t, "nix-store", "-q", "--hash", p), nixtest.Text(t, "nix-store", "-q", "--hash", p); got != want {
+				t.Errorf("%s: NAR hash %s, Nix's %s", p, got, want)
+			}
+			if got, want := d.nix(t, "nix-store", "-q", "--requisites", p), nixtest.Text(t, "nix-store", "-q", "--requisites", p); got != want {
+				t.Errorf("%s: requisites %q, Nix's %q", p, got, want)
+			}
+		}
+	}
+	// The builds were tvix's, and nix-store -r of a valid path is a no-op.
+	if !strings.Contains(d.proc.log.String(), "mounted store") {
+		t.Fatalf("no build sandbox was mounted:\n%s", d.proc.log.String())
+	}
+	d.nix(t, "nix-store", "-r", built)
+
+	// nix copy --from into a fresh Nix store.
+	client := filepath.Join(t.TempDir(), "client")
+	uses := strings.TrimSpace(nixtest.Text(t, "nix-store", "-q", "--outputs", nixtest.Text(t, "nix-instantiate", f, "-A", "uses")))
+	nixtest.Run(t, "nix", "copy", "--no-check-sigs", "--from", d.uri(), "--to", client, uses)
+	got := pathInfoJSON(t, nixtest.Text(t, "nix", "path-info", "--store", client, "--json", uses))
+	if want := pathInfoJSON(t, nixtest.Text(t, "nix", "path-info", "--json", uses)); got.NarHash != want.NarHash {
+		t.Fatalf("nix copy --from tvix: %+v, Nix's %+v", got, want)
+	}
+
+	// Verification, and the roots nix-build added.
+	d.nix(t, "nix-store", "--verify", "--check-contents")
+	roots := d.nix(t, "nix-store", "--gc", "--print-roots")
+	if !strings.Contains(roots, filepath.Join(d.dir, "result-uses")) {
+		t.Fatalf("--print-roots does not list nix-build's result:\n%s", roots)
+	}
+	// A rooted path cannot be deleted; once its root is gone, the
+	// collector takes it and keeps what other roots hold.
+	if out, err := nixtest.RunErr("nix-store", "--store", d.uri(), "--delete", uses); err == nil {
+		t.Fatalf("nix-store --delete of a rooted path succeeded: %s", out)
+	}
+	os.Remove(filepath.Join(d.dir, "result-uses"))
+	dead := d.nix(t, "nix-store", "--gc", "--print-dead")
+	if !strings.Contains(dead, uses) || strings.Contains(dead, results["multi"]) || strings.Contains(dead, results["chain"]) {
+		t.Fatalf("--print-dead:\n%s", dead)
+	}
+	d.nix(t, "nix-store", "--gc")
+	if out, err := nixtest.RunErr("nix-store", "--store", d.uri(), "-q", "--hash", uses); err == nil {
+		t.Fatalf("%s is still valid after gc: %s", uses, out)
+	}
+	// What the other results hold stays, whole.
+	for _, p := range strings.Fields(d.nix(t, "nix-store", "-q", "--requisites", results["multi"], results["chain"])) {
+		d.nix(t, "nix-store", "-q", "--hash", p)
+	}
+	d.nix(t, "nix-store", "--verify", "--check-contents")
+}
+
+// TestTvixAsNixRemoteBuilder: a Nix machine with the tvix daemon as its
+// only builder (-j0) gets the corpus and GNU hello built by tvix: the
+// outputs land in its store with the daemon's signature, and Nix's own
+// rebuild (--check) finds them identical.
+func TestTvixAsNixRemoteBuilder(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Tool(t, "bwrap", "bubblewrap")
+	testenv.Root(t, "builds in a sandbox and mounts")
+	key := filepath.Join(t.TempDir(), "tvix.sk")
+	sk := nixtest.Text(t, "nix", "key", "generate-secret", "--key-name", "tvix-builder-1")
+	os.WriteFile(key, []byte(sk), 0o600)
+	d := startNixDaemon(t, "--nix-signing-key-file", key, "--build-jobs", "2")
+	builders := d.uri() + " x86_64-linux - 2"
+	f := buildCorpus(t, fmt.Sprint(time.Now().UnixNano()))
+	for _, attr := range []string{"uses", "multi", "recursive"} {
+		drv := nixtest.Text(t, "nix-instantiate", f, "-A", attr)
+		out, err := nixtest.RunErr("nix-build", "--no-out-link", "-j0", "--builders", builders, drv)
+		if err != nil {
+			t.Fatalf("%s: nix-build with tvix as builder: %v\ntvix log:\n%s", attr, err, d.proc.log.String())
+		}
+		for _, p := range strings.Fields(string(out)) {
+			info := pathInfoJSON(t, nixtest.Text(t, "nix", "path-info", "--json", "--sigs", p))
+			if attr != "recursive" && !slices.ContainsFunc(info.Signatures, func(s string) bool { return strings.HasPrefix(s, "tvix-builder-1:") }) {
+				t.Errorf("%s has no signature by the tvix builder: %v", p, info.Signatures)
+			}
+		}
+		if _, err := nixtest.Sandboxed("nix-store", "--realise", "--check", drv); err != nil {
+			t.Fatalf("%s: Nix's rebuild differs from tvix's: %v", attr, err)
+		}
+	}
+	if !strings.Contains(d.proc.log.String(), "mounted store") {
+		t.Fatalf("tvix built nothing:\n%s", d.proc.log.String())
+	}
+
+	if _, err := os.Stat(filepath.Join(helloSource, ".complete")); err != nil {
+		testenv.Missing(t, "GNU hello's source and toolchain not prepared (scripts/hello-source/prepare): %v", err)
+	}
+	hello, err := nixtest.Sandboxed("nix-build", "--no-out-link", helloSource)
+	if err != nil {
+		t.Fatalf("nix-build hello: %v", err)
+	}
+	want := nixtest.Text(t, "nix-store", "-q", "--hash", hello)
+	if out, err := exec.Command("nix-store", "--delete", hello).CombinedOutput(); err != nil {
+		t.Fatalf("nix-store --delete %s: %v\n%s", hello, err, out)
+	}
+	start := time.Now()
+	out, err := nixtest.RunErr("nix-build", "--no-out-link", "-j0", "--builders", builders, helloSource)
+	if err != nil {
+		t.Fatalf("hello with tvix as builder: %v\ntvix log:\n%s", err, d.proc.log.String())
+	}
+	t.Logf("GNU hello built by tvix for Nix in %s", time.Since(start).Round(time.Second))
+	if strings.TrimSpace(string(out)) != hello {
+		t.Fatalf("remote hello %q, Nix's %q", out, hello)
+	}
+	if got := nixtest.Text(t, "nix-store", "-q", "--hash", hello); got != want {
+		t.Fatalf("hello built by tvix: NAR hash %s, Nix's %s", got, want)
+	}
+}
