@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ func startNixDaemon(t *testing.T, extra ...string) *nixDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755) // other users reach the socket (as its group allows)
 	d := &nixDaemon{dir: dir, sock: filepath.Join(dir, "nix.sock"), root: filepath.Join(dir, "root")}
 	mount := filepath.Join(d.root, "nix", "store")
 	if err := os.MkdirAll(mount, 0o755); err != nil {
@@ -361,4 +364,168 @@ func TestNixOverSSHNG(t *testing.T) {
 	if _, err := nixtest.Sandboxed("nix-store", "--realise", "--check", drv); err != nil {
 		t.Fatalf("Nix's rebuild differs from tvix's: %v", err)
 	}
+}
+
+// procFDs and procRSS read a process's open descriptors and resident
+// memory (kB).
+func procFDs(t *testing.T, pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func procRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// TestNixDaemonUnderLoad: 16 Nix clients at once query, add and copy for
+// a minute (TVIX_NIX_DAEMON_LOAD sets another duration): no client sees
+// an error, and the daemon ends with the descriptors it started with.
+func TestNixDaemonUnderLoad(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Root(t, "mounts")
+	d := startNixDaemon(t)
+	duration := time.Minute
+	if s := os.Getenv("TVIX_NIX_DAEMON_LOAD"); s != "" {
+		var err error
+		if duration, err = time.ParseDuration(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	built := nixtest.BuildInputAddressed(t, nonce)
+	nixtest.Run(t, "nix", "copy", "--no-check-sigs", "--to", d.uri(), built)
+	pid := d.proc.cmd.Process.Pid
+	fdsBefore, rssBefore := procFDs(t, pid), procRSS(t, pid)
+	var (
+		mu     sync.Mutex
+		ops    = map[string]int{}
+		errs   []string
+		wg     sync.WaitGroup
+		finish = time.Now().Add(duration)
+	)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := t.TempDir()
+			for n := 0; time.Now().Before(finish); n++ {
+				var args []string
+				var what string
+				switch n % 4 {
+				case 0:
+					what, args = "path-info", []string{"nix", "path-info", "--store", d.uri(), "--json", "-r", built}
+				case 1:
+					f := filepath.Join(dir, fmt.Sprintf("f%d", n))
+					os.WriteFile(f, []byte(fmt.Sprintf("client %d file %d %s", i, n, nonce)), 0o644)
+					what, args = "add", []string{"nix-store", "--store", d.uri(), "--add", f}
+				case 2:
+					what, args = "copy --to", []string{"nix", "copy", "--no-check-sigs", "--to", d.uri(), built}
+				case 3:
+					what, args = "copy --from", []string{"nix", "copy", "--no-check-sigs", "--from", d.uri(), "--to", filepath.Join(dir, fmt.Sprintf("s%d", n)), built}
+				}
+				out, err := nixtest.RunErr(args[0], args[1:]...)
+				mu.Lock()
+				ops[what]++
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("%s: %v %s", what, err, out))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of the clients' commands failed, first: %s\ntvix log:\n%s", len(errs), errs[0], d.proc.log.String())
+	}
+	// Connections close as their clients exit; give the last ones a moment.
+	var fdsAfter int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if fdsAfter = procFDs(t, pid); fdsAfter <= fdsBefore+2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("%v in %s; daemon fds %d -> %d, RSS %d -> %d kB", ops, duration, fdsBefore, fdsAfter, rssBefore, procRSS(t, pid))
+	if fdsAfter > fdsBefore+2 {
+		t.Fatalf("the daemon holds %d descriptors after the load, %d before", fdsAfter, fdsBefore)
+	}
+	d.nix(t, "nix-store", "--verify", "--check-contents")
+}
+
+// TestUntrustedNixClient: a Nix client running as nobody, not in
+// trusted-users, adds content-addressed paths and paths signed by a
+// trusted key, but not an unsigned input-addressed one, even asking not
+// to check signatures.
+func TestUntrustedNixClient(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Root(t, "runs a client as another user")
+	setpriv := testenv.Tool(t, "setpriv", "util-linux")
+	dir, err := os.MkdirTemp("", "tvix-untrusted-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	sk := filepath.Join(dir, "sk")
+	os.WriteFile(sk, []byte(nixtest.Text(t, "nix", "key", "generate-secret", "--key-name", "uploader-1")), 0o600)
+	pk, err := nixtest.RunInput(mustRead(t, sk), "nix", "key", "convert-secret-to-public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startNixDaemon(t, "--socket-group", "65534", "--trusted-public-keys", strings.TrimSpace(string(pk)))
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	signed := nixtest.BuildInputAddressed(t, nonce+"-signed")
+	unsigned := nixtest.BuildInputAddressed(t, nonce+"-unsigned")
+	nixtest.Run(t, "nix", "store", "sign", "--key-file", sk, signed)
+	cache := "file://" + filepath.Join(dir, "cache")
+	nixtest.Run(t, "nix", "copy", "--to", cache, signed, unsigned)
+	exec.Command("chmod", "-R", "a+rwX", dir).Run()
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...)
+		cmd.Env = append(nixtest.Env(), "HOME="+dir, "XDG_CACHE_HOME="+filepath.Join(dir, "cache-home"),
+			"NIX_CONFIG="+nixtest.Config+"\nrequire-sigs = false")
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	own := filepath.Join(dir, "own")
+	if out, err := asNobody("nix", "copy", "--from", cache, "--to", own, signed, unsigned); err != nil {
+		t.Fatalf("nobody's own store: %v\n%s", err, out)
+	}
+	if out, err := asNobody("nix", "copy", "--no-check-sigs", "--from", own, "--to", d.uri(), unsigned); err == nil || !strings.Contains(out, "lacks a signature by a trusted key") {
+		t.Fatalf("an untrusted client added an unsigned input-addressed path: %v\n%s", err, out)
+	}
+	if out, err := asNobody("nix", "copy", "--from", own, "--to", d.uri(), signed); err != nil {
+		t.Fatalf("a path signed by a trusted key from an untrusted client: %v\n%s\ntvix log:\n%s", err, out, d.proc.log.String())
+	}
+	f := filepath.Join(dir, "src")
+	os.WriteFile(f, []byte(nonce), 0o644)
+	if out, err := asNobody("nix-store", "--store", d.uri(), "--add", f); err != nil || !strings.HasPrefix(out, "/nix/store/") {
+		t.Fatalf("nix-store --add from an untrusted client: %v\n%s", err, out)
+	}
+	if out, err := asNobody("nix", "path-info", "--store", d.uri(), signed); err != nil || out != signed {
+		t.Fatalf("path-info from an untrusted client: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("nix-store", "--store", d.uri(), "-q", "--hash", unsigned).CombinedOutput(); err == nil {
+		t.Fatalf("the refused path is valid: %s", out)
+	}
+}
+
+func mustRead(t *testing.T, f string) []byte {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
