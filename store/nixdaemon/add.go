@@ -179,15 +179,7 @@ func checkContentAddress(ctx context.Context, st Store, ni *narinfo.NarInfo, roo
 }
 
 func (c *conn) addToStoreNar() error {
-	pi := workerproto.PathInfo{Path: c.r.Path("path")}
-	pi.Deriver = c.r.Path("deriver")
-	pi.NarHash = string(c.r.Bytes("NAR hash", 256))
-	pi.References = c.r.Paths("references")
-	pi.RegistrationTime = c.r.Uint64("registration time")
-	pi.NarSize = c.r.Uint64("NAR size")
-	pi.Ultimate = c.r.Bool("ultimate")
-	pi.Sigs = c.r.Strings("signatures", 4096)
-	pi.CA = string(c.r.Bytes("content address", 1024))
+	pi := c.r.ReadPathInfo(true)
 	c.r.Bool("repair")
 	dontCheckSigs := c.r.Bool("don't check signatures")
 	if err := c.args(); err != nil {
@@ -401,12 +393,7 @@ func (c *conn) addSignatures() error {
 }
 
 func (c *conn) narFromPath() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
@@ -423,12 +410,7 @@ func (c *conn) narFromPath() error {
 }
 
 func (c *conn) ensurePath() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}

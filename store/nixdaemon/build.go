@@ -2,7 +2,6 @@ package nixdaemon
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,41 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/nix/derivation"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/nix/workerproto"
-	"github.com/tvix-go/tvix/store/storev1"
+	"github.com/tvix-go/tvix/store/pathinfo"
 )
-
-// maxDrvSize bounds a .drv read from the store.
-const maxDrvSize = 64 << 20
-
-// readDerivationFile reads and parses the .drv at sp.
-func readDerivationFile(ctx context.Context, blobs castore.BlobService, sp storepath.StorePath, info *storev1.PathInfo) (*derivation.Derivation, error) {
-	f := info.GetNode().GetFile()
-	if f == nil || f.GetSize() > maxDrvSize {
-		return nil, fmt.Errorf("derivation %s is not a .drv file", sp)
-	}
-	d, err := castore.DigestFromBytes(f.GetDigest())
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", sp, err)
-	}
-	rc, err := blobs.Open(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", sp, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxDrvSize))
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", sp, err)
-	}
-	drv, err := derivation.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", sp, err)
-	}
-	return drv, nil
-}
 
 func (c *conn) buildOptions() BuildOptions {
 	s := c.settings
@@ -54,15 +23,20 @@ func (c *conn) buildOptions() BuildOptions {
 		MaxSilentTime: s.maxSilentTime, KeepGoing: s.keepGoing}
 }
 
-// readTargets reads BuildPaths' targets and, if withMode, the build
-// mode; the targets are parsed once the request is read whole.
-func (c *conn) readTargets(withMode bool) ([]string, uint64, error) {
+// targets reads BuildPaths' targets and, if withMode, the build mode,
+// then opens the stderr channel and parses the targets.
+func (c *conn) targets(withMode bool) ([]workerproto.DerivedPath, uint64, error) {
 	raw := c.r.Strings("derived paths", 1<<16)
 	mode := uint64(workerproto.BuildNormal)
 	if withMode {
 		mode = c.r.Uint64("build mode")
 	}
-	return raw, mode, c.args()
+	if err := c.args(); err != nil {
+		return nil, 0, err
+	}
+	c.start()
+	targets, err := parseTargets(raw)
+	return targets, mode, err
 }
 
 func parseTargets(raw []string) ([]workerproto.DerivedPath, error) {
@@ -78,12 +52,7 @@ func parseTargets(raw []string) ([]workerproto.DerivedPath, error) {
 }
 
 func (c *conn) buildPaths() error {
-	raw, mode, err := c.readTargets(c.minor() >= 15)
-	if err != nil {
-		return err
-	}
-	c.start()
-	targets, err := parseTargets(raw)
+	targets, mode, err := c.targets(c.minor() >= 15)
 	if err != nil {
 		return err
 	}
@@ -106,12 +75,7 @@ func (c *conn) buildPaths() error {
 }
 
 func (c *conn) buildPathsWithResults() error {
-	raw, mode, err := c.readTargets(true)
-	if err != nil {
-		return err
-	}
-	c.start()
-	targets, err := parseTargets(raw)
+	targets, mode, err := c.targets(true)
 	if err != nil {
 		return err
 	}
@@ -377,7 +341,7 @@ func (c *conn) staticOutputHash(drv *derivation.Derivation) (string, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := readDerivationFile(c.ctx, c.srv.Store.Blobs, sp, info)
+		d, err := pathinfo.ReadDerivation(c.ctx, c.srv.Store.Blobs, info)
 		if err != nil {
 			return nil, err
 		}
@@ -476,12 +440,7 @@ func (c *conn) buildDerivation() error {
 }
 
 func (c *conn) queryMissing() error {
-	raw, _, err := c.readTargets(false)
-	if err != nil {
-		return err
-	}
-	c.start()
-	targets, err := parseTargets(raw)
+	targets, _, err := c.targets(false)
 	if err != nil {
 		return err
 	}
@@ -534,7 +493,7 @@ func (m *missingWalk) visit(t workerproto.DerivedPath) error {
 		m.unknown[t.Path] = true
 		return nil
 	}
-	drv, err := readDerivationFile(m.c.ctx, m.c.srv.Store.Blobs, sp, info)
+	drv, err := pathinfo.ReadDerivation(m.c.ctx, m.c.srv.Store.Blobs, info)
 	if err != nil {
 		return err
 	}
@@ -625,12 +584,7 @@ func (c *conn) registerDrvOutput() error {
 }
 
 func (c *conn) querySubstitutablePathInfo() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}

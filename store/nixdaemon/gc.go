@@ -43,12 +43,7 @@ func (c *conn) releaseRoots() {
 }
 
 func (c *conn) addTempRoot() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,27 @@ func parsePaths(ss []string) ([]storepath.StorePath, error) {
 	return out, nil
 }
 
+// pathArg reads a request's one argument, a store path, opens the
+// stderr channel and parses it: a bad path is the client's error, the
+// stream stays in step.
+func (c *conn) pathArg(what string) (storepath.StorePath, error) {
+	s := c.r.Path(what)
+	if err := c.args(); err != nil {
+		return storepath.StorePath{}, err
+	}
+	c.start()
+	return parsePath(s)
+}
+
+// validInfo is the protocol's ValidPathInfo of a path that must be valid.
+func (c *conn) validInfo(sp storepath.StorePath) (workerproto.PathInfo, error) {
+	info, err := c.require(sp)
+	if err != nil {
+		return workerproto.PathInfo{}, err
+	}
+	return wireInfo(info)
+}
+
 // lookup returns the path's info in the store (never substituting), nil
 // if the path is not valid.
 func (c *conn) lookup(sp storepath.StorePath) (*storev1.PathInfo, error) {
@@ -179,12 +200,7 @@ func pathStrings(ps []storepath.StorePath) []string {
 }
 
 func (c *conn) isValidPath() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
@@ -258,12 +274,7 @@ func (c *conn) substitutable(paths []storepath.StorePath) (map[storepath.StorePa
 }
 
 func (c *conn) hasSubstitutes() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
@@ -348,26 +359,23 @@ func sortedCopy(ss []string) []string {
 	return out
 }
 
-func (c *conn) queryPathHash() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+// queryPathString answers QueryPathHash and QueryDeriver (both obsolete,
+// older clients' ways to one field of a valid path's info).
+func (c *conn) queryPathString() error {
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
-	info, err := c.require(sp)
-	if err != nil {
-		return err
-	}
-	pi, err := wireInfo(info)
+	pi, err := c.validInfo(sp)
 	if err != nil {
 		return err
 	}
 	c.stop(nil)
-	c.w.String(pi.NarHash)
+	if c.lastOp == workerproto.OpQueryDeriver {
+		c.w.String(pi.Deriver)
+	} else {
+		c.w.String(pi.NarHash)
+	}
 	return nil
 }
 
@@ -375,23 +383,14 @@ func (c *conn) queryPathHash() error {
 // references, referrers, valid derivers and (obsolete) derivation outputs.
 func (c *conn) queryPathSet() error {
 	op := c.lastOp
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
 	var out []string
 	switch op {
 	case workerproto.OpQueryReferences:
-		info, err := c.require(sp)
-		if err != nil {
-			return err
-		}
-		pi, err := wireInfo(info)
+		pi, err := c.validInfo(sp)
 		if err != nil {
 			return err
 		}
@@ -457,16 +456,11 @@ func (c *conn) readDerivation(sp storepath.StorePath) (*derivation.Derivation, e
 	if err != nil {
 		return nil, err
 	}
-	return readDerivationFile(c.ctx, c.srv.Store.Blobs, sp, info)
+	return pathinfo.ReadDerivation(c.ctx, c.srv.Store.Blobs, info)
 }
 
 func (c *conn) queryDerivationOutputNames() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
@@ -484,12 +478,7 @@ func (c *conn) queryDerivationOutputNames() error {
 }
 
 func (c *conn) queryDerivationOutputMap() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
@@ -508,29 +497,6 @@ func (c *conn) queryDerivationOutputMap() error {
 		c.w.String(n)
 		c.w.String(drv.Outputs[n].Path)
 	}
-	return nil
-}
-
-func (c *conn) queryDeriver() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
-	if err != nil {
-		return err
-	}
-	info, err := c.require(sp)
-	if err != nil {
-		return err
-	}
-	pi, err := wireInfo(info)
-	if err != nil {
-		return err
-	}
-	c.stop(nil)
-	c.w.String(pi.Deriver)
 	return nil
 }
 
@@ -558,12 +524,7 @@ func (c *conn) queryPathFromHashPart() error {
 }
 
 func (c *conn) queryPathInfo() error {
-	s := c.r.Path("path")
-	if err := c.args(); err != nil {
-		return err
-	}
-	c.start()
-	sp, err := parsePath(s)
+	sp, err := c.pathArg("path")
 	if err != nil {
 		return err
 	}
