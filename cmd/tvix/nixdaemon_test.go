@@ -529,3 +529,26 @@ func mustRead(t *testing.T, f string) []byte {
 	}
 	return b
 }
+
+// TestNixRealiseSubstitutes: nix-store -r of a path the daemon lacks
+// substitutes it from the daemon's binary cache, whole.
+func TestNixRealiseSubstitutes(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Root(t, "mounts")
+	built := nixtest.BuildInputAddressed(t, fmt.Sprint(time.Now().UnixNano()))
+	cache := filepath.Join(t.TempDir(), "cache")
+	nixtest.Run(t, "nix", "copy", "--to", "file://"+cache, built)
+	d := startNixDaemon(t, "--substituters", "nix+file://"+cache, "--allow-unsigned-substitutes")
+	if out, err := nixtest.RunErr("nix-store", "--store", d.uri(), "-q", "--hash", built); err == nil {
+		t.Fatalf("%s valid before substitution: %s", built, out)
+	}
+	if got := d.nix(t, "nix-store", "-r", built); got != built {
+		t.Fatalf("nix-store -r printed %q", got)
+	}
+	if got, want := d.nix(t, "nix-store", "-q", "--hash", built), nixtest.Text(t, "nix-store", "-q", "--hash", built); got != want {
+		t.Fatalf("substituted %s: NAR hash %s, Nix's %s", built, got, want)
+	}
+	if got := d.nix(t, "nix", "store", "cat", built+"/data"); got == "" {
+		t.Fatalf("substituted path reads empty through the mount")
+	}
+}
