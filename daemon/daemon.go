@@ -88,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	starters := []func(context.Context, Config) error{d.startGC, d.startGRPC, d.startBuild, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
+	starters := []func(context.Context, Config) error{d.startGC, d.startGRPC, d.startBuild, d.startNixDaemon, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
 	for _, start := range starters {
 		if err := start(gctx, cfg); err != nil {
 			return nil, err
@@ -340,17 +340,26 @@ func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
 		opts.Priority = 39
 	}
 	if f := cfg.SigningKeyFile; f != "" {
-		b, err := os.ReadFile(f)
+		k, err := readSigningKey(f)
 		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file: %w", err)
-		}
-		k, err := narinfo.ParseSecretKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file %s: %w", f, err)
+			return nil, err
 		}
 		opts.SigningKey = &k
 	}
 	return narbridge.New(s.Blobs, s.Directories, s.PathInfos, opts), nil
+}
+
+// readSigningKey reads a Nix secret key file.
+func readSigningKey(f string) (narinfo.SecretKey, error) {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file: %w", err)
+	}
+	k, err := narinfo.ParseSecretKey(string(b))
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file %s: %w", f, err)
+	}
+	return k, nil
 }
 
 // serveHTTP serves h on lis until ctx ends, then lets requests finish (an

@@ -36,7 +36,9 @@ func daemonCommands() []*cli.Command {
 		&cli.DurationFlag{Name: "build-timeout", Usage: "kill a build running longer than this (0: no limit)"},
 		&cli.StringFlag{Name: "build-backend", Value: "sandbox", Usage: "where served builds run: sandbox or microvm"},
 		&cli.DurationFlag{Name: "build-max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+		&cli.StringSliceFlag{Name: "nix-daemon-listen", Usage: "serve Nix's daemon protocol on `ADDR` (unix:///path.sock; repeatable): Nix clients use the store with --store unix:///path.sock and build with the --build-backend"},
 	)
+	flags = append(flags, nixDaemonFlags()...)
 	return []*cli.Command{{
 		Name:   "daemon",
 		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
@@ -88,6 +90,11 @@ func runDaemon(c *cli.Context) error {
 	cfg.GCRootsDir = c.String("gc-roots")
 	cfg.Build = daemon.BuildConfig{Listen: c.StringSlice("build-listen"), Jobs: c.Int("build-jobs"),
 		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time"), Backend: c.String("build-backend")}
+	cfg.NixDaemon = nixDaemonConfig(c)
+	cfg.NixDaemon.Listen = c.StringSlice("nix-daemon-listen")
+	if len(cfg.NixDaemon.Listen) > 0 {
+		cfg.GCRootsDir = gcRootsDir(c)
+	}
 	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
 	}
