@@ -29,6 +29,7 @@ import (
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/internal/netlisten"
 	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/store/gc"
 	"github.com/tvix-go/tvix/store/narbridge"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -44,6 +45,9 @@ var ErrNothingToServe = errors.New("daemon: nothing to serve; give --listen (or 
 type Daemon struct {
 	// Services are the store's services, open until Wait returns.
 	Services *registry.Services
+	// GC collects the store's garbage (nil without a path-info service);
+	// its Roots hold the temporary roots of sessions.
+	GC *gc.Collector
 
 	g    *errgroup.Group
 	stop context.CancelFunc
@@ -91,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	starters := []func(context.Context, Config) error{d.startGRPC, d.startBuild, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
+	starters := []func(context.Context, Config) error{d.startGC, d.startGRPC, d.startBuild, d.startNixDaemon, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
 	for _, start := range starters {
 		if err := start(gctx, cfg); err != nil {
 			return nil, err
@@ -216,7 +220,7 @@ func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
 	if len(cfg.GRPC) == 0 {
 		return nil
 	}
-	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, cfg.SocketGroup, nil)
+	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, cfg.SocketGroup, func(srv *grpc.Server) { d.registerGCAdmin(srv, cfg.GRPC) })
 }
 
 func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
@@ -344,17 +348,26 @@ func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, m
 		opts.Priority = 39
 	}
 	if f := cfg.SigningKeyFile; f != "" {
-		b, err := os.ReadFile(f)
+		k, err := readSigningKey(f)
 		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file: %w", err)
-		}
-		k, err := narinfo.ParseSecretKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file %s: %w", f, err)
+			return nil, err
 		}
 		opts.SigningKey = &k
 	}
 	return narbridge.New(s.Blobs, s.Directories, s.PathInfos, opts), nil
+}
+
+// readSigningKey reads a Nix secret key file.
+func readSigningKey(f string) (narinfo.SecretKey, error) {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file: %w", err)
+	}
+	k, err := narinfo.ParseSecretKey(string(b))
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file %s: %w", f, err)
+	}
+	return k, nil
 }
 
 // serveHTTP serves h on lis until ctx ends, then lets requests finish (an

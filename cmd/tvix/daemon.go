@@ -31,12 +31,15 @@ func daemonCommands() []*cli.Command {
 		&cli.BoolFlag{Name: "virtiofs-list-root", Usage: "allow guests to list the store's root"},
 		&cli.StringFlag{Name: "eval-listen", Usage: "also serve POST /eval (evaluate, then substitute the outputs' closures) over HTTP on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT; evaluation reads files with the daemon's rights, keep it local"},
 		&cli.IntFlag{Name: "eval-jobs", Value: 1, Usage: "evaluations run at once by /eval; more wait"},
+		&cli.StringFlag{Name: "gc-roots", Usage: "gcroots `DIR` (symlinks to store paths; auto/ for indirect roots) whose closures tvix store gc --roots and delete keep"},
 		&cli.StringSliceFlag{Name: "build-listen", Usage: "serve builds (Tvix's BuildService, with the store's services for fetching outputs) on `ADDR`: unix:///path.sock or tcp://127.0.0.1:PORT (repeatable)"},
 		&cli.IntFlag{Name: "build-jobs", Value: 1, Usage: "builds run at once for --build-listen clients; more wait"},
 		&cli.DurationFlag{Name: "build-timeout", Usage: "kill a build running longer than this (0: no limit)"},
 		&cli.StringFlag{Name: "build-backend", Value: "sandbox", Usage: "where served builds run: sandbox or microvm"},
 		&cli.DurationFlag{Name: "build-max-silent-time", Usage: "kill a build that logs nothing for this long (0: no limit)"},
+		&cli.StringSliceFlag{Name: "nix-daemon-listen", Usage: "serve Nix's daemon protocol on `ADDR` (unix:///path.sock; repeatable): Nix clients use the store with --store unix:///path.sock and build with the --build-backend"},
 	)
+	flags = append(flags, nixDaemonFlags()...)
 	return []*cli.Command{{
 		Name:   "daemon",
 		Usage:  "serve the store over gRPC (and HTTP, mounts) until interrupted",
@@ -107,8 +110,14 @@ func runDaemon(c *cli.Context) error {
 		AllowOther: c.Bool("mount-allow-other"), AllowNonEmpty: c.Bool("mount-allow-non-empty")}
 	cfg.VirtioFS = daemon.VirtioFSConfig{Socket: c.String("virtiofs"), ListRoot: c.Bool("virtiofs-list-root")}
 	cfg.Eval = daemon.EvalConfig{Listen: c.String("eval-listen"), Jobs: c.Int("eval-jobs")}
+	cfg.GCRootsDir = c.String("gc-roots")
 	cfg.Build = daemon.BuildConfig{Listen: c.StringSlice("build-listen"), Jobs: c.Int("build-jobs"),
 		Timeout: c.Duration("build-timeout"), MaxSilentTime: c.Duration("build-max-silent-time"), Backend: c.String("build-backend")}
+	cfg.NixDaemon = nixDaemonConfig(c)
+	cfg.NixDaemon.Listen = c.StringSlice("nix-daemon-listen")
+	if len(cfg.NixDaemon.Listen) > 0 {
+		cfg.GCRootsDir = gcRootsDir(c)
+	}
 	if cfg.Eval.Listen != "" && cfg.Eval.Jobs < 1 {
 		return fmt.Errorf("--eval-jobs %d: want at least 1", cfg.Eval.Jobs)
 	}
