@@ -41,7 +41,11 @@ type NixDaemonConfig struct {
 
 // NewNixDaemon is the Nix daemon protocol server over s; builds run with
 // the backend bcfg names.
-func NewNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, sub registry.Substitution) (*nixdaemon.Server, error) {
+func NewNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, sub registry.Substitution, limits Limits) (*nixdaemon.Server, error) {
+	lim, _, err := limits.resolve()
+	if err != nil {
+		return nil, err
+	}
 	b, err := LocalBuilder(bcfg.Backend, s, bcfg)
 	if err != nil {
 		return nil, err
@@ -57,7 +61,7 @@ func NewNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, s
 	st := nixdaemon.Store{
 		Blobs: s.Blobs, Dirs: s.Directories, PathInfos: s.PathInfos,
 		Builder:     &realiserBuilder{s: s, builder: build.Limit(b, max(bcfg.Jobs, 1)), jobs: max(bcfg.Jobs, 1)},
-		TrustedKeys: trustedKeys, RequireSigs: !cfg.NoRequireSigs, Roots: cfg.Roots,
+		TrustedKeys: trustedKeys, RequireSigs: !cfg.NoRequireSigs, Roots: cfg.Roots, Limits: lim,
 	}
 	// Validity queries must not substitute; what substitutes is the
 	// composite in front of the store.
@@ -91,7 +95,7 @@ func (d *Daemon) startNixDaemon(ctx context.Context, cfg Config) error {
 	if ncfg.Roots == nil && d.GC != nil {
 		ncfg.Roots = NixRoots(d.GC)
 	}
-	srv, err := NewNixDaemon(d.Services, ncfg, cfg.Build, cfg.Substitution)
+	srv, err := NewNixDaemon(d.Services, ncfg, cfg.Build, cfg.Substitution, cfg.Limits)
 	if err != nil {
 		return err
 	}
@@ -152,7 +156,7 @@ func (rb *realiserBuilder) BuildDerivation(ctx context.Context, drvPath string, 
 // garbage collector over s whose indirect roots are kept in rootsDir.
 func NewStdioNixDaemon(s *registry.Services, cfg NixDaemonConfig, bcfg BuildConfig, sub registry.Substitution, rootsDir string) (*nixdaemon.Server, error) {
 	cfg.Roots = NixRoots(&gc.Collector{Blobs: s.Blobs, Dirs: s.Directories, PathInfos: s.PathInfos, Roots: gc.NewRoots(rootsDir)})
-	return NewNixDaemon(s, cfg, bcfg, sub)
+	return NewNixDaemon(s, cfg, bcfg, sub, Limits{})
 }
 
 // NixRoots serves the Nix daemon protocol's gc operations with c: roots

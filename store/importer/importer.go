@@ -31,6 +31,8 @@ type Store struct {
 	// Progress, if set, counts the files and bytes imported, for a
 	// caller that shows how a long import is going.
 	Progress *fstree.Progress
+	// Limits bound what AddStream takes from a client (zero: none).
+	Limits narcastore.Limits
 }
 
 // caTypes maps (recursive, algo) onto the PathInfo CA enum.
@@ -208,7 +210,7 @@ func (s Store) AddStream(ctx context.Context, r io.Reader, name string, method n
 		if h == nil {
 			return fail(fmt.Errorf("unsupported hash algorithm %v", algo))
 		}
-		var opts []narcastore.Option
+		opts := []narcastore.Option{narcastore.WithLimits(s.Limits)}
 		if algo != nixhash.SHA256 {
 			opts = append(opts, narcastore.WithScanner(h))
 		}
@@ -245,7 +247,14 @@ func (s Store) AddStream(ctx context.Context, r io.Reader, name string, method n
 	if err != nil {
 		return fail(err)
 	}
-	n, err := io.Copy(io.MultiWriter(w, h), r)
+	src := r
+	if max := s.Limits.MaxNARSize; max > 0 {
+		src = io.LimitReader(r, int64(max)+1)
+	}
+	n, err := io.Copy(io.MultiWriter(w, h), src)
+	if err == nil && s.Limits.MaxNARSize > 0 && uint64(n) > s.Limits.MaxNARSize {
+		err = &castore.LimitError{Limit: narcastore.LimitNARSize, Max: s.Limits.MaxNARSize, What: fmt.Sprintf("file is more than %d bytes", s.Limits.MaxNARSize)}
+	}
 	if err != nil {
 		w.Abort()
 		return fail(err)

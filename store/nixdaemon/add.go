@@ -81,7 +81,7 @@ func (c *conn) importNAR(ni *narinfo.NarInfo, r io.Reader, checkCA bool) error {
 		}
 		return c.mergeSignatures(existing, ni.Signatures)
 	}
-	root, size, sum, err := narcastore.Ingest(c.ctx, r, st.Blobs, st.Dirs)
+	root, size, sum, err := narcastore.Ingest(c.ctx, r, st.Blobs, st.Dirs, narcastore.WithLimits(st.Limits))
 	if err != nil {
 		io.Copy(io.Discard, r)
 		return fmt.Errorf("import %s: %w", ni.StorePath, err)
@@ -330,7 +330,7 @@ func (c *conn) addCA(name, method string, refStrings []string, r io.Reader) (*st
 		}
 	}
 	st := c.srv.Store
-	imp := importer.Store{Blobs: st.Blobs, Dirs: st.Dirs, PathInfo: st.PathInfos}
+	imp := importer.Store{Blobs: st.Blobs, Dirs: st.Dirs, PathInfo: st.PathInfos, Limits: st.Limits}
 	sp, info, err := imp.AddStream(c.ctx, r, name, m, algo, refs)
 	if err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/workerproto"
+	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
 )
 
@@ -57,6 +58,8 @@ type Store struct {
 	// SigningKey, if set, signs the path infos clients are sent, as Nix's
 	// secret-key-files signs what it builds.
 	SigningKey *narinfo.SecretKey
+	// Limits bound the trees and NARs clients add (the zero value: none).
+	Limits narcastore.Limits
 }
 
 // Server serves connections.

@@ -9,11 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/nix/nar/nartest"
 	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/nixhash"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/nix/workerproto"
+	"github.com/tvix-go/tvix/store/narcastore"
 )
 
 var (
@@ -346,5 +349,47 @@ func TestOversizedAndTruncatedRequestsCloseTheConnection(t *testing.T) {
 				t.Fatalf("connection not closed with an error: %v %v", closed, err)
 			}
 		})
+	}
+}
+
+func TestLimitsRefuseDeepTreesFromClients(t *testing.T) {
+	st := newStore()
+	st.Limits = narcastore.Limits{Limits: castore.Limits{MaxDepth: 64, MaxEntries: 1000, MaxNameLen: 255}, MaxNARSize: 1 << 20}
+	c, _ := connect(t, st, root)
+	var deep bytes.Buffer
+	if err := nartest.Nested(&deep, 1000, "d"); err != nil {
+		t.Fatal(err)
+	}
+	pi, _ := inputAddressed(t, "deep", "x")
+	pi.NarHash, pi.NarSize = narHash(deep.Bytes()), uint64(deep.Len())
+	err := c.addNAR(pi, deep.Bytes(), true)
+	if !isDaemonError(err) || !strings.Contains(err.Error(), "max-depth") {
+		t.Fatalf("a NAR 1000 deep under max-depth 64: %v", err)
+	}
+	// The same through AddToStore, which computes the path.
+	err = c.op(workerproto.OpAddToStore, func(w *workerproto.Writer) {
+		w.String("deep")
+		w.String("fixed:r:sha256")
+		w.Strings(nil)
+		w.Bool(false)
+	}, deep.Bytes())
+	if !isDaemonError(err) || !strings.Contains(err.Error(), "max-depth") {
+		t.Fatalf("AddToStore of a NAR 1000 deep: %v", err)
+	}
+	big := strings.Repeat("x", 2<<20)
+	err = c.op(workerproto.OpAddToStore, func(w *workerproto.Writer) {
+		w.String("big")
+		w.String("fixed:sha256")
+		w.Strings(nil)
+		w.Bool(false)
+	}, []byte(big))
+	if !isDaemonError(err) || !strings.Contains(err.Error(), "max-nar-size") {
+		t.Fatalf("AddToStore of a flat file over max-nar-size: %v", err)
+	}
+	for info, err := range st.PathInfos.List(context.Background()) {
+		t.Fatalf("recorded %v %v", castore.NodeName(info.GetNode()), err)
+	}
+	if c.isValid(pi.Path) {
+		t.Fatal("deep path recorded")
 	}
 }
