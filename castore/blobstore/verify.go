@@ -30,8 +30,19 @@ var verifyBufs = sync.Pool{New: func() any { b := make([]byte, verifyBufSize); r
 func hashRange(r io.ReaderAt, off, size int64) (castore.Digest, error) {
 	bp := verifyBufs.Get().(*[]byte)
 	defer verifyBufs.Put(bp)
-	h := blake3.New(32, nil)
 	buf := *bp
+	if size <= int64(len(buf)) {
+		// A chunk: read whole, hashed on this goroutine.
+		n, err := r.ReadAt(buf[:size], off)
+		if int64(n) == size {
+			return blake3Serial(buf[:size]), nil
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return castore.Digest{}, err
+	}
+	h := blake3.New(32, nil)
 	for done := int64(0); done < size; {
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-done)], off+done)
 		h.Write(buf[:n])

@@ -1,0 +1,50 @@
+package blobstore
+
+import (
+	"math/rand"
+	"testing"
+
+	"lukechampine.com/blake3"
+)
+
+// TestBlake3SerialIsBlake3: every length up to 70 KiB (all tree shapes
+// of up to 70 chunks, partial last chunks, exact multiples) and larger
+// ones up to two maximum chunks hash as the library's Hasher does.
+func TestBlake3SerialIsBlake3(t *testing.T) {
+	data := make([]byte, 2<<20+3)
+	rand.New(rand.NewSource(3)).Read(data)
+	lengths := []int{}
+	for n := 0; n <= 70<<10; n += 1 + n/97 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range []int{1023, 1024, 1025, 16 << 10, 16<<10 + 1, 32 << 10, 64<<10 - 1, 256 << 10, 1 << 20, 1<<20 + 1024, 2 << 20, 2<<20 + 3} {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
+		var want [32]byte
+		h := blake3.New(32, nil)
+		h.Write(data[:n])
+		h.Sum(want[:0])
+		if got := blake3Serial(data[:n]); got != want {
+			t.Fatalf("length %d: %x, want %x", n, got, want)
+		}
+	}
+}
+
+func BenchmarkBlake3(b *testing.B) {
+	buf := make([]byte, 256<<10)
+	b.Run("serial", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			blake3Serial(buf)
+		}
+	})
+	b.Run("library", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			h := blake3.New(32, nil)
+			h.Write(buf)
+			h.Sum(nil)
+		}
+	})
+}
