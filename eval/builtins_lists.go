@@ -43,9 +43,10 @@ func registerLists(reg registerFunc) {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
-		slab := newApplySlab(len(out), 1)
+		ts := sharedApply(len(out), f, applyArgCode)
 		for i, it := range l.Items {
-			out[i] = slab.apply1(i, f, it)
+			ts[i].v = it
+			out[i] = &ts[i]
 		}
 		return &List{Items: out}
 	})
@@ -88,9 +89,10 @@ func registerLists(reg registerFunc) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
-		slab := newApplySlab(len(out), 1)
+		ts := sharedApply(len(out), f, applyArgCode)
 		for i := range out {
-			out[i] = slab.apply1(i, f, Int(i))
+			ts[i].v = Int(i)
+			out[i] = &ts[i]
 		}
 		return &List{Items: out}
 	})

@@ -29,9 +29,17 @@ const (
 	instantiateGCFloor   = 32 << 20
 )
 
+// prepareHuge prepares huge pages when TVIX_HUGEPAGES=1. It was the
+// default until 2026-12-02, when measurements on this VM (kernel 6.18,
+// 16 KB multi-size THP "always") showed 2 MB pages costing more than
+// they saved: their first touch is several times the CPU of 16 KB
+// folios (modules ×10 with the collector off: 2.9 s instead of 0.8 s;
+// lib-modules 1.02 s instead of 0.73 s; strings 1.22 instead of 0.62 s),
+// as a 2 MB page is cleared in full, and the collector recycles small
+// pages anyway.
 func prepareHuge(getenv func(string) string) {
 	hugeOnce.Do(func() {
-		if getenv("TVIX_HUGEPAGES") != "0" {
+		if getenv("TVIX_HUGEPAGES") == "1" {
 			prepareHugeHeap(hugeHeapSize)
 		}
 	})
@@ -43,10 +51,8 @@ func prepareHuge(getenv func(string) string) {
 // costs time (each cycle also scans the deep stacks of dependency
 // chains) and saves nothing, as the peak comes later with the larger
 // heap. The percentage is re-derived after each cycle from a finalizer.
-// It prepares huge pages like tuneGC when huge is set: they save a
-// third of the CPU time of evaluating, but a heap of this size (~50 MB)
-// in 2 MB pages is resident ~3-5 MB beyond what it holds; writing, where
-// the store's work dominates the time, does without. GOGC or GOMEMLIMIT
+// It prepares huge pages like tuneGC when huge is set (and
+// TVIX_HUGEPAGES=1; see prepareHuge); writing never does. GOGC or GOMEMLIMIT
 // in the environment switch the pacing off.
 func tuneGCPercent(getenv func(string) string, pct int, floor int64, huge bool) (stop func()) {
 	if huge {
@@ -105,7 +111,7 @@ func gcPace(live int64, pct int, floor int64) int {
 // switch it off.
 //
 // It also prepares the heap for huge pages (prepareHugeHeap), once per
-// process; TVIX_HUGEPAGES=0 switches that off.
+// process, when TVIX_HUGEPAGES=1.
 func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	prepareHuge(getenv)
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
