@@ -58,7 +58,7 @@ func registerLists(reg registerFunc) {
 		for i := range l.Items {
 			it := l.Items[i]
 			keep := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
-			if t, ok := it.(*Thunk); ok && t.done() {
+			if t, ok := it.(*Thunk); ok && t.done() && !isFunction(t.v) {
 				it = t.v // evaluated by the predicate: drop the indirection
 				l.Items[i] = it
 			}

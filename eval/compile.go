@@ -145,9 +145,11 @@ type compiled struct {
 	// isK: a constant, konst, needing neither code nor thunk.
 	konst Value
 	isK   bool
-	// sameLevelVar: a reference to a slot of the scope being built (must
-	// stay lazy: the slot may not be filled yet)
+	// sameLevelVar: a reference to slot sameSlot of the scope being
+	// built (the slot may not be filled yet: a let or rec fills it last,
+	// as an alias of that slot)
 	sameLevelVar bool
+	sameSlot     int
 	// spec, if set, computes the value without forcing anything when its
 	// operands are already values (integer arithmetic and comparison on
 	// variables and constants); ok=false means a thunk is needed.
@@ -289,7 +291,7 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 			break
 		}
 		if slot, ok := s.names[name]; ok {
-			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0}
+			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0, sameSlot: slot}
 		}
 		depth++
 	}
@@ -480,6 +482,11 @@ type lazyItem struct {
 	spec   func(*Evaluator, *Env) (Value, bool)
 	direct func(*Evaluator, *Env) Value
 	outer  bool // evaluate in env.up (inherit inside let / rec)
+	// alias: slot+1 of the binding this one names (`g = f;` in a let or
+	// rec): it gets f's cell itself, as C++ Nix's ExprVar::maybeThunk
+	// gives it, so that f and g are one value for pointer equality
+	// (`[ f ] == [ g ]` with a function f) and print alike
+	alias int
 }
 
 type lazyVals struct {
@@ -494,6 +501,10 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 	if c.cheap && (allowSameLevel || !c.sameLevelVar) {
 		return lazyItem{direct: c.c}
 	}
+	if c.cheap && c.sameLevelVar {
+		// (a thunk unless compBindings keeps the alias)
+		return lazyItem{thunk: c.c, alias: c.sameSlot + 1}
+	}
 	return lazyItem{thunk: c.c, spec: c.spec}
 }
 
@@ -505,7 +516,7 @@ func (lv *lazyVals) add(it lazyItem) {
 // the direct and speculated values, then the thunks the speculation left,
 // in one slab of just that many.
 func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
-	need := 0
+	need, aliases := 0, 0
 	for i := range lv.items {
 		it := &lv.items[i]
 		e := env
@@ -517,6 +528,10 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 			continue
 		}
 		out[i] = nil
+		if it.alias > 0 {
+			aliases++
+			continue
+		}
 		if it.spec != nil {
 			if v, ok := it.spec(ev, e); ok {
 				out[i] = v
@@ -525,24 +540,48 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 		}
 		need++
 	}
-	if need == 0 {
-		return
+	if need > 0 {
+		slab := make([]Thunk, need)
+		j := 0
+		for i := range lv.items {
+			it := &lv.items[i]
+			if it.thunk == nil || it.alias > 0 || out[i] != nil {
+				continue
+			}
+			e := env
+			if it.outer {
+				e = env.up
+			}
+			t := &slab[j]
+			j++
+			t.c, t.env = it.thunk, e
+			out[i] = t
+		}
 	}
-	slab := make([]Thunk, need)
-	j := 0
+	if aliases > 0 {
+		lv.fillAliases(env, out)
+	}
+}
+
+// fillAliases gives each alias binding the cell of the binding it
+// names (defined before it, see compBindings; so no cycles).
+//
+//go:noinline
+func (lv *lazyVals) fillAliases(env *Env, out []Value) {
+	var resolve func(i int) Value
+	resolve = func(i int) Value {
+		if out[i] == nil {
+			it := &lv.items[i]
+			if it.alias > 0 {
+				out[i] = resolve(it.alias - 1)
+			} else {
+				out[i] = &Thunk{c: it.thunk, env: env}
+			}
+		}
+		return out[i]
+	}
 	for i := range lv.items {
-		it := &lv.items[i]
-		if it.thunk == nil || out[i] != nil {
-			continue
-		}
-		e := env
-		if it.outer {
-			e = env.up
-		}
-		t := &slab[j]
-		j++
-		t.c, t.env = it.thunk, e
-		out[i] = t
+		resolve(i)
 	}
 }
 
@@ -729,7 +768,15 @@ func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) *lazy
 			lv.add(it)
 			continue
 		}
-		lv.add(lazyOf(cp.comp(d.E, inner), false))
+		it := lazyOf(cp.comp(d.E, inner), false)
+		if it.alias > 0 && !(defs[it.alias-1].Pos.Off < d.Pos.Off) {
+			// C++ Nix fills the slots in the order the names were first
+			// seen (about the source order: a rec set's slots here are
+			// sorted), and a variable naming a slot not filled yet is a
+			// thunk
+			it.alias = 0
+		}
+		lv.add(it)
 	}
 	return lv
 }
@@ -743,6 +790,18 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	for i, d := range defs {
 		if d.Name == "__overrides" {
 			overrides = i
+		}
+	}
+	if overrides >= 0 {
+		// C++ Nix makes every value of such a set a thunk of its own
+		// (they print as <CODE>, none shares another's cell)
+		for i := range vals.items {
+			if it := &vals.items[i]; !it.outer {
+				if it.thunk == nil {
+					it.thunk, it.direct = it.direct, nil
+				}
+				it.alias = 0
+			}
 		}
 	}
 	return func(ev *Evaluator, env *Env) Value {

@@ -113,6 +113,18 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.match "(a|ab)(c|bcd)(d*)" "abcd"`, `[ "a" "bcd" "" ]`},
 		{`builtins.match "x?\\{" "{"`, `[ ]`},
 		{`builtins.match "[a[]+" "[a"`, `[ ]`},
+		// a repeated group that can match empty ends with an empty iteration
+		{`builtins.match "(|a)+" "aa"`, `[ "" ]`},
+		{`builtins.match "(a*)*" "aa"`, `[ "" ]`},
+		{`builtins.match "(a|)+(b)" "aab"`, `[ "" "b" ]`},
+		{`builtins.match "((a)|)+" "aa"`, `[ "" "a" ]`},
+		{`builtins.match "((a|)+)" "aa"`, `[ "aa" "" ]`},
+		{`builtins.match "(a|){1,}" "aa"`, `[ "" ]`},
+		{`builtins.match "(a?){2}" "aa"`, `[ "a" ]`},
+		{`builtins.match "(a|b)*" "ab"`, `[ "b" ]`},
+		{`builtins.match "(a|)+|b" "b"`, `[ null ]`},
+		{`builtins.match "(a|)+c(b|)+" "aacbb"`, `[ "" "" ]`},
+		{`builtins.split "(|a)+" "baab"`, `[ "" [ "" ] "b" [ "" ] "" [ "" ] "b" [ "" ] "" ]`},
 		// value cells as C++ Nix compares them (answers from nix-instantiate 2.8)
 		{`let f = x: x; in [ [ f ] { a = f; } ] == [ [ f ] { a = f; } ]`, `true`},
 		{`let f = x: x; in f == f`, `false`},
@@ -125,6 +137,18 @@ func TestEvalValues(t *testing.T) {
 		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
 		{`let f = x: x; l = [ f ]; in l == map (x: x) l`, `false`},
 		{`let f = x: x; l = [ f ]; in (builtins.seq (builtins.head l) l) == [ f ]`, `true`},
+		// a binding naming an earlier one is that one's cell (ExprVar::maybeThunk)
+		{`let f = x: x; g = f; in [ f ] == [ g ]`, `true`},
+		{`let f = x: x; g = f; in { a = f; } == { a = g; }`, `true`},
+		{`let f = builtins.head [ (x: x) ]; g = f; in [ f ] == [ g ]`, `true`},
+		{`let c = x: x; b = c; a = b; in [ a ] == [ c ]`, `true`},
+		{`rec { c = x: x; b = c; a = b; r = [ a ] == [ c ]; }.r`, `true`},
+		{`let a = b; b = c; c = x: x; in [ a ] == [ c ]`, `false`},
+		{`let g = f; f = x: x; in [ f ] == [ g ]`, `false`},
+		{`let s = { f = x: x; }; g = s.f; in [ s.f ] == [ g ]`, `false`},
+		// a forced function stays in its cell
+		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.filter builtins.isFunction l) ([ t ] == l)`, `true`},
+		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.concatStringsSep "" (builtins.map (f: "") l)) ([ t ] == l)`, `true`},
 		// keys equal as compare orders them: 1 and 1.0, lists element-wise
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
 		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},

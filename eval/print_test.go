@@ -13,6 +13,11 @@ func TestPrintLazy(t *testing.T) {
 		{`x: x`, `<LAMBDA>`},
 		{`builtins.add 1`, `<PRIMOP-APP>`},
 		{`let s = { a = 1 + 1; }; in builtins.seq s.a s`, `{ a = 2; }`},
+		{`rec { a = 1; b = a; }`, `{ a = 1; b = 1; }`},
+		{`rec { b = 1; a = b; }`, `{ a = 1; b = 1; }`},
+		{`rec { aa = zz; zz = 1; }`, `{ aa = <CODE>; zz = 1; }`},
+		{`rec { a = 1; b = a; c = 3; __overrides = { a = 2; }; }`, `{ __overrides = { a = 2; }; a = 2; b = <CODE>; c = <CODE>; }`},
+		{`let a = 1; b = a; in { inherit b; }`, `{ b = 1; }`},
 		{`{ "if" = 1; "then" = 2; "or" = 3; "inherit" = 4; "a b" = 5; "1a" = 6; a-b = 7; "é" = 8; }`, `{ "1a" = 6; "a b" = 5; a-b = 7; "if" = 1; inherit = 4; or = 3; then = 2; "é" = 8; }`},
 	}
 	for _, c := range cases {
