@@ -242,7 +242,17 @@ func posAttrs(p syntax.Pos) Value {
 		return Null{}
 	}
 	l, c := p.LineCol()
-	return NewAttrs([]Attr{{Name: "file", Val: Str(p.Src.Name)}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+	return NewAttrs([]Attr{{Name: "file", Val: Str(posFile(p.Src))}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+}
+
+// posFile is the file of a position as C++ Nix 2.8 gives it to the
+// program (unsafeGetAttrPos, __curPos, XML locations): for an expression
+// from -E or stdin, its text (error messages say «string» / «stdin»).
+func posFile(src *syntax.Source) string {
+	if src.Name == "«string»" || src.Name == "«stdin»" {
+		return string(src.Text)
+	}
+	return src.Name
 }
 
 func (cp *compiler) compPath(n *syntax.Path) compiled {

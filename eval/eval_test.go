@@ -170,7 +170,8 @@ func TestEvalValues(t *testing.T) {
 		{`~/x`, `/home/u/x`},
 		{`./a/../b`, `/test/b`},
 		{`let p = "q"; in ./a/${p}`, `/test/a/q`},
-		{`__curPos`, `{ column = 1; file = "«string»"; line = 1; }`},
+		// Nix 2.8 gives the text of an expression from -E as its file
+		{`__curPos`, `{ column = 1; file = "__curPos"; line = 1; }`},
 		{`builtins.placeholder "out"`, `"/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9"`},
 		{`let s = { __functor = self: x: x + 1; }; in s 1`, `2`},
 		{`{ outPath = "/x"; } + ""`, `"/x"`[0:0] + `"/x"`},

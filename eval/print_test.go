@@ -35,3 +35,33 @@ func TestPrintLazy(t *testing.T) {
 		}
 	}
 }
+
+// XML as nix-instantiate 2.8 writes it (its answers): attributes of an
+// element sorted, members Nix holds as thunks <unevaluated /> without
+// --strict, and an expression's text as the path of its positions.
+func TestToXML(t *testing.T) {
+	const head = "<?xml version='1.0' encoding='utf-8'?>\n<expr>\n"
+	cases := []struct {
+		expr             string
+		strict, location bool
+		want             string
+	}{
+		{`{ a, b ? 1, ... }@args: a`, true, false, "  <function>\n    <attrspat ellipsis=\"1\" name=\"args\">\n      <attr name=\"a\" />\n      <attr name=\"b\" />\n    </attrspat>\n  </function>\n"},
+		{`[ (x: x) [ ] { } 1 ]`, false, false, "  <list>\n    <unevaluated />\n    <unevaluated />\n    <unevaluated />\n    <int value=\"1\" />\n  </list>\n"},
+		{`x: x`, false, true, "  <function column=\"1\" line=\"1\" path=\"x: x\">\n    <varpat name=\"x\" />\n  </function>\n"},
+	}
+	for _, c := range cases {
+		ev := newTestEval()
+		v, err := ev.EvalExpr(c.expr, "«string»", "/test")
+		if err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		var got string
+		if _, err := ev.Run(func() Value { got = ev.ToXML(v, c.strict, c.location); return nil }); err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		if want := head + c.want + "</expr>\n"; got != want {
+			t.Errorf("%s:\n got %q\nwant %q", c.expr, got, want)
+		}
+	}
+}
