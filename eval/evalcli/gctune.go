@@ -1,7 +1,6 @@
 package evalcli
 
 import (
-	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -105,10 +104,16 @@ func gcPace(live int64, pct int, floor int64) int {
 	return max(p, pct)
 }
 
-// tuneGC paces the collector for evaluation by a memory limit, re-derived
-// after each cycle (from a finalizer) as evalLimit of the live heap and
-// of the bytes allocated so far. GOGC or GOMEMLIMIT in the environment
-// switch it off.
+// tuneGC paces the collector for evaluation: after each cycle (from a
+// finalizer) the GC percentage is re-derived so that the next cycle
+// comes when the heap reaches p.limit of the live heap and of the bytes
+// allocated so far. (A memory limit, as before, lagged: the finalizer
+// runs after the cycle, and a mostly live heap already above the old
+// limit started another cycle at once, a wasted one over the whole heap
+// (concatLists of 800,000: 5 cycles where 3 do). A percentage applies
+// to the heap the cycle just marked, so until the finalizer raises it
+// the goal is at least twice that.) GOGC or GOMEMLIMIT in the
+// environment switch it off.
 //
 // It also prepares the heap for huge pages (prepareHugeHeap), once per
 // process, when TVIX_HUGEPAGES=1.
@@ -117,10 +122,10 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
-	oldPct := debug.SetGCPercent(-1)
-	oldLimit := debug.SetMemoryLimit(p.floor)
+	// Before the first cycle Go takes the live heap to be 4 MB.
+	oldPct := debug.SetGCPercent(evalPercent(4<<20, p.floor))
 	var stopped atomic.Bool
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	// not counting what came before, the huge-page block above above all
 	metrics.Read(sample)
 	base := int64(0)
@@ -136,15 +141,8 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 			}
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
-				// The limit covers all of Go's memory; goroutine stacks
-				// (deep recursion grows them to tens of MB) come on top
-				// of the heap's share, or each doubling of a deep stack
-				// past the floor made cycles over a heap of a few MB.
-				var stacks int64
-				if sample[2].Value.Kind() == metrics.KindUint64 {
-					stacks = int64(sample[2].Value.Uint64())
-				}
-				debug.SetMemoryLimit(p.limit(int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64())-base) + stacks)
+				live := int64(sample[0].Value.Uint64())
+				debug.SetGCPercent(evalPercent(live, p.limit(live, int64(sample[1].Value.Uint64())-base)))
 			}
 			arm()
 		})
@@ -153,10 +151,14 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	return func() {
 		stopped.Store(true)
 		debug.SetGCPercent(oldPct)
-		if oldLimit == math.MaxInt64 || oldLimit > 0 {
-			debug.SetMemoryLimit(oldLimit)
-		}
 	}
+}
+
+// evalPercent is the GC percentage that puts the next cycle at a heap
+// of target bytes after a cycle that left live bytes.
+func evalPercent(live, target int64) int {
+	live = max(live, 1<<20)
+	return int(max(100*(target-live)/live, 100))
 }
 
 // evalPace is the collector's pace for evaluation. C++ Nix (Boehm GC,
@@ -170,12 +172,21 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 // times, not once per live-heap doubling. The limit never falls below
 // ratio × the live heap plus extra (no thrashing; the extra spares a
 // heap that is mostly live, as the module system's, a cycle per
-// doubling while it is small) nor below floor.
+// doubling while it is small) nor below floor. Where the heap is mostly
+// live, that still collects it once per doubling; so the heap may also
+// hold garbage × the bytes collected so far (garbage 4: the heap stays
+// under 80% of what was allocated, below Nix's peak, which is about its
+// allocations), up to garbageCap (C++ Nix collects past its 384 MB
+// initial heap, its peak stays ~415 MB).
 type evalPace struct {
 	floor     int64   // bytes collected before the first cycle
 	ratio     float64 // headroom over the live heap
 	extra     int64   // and bytes on top
 	allocFrac float64 // share of the bytes allocated so far
+	// garbage: the heap may hold this many times the bytes collected so
+	// far (allocated minus live), up to garbageCap
+	garbage    float64
+	garbageCap int64
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
@@ -183,11 +194,24 @@ type evalPace struct {
 // allocFrac from eval-bench and the scaling benchmarks
 // (docs/benchmarks-eval.md): extra 32 MB took a third off the CPU time
 // of genericClosure (160k nodes) and joining 20,000 outPaths, peaking
-// at Nix's RSS; 64 MB went past it.
-var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
+// at Nix's RSS; 64 MB went past it. garbage 4 (2026-12-02): lib-modules
+// 0.56-0.65 -> 0.50-0.52 s CPU at 202 MB (Nix 241 MB), modules and
+// fixpoint-overlays a cycle less; 5.67 (85%) went to within 5% of Nix's
+// peak on strings and fixpoint-overlays.
+var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
 
 // limit is the memory limit after a cycle that left live bytes, with
 // allocs bytes allocated since the start.
 func (p evalPace) limit(live, allocs int64) int64 {
-	return max(int64(float64(live)*p.ratio)+p.extra, int64(float64(allocs)*p.allocFrac), p.floor)
+	l := max(int64(float64(live)*p.ratio)+p.extra, int64(float64(allocs)*p.allocFrac), p.floor)
+	if p.garbage > 0 {
+		// heap = keep × allocations when live + (A - allocs) = keep × A
+		// for the total A allocated by then: the next cycle comes when
+		// garbage × (allocs - live) bytes are in use, garbage being
+		// keep / (1 - keep)
+		if g := min(int64(float64(allocs-live)*p.garbage), p.garbageCap); g > l {
+			l = g
+		}
+	}
+	return l
 }

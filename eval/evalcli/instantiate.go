@@ -234,6 +234,16 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 			pace.ratio = float64(n) / 100
 		}
 	}
+	if s := getenv("TVIX_GC_GARBAGE"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.garbage = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_GARBAGECAP_MB"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.garbageCap = n << 20
+		}
+	}
 	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
 			pace.allocFrac = float64(n) / 100
