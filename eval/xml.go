@@ -174,5 +174,5 @@ func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
 	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
 	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
 	b.WriteString("</expr>\n")
-	return b.String()
+	return bufString(&b)
 }
