@@ -21,15 +21,7 @@ func TestPrintLazy(t *testing.T) {
 		{`{ "if" = 1; "then" = 2; "or" = 3; "inherit" = 4; "a b" = 5; "1a" = 6; a-b = 7; "é" = 8; }`, `{ "1a" = 6; "a b" = 5; a-b = 7; "if" = 1; inherit = 4; or = 3; then = 2; "é" = 8; }`},
 	}
 	for _, c := range cases {
-		ev := newTestEval()
-		v, err := ev.EvalExpr(c.expr, "«string»", "/test")
-		if err != nil {
-			t.Fatalf("%s: %v", c.expr, err)
-		}
-		var got string
-		if _, err := ev.Run(func() Value { got = PrintLazy(ev, ev.Force(v)); return nil }); err != nil {
-			t.Fatalf("%s: %v", c.expr, err)
-		}
+		got := render(t, c.expr, func(ev *Evaluator, v Value) string { return PrintLazy(ev, ev.Force(v)) })
 		if got != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.expr, got, c.want)
 		}
@@ -51,17 +43,24 @@ func TestToXML(t *testing.T) {
 		{`x: x`, false, true, "  <function column=\"1\" line=\"1\" path=\"x: x\">\n    <varpat name=\"x\" />\n  </function>\n"},
 	}
 	for _, c := range cases {
-		ev := newTestEval()
-		v, err := ev.EvalExpr(c.expr, "«string»", "/test")
-		if err != nil {
-			t.Fatalf("%s: %v", c.expr, err)
-		}
-		var got string
-		if _, err := ev.Run(func() Value { got = ev.ToXML(v, c.strict, c.location); return nil }); err != nil {
-			t.Fatalf("%s: %v", c.expr, err)
-		}
+		got := render(t, c.expr, func(ev *Evaluator, v Value) string { return ev.ToXML(v, c.strict, c.location) })
 		if want := head + c.want + "</expr>\n"; got != want {
 			t.Errorf("%s:\n got %q\nwant %q", c.expr, got, want)
 		}
 	}
+}
+
+// render evaluates expr (as -E would) and renders its value with f.
+func render(t *testing.T, expr string, f func(*Evaluator, Value) string) string {
+	t.Helper()
+	ev := newTestEval()
+	v, err := ev.EvalExpr(expr, "«string»", "/test")
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	var got string
+	if _, err := ev.Run(func() Value { got = f(ev, v); return nil }); err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return got
 }
