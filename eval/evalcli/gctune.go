@@ -190,7 +190,10 @@ type evalPace struct {
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
-// peak, of which the Go runtime and binary take ~15); extra and
+// peak, of which the Go runtime and binary take ~15; 26 MB of heap since
+// the pace is a GC percentage, which leaves the runtime's own memory
+// out: 32 MB put closures, drv-contexts, escaping, string-builders at
+// 1.01-1.08x Nix's peak, 26 MB at 0.9x, the same CPU); extra and
 // allocFrac from eval-bench and the scaling benchmarks
 // (docs/benchmarks-eval.md): extra 32 MB took a third off the CPU time
 // of genericClosure (160k nodes) and joining 20,000 outPaths, peaking
@@ -198,7 +201,7 @@ type evalPace struct {
 // 0.56-0.65 -> 0.50-0.52 s CPU at 202 MB (Nix 241 MB), modules and
 // fixpoint-overlays a cycle less; 5.67 (85%) went to within 5% of Nix's
 // peak on strings and fixpoint-overlays.
-var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
+var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
 
 // limit is the memory limit after a cycle that left live bytes, with
 // allocs bytes allocated since the start.
