@@ -89,9 +89,8 @@ func registerLists(reg registerFunc) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
-		ts := sharedApply(len(out), f, applyArgCode)
+		ts := genListThunks(len(out), f)
 		for i := range out {
-			ts[i].v = Int(i)
 			out[i] = &ts[i]
 		}
 		return &List{Items: out}

@@ -560,6 +560,30 @@ func applyArgCode(ev *Evaluator, e *Env) Value {
 	return ev.call(ev.Force(e.v0), ev.forcedFn(), ev.curPos)
 }
 
+// genListThunks makes genList's n thunks of f applied to each index
+// without boxing the indexes up front (an Int above 255 in an interface
+// is an allocation of its own): the shared environment also holds the
+// first thunk, and a thunk's index is its distance from it.
+func genListThunks(n int, f Value) []Thunk {
+	fe := newEnv(nil, 2)
+	fe.v0 = f
+	ts := make([]Thunk, n)
+	if n > 0 {
+		*fe.slot(1) = &ts[0]
+	}
+	for i := range ts {
+		ts[i].c, ts[i].env = genListCode, fe
+	}
+	return ts
+}
+
+func genListCode(ev *Evaluator, e *Env) Value {
+	t := ev.running[len(ev.running)-1].t
+	first := e.get(1).(*Thunk)
+	i := (uintptr(unsafe.Pointer(t)) - uintptr(unsafe.Pointer(first))) / unsafe.Sizeof(Thunk{})
+	return ev.call(ev.Force(e.v0), Int(i), ev.curPos)
+}
+
 // applyAttrCode is mapAttrs' sharedApply code: the thunk's argument is
 // the *Attr of the mapped set, f gets its name and value.
 func applyAttrCode(ev *Evaluator, e *Env) Value {
