@@ -157,9 +157,9 @@ func TestEvalPaceLimit(t *testing.T) {
 	gcases := []struct {
 		live, allocs, want int64
 	}{
-		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},  // mostly live: 2x live + extra
-		{live: 40 << 20, allocs: 100 << 20, want: 240 << 20}, // 4x the 60 MB collected
-		{live: 40 << 20, allocs: 400 << 20, want: 320 << 20}, // up to the cap
+		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},   // mostly live: 2x live + extra
+		{live: 40 << 20, allocs: 100 << 20, want: 240 << 20},  // 4x the 60 MB collected
+		{live: 40 << 20, allocs: 400 << 20, want: 320 << 20},  // up to the cap
 		{live: 10 << 20, allocs: 1200 << 20, want: 320 << 20}, // half the allocations: capped too
 		{live: 300 << 20, allocs: 400 << 20, want: 632 << 20}, // large live heap: above the cap
 	}
