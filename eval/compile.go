@@ -126,10 +126,11 @@ func staticPath(p []syntax.AttrName) bool {
 }
 
 type formalCode struct {
-	name string
-	slot int
-	def  code
-	pos  syntax.Pos
+	name  string
+	slot  int
+	def   code
+	alias int // slot+1 of the formal a default that is a bare variable names
+	pos   syntax.Pos
 }
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
@@ -656,7 +657,13 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
 		if f.Default != nil {
-			fc.def = delay(cp.comp(f.Default, inner), false)
+			c := cp.comp(f.Default, inner)
+			fc.def = delay(c, false)
+			if c.cheap && c.sameLevelVar && c.sameSlot != lc.atSlot {
+				// `{ a, b ? a }`: b gets a's cell when a is given, as in Nix
+				// (not the @-argument: its slot is filled last)
+				fc.alias = c.sameSlot + 1
+			}
 		}
 		lc.formals = append(lc.formals, fc)
 	}

@@ -146,6 +146,10 @@ func TestEvalValues(t *testing.T) {
 		{`let a = b; b = c; c = x: x; in [ a ] == [ c ]`, `false`},
 		{`let g = f; f = x: x; in [ f ] == [ g ]`, `false`},
 		{`let s = { f = x: x; }; g = s.f; in [ s.f ] == [ g ]`, `false`},
+		{`({ a, b ? a }: [ a ] == [ b ]) { a = x: x; }`, `true`},
+		{`({ b ? a, a }: [ a ] == [ b ]) { a = x: x; }`, `true`},
+		{`({ a ? x: x, b ? a }: [ a ] == [ b ]) { }`, `true`},
+		{`({ b ? args, ... }@args: b) { c = 1; }`, `{ c = 1; }`},
 		// a forced function stays in its cell
 		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.filter builtins.isFunction l) ([ t ] == l)`, `true`},
 		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.concatStringsSep "" (builtins.map (f: "") l)) ([ t ] == l)`, `true`},
