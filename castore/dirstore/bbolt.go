@@ -54,7 +54,7 @@ func (b *Bolt) Get(_ context.Context, d castore.Digest) (*castorev1.Directory, e
 }
 
 func (b *Bolt) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq2[*castorev1.Directory, error] {
-	return walkClosure(ctx, root, b.Get)
+	return WalkClosure(ctx, root, b.Get)
 }
 
 func (b *Bolt) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest, error) {

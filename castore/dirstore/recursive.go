@@ -11,12 +11,12 @@ import (
 	"github.com/tvix-go/tvix/castore/castorev1"
 )
 
-// getter is the one thing a backend must provide for a closure walk.
-type getter func(ctx context.Context, d castore.Digest) (*castorev1.Directory, error)
+// Getter is the one thing a backend must provide for a closure walk.
+type Getter func(ctx context.Context, d castore.Digest) (*castorev1.Directory, error)
 
-// walkClosure yields root first, then breadth-first each directory once,
+// WalkClosure yields root first, then breadth-first each directory once,
 // after one that references it, as Tvix's Get(recursive) does.
-func walkClosure(ctx context.Context, root castore.Digest, get getter) iter.Seq2[*castorev1.Directory, error] {
+func WalkClosure(ctx context.Context, root castore.Digest, get Getter) iter.Seq2[*castorev1.Directory, error] {
 	return func(yield func(*castorev1.Directory, error) bool) {
 		seen := map[castore.Digest]bool{root: true}
 		queue := []castore.Digest{root}

@@ -1,0 +1,308 @@
+package s3blob
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/castoretest"
+	"github.com/tvix-go/tvix/internal/scaletest"
+)
+
+func config(t testing.TB, raw string) Config {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func open(t testing.TB, c Config) *blobstore.Store {
+	t.Helper()
+	s, err := Open(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	castoretest.RunBlobService(t, func(t *testing.T) castore.BlobService {
+		return open(t, config(t, scaletest.S3URL(t)))
+	})
+}
+
+func TestConformanceWithDiskCache(t *testing.T) {
+	castoretest.RunBlobService(t, func(t *testing.T) castore.BlobService {
+		c := config(t, scaletest.S3URL(t))
+		c.CacheDir = t.TempDir()
+		return open(t, c)
+	})
+}
+
+func randomBytes(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+// The bucket holds Tvix's layout: the chunk list at blobs/b3/<4 hex>/<hex>
+// and each chunk, zstd-compressed, at chunks/b3/<4 hex>/<hex>.
+func TestLayoutIsTvixs(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	s := open(t, c)
+	data := randomBytes(3<<20, 1)
+	d, err := castoretest.PutBlob(t, s, data, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBucket(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.Hex()
+	if _, err := b.Get(ctx, "blobs/b3/"+h[:4]+"/"+h); err != nil {
+		t.Fatalf("chunk list not at Tvix's key: %v", err)
+	}
+	chunks, err := s.Chunks(ctx, d)
+	if err != nil || len(chunks) < 2 {
+		t.Fatalf("Chunks = %d, %v; want several", len(chunks), err)
+	}
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	var joined []byte
+	for _, ch := range chunks {
+		ch := ch.Digest.Hex()
+		raw, err := b.Get(ctx, "chunks/b3/"+ch[:4]+"/"+ch)
+		if err != nil {
+			t.Fatalf("chunk %s not at Tvix's key: %v", ch, err)
+		}
+		plain, err := dec.DecodeAll(raw, nil)
+		if err != nil {
+			t.Fatalf("chunk %s is not zstd: %v", ch, err)
+		}
+		joined = append(joined, plain...)
+	}
+	if !bytes.Equal(joined, data) {
+		t.Fatal("the chunks do not join to the blob")
+	}
+	n := 0
+	for _, err := range b.List(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != len(chunks)+1 {
+		t.Fatalf("bucket holds %d objects, want %d chunks and one chunk list", n, len(chunks))
+	}
+}
+
+// A put that is aborted, or whose contents are not the expected ones,
+// leaves no blob visible: at most chunks nothing names.
+func TestNothingVisibleBeforeTheChunkList(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	s := open(t, c)
+	b, _ := NewBucket(ctx, c)
+	for _, size := range []int{100, 5 << 20} {
+		data := randomBytes(size, int64(size))
+		want := castore.HashBlob(data)
+		w, _ := s.Put(ctx)
+		w.Write(data)
+		w.Abort()
+		w, _ = s.Put(ctx, castore.WithExpectedDigest(castore.HashBlob([]byte("other"))))
+		w.Write(data)
+		if _, err := w.Close(); err == nil {
+			t.Fatal("a put with the wrong expected digest succeeded")
+		}
+		if has, err := s.Has(ctx, want); has || err != nil {
+			t.Fatalf("%d bytes: Has after abort = %v, %v", size, has, err)
+		}
+		for key, err := range b.List(ctx, "blobs/") {
+			t.Fatalf("%d bytes: chunk list %s visible (%v)", size, key, err)
+		}
+		if size < 1<<20 {
+			for key, err := range b.List(ctx, "") {
+				t.Fatalf("small blob: %s stored though the put was refused (%v)", key, err)
+			}
+		}
+	}
+}
+
+// A corrupt chunk in the bucket is never served: reads fail naming it.
+func TestCorruptChunkIsNotServed(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	s := open(t, c)
+	data := randomBytes(200<<10, 3)
+	d, err := castoretest.PutBlob(t, s, data, len(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewBucket(ctx, c)
+	enc, _ := zstd.NewWriter(nil)
+	bad := bytes.Clone(data)
+	bad[1000] ^= 1
+	if err := b.Put(ctx, blobstore.ObjectKey(blobstore.ChunkObjects, d), enc.EncodeAll(bad, nil)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open(ctx, d)
+	if err == nil {
+		_, err = r.ReadAt(make([]byte, 10), 0)
+		r.Close()
+	}
+	if !errors.Is(err, blobstore.ErrCorrupt) || !strings.Contains(err.Error(), d.Hex()) {
+		t.Fatalf("read of a corrupt chunk: %v, want ErrCorrupt naming it", err)
+	}
+	if err := b.Put(ctx, blobstore.ObjectKey(blobstore.ChunkObjects, d), []byte("not zstd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, d); !errors.Is(err, blobstore.ErrCorrupt) {
+		t.Fatalf("open of an undecodable chunk: %v, want ErrCorrupt", err)
+	}
+}
+
+// The disk cache serves what it fetched once, and stays under its bound.
+func TestDiskCacheBound(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	c.CacheDir, c.CacheBytes = t.TempDir(), 2<<20
+	s := open(t, c)
+	var digests []castore.Digest // of chunks
+	for i := range 8 {
+		d, err := castoretest.PutBlob(t, s, randomBytes(700<<10, int64(i+10)), 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks, err := s.Chunks(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) == 0 {
+			chunks = []castore.ChunkMeta{{Digest: d}}
+		}
+		for _, c := range chunks {
+			digests = append(digests, c.Digest)
+		}
+	}
+	bucket, _ := NewBucket(ctx, c)
+	cache, err := newDiskCache(bucket, c.CacheDir, c.CacheBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range digests {
+		data, err := cache.Get(ctx, blobstore.ObjectKey(blobstore.ChunkObjects, d))
+		if err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if cache.cachedBytes() > c.CacheBytes {
+			t.Fatalf("cache holds %d bytes, over its bound %d", cache.cachedBytes(), c.CacheBytes)
+		}
+		again, err := cache.Get(ctx, blobstore.ObjectKey(blobstore.ChunkObjects, d))
+		if err != nil || !bytes.Equal(again, data) {
+			t.Fatalf("chunk %d from the cache: %v", i, err)
+		}
+	}
+	if cache.cachedBytes() == 0 {
+		t.Fatal("nothing cached")
+	}
+}
+
+// Restarting the S3 server while blobs are written and read gives
+// retries, never wrong bytes, and the store works again by itself.
+func TestServerRestartDuringTraffic(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	s := open(t, c)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var errs []error
+	ok := 0
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := randomBytes(300<<10+i, int64(w*1000+i))
+				d, err := castoretest.PutBlob(t, s, data, 1<<15)
+				if err == nil {
+					var r castore.BlobReader
+					if r, err = s.Open(ctx, d); err == nil {
+						got := make([]byte, len(data))
+						_, err = r.ReadAt(got, 0)
+						r.Close()
+						if err == nil && !bytes.Equal(got, data) {
+							t.Errorf("wrong bytes read back for %s", d)
+						}
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					ok++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	scaletest.Services(t, "restart", "s3")
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d round trips succeeded, %d failed across the restart", ok, len(errs))
+	for _, err := range errs {
+		t.Errorf("an operation failed instead of retrying: %v", err)
+	}
+	if _, err := castoretest.PutBlob(t, s, []byte("after"), 5); err != nil {
+		t.Fatalf("store did not recover: %v", err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		url, err string
+	}{
+		{"objectstore+s3://b/p?endpoint=http://127.0.0.1:1&region=us-east-1", ""},
+		{"objectstore+s3:///p", "no bucket"},
+		{"objectstore+s3://b?bogus=1", `unknown parameter "bogus"`},
+		{"objectstore+s3://b?retry-for=soon", "retry-for"},
+		{"objectstore+s3://b?uploads=0", "uploads"},
+		{"objectstore+s3://b?cache-size=1G", "without cache"},
+		{"objectstore+s3://b?cache=/x&cache-size=-1", "cache-size"},
+	} {
+		u, _ := url.Parse(tc.url)
+		_, err := ParseURL(u)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: %v, want %q", tc.url, err, tc.err)
+		}
+	}
+	if _, err := NewBucket(context.Background(), Config{Bucket: "b", Endpoint: "ftp://x"}); err == nil || !strings.Contains(err.Error(), "endpoint") {
+		t.Errorf("bad endpoint: %v", err)
+	}
+}
