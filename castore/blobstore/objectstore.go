@@ -74,7 +74,9 @@ func NewObjectStore(storage ObjectStorage, opts ObjectStoreOptions) (*Store, err
 	if err != nil {
 		return nil, fmt.Errorf("object store: zstd decoder: %w", err)
 	}
-	return newStore(&objectBackend{s: storage, enc: enc, dec: dec, uploads: make(chan struct{}, opts.Uploads)}), nil
+	b := &objectBackend{s: storage, enc: enc, dec: dec, uploads: make(chan struct{}, opts.Uploads)}
+	b.ahead = newReadAheader(b.fetchChunk)
+	return newStore(b), nil
 }
 
 type objectBackend struct {
@@ -82,6 +84,7 @@ type objectBackend struct {
 	enc     *zstd.Encoder // EncodeAll and DecodeAll are safe for concurrent use
 	dec     *zstd.Decoder
 	uploads chan struct{} // semaphore of chunk uploads in flight
+	ahead   *readAheader
 }
 
 // The backend interface has no context; the storage's own timeouts and
@@ -93,16 +96,29 @@ func (b *objectBackend) hasChunk(d castore.Digest) (bool, error) {
 }
 
 func (b *objectBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
+	data, ok := b.ahead.take(d)
+	if !ok {
+		var err error
+		if data, err = b.fetchChunk(d); err != nil {
+			return nil, 0, err
+		}
+	}
+	return objectChunk{bytes.NewReader(data), ObjectKey(ChunkObjects, d)}, int64(len(data)), nil
+}
+
+// fetchChunk gets and decompresses a chunk; its digest is checked by the
+// caller (Store.openVerified), also for chunks fetched ahead.
+func (b *objectBackend) fetchChunk(d castore.Digest) ([]byte, error) {
 	key := ObjectKey(ChunkObjects, d)
 	raw, err := b.s.Get(b.ctx(), key)
 	if err != nil {
-		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
+		return nil, fmt.Errorf("chunk %s: %w", d, err)
 	}
 	data, err := b.dec.DecodeAll(raw, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: chunk %s (%s) does not decompress: %v", ErrCorrupt, d, key, err)
+		return nil, fmt.Errorf("%w: chunk %s (%s) does not decompress: %v", ErrCorrupt, d, key, err)
 	}
-	return objectChunk{bytes.NewReader(data), key}, int64(len(data)), nil
+	return data, nil
 }
 
 // objectChunk is a fetched, decompressed chunk; Name says where it came
@@ -123,7 +139,11 @@ func (b *objectBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, e
 	if err != nil {
 		return nil, false, err
 	}
-	return decodeManifest(d, raw)
+	chunks, ok, err := decodeManifest(d, raw)
+	if err == nil && len(chunks) > 1 {
+		b.ahead.remember(chunks)
+	}
+	return chunks, ok, err
 }
 
 func (b *objectBackend) newTxn() (txn, error) {
