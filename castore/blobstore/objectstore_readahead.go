@@ -29,7 +29,7 @@ type readAheader struct {
 	lists    *list.List // of []castore.ChunkMeta, most recent first
 	lastOpen map[*listEntry]int
 	held     map[castore.Digest]*heldChunkData
-	heldLRU  *list.List // of castore.Digest
+	heldLRU  *list.List                       // of castore.Digest
 	inFlight map[castore.Digest]chan struct{} // closed when the fetch ends
 	fetch    func(castore.Digest) ([]byte, error)
 }
