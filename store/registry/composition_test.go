@@ -220,3 +220,25 @@ url = "bbolt://relative/x"
 		t.Fatalf("open error: %v", err)
 	}
 }
+
+// Every toml block of docs/deployment.md is a valid composition file.
+func TestDeploymentGuideConfigs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/deployment.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := 0
+	for _, part := range strings.Split(string(doc), "```toml\n")[1:] {
+		text, _, ok := strings.Cut(part, "```")
+		if !ok {
+			t.Fatal("unterminated toml block")
+		}
+		if _, err := parseComposition(text); err != nil {
+			t.Errorf("docs/deployment.md block %d: %v\n%s", blocks+1, err, text)
+		}
+		blocks++
+	}
+	if blocks < 4 {
+		t.Fatalf("found %d toml blocks, want one per deployment", blocks)
+	}
+}
