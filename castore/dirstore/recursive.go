@@ -49,6 +49,13 @@ func WalkClosure(ctx context.Context, root castore.Digest, get Getter) iter.Seq2
 	}
 }
 
+// NewPutter is the DirectoryPutter of a backend: it validates a closure
+// as it arrives (looking up children stored before through lookup) and
+// hands it, leaves first, to commit once it is whole.
+func NewPutter(lookup func(castore.Digest) (*castorev1.Directory, error), commit func([]*castorev1.Directory) error) castore.DirectoryPutter {
+	return &putter{v: castore.ClosureValidator{Lookup: lookup}, commit: commit}
+}
+
 // putter collects a closure and hands it to commit once it is whole.
 type putter struct {
 	v      castore.ClosureValidator

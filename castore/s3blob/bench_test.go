@@ -6,9 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/tvix-go/tvix/internal/scaletest"
 )
@@ -32,26 +30,7 @@ func TestRawThroughput(t *testing.T) {
 	data := make([]byte, object)
 	rand.New(rand.NewSource(1)).Read(data)
 	run := func(op func(i int) error) float64 {
-		start := time.Now()
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					if err := op(i); err != nil {
-						t.Error(err)
-					}
-				}
-			}()
-		}
-		for i := range n {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		return float64(n*object) / time.Since(start).Seconds() / 1e6
+		return float64(n*object) / scaletest.Parallel(t, n, 8, op).Seconds() / 1e6
 	}
 	put := run(func(i int) error { return b.Put(ctx, fmt.Sprintf("raw/%d", i), data) })
 	get := run(func(i int) error { _, err := b.Get(ctx, fmt.Sprintf("raw/%d", i)); return err })

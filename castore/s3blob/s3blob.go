@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/internal/retry"
 )
 
 // Config says where the bucket is and how to reach it.
@@ -130,10 +130,10 @@ func Open(ctx context.Context, c Config) (*blobstore.Store, error) {
 
 // Bucket is a blobstore.ObjectStorage in an S3 bucket.
 type Bucket struct {
-	client   *minio.Client
-	bucket   string
-	prefix   string
-	retryFor time.Duration
+	client *minio.Client
+	bucket string
+	prefix string
+	policy retry.Policy
 }
 
 // maxObject bounds what Get reads: objects are chunks (at most a maximum
@@ -167,9 +167,10 @@ func NewBucket(ctx context.Context, c Config) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", endpoint, err)
 	}
-	b := &Bucket{client: client, bucket: c.Bucket, retryFor: c.RetryFor}
-	if b.retryFor == 0 {
-		b.retryFor = 60 * time.Second
+	b := &Bucket{client: client, bucket: c.Bucket,
+		policy: retry.Policy{Budget: c.RetryFor, First: 100 * time.Millisecond, Max: 2 * time.Second, Retryable: retryable}}
+	if b.policy.Budget == 0 {
+		b.policy.Budget = 60 * time.Second
 	}
 	if c.Prefix != "" {
 		b.prefix = c.Prefix + "/"
@@ -274,39 +275,18 @@ type permanent struct{ error }
 
 func (p permanent) Unwrap() error { return p.error }
 
-// retry runs op until it succeeds, fails for good, or retryFor has
-// passed since the first failure, backing off up to 2 s between tries.
-// The client retries each request a few times itself; this outer loop
-// carries a daemon across a server restart.
+// retry runs op under the bucket's retry policy: the client retries each
+// request a few times itself; this outer loop carries a daemon across a
+// restart of the server.
 func (b *Bucket) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	var deadline time.Time
-	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			if err != nil {
-				var p permanent
-				if errors.As(err, &p) {
-					err = p.error
-				}
-				return fmt.Errorf("s3 %s: %w", what, err)
-			}
-			return nil
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(b.retryFor)
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("s3 %s: gave up after %d tries over %s: %w", what, attempt, b.retryFor, err)
-		}
-		slog.Debug("s3: retrying", "op", what, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("s3 %s: %w (last error: %v)", what, ctx.Err(), err)
-		}
-		wait = min(2*wait, 2*time.Second)
+	err := b.policy.Do(ctx, what, op)
+	if err == nil {
+		return nil
 	}
+	if p, ok := err.(permanent); ok {
+		err = p.error
+	}
+	return fmt.Errorf("s3 %s: %w", what, err)
 }
 
 func isNotFound(err error) bool {

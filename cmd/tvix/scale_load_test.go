@@ -39,18 +39,7 @@ func TestScaleLoad(t *testing.T) {
 	}
 	nixtest.Require(t)
 	s3, pg := scaletest.S3URL(t), scaletest.PGURL(t)
-	config := filepath.Join(t.TempDir(), "store.toml")
-	os.WriteFile(config, []byte(fmt.Sprintf(`
-[blobservices.root]
-type = "url"
-url = %q
-[directoryservices.root]
-type = "url"
-url = %q
-[pathinfoservices.root]
-type = "url"
-url = %q
-`, s3, pg, pg)), 0o644)
+	config := sharedStoreConfig(t, s3, pg)
 	const basePort = 22960
 	var daemons []*tvixProc
 	for i := range 3 {

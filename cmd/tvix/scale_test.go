@@ -39,17 +39,12 @@ type scaleHost struct {
 
 const scaleHTTP = "127.0.0.1:8080"
 
-func newScaleHosts(t *testing.T, s3, pg string, names ...string) []*scaleHost {
+// sharedStoreConfig writes the composition file of a daemon of a store
+// on the S3 server and PostgreSQL.
+func sharedStoreConfig(t *testing.T, s3, pg string) string {
 	t.Helper()
-	var hosts []*scaleHost
-	for _, name := range names {
-		h := &scaleHost{Host: scaletest.NewHost(t), name: name, nixCache: t.TempDir()}
-		h.Reach(t, os.Getenv("TVIX_S3_PORT"))
-		h.Reach(t, os.Getenv("TVIX_PG_PORT"))
-		// The same servers, reached over this host's link.
-		at := func(raw string) string { return strings.ReplaceAll(raw, "127.0.0.1", h.HostIP) }
-		h.config = filepath.Join(t.TempDir(), name+".toml")
-		cfg := fmt.Sprintf(`
+	p := filepath.Join(t.TempDir(), "store.toml")
+	cfg := fmt.Sprintf(`
 [blobservices.root]
 type = "url"
 url = %q
@@ -59,10 +54,23 @@ url = %q
 [pathinfoservices.root]
 type = "url"
 url = %q
-`, at(s3), at(pg), at(pg))
-		if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
+`, s3, pg, pg)
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newScaleHosts(t *testing.T, s3, pg string, names ...string) []*scaleHost {
+	t.Helper()
+	var hosts []*scaleHost
+	for _, name := range names {
+		h := &scaleHost{Host: scaletest.NewHost(t), name: name, nixCache: t.TempDir()}
+		h.Reach(t, os.Getenv("TVIX_S3_PORT"))
+		h.Reach(t, os.Getenv("TVIX_PG_PORT"))
+		// The same servers, reached over this host's link.
+		at := func(raw string) string { return strings.ReplaceAll(raw, "127.0.0.1", h.HostIP) }
+		h.config = sharedStoreConfig(t, at(s3), at(pg))
 		hosts = append(hosts, h)
 	}
 	return hosts

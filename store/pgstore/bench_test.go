@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
@@ -74,27 +72,9 @@ func TestMetadataThroughput(t *testing.T) {
 	}
 }
 
+// rate is n calls of op, 8 at a time, per second.
 func rate(n int, op func(i int) error, t *testing.T) float64 {
-	start := time.Now()
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := op(i); err != nil {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / scaletest.Parallel(t, n, 8, op).Seconds()
 }
 
 // putTree stores 1 + 3 + 9 + 27 directories and returns the root.

@@ -15,16 +15,12 @@ import (
 )
 
 // Directories is the DirectoryService on a DB.
-type Directories struct {
-	db *DB
-	// closeDB: the service owns the pool (opened for it alone).
-	closeDB bool
-}
+type Directories struct{ handle }
 
 var _ castore.DirectoryService = (*Directories)(nil)
 
 // NewDirectories serves directories from db, which the caller closes.
-func NewDirectories(db *DB) *Directories { return &Directories{db: db} }
+func NewDirectories(db *DB) *Directories { return &Directories{handle{db: db}} }
 
 // OpenDirectories opens a DB for a directory service of its own.
 func OpenDirectories(ctx context.Context, raw string) (*Directories, error) {
@@ -32,17 +28,8 @@ func OpenDirectories(ctx context.Context, raw string) (*Directories, error) {
 	if err != nil {
 		return nil, fmt.Errorf("directory service: %w", err)
 	}
-	return &Directories{db: db, closeDB: true}, nil
+	return &Directories{handle{db: db, closeDB: true}}, nil
 }
-
-func (s *Directories) Close() error {
-	if s.closeDB {
-		return s.db.Close()
-	}
-	return nil
-}
-
-func (s *Directories) InProcess() bool { return false }
 
 func (s *Directories) Get(ctx context.Context, d castore.Digest) (*castorev1.Directory, error) {
 	var raw []byte
@@ -139,40 +126,8 @@ func (s *Directories) Put(ctx context.Context, d *castorev1.Directory) (castore.
 // in one transaction that first checks every child named from outside
 // the closure is committed, so nothing is stored whose closure is not.
 func (s *Directories) PutMultiple(ctx context.Context) castore.DirectoryPutter {
-	return &dirPutter{s: s, ctx: ctx, v: castore.ClosureValidator{Lookup: func(d castore.Digest) (*castorev1.Directory, error) {
-		return s.Get(ctx, d)
-	}}}
-}
-
-type dirPutter struct {
-	s   *Directories
-	ctx context.Context
-	v   castore.ClosureValidator
-	err error
-}
-
-func (p *dirPutter) Put(d *castorev1.Directory) error {
-	if p.err != nil {
-		return p.err
-	}
-	if _, err := p.v.Add(d); err != nil {
-		p.err = fmt.Errorf("put directory: %w", err)
-	}
-	return p.err
-}
-
-func (p *dirPutter) Close() (castore.Digest, error) {
-	if p.err != nil {
-		return castore.Digest{}, p.err
-	}
-	root, dirs, err := p.v.Finish()
-	if err != nil {
-		return castore.Digest{}, fmt.Errorf("put directories: %w", err)
-	}
-	if err := p.s.store(p.ctx, dirs); err != nil {
-		return castore.Digest{}, fmt.Errorf("put directories (root %s): %w", root, err)
-	}
-	return root, nil
+	return dirstore.NewPutter(func(d castore.Digest) (*castorev1.Directory, error) { return s.Get(ctx, d) },
+		func(dirs []*castorev1.Directory) error { return s.store(ctx, dirs) })
 }
 
 // store inserts dirs (leaves first) in one transaction. Children outside

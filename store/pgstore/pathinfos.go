@@ -20,10 +20,7 @@ import (
 // path anyone is handed comes with everything it refers to), merges with
 // what is recorded (store paths are immutable, see pathinfo.Merge) and
 // writes.
-type PathInfos struct {
-	db      *DB
-	closeDB bool
-}
+type PathInfos struct{ handle }
 
 var (
 	_ pathinfo.Service     = (*PathInfos)(nil)
@@ -32,7 +29,7 @@ var (
 )
 
 // NewPathInfos serves path infos from db, which the caller closes.
-func NewPathInfos(db *DB) *PathInfos { return &PathInfos{db: db} }
+func NewPathInfos(db *DB) *PathInfos { return &PathInfos{handle{db: db}} }
 
 // OpenPathInfos opens a DB for a path-info service of its own.
 func OpenPathInfos(ctx context.Context, raw string) (*PathInfos, error) {
@@ -40,17 +37,8 @@ func OpenPathInfos(ctx context.Context, raw string) (*PathInfos, error) {
 	if err != nil {
 		return nil, fmt.Errorf("path info service: %w", err)
 	}
-	return &PathInfos{db: db, closeDB: true}, nil
+	return &PathInfos{handle{db: db, closeDB: true}}, nil
 }
-
-func (s *PathInfos) Close() error {
-	if s.closeDB {
-		return s.db.Close()
-	}
-	return nil
-}
-
-func (s *PathInfos) InProcess() bool { return false }
 
 func (s *PathInfos) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
 	var raw []byte

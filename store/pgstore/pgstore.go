@@ -21,13 +21,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tvix-go/tvix/internal/retry"
 )
 
 // DB is a pool of connections to one database schema, shared by the
 // directory and path-info services opened on it.
 type DB struct {
-	pool     *pgxpool.Pool
-	retryFor time.Duration
+	pool   *pgxpool.Pool
+	policy retry.Policy
 }
 
 // Open connects to a postgres:// URL and brings its schema up to date.
@@ -60,7 +62,7 @@ func Open(ctx context.Context, raw string) (*DB, error) {
 		}
 		cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	}
-	db := &DB{retryFor: retryFor}
+	db := &DB{policy: retry.Policy{Budget: retryFor, First: 50 * time.Millisecond, Max: 2 * time.Second, Retryable: retryable}}
 	err = db.retry(ctx, "connect", func(ctx context.Context) error {
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
@@ -99,6 +101,22 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) InProcess() bool { return false }
+
+// handle is what a service holds of its DB.
+type handle struct {
+	db *DB
+	// closeDB: the service owns the pool (opened for it alone).
+	closeDB bool
+}
+
+func (h handle) Close() error {
+	if h.closeDB {
+		return h.db.Close()
+	}
+	return nil
+}
+
+func (h handle) InProcess() bool { return false }
 
 // migrations are applied in order, each once, recorded in
 // tvix_migrations. Never edit one that shipped; append another.
@@ -169,35 +187,11 @@ func (db *DB) tx(ctx context.Context, what string, fn func(pgx.Tx) error) error 
 	})
 }
 
-// retry runs op until it succeeds, fails for good, or retryFor has passed
-// since the first failure, backing off up to 2 s. It retries what a
-// restart of the server causes: refused or broken connections, the
-// server shutting down or starting, a serialization failure.
+// retry runs op again while the server cannot be reached, is shutting
+// down or starting, or a serialization failure asks for it (see
+// retryable), for up to the URL's retry-for.
 func (db *DB) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	var deadline time.Time
-	wait := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(db.retryFor)
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("%s: gave up after %d tries over %s: %w", what, attempt, db.retryFor, err)
-		}
-		slog.Debug("pgstore: retrying", "op", what, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		}
-		wait = min(2*wait, 2*time.Second)
-	}
+	return db.policy.Do(ctx, what, op)
 }
 
 func retryable(err error) bool {

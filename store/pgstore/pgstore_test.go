@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -210,48 +209,23 @@ func TestServerRestartDuringTraffic(t *testing.T) {
 	db := openDB(t, scaletest.PGURL(t))
 	infos := NewPathInfos(db)
 	dirs := NewDirectories(db)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	ok := 0
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				d := &castorev1.Directory{Symlinks: []*castorev1.SymlinkNode{{Name: []byte(fmt.Sprintf("w%d-%d", w, i)), Target: []byte("t")}}}
-				dg, err := dirs.Put(ctx, d)
-				if err == nil {
-					var got *castorev1.Directory
-					if got, err = dirs.Get(ctx, dg); err == nil && !proto.Equal(got, d) {
-						t.Errorf("wrong directory back for %s", dg)
-					}
-				}
-				if err == nil {
-					sp := storepath.StorePath{Digest: [20]byte{byte(w), byte(i), byte(i >> 8)}, Name: "p"}
-					_, err = infos.Put(ctx, pathinfotest.SampleInfo(t, sp.Basename()))
-				}
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					ok++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
-	scaletest.Services(t, "restart", "pg")
-	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	ok, errs := scaletest.DuringRestart(t, "pg", 4, func(w, i int) error {
+		d := &castorev1.Directory{Symlinks: []*castorev1.SymlinkNode{{Name: []byte(fmt.Sprintf("w%d-%d", w, i)), Target: []byte("t")}}}
+		dg, err := dirs.Put(ctx, d)
+		if err != nil {
+			return err
+		}
+		got, err := dirs.Get(ctx, dg)
+		if err != nil {
+			return err
+		}
+		if !proto.Equal(got, d) {
+			t.Errorf("wrong directory back for %s", dg)
+		}
+		sp := storepath.StorePath{Digest: [20]byte{byte(w), byte(i), byte(i >> 8)}, Name: "p"}
+		_, err = infos.Put(ctx, pathinfotest.SampleInfo(t, sp.Basename()))
+		return err
+	})
 	t.Logf("%d operations succeeded, %d failed across the restart", ok, len(errs))
 	for _, err := range errs[:min(len(errs), 5)] {
 		t.Errorf("an operation failed instead of retrying: %v", err)
