@@ -214,8 +214,18 @@ func (t *objectTxn) upload(d castore.Digest, compressed []byte) error {
 		defer func() { <-t.b.uploads; t.wg.Done() }()
 		key := ObjectKey(ChunkObjects, d)
 		has, err := t.b.s.Exists(t.ctx, key)
-		if err == nil && !has {
+		switch sw, canTouch := t.b.s.(ObjectSweeper); {
+		case err != nil:
+		case !has:
 			err = t.b.s.Put(t.ctx, key, compressed)
+		case canTouch:
+			// Another writer's chunk is now ours too: renew its time, so
+			// a sweep whose epoch is older does not take it. Gone
+			// meanwhile (swept, or being replaced by a concurrent
+			// writer): store it after all.
+			if err = sw.Touch(t.ctx, key); errors.Is(err, castore.ErrNotFound) {
+				err = t.b.s.Put(t.ctx, key, compressed)
+			}
 		}
 		if err != nil {
 			t.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,7 +22,8 @@ import (
 // used. Several processes must not share one directory: each keeps its
 // own account of what is there.
 type diskCache struct {
-	inner blobstore.ObjectStorage
+	inner  blobstore.ObjectStorage
+	bucket blobstore.ObjectSweeper
 	dir   string
 	max   int64
 
@@ -36,14 +38,14 @@ type cached struct {
 	size int64
 }
 
-func newDiskCache(inner blobstore.ObjectStorage, dir string, max int64) (*diskCache, error) {
+func newDiskCache(inner blobstore.ObjectSweeper, dir string, max int64) (*diskCache, error) {
 	if max == 0 {
 		max = 1 << 30
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("s3 cache %s: %w", dir, err)
 	}
-	c := &diskCache{inner: inner, dir: dir, max: max, lru: list.New(), entries: map[string]*list.Element{}}
+	c := &diskCache{inner: inner, bucket: inner, dir: dir, max: max, lru: list.New(), entries: map[string]*list.Element{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache %s: %w", dir, err)
@@ -169,6 +171,20 @@ func (c *diskCache) Put(ctx context.Context, key string, data []byte) error {
 }
 
 func (c *diskCache) Close() error { return c.inner.Close() }
+
+// The cache passes enumeration and deletion through to the bucket
+// (blobstore.ObjectSweeper), forgetting what is deleted.
+func (c *diskCache) List(ctx context.Context, prefix string) iter.Seq2[blobstore.ObjectInfo, error] {
+	return c.bucket.List(ctx, prefix)
+}
+
+func (c *diskCache) Delete(ctx context.Context, key string) error {
+	c.drop(fileName(key))
+	os.Remove(filepath.Join(c.dir, fileName(key)))
+	return c.bucket.Delete(ctx, key)
+}
+
+func (c *diskCache) Touch(ctx context.Context, key string) error { return c.bucket.Touch(ctx, key) }
 
 // Unwrap lets callers reach the bucket (castore.As).
 func (c *diskCache) Unwrap() any { return c.inner }

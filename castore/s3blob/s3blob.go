@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -128,7 +129,8 @@ func Open(ctx context.Context, c Config) (*blobstore.Store, error) {
 	return blobstore.NewObjectStore(storage, blobstore.ObjectStoreOptions{Uploads: c.Uploads})
 }
 
-// Bucket is a blobstore.ObjectStorage in an S3 bucket.
+// Bucket is a blobstore.ObjectStorage in an S3 bucket, and a
+// blobstore.ObjectSweeper.
 type Bucket struct {
 	client *minio.Client
 	bucket string
@@ -139,6 +141,8 @@ type Bucket struct {
 // maxObject bounds what Get reads: objects are chunks (at most a maximum
 // chunk, compressed) and chunk lists, far smaller.
 const maxObject = 64 << 20
+
+var _ blobstore.ObjectSweeper = (*Bucket)(nil)
 
 // NewBucket connects to c's bucket and checks that it is there.
 func NewBucket(ctx context.Context, c Config) (*Bucket, error) {
@@ -244,19 +248,35 @@ func (b *Bucket) Put(ctx context.Context, key string, data []byte) error {
 	})
 }
 
-// List yields the keys under prefix (relative to the store's own).
-func (b *Bucket) List(ctx context.Context, prefix string) func(yield func(string, error) bool) {
-	return func(yield func(string, error) bool) {
+// List yields the objects under prefix (keys relative to the store's
+// own prefix).
+func (b *Bucket) List(ctx context.Context, prefix string) iter.Seq2[blobstore.ObjectInfo, error] {
+	return func(yield func(blobstore.ObjectInfo, error) bool) {
 		for o := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true}) {
 			if o.Err != nil {
-				yield("", fmt.Errorf("list %s: %w", prefix, o.Err))
+				yield(blobstore.ObjectInfo{}, fmt.Errorf("s3 list %s: %w", prefix, o.Err))
 				return
 			}
-			if !yield(strings.TrimPrefix(o.Key, b.prefix), nil) {
+			if !yield(blobstore.ObjectInfo{Key: strings.TrimPrefix(o.Key, b.prefix), Size: o.Size, Modified: o.LastModified}, nil) {
 				return
 			}
 		}
 	}
+}
+
+// Touch renews key's modification time by copying it onto itself
+// (server-side: no bytes travel).
+func (b *Bucket) Touch(ctx context.Context, key string) error {
+	return b.retry(ctx, "touch "+key, func(ctx context.Context) error {
+		_, err := b.client.CopyObject(ctx,
+			minio.CopyDestOptions{Bucket: b.bucket, Object: b.prefix + key, ReplaceMetadata: true,
+				UserMetadata: map[string]string{"Tvix-Touched": time.Now().UTC().Format(time.RFC3339Nano)}},
+			minio.CopySrcOptions{Bucket: b.bucket, Object: b.prefix + key})
+		if isNotFound(err) {
+			return permanent{fmt.Errorf("%s: %w", key, castore.ErrNotFound)}
+		}
+		return err
+	})
 }
 
 // Delete removes key; deleting a missing key is not an error.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -135,11 +137,11 @@ func TestNothingVisibleBeforeTheChunkList(t *testing.T) {
 			t.Fatalf("%d bytes: Has after abort = %v, %v", size, has, err)
 		}
 		for key, err := range b.List(ctx, "blobs/") {
-			t.Fatalf("%d bytes: chunk list %s visible (%v)", size, key, err)
+			t.Fatalf("%d bytes: chunk list %s visible (%v)", size, key.Key, err)
 		}
 		if size < 1<<20 {
 			for key, err := range b.List(ctx, "") {
-				t.Fatalf("small blob: %s stored though the put was refused (%v)", key, err)
+				t.Fatalf("small blob: %s stored though the put was refused (%v)", key.Key, err)
 			}
 		}
 	}
@@ -279,5 +281,86 @@ func TestParseURL(t *testing.T) {
 	}
 	if _, err := NewBucket(context.Background(), Config{Bucket: "b", Endpoint: "ftp://x"}); err == nil || !strings.Contains(err.Error(), "endpoint") {
 		t.Errorf("bad endpoint: %v", err)
+	}
+}
+
+// A sweep deletes the chunk lists and chunks of dead blobs written before
+// its epoch, chunk lists first; live blobs, the chunks they share with
+// dead ones, and chunks another writer touched (found present, so did not
+// send) after the epoch stay. A dry run deletes nothing.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t))
+	c.CacheDir = t.TempDir() // the cache passes sweeping through
+	s := open(t, c)
+	shared := randomBytes(2<<20, 40)
+	put := func(data []byte) castore.Digest {
+		d, err := castoretest.PutBlob(t, s, data, 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	live := put(append(bytes.Clone(shared), randomBytes(2<<20, 41)...))
+	dead := put(append(bytes.Clone(shared), randomBytes(2<<20, 42)...))
+	deadSmall := put([]byte("small and dead"))
+	// Dead, but written again after the epoch (below).
+	reused, reusedSmall := randomBytes(3<<20, 43), []byte("small, dead, and written again")
+	put(reused)
+	put(reusedSmall)
+	time.Sleep(1100 * time.Millisecond) // object times have 1 s resolution
+	epoch := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	put(reused)      // a chunk list written again, naming its chunks
+	put(reusedSmall) // its one chunk found present: touched, not sent
+	isLive := func(d castore.Digest) bool { return d == live }
+
+	dry, err := s.SweepObjects(ctx, isLive, epoch, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Blobs != 1 || dry.Chunks < 2 || dry.Kept != 1 {
+		t.Fatalf("dry run: %+v, want the dead chunk list, its own chunks and the small dead blob, and the touched chunk kept", dry)
+	}
+	if has, _ := s.Has(ctx, dead); !has {
+		t.Fatal("a dry run deleted")
+	}
+	rep, err := s.SweepObjects(ctx, isLive, epoch, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep != dry {
+		t.Fatalf("sweep %+v, dry run said %+v", rep, dry)
+	}
+	for _, d := range []castore.Digest{dead, deadSmall} {
+		if has, err := s.Has(ctx, d); has || err != nil {
+			t.Fatalf("dead blob %s: Has = %v, %v", d, has, err)
+		}
+	}
+	for _, tc := range []struct {
+		d    castore.Digest
+		want []byte
+	}{{live, append(bytes.Clone(shared), randomBytes(2<<20, 41)...)}} {
+		r, err := s.Open(ctx, tc.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, tc.want) {
+			t.Fatalf("live blob after the sweep: %v", err)
+		}
+	}
+	// What was written or touched after the epoch is all there.
+	for _, want := range [][]byte{reused, reusedSmall} {
+		r, err := s.Open(ctx, castore.HashBlob(want))
+		if err != nil {
+			t.Fatalf("a blob written again after the epoch: %v", err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("a blob written again after the epoch: %v", err)
+		}
 	}
 }

@@ -190,10 +190,11 @@ func bucketChecks(t *testing.T, s3 string) map[castore.Digest]bool {
 	}
 	chunks := map[castore.Digest]bool{}
 	var manifests []string
-	for key, err := range b.List(ctx, "") {
+	for o, err := range b.List(ctx, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
+		key := o.Key
 		d, err := digestFromHex(filepath.Base(key))
 		if err != nil {
 			t.Fatalf("bucket key %s: %v", key, err)
