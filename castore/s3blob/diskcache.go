@@ -24,8 +24,8 @@ import (
 type diskCache struct {
 	inner  blobstore.ObjectStorage
 	bucket blobstore.ObjectSweeper
-	dir   string
-	max   int64
+	dir    string
+	max    int64
 
 	mu      sync.Mutex
 	lru     *list.List // of *cached, most recent first
