@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"iter"
 	"net"
 	"net/http"
@@ -107,7 +108,7 @@ func parseSize(s string) (int64, error) {
 		mult, s = 1<<30, strings.TrimSuffix(s, "G")
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
 		return 0, errors.New("want a positive size such as 512M")
 	}
 	return n * mult, nil

@@ -272,6 +272,7 @@ func TestParseURL(t *testing.T) {
 		{"objectstore+s3://b?uploads=0", "uploads"},
 		{"objectstore+s3://b?cache-size=1G", "without cache"},
 		{"objectstore+s3://b?cache=/x&cache-size=-1", "cache-size"},
+		{"objectstore+s3://b?cache=/x&cache-size=9223372036854775807G", "cache-size"},
 	} {
 		u, _ := url.Parse(tc.url)
 		_, err := ParseURL(u)
@@ -363,4 +364,22 @@ func TestSweep(t *testing.T) {
 			t.Fatalf("a blob written again after the epoch: %v", err)
 		}
 	}
+}
+
+func FuzzParseURL(f *testing.F) {
+	f.Add("objectstore+s3://b/p?endpoint=http://127.0.0.1:1&region=r&uploads=3&cache=/x&cache-size=10G&retry-for=5s")
+	f.Add("objectstore+s3://b?cache-size=1K")
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return
+		}
+		c, err := ParseURL(u)
+		if err != nil {
+			return
+		}
+		if c.Bucket == "" || c.Uploads < 0 || c.CacheBytes < 0 || (c.CacheBytes > 0 && c.CacheDir == "") {
+			t.Fatalf("accepted %q as %+v", raw, c)
+		}
+	})
 }

@@ -242,3 +242,29 @@ func TestDeploymentGuideConfigs(t *testing.T) {
 		t.Fatalf("found %d toml blocks, want one per deployment", blocks)
 	}
 }
+
+// The composition parser never panics, and what it accepts has a root of
+// each kind whose references all resolve.
+func FuzzParseComposition(f *testing.F) {
+	f.Add(memoryRoots + "[pathinfoservices.root]\ntype = \"memory\"\n")
+	f.Add(memoryRoots + "[pathinfoservices.root]\ntype = \"cache\"\nnear = \"a\"\nfar = \"root\"\n[pathinfoservices.a]\ntype = \"lru\"\ncapacity = 1\n")
+	f.Add("[blobservices.root]\ntype = \"objectstore\"\nobject_store_url = \"s3://b\"\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := parseComposition(text)
+		if err != nil {
+			return
+		}
+		for k := range c.entries {
+			if _, ok := c.entries[k]["root"]; !ok {
+				t.Fatalf("accepted without a root of %s", compositionTables[k])
+			}
+			for name, e := range c.entries[k] {
+				for _, r := range c.refs(Kind(k), e) {
+					if _, ok := c.entries[r.kind][r.name]; !ok {
+						t.Fatalf("%s.%s: accepted a dangling %s", compositionTables[k], name, r.field)
+					}
+				}
+			}
+		}
+	})
+}
