@@ -386,3 +386,32 @@ func TestScaleOutThreeDaemons(t *testing.T) {
 		}
 	}
 }
+
+// --store-config replaces the store flags, and a broken file is refused
+// at start naming the entry.
+func TestDaemonStoreConfigErrors(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "store.toml")
+	os.WriteFile(cfg, []byte(`
+[blobservices.root]
+type = "memory"
+[directoryservices.root]
+type = "memory"
+[pathinfoservices.root]
+type = "cache"
+near = "root"
+far = "upstream"
+`), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store-config", cfg, "--store", "memory://"}, "--store-config and --store both name the store's services"},
+		{[]string{"--store-config", cfg}, `pathinfoservices.root: far = "upstream": no pathinfoservices entry of that name`},
+		{[]string{"--store-config", "/nonexistent.toml"}, "store config: open /nonexistent.toml"},
+	} {
+		_, stderr, err := run(t, nil, append([]string{"daemon", "--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock")}, tc.args...)...)
+		if err == nil || !strings.Contains(stderr, tc.want) {
+			t.Errorf("tvix daemon %v: %v, stderr %q; want it to say %q", tc.args, err, stderr, tc.want)
+		}
+	}
+}
