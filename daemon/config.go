@@ -35,11 +35,18 @@ type Config struct {
 	// daemon creates, which are 0660: its members may connect. Empty:
 	// the daemon's own group.
 	SocketGroup string
-	HTTP        HTTPConfig
-	Mount       MountConfig
-	VirtioFS    VirtioFSConfig
-	Eval        EvalConfig
-	Build       BuildConfig
+	// Limits bound uploads (nar-bridge and gRPC); the zero value is the
+	// defaults.
+	Limits   Limits
+	HTTP     HTTPConfig
+	Mount    MountConfig
+	VirtioFS VirtioFSConfig
+	Eval     EvalConfig
+	Build    BuildConfig
+	// GCRootsDir holds indirect roots (like /nix/var/nix/gcroots): symlinks
+	// to store paths, or, in auto/, to symlinks that point at them.
+	GCRootsDir string
+	NixDaemon  NixDaemonConfig
 }
 
 // BuildConfig serves Tvix's BuildService: builds run in the local sandbox
@@ -103,5 +110,5 @@ type EvalConfig struct {
 
 // serves says whether the Config asks for anything to be served.
 func (c Config) serves() bool {
-	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != "" || len(c.Build.Listen) > 0
+	return len(c.GRPC) > 0 || c.HTTP.Listen != "" || c.Mount.Path != "" || c.VirtioFS.Socket != "" || c.Eval.Listen != "" || len(c.Build.Listen) > 0 || len(c.NixDaemon.Listen) > 0
 }

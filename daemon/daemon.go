@@ -29,6 +29,7 @@ import (
 	tvixfs "github.com/tvix-go/tvix/castore/fs"
 	"github.com/tvix-go/tvix/internal/netlisten"
 	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/store/gc"
 	"github.com/tvix-go/tvix/store/narbridge"
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -44,11 +45,17 @@ var ErrNothingToServe = errors.New("daemon: nothing to serve; give --listen (or 
 type Daemon struct {
 	// Services are the store's services, open until Wait returns.
 	Services *registry.Services
+	// GC collects the store's garbage (nil without a path-info service);
+	// its Roots hold the temporary roots of sessions.
+	GC *gc.Collector
 
-	g     *errgroup.Group
-	stop  context.CancelFunc
-	mu    sync.Mutex
-	bound map[string][]net.Addr
+	g    *errgroup.Group
+	stop context.CancelFunc
+	// limits and maxNarinfo are Config.Limits resolved.
+	limits     narcastore.Limits
+	maxNarinfo int64
+	mu         sync.Mutex
+	bound      map[string][]net.Addr
 }
 
 // Run starts the daemon and serves until ctx ends or a server fails.
@@ -66,6 +73,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if !cfg.serves() {
 		return nil, ErrNothingToServe
 	}
+	limits, maxNarinfo, err := cfg.Limits.resolve()
+	if err != nil {
+		return nil, err
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		reg = registry.Default()
@@ -76,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	d := &Daemon{Services: s, g: g, stop: stop, bound: map[string][]net.Addr{}}
+	d := &Daemon{Services: s, g: g, stop: stop, bound: map[string][]net.Addr{}, limits: limits, maxNarinfo: maxNarinfo}
 	defer func() {
 		if err != nil {
 			stop()
@@ -84,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	starters := []func(context.Context, Config) error{d.startGRPC, d.startBuild, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
+	starters := []func(context.Context, Config) error{d.startGC, d.startGRPC, d.startBuild, d.startNixDaemon, d.startHTTP, d.startEval, d.startMount, d.startVirtioFS}
 	for _, start := range starters {
 		if err := start(gctx, cfg); err != nil {
 			return nil, err
@@ -222,7 +233,7 @@ func (d *Daemon) startGRPC(ctx context.Context, cfg Config) error {
 	if len(cfg.GRPC) == 0 {
 		return nil
 	}
-	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, cfg.SocketGroup, nil)
+	return d.serveGRPC(ctx, "grpc", "--listen", cfg.GRPC, cfg.SocketGroup, func(srv *grpc.Server) { d.registerGCAdmin(srv, cfg.GRPC) })
 }
 
 func (d *Daemon) startBuild(ctx context.Context, cfg Config) error {
@@ -278,7 +289,7 @@ func (d *Daemon) serveGRPC(ctx context.Context, server, flag string, addrs []str
 	s := d.Services
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(registry.MaxMessageSize), grpc.MaxSendMsgSize(registry.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(logUploads))
-	castoregrpc.Register(srv, s.Blobs, s.Directories)
+	castoregrpc.Register(srv, s.Blobs, s.Directories, castoregrpc.WithLimits(d.limits.Limits))
 	pathinfo.RegisterServer(srv, s.PathInfos, narcastore.NewCalculator(s.Blobs, s.Directories))
 	if extra != nil {
 		extra(srv)
@@ -310,7 +321,7 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	if cfg.HTTP.Listen == "" {
 		return nil
 	}
-	h, err := NewNarBridge(d.Services, cfg.HTTP)
+	h, err := newNarBridge(d.Services, cfg.HTTP, d.limits, d.maxNarinfo)
 	if err != nil {
 		return err
 	}
@@ -335,9 +346,10 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// NewNarBridge makes the binary cache handler for s.
-func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
-	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads}
+// newNarBridge makes the binary cache handler for s.
+func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, maxNarinfo int64) (http.Handler, error) {
+	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads,
+		Limits: lim, MaxNarinfoSize: maxNarinfo}
 	if f := cfg.UploadAuthFile; f != "" {
 		c, err := narbridge.LoadCredentials(f)
 		if err != nil {
@@ -349,17 +361,26 @@ func NewNarBridge(s *registry.Services, cfg HTTPConfig) (http.Handler, error) {
 		opts.Priority = 39
 	}
 	if f := cfg.SigningKeyFile; f != "" {
-		b, err := os.ReadFile(f)
+		k, err := readSigningKey(f)
 		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file: %w", err)
-		}
-		k, err := narinfo.ParseSecretKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("--signing-key-file %s: %w", f, err)
+			return nil, err
 		}
 		opts.SigningKey = &k
 	}
 	return narbridge.New(s.Blobs, s.Directories, s.PathInfos, opts), nil
+}
+
+// readSigningKey reads a Nix secret key file.
+func readSigningKey(f string) (narinfo.SecretKey, error) {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file: %w", err)
+	}
+	k, err := narinfo.ParseSecretKey(string(b))
+	if err != nil {
+		return narinfo.SecretKey{}, fmt.Errorf("--signing-key-file %s: %w", f, err)
+	}
+	return k, nil
 }
 
 // serveHTTP serves h on lis until ctx ends, then lets requests finish (an

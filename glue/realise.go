@@ -21,9 +21,6 @@ import (
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
-// maxDrvSize bounds a .drv read from the store: they are small text files.
-const maxDrvSize = 64 << 20
-
 // Realiser realises derivations stored in a tvix store: in dependency
 // order, outputs already in the store (or substitutable through
 // PathInfos) are kept, the rest are built by Builder and recorded, their
@@ -204,31 +201,7 @@ func (r *Realiser) readDerivation(ctx context.Context, p string) (*derivation.De
 	if err != nil {
 		return nil, fmt.Errorf("derivation %s: %w", p, err)
 	}
-	f := info.GetNode().GetFile()
-	if f == nil {
-		return nil, fmt.Errorf("derivation %s is not a file", p)
-	}
-	if f.GetSize() > maxDrvSize {
-		return nil, fmt.Errorf("derivation %s: %d bytes, more than a .drv can be", p, f.GetSize())
-	}
-	d, err := castore.DigestFromBytes(f.GetDigest())
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", p, err)
-	}
-	rd, err := r.Blobs.Open(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", p, err)
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(io.LimitReader(rd, maxDrvSize))
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", p, err)
-	}
-	drv, err := derivation.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("derivation %s: %w", p, err)
-	}
-	return drv, nil
+	return pathinfo.ReadDerivation(ctx, r.Blobs, info)
 }
 
 // present says whether every output of d is in the store already.
@@ -493,4 +466,32 @@ func referencedFirst(infos []*storev1.PathInfo) []*storev1.PathInfo {
 		visit(info)
 	}
 	return out
+}
+
+// RealiseDerivation builds one derivation given inline, as a remote
+// builder receives it (Nix's BuildDerivation): it has no input
+// derivations, its input sources are the whole closure of its inputs,
+// which must be in the store, and drvPath names it for the outputs'
+// deriver and the logs. Outputs already present are kept.
+func (r *Realiser) RealiseDerivation(ctx context.Context, drvPath string, drv *derivation.Derivation) (map[string]string, error) {
+	if len(drv.InputDerivations) > 0 {
+		return nil, fmt.Errorf("derivation %s: inline derivations carry their inputs as sources, not input derivations", drvPath)
+	}
+	n := &drvNode{path: drvPath, drv: drv, done: make(chan struct{})}
+	defer close(n.done)
+	r.update(func(s *Status) { *s = Status{Total: 1} })
+	done, err := r.present(ctx, drv)
+	if err != nil {
+		return nil, fmt.Errorf("build of '%s' failed: %w", drvPath, err)
+	}
+	if done {
+		r.update(func(s *Status) { s.Present++ })
+	} else if err := r.build(ctx, n); err != nil {
+		return nil, fmt.Errorf("build of '%s' failed: %w", drvPath, err)
+	}
+	outs := map[string]string{}
+	for name, o := range drv.Outputs {
+		outs[name] = o.Path
+	}
+	return outs, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/chunkedread"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // chunkReader reads one stored chunk.
@@ -78,4 +79,19 @@ type largeBlobHinter interface {
 // backingFiler finds a file holding exactly a blob's bytes.
 type backingFiler interface {
 	backingFile(d castore.Digest) (*os.File, int64, bool)
+}
+
+// touchingBackend looks chunks up on its writers' behalf (a dedup in
+// stageChunk) and touches what it finds (see touchlog).
+type touchingBackend interface {
+	setTouchLog(*touchlog.Log)
+}
+
+// sharedToucher is a backend other processes may collect (the object-store
+// layout, a directory several daemons share): a touch must reach them, so
+// it is recorded in the store itself. touchShared touches blob d (and the
+// chunks of manifest m, nil for a single-chunk blob) and reports false if
+// any is gone: then the caller must not count on it.
+type sharedToucher interface {
+	touchShared(d castore.Digest, m []castore.ChunkMeta) bool
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // formatVersion is what the object-store layout records in formatFile.
@@ -33,9 +34,9 @@ func NewFile(root string) (*Store, error) {
 	return newStore(b), nil
 }
 
-// removeStaleTemps deletes what interrupted puts left behind. Other
-// processes may share the directory and be writing right now, so only
-// files untouched for an hour go.
+// removeStaleTemps deletes what interrupted puts (or sweeps) left behind.
+// Other processes may share the directory and be writing right now, so
+// only entries untouched for an hour go.
 func removeStaleTemps(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -43,7 +44,7 @@ func removeStaleTemps(dir string) {
 	}
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			os.Remove(filepath.Join(dir, e.Name()))
+			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
 }
@@ -52,6 +53,7 @@ type fileBackend struct {
 	root, tmp string
 	group     *barrier[[]staged]
 	dirs      sync.Map // shard directories known to exist
+	touch     *touchlog.Log
 }
 
 func (b *fileBackend) path(kind string, d castore.Digest) string {
@@ -119,8 +121,17 @@ func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
 		return nil
 	}
 	final := t.b.path(ChunkObjects, d)
-	if _, err := os.Stat(final); err == nil {
-		return nil // already stored: chunks are named by content
+	// Already stored (chunks are named by content): refreshing its time is
+	// both the check and the touch a sweep of any process sees. Gone, it is
+	// written again.
+	var found bool
+	t.b.touch.Guard(func() {
+		if found = touchFile(final); found {
+			t.b.touch.Touch(d)
+		}
+	})
+	if found {
+		return nil
 	}
 	tmp, err := writeTemp(t.b.tmp, data, false)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // NewMemory returns a chunking BlobService that keeps everything in memory.
@@ -78,6 +79,7 @@ type memBackend struct {
 	files     []*memFile // all, for close
 	idle      []*memFile // not held by a writer
 	closed    bool
+	touch     *touchlog.Log
 }
 
 func (m *memBackend) hasChunk(d castore.Digest) (bool, error) {
@@ -174,7 +176,13 @@ type memTxn struct {
 }
 
 func (t *memTxn) stageChunk(d castore.Digest, data []byte) error {
-	if ok, _ := t.m.hasChunk(d); ok {
+	var found bool
+	t.m.touch.Guard(func() {
+		if found, _ = t.m.hasChunk(d); found {
+			t.m.touch.Touch(d)
+		}
+	})
+	if found {
 		return nil
 	}
 	if _, ok := t.staged[d]; ok {

@@ -124,3 +124,10 @@ func (s *Store) SweepObjects(ctx context.Context, live func(castore.Digest) bool
 	}
 	return b.sweepObjects(ctx, live, since, dryRun)
 }
+
+// sweep is the object store's part of castore.Collectable (Store.Sweep).
+// CompactBelow does not apply: every object is a file of its own.
+func (b *objectBackend) sweep(ctx context.Context, req castore.SweepRequest) (castore.SweepReport, error) {
+	rep, err := b.sweepObjects(ctx, req.Live, req.Since, req.DryRun)
+	return castore.SweepReport{Blobs: rep.Blobs, Chunks: rep.Chunks, Kept: rep.Kept, BytesFreed: rep.BytesFreed}, err
+}

@@ -1,8 +1,10 @@
 package blobstore
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/internal/boltdb"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // The pack store keeps chunks appended to a few large files instead of one
@@ -64,6 +67,7 @@ func newPackStore(root string, fsys packFS) (*Store, error) {
 		pendingBlobs:   map[castore.Digest][]castore.ChunkMeta{},
 		pendingExtents: map[castore.Digest]extent{},
 		dirty:          map[*packFile]struct{}{},
+		creating:       map[uint64]bool{},
 	}
 	if b.nextPack, err = firstFreePack(db, filepath.Join(root, "packs")); err != nil {
 		db.Close()
@@ -98,19 +102,17 @@ type packBackend struct {
 	lossErr, lost error
 
 	barrier *barrier[struct{}]
+
+	// touch is the Store's (see touchlog); creating holds the numbers of
+	// packs made but not yet in live (a sweep leaves them alone).
+	touch    *touchlog.Log
+	creating map[uint64]bool
 }
 
 func (b *packBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
-	loc, ok, err := b.lookupChunk(d)
+	loc, ref, err := b.openLocated(d)
 	if err != nil {
 		return nil, 0, err
-	}
-	if !ok {
-		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
-	}
-	ref, err := b.file(loc.pack)
-	if err != nil {
-		return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
 	}
 	return fileChunk{SectionReader: io.NewSectionReader(ref.f, loc.off, loc.size), f: ref.f, off: loc.off,
 		release: sync.OnceFunc(func() { b.packs.release(ref) })}, loc.size, nil
@@ -154,15 +156,34 @@ const backingHold = time.Minute
 
 // locate names the open pack file and the offset holding a chunk.
 func (b *packBackend) locate(d castore.Digest) (*os.File, int64, int64, func(), bool) {
-	loc, ok, err := b.lookupChunk(d)
-	if err != nil || !ok {
-		return nil, 0, 0, nil, false
-	}
-	ref, err := b.file(loc.pack)
+	loc, ref, err := b.openLocated(d)
 	if err != nil {
 		return nil, 0, 0, nil, false
 	}
 	return ref.f, loc.off, loc.size, sync.OnceFunc(func() { b.packs.release(ref) }), true
+}
+
+// openLocated looks a chunk up and opens its pack. A pack that is gone
+// was compacted (or swept) after the lookup: the index names the chunk's
+// new place, so it is looked up again.
+func (b *packBackend) openLocated(d castore.Digest) (chunkLoc, *packRef, error) {
+	for attempt := 0; ; attempt++ {
+		loc, ok, err := b.lookupChunk(d)
+		if err != nil {
+			return loc, nil, err
+		}
+		if !ok {
+			return loc, nil, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
+		}
+		ref, err := b.file(loc.pack)
+		if errors.Is(err, fs.ErrNotExist) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return loc, nil, fmt.Errorf("chunk %s: %w", d, err)
+		}
+		return loc, ref, nil
+	}
 }
 
 func (b *packBackend) newTxn() (txn, error) {
@@ -251,7 +272,15 @@ func (t *packTxn) stageChunk(d castore.Digest, data []byte) error {
 	}
 	// A chunk committed by anyone, even if not yet durable, is not written
 	// again: whoever needs it durable syncs, and a sync covers all commits.
-	if ok, err := t.b.hasChunk(d); err != nil || ok {
+	// Found, it is touched: a sweep keeps it until this writer is done.
+	var ok bool
+	var err error
+	t.b.touch.Guard(func() {
+		if ok, err = t.b.hasChunk(d); ok && err == nil {
+			t.b.touch.Touch(d)
+		}
+	})
+	if err != nil || ok {
 		t.gap = t.gap || ok
 		return err
 	}

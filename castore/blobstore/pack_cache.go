@@ -36,6 +36,9 @@ type packRef struct {
 	f    *os.File
 	refs int
 	elem *list.Element // in idle, when refs == 0
+	// gone: the pack was removed (garbage collection); the file closes
+	// when its last holder lets go, and a new acquire opens it afresh.
+	gone bool
 }
 
 func newPackCache(max int, open func(uint64) (*os.File, error)) *packCache {
@@ -102,7 +105,7 @@ func (c *packCache) release(r *packRef) {
 	if r.refs > 0 {
 		return
 	}
-	if c.closed {
+	if c.closed || r.gone {
 		r.f.Close()
 		return
 	}
@@ -119,6 +122,27 @@ func (c *packCache) evictLocked(keep int) {
 		delete(c.entries, r.id)
 		r.f.Close()
 	}
+}
+
+// forget drops a removed pack: closed now if nobody holds it, else when
+// the last holder releases it. Holders keep reading the unlinked file.
+func (c *packCache) forget(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.entries[id]
+	if !ok {
+		return
+	}
+	delete(c.entries, id)
+	if r.refs == 0 {
+		if r.elem != nil {
+			c.idle.Remove(r.elem)
+			r.elem = nil
+		}
+		r.f.Close()
+		return
+	}
+	r.gone = true
 }
 
 // openCount is how many pack files are open for reading.

@@ -79,3 +79,43 @@ func TestPackFilesBoundedUnderLowFDLimit(t *testing.T) {
 		t.Fatalf("%d descriptors more after reading %d large blobs, want at most %d", got, n, maxOpenPacks+4)
 	}
 }
+
+// A removed pack (gc) stays readable through references held before its
+// removal, closes when the last is released, and is not handed out again.
+func TestForgottenPackStaysReadableWhileHeld(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/1.pack"
+	if err := os.WriteFile(path, []byte("pack bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newPackCache(4, func(uint64) (*os.File, error) { return os.Open(path) })
+	defer c.close()
+	held, err := c.acquire(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.acquire(1)
+	if err != nil || idle != held {
+		t.Fatalf("second acquire: %v, same ref %v", err, idle == held)
+	}
+	c.release(idle)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	c.forget(1)
+	buf := make([]byte, 4)
+	if _, err := held.f.ReadAt(buf, 5); err != nil || string(buf) != "byte" {
+		t.Fatalf("read of the removed pack: %q, %v", buf, err)
+	}
+	if n := c.openCount(); n != 0 {
+		t.Errorf("forgotten pack still listed: %d open", n)
+	}
+	if _, err := c.acquire(1); !os.IsNotExist(err) {
+		t.Errorf("acquire after removal: %v, want not exist", err)
+	}
+	f := held.f
+	c.release(held)
+	if _, err := f.ReadAt(buf, 0); err == nil {
+		t.Error("the file is still open after its last release")
+	}
+}

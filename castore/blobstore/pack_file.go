@@ -180,13 +180,18 @@ func (b *packBackend) newPack(dedicated bool) (*packFile, error) {
 	b.mu.Lock()
 	id := b.nextPack
 	b.nextPack++
+	b.creating[id] = true
 	b.mu.Unlock()
 	f, err := b.fs.create(b.packPath(id))
 	if err != nil {
+		b.mu.Lock()
+		delete(b.creating, id)
+		b.mu.Unlock()
 		return nil, fmt.Errorf("create pack: %w", err)
 	}
 	p := &packFile{id: id, f: f, fs: b.fs, dedicated: dedicated}
 	b.mu.Lock()
+	delete(b.creating, id)
 	b.live[id] = p
 	// Only now: a barrier that syncs the directory before the file exists
 	// would not make its name durable.

@@ -13,6 +13,7 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/chunkedread"
 	"github.com/tvix-go/tvix/castore/chunker"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // Store is a chunking BlobService over a backend.
@@ -21,13 +22,33 @@ type Store struct {
 	cdc                 *chunker.Chunker
 	smallBufs, fullBufs sync.Pool
 	backing             verifiedBacking
+	// touch remembers what uploads and readers use, which a sweep keeps
+	// (see castore.Collectable).
+	touch *touchlog.Log
 }
 
 var _ castore.BlobService = (*Store)(nil)
 
-func newStore(b backend) *Store { return &Store{b: b, cdc: chunker.MustNew(chunker.Default)} }
+func newStore(b backend) *Store {
+	s := &Store{b: b, cdc: chunker.MustNew(chunker.Default), touch: touchlog.New()}
+	if t, ok := b.(touchingBackend); ok {
+		t.setTouchLog(s.touch)
+	}
+	return s
+}
 
-func (s *Store) Has(_ context.Context, d castore.Digest) (bool, error) {
+// Has counts as a use: a caller that skips an upload because the blob is
+// there will name it soon, and a sweep must not take it meanwhile.
+func (s *Store) Has(_ context.Context, d castore.Digest) (ok bool, err error) {
+	s.touch.Guard(func() {
+		if ok, err = s.has(d); ok && err == nil {
+			ok = s.touchBlob(d)
+		}
+	})
+	return ok, err
+}
+
+func (s *Store) has(d castore.Digest) (bool, error) {
 	if sb, ok := s.b.(syncingBackend); ok {
 		return sb.hasDurable(d)
 	}
@@ -37,12 +58,40 @@ func (s *Store) Has(_ context.Context, d castore.Digest) (bool, error) {
 	return s.b.hasChunk(d)
 }
 
-func (s *Store) Chunks(_ context.Context, d castore.Digest) ([]castore.ChunkMeta, error) {
+// touchBlob touches a blob and its chunks: a sweep decides about chunks
+// one by one, and a blob whose chunk list stays is of no use without them.
+// It reports false when a store shared with other processes lost the
+// blob to one of their sweeps meanwhile.
+func (s *Store) touchBlob(d castore.Digest) bool {
+	s.touch.Touch(d)
+	m, ok, err := s.b.manifest(d)
+	if err == nil && ok {
+		for _, c := range m {
+			s.touch.Touch(c.Digest)
+		}
+	}
+	if st, shared := s.b.(sharedToucher); shared {
+		return st.touchShared(d, m)
+	}
+	return true
+}
+
+// Chunks counts as a use: a client reads the chunks it lists next.
+func (s *Store) Chunks(_ context.Context, d castore.Digest) (m []castore.ChunkMeta, err error) {
+	s.touch.Guard(func() { m, err = s.chunks(d) })
+	return m, err
+}
+
+func (s *Store) chunks(d castore.Digest) ([]castore.ChunkMeta, error) {
 	m, ok, err := s.b.manifest(d)
 	if err != nil {
 		return nil, fmt.Errorf("stat blob %s: %w", d, err)
 	}
 	if ok {
+		s.touch.Touch(d)
+		for _, c := range m {
+			s.touch.Touch(c.Digest)
+		}
 		return m, nil
 	}
 	has, err := s.b.hasChunk(d)
@@ -52,10 +101,35 @@ func (s *Store) Chunks(_ context.Context, d castore.Digest) ([]castore.ChunkMeta
 	if !has {
 		return nil, fmt.Errorf("stat blob %s: %w", d, castore.ErrNotFound)
 	}
+	s.touch.Touch(d)
 	return nil, nil
 }
 
-func (s *Store) Open(_ context.Context, d castore.Digest) (castore.BlobReader, error) {
+// Open holds the blob and its chunks until the reader is closed: a sweep
+// never takes a chunk from under a reader.
+func (s *Store) Open(_ context.Context, d castore.Digest) (r castore.BlobReader, err error) {
+	var release func()
+	s.touch.Guard(func() {
+		if r, err = s.open(d); err == nil {
+			ds := []castore.Digest{d}
+			m, _, _ := s.b.manifest(d)
+			for _, c := range m {
+				ds = append(ds, c.Digest)
+			}
+			release = touchlog.Hold(s.touch, ds...)
+			if st, shared := s.b.(sharedToucher); shared {
+				// Other processes' sweeps see the read by the files' times.
+				st.touchShared(d, m)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &heldReader{BlobReader: r, release: release}, nil
+}
+
+func (s *Store) open(d castore.Digest) (castore.BlobReader, error) {
 	m, ok, err := s.b.manifest(d)
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
@@ -347,6 +421,14 @@ func (w *writer) Close() (castore.Digest, error) {
 	if len(w.chunks) > 1 {
 		manifest = w.chunks
 	}
+	// The writer names the blob next: a sweep keeps it (and its chunks,
+	// some perhaps found stored and not written) until then. Touched
+	// before the commit: a sweep that sees the blob indexed sees it
+	// touched too.
+	w.s.touch.Touch(d)
+	for _, c := range w.chunks {
+		w.s.touch.Touch(c.Digest)
+	}
 	if err := w.t.commit(d, manifest, w.opts.DeferSync); err != nil {
 		w.err = fmt.Errorf("put blob %s: %w", d, err)
 		return castore.Digest{}, w.err
@@ -380,3 +462,22 @@ func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
 }
 
 func (r *singleReader) Close() error { return r.c.Close() }
+
+// heldReader releases the sweep's hold on a blob when closed.
+type heldReader struct {
+	castore.BlobReader
+	release func()
+}
+
+func (r *heldReader) Close() error {
+	err := r.BlobReader.Close()
+	r.release()
+	return err
+}
+
+func (r *heldReader) FileRange(off int64, n int) (*os.File, int64, int) {
+	if fr, ok := r.BlobReader.(castore.FileRanger); ok {
+		return fr.FileRange(off, n)
+	}
+	return nil, 0, 0
+}

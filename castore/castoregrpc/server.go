@@ -22,10 +22,23 @@ import (
 // readChunkSize bounds the messages a Read stream sends.
 const readChunkSize = 1 << 20
 
+// ServerOption configures Register.
+type ServerOption func(*directoryServer)
+
+// WithLimits makes directory Put refuse a closure over l (InvalidArgument,
+// the message naming the limit), storing none of it.
+func WithLimits(l castore.Limits) ServerOption {
+	return func(s *directoryServer) { s.limits = l }
+}
+
 // Register adds the blob and directory services to s.
-func Register(s *grpc.Server, blobs castore.BlobService, dirs castore.DirectoryService) {
+func Register(s *grpc.Server, blobs castore.BlobService, dirs castore.DirectoryService, opts ...ServerOption) {
+	ds := &directoryServer{dirs: dirs}
+	for _, o := range opts {
+		o(ds)
+	}
 	castorev1.RegisterBlobServiceServer(s, &blobServer{blobs: blobs})
-	castorev1.RegisterDirectoryServiceServer(s, &directoryServer{dirs: dirs})
+	castorev1.RegisterDirectoryServiceServer(s, ds)
 }
 
 // wire maps our errors onto the codes Tvix clients expect.
@@ -33,7 +46,8 @@ var wire = grpcstatus.Mapping{
 	NotFound: []error{castore.ErrNotFound},
 	Invalid: func(err error) bool {
 		var ve *castore.ValidationError
-		return errors.As(err, &ve)
+		var le *castore.LimitError
+		return errors.As(err, &ve) || errors.As(err, &le)
 	},
 }
 
@@ -126,7 +140,8 @@ func (s *blobServer) Put(stream castorev1.BlobService_PutServer) error {
 
 type directoryServer struct {
 	castorev1.UnimplementedDirectoryServiceServer
-	dirs castore.DirectoryService
+	dirs   castore.DirectoryService
+	limits castore.Limits
 }
 
 func (s *directoryServer) Get(req *castorev1.GetDirectoryRequest, stream castorev1.DirectoryService_GetServer) error {
@@ -153,7 +168,7 @@ func (s *directoryServer) Get(req *castorev1.GetDirectoryRequest, stream castore
 }
 
 func (s *directoryServer) Put(stream castorev1.DirectoryService_PutServer) error {
-	p := s.dirs.PutMultiple(stream.Context())
+	p := castore.LimitPutter(s.dirs.PutMultiple(stream.Context()), s.limits)
 	for {
 		dir, err := stream.Recv()
 		if err == io.EOF {

@@ -168,27 +168,40 @@ func putClosure(ctx context.Context, svc castore.DirectoryService, closure []*ca
 		byDigest[castore.DirectoryDigest(dir)] = dir
 	}
 	p := svc.PutMultiple(ctx)
+	// Post-order with a stack of its own: a closure nested a million deep
+	// is as legal as a wide one, and recursion would hold a frame per level.
+	type frame struct {
+		dir  *castorev1.Directory
+		next int // index of the next child to visit
+	}
 	done := map[castore.Digest]bool{}
-	var visit func(castore.Digest) error
-	visit = func(dg castore.Digest) error {
-		if done[dg] {
-			return nil
-		}
-		done[dg] = true
-		dir := byDigest[dg]
-		for _, n := range dir.GetDirectories() {
+	root := castore.DirectoryDigest(closure[0])
+	done[root] = true
+	stack := []frame{{dir: byDigest[root]}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if children := top.dir.GetDirectories(); top.next < len(children) {
+			n := children[top.next]
+			top.next++
 			cd, err := castore.DigestFromBytes(n.GetDigest())
 			if err != nil {
 				return err
 			}
-			if err := visit(cd); err != nil {
-				return err
+			if done[cd] {
+				continue
 			}
+			done[cd] = true
+			child, ok := byDigest[cd]
+			if !ok {
+				return fmt.Errorf("directory %s: %w", cd, castore.ErrNotFound)
+			}
+			stack = append(stack, frame{dir: child})
+			continue
 		}
-		return p.Put(dir)
-	}
-	if err := visit(castore.DirectoryDigest(closure[0])); err != nil {
-		return err
+		if err := p.Put(top.dir); err != nil {
+			return err
+		}
+		stack = stack[:len(stack)-1]
 	}
 	_, err := p.Close()
 	return err

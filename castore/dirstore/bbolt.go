@@ -13,6 +13,7 @@ import (
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/internal/boltdb"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 const bucket = "directories"
@@ -20,17 +21,31 @@ const bucket = "directories"
 // Bolt keeps directories in a bbolt file, keyed by digest, each stored as
 // its canonical encoding. A closure is written in one transaction, so it
 // is visible whole or not at all.
-type Bolt struct{ db *boltdb.DB }
+type Bolt struct {
+	db *boltdb.DB
+	// touch remembers directories looked up or put: an upload's closure
+	// refers to them before a PathInfo does (see castore.Collectable).
+	touch *touchlog.Log
+}
 
 func NewBolt(path string) (*Bolt, error) {
 	db, err := boltdb.Open(path, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("directory service: %w", err)
 	}
-	return &Bolt{db: db}, nil
+	return &Bolt{db: db, touch: touchlog.New()}, nil
 }
 
-func (b *Bolt) Get(_ context.Context, d castore.Digest) (*castorev1.Directory, error) {
+func (b *Bolt) Get(_ context.Context, d castore.Digest) (dir *castorev1.Directory, err error) {
+	b.touch.Guard(func() {
+		if dir, err = b.get(d); err == nil {
+			b.touch.Touch(d)
+		}
+	})
+	return dir, err
+}
+
+func (b *Bolt) get(d castore.Digest) (*castorev1.Directory, error) {
 	var dir *castorev1.Directory
 	err := b.db.View(func(tx *bolt.Tx) error {
 		raw := tx.Bucket([]byte(bucket)).Get(d[:])
@@ -82,6 +97,9 @@ func (b *Bolt) PutMultiple(ctx context.Context) castore.DirectoryPutter {
 		// In key order: bbolt splits nodes only at commit, so random-order
 		// puts of many keys shift an ever larger node on every insert.
 		slices.SortFunc(rows, func(a, b row) int { return bytes.Compare(a.dg[:], b.dg[:]) })
+		for _, r := range rows {
+			b.touch.Touch(r.dg)
+		}
 		return b.db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket([]byte(bucket))
 			for _, r := range rows {

@@ -10,20 +10,31 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/touchlog"
 )
 
 // Memory keeps directories in a map; for tests and throwaway daemons.
 type Memory struct {
-	mu   sync.RWMutex
-	dirs map[castore.Digest]*castorev1.Directory
+	mu    sync.RWMutex
+	dirs  map[castore.Digest]*castorev1.Directory
+	touch *touchlog.Log
 }
 
-func NewMemory() *Memory { return &Memory{dirs: make(map[castore.Digest]*castorev1.Directory)} }
+func NewMemory() *Memory {
+	return &Memory{dirs: make(map[castore.Digest]*castorev1.Directory), touch: touchlog.New()}
+}
 
 func (m *Memory) Get(_ context.Context, d castore.Digest) (*castorev1.Directory, error) {
-	m.mu.RLock()
-	dir, ok := m.dirs[d]
-	m.mu.RUnlock()
+	var dir *castorev1.Directory
+	var ok bool
+	m.touch.Guard(func() {
+		m.mu.RLock()
+		dir, ok = m.dirs[d]
+		m.mu.RUnlock()
+		if ok {
+			m.touch.Touch(d)
+		}
+	})
 	if !ok {
 		return nil, fmt.Errorf("get directory %s: %w", d, castore.ErrNotFound)
 	}
@@ -48,7 +59,9 @@ func (m *Memory) PutMultiple(ctx context.Context) castore.DirectoryPutter {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for _, d := range dirs {
-			m.dirs[castore.DirectoryDigest(d)] = proto.Clone(d).(*castorev1.Directory)
+			dg := castore.DirectoryDigest(d)
+			m.touch.Touch(dg)
+			m.dirs[dg] = proto.Clone(d).(*castorev1.Directory)
 		}
 		return nil
 	}}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -33,10 +34,14 @@ type Mounted struct {
 	method     string
 	log        *slog.Logger
 	done       chan struct{}
+	doneOnce   sync.Once
 
 	once sync.Once
 	err  error
 }
+
+// stopped marks the filesystem as no longer served.
+func (m *Mounted) stopped() { m.doneOnce.Do(func() { close(m.done) }) }
 
 // Mount mounts the tree at mountpoint and serves it until Unmount,
 // an external unmount, or ctx being cancelled (which unmounts). It tries
@@ -107,7 +112,7 @@ func Mount(ctx context.Context, mountpoint string, svc Services, opts Options) (
 	go func() {
 		srv.Serve()
 		cancel()
-		close(m.done)
+		m.stopped()
 	}()
 	if err := srv.WaitMount(); err != nil {
 		_ = m.Unmount()
@@ -180,9 +185,28 @@ func (m *Mounted) Wait() { <-m.done }
 // busy (a process has a file open or its cwd inside), it is detached
 // lazily instead: it disappears from the namespace at once and is served
 // until the last user lets go.
+//
+// A mount namespace created while the mount existed (a sandbox, unshare)
+// holds a copy of it, which keeps the kernel's connection alive after the
+// mount is gone from ours: serving would then only stop when that
+// namespace ends. Unmount waits for that at most orphanWait, then returns,
+// leaving the connection to end with this process.
 func (m *Mounted) Unmount() error {
 	m.once.Do(func() {
-		err := m.srv.Unmount()
+		unmounted := make(chan error, 1)
+		go func() { unmounted <- m.srv.Unmount() }()
+		var err error
+		select {
+		case err = <-unmounted:
+		case <-time.After(orphanWait):
+			if mounted(m.mountpoint) {
+				err = <-unmounted
+				break
+			}
+			m.log.Warn("unmounted, but another mount namespace still holds the mount; not waiting for it", "mountpoint", m.mountpoint)
+			m.stopped()
+			return
+		}
 		if err != nil {
 			m.log.Warn("mountpoint busy, detaching lazily", "mountpoint", m.mountpoint, "err", err)
 			err = m.detach()
@@ -194,6 +218,26 @@ func (m *Mounted) Unmount() error {
 		<-m.done
 	})
 	return m.err
+}
+
+// orphanWait is how long Unmount waits for serving to stop once the
+// mount is gone from this namespace.
+var orphanWait = 5 * time.Second
+
+// mounted reports whether mp is a mount point in this process's mount
+// namespace.
+func mounted(mp string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true // cannot tell: keep waiting, as before
+	}
+	esc := strings.NewReplacer(" ", `\040`, "\t", `\011`, "\n", `\012`, `\`, `\134`).Replace(mp)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == esc {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Mounted) detach() error {

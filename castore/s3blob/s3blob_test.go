@@ -326,11 +326,16 @@ func TestSweep(t *testing.T) {
 	if has, _ := s.Has(ctx, dead); !has {
 		t.Fatal("a dry run deleted")
 	}
-	rep, err := s.SweepObjects(ctx, isLive, epoch, false)
+	// Through castore.Collectable, as store/gc sweeps.
+	coll, ok := castore.As[castore.Collectable](s)
+	if !ok {
+		t.Fatal("the S3 store is not castore.Collectable")
+	}
+	rep, err := coll.Sweep(ctx, castore.SweepRequest{Live: isLive, Since: epoch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep != dry {
+	if rep.Blobs != dry.Blobs || rep.Chunks != dry.Chunks || rep.Kept != dry.Kept || rep.BytesFreed != dry.BytesFreed {
 		t.Fatalf("sweep %+v, dry run said %+v", rep, dry)
 	}
 	for _, d := range []castore.Digest{dead, deadSmall} {

@@ -23,7 +23,7 @@ func newApp() *cli.App {
 	var commands []*cli.Command
 	for _, group := range [][]*cli.Command{
 		bootCommands(), buildCommands(), castoreCommands(), completionCommands(), daemonCommands(), derivationCommands(), evalCommands(),
-		mountCommands(), narCommands(), narBridgeCommands(), storeCommands(),
+		mountCommands(), narCommands(), narBridgeCommands(), nixDaemonCommands(), storeCommands(),
 	} {
 		commands = append(commands, group...)
 	}

@@ -60,7 +60,7 @@ func narCommands() []*cli.Command {
 						if err != nil {
 							return err
 						}
-						p := "/" + n.Path
+						p := "/" + n.Path()
 						switch n.Kind {
 						case nar.KindFile:
 							x := "-"

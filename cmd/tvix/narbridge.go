@@ -24,7 +24,7 @@ func narBridgeCommands() []*cli.Command {
 			}
 			cfg.HTTP = daemon.HTTPConfig{Listen: c.String("listen"), SigningKeyFile: c.String("signing-key-file"),
 				Priority: c.Int("priority"), ReadOnly: c.Bool("read-only")}
-			uploadConfig(c, &cfg.HTTP)
+			uploadConfig(c, &cfg)
 			return serve(c, cfg)
 		},
 	}}

@@ -72,12 +72,18 @@ func (p *tvixProc) stop() error {
 // failing with the process's log.
 func (p *tvixProc) waitFor(t *testing.T, path string) {
 	t.Helper()
+	p.waitForFunc(t, path, func() bool { _, err := os.Stat(path); return err == nil })
+}
+
+// waitForFunc waits up to 20 s for ready, failing with the process's log.
+func (p *tvixProc) waitForFunc(t *testing.T, what string, ready func() bool) {
+	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(path); err == nil {
+		if ready() {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear; log of tvix %v:\n%s", path, p.cmd.Args[1:], p.log.String())
+			t.Fatalf("%s did not appear; log of tvix %v:\n%s", what, p.cmd.Args[1:], p.log.String())
 		}
 	}
 }

@@ -32,8 +32,8 @@ func storeCommands() []*cli.Command {
 	var cmds []*cli.Command
 	cmds = append(cmds, &cli.Command{
 		Name:  "store",
-		Usage: "Nix store paths over castore: import, dump, list, query, verify",
-		Subcommands: []*cli.Command{
+		Usage: "Nix store paths over castore: import, dump, list, query, verify, gc, delete",
+		Subcommands: append([]*cli.Command{
 			{
 				Name: "import", Usage: "add paths like nix-store --add (or --add-fixed), print store paths", ArgsUsage: "PATH...",
 				Flags: append(serviceFlags(),
@@ -75,7 +75,7 @@ func storeCommands() []*cli.Command {
 				Flags:  append(serviceFlags(), &cli.BoolFlag{Name: "check-contents", Usage: "also read every path's contents and compare them to its NAR hash (reads the whole store)"}),
 				Action: storeVerify,
 			},
-		},
+		}, gcCommands()...),
 	})
 	return cmds
 }

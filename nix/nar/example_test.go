@@ -36,11 +36,11 @@ func Example() {
 		switch n.Kind {
 		case nar.KindFile:
 			b, _ := io.ReadAll(n.Contents)
-			fmt.Printf("file %q executable=%v %q\n", n.Path, n.Executable, b)
+			fmt.Printf("file %q executable=%v %q\n", n.Path(), n.Executable, b)
 		case nar.KindSymlink:
-			fmt.Printf("symlink %q -> %s\n", n.Path, n.Target)
+			fmt.Printf("symlink %q -> %s\n", n.Path(), n.Target)
 		default:
-			fmt.Printf("%s %q\n", n.Kind, n.Path)
+			fmt.Printf("%s %q\n", n.Kind, n.Path())
 		}
 	}
 	// Output:

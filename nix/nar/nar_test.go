@@ -148,7 +148,7 @@ func TestReaderWalk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := fmt.Sprintf("%d %s %q %q", n.Depth, n.Kind, n.Path, n.Name)
+		s := fmt.Sprintf("%d %s %q %q", n.Depth, n.Kind, n.Path(), n.Name)
 		switch n.Kind {
 		case KindSymlink:
 			s += " -> " + string(n.Target)
@@ -189,7 +189,7 @@ func TestReaderPartialContents(t *testing.T) {
 		t.Fatalf("read a: %q %v", p, err)
 	}
 	n, err := r.Next() // skips the rest of a
-	if err != nil || n.Path != "b" {
+	if err != nil || n.Path() != "b" {
 		t.Fatalf("after partial read: %v %v", n, err)
 	}
 	all, err := io.ReadAll(n.Contents)

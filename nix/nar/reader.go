@@ -43,8 +43,11 @@ func (k Kind) String() string {
 // Next, which reuses it.
 type Node struct {
 	Kind Kind
-	// Path is the slash-separated path from the root, "" for the root.
-	Path string
+	// path is the slash-separated path from the root, "" for the root: a
+	// view of the reader's buffer, turned into a string only when asked
+	// for, since copying it for every node would cost the square of the
+	// nesting depth.
+	path []byte
 	// Name is the last component of Path, nil for the root.
 	Name []byte
 	// Depth is 0 for the root, 1 for its entries and so on.
@@ -58,6 +61,9 @@ type Node struct {
 	// was not read.
 	Contents io.Reader
 }
+
+// Path is the slash-separated path from the root, "" for the root.
+func (n *Node) Path() string { return string(n.path) }
 
 type readState uint8
 
@@ -269,7 +275,7 @@ func (r *Reader) readNode() (*Node, error) {
 		return nil, err
 	}
 	n := &r.node
-	*n = Node{Path: string(r.path), Depth: len(r.dirs)}
+	*n = Node{path: r.path, Depth: len(r.dirs)}
 	if len(r.dirs) > 0 {
 		n.Name = r.entryName
 	}
@@ -342,7 +348,7 @@ func (r *Reader) leaveDir() (*Node, error) {
 	d := r.dirs[len(r.dirs)-1]
 	r.dirs = r.dirs[:len(r.dirs)-1]
 	n := &r.node
-	*n = Node{Kind: KindEndDirectory, Path: string(r.path), Name: d.name, Depth: len(r.dirs)}
+	*n = Node{Kind: KindEndDirectory, path: r.path, Name: d.name, Depth: len(r.dirs)}
 	if err := r.closeEntry(d.pathLen); err != nil {
 		return nil, err
 	}

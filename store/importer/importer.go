@@ -31,6 +31,8 @@ type Store struct {
 	// Progress, if set, counts the files and bytes imported, for a
 	// caller that shows how a long import is going.
 	Progress *fstree.Progress
+	// Limits bound what AddStream takes from a client (zero: none).
+	Limits narcastore.Limits
 }
 
 // caTypes maps (recursive, algo) onto the PathInfo CA enum.
@@ -63,6 +65,11 @@ func (s Store) record(ctx context.Context, node *castorev1.Node, sp storepath.St
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", sp, err)
 	}
+	return s.recordNAR(ctx, node, sp, ca, refs, narSize, narSHA)
+}
+
+// recordNAR stores the PathInfo of node, whose NAR is known already.
+func (s Store) recordNAR(ctx context.Context, node *castorev1.Node, sp storepath.StorePath, ca *storev1.NARInfo_CA, refs []storepath.StorePath, narSize uint64, narSHA [32]byte) (*storev1.PathInfo, error) {
 	info := &storev1.PathInfo{
 		Node:    castore.RenameNode(node, []byte(sp.Basename())),
 		Narinfo: &storev1.NARInfo{NarSize: narSize, NarSha256: narSHA[:], Ca: ca},
@@ -183,5 +190,100 @@ func (s Store) AddText(ctx context.Context, name string, contents []byte, refs [
 	}
 	node := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: d.Bytes(), Size: uint64(len(contents))}}}
 	info, err := s.record(ctx, node, sp, &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_TEXT_SHA256, Digest: sum[:]}, refs)
+	return sp, info, err
+}
+
+// AddStream adds what the Nix daemon protocol's AddToStore sends: for
+// method Text the contents of a text file (sha256 only, references
+// allowed), for Flat a regular file's contents, for Recursive a NAR
+// (references allowed with sha256, as a source path). Nothing is recorded
+// unless the whole stream was read and is valid.
+func (s Store) AddStream(ctx context.Context, r io.Reader, name string, method nixhash.Method, algo nixhash.Algo, refs []storepath.StorePath) (storepath.StorePath, *storev1.PathInfo, error) {
+	fail := func(err error) (storepath.StorePath, *storev1.PathInfo, error) {
+		return storepath.StorePath{}, nil, fmt.Errorf("add %s: %w", name, err)
+	}
+	if err := storepath.ValidateName(name); err != nil {
+		return fail(err)
+	}
+	if method == nixhash.Recursive {
+		h := algo.New()
+		if h == nil {
+			return fail(fmt.Errorf("unsupported hash algorithm %v", algo))
+		}
+		opts := []narcastore.Option{narcastore.WithLimits(s.Limits)}
+		if algo != nixhash.SHA256 {
+			opts = append(opts, narcastore.WithScanner(h))
+		}
+		node, narSize, narSHA, err := narcastore.Ingest(ctx, r, s.Blobs, s.Dirs, opts...)
+		if err != nil {
+			return fail(err)
+		}
+		digest := narSHA[:]
+		if algo != nixhash.SHA256 {
+			digest = h.Sum(nil)
+		}
+		sp, err := storepath.MakeFixedOutput(name, true, algo.String(), digest, refs)
+		if err != nil {
+			return fail(err)
+		}
+		typ, err := caType(true, algo)
+		if err != nil {
+			return fail(err)
+		}
+		info, err := s.recordNAR(ctx, node, sp, &storev1.NARInfo_CA{Type: typ, Digest: digest}, refs, narSize, narSHA)
+		return sp, info, err
+	}
+	if method == nixhash.Text && algo != nixhash.SHA256 {
+		return fail(fmt.Errorf("text files are hashed with sha256, not %v", algo))
+	}
+	if method == nixhash.Flat && len(refs) > 0 {
+		return fail(fmt.Errorf("a flat fixed-output path cannot have references"))
+	}
+	h := algo.New()
+	if h == nil {
+		return fail(fmt.Errorf("unsupported hash algorithm %v", algo))
+	}
+	w, err := s.Blobs.Put(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	src := r
+	if max := s.Limits.MaxNARSize; max > 0 {
+		src = io.LimitReader(r, int64(max)+1)
+	}
+	n, err := io.Copy(io.MultiWriter(w, h), src)
+	if err == nil && s.Limits.MaxNARSize > 0 && uint64(n) > s.Limits.MaxNARSize {
+		err = &castore.LimitError{Limit: narcastore.LimitNARSize, Max: s.Limits.MaxNARSize, What: fmt.Sprintf("file is more than %d bytes", s.Limits.MaxNARSize)}
+	}
+	if err != nil {
+		w.Abort()
+		return fail(err)
+	}
+	d, err := w.Close()
+	if err != nil {
+		return fail(err)
+	}
+	digest := h.Sum(nil)
+	var (
+		sp storepath.StorePath
+		ca *storev1.NARInfo_CA
+	)
+	if method == nixhash.Text {
+		sp, err = storepath.MakeText(name, digest, refs)
+		ca = &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_TEXT_SHA256, Digest: digest}
+	} else {
+		sp, err = storepath.MakeFixedOutput(name, false, algo.String(), digest, nil)
+		var typ storev1.NARInfo_CA_Hash
+		typ, err2 := caType(false, algo)
+		if err == nil {
+			err = err2
+		}
+		ca = &storev1.NARInfo_CA{Type: typ, Digest: digest}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	node := &castorev1.Node{Node: &castorev1.Node_File{File: &castorev1.FileNode{Digest: d.Bytes(), Size: uint64(n)}}}
+	info, err := s.record(ctx, node, sp, ca, refs)
 	return sp, info, err
 }

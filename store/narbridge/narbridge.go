@@ -74,7 +74,15 @@ type Options struct {
 	// or "xz"; the NAR URL then carries the suffix and the bridge
 	// compresses while rendering.
 	Compression string
+	// Limits bound uploaded NARs (the daemon sets its configured ones;
+	// zero fields: none). MaxNarinfoSize bounds an uploaded narinfo
+	// (default 2 MiB).
+	Limits         narcastore.Limits
+	MaxNarinfoSize int64
 }
+
+// LimitNarinfoSize names the narinfo size limit, as the daemon's flag does.
+const LimitNarinfoSize = "max-narinfo-size"
 
 // narSuffixes maps the compression in a NAR URL's suffix.
 var narSuffixes = map[string]string{".zst": "zstd", ".xz": "xz"}
@@ -95,9 +103,10 @@ type Handler struct {
 const (
 	// maxNodeProto bounds the root node carried in a NAR URL.
 	maxNodeProto = 4096
-	// maxNarinfo bounds an uploaded narinfo.
-	maxNarinfo   = 2 << 20
-	narURLPrefix = "nar/tvix-castore/"
+	// defaultMaxNarinfo bounds an uploaded narinfo: a thousand times
+	// one with a hundred references and signatures.
+	defaultMaxNarinfo = 2 << 20
+	narURLPrefix      = "nar/tvix-castore/"
 )
 
 // New returns a Handler over the three services.
@@ -116,6 +125,9 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	}
 	if opts.MaxUploadsPerClient <= 0 {
 		opts.MaxUploadsPerClient = 16
+	}
+	if opts.MaxNarinfoSize <= 0 {
+		opts.MaxNarinfoSize = defaultMaxNarinfo
 	}
 	log := opts.Logger
 	if log == nil {
@@ -523,7 +535,11 @@ func (h *Handler) putNAR(w http.ResponseWriter, r *http.Request, url string) {
 	p, err := h.ingest(r.Context(), raw, compression)
 	if err != nil {
 		h.log.Warn("NAR upload refused", "url", url, "err", err)
-		http.Error(w, fmt.Sprintf("NAR upload %s: %v", url, err), http.StatusBadRequest)
+		code := http.StatusBadRequest
+		if le := (*castore.LimitError)(nil); errors.As(err, &le) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, fmt.Sprintf("NAR upload %s: %v", url, err), code)
 		return
 	}
 	copy(p.fileHash[:], raw.h.Sum(nil))
@@ -544,7 +560,7 @@ func (h *Handler) ingest(ctx context.Context, raw io.Reader, compression string)
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
 	defer rc.Close()
-	root, size, sum, err := narcastore.Ingest(ctx, rc, h.blobs, h.dirs)
+	root, size, sum, err := narcastore.Ingest(ctx, rc, h.blobs, h.dirs, narcastore.WithLimits(h.opts.Limits))
 	if err != nil {
 		return nil, err
 	}
@@ -567,7 +583,11 @@ func (h *Handler) putNarinfo(w http.ResponseWriter, r *http.Request, digest [sto
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, h.idleBody(w, r.Body), maxNarinfo))
+	body, err := io.ReadAll(http.MaxBytesReader(w, h.idleBody(w, r.Body), h.opts.MaxNarinfoSize))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		http.Error(w, fmt.Sprintf("narinfo is more than %d bytes: over the limit of %d (%s)", mbe.Limit, mbe.Limit, LimitNarinfoSize), http.StatusRequestEntityTooLarge)
+		return
+	}
 	if err != nil {
 		http.Error(w, fmt.Sprintf("read narinfo: %v", err), http.StatusBadRequest)
 		return

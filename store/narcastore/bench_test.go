@@ -205,7 +205,7 @@ func benchTreeOnDisk(b *testing.B, dir string, in []byte) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := filepath.Join(root, n.Path)
+		p := filepath.Join(root, n.Path())
 		switch n.Kind {
 		case nar.KindDirectory:
 			err = os.MkdirAll(p, 0o755)
@@ -306,6 +306,39 @@ func BenchmarkIngestVsRaw(b *testing.B) {
 			b.ReportMetric(float64(rawCPU)/n/1e6, "raw-cpu-ms/op")
 			b.ReportMetric(float64(ingCPU)/n/1e6, "ingest-cpu-ms/op")
 			b.ReportMetric(float64(ingCPU)/float64(rawCPU), "cpu-ratio")
+		})
+	}
+}
+
+// BenchmarkNesting ingests and renders NARs of directories nested one in
+// another, at depths n, 2n and 4n (scripts/bench-nesting puts them beside
+// Nix's own NAR parser). B/op is every byte allocated: linear in the depth.
+func BenchmarkNesting(b *testing.B) {
+	ctx := context.Background()
+	for _, depth := range []int{25_000, 50_000, 100_000} {
+		in := nested(b, depth)
+		b.Run(fmt.Sprintf("Ingest/depth=%d", depth), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := Ingest(ctx, bytes.NewReader(in), newMemBlobs(), newCountingDirs()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		blobs, dirs := newMemBlobs(), newCountingDirs()
+		root, _, _, err := Ingest(ctx, bytes.NewReader(in), blobs, dirs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("Render/depth=%d", depth), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Render(ctx, io.Discard, root, blobs, dirs); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

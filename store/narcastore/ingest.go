@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
@@ -25,7 +26,44 @@ import (
 )
 
 type options struct {
-	scan io.Writer
+	scan   io.Writer
+	limits Limits
+}
+
+// Limits bound the NARs Ingest accepts: the tree's shape (castore.Limits)
+// and the NAR's size in bytes (zero: no limit).
+type Limits struct {
+	castore.Limits
+	MaxNARSize uint64
+}
+
+// LimitNARSize names the NAR size limit, as the daemon's flag does.
+const LimitNARSize = "max-nar-size"
+
+// WithLimits makes Ingest refuse a NAR over l with a *castore.LimitError,
+// as soon as the NAR passes the limit (a NAR nested a million deep is
+// refused at the depth limit, not after it was all read).
+func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
+
+// sizeLimited fails a read that takes the NAR past max bytes.
+type sizeLimited struct {
+	r      io.Reader
+	n, max uint64
+}
+
+func (s *sizeLimited) Read(b []byte) (int, error) {
+	if s.n > s.max {
+		return 0, &castore.LimitError{Limit: LimitNARSize, Max: s.max, What: fmt.Sprintf("NAR is more than %d bytes", s.max)}
+	}
+	if rest := s.max - s.n + 1; uint64(len(b)) > rest {
+		b = b[:rest]
+	}
+	n, err := s.r.Read(b)
+	s.n += uint64(n)
+	if s.n > s.max {
+		return n, &castore.LimitError{Limit: LimitNARSize, Max: s.max, What: fmt.Sprintf("NAR is more than %d bytes", s.max)}
+	}
+	return n, err
 }
 
 // Option configures Ingest.
@@ -122,8 +160,9 @@ func (t *teeReader) Read(b []byte) (int, error) {
 }
 
 type building struct {
-	dir  *castorev1.Directory
-	name []byte
+	dir     *castorev1.Directory
+	name    []byte
+	entries int
 }
 
 // Ingest reads a NAR from r into blobs and dirs and returns its root node
@@ -143,6 +182,10 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 			pipe.finish()
 		}
 	}()
+	lim := o.limits
+	if lim.MaxNARSize > 0 {
+		r = &sizeLimited{r: r, max: lim.MaxNARSize}
+	}
 	nr := nar.NewReader(&teeReader{r: r, p: pipe})
 
 	var (
@@ -181,6 +224,9 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 		if err != nil {
 			return fail(err)
 		}
+		if err := checkLimits(lim, n, stack); err != nil {
+			return fail(err)
+		}
 		// The NAR reader checked entry names and order, so appending to
 		// each list keeps it sorted.
 		name := append([]byte(nil), n.Name...)
@@ -202,14 +248,14 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 			stack = stack[:len(stack)-1]
 			size, ok := castore.DirectorySize(b.dir)
 			if !ok {
-				return fail(fmt.Errorf("directory %q: entry count overflows", n.Path))
+				return fail(fmt.Errorf("directory %q: entry count overflows", n.Path()))
 			}
 			if putter == nil {
 				putter = dirs.PutMultiple(ctx)
 			}
 			dg := castore.DirectoryDigest(b.dir)
 			if err := putter.Put(b.dir); err != nil {
-				return fail(fmt.Errorf("directory %q: %w", n.Path, err))
+				return fail(fmt.Errorf("directory %q: %w", n.Path(), err))
 			}
 			place(&castorev1.Node{Node: &castorev1.Node_Directory{Directory: &castorev1.DirectoryNode{
 				Name: b.name, Digest: dg.Bytes(), Size: size}}})
@@ -237,18 +283,51 @@ func Ingest(ctx context.Context, r io.Reader, blobs castore.BlobService, dirs ca
 	return root, narSize, sum, nil
 }
 
+// checkLimits checks the node just read against l; stack holds the
+// directories it is in.
+func checkLimits(l Limits, n *nar.Node, stack []building) error {
+	if n.Kind == nar.KindEndDirectory {
+		return nil
+	}
+	if len(stack) > 0 {
+		parent := &stack[len(stack)-1]
+		parent.entries++
+		if l.MaxEntries > 0 && parent.entries > l.MaxEntries {
+			return &castore.LimitError{Limit: castore.LimitEntries, Max: uint64(l.MaxEntries),
+				What: fmt.Sprintf("directory %q has more than %d entries", elide("/"+parentPath(n.Path())), l.MaxEntries)}
+		}
+		if l.MaxNameLen > 0 && len(n.Name) > l.MaxNameLen {
+			return &castore.LimitError{Limit: castore.LimitNameLen, Max: uint64(l.MaxNameLen),
+				What: fmt.Sprintf("entry %q: name is %d bytes", elide("/"+n.Path()), len(n.Name))}
+		}
+	}
+	// The path is named only for an error: building it for every node
+	// would cost the square of the depth.
+	if n.Kind == nar.KindDirectory && l.MaxDepth > 0 && len(stack)+1 > l.MaxDepth {
+		return l.CheckDepth(len(stack)+1, fmt.Sprintf("%q", elide("/"+n.Path())))
+	}
+	return nil
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
 func putBlob(ctx context.Context, blobs castore.BlobService, n *nar.Node) (castore.Digest, error) {
 	bw, err := blobs.Put(ctx, castore.WithDeferredSync())
 	if err != nil {
-		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path, err)
+		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path(), err)
 	}
 	if _, err := io.Copy(bw, n.Contents); err != nil {
 		bw.Abort()
-		return castore.Digest{}, fmt.Errorf("file %q: %w", n.Path, err)
+		return castore.Digest{}, fmt.Errorf("file %q: %w", n.Path(), err)
 	}
 	d, err := bw.Close()
 	if err != nil {
-		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path, err)
+		return castore.Digest{}, fmt.Errorf("file %q: put blob: %w", n.Path(), err)
 	}
 	return d, nil
 }

@@ -18,6 +18,8 @@ type Memory struct {
 	mu    sync.RWMutex
 	infos map[[storepath.DigestSize]byte]*storev1.PathInfo
 	files memoryNARFiles
+	// access: last use of each path (AccessRecorder).
+	access map[[storepath.DigestSize]byte]int64
 }
 
 func NewMemory() *Memory {

@@ -1,0 +1,578 @@
+package nixdaemon
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/nix/derivation"
+	"github.com/tvix-go/tvix/nix/narinfo"
+	"github.com/tvix-go/tvix/nix/nixbase32"
+	"github.com/tvix-go/tvix/nix/nixhash"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/nix/workerproto"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+// parsePath parses an absolute store path a client sent.
+func parsePath(s string) (storepath.StorePath, error) {
+	sp, err := storepath.Parse(s)
+	if err != nil {
+		return sp, fmt.Errorf("path '%s' is not a valid store path: %w", s, err)
+	}
+	return sp, nil
+}
+
+func parsePaths(ss []string) ([]storepath.StorePath, error) {
+	out := make([]storepath.StorePath, 0, len(ss))
+	for _, s := range ss {
+		sp, err := parsePath(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// pathArg reads a request's one argument, a store path, opens the
+// stderr channel and parses it: a bad path is the client's error, the
+// stream stays in step.
+func (c *conn) pathArg(what string) (storepath.StorePath, error) {
+	s := c.r.Path(what)
+	if err := c.args(); err != nil {
+		return storepath.StorePath{}, err
+	}
+	c.start()
+	return parsePath(s)
+}
+
+// validInfo is the protocol's ValidPathInfo of a path that must be valid.
+func (c *conn) validInfo(sp storepath.StorePath) (workerproto.PathInfo, error) {
+	info, err := c.require(sp)
+	if err != nil {
+		return workerproto.PathInfo{}, err
+	}
+	return wireInfo(info)
+}
+
+// lookup returns the path's info in the store (never substituting), nil
+// if the path is not valid.
+func (c *conn) lookup(sp storepath.StorePath) (*storev1.PathInfo, error) {
+	info, err := c.srv.Store.PathInfos.Get(c.ctx, sp.Digest)
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", sp, err)
+	}
+	// The digest matched; a record under another name is not this path.
+	if string(castore.NodeName(info.GetNode())) != sp.Basename() {
+		return nil, nil
+	}
+	return info, nil
+}
+
+// require is lookup for paths that must be valid, with Nix's words.
+func (c *conn) require(sp storepath.StorePath) (*storev1.PathInfo, error) {
+	info, err := c.lookup(sp)
+	if err == nil && info == nil {
+		err = fmt.Errorf("path '%s' is not valid", sp)
+	}
+	return info, err
+}
+
+// substitute makes sp valid through the substituters if it is not, and
+// says whether it is valid now.
+func (c *conn) substitute(sp storepath.StorePath) (*storev1.PathInfo, error) {
+	if info, err := c.lookup(sp); info != nil || err != nil {
+		return info, err
+	}
+	sub := c.srv.Store.Substituting
+	if sub == nil || !c.settings.useSubstitutes {
+		return nil, nil
+	}
+	act := c.startActivity(workerproto.LvlInfo, workerproto.ActSubstitute,
+		fmt.Sprintf("copying path '%s' from the tvix daemon's substituters", sp),
+		[]workerproto.Field{workerproto.TextField(sp.String()), workerproto.TextField("tvix")})
+	defer act.stop()
+	info, err := sub.Get(c.ctx, sp.Digest)
+	if errors.Is(err, pathinfo.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("substitute %s: %w", sp, err)
+	}
+	return info, nil
+}
+
+// wireInfo turns a PathInfo into the protocol's ValidPathInfo.
+func wireInfo(info *storev1.PathInfo) (workerproto.PathInfo, error) {
+	ni, err := pathinfo.ToNarInfo(info)
+	if err != nil {
+		return workerproto.PathInfo{}, err
+	}
+	pi := workerproto.PathInfo{Path: ni.StorePath.String(), NarHash: ni.NarHash.Hex(), NarSize: ni.NarSize}
+	if ni.Deriver != nil {
+		pi.Deriver = ni.Deriver.String()
+	}
+	for _, r := range ni.References {
+		pi.References = append(pi.References, r.String())
+	}
+	for _, s := range ni.Signatures {
+		pi.Sigs = append(pi.Sigs, s.String())
+	}
+	if ni.CA != nil {
+		pi.CA = ni.CA.String()
+	}
+	return pi, nil
+}
+
+// signedInfo is wireInfo with the daemon's signature added, if it signs.
+func (c *conn) signedInfo(info *storev1.PathInfo) (workerproto.PathInfo, error) {
+	k := c.srv.Store.SigningKey
+	if k == nil {
+		return wireInfo(info)
+	}
+	ni, err := pathinfo.ToNarInfo(info)
+	if err != nil {
+		return workerproto.PathInfo{}, err
+	}
+	ni.Sign(*k)
+	pi, err := wireInfo(info)
+	if err != nil {
+		return pi, err
+	}
+	pi.Sigs = pi.Sigs[:0]
+	for _, s := range ni.Signatures {
+		pi.Sigs = append(pi.Sigs, s.String())
+	}
+	return pi, nil
+}
+
+// narInfoFromWire reads a client's ValidPathInfo.
+func narInfoFromWire(pi workerproto.PathInfo) (*narinfo.NarInfo, error) {
+	sp, err := parsePath(pi.Path)
+	if err != nil {
+		return nil, err
+	}
+	ni := &narinfo.NarInfo{StorePath: sp, NarSize: pi.NarSize}
+	if ni.NarHash, err = nixhash.ParseAs(nixhash.SHA256, pi.NarHash); err != nil {
+		return nil, fmt.Errorf("path '%s': NAR hash: %w", sp, err)
+	}
+	if pi.Deriver != "" {
+		d, err := parsePath(pi.Deriver)
+		if err != nil {
+			return nil, fmt.Errorf("path '%s': deriver: %w", sp, err)
+		}
+		ni.Deriver = &d
+	}
+	if ni.References, err = parsePaths(pi.References); err != nil {
+		return nil, fmt.Errorf("path '%s': references: %w", sp, err)
+	}
+	for _, s := range pi.Sigs {
+		sig, err := narinfo.ParseSignature(s)
+		if err != nil {
+			return nil, fmt.Errorf("path '%s': signature: %w", sp, err)
+		}
+		ni.Signatures = append(ni.Signatures, sig)
+	}
+	if pi.CA != "" {
+		ca, err := nixhash.ParseCA(pi.CA)
+		if err != nil {
+			return nil, fmt.Errorf("path '%s': %w", sp, err)
+		}
+		ni.CA = &ca
+	}
+	return ni, nil
+}
+
+func pathStrings(ps []storepath.StorePath) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *conn) isValidPath() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	info, err := c.lookup(sp)
+	if err != nil {
+		return err
+	}
+	c.stop(nil)
+	c.w.Bool(info != nil)
+	return nil
+}
+
+func (c *conn) queryValidPaths() error {
+	ss := c.r.Paths("paths")
+	substitute := false
+	if c.minor() >= 27 {
+		substitute = c.r.Bool("substitute")
+	}
+	if err := c.args(); err != nil {
+		return err
+	}
+	c.start()
+	paths, err := parsePaths(ss)
+	if err != nil {
+		return err
+	}
+	var valid []storepath.StorePath
+	for _, sp := range paths {
+		var info *storev1.PathInfo
+		if substitute {
+			info, err = c.substitute(sp)
+		} else {
+			info, err = c.lookup(sp)
+		}
+		if err != nil {
+			return err
+		}
+		if info != nil {
+			valid = append(valid, sp)
+		}
+	}
+	c.stop(nil)
+	c.w.Strings(pathStrings(valid))
+	return nil
+}
+
+// substitutable says which of paths the substituters can provide. The
+// substituters here are read through, so asking is fetching: a path found
+// is valid afterwards.
+func (c *conn) substitutable(paths []storepath.StorePath) (map[storepath.StorePath]*storev1.PathInfo, error) {
+	out := map[storepath.StorePath]*storev1.PathInfo{}
+	if c.srv.Store.Substituting == nil {
+		return out, nil
+	}
+	for _, sp := range paths {
+		if info, err := c.lookup(sp); err != nil {
+			return nil, err
+		} else if info != nil {
+			continue // valid paths are not substitutable, as in Nix
+		}
+		info, err := c.substitute(sp)
+		if err != nil {
+			c.logLine(workerproto.LvlWarn, fmt.Sprintf("warning: %v", err))
+			continue
+		}
+		if info != nil {
+			out[sp] = info
+		}
+	}
+	return out, nil
+}
+
+func (c *conn) hasSubstitutes() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	subs, err := c.substitutable([]storepath.StorePath{sp})
+	if err != nil {
+		return err
+	}
+	c.stop(nil)
+	c.w.Bool(subs[sp] != nil)
+	return nil
+}
+
+func (c *conn) querySubstitutablePaths() error {
+	ss := c.r.Paths("paths")
+	if err := c.args(); err != nil {
+		return err
+	}
+	c.start()
+	paths, err := parsePaths(ss)
+	if err != nil {
+		return err
+	}
+	subs, err := c.substitutable(paths)
+	if err != nil {
+		return err
+	}
+	var found []storepath.StorePath
+	for sp := range subs {
+		found = append(found, sp)
+	}
+	c.stop(nil)
+	c.w.Strings(pathStrings(found))
+	return nil
+}
+
+func (c *conn) querySubstitutablePathInfos() error {
+	var ss []string
+	if c.minor() < 22 {
+		ss = c.r.Paths("paths")
+	} else {
+		m := c.r.StringMap("paths")
+		for p := range m {
+			ss = append(ss, p)
+		}
+	}
+	if err := c.args(); err != nil {
+		return err
+	}
+	c.start()
+	paths, err := parsePaths(ss)
+	if err != nil {
+		return err
+	}
+	subs, err := c.substitutable(paths)
+	if err != nil {
+		return err
+	}
+	var infos []workerproto.PathInfo
+	for _, info := range subs {
+		pi, err := wireInfo(info)
+		if err != nil {
+			return err
+		}
+		infos = append(infos, pi)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Path < infos[j].Path })
+	c.stop(nil)
+	c.w.Uint64(uint64(len(infos)))
+	for _, pi := range infos {
+		c.w.String(pi.Path)
+		c.w.String(pi.Deriver)
+		c.w.Strings(sortedCopy(pi.References))
+		c.w.Uint64(pi.NarSize) // download size: the NAR, uncompressed
+		c.w.Uint64(pi.NarSize)
+	}
+	return nil
+}
+
+func sortedCopy(ss []string) []string {
+	out := append([]string(nil), ss...)
+	sort.Strings(out)
+	return out
+}
+
+// queryPathString answers QueryPathHash and QueryDeriver (both obsolete,
+// older clients' ways to one field of a valid path's info).
+func (c *conn) queryPathString() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	pi, err := c.validInfo(sp)
+	if err != nil {
+		return err
+	}
+	c.stop(nil)
+	if c.lastOp == workerproto.OpQueryDeriver {
+		c.w.String(pi.Deriver)
+	} else {
+		c.w.String(pi.NarHash)
+	}
+	return nil
+}
+
+// queryPathSet answers the operations that map one path to a set:
+// references, referrers, valid derivers and (obsolete) derivation outputs.
+func (c *conn) queryPathSet() error {
+	op := c.lastOp
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	var out []string
+	switch op {
+	case workerproto.OpQueryReferences:
+		pi, err := c.validInfo(sp)
+		if err != nil {
+			return err
+		}
+		out = pi.References
+	case workerproto.OpQueryReferrers:
+		if out, err = c.referrers(sp); err != nil {
+			return err
+		}
+	case workerproto.OpQueryValidDerivers:
+		info, err := c.lookup(sp)
+		if err != nil {
+			return err
+		}
+		if info != nil {
+			if pi, err := wireInfo(info); err == nil && pi.Deriver != "" {
+				if d, err := parsePath(pi.Deriver); err == nil {
+					if dinfo, err := c.lookup(d); err == nil && dinfo != nil {
+						out = []string{pi.Deriver}
+					}
+				}
+			}
+		}
+	case workerproto.OpQueryDerivationOutputs:
+		drv, err := c.readDerivation(sp)
+		if err != nil {
+			return err
+		}
+		for _, o := range drv.Outputs {
+			if o.Path != "" {
+				out = append(out, o.Path)
+			}
+		}
+	}
+	c.stop(nil)
+	c.w.Strings(sortedCopy(out))
+	return nil
+}
+
+// referrers lists the valid paths that refer to sp. The store keeps no
+// reverse index, so this is a scan of every path info.
+func (c *conn) referrers(sp storepath.StorePath) ([]string, error) {
+	var out []string
+	for info, err := range c.srv.Store.PathInfos.List(c.ctx) {
+		if err != nil {
+			return nil, fmt.Errorf("query referrers of %s: %w", sp, err)
+		}
+		for _, ref := range info.GetReferences() {
+			if string(ref) == string(sp.Digest[:]) {
+				out = append(out, storepath.StoreDir+"/"+string(castore.NodeName(info.GetNode())))
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// readDerivation reads a .drv from the store.
+func (c *conn) readDerivation(sp storepath.StorePath) (*derivation.Derivation, error) {
+	if !strings.HasSuffix(sp.Name, ".drv") {
+		return nil, fmt.Errorf("path '%s' is not a derivation", sp)
+	}
+	info, err := c.require(sp)
+	if err != nil {
+		return nil, err
+	}
+	return pathinfo.ReadDerivation(c.ctx, c.srv.Store.Blobs, info)
+}
+
+func (c *conn) queryDerivationOutputNames() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	drv, err := c.readDerivation(sp)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for n := range drv.Outputs {
+		names = append(names, n)
+	}
+	c.stop(nil)
+	c.w.Strings(sortedCopy(names))
+	return nil
+}
+
+func (c *conn) queryDerivationOutputMap() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	drv, err := c.readDerivation(sp)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for n := range drv.Outputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	c.stop(nil)
+	c.w.Uint64(uint64(len(names)))
+	for _, n := range names {
+		c.w.String(n)
+		c.w.String(drv.Outputs[n].Path)
+	}
+	return nil
+}
+
+func (c *conn) queryPathFromHashPart() error {
+	hashPart := c.r.Path("hash part")
+	if err := c.args(); err != nil {
+		return err
+	}
+	c.start()
+	found := ""
+	if b, err := nixbase32.DecodeString(hashPart); err == nil && len(b) == storepath.DigestSize {
+		var sp storepath.StorePath
+		copy(sp.Digest[:], b)
+		info, err := c.srv.Store.PathInfos.Get(c.ctx, sp.Digest)
+		if err != nil && !errors.Is(err, pathinfo.ErrNotFound) {
+			return fmt.Errorf("query path of hash part %s: %w", hashPart, err)
+		}
+		if info != nil {
+			found = storepath.StoreDir + "/" + string(castore.NodeName(info.GetNode()))
+		}
+	}
+	c.stop(nil)
+	c.w.String(found)
+	return nil
+}
+
+func (c *conn) queryPathInfo() error {
+	sp, err := c.pathArg("path")
+	if err != nil {
+		return err
+	}
+	info, err := c.lookup(sp)
+	if err != nil {
+		return err
+	}
+	if info == nil && c.minor() < 17 {
+		return fmt.Errorf("path '%s' is not valid", sp)
+	}
+	var pi workerproto.PathInfo
+	if info != nil {
+		if pi, err = c.signedInfo(info); err != nil {
+			return err
+		}
+	}
+	c.stop(nil)
+	if c.minor() >= 17 {
+		c.w.Bool(info != nil)
+	}
+	if info != nil {
+		c.w.WritePathInfo(pi, false)
+	}
+	return nil
+}
+
+func (c *conn) queryAllValidPaths() error {
+	c.start()
+	var out []string
+	for info, err := range c.srv.Store.PathInfos.List(c.ctx) {
+		if err != nil {
+			return fmt.Errorf("list paths: %w", err)
+		}
+		out = append(out, storepath.StoreDir+"/"+string(castore.NodeName(info.GetNode())))
+	}
+	c.stop(nil)
+	c.w.Strings(sortedCopy(out))
+	return nil
+}
+
+func (c *conn) queryRealisation() error {
+	c.r.String("output id")
+	if err := c.args(); err != nil {
+		return err
+	}
+	c.start()
+	c.stop(nil)
+	// No content-addressed derivations here: no realisations.
+	c.w.Uint64(0)
+	return nil
+}
