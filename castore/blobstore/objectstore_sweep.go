@@ -8,6 +8,8 @@ import (
 	"path"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tvix-go/tvix/castore"
 )
 
@@ -130,4 +132,28 @@ func (s *Store) SweepObjects(ctx context.Context, live func(castore.Digest) bool
 func (b *objectBackend) sweep(ctx context.Context, req castore.SweepRequest) (castore.SweepReport, error) {
 	rep, err := b.sweepObjects(ctx, req.Live, req.Since, req.DryRun)
 	return castore.SweepReport{Blobs: rep.Blobs, Chunks: rep.Chunks, Kept: rep.Kept, BytesFreed: rep.BytesFreed}, err
+}
+
+// touchShared renews the times of blob d's chunk list (if m is set) and
+// chunks, so that a sweep by any daemon whose epoch is older keeps what
+// a Has just reported or a reader opened (see Store.touchBlob). False
+// when one is gone: another daemon's sweep took it.
+func (b *objectBackend) touchShared(d castore.Digest, m []castore.ChunkMeta) bool {
+	sw, ok := b.s.(ObjectSweeper)
+	if !ok {
+		return true
+	}
+	keys := []string{ObjectKey(ChunkObjects, d)}
+	if m != nil {
+		keys = []string{ObjectKey(BlobObjects, d)}
+		for _, c := range m {
+			keys = append(keys, ObjectKey(ChunkObjects, c.Digest))
+		}
+	}
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, key := range keys {
+		g.Go(func() error { return sw.Touch(b.ctx(), key) })
+	}
+	return g.Wait() == nil
 }
