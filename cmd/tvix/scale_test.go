@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +85,8 @@ func (h *scaleHost) start(t *testing.T, extra ...string) {
 		"--http-listen", scaleHTTP, "--http-allow-anonymous-uploads"}, extra...)
 	p := &tvixProc{cmd: exec.Command("ip", args...)}
 	p.cmd.Env = os.Environ()
+	// ip execs tvix: a test that dies (a timeout) takes its daemons along.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stderr = &p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -172,6 +175,37 @@ func digestFromHex(s string) (castore.Digest, error) {
 		return castore.Digest{}, err
 	}
 	return castore.DigestFromBytes(b)
+}
+
+func openBucket(t *testing.T, s3 string) *s3blob.Bucket {
+	t.Helper()
+	u, _ := url.Parse(s3)
+	cfg, err := s3blob.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3blob.NewBucket(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitForChunks waits until at least n of chunks are in the bucket.
+func waitForChunks(t *testing.T, b *s3blob.Bucket, chunks map[castore.Digest]bool, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		found := 0
+		for d := range chunks {
+			if ok, _ := b.Exists(context.Background(), blobstore.ObjectKey(blobstore.ChunkObjects, d)); ok {
+				found++
+			}
+		}
+		if found >= n {
+			return
+		}
+	}
+	t.Fatal("the upload did not start within 30 s")
 }
 
 // bucketChecks lists the chunks in the test's prefix and checks that every
@@ -296,16 +330,22 @@ func TestScaleOutThreeDaemons(t *testing.T) {
 	}
 
 	step("fetched from B, read on C")
+	bucket := openBucket(t, s3)
 	// Killing A mid-upload: the path is visible everywhere whole or not
 	// at all, and a restarted A takes the upload again.
 	cutOff, visible := 0, 0
 	for i := 0; i < 3; i++ {
-		w := addTree(t, map[string][]byte{"big": randomData(rng, 12<<20), "shared": shared})
+		big := randomData(rng, 48<<20)
+		w := addTree(t, map[string][]byte{"big": big, "shared": shared})
 		up := a.nixCommand("copy", "--option", "download-attempts", "1", "--to", "http://"+scaleHTTP+"?compression=none", w)
 		if err := up.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(200+rng.Intn(800)) * time.Millisecond)
+		// Killed once the upload is under way: a chunk of the big file,
+		// some way in, is in the bucket.
+		some := map[castore.Digest]bool{}
+		chunkSet(some, big[:8<<20])
+		waitForChunks(t, bucket, some, 1)
 		a.daemon.cmd.Process.Kill()
 		a.daemon.cmd.Wait()
 		if up.Wait() != nil {
@@ -328,6 +368,9 @@ func TestScaleOutThreeDaemons(t *testing.T) {
 		}
 	}
 	step(fmt.Sprintf("%d of 3 uploads cut off by kill -9 (%d visible, whole, on B afterwards)", cutOff, visible))
+	if cutOff == 0 {
+		t.Fatal("no upload was cut off by the kill: the test killed nothing mid-way")
+	}
 
 	// Restarts of each server while B serves and C reads, in loops that
 	// run from before the restart until after it: retries, the same
