@@ -168,11 +168,16 @@ func (s *Directories) store(ctx context.Context, dirs []*castorev1.Directory) er
 				return fmt.Errorf("%d of the %d directories referenced from outside the closure are not stored", want-found, want)
 			}
 		}
-		// One round trip: the inserts go pipelined, as a batch.
+		// One round trip: the inserts go pipelined, as a batch. What is
+		// stored already, or named from outside, is touched: a sweep
+		// running meanwhile in another daemon then spares it.
 		b := &pgx.Batch{}
+		if len(outside) > 0 {
+			b.Queue(`UPDATE directories SET touched = now() WHERE digest = ANY($1)`, outside)
+		}
 		for i := range dirs {
 			b.Queue(`INSERT INTO directories (digest, children, data) VALUES ($1, $2, $3)
-				ON CONFLICT (digest) DO NOTHING`, digests[i], children[i], data[i])
+				ON CONFLICT (digest) DO UPDATE SET touched = now()`, digests[i], children[i], data[i])
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})

@@ -139,6 +139,11 @@ var migrations = []string{
 		url  text PRIMARY KEY,
 		path bytea NOT NULL CHECK (length(path) = 20)
 	);`,
+	// 2: when each directory was last put or deduplicated against, so a
+	// collector in any daemon spares what another one is uploading
+	// (castore.Collectable's epoch); rows from before count as new.
+	`ALTER TABLE directories ADD COLUMN touched timestamptz NOT NULL DEFAULT now();
+	CREATE INDEX nar_files_path ON nar_files (path);`,
 }
 
 // migrationLock is the advisory lock daemons starting together take, so
