@@ -18,6 +18,9 @@ type Config struct {
 	// built-in scheme).
 	Store    registry.Addrs
 	Registry *registry.Registry
+	// StoreConfig, when set, is a composition file (see
+	// registry.ParseComposition) describing the services instead of Store.
+	StoreConfig string
 	// Substituters are asked, in order, for paths the store lacks;
 	// Substitution says which binary cache signatures to trust.
 	Substituters []string

@@ -81,7 +81,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if reg == nil {
 		reg = registry.Default()
 	}
-	s, err := reg.Open(ctx, cfg.Store, cfg.Substitution, cfg.Substituters...)
+	s, err := openStore(ctx, reg, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,19 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}
 	return d, nil
+}
+
+// openStore opens the services the composition file or else the
+// addresses name.
+func openStore(ctx context.Context, reg *registry.Registry, cfg Config) (*registry.Services, error) {
+	if cfg.StoreConfig == "" {
+		return reg.Open(ctx, cfg.Store, cfg.Substitution, cfg.Substituters...)
+	}
+	c, err := registry.ParseComposition(cfg.StoreConfig)
+	if err != nil {
+		return nil, err
+	}
+	return reg.OpenComposition(ctx, c, cfg.Substitution, cfg.Substituters...)
 }
 
 // Wait serves until the daemon's context ends or a server fails, then

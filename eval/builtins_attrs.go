@@ -113,13 +113,14 @@ func registerAttrs(reg registerFunc) {
 		as := ev.forceAttrs(a[1])
 		all := as.All()
 		out := make([]Attr, len(all))
-		names := make([]String, len(all))
-		slab := newApplySlab(len(all), 2)
+		ts := sharedApply(len(all), f, applyAttrCode)
 		// Nix 2.8 keeps no positions here: unsafeGetAttrPos of a mapped
 		// attribute is null (nixpkgs' declaration-positions test relies on it).
-		for i, x := range all {
-			names[i].S = x.Name
-			out[i] = Attr{Name: x.Name, Val: slab.apply2(i, f, &names[i], x.Val)}
+		// (all is the set's own sorted array, never changed: the thunks
+		// may point into it.)
+		for i := range all {
+			ts[i].v = &all[i]
+			out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
 		}
 		return mkAttrs(out)
 	})
@@ -175,7 +176,7 @@ func registerAttrs(reg registerFunc) {
 		lists := make([]List, n)
 		names := make([]String, n)
 		out := make([]Attr, n)
-		slab := newApplySlab(n, 2)
+		slab := newApplySlab(n)
 		for j := range n {
 			name, _ := next()
 			start := len(vals)

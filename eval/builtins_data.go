@@ -15,7 +15,7 @@ func registerData(reg registerFunc) {
 		var b bytes.Buffer
 		var ctx ContextUnion
 		ev.toJSON(&b, a[0], &ctx)
-		return StrCtx(b.String(), ctx.Context())
+		return StrCtx(bufString(&b), ctx.Context())
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])

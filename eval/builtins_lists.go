@@ -43,9 +43,10 @@ func registerLists(reg registerFunc) {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
-		slab := newApplySlab(len(out), 1)
+		ts := sharedApply(len(out), f, applyArgCode)
 		for i, it := range l.Items {
-			out[i] = slab.apply1(i, f, it)
+			ts[i].v = it
+			out[i] = &ts[i]
 		}
 		return &List{Items: out}
 	})
@@ -57,7 +58,7 @@ func registerLists(reg registerFunc) {
 		for i := range l.Items {
 			it := l.Items[i]
 			keep := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
-			if t, ok := it.(*Thunk); ok && t.done() {
+			if t, ok := it.(*Thunk); ok && t.done() && !isFunction(t.v) {
 				it = t.v // evaluated by the predicate: drop the indirection
 				l.Items[i] = it
 			}
@@ -88,9 +89,9 @@ func registerLists(reg registerFunc) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
-		slab := newApplySlab(len(out), 1)
+		ts := genListThunks(len(out), f)
 		for i := range out {
-			out[i] = slab.apply1(i, f, Int(i))
+			out[i] = &ts[i]
 		}
 		return &List{Items: out}
 	})

@@ -1,13 +1,12 @@
 package eval
 
 import (
-	"regexp"
 	"strings"
 )
 
 // regex compiles re once per evaluator: match and split run in loops over
 // the same few expressions. An invalid one is remembered as nil.
-func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
+func (ev *Evaluator) regex(re string, anchored bool) *nixRegex {
 	key := regexKey{re, anchored}
 	if rx, ok := ev.regexes[key]; ok {
 		if rx == nil {
@@ -23,10 +22,7 @@ func (ev *Evaluator) regex(re string, anchored bool) *regexp.Regexp {
 	if anchored {
 		src = "^(?:" + src + ")$"
 	}
-	rx, err := regexp.Compile("(?s)" + src)
-	if err == nil {
-		rx.Longest()
-	}
+	rx, err := compileNixRegex(src)
 	if err != nil {
 		ev.regexes[key] = nil
 		ev.Throwf("invalid regular expression '%s'", re)
@@ -156,7 +152,7 @@ func registerStrings(reg registerFunc) {
 		re := ev.str(a[0])
 		s := ev.ForceString(a[1])
 		rx := ev.regex(re, true)
-		m := rx.FindStringSubmatchIndex(s.S)
+		m := rx.submatch(s.S)
 		if m == nil {
 			return Null{}
 		}

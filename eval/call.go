@@ -231,6 +231,13 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 	}
 	for _, f := range lc.formals {
 		if s := env.slot(f.slot); *s == nil {
+			if f.alias > 0 {
+				// every formal's slot was written above (value or nil)
+				if v := env.get(f.alias - 1); v != nil {
+					*s = v
+					continue
+				}
+			}
 			*s = f.def(ev, env)
 		}
 	}

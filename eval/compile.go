@@ -126,10 +126,11 @@ func staticPath(p []syntax.AttrName) bool {
 }
 
 type formalCode struct {
-	name string
-	slot int
-	def  code
-	pos  syntax.Pos
+	name  string
+	slot  int
+	def   code
+	alias int // slot+1 of the formal a default that is a bare variable names
+	pos   syntax.Pos
 }
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
@@ -145,9 +146,11 @@ type compiled struct {
 	// isK: a constant, konst, needing neither code nor thunk.
 	konst Value
 	isK   bool
-	// sameLevelVar: a reference to a slot of the scope being built (must
-	// stay lazy: the slot may not be filled yet)
+	// sameLevelVar: a reference to slot sameSlot of the scope being
+	// built (the slot may not be filled yet: a let or rec fills it last,
+	// as an alias of that slot)
 	sameLevelVar bool
+	sameSlot     int
 	// spec, if set, computes the value without forcing anything when its
 	// operands are already values (integer arithmetic and comparison on
 	// variables and constants); ok=false means a thunk is needed.
@@ -240,7 +243,17 @@ func posAttrs(p syntax.Pos) Value {
 		return Null{}
 	}
 	l, c := p.LineCol()
-	return NewAttrs([]Attr{{Name: "file", Val: Str(p.Src.Name)}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+	return NewAttrs([]Attr{{Name: "file", Val: Str(posFile(p.Src))}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+}
+
+// posFile is the file of a position as C++ Nix 2.8 gives it to the
+// program (unsafeGetAttrPos, __curPos, XML locations): for an expression
+// from -E or stdin, its text (error messages say «string» / «stdin»).
+func posFile(src *syntax.Source) string {
+	if src.Name == "«string»" || src.Name == "«stdin»" {
+		return string(src.Text)
+	}
+	return src.Name
 }
 
 func (cp *compiler) compPath(n *syntax.Path) compiled {
@@ -289,7 +302,7 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 			break
 		}
 		if slot, ok := s.names[name]; ok {
-			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0}
+			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0, sameSlot: slot}
 		}
 		depth++
 	}
@@ -480,6 +493,11 @@ type lazyItem struct {
 	spec   func(*Evaluator, *Env) (Value, bool)
 	direct func(*Evaluator, *Env) Value
 	outer  bool // evaluate in env.up (inherit inside let / rec)
+	// alias: slot+1 of the binding this one names (`g = f;` in a let or
+	// rec): it gets f's cell itself, as C++ Nix's ExprVar::maybeThunk
+	// gives it, so that f and g are one value for pointer equality
+	// (`[ f ] == [ g ]` with a function f) and print alike
+	alias int
 }
 
 type lazyVals struct {
@@ -494,6 +512,10 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 	if c.cheap && (allowSameLevel || !c.sameLevelVar) {
 		return lazyItem{direct: c.c}
 	}
+	if c.cheap && c.sameLevelVar {
+		// (a thunk unless compBindings keeps the alias)
+		return lazyItem{thunk: c.c, alias: c.sameSlot + 1}
+	}
 	return lazyItem{thunk: c.c, spec: c.spec}
 }
 
@@ -505,7 +527,7 @@ func (lv *lazyVals) add(it lazyItem) {
 // the direct and speculated values, then the thunks the speculation left,
 // in one slab of just that many.
 func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
-	need := 0
+	need, aliases := 0, 0
 	for i := range lv.items {
 		it := &lv.items[i]
 		e := env
@@ -517,6 +539,10 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 			continue
 		}
 		out[i] = nil
+		if it.alias > 0 {
+			aliases++
+			continue
+		}
 		if it.spec != nil {
 			if v, ok := it.spec(ev, e); ok {
 				out[i] = v
@@ -525,24 +551,48 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 		}
 		need++
 	}
-	if need == 0 {
-		return
+	if need > 0 {
+		slab := make([]Thunk, need)
+		j := 0
+		for i := range lv.items {
+			it := &lv.items[i]
+			if it.thunk == nil || it.alias > 0 || out[i] != nil {
+				continue
+			}
+			e := env
+			if it.outer {
+				e = env.up
+			}
+			t := &slab[j]
+			j++
+			t.c, t.env = it.thunk, e
+			out[i] = t
+		}
 	}
-	slab := make([]Thunk, need)
-	j := 0
+	if aliases > 0 {
+		lv.fillAliases(env, out)
+	}
+}
+
+// fillAliases gives each alias binding the cell of the binding it
+// names (defined before it, see compBindings; so no cycles).
+//
+//go:noinline
+func (lv *lazyVals) fillAliases(env *Env, out []Value) {
+	var resolve func(i int) Value
+	resolve = func(i int) Value {
+		if out[i] == nil {
+			it := &lv.items[i]
+			if it.alias > 0 {
+				out[i] = resolve(it.alias - 1)
+			} else {
+				out[i] = &Thunk{c: it.thunk, env: env}
+			}
+		}
+		return out[i]
+	}
 	for i := range lv.items {
-		it := &lv.items[i]
-		if it.thunk == nil || out[i] != nil {
-			continue
-		}
-		e := env
-		if it.outer {
-			e = env.up
-		}
-		t := &slab[j]
-		j++
-		t.c, t.env = it.thunk, e
-		out[i] = t
+		resolve(i)
 	}
 }
 
@@ -607,7 +657,13 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
 		if f.Default != nil {
-			fc.def = delay(cp.comp(f.Default, inner), false)
+			c := cp.comp(f.Default, inner)
+			fc.def = delay(c, false)
+			if c.cheap && c.sameLevelVar && c.sameSlot != lc.atSlot {
+				// `{ a, b ? a }`: b gets a's cell when a is given, as in Nix
+				// (not the @-argument: its slot is filled last)
+				fc.alias = c.sameSlot + 1
+			}
 		}
 		lc.formals = append(lc.formals, fc)
 	}
@@ -729,7 +785,15 @@ func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) *lazy
 			lv.add(it)
 			continue
 		}
-		lv.add(lazyOf(cp.comp(d.E, inner), false))
+		it := lazyOf(cp.comp(d.E, inner), false)
+		if it.alias > 0 && !(defs[it.alias-1].Pos.Off < d.Pos.Off) {
+			// C++ Nix fills the slots in the order the names were first
+			// seen (about the source order: a rec set's slots here are
+			// sorted), and a variable naming a slot not filled yet is a
+			// thunk
+			it.alias = 0
+		}
+		lv.add(it)
 	}
 	return lv
 }
@@ -743,6 +807,18 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	for i, d := range defs {
 		if d.Name == "__overrides" {
 			overrides = i
+		}
+	}
+	if overrides >= 0 {
+		// C++ Nix makes every value of such a set a thunk of its own
+		// (they print as <CODE>, none shares another's cell)
+		for i := range vals.items {
+			if it := &vals.items[i]; !it.outer {
+				if it.thunk == nil {
+					it.thunk, it.direct = it.direct, nil
+				}
+				it.alias = 0
+			}
 		}
 	}
 	return func(ev *Evaluator, env *Env) Value {

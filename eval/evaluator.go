@@ -3,7 +3,6 @@ package eval
 import (
 	"errors"
 	"os"
-	"regexp"
 
 	"github.com/tvix-go/tvix/eval/syntax"
 )
@@ -50,7 +49,7 @@ type Evaluator struct {
 	builtins    *Attrs
 	importCache map[string]Value
 	storeCache  map[string]string
-	regexes     map[regexKey]*regexp.Regexp
+	regexes     map[regexKey]*nixRegex
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
@@ -74,7 +73,7 @@ func New(opts Options) *Evaluator {
 	}
 	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
-		storeCache: map[string]string{}, regexes: map[regexKey]*regexp.Regexp{}}
+		storeCache: map[string]string{}, regexes: map[regexKey]*nixRegex{}}
 	ev.initBuiltins()
 	return ev
 }

@@ -9,9 +9,23 @@ func (ev *Evaluator) forceItem(l *List, i int) Value {
 	v := l.Items[i]
 	if t, ok := v.(*Thunk); ok {
 		v = ev.forceThunk(t)
-		l.Items[i] = v
+		if !isFunction(v) {
+			l.Items[i] = v
+		}
 	}
 	return v
+}
+
+// isFunction tells the values whose cell (the thunk that computed them)
+// must stay in a list: C++ Nix compares functions in lists and sets by
+// cell, so a thunk replaced by its function would no longer be equal to
+// itself elsewhere (`[ t ] == l` after `filter isFunction l`).
+func isFunction(v Value) bool {
+	switch v.(type) {
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return true
+	}
+	return false
 }
 
 // Force evaluates v to weak head normal form.

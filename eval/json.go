@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"unsafe"
 )
 
 func jsonString(b *bytes.Buffer, s string) {
@@ -99,5 +100,15 @@ func (ev *Evaluator) ToJSON(v Value) string {
 	var b bytes.Buffer
 	var ctx ContextUnion
 	ev.toJSON(&b, v, &ctx)
-	return b.String()
+	return bufString(&b)
+}
+
+// bufString is the contents of b, which is not used again, as a string
+// without copying them: a copy of a large JSON or XML text would briefly
+// double it at the peak.
+func bufString(b *bytes.Buffer) string {
+	if b.Len() == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b.Bytes()), b.Len())
 }

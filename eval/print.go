@@ -137,24 +137,25 @@ func (p *printer) print(v Value, slot *Thunk) {
 // print as the thunks Nix would have, unless forced (seq'ing one is
 // rare; printing a set of functions is not).
 func (p *printer) member(v Value) {
-	if p.lazy {
-		switch x := v.(type) {
-		case *Lambda, *PrimOp, *PrimOpApp:
-			p.b.WriteString("<CODE>")
-			return
-		case *Attrs:
-			if x.Len() == 0 {
-				p.b.WriteString("<CODE>")
-				return
-			}
-		case *List:
-			if len(x.Items) == 0 {
-				p.b.WriteString("<CODE>")
-				return
-			}
-		}
+	if p.lazy && lazyMember(v) {
+		p.b.WriteString("<CODE>")
+		return
 	}
 	p.print(v, nil)
+}
+
+// lazyMember tells the members that are values here but thunks in C++
+// Nix until forced: functions, builtins, empty sets and lists.
+func lazyMember(v Value) bool {
+	switch x := v.(type) {
+	case *Lambda, *PrimOp, *PrimOpApp:
+		return true
+	case *Attrs:
+		return x.Len() == 0
+	case *List:
+		return len(x.Items) == 0
+	}
+	return false
 }
 
 func printAttrName(s string) string {

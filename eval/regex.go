@@ -2,6 +2,7 @@ package eval
 
 import (
 	"regexp"
+	"regexp/syntax"
 	"strings"
 )
 
@@ -87,13 +88,17 @@ func posixBracket(b *strings.Builder, re string, i int) (int, bool) {
 // after a non-empty one counts, and after an empty match the next one
 // may not be empty at the same place. Searching from an offset loses the
 // context before it, so an expression with ^ keeps Go's FindAll.
-func splitMatches(rx *regexp.Regexp, s string) [][]int {
-	if strings.ContainsRune(rx.String(), '^') {
-		return rx.FindAllStringSubmatchIndex(s, -1)
+func splitMatches(r *nixRegex, s string) [][]int {
+	if strings.ContainsRune(r.rx.String(), '^') {
+		ms := r.rx.FindAllStringSubmatchIndex(s, -1)
+		for i := range ms {
+			ms[i] = r.fix(ms[i])
+		}
+		return ms
 	}
 	var out [][]int
 	for pos := 0; pos <= len(s); {
-		m := rx.FindStringSubmatchIndex(s[pos:])
+		m := r.submatch(s[pos:])
 		if m == nil {
 			break
 		}
@@ -115,6 +120,131 @@ func splitMatches(rx *regexp.Regexp, s string) [][]int {
 		}
 		out = append(out, m)
 		pos = m[1]
+	}
+	return out
+}
+
+// nixRegex is a compiled expression with the groups C++ Nix reports.
+// libstdc++ ends a repetition of a group that can match empty (`(|a)+`,
+// `(a*)*`) with one more, empty, iteration, so that group's submatch is
+// the empty string at the end of the repetition, where Go reports the
+// last non-empty iteration. Such repetitions get a wrapper group here
+// whose end gives that position; the numbers of Nix's groups are
+// remapped around the wrappers.
+type nixRegex struct {
+	rx      *regexp.Regexp
+	groups  int      // Nix's groups
+	remap   []int    // Nix group -> Go group; nil when there are no wrappers
+	empties [][2]int // {Nix group, Go wrapper group}
+}
+
+// compileNixRegex compiles src (Go syntax, from posixToGo).
+func compileNixRegex(src string) (*nixRegex, error) {
+	re, err := syntax.Parse(src, syntax.Perl|syntax.DotNL)
+	if err != nil {
+		return nil, err
+	}
+	groups := re.MaxCap()
+	wrapped := map[*syntax.Regexp]int{} // wrapper -> Nix group
+	re = wrapEmptyRepeats(re, wrapped)
+	if len(wrapped) == 0 {
+		rx, err := regexp.Compile("(?s)" + src)
+		if err != nil {
+			return nil, err
+		}
+		rx.Longest()
+		return &nixRegex{rx: rx, groups: groups}, nil
+	}
+	rx, err := regexp.Compile(re.String())
+	if err != nil {
+		return nil, err
+	}
+	rx.Longest()
+	r := &nixRegex{rx: rx, groups: groups, remap: make([]int, groups+1)}
+	// Go numbers groups by their opening parenthesis: a preorder walk
+	n := 0
+	var walk func(x *syntax.Regexp)
+	walk = func(x *syntax.Regexp) {
+		if x.Op == syntax.OpCapture {
+			n++
+			if g, ok := wrapped[x]; ok {
+				r.empties = append(r.empties, [2]int{g, n})
+			} else {
+				r.remap[x.Cap] = n
+			}
+		}
+		for _, s := range x.Sub {
+			walk(s)
+		}
+	}
+	walk(re)
+	return r, nil
+}
+
+// wrapEmptyRepeats puts a fresh capture around every unbounded repetition
+// of a capture group that can match empty, recording it in wrapped.
+func wrapEmptyRepeats(x *syntax.Regexp, wrapped map[*syntax.Regexp]int) *syntax.Regexp {
+	for i, s := range x.Sub {
+		x.Sub[i] = wrapEmptyRepeats(s, wrapped)
+	}
+	unbounded := x.Op == syntax.OpStar || x.Op == syntax.OpPlus || x.Op == syntax.OpRepeat && x.Max == -1
+	if !unbounded || len(x.Sub) != 1 || x.Sub[0].Op != syntax.OpCapture || !nullable(x.Sub[0]) {
+		return x
+	}
+	w := &syntax.Regexp{Op: syntax.OpCapture, Sub: []*syntax.Regexp{x}, Flags: x.Flags}
+	wrapped[w] = x.Sub[0].Cap
+	return w
+}
+
+// nullable tells whether x can match the empty string.
+func nullable(x *syntax.Regexp) bool {
+	switch x.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary, syntax.OpStar, syntax.OpQuest:
+		return true
+	case syntax.OpLiteral:
+		return len(x.Rune) == 0
+	case syntax.OpCapture, syntax.OpPlus:
+		return nullable(x.Sub[0])
+	case syntax.OpRepeat:
+		return x.Min == 0 || nullable(x.Sub[0])
+	case syntax.OpConcat:
+		for _, s := range x.Sub {
+			if !nullable(s) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		for _, s := range x.Sub {
+			if nullable(s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// submatch is FindStringSubmatchIndex with Nix's groups.
+func (r *nixRegex) submatch(s string) []int {
+	return r.fix(r.rx.FindStringSubmatchIndex(s))
+}
+
+// fix turns Go's submatch indexes into Nix's.
+func (r *nixRegex) fix(m []int) []int {
+	if m == nil || r.remap == nil {
+		return m
+	}
+	out := make([]int, 2*(r.groups+1))
+	out[0], out[1] = m[0], m[1]
+	for g := 1; g <= r.groups; g++ {
+		j := r.remap[g]
+		out[2*g], out[2*g+1] = m[2*j], m[2*j+1]
+	}
+	for _, e := range r.empties {
+		if end := m[2*e[1]+1]; end >= 0 {
+			out[2*e[0]], out[2*e[0]+1] = end, end
+		}
 	}
 	return out
 }

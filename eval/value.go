@@ -493,8 +493,9 @@ func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
 	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return fn(ev) }}
 }
 
-// forcedFn is the function of the apply thunk being forced (forceThunk
-// has just pushed it on ev.running).
+// forcedFn is the v field of the apply thunk being forced (forceThunk
+// has just pushed it on ev.running): its function, or for sharedApply
+// thunks its argument.
 func (ev *Evaluator) forcedFn() Value { return ev.running[len(ev.running)-1].t.v }
 
 func apply1Code(ev *Evaluator, e *Env) Value {
@@ -512,12 +513,11 @@ func apply2Thunk(f, a, b Value) *Thunk {
 	return &Thunk{c: apply2Code, env: e, v: f}
 }
 
-// applySlab allocates the apply thunks of one builtin call (map,
-// genList, mapAttrs, zipAttrsWith) together: thunks and environments in
-// one slab each instead of two objects per element.
+// applySlab allocates the apply thunks of one zipAttrsWith call
+// together: thunks and environments in one slab each instead of two
+// objects per element.
 type applySlab struct {
 	ts  []Thunk
-	e1s []Env  // one argument
 	e2s []env2 // two arguments
 }
 
@@ -526,23 +526,8 @@ type env2 struct {
 	a  [2]Value
 }
 
-func newApplySlab(n, args int) applySlab {
-	s := applySlab{ts: make([]Thunk, n)}
-	if args == 1 {
-		s.e1s = make([]Env, n)
-	} else {
-		s.e2s = make([]env2, n)
-	}
-	return s
-}
-
-// apply1 is element i: f applied to a.
-func (s *applySlab) apply1(i int, f, a Value) *Thunk {
-	e := &s.e1s[i]
-	e.v0 = a
-	t := &s.ts[i]
-	t.c, t.env, t.v = apply1Code, e, f
-	return t
+func newApplySlab(n int) applySlab {
+	return applySlab{ts: make([]Thunk, n), e2s: make([]env2, n)}
 }
 
 // apply2 is element i: f applied to a and b.
@@ -552,6 +537,58 @@ func (s *applySlab) apply2(i int, f, a, b Value) *Thunk {
 	t := &s.ts[i]
 	t.c, t.env, t.v = apply2Code, (*Env)(unsafe.Pointer(e)), f
 	return t
+}
+
+// sharedApply makes the n thunks of f applied to each element of a
+// builtin's result (map, genList, mapAttrs): one environment holds f for
+// all of them, and each thunk keeps its own argument in its v field
+// (unused until it is done), so an element costs 32 bytes (a thunk) and
+// no environment of its own.
+func sharedApply(n int, f Value, c code) []Thunk {
+	fe := newEnv(nil, 1)
+	fe.v0 = f
+	ts := make([]Thunk, n)
+	for i := range ts {
+		ts[i].c, ts[i].env = c, fe
+	}
+	return ts
+}
+
+// applyArgCode is the code of a sharedApply thunk: f (in the shared
+// environment) applied to the thunk's argument.
+func applyArgCode(ev *Evaluator, e *Env) Value {
+	return ev.call(ev.Force(e.v0), ev.forcedFn(), ev.curPos)
+}
+
+// genListThunks makes genList's n thunks of f applied to each index
+// without boxing the indexes up front (an Int above 255 in an interface
+// is an allocation of its own): the shared environment also holds the
+// first thunk, and a thunk's index is its distance from it.
+func genListThunks(n int, f Value) []Thunk {
+	fe := newEnv(nil, 2)
+	fe.v0 = f
+	ts := make([]Thunk, n)
+	if n > 0 {
+		*fe.slot(1) = &ts[0]
+	}
+	for i := range ts {
+		ts[i].c, ts[i].env = genListCode, fe
+	}
+	return ts
+}
+
+func genListCode(ev *Evaluator, e *Env) Value {
+	t := ev.running[len(ev.running)-1].t
+	first := e.get(1).(*Thunk)
+	i := (uintptr(unsafe.Pointer(t)) - uintptr(unsafe.Pointer(first))) / unsafe.Sizeof(Thunk{})
+	return ev.call(ev.Force(e.v0), Int(i), ev.curPos)
+}
+
+// applyAttrCode is mapAttrs' sharedApply code: the thunk's argument is
+// the *Attr of the mapped set, f gets its name and value.
+func applyAttrCode(ev *Evaluator, e *Env) Value {
+	a := ev.forcedFn().(*Attr)
+	return ev.call2(ev.Force(e.v0), Str(a.Name), a.Val, ev.curPos)
 }
 
 func apply2Code(ev *Evaluator, e *Env) Value {

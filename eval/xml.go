@@ -52,7 +52,7 @@ func xmlPath(p *syntax.Pos) string {
 	if p == nil || !p.IsValid() {
 		return ""
 	}
-	return fmt.Sprintf(" path=\"%s\"", xmlEscape(p.Src.Name))
+	return fmt.Sprintf(" path=\"%s\"", xmlEscape(posFile(p.Src)))
 }
 
 func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *ContextUnion, o *xmlOpts) {
@@ -80,7 +80,7 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *ContextUnio
 	case *List:
 		b.WriteString(ind + "<list>\n")
 		for _, it := range x.Items {
-			ev.toXML(b, it, depth+1, ctx, o)
+			ev.xmlMember(b, it, depth+1, ctx, o)
 		}
 		b.WriteString(ind + "</list>\n")
 	case *Attrs:
@@ -119,12 +119,13 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *ContextUnio
 		if lc.simple {
 			fmt.Fprintf(b, "%s  <varpat name=\"%s\" />\n", ind, xmlEscape(lc.argName()))
 		} else {
+			// Nix keeps XML attributes in a std::map: sorted by name
 			extra := ""
-			if lc.atSlot >= 0 {
-				extra += fmt.Sprintf(" name=\"%s\"", xmlEscape(lc.argName()))
-			}
 			if lc.ellipsis {
 				extra += " ellipsis=\"1\""
+			}
+			if lc.atSlot >= 0 {
+				extra += fmt.Sprintf(" name=\"%s\"", xmlEscape(lc.argName()))
 			}
 			fmt.Fprintf(b, "%s  <attrspat%s>\n", ind, extra)
 			for _, f := range lc.formals {
@@ -140,6 +141,17 @@ func (ev *Evaluator) toXML(b *bytes.Buffer, v Value, depth int, ctx *ContextUnio
 	}
 }
 
+// xmlMember writes a member of a list or set: not strict, the values
+// C++ Nix would still hold as thunks are <unevaluated /> (see
+// printer.member).
+func (ev *Evaluator) xmlMember(b *bytes.Buffer, v Value, depth int, ctx *ContextUnion, o *xmlOpts) {
+	if !o.strict && lazyMember(v) {
+		b.WriteString(strings.Repeat("  ", depth) + "<unevaluated />\n")
+		return
+	}
+	ev.toXML(b, v, depth, ctx, o)
+}
+
 func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *ContextUnion, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
 	for _, a := range x.All() {
@@ -148,7 +160,7 @@ func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *Context
 		} else {
 			fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name))
 		}
-		ev.toXML(b, a.Val, depth+1, ctx, o)
+		ev.xmlMember(b, a.Val, depth+1, ctx, o)
 		fmt.Fprintf(b, "%s</attr>\n", ind)
 	}
 }
@@ -162,5 +174,5 @@ func (ev *Evaluator) ToXML(v Value, strict, location bool) string {
 	b.WriteString("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n")
 	ev.toXML(&b, v, 1, &ctx, &xmlOpts{strict: strict, location: location, drvsSeen: map[*Attrs]bool{}})
 	b.WriteString("</expr>\n")
-	return b.String()
+	return bufString(&b)
 }

@@ -26,6 +26,9 @@
 //     blob's chunks are one byte range of one pack.
 //   - NewFile (objectstore+file://) is Tvix's object-store layout: a file
 //     per chunk and per manifest in a sharded directory tree.
+//   - NewObjectStore keeps the same layout (ObjectKey) in a remote
+//     ObjectStorage, an S3 bucket (castore/s3blob), chunks zstd-compressed
+//     as Tvix stores them there.
 //
 // Durability: on disk, Close of a put returns once the blob is durable,
 // and concurrent puts share their flushes (group commit). The

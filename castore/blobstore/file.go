@@ -57,12 +57,11 @@ type fileBackend struct {
 }
 
 func (b *fileBackend) path(kind string, d castore.Digest) string {
-	h := d.Hex()
-	return filepath.Join(b.root, kind, "b3", h[:4], h)
+	return filepath.Join(b.root, filepath.FromSlash(ObjectKey(kind, d)))
 }
 
 func (b *fileBackend) hasChunk(d castore.Digest) (bool, error) {
-	_, err := os.Stat(b.path("chunks", d))
+	_, err := os.Stat(b.path(ChunkObjects, d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -70,7 +69,7 @@ func (b *fileBackend) hasChunk(d castore.Digest) (bool, error) {
 }
 
 func (b *fileBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
-	f, err := os.Open(b.path("chunks", d))
+	f, err := os.Open(b.path(ChunkObjects, d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("chunk %s: %w", d, castore.ErrNotFound)
 	}
@@ -86,7 +85,7 @@ func (b *fileBackend) openChunk(d castore.Digest) (chunkReader, int64, error) {
 }
 
 func (b *fileBackend) manifest(d castore.Digest) ([]castore.ChunkMeta, bool, error) {
-	raw, err := os.ReadFile(b.path("blobs", d))
+	raw, err := os.ReadFile(b.path(BlobObjects, d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -121,7 +120,7 @@ func (t *fileTxn) stageChunk(d castore.Digest, data []byte) error {
 	if t.seen[d] {
 		return nil
 	}
-	final := t.b.path("chunks", d)
+	final := t.b.path(ChunkObjects, d)
 	// Already stored (chunks are named by content): refreshing its time is
 	// both the check and the touch a sweep of any process sees. Gone, it is
 	// written again.
@@ -154,7 +153,7 @@ func (t *fileTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ bo
 			return err
 		}
 		// The manifest goes last: once it is visible, all chunks are.
-		t.files = append(t.files, staged{tmp, t.b.path("blobs", blob)})
+		t.files = append(t.files, staged{tmp, t.b.path(BlobObjects, blob)})
 	}
 	files := t.files
 	t.files = nil

@@ -65,7 +65,7 @@ func where(c chunkReader) string {
 	switch c := c.(type) {
 	case fileChunk:
 		return fmt.Sprintf("%s at offset %d", c.f.Name(), c.off)
-	case *os.File:
+	case interface{ Name() string }: // a chunk file, an object's key
 		return c.Name()
 	}
 	return "unknown file"

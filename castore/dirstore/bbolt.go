@@ -69,7 +69,7 @@ func (b *Bolt) get(d castore.Digest) (*castorev1.Directory, error) {
 }
 
 func (b *Bolt) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq2[*castorev1.Directory, error] {
-	return walkClosure(ctx, root, b.Get)
+	return WalkClosure(ctx, root, b.Get)
 }
 
 func (b *Bolt) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest, error) {

@@ -43,7 +43,7 @@ func (m *Memory) Get(_ context.Context, d castore.Digest) (*castorev1.Directory,
 }
 
 func (m *Memory) GetRecursive(ctx context.Context, root castore.Digest) iter.Seq2[*castorev1.Directory, error] {
-	return walkClosure(ctx, root, m.Get)
+	return WalkClosure(ctx, root, m.Get)
 }
 
 func (m *Memory) Put(ctx context.Context, d *castorev1.Directory) (castore.Digest, error) {

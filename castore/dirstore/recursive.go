@@ -11,12 +11,12 @@ import (
 	"github.com/tvix-go/tvix/castore/castorev1"
 )
 
-// getter is the one thing a backend must provide for a closure walk.
-type getter func(ctx context.Context, d castore.Digest) (*castorev1.Directory, error)
+// Getter is the one thing a backend must provide for a closure walk.
+type Getter func(ctx context.Context, d castore.Digest) (*castorev1.Directory, error)
 
-// walkClosure yields root first, then breadth-first each directory once,
+// WalkClosure yields root first, then breadth-first each directory once,
 // after one that references it, as Tvix's Get(recursive) does.
-func walkClosure(ctx context.Context, root castore.Digest, get getter) iter.Seq2[*castorev1.Directory, error] {
+func WalkClosure(ctx context.Context, root castore.Digest, get Getter) iter.Seq2[*castorev1.Directory, error] {
 	return func(yield func(*castorev1.Directory, error) bool) {
 		seen := map[castore.Digest]bool{root: true}
 		queue := []castore.Digest{root}
@@ -47,6 +47,13 @@ func walkClosure(ctx context.Context, root castore.Digest, get getter) iter.Seq2
 			}
 		}
 	}
+}
+
+// NewPutter is the DirectoryPutter of a backend: it validates a closure
+// as it arrives (looking up children stored before through lookup) and
+// hands it, leaves first, to commit once it is whole.
+func NewPutter(lookup func(castore.Digest) (*castorev1.Directory, error), commit func([]*castorev1.Directory) error) castore.DirectoryPutter {
+	return &putter{v: castore.ClosureValidator{Lookup: lookup}, commit: commit}
 }
 
 // putter collects a closure and hands it to commit once it is whole.

@@ -1,7 +1,6 @@
 package evalcli
 
 import (
-	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -29,9 +28,17 @@ const (
 	instantiateGCFloor   = 32 << 20
 )
 
+// prepareHuge prepares huge pages when TVIX_HUGEPAGES=1. It was the
+// default until 2026-12-02, when measurements on this VM (kernel 6.18,
+// 16 KB multi-size THP "always") showed 2 MB pages costing more than
+// they saved: their first touch is several times the CPU of 16 KB
+// folios (modules ×10 with the collector off: 2.9 s instead of 0.8 s;
+// lib-modules 1.02 s instead of 0.73 s; strings 1.22 instead of 0.62 s),
+// as a 2 MB page is cleared in full, and the collector recycles small
+// pages anyway.
 func prepareHuge(getenv func(string) string) {
 	hugeOnce.Do(func() {
-		if getenv("TVIX_HUGEPAGES") != "0" {
+		if getenv("TVIX_HUGEPAGES") == "1" {
 			prepareHugeHeap(hugeHeapSize)
 		}
 	})
@@ -43,10 +50,8 @@ func prepareHuge(getenv func(string) string) {
 // costs time (each cycle also scans the deep stacks of dependency
 // chains) and saves nothing, as the peak comes later with the larger
 // heap. The percentage is re-derived after each cycle from a finalizer.
-// It prepares huge pages like tuneGC when huge is set: they save a
-// third of the CPU time of evaluating, but a heap of this size (~50 MB)
-// in 2 MB pages is resident ~3-5 MB beyond what it holds; writing, where
-// the store's work dominates the time, does without. GOGC or GOMEMLIMIT
+// It prepares huge pages like tuneGC when huge is set (and
+// TVIX_HUGEPAGES=1; see prepareHuge); writing never does. GOGC or GOMEMLIMIT
 // in the environment switch the pacing off.
 func tuneGCPercent(getenv func(string) string, pct int, floor int64, huge bool) (stop func()) {
 	if huge {
@@ -99,22 +104,28 @@ func gcPace(live int64, pct int, floor int64) int {
 	return max(p, pct)
 }
 
-// tuneGC paces the collector for evaluation by a memory limit, re-derived
-// after each cycle (from a finalizer) as evalLimit of the live heap and
-// of the bytes allocated so far. GOGC or GOMEMLIMIT in the environment
-// switch it off.
+// tuneGC paces the collector for evaluation: after each cycle (from a
+// finalizer) the GC percentage is re-derived so that the next cycle
+// comes when the heap reaches p.limit of the live heap and of the bytes
+// allocated so far. (A memory limit, as before, lagged: the finalizer
+// runs after the cycle, and a mostly live heap already above the old
+// limit started another cycle at once, a wasted one over the whole heap
+// (concatLists of 800,000: 5 cycles where 3 do). A percentage applies
+// to the heap the cycle just marked, so until the finalizer raises it
+// the goal is at least twice that.) GOGC or GOMEMLIMIT in the
+// environment switch it off.
 //
 // It also prepares the heap for huge pages (prepareHugeHeap), once per
-// process; TVIX_HUGEPAGES=0 switches that off.
+// process, when TVIX_HUGEPAGES=1.
 func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	prepareHuge(getenv)
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}
-	oldPct := debug.SetGCPercent(-1)
-	oldLimit := debug.SetMemoryLimit(p.floor)
+	// Before the first cycle Go takes the live heap to be 4 MB.
+	oldPct := debug.SetGCPercent(evalPercent(4<<20, p.floor))
 	var stopped atomic.Bool
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	// not counting what came before, the huge-page block above above all
 	metrics.Read(sample)
 	base := int64(0)
@@ -130,15 +141,8 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 			}
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
-				// The limit covers all of Go's memory; goroutine stacks
-				// (deep recursion grows them to tens of MB) come on top
-				// of the heap's share, or each doubling of a deep stack
-				// past the floor made cycles over a heap of a few MB.
-				var stacks int64
-				if sample[2].Value.Kind() == metrics.KindUint64 {
-					stacks = int64(sample[2].Value.Uint64())
-				}
-				debug.SetMemoryLimit(p.limit(int64(sample[0].Value.Uint64()), int64(sample[1].Value.Uint64())-base) + stacks)
+				live := int64(sample[0].Value.Uint64())
+				debug.SetGCPercent(evalPercent(live, p.limit(live, int64(sample[1].Value.Uint64())-base)))
 			}
 			arm()
 		})
@@ -147,10 +151,14 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 	return func() {
 		stopped.Store(true)
 		debug.SetGCPercent(oldPct)
-		if oldLimit == math.MaxInt64 || oldLimit > 0 {
-			debug.SetMemoryLimit(oldLimit)
-		}
 	}
+}
+
+// evalPercent is the GC percentage that puts the next cycle at a heap
+// of target bytes after a cycle that left live bytes.
+func evalPercent(live, target int64) int {
+	live = max(live, 1<<20)
+	return int(max(100*(target-live)/live, 100))
 }
 
 // evalPace is the collector's pace for evaluation. C++ Nix (Boehm GC,
@@ -164,24 +172,48 @@ func tuneGC(getenv func(string) string, p evalPace) (stop func()) {
 // times, not once per live-heap doubling. The limit never falls below
 // ratio × the live heap plus extra (no thrashing; the extra spares a
 // heap that is mostly live, as the module system's, a cycle per
-// doubling while it is small) nor below floor.
+// doubling while it is small) nor below floor. Where the heap is mostly
+// live, that still collects it once per doubling; so the heap may also
+// hold garbage × the bytes collected so far (garbage 4: the heap stays
+// under 80% of what was allocated, below Nix's peak, which is about its
+// allocations), up to garbageCap (C++ Nix collects past its 384 MB
+// initial heap, its peak stays ~415 MB).
 type evalPace struct {
 	floor     int64   // bytes collected before the first cycle
 	ratio     float64 // headroom over the live heap
 	extra     int64   // and bytes on top
 	allocFrac float64 // share of the bytes allocated so far
+	// garbage: the heap may hold this many times the bytes collected so
+	// far (allocated minus live); this and allocFrac up to garbageCap
+	garbage    float64
+	garbageCap int64
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
-// peak, of which the Go runtime and binary take ~15); extra and
+// peak, of which the Go runtime and binary take ~15; 26 MB of heap since
+// the pace is a GC percentage, which leaves the runtime's own memory
+// out: 32 MB put closures, drv-contexts, escaping, string-builders at
+// 1.01-1.08x Nix's peak, 26 MB at 0.9x, the same CPU); extra and
 // allocFrac from eval-bench and the scaling benchmarks
 // (docs/benchmarks-eval.md): extra 32 MB took a third off the CPU time
 // of genericClosure (160k nodes) and joining 20,000 outPaths, peaking
-// at Nix's RSS; 64 MB went past it.
-var defaultEvalPace = evalPace{floor: 32 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5}
+// at Nix's RSS; 64 MB went past it. garbage 4 (2026-12-02): lib-modules
+// 0.56-0.65 -> 0.50-0.52 s CPU at 202 MB (Nix 241 MB), modules and
+// fixpoint-overlays a cycle less; 5.67 (85%) went to within 5% of Nix's
+// peak on strings and fixpoint-overlays.
+var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
 
 // limit is the memory limit after a cycle that left live bytes, with
 // allocs bytes allocated since the start.
 func (p evalPace) limit(live, allocs int64) int64 {
-	return max(int64(float64(live)*p.ratio)+p.extra, int64(float64(allocs)*p.allocFrac), p.floor)
+	// heap = keep × allocations when live + (A - allocs) = keep × A for
+	// the total A allocated by then: the next cycle comes when garbage ×
+	// (allocs - live) bytes are in use, garbage being keep / (1 - keep)
+	g := max(int64(float64(allocs)*p.allocFrac), int64(float64(allocs-live)*p.garbage))
+	if p.garbageCap > 0 {
+		// (half of 1.2 GB allocated let append-fold of 10,000 peak at
+		// 577 MB, Nix 412 MB)
+		g = min(g, p.garbageCap)
+	}
+	return max(int64(float64(live)*p.ratio)+p.extra, g, p.floor)
 }

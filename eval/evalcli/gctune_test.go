@@ -25,8 +25,9 @@ func TestPrepareHugeHeapFreesBlock(t *testing.T) {
 	}
 }
 
-// tuneGC paces with a memory limit and restores the collector settings
-// when stopped; GOGC in the environment leaves them alone.
+// tuneGC paces by a GC percentage (the floor over Go's assumed 4 MB
+// before the first cycle) and restores the old one when stopped; GOGC or
+// GOMEMLIMIT in the environment leave it alone.
 func TestTuneGC(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -37,27 +38,46 @@ func TestTuneGC(t *testing.T) {
 		{"GOGC set", map[string]string{"GOGC": "100", "TVIX_HUGEPAGES": "0"}, false},
 		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB", "TVIX_HUGEPAGES": "0"}, false},
 	}
+	pct := func() int {
+		p := debug.SetGCPercent(100)
+		debug.SetGCPercent(p)
+		return p
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			limit := func() int64 {
-				s := []metrics.Sample{{Name: "/gc/gomemlimit:bytes"}}
-				metrics.Read(s)
-				return int64(s[0].Value.Uint64())
-			}
-			before := limit()
-			stop := tuneGC(func(k string) string { return c.env[k] }, evalPace{floor: 123 << 20, ratio: 2, allocFrac: 0.5})
-			during := limit()
+			before := pct()
+			stop := tuneGC(func(k string) string { return c.env[k] }, evalPace{floor: 36 << 20, ratio: 2, allocFrac: 0.5})
+			during := pct()
 			stop()
-			if c.wantTune && during != 123<<20 {
-				t.Errorf("memory limit while tuned = %d, want %d", during, 123<<20)
+			if c.wantTune && during != 800 {
+				t.Errorf("GC percentage while tuned = %d, want 800", during)
 			}
 			if !c.wantTune && during != before {
-				t.Errorf("memory limit changed to %d with GOGC set", during)
+				t.Errorf("GC percentage changed to %d with %v", during, c.env)
 			}
-			if after := limit(); after != before {
-				t.Errorf("memory limit after stop = %d, want %d", after, before)
+			if after := pct(); after != before {
+				t.Errorf("GC percentage after stop = %d, want %d", after, before)
 			}
 		})
+	}
+}
+
+// evalPercent puts the next cycle at the target heap, never below twice
+// the live heap.
+func TestEvalPercent(t *testing.T) {
+	cases := []struct {
+		live, target int64
+		want         int
+	}{
+		{4 << 20, 32 << 20, 700},
+		{40 << 20, 112 << 20, 180},
+		{40 << 20, 60 << 20, 100},
+		{0, 32 << 20, 3100}, // (nothing live yet: counted as 1 MB)
+	}
+	for _, c := range cases {
+		if got := evalPercent(c.live, c.target); got != c.want {
+			t.Errorf("evalPercent(%d MB, %d MB) = %d, want %d", c.live>>20, c.target>>20, got, c.want)
+		}
 	}
 }
 
@@ -131,6 +151,22 @@ func TestEvalPaceLimit(t *testing.T) {
 		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},   // mostly live: 2x live + extra
 		{live: 40 << 20, allocs: 400 << 20, want: 200 << 20},  // mostly garbage: half the allocations
 		{live: 300 << 20, allocs: 400 << 20, want: 632 << 20}, // large live heap
+	}
+	g := p
+	g.garbage, g.garbageCap = 4, 320<<20
+	gcases := []struct {
+		live, allocs, want int64
+	}{
+		{live: 40 << 20, allocs: 60 << 20, want: 112 << 20},   // mostly live: 2x live + extra
+		{live: 40 << 20, allocs: 100 << 20, want: 240 << 20},  // 4x the 60 MB collected
+		{live: 40 << 20, allocs: 400 << 20, want: 320 << 20},  // up to the cap
+		{live: 10 << 20, allocs: 1200 << 20, want: 320 << 20}, // half the allocations: capped too
+		{live: 300 << 20, allocs: 400 << 20, want: 632 << 20}, // large live heap: above the cap
+	}
+	for _, c := range gcases {
+		if got := g.limit(c.live, c.allocs); got != c.want {
+			t.Errorf("garbage pace: limit(%d MB live, %d MB allocated) = %d MB, want %d MB", c.live>>20, c.allocs>>20, got>>20, c.want>>20)
+		}
 	}
 	for _, c := range cases {
 		if got := p.limit(c.live, c.allocs); got != c.want {

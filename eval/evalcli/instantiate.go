@@ -215,8 +215,9 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
 		runtime.MemProfileRate = 0
 	}
-	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB and TVIX_GC_ALLOCFRAC (a
-	// percentage) override the evaluation pace, for measuring it.
+	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO and
+	// TVIX_GC_ALLOCFRAC (percentages) override the evaluation pace, for
+	// measuring it.
 	pace := defaultEvalPace
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
@@ -226,6 +227,21 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	if s := getenv("TVIX_GC_EXTRA_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
 			pace.extra = n << 20
+		}
+	}
+	if s := getenv("TVIX_GC_RATIO"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 100 {
+			pace.ratio = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_GARBAGE"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.garbage = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_GARBAGECAP_MB"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.garbageCap = n << 20
 		}
 	}
 	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {

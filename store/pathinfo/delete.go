@@ -22,10 +22,10 @@ type Deleter interface {
 	Delete(ctx context.Context, paths [][storepath.DigestSize]byte) ([][storepath.DigestSize]byte, error)
 }
 
-// spareReferenced drops from gone every path a staying one refers to,
+// SpareReferenced drops from gone every path a staying one refers to,
 // transitively; all maps every path to its references (20-byte digests,
-// as PathInfo keeps them).
-func spareReferenced(gone map[[storepath.DigestSize]byte]bool, all map[[storepath.DigestSize]byte][][]byte) {
+// as PathInfo keeps them). Deleters of other backends share it.
+func SpareReferenced(gone map[[storepath.DigestSize]byte]bool, all map[[storepath.DigestSize]byte][][]byte) {
 	var stay [][storepath.DigestSize]byte
 	for d := range all {
 		if !gone[d] {
@@ -64,7 +64,7 @@ func (m *Memory) Delete(_ context.Context, paths [][storepath.DigestSize]byte) (
 	for d, info := range m.infos {
 		all[d] = referenceDigests(info)
 	}
-	spareReferenced(gone, all)
+	SpareReferenced(gone, all)
 	var out [][storepath.DigestSize]byte
 	for _, p := range paths {
 		if gone[p] {
@@ -115,7 +115,7 @@ func (b *Bolt) Delete(_ context.Context, paths [][storepath.DigestSize]byte) ([]
 		if err != nil {
 			return err
 		}
-		spareReferenced(gone, all)
+		SpareReferenced(gone, all)
 		for _, p := range paths {
 			if !gone[p] {
 				continue

@@ -1,4 +1,4 @@
-package pathinfo
+package pathinfo_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/pathinfo/pathinfotest"
 	"github.com/tvix-go/tvix/store/storev1"
 )
 
@@ -38,8 +40,8 @@ func (f fakeCalc) CalculateNAR(_ context.Context, node *castorev1.Node) (uint64,
 // contents present, NarHash and NarSize what the contents render to.
 func TestGRPCPutChecksContent(t *testing.T) {
 	ctx := context.Background()
-	a := sampleInfo(t, "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
-	b := sampleInfo(t, "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "00bgd045z0d4icpbc2yyz4gx48ak44la-a", "1c5b8vw40dy178xlpddw65q9gf1h2186-b")
+	a := pathinfotest.SampleInfo(t, "00bgd045z0d4icpbc2yyz4gx48ak44la-a")
+	b := pathinfotest.SampleInfo(t, "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "00bgd045z0d4icpbc2yyz4gx48ak44la-a", "1c5b8vw40dy178xlpddw65q9gf1h2186-b")
 	calc := fakeCalc{}
 	for _, info := range []*storev1.PathInfo{a, b} {
 		nb, _ := proto.Marshal(castore.RenameNode(info.GetNode(), nil))
@@ -56,14 +58,14 @@ func TestGRPCPutChecksContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	RegisterServer(srv, NewMemory(), calc)
+	pathinfo.RegisterServer(srv, pathinfo.NewMemory(), calc)
 	go srv.Serve(lis)
 	defer srv.Stop()
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(conn, conn)
+	c := pathinfo.NewClient(conn, conn)
 
 	if _, err := c.Put(ctx, b); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "00bgd045z0d4icpbc2yyz4gx48ak44la-a") {
 		t.Fatalf("put before its reference: %v, want FailedPrecondition naming it", err)

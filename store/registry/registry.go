@@ -23,6 +23,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/pgstore"
 )
 
 // Kind is one of the three services.
@@ -137,6 +138,9 @@ type Opener struct {
 	Substitution Substitution
 
 	conns map[string]*grpc.ClientConn
+	// pg pools, one per database URL for its directory and path-info
+	// services alike.
+	pg map[string]*pgstore.DB
 }
 
 // Substitution configures binary caches opened without keys in their URL.
@@ -147,7 +151,7 @@ type Substitution struct {
 
 // NewOpener starts a set of services.
 func (r *Registry) NewOpener(sub Substitution) *Opener {
-	return &Opener{reg: r, Substitution: sub, conns: map[string]*grpc.ClientConn{}}
+	return &Opener{reg: r, Substitution: sub, conns: map[string]*grpc.ClientConn{}, pg: map[string]*pgstore.DB{}}
 }
 
 // Conn returns the connection for a gRPC address, dialing it once: the
@@ -165,12 +169,31 @@ func (o *Opener) Conn(ctx context.Context, u *url.URL) (*grpc.ClientConn, error)
 	return c, nil
 }
 
+// Postgres returns the pool for a postgres:// URL, connecting (and
+// migrating the schema) once.
+func (o *Opener) Postgres(ctx context.Context, u *url.URL) (*pgstore.DB, error) {
+	key := u.String()
+	if db, ok := o.pg[key]; ok {
+		return db, nil
+	}
+	db, err := pgstore.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	o.pg[key] = db
+	return db, nil
+}
+
 // Close closes the shared connections.
 func (o *Opener) Close() error {
 	var errs []error
 	for k, c := range o.conns {
 		errs = append(errs, c.Close())
 		delete(o.conns, k)
+	}
+	for k, db := range o.pg {
+		errs = append(errs, db.Close())
+		delete(o.pg, k)
 	}
 	return errors.Join(errs...)
 }

@@ -28,9 +28,9 @@ func TestSchemeKinds(t *testing.T) {
 		kind Kind
 		want string
 	}{
-		{Blob, "grpc+http grpc+https grpc+unix memory objectstore+file pack+file"},
-		{Directory, "bbolt grpc+http grpc+https grpc+unix memory"},
-		{PathInfo, "bbolt grpc+http grpc+https grpc+unix memory nix+file nix+http nix+https"},
+		{Blob, "grpc+http grpc+https grpc+unix memory objectstore+file objectstore+s3 pack+file"},
+		{Directory, "bbolt grpc+http grpc+https grpc+unix memory postgres postgresql"},
+		{PathInfo, "bbolt grpc+http grpc+https grpc+unix memory nix+file nix+http nix+https postgres postgresql"},
 	} {
 		if got := strings.Join(r.Names(tc.kind), " "); got != tc.want {
 			t.Errorf("%s schemes: %s, want %s", tc.kind, got, tc.want)

@@ -16,8 +16,10 @@ import (
 	"github.com/tvix-go/tvix/castore/blobstore"
 	"github.com/tvix-go/tvix/castore/castoregrpc"
 	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/castore/s3blob"
 	"github.com/tvix-go/tvix/store/nixcache"
 	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/pgstore"
 )
 
 // MaxMessageSize bounds gRPC messages both ways: directories with many
@@ -87,16 +89,50 @@ func BuiltinSchemes() []Scheme {
 			Blob: atLocalPath(func(p string) (castore.BlobService, error) { return blobstore.NewFile(p) }),
 		},
 		{
+			Name: "objectstore+s3", Doc: "blobs: Tvix's object-store layout in an S3 bucket: objectstore+s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=R (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials; cache=DIR&cache-size=10G keeps fetched chunks on local disk)",
+			Blob: func(ctx context.Context, u *url.URL, _ *Opener) (castore.BlobService, error) {
+				c, err := s3blob.ParseURL(u)
+				if err != nil {
+					return nil, err
+				}
+				return s3blob.Open(ctx, c)
+			},
+		},
+		{
 			Name: "bbolt", Doc: "directories and path infos in one embedded bbolt file",
 			Directory: atLocalPath(func(p string) (castore.DirectoryService, error) { return dirstore.NewBolt(p) }),
 			PathInfo:  atLocalPath(func(p string) (pathinfo.Service, error) { return pathinfo.NewBolt(p) }),
 		},
+		postgresScheme("postgres"),
+		postgresScheme("postgresql"),
 		grpcScheme("grpc+unix", "a tvix (or Tvix) daemon on a unix socket: grpc+unix:///path.sock"),
 		grpcScheme("grpc+http", "a daemon over TCP: grpc+http://host:port"),
 		grpcScheme("grpc+https", "a daemon over TLS: grpc+https://host:port"),
 		nixScheme("nix+http", "path infos from a Nix binary cache over HTTP; contents go into the blob and directory services"),
 		nixScheme("nix+https", "path infos from a Nix binary cache over HTTPS; contents go into the blob and directory services"),
 		nixScheme("nix+file", "path infos from a Nix binary cache directory: nix+file:///path"),
+	}
+}
+
+// postgresScheme serves directories and path infos from one PostgreSQL
+// database, shared by any number of daemons.
+func postgresScheme(name string) Scheme {
+	return Scheme{
+		Name: name, Doc: "directories and path infos in PostgreSQL, shared by many daemons: " + name + "://USER@HOST:PORT/DB?sslmode=disable&schema=NAME&pool_max_conns=N",
+		Directory: func(ctx context.Context, u *url.URL, o *Opener) (castore.DirectoryService, error) {
+			db, err := o.Postgres(ctx, u)
+			if err != nil {
+				return nil, err
+			}
+			return pgstore.NewDirectories(db), nil
+		},
+		PathInfo: func(ctx context.Context, u *url.URL, o *Opener) (pathinfo.Service, error) {
+			db, err := o.Postgres(ctx, u)
+			if err != nil {
+				return nil, err
+			}
+			return pgstore.NewPathInfos(db), nil
+		},
 	}
 }
 

@@ -1,0 +1,119 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/scaletest"
+	"github.com/tvix-go/tvix/nix/storepath"
+	"github.com/tvix-go/tvix/store/pathinfo"
+	"github.com/tvix-go/tvix/store/pathinfo/pathinfotest"
+	"github.com/tvix-go/tvix/store/storev1"
+)
+
+func digestOf(t *testing.T, base string) [storepath.DigestSize]byte {
+	sp, err := storepath.FromBasename(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp.Digest
+}
+
+// Delete spares what a path that stays refers to, and removes the rest.
+func TestDeleteKeepsClosures(t *testing.T) {
+	ctx := context.Background()
+	s := NewPathInfos(openDB(t, scaletest.PGURL(t)))
+	const a, b, c = "00bgd045z0d4icpbc2yyz4gx48ak44la-a", "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "2c5b8vw40dy178xlpddw65q9gf1h2186-c"
+	if err := s.PutBatch(ctx, []*storev1.PathInfo{pathinfotest.SampleInfo(t, a), pathinfotest.SampleInfo(t, b, a), pathinfotest.SampleInfo(t, c)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNARFile(ctx, "nar/c.nar", digestOf(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.Delete(ctx, [][storepath.DigestSize]byte{digestOf(t, a), digestOf(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gone) != 1 || gone[0] != digestOf(t, c) {
+		t.Fatalf("deleted %x, want only c (b refers to a)", gone)
+	}
+	if _, err := s.GetNARFile(ctx, "nar/c.nar"); !errors.Is(err, pathinfo.ErrNotFound) {
+		t.Fatalf("c's NAR file record outlived it: %v", err)
+	}
+	if gone, err = s.Delete(ctx, [][storepath.DigestSize]byte{digestOf(t, a), digestOf(t, b)}); err != nil || len(gone) != 2 {
+		t.Fatalf("delete a and b: %x %v", gone, err)
+	}
+	for _, p := range []string{a, b, c} {
+		if _, err := s.Get(ctx, digestOf(t, p)); !errors.Is(err, pathinfo.ErrNotFound) {
+			t.Fatalf("%s still recorded: %v", p, err)
+		}
+	}
+	// A put after the delete of its reference fails; the closure rule holds.
+	if _, err := s.Put(ctx, pathinfotest.SampleInfo(t, b, a)); !errors.Is(err, pathinfo.ErrMissingReference) {
+		t.Fatalf("put referring to a deleted path: %v", err)
+	}
+}
+
+// Sweep spares directories touched since the epoch and every directory
+// below them, and takes the rest.
+func TestSweepSparesTouchedTrees(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, scaletest.PGURL(t))
+	s := NewDirectories(db)
+	dirs := chain(5)
+	p := s.PutMultiple(ctx)
+	for _, d := range dirs {
+		if err := p.Put(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := func(castore.Digest) bool { return false }
+	rep, err := s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)})
+	if err != nil || rep.Directories != 0 || rep.Kept != 5 {
+		t.Fatalf("sweep of just-put directories: %+v %v", rep, err)
+	}
+	// Everything but the root is old: the root keeps its tree.
+	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours' WHERE digest <> $1`, root.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)}); err != nil || rep.Directories != 0 {
+		t.Fatalf("sweep below a touched root: %+v %v", rep, err)
+	}
+	// Live keeps them whatever their age; then nothing does.
+	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	live := func(d castore.Digest) bool { return true }
+	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: live, Since: time.Now()}); err != nil || rep.Directories != 0 {
+		t.Fatalf("sweep of live directories: %+v %v", rep, err)
+	}
+	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now(), DryRun: true}); err != nil || rep.Directories != 5 {
+		t.Fatalf("dry sweep: %+v %v", rep, err)
+	}
+	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now()}); err != nil || rep.Directories != 5 {
+		t.Fatalf("sweep of dead directories: %+v %v", rep, err)
+	}
+	if _, err := s.Get(ctx, root); !errors.Is(err, castore.ErrNotFound) {
+		t.Fatalf("root still stored: %v", err)
+	}
+	// Deduplicating against a stored directory touches it.
+	if _, err := s.Put(ctx, dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)}); err != nil || rep.Directories != 0 || rep.Kept != 1 {
+		t.Fatalf("sweep after a dedup touched the directory: %+v %v", rep, err)
+	}
+}
