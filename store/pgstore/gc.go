@@ -140,20 +140,7 @@ func (s *PathInfos) Delete(ctx context.Context, paths [][storepath.DigestSize]by
 		}
 		refs := map[[storepath.DigestSize]byte][][]byte{}
 		candidates := map[[storepath.DigestSize]byte]bool{}
-		for rows.Next() {
-			var (
-				key []byte
-				r   [][]byte
-			)
-			if err := rows.Scan(&key, &r); err != nil {
-				rows.Close()
-				return err
-			}
-			d := [storepath.DigestSize]byte(key)
-			refs[d], candidates[d] = r, true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := readRefs(rows, refs, func(d [storepath.DigestSize]byte) { candidates[d] = true }); err != nil {
 			return err
 		}
 		// Paths staying that refer into the candidates spare what they
@@ -166,19 +153,7 @@ func (s *PathInfos) Delete(ctx context.Context, paths [][storepath.DigestSize]by
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var (
-				key []byte
-				r   [][]byte
-			)
-			if err := rows.Scan(&key, &r); err != nil {
-				rows.Close()
-				return err
-			}
-			refs[[storepath.DigestSize]byte(key)] = r
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := readRefs(rows, refs, nil); err != nil {
 			return err
 		}
 		pathinfo.SpareReferenced(candidates, refs)
@@ -200,4 +175,28 @@ func (s *PathInfos) Delete(ctx context.Context, paths [][storepath.DigestSize]by
 		return nil, fmt.Errorf("delete %d path infos: %w", len(paths), err)
 	}
 	return gone, nil
+}
+
+// readRefs reads (digest, refs) rows into refs, telling each (if set) of
+// every path read.
+func readRefs(rows pgx.Rows, refs map[[storepath.DigestSize]byte][][]byte, each func([storepath.DigestSize]byte)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key []byte
+			r   [][]byte
+		)
+		if err := rows.Scan(&key, &r); err != nil {
+			return err
+		}
+		if len(key) != storepath.DigestSize {
+			return fmt.Errorf("path info row with a %d-byte digest", len(key))
+		}
+		d := [storepath.DigestSize]byte(key)
+		refs[d] = r
+		if each != nil {
+			each(d)
+		}
+	}
+	return rows.Err()
 }
