@@ -216,9 +216,21 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	op = ev.Force(op)
 	var done closureKeys
 	var out []Value
-	for len(work) > 0 {
-		e := work[0]
-		work = work[1:]
+	// work[head:] is the queue: popping by reslicing the front off
+	// shrank its capacity, so that a short queue was reallocated on
+	// almost every push (a few elements copied each time, ~280 bytes of
+	// garbage per node); the consumed front is dropped once it is most
+	// of the slice instead
+	head := 0
+	for head < len(work) {
+		if head >= 256 && head*2 >= len(work) {
+			n := copy(work, work[head:])
+			clear(work[n:])
+			work, head = work[:n], 0
+		}
+		e := work[head]
+		work[head] = nil
+		head++
 		ea := ev.forceAttrs(e)
 		k, ok := ea.Get("key")
 		if !ok {
