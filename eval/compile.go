@@ -720,7 +720,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		lv.fill(ev, env, vals)
 		a := allocAttrs(len(defs))
 		for i, d := range defs {
-			a.own[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
+			a.own()[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
 		}
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
@@ -826,7 +826,7 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 		vals.fill(ev, e2, e2.slots(len(defs)))
 		a := allocAttrs(len(defs))
 		for i, v := range e2.slots(len(defs)) {
-			a.own[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
+			a.own()[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
 		}
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.get(overrides))

@@ -144,7 +144,7 @@ func (d *jsonDec) endObject(start int) *Attrs {
 		n++
 	}
 	a := allocAttrs(n)
-	copy(a.own, as[:n])
+	copy(a.own(), as[:n])
 	clear(as)
 	d.attrs = d.attrs[:start]
 	return a

@@ -190,9 +190,18 @@ type Attr struct {
 // iteration), so that chains of updates do not copy the big side each
 // time.
 type Attrs struct {
-	own []Attr   // sorted, unique; overrides ov.base
-	ov  *overlay // nil unless own is an overlay (kept out of line: 32-byte header)
+	// own (p, n: a slice without its capacity, so that the header is 24
+	// bytes and a set of 1, 3 or 5 attributes with it a size class
+	// smaller) is sorted, unique, and overrides ov.base
+	p  *Attr
+	n  int
+	ov *overlay // nil unless own is an overlay (kept out of line)
 }
+
+// own is the set's own attributes.
+func (a *Attrs) own() []Attr { return unsafe.Slice(a.p, a.n) }
+
+func (a *Attrs) setOwn(as []Attr) { a.p, a.n = unsafe.SliceData(as), len(as) }
 
 type overlay struct {
 	base *Attrs // itself an overlay at most maxOverlayDepth-1 deep
@@ -201,7 +210,11 @@ type overlay struct {
 
 var emptyAttrs = &Attrs{}
 
-func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as} }
+func mkAttrs(as []Attr) *Attrs {
+	a := &Attrs{}
+	a.setOwn(as)
+	return a
+}
 
 // allocAttrsIn makes a set whose attributes (n, the length of the array
 // type A) live in the same allocation as the header.
@@ -210,7 +223,7 @@ func allocAttrsIn[A any](n int) *Attrs {
 		Attrs
 		a A
 	})
-	x.own = unsafe.Slice((*Attr)(unsafe.Pointer(&x.a)), n)
+	x.p, x.n = (*Attr)(unsafe.Pointer(&x.a)), n
 	return &x.Attrs
 }
 
@@ -264,7 +277,7 @@ func AttrsFromMap(m map[string]Value) *Attrs {
 
 func (a *Attrs) Len() int {
 	if a.ov == nil {
-		return len(a.own)
+		return len(a.own())
 	}
 	return a.ov.n
 }
@@ -272,10 +285,10 @@ func (a *Attrs) Len() int {
 // All returns the attributes sorted by name. Do not modify the slice.
 func (a *Attrs) All() []Attr {
 	if a.ov != nil {
-		a.own = mergeAttrs(a.ov.base.All(), a.own)
+		a.setOwn(mergeAttrs(a.ov.base.All(), a.own()))
 		a.ov = nil
 	}
-	return a.own
+	return a.own()
 }
 
 // overlayDepth is how many overlays a lookup may pass through.
@@ -314,8 +327,8 @@ func findIn(as []Attr, name string) int {
 // Lookup returns the attribute called name, or nil.
 func (a *Attrs) Lookup(name string) *Attr {
 	for {
-		if i := findIn(a.own, name); i >= 0 {
-			return &a.own[i]
+		if i := findIn(a.own(), name); i >= 0 {
+			return &a.own()[i]
 		}
 		if a.ov == nil {
 			return nil
@@ -390,20 +403,20 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 	if a.Len() == 0 {
 		return b
 	}
-	if b.ov == nil && len(b.own) <= overlayMax {
-		base, over := a, b.own
+	if b.ov == nil && len(b.own()) <= overlayMax {
+		base, over := a, b.own()
 		if a.ov != nil {
-			if len(a.ov.base.own) < overlayBase && len(a.own)+len(b.own) > overlaySmall {
+			if len(a.ov.base.own()) < overlayBase && len(a.own())+len(b.own()) > overlaySmall {
 				// a few attributes over a small overlay: stack them
-				if len(b.own) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
-					return newOverlay(a, append([]Attr(nil), b.own...))
+				if len(b.own()) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
+					return newOverlay(a, append([]Attr(nil), b.own()...))
 				}
 				return mkAttrs(mergeAttrs(a.All(), b.All()))
 			}
-			base, over = a.ov.base, mergeAttrs(a.own, b.own)
+			base, over = a.ov.base, mergeAttrs(a.own(), b.own())
 		}
-		if len(over) <= overlayMax && (len(base.own) >= overlayBase ||
-			len(over) <= overlaySmall && len(base.own) >= overlaySmallBase) {
+		if len(over) <= overlayMax && (len(base.own()) >= overlayBase ||
+			len(over) <= overlaySmall && len(base.own()) >= overlaySmallBase) {
 			if a.ov == nil {
 				over = append([]Attr(nil), over...)
 			}
@@ -421,7 +434,9 @@ func newOverlay(base *Attrs, over []Attr) *Attrs {
 			n++
 		}
 	}
-	return &Attrs{own: over, ov: &overlay{base: base, n: n}}
+	x := &Attrs{ov: &overlay{base: base, n: n}}
+	x.setOwn(over)
+	return x
 }
 
 // Lambda is a closure.
