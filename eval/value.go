@@ -346,7 +346,51 @@ func (a *Attrs) Get(name string) (Value, bool) {
 
 // mergeAttrs merges two sorted attribute slices, b winning.
 func mergeAttrs(a, b []Attr) []Attr {
-	out := make([]Attr, 0, len(a)+len(b))
+	return mergeAttrsInto(make([]Attr, 0, mergedLen(a, b)), a, b)
+}
+
+// mergedAttrs is the set of mergeAttrs(a, b), of exactly its size and,
+// when small, in one allocation with its header: with len(a)+len(b)
+// slots, a // b overriding names of a kept the unused ones.
+func mergedAttrs(a, b []Attr) *Attrs {
+	x := allocAttrs(mergedLen(a, b))
+	mergeAttrsInto(x.own()[:0], a, b)
+	return x
+}
+
+// mergedLen is the number of distinct names in a and b (both sorted).
+func mergedLen(a, b []Attr) int {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) + len(b)
+	}
+	common := 0
+	if len(b) <= 8 && len(a) > 32 {
+		for _, x := range b {
+			if findIn(a, x.Name) >= 0 {
+				common++
+			}
+		}
+		return len(a) + len(b) - common
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].Name < b[j].Name:
+			i++
+		case a[i].Name > b[j].Name:
+			j++
+		default:
+			common++
+			i++
+			j++
+		}
+	}
+	return len(a) + len(b) - common
+}
+
+// mergeAttrsInto appends the merge of a and b to out (of the capacity
+// mergedLen counted).
+func mergeAttrsInto(out, a, b []Attr) []Attr {
 	if len(b) <= 8 && len(a) > 32 {
 		// few new attributes: copy runs of a between binary-searched
 		// insertion points
@@ -411,7 +455,7 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 				if len(b.own()) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
 					return newOverlay(a, append([]Attr(nil), b.own()...))
 				}
-				return mkAttrs(mergeAttrs(a.All(), b.All()))
+				return mergedAttrs(a.All(), b.All())
 			}
 			base, over = a.ov.base, mergeAttrs(a.own(), b.own())
 		}
@@ -423,7 +467,7 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 			return newOverlay(base, over)
 		}
 	}
-	return mkAttrs(mergeAttrs(a.All(), b.All()))
+	return mergedAttrs(a.All(), b.All())
 }
 
 // newOverlay makes the set of over (sorted, owned) over base.
