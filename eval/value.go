@@ -251,6 +251,17 @@ func allocAttrs(n int) *Attrs {
 	return mkAttrs(make([]Attr, n))
 }
 
+// attrsCopy is a set of a copy of as (sorted, unique), small ones in one
+// allocation with the header.
+func attrsCopy(as []Attr) *Attrs {
+	if len(as) == 0 {
+		return emptyAttrs
+	}
+	x := allocAttrs(len(as))
+	copy(x.own(), as)
+	return x
+}
+
 // NewAttrs builds an attrset from attributes in any order; later
 // duplicates win.
 func NewAttrs(as []Attr) *Attrs {
