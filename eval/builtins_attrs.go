@@ -1,5 +1,7 @@
 package eval
 
+import "slices"
+
 // registerAttrs adds the attribute set builtins.
 func registerAttrs(reg registerFunc) {
 	reg("attrNames", 1, func(ev *Evaluator, a []Value) Value {
@@ -36,22 +38,52 @@ func registerAttrs(reg registerFunc) {
 	reg("removeAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		names := ev.ForceList(a[1])
-		drop := map[string]bool{}
+		// a few names (the usual case: removeAttrs args [ "override" ])
+		// are searched in a small array, not a map made per call
+		var few [8]string
+		drops := few[:0]
+		var drop map[string]bool
 		for _, n := range names.Items {
-			drop[ev.str(n)] = true
+			s := ev.str(n)
+			if drop == nil && len(drops) < len(few) {
+				drops = append(drops, s)
+				continue
+			}
+			if drop == nil {
+				drop = make(map[string]bool, len(names.Items))
+				for _, d := range drops {
+					drop[d] = true
+				}
+			}
+			drop[s] = true
 		}
-		out := make([]Attr, 0, as.Len())
+		dropped := func(name string) bool {
+			if drop != nil {
+				return drop[name]
+			}
+			return slices.Contains(drops, name)
+		}
+		var small [16]Attr
+		out := small[:0]
+		if as.Len() > len(small) {
+			out = make([]Attr, 0, as.Len())
+		}
 		for _, x := range as.All() {
-			if !drop[x.Name] {
+			if !dropped(x.Name) {
 				out = append(out, x)
 			}
 		}
-		return mkAttrs(out)
+		if len(out) == as.Len() {
+			return as
+		}
+		return attrsCopy(out)
 	})
 	reg("intersectAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		x := ev.forceAttrs(a[0])
 		y := ev.forceAttrs(a[1])
-		var out []Attr
+		// gathered on the stack, then one allocation of the result's size
+		var small [16]Attr
+		out := small[:0]
 		if x.Len() < y.Len() {
 			// callPackage: a function's few arguments against the whole
 			// package set, once per package; walking the set each time
@@ -61,14 +93,14 @@ func registerAttrs(reg registerFunc) {
 					out = append(out, *at)
 				}
 			}
-			return mkAttrs(out)
+			return attrsCopy(out)
 		}
 		for _, b := range y.All() {
 			if x.Lookup(b.Name) != nil {
 				out = append(out, b)
 			}
 		}
-		return mkAttrs(out)
+		return attrsCopy(out)
 	})
 	reg("catAttrs", 2, func(ev *Evaluator, a []Value) Value {
 		name := ev.str(a[0])

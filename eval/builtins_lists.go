@@ -53,23 +53,33 @@ func registerLists(reg registerFunc) {
 	reg("filter", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
-		var out []Value
-		same := true
+		// which to keep first, then the result in one allocation of its
+		// size (appending left up to as much again as garbage)
+		var small [64]bool
+		keep := small[:0]
+		if len(l.Items) > len(small) {
+			keep = make([]bool, 0, len(l.Items))
+		}
+		n := 0
 		for i := range l.Items {
 			it := l.Items[i]
-			keep := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
+			k := ev.forceBool(ev.call(f, it, ev.curPos), ev.curPos)
 			if t, ok := it.(*Thunk); ok && t.done() && !isFunction(t.v) {
-				it = t.v // evaluated by the predicate: drop the indirection
-				l.Items[i] = it
+				l.Items[i] = t.v // evaluated by the predicate: drop the indirection
 			}
-			if keep {
-				out = append(out, it)
-			} else {
-				same = false
+			keep = append(keep, k)
+			if k {
+				n++
 			}
 		}
-		if same {
+		if n == len(l.Items) {
 			return l
+		}
+		out := make([]Value, 0, n)
+		for i, k := range keep {
+			if k {
+				out = append(out, l.Items[i])
+			}
 		}
 		return &List{Items: out}
 	})
@@ -112,16 +122,23 @@ func registerLists(reg registerFunc) {
 	reg("concatMap", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
-		parts := make([][]Value, len(l.Items))
+		// the parts wait on the evaluator's stack (f may call concatMap
+		// too), not in a slice of their own per call
+		start := len(ev.listParts)
+		ev.listParts = slices.Grow(ev.listParts, len(l.Items))
 		n := 0
-		for i, it := range l.Items {
-			parts[i] = ev.ForceList(ev.call(f, it, ev.curPos)).Items
-			n += len(parts[i])
+		for _, it := range l.Items {
+			p := ev.ForceList(ev.call(f, it, ev.curPos))
+			ev.listParts = append(ev.listParts, p)
+			n += len(p.Items)
 		}
+		parts := ev.listParts[start:]
 		out := make([]Value, 0, n)
 		for _, p := range parts {
-			out = append(out, p...)
+			out = append(out, p.Items...)
 		}
+		clear(parts)
+		ev.listParts = ev.listParts[:start]
 		return &List{Items: out}
 	})
 	anyAll := func(name string, want bool) {
@@ -199,9 +216,21 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	op = ev.Force(op)
 	var done closureKeys
 	var out []Value
-	for len(work) > 0 {
-		e := work[0]
-		work = work[1:]
+	// work[head:] is the queue: popping by reslicing the front off
+	// shrank its capacity, so that a short queue was reallocated on
+	// almost every push (a few elements copied each time, ~280 bytes of
+	// garbage per node); the consumed front is dropped once it is most
+	// of the slice instead
+	head := 0
+	for head < len(work) {
+		if head >= 256 && head*2 >= len(work) {
+			n := copy(work, work[head:])
+			clear(work[n:])
+			work, head = work[:n], 0
+		}
+		e := work[head]
+		work[head] = nil
+		head++
 		ea := ev.forceAttrs(e)
 		k, ok := ea.Get("key")
 		if !ok {

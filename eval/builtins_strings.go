@@ -2,6 +2,7 @@ package eval
 
 import (
 	"strings"
+	"unsafe"
 )
 
 // regex compiles re once per evaluator: match and split run in loops over
@@ -62,16 +63,32 @@ func registerStrings(reg registerFunc) {
 	reg("concatStringsSep", 2, func(ev *Evaluator, a []Value) Value {
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
-		var b strings.Builder
+		// the parts first, then the result in one allocation of its
+		// size: a growing builder left 4 times the result as garbage
+		var small [16]*String
+		parts := small[:0]
+		if len(l.Items) > len(small) {
+			parts = make([]*String, 0, len(l.Items))
+		}
 		var ctx ContextUnion
 		ctx.Add(sep.Ctx())
+		n := 0
 		for i := range l.Items {
+			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
+			parts = append(parts, s)
+			n += len(s.S)
+			ctx.Add(s.Ctx())
+		}
+		if len(parts) > 1 {
+			n += len(sep.S) * (len(parts) - 1)
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for i, s := range parts {
 			if i > 0 {
 				b.WriteString(sep.S)
 			}
-			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
 			b.WriteString(s.S)
-			ctx.Add(s.Ctx())
 		}
 		return StrCtx(b.String(), ctx.Context())
 	})
@@ -106,47 +123,13 @@ func registerStrings(reg registerFunc) {
 				starts[f[0]] = true
 			}
 		}
-		b = make([]byte, 0, len(str))
-		for p := 0; p <= len(str); {
-			if !anyEmpty {
-				q := p
-				for q < len(str) && !starts[str[q]] {
-					q++
-				}
-				b = append(b, str[p:q]...)
-				p = q
-				if p == len(str) {
-					break
-				}
-			}
-			found := false
-			for i, f := range froms {
-				if strings.HasPrefix(str[p:], f) {
-					found = true
-					if tos[i] == nil {
-						tos[i] = ev.ForceString(ev.forceItem(to, i))
-						ctx.Add(tos[i].Ctx())
-					}
-					b = append(b, tos[i].S...)
-					if f == "" {
-						if p < len(str) {
-							b = append(b, str[p])
-						}
-						p++
-					} else {
-						p += len(f)
-					}
-					break
-				}
-			}
-			if !found {
-				if p < len(str) {
-					b = append(b, str[p])
-				}
-				p++
-			}
-		}
-		return StrCtx(string(b), ctx.Context())
+		r := replacer{ev: ev, froms: froms, to: to, tos: tos, starts: &starts, anyEmpty: anyEmpty, ctx: &ctx}
+		// counted first, then written into one allocation of that size:
+		// growing the result by appending copied it and left it several
+		// times over as garbage
+		_, n := r.run(str, nil, true)
+		b, _ = r.run(str, make([]byte, 0, n), false)
+		return StrCtx(unsafe.String(unsafe.SliceData(b), len(b)), ctx.Context())
 	})
 	reg("match", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
@@ -206,4 +189,67 @@ func registerStrings(reg registerFunc) {
 
 func isLiteralRegex(re string) bool {
 	return !strings.ContainsAny(re, `\.+*?()|[]{}^$`)
+}
+
+// replacer is the scan of replaceStrings, run twice: counting the
+// result's length, then writing it.
+type replacer struct {
+	ev       *Evaluator
+	froms    []string
+	to       *List
+	tos      []*String // forced at their first use
+	starts   *[256]bool
+	anyEmpty bool
+	ctx      *ContextUnion
+}
+
+func (r *replacer) run(str string, b []byte, count bool) ([]byte, int) {
+	n := 0
+	put := func(s string) {
+		if count {
+			n += len(s)
+		} else {
+			b = append(b, s...)
+		}
+	}
+	for p := 0; p <= len(str); {
+		if !r.anyEmpty {
+			q := p
+			for q < len(str) && !r.starts[str[q]] {
+				q++
+			}
+			put(str[p:q])
+			p = q
+			if p == len(str) {
+				break
+			}
+		}
+		found := false
+		for i, f := range r.froms {
+			if strings.HasPrefix(str[p:], f) {
+				found = true
+				if r.tos[i] == nil {
+					r.tos[i] = r.ev.ForceString(r.ev.forceItem(r.to, i))
+					r.ctx.Add(r.tos[i].Ctx())
+				}
+				put(r.tos[i].S)
+				if f == "" {
+					if p < len(str) {
+						put(str[p : p+1])
+					}
+					p++
+				} else {
+					p += len(f)
+				}
+				break
+			}
+		}
+		if !found {
+			if p < len(str) {
+				put(str[p : p+1])
+			}
+			p++
+		}
+	}
+	return b, n
 }

@@ -205,7 +205,7 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 		ev.throwAt(pos, "value is %s while a set was expected", showType(a))
 	}
 	used := 0
-	own, j := as.own, 0
+	own, j := as.own(), 0
 	merge := as.ov == nil && len(own) > 8
 	for _, f := range lc.formals {
 		var x *Attr

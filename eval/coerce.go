@@ -2,6 +2,7 @@ package eval
 
 import (
 	"strconv"
+	"unsafe"
 
 	"github.com/tvix-go/tvix/eval/syntax"
 )
@@ -85,20 +86,32 @@ func (ev *Evaluator) coerceToStringSlow(v Value, pos syntax.Pos, more, copyToSto
 		}
 	case *List:
 		if more {
-			var b []byte
+			// the parts first, then the result in one allocation of its
+			// size (appending copied it over and over, then once more)
+			var small [16]*String
+			parts := small[:0]
+			if len(x.Items) > len(small) {
+				parts = make([]*String, 0, len(x.Items))
+			}
 			var ctx ContextUnion
+			n := 0
 			for i, it := range x.Items {
 				s := ev.coerceToString(it, pos, more, copyToStore)
-				if i > 0 {
-					itv := ev.Force(x.Items[i-1])
-					if l, ok := itv.(*List); !(ok && len(l.Items) == 0) {
-						b = append(b, ' ')
-					}
+				if i > 0 && !isEmptyList(ev.Force(x.Items[i-1])) {
+					n++
 				}
-				b = append(b, s.S...)
+				parts = append(parts, s)
+				n += len(s.S)
 				ctx.Add(s.Ctx())
 			}
-			return StrCtx(string(b), ctx.Context())
+			b := make([]byte, 0, n)
+			for i, s := range parts {
+				if i > 0 && !isEmptyList(ev.Force(x.Items[i-1])) {
+					b = append(b, ' ')
+				}
+				b = append(b, s.S...)
+			}
+			return StrCtx(unsafe.String(unsafe.SliceData(b), len(b)), ctx.Context())
 		}
 	}
 	ev.throwAt(pos, "cannot coerce %s to a string", showType(v))
@@ -112,4 +125,9 @@ func (ev *Evaluator) coerceToPath(v Value) string {
 		ev.Throwf("string '%s' doesn't represent an absolute path", s.S)
 	}
 	return canonPath(s.S)
+}
+
+func isEmptyList(v Value) bool {
+	l, ok := v.(*List)
+	return ok && len(l.Items) == 0
 }

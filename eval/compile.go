@@ -720,7 +720,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		lv.fill(ev, env, vals)
 		a := allocAttrs(len(defs))
 		for i, d := range defs {
-			a.own[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
+			a.own()[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
 		}
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
@@ -826,7 +826,7 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 		vals.fill(ev, e2, e2.slots(len(defs)))
 		a := allocAttrs(len(defs))
 		for i, v := range e2.slots(len(defs)) {
-			a.own[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
+			a.own()[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
 		}
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.get(overrides))
@@ -1117,6 +1117,9 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 }
 
 func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
+	if n.Op == "++" && (isConcat(n.L) || isConcat(n.R)) {
+		return cp.compConcatChain(n, sc)
+	}
 	l, r := cp.compile(n.L, sc), cp.compile(n.R, sc)
 	pos := n.Pos
 	switch n.Op {
@@ -1203,3 +1206,58 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 }
 
 func (lc *lambdaCode) argName() string { return lc.arg }
+
+func isConcat(n syntax.Node) bool {
+	b, ok := n.(*syntax.Binary)
+	return ok && b.Op == "++"
+}
+
+// compConcatChain compiles a chain a ++ b ++ c as one concatenation:
+// nested, each ++ copied its right side into a list that was garbage at
+// once (a ++ b ++ a copied b and a twice). The operands are forced in
+// the order the nested form forces them, each with the position of its
+// own ++.
+func (cp *compiler) compConcatChain(n *syntax.Binary, sc *scope) code {
+	var parts []code
+	var poss []syntax.Pos
+	var walk func(e syntax.Node, pos syntax.Pos)
+	walk = func(e syntax.Node, pos syntax.Pos) {
+		if b, ok := e.(*syntax.Binary); ok && b.Op == "++" {
+			walk(b.L, b.Pos)
+			walk(b.R, b.Pos)
+			return
+		}
+		parts = append(parts, cp.compile(e, sc))
+		poss = append(poss, pos)
+	}
+	walk(n, n.Pos)
+	return func(ev *Evaluator, env *Env) Value {
+		var small [8]*List
+		lists := small[:0]
+		if len(parts) > len(small) {
+			lists = make([]*List, 0, len(parts))
+		}
+		total, nonEmpty := 0, 0
+		var last *List
+		for i, p := range parts {
+			l := ev.forceListAt(p(ev, env), poss[i])
+			lists = append(lists, l)
+			if len(l.Items) > 0 {
+				total += len(l.Items)
+				nonEmpty++
+				last = l
+			}
+		}
+		switch nonEmpty {
+		case 0:
+			return lists[len(lists)-1] // as nested ++ of empty lists gives
+		case 1:
+			return last
+		}
+		out := make([]Value, 0, total)
+		for _, l := range lists {
+			out = append(out, l.Items...)
+		}
+		return &List{Items: out}
+	}
+}

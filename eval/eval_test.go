@@ -100,6 +100,24 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.intersectAttrs { a = 0; b = 0; c = 0; z = 0; } { c = 3; a = 1; }`, `{ a = 1; c = 3; }`},
 		{`builtins.concatMap (x: if x == 2 then [ ] else [ x x ]) [ 1 2 3 ]`, `[ 1 1 3 3 ]`},
 		{`builtins.partition (x: x > 1) [ 3 1 2 0 ]`, `{ right = [ 3 2 ]; wrong = [ 1 0 ]; }`},
+		// results built at their exact size (answers from nix-instantiate
+		// 2.8): chains of ++, fromJSON's stacks, removeAttrs' small and
+		// large name lists, toString's separators, replaceStrings' count
+		{`[ 1 ] ++ [ ] ++ [ 2 3 ] ++ [ ]`, `[ 1 2 3 ]`},
+		{`([ 1 ] ++ [ 2 ]) ++ ([ ] ++ [ 3 ])`, `[ 1 2 3 ]`},
+		{`let f = x: x; l = [ f ]; in [ (l ++ [ ] ++ [ ] == l) ([ ] ++ l ++ [ ] == l) ]`, `[ true true ]`},
+		{`builtins.fromJSON ''{"b": [1, [2, {}], {"c": "d"}], "a": 1, "a": 2}''`, `{ a = 2; b = [ 1 [ 2 { } ] { c = "d"; } ]; }`},
+		{`builtins.removeAttrs { a = 1; b = 2; c = 3; } [ "a" "x" ]`, `{ b = 2; c = 3; }`},
+		{`builtins.removeAttrs { a = 1; b = 2; c = 3; j = 4; } [ "q" "w" "e" "r" "t" "y" "u" "i" "o" "a" "j" ]`, `{ b = 2; c = 3; }`},
+		{`toString [ 1 [ ] 2 [ [ ] ] "x" null 3 ]`, `"1 2  x  3"`},
+		{`builtins.concatStringsSep ", " [ "a" "" "b" ]`, `"a, , b"`},
+		{`builtins.replaceStrings [ "" ] [ "-" ] "abc"`, `"-a-b-c-"`},
+		{`builtins.replaceStrings [ "ab" "b" ] [ "X" "YY" ] "abbab"`, `"XYYX"`},
+		{`builtins.filter (x: x != 2) [ 1 2 3 2 4 ]`, `[ 1 3 4 ]`},
+		{`builtins.concatMap (x: builtins.concatMap (y: [ x y ]) [ 1 2 ]) [ 10 20 ]`, `[ 10 1 10 2 20 1 20 2 ]`},
+		{`builtins.tryEval ([ 1 ] ++ (throw "x") ++ [ 2 ])`, `{ success = false; value = false; }`},
+		// a work queue long enough to be compacted keeps Nix's order
+		{`let r = builtins.genericClosure { startSet = [ { key = 0; } ]; operator = x: if x.key < 600 then [ { key = x.key + 1; } { key = x.key; } { key = x.key * 2; } ] else [ ]; }; in [ (builtins.length r) (builtins.elemAt r 599).key ]`, `[ 900 437 ]`},
 		// POSIX extended expressions as C++ Nix reads them (answers from
 		// nix-instantiate 2.8): empty matches after a match count in split,
 		// a backslash in brackets is a literal, quantifiers do not get lazy

@@ -55,6 +55,7 @@ type Evaluator struct {
 	pairPool    *pairEnv
 	args        []Value // arguments of the builtins being called
 	envPool     *Env
+	listParts   []*List // concatMap's results, innermost call last
 }
 
 // New makes an evaluator with the standard builtins plus opts.Builtins.

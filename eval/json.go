@@ -50,7 +50,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *ContextUnion) {
 			b.WriteString("false")
 		}
 	case Int:
-		b.WriteString(strconv.FormatInt(int64(x), 10))
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(x), 10)) // no string per number
 	case Float:
 		b.WriteString(formatFloat(float64(x)))
 	case *String:

@@ -190,9 +190,18 @@ type Attr struct {
 // iteration), so that chains of updates do not copy the big side each
 // time.
 type Attrs struct {
-	own []Attr   // sorted, unique; overrides ov.base
-	ov  *overlay // nil unless own is an overlay (kept out of line: 32-byte header)
+	// own (p, n: a slice without its capacity, so that the header is 24
+	// bytes and a set of 1, 3 or 5 attributes with it a size class
+	// smaller) is sorted, unique, and overrides ov.base
+	p  *Attr
+	n  int
+	ov *overlay // nil unless own is an overlay (kept out of line)
 }
+
+// own is the set's own attributes.
+func (a *Attrs) own() []Attr { return unsafe.Slice(a.p, a.n) }
+
+func (a *Attrs) setOwn(as []Attr) { a.p, a.n = unsafe.SliceData(as), len(as) }
 
 type overlay struct {
 	base *Attrs // itself an overlay at most maxOverlayDepth-1 deep
@@ -201,7 +210,11 @@ type overlay struct {
 
 var emptyAttrs = &Attrs{}
 
-func mkAttrs(as []Attr) *Attrs { return &Attrs{own: as} }
+func mkAttrs(as []Attr) *Attrs {
+	a := &Attrs{}
+	a.setOwn(as)
+	return a
+}
 
 // allocAttrsIn makes a set whose attributes (n, the length of the array
 // type A) live in the same allocation as the header.
@@ -210,7 +223,7 @@ func allocAttrsIn[A any](n int) *Attrs {
 		Attrs
 		a A
 	})
-	x.own = unsafe.Slice((*Attr)(unsafe.Pointer(&x.a)), n)
+	x.p, x.n = (*Attr)(unsafe.Pointer(&x.a)), n
 	return &x.Attrs
 }
 
@@ -236,6 +249,17 @@ func allocAttrs(n int) *Attrs {
 		return allocAttrsIn[[8]Attr](8)
 	}
 	return mkAttrs(make([]Attr, n))
+}
+
+// attrsCopy is a set of a copy of as (sorted, unique), small ones in one
+// allocation with the header.
+func attrsCopy(as []Attr) *Attrs {
+	if len(as) == 0 {
+		return emptyAttrs
+	}
+	x := allocAttrs(len(as))
+	copy(x.own(), as)
+	return x
 }
 
 // NewAttrs builds an attrset from attributes in any order; later
@@ -264,7 +288,7 @@ func AttrsFromMap(m map[string]Value) *Attrs {
 
 func (a *Attrs) Len() int {
 	if a.ov == nil {
-		return len(a.own)
+		return len(a.own())
 	}
 	return a.ov.n
 }
@@ -272,10 +296,10 @@ func (a *Attrs) Len() int {
 // All returns the attributes sorted by name. Do not modify the slice.
 func (a *Attrs) All() []Attr {
 	if a.ov != nil {
-		a.own = mergeAttrs(a.ov.base.All(), a.own)
+		a.setOwn(mergeAttrs(a.ov.base.All(), a.own()))
 		a.ov = nil
 	}
-	return a.own
+	return a.own()
 }
 
 // overlayDepth is how many overlays a lookup may pass through.
@@ -314,8 +338,8 @@ func findIn(as []Attr, name string) int {
 // Lookup returns the attribute called name, or nil.
 func (a *Attrs) Lookup(name string) *Attr {
 	for {
-		if i := findIn(a.own, name); i >= 0 {
-			return &a.own[i]
+		if i := findIn(a.own(), name); i >= 0 {
+			return &a.own()[i]
 		}
 		if a.ov == nil {
 			return nil
@@ -333,7 +357,51 @@ func (a *Attrs) Get(name string) (Value, bool) {
 
 // mergeAttrs merges two sorted attribute slices, b winning.
 func mergeAttrs(a, b []Attr) []Attr {
-	out := make([]Attr, 0, len(a)+len(b))
+	return mergeAttrsInto(make([]Attr, 0, mergedLen(a, b)), a, b)
+}
+
+// mergedAttrs is the set of mergeAttrs(a, b), of exactly its size and,
+// when small, in one allocation with its header: with len(a)+len(b)
+// slots, a // b overriding names of a kept the unused ones.
+func mergedAttrs(a, b []Attr) *Attrs {
+	x := allocAttrs(mergedLen(a, b))
+	mergeAttrsInto(x.own()[:0], a, b)
+	return x
+}
+
+// mergedLen is the number of distinct names in a and b (both sorted).
+func mergedLen(a, b []Attr) int {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) + len(b)
+	}
+	common := 0
+	if len(b) <= 8 && len(a) > 32 {
+		for _, x := range b {
+			if findIn(a, x.Name) >= 0 {
+				common++
+			}
+		}
+		return len(a) + len(b) - common
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].Name < b[j].Name:
+			i++
+		case a[i].Name > b[j].Name:
+			j++
+		default:
+			common++
+			i++
+			j++
+		}
+	}
+	return len(a) + len(b) - common
+}
+
+// mergeAttrsInto appends the merge of a and b to out (of the capacity
+// mergedLen counted).
+func mergeAttrsInto(out, a, b []Attr) []Attr {
 	if len(b) <= 8 && len(a) > 32 {
 		// few new attributes: copy runs of a between binary-searched
 		// insertion points
@@ -390,27 +458,27 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 	if a.Len() == 0 {
 		return b
 	}
-	if b.ov == nil && len(b.own) <= overlayMax {
-		base, over := a, b.own
+	if b.ov == nil && len(b.own()) <= overlayMax {
+		base, over := a, b.own()
 		if a.ov != nil {
-			if len(a.ov.base.own) < overlayBase && len(a.own)+len(b.own) > overlaySmall {
+			if len(a.ov.base.own()) < overlayBase && len(a.own())+len(b.own()) > overlaySmall {
 				// a few attributes over a small overlay: stack them
-				if len(b.own) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
-					return newOverlay(a, append([]Attr(nil), b.own...))
+				if len(b.own()) <= overlaySmall && a.overlayDepth() < maxOverlayDepth {
+					return newOverlay(a, append([]Attr(nil), b.own()...))
 				}
-				return mkAttrs(mergeAttrs(a.All(), b.All()))
+				return mergedAttrs(a.All(), b.All())
 			}
-			base, over = a.ov.base, mergeAttrs(a.own, b.own)
+			base, over = a.ov.base, mergeAttrs(a.own(), b.own())
 		}
-		if len(over) <= overlayMax && (len(base.own) >= overlayBase ||
-			len(over) <= overlaySmall && len(base.own) >= overlaySmallBase) {
+		if len(over) <= overlayMax && (len(base.own()) >= overlayBase ||
+			len(over) <= overlaySmall && len(base.own()) >= overlaySmallBase) {
 			if a.ov == nil {
 				over = append([]Attr(nil), over...)
 			}
 			return newOverlay(base, over)
 		}
 	}
-	return mkAttrs(mergeAttrs(a.All(), b.All()))
+	return mergedAttrs(a.All(), b.All())
 }
 
 // newOverlay makes the set of over (sorted, owned) over base.
@@ -421,7 +489,9 @@ func newOverlay(base *Attrs, over []Attr) *Attrs {
 			n++
 		}
 	}
-	return &Attrs{own: over, ov: &overlay{base: base, n: n}}
+	x := &Attrs{ov: &overlay{base: base, n: n}}
+	x.setOwn(over)
+	return x
 }
 
 // Lambda is a closure.

@@ -205,6 +205,7 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
 		runtime.MemProfileRate = 64 << 10
 		defer func() {
+			runtime.GC() // the profile is as of the last cycle: count every allocation
 			if f, err := os.Create(prof); err == nil {
 				pprof.Lookup("allocs").WriteTo(f, 0)
 				f.Close()

@@ -12,7 +12,7 @@ const MaxDepth = 5000
 
 // Parse parses a whole Nix expression.
 func Parse(src *Source) (n Node, err error) {
-	p := &parser{lx: lexer{src: src, s: src.Text}}
+	p := &parser{lx: lexer{src: src, s: src.Text, str: string(src.Text)}}
 	defer func() {
 		if r := recover(); r != nil {
 			pe, ok := r.(*ParseError)
@@ -477,7 +477,7 @@ func (p *parser) path(t token) Node {
 		if l.pos == start {
 			break
 		}
-		parts = append(parts, &Str{Pos: p.pos(start), V: string(l.s[start:l.pos])})
+		parts = append(parts, &Str{Pos: p.pos(start), V: l.str[start:l.pos]})
 	}
 	if l.at(l.pos) == '/' {
 		l.errAt(l.pos, "path has a trailing slash")
