@@ -146,7 +146,12 @@ func TestKill9GC(t *testing.T) {
 	rootsFile := filepath.Join(t.TempDir(), "roots")
 	var roots []string
 	killed, runs := 0, 0
-	for i := 0; killed < 10 && i < 50; i++ {
+	// The kill lands at a random point of a window that follows how long
+	// a collection takes here: a kill after the collection finished moves
+	// the window earlier, one before it changed anything moves it later,
+	// so loaded and idle machines both get kills mid-way.
+	lo, hi := 5*time.Millisecond, 120*time.Millisecond
+	for i := 0; killed < 10 && i < 60; i++ {
 		runs++
 		// A kept path and a junk one imported together share packs: once
 		// the junk goes, those packs are compacted.
@@ -164,19 +169,35 @@ func TestKill9GC(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(10+rng.Intn(80)) * time.Millisecond)
+		delay := lo + time.Duration(rng.Int63n(int64(hi-lo)+1))
+		time.Sleep(delay)
+		tooLate := true
 		if cmd.Process.Kill() == nil {
-			// Mid-way: the collection changed the store, and a dry run
-			// still finds work left.
-			if err := cmd.Wait(); err != nil && strings.Contains(err.Error(), "killed") && dirBytes(t, data) != before {
+			err := cmd.Wait()
+			switch {
+			case err == nil || !strings.Contains(err.Error(), "killed"):
+				// It had finished.
+			case dirBytes(t, data) == before:
+				tooLate = false
+				lo = min(delay+2*time.Millisecond, hi-time.Millisecond)
+			default:
+				// Mid-way: the collection changed the store, and a dry
+				// run still finds work left.
 				_, dry, err := run(t, env, "store", "gc", "--dry-run", "--roots", rootsFile, "--grace", "0", "--compact-below", "0.9")
 				if err != nil {
 					t.Fatalf("dry run after kill %d: %v %s", i, err, dry)
 				}
 				if freedBytes(t, dry) > 0 {
 					killed++
+					tooLate = false
 				}
 			}
+		} else {
+			cmd.Wait()
+		}
+		if tooLate {
+			hi = max(lo+time.Millisecond, delay*3/4)
+			lo = min(lo, hi-time.Millisecond)
 		}
 		verifyClean(t, env, fmt.Sprintf("after kill %d", i))
 		ls := mustRun(t, env, "store", "ls")

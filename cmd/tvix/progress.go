@@ -116,7 +116,11 @@ func drawBar(w io.Writer, bar *progressbar.ProgressBar, what, items string, s pr
 		}
 		bar = progressbar.NewOptions64(max, progressbar.OptionSetWriter(w), progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionShowTotalBytes(true),
 			progressbar.OptionSetDescription(desc), progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(0), progressbar.OptionUseANSICodes(true), progressbar.OptionSpinnerType(14))
+			progressbar.OptionThrottle(0), progressbar.OptionUseANSICodes(true), progressbar.OptionSpinnerType(14),
+			// No ticker of the library's own: this loop redraws every 200 ms,
+			// and the library's ticker renders while Clear reads the same
+			// buffer unlocked (a data race in progressbar 3.19.1).
+			progressbar.OptionSetSpinnerChangeInterval(0))
 	}
 	if s.Total > 0 && bar.GetMax64() != s.Total {
 		bar.ChangeMax64(s.Total)
