@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // Bounds of what one read may ask for. A store path is at most 211 bytes
@@ -233,6 +234,14 @@ func (w *Writer) Strings(ss []string) {
 	for _, s := range ss {
 		w.String(s)
 	}
+}
+
+// StringSet writes a set of strings: sorted, as Nix's std::set goes on
+// the wire.
+func (w *Writer) StringSet(ss []string) {
+	sorted := append([]string(nil), ss...)
+	sort.Strings(sorted)
+	w.Strings(sorted)
 }
 
 // Error writes an error as protocols 1.26 and later carry it, after

@@ -51,18 +51,12 @@ func (w *Writer) WritePathInfo(pi PathInfo, withPath bool) {
 	}
 	w.String(pi.Deriver)
 	w.String(pi.NarHash)
-	w.Strings(sortedCopy(pi.References))
+	w.StringSet(pi.References)
 	w.Uint64(pi.RegistrationTime)
 	w.Uint64(pi.NarSize)
 	w.Bool(pi.Ultimate)
-	w.Strings(sortedCopy(pi.Sigs))
+	w.StringSet(pi.Sigs)
 	w.String(pi.CA)
-}
-
-func sortedCopy(ss []string) []string {
-	out := append([]string(nil), ss...)
-	sort.Strings(out)
-	return out
 }
 
 // DerivedPath is what BuildPaths and QueryMissing name: a store path
@@ -156,7 +150,7 @@ func (w *Writer) WriteBasicDerivation(d *derivation.Derivation) {
 		w.String(o.HashAlgo)
 		w.String(o.Hash)
 	}
-	w.Strings(sortedCopy(d.InputSources))
+	w.StringSet(d.InputSources)
 	w.String(d.System)
 	w.String(d.Builder)
 	w.Strings(d.Args)

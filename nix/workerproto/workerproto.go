@@ -98,6 +98,12 @@ var opNames = map[Op]string{
 	OpBuildPathsWithResults: "BuildPathsWithResults",
 }
 
+// Known says whether o is an operation of protocol 1.34 (served or not).
+func (o Op) Known() bool {
+	_, ok := opNames[o]
+	return ok
+}
+
 func (o Op) String() string {
 	if n, ok := opNames[o]; ok {
 		return n

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -272,12 +273,9 @@ func (s Store) AddStream(ctx context.Context, r io.Reader, name string, method n
 		sp, err = storepath.MakeText(name, digest, refs)
 		ca = &storev1.NARInfo_CA{Type: storev1.NARInfo_CA_TEXT_SHA256, Digest: digest}
 	} else {
+		typ, caErr := caType(false, algo)
 		sp, err = storepath.MakeFixedOutput(name, false, algo.String(), digest, nil)
-		var typ storev1.NARInfo_CA_Hash
-		typ, err2 := caType(false, algo)
-		if err == nil {
-			err = err2
-		}
+		err = errors.Join(err, caErr)
 		ca = &storev1.NARInfo_CA{Type: typ, Digest: digest}
 	}
 	if err != nil {

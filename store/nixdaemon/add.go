@@ -18,6 +18,7 @@ import (
 	"github.com/tvix-go/tvix/store/narcastore"
 	"github.com/tvix-go/tvix/store/pathinfo"
 	"github.com/tvix-go/tvix/store/storev1"
+	"google.golang.org/protobuf/proto"
 )
 
 // errAbort ends a connection without another byte: a NAR whose rendering
@@ -122,12 +123,8 @@ func (c *conn) mergeSignatures(info *storev1.PathInfo, sigs []narinfo.Signature)
 	if len(sigs) == 0 {
 		return nil
 	}
-	next := &storev1.PathInfo{Node: info.GetNode(), References: info.GetReferences(), Narinfo: &storev1.NARInfo{}}
-	*next.Narinfo = storev1.NARInfo{
-		NarSize: info.GetNarinfo().GetNarSize(), NarSha256: info.GetNarinfo().GetNarSha256(),
-		ReferenceNames: info.GetNarinfo().GetReferenceNames(), Deriver: info.GetNarinfo().GetDeriver(),
-		Ca: info.GetNarinfo().GetCa(), Signatures: info.GetNarinfo().GetSignatures(),
-	}
+	// A copy: the service may hand out what it holds.
+	next := proto.Clone(info).(*storev1.PathInfo)
 	for _, s := range sigs {
 		next.Narinfo.Signatures = append(next.Narinfo.Signatures, &storev1.NARInfo_Signature{Name: s.Name, Data: s.Data})
 	}

@@ -456,7 +456,7 @@ func (c *conn) queryMissing() error {
 		for p := range set {
 			ss = append(ss, p)
 		}
-		c.w.Strings(sortedCopy(ss))
+		c.w.StringSet(ss)
 	}
 	c.w.Uint64(m.downloadSize)
 	c.w.Uint64(m.narSize)
@@ -606,7 +606,7 @@ func (c *conn) querySubstitutablePathInfo() error {
 	}
 	c.w.Uint64(1)
 	c.w.String(pi.Deriver)
-	c.w.Strings(sortedCopy(pi.References))
+	c.w.StringSet(pi.References)
 	c.w.Uint64(pi.NarSize)
 	c.w.Uint64(pi.NarSize)
 	return nil

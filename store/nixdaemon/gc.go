@@ -145,7 +145,7 @@ func (c *conn) collectGarbage() error {
 		return err
 	}
 	c.stop(nil)
-	c.w.Strings(pathStrings(res.Paths))
+	c.w.StringSet(pathStrings(res.Paths))
 	c.w.Uint64(res.BytesFreed)
 	c.w.Uint64(0) // obsolete
 	return nil

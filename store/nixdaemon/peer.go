@@ -48,11 +48,13 @@ func watchHangup(c net.Conn, cancel func()) (stop func()) {
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-tick.C:
 			}
 			hup := false
 			raw.Control(func(fd uintptr) {

@@ -115,6 +115,10 @@ func wireInfo(info *storev1.PathInfo) (workerproto.PathInfo, error) {
 	if err != nil {
 		return workerproto.PathInfo{}, err
 	}
+	return wireNarInfo(ni), nil
+}
+
+func wireNarInfo(ni *narinfo.NarInfo) workerproto.PathInfo {
 	pi := workerproto.PathInfo{Path: ni.StorePath.String(), NarHash: ni.NarHash.Hex(), NarSize: ni.NarSize}
 	if ni.Deriver != nil {
 		pi.Deriver = ni.Deriver.String()
@@ -128,29 +132,19 @@ func wireInfo(info *storev1.PathInfo) (workerproto.PathInfo, error) {
 	if ni.CA != nil {
 		pi.CA = ni.CA.String()
 	}
-	return pi, nil
+	return pi
 }
 
 // signedInfo is wireInfo with the daemon's signature added, if it signs.
 func (c *conn) signedInfo(info *storev1.PathInfo) (workerproto.PathInfo, error) {
-	k := c.srv.Store.SigningKey
-	if k == nil {
-		return wireInfo(info)
-	}
 	ni, err := pathinfo.ToNarInfo(info)
 	if err != nil {
 		return workerproto.PathInfo{}, err
 	}
-	ni.Sign(*k)
-	pi, err := wireInfo(info)
-	if err != nil {
-		return pi, err
+	if k := c.srv.Store.SigningKey; k != nil {
+		ni.Sign(*k)
 	}
-	pi.Sigs = pi.Sigs[:0]
-	for _, s := range ni.Signatures {
-		pi.Sigs = append(pi.Sigs, s.String())
-	}
-	return pi, nil
+	return wireNarInfo(ni), nil
 }
 
 // narInfoFromWire reads a client's ValidPathInfo.
@@ -195,7 +189,6 @@ func pathStrings(ps []storepath.StorePath) []string {
 	for _, p := range ps {
 		out = append(out, p.String())
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -243,7 +236,7 @@ func (c *conn) queryValidPaths() error {
 		}
 	}
 	c.stop(nil)
-	c.w.Strings(pathStrings(valid))
+	c.w.StringSet(pathStrings(valid))
 	return nil
 }
 
@@ -306,7 +299,7 @@ func (c *conn) querySubstitutablePaths() error {
 		found = append(found, sp)
 	}
 	c.stop(nil)
-	c.w.Strings(pathStrings(found))
+	c.w.StringSet(pathStrings(found))
 	return nil
 }
 
@@ -346,17 +339,11 @@ func (c *conn) querySubstitutablePathInfos() error {
 	for _, pi := range infos {
 		c.w.String(pi.Path)
 		c.w.String(pi.Deriver)
-		c.w.Strings(sortedCopy(pi.References))
+		c.w.StringSet(pi.References)
 		c.w.Uint64(pi.NarSize) // download size: the NAR, uncompressed
 		c.w.Uint64(pi.NarSize)
 	}
 	return nil
-}
-
-func sortedCopy(ss []string) []string {
-	out := append([]string(nil), ss...)
-	sort.Strings(out)
-	return out
 }
 
 // queryPathString answers QueryPathHash and QueryDeriver (both obsolete,
@@ -425,7 +412,7 @@ func (c *conn) queryPathSet() error {
 		}
 	}
 	c.stop(nil)
-	c.w.Strings(sortedCopy(out))
+	c.w.StringSet(out)
 	return nil
 }
 
@@ -473,7 +460,7 @@ func (c *conn) queryDerivationOutputNames() error {
 		names = append(names, n)
 	}
 	c.stop(nil)
-	c.w.Strings(sortedCopy(names))
+	c.w.StringSet(names)
 	return nil
 }
 
@@ -561,7 +548,7 @@ func (c *conn) queryAllValidPaths() error {
 		out = append(out, storepath.StoreDir+"/"+string(castore.NodeName(info.GetNode())))
 	}
 	c.stop(nil)
-	c.w.Strings(sortedCopy(out))
+	c.w.StringSet(out)
 	return nil
 }
 

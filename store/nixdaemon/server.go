@@ -344,8 +344,8 @@ func (c *conn) perform(op workerproto.Op) error {
 	h, ok := handlers[op]
 	if !ok {
 		err := fmt.Errorf("invalid operation %d", uint64(op))
-		if name := op.String(); name[0] != 'o' {
-			err = fmt.Errorf("operation %s is not supported by the tvix daemon", name)
+		if op.Known() {
+			err = fmt.Errorf("operation %s is not supported by the tvix daemon", op)
 		}
 		c.stop(err)
 		c.w.Flush()
