@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -52,7 +53,18 @@ type ObjectStoreOptions struct {
 	// 8). Each holds one compressed chunk, so memory stays at Uploads
 	// maximum chunks however many blobs are written at once.
 	Uploads int
+	// TouchRefresh: a use of an object modified less than this ago does
+	// not touch it again (0: DefaultTouchRefresh; negative: every use
+	// touches). A touch is a write (S3 has no cheaper way to renew a
+	// time); renewing only what has aged keeps reads free of writes.
+	// Sweeps allow for it: they keep what was modified less than
+	// TouchRefresh before their epoch.
+	TouchRefresh time.Duration
 }
+
+// DefaultTouchRefresh is well below gc's default grace (an hour), so a
+// collection with the default grace loses nothing to the coarser times.
+const DefaultTouchRefresh = 10 * time.Minute
 
 // NewObjectStore is a chunking BlobService keeping Tvix's object-store
 // layout in storage, chunks zstd-compressed as Tvix stores them. A blob
@@ -66,6 +78,12 @@ func NewObjectStore(storage ObjectStorage, opts ObjectStoreOptions) (*Store, err
 	if opts.Uploads <= 0 {
 		opts.Uploads = 8
 	}
+	switch {
+	case opts.TouchRefresh == 0:
+		opts.TouchRefresh = DefaultTouchRefresh
+	case opts.TouchRefresh < 0:
+		opts.TouchRefresh = 0
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
 		return nil, fmt.Errorf("object store: zstd encoder: %w", err)
@@ -74,7 +92,8 @@ func NewObjectStore(storage ObjectStorage, opts ObjectStoreOptions) (*Store, err
 	if err != nil {
 		return nil, fmt.Errorf("object store: zstd decoder: %w", err)
 	}
-	b := &objectBackend{s: storage, enc: enc, dec: dec, uploads: make(chan struct{}, opts.Uploads)}
+	b := &objectBackend{s: storage, enc: enc, dec: dec, uploads: make(chan struct{}, opts.Uploads),
+		fresh: freshTimes{refresh: opts.TouchRefresh}}
 	b.ahead = newReadAheader(b.fetchChunk)
 	return newStore(b), nil
 }
@@ -85,6 +104,7 @@ type objectBackend struct {
 	dec     *zstd.Decoder
 	uploads chan struct{} // semaphore of chunk uploads in flight
 	ahead   *readAheader
+	fresh   freshTimes
 }
 
 // The backend interface has no context; the storage's own timeouts and
@@ -213,17 +233,18 @@ func (t *objectTxn) upload(d castore.Digest, compressed []byte) error {
 	go func() {
 		defer func() { <-t.b.uploads; t.wg.Done() }()
 		key := ObjectKey(ChunkObjects, d)
-		has, err := t.b.s.Exists(t.ctx, key)
-		switch sw, canTouch := t.b.s.(ObjectSweeper); {
-		case err != nil:
-		case !has:
-			err = t.b.s.Put(t.ctx, key, compressed)
-		case canTouch:
-			// Another writer's chunk is now ours too: renew its time, so
-			// a sweep whose epoch is older does not take it. Gone
-			// meanwhile (swept, or being replaced by a concurrent
-			// writer): store it after all.
-			if err = sw.Touch(t.ctx, key); errors.Is(err, castore.ErrNotFound) {
+		var err error
+		if sw, canTouch := t.b.s.(ObjectSweeper); canTouch {
+			// Another writer's chunk is now ours too: its time must
+			// say so, or a sweep whose epoch is older takes it. Gone
+			// (swept, or never there): store it.
+			var present bool
+			if present, err = t.b.renew(t.ctx, sw, key); err == nil && !present {
+				err = t.b.put(t.ctx, key, compressed)
+			}
+		} else {
+			var has bool
+			if has, err = t.b.s.Exists(t.ctx, key); err == nil && !has {
 				err = t.b.s.Put(t.ctx, key, compressed)
 			}
 		}
@@ -235,6 +256,15 @@ func (t *objectTxn) upload(d castore.Digest, compressed []byte) error {
 			t.mu.Unlock()
 		}
 	}()
+	return nil
+}
+
+// put stores an object, which is then as fresh as a touch makes it.
+func (b *objectBackend) put(ctx context.Context, key string, data []byte) error {
+	if err := b.s.Put(ctx, key, data); err != nil {
+		return err
+	}
+	b.fresh.saw(key, time.Now())
 	return nil
 }
 
@@ -264,7 +294,7 @@ func (t *objectTxn) commit(blob castore.Digest, manifest []castore.ChunkMeta, _ 
 		return nil
 	}
 	// The chunk list goes last: once it is visible, every chunk it names is.
-	if err := t.b.s.Put(t.ctx, ObjectKey(BlobObjects, blob), encodeManifest(manifest)); err != nil {
+	if err := t.b.put(t.ctx, ObjectKey(BlobObjects, blob), encodeManifest(manifest)); err != nil {
 		return fmt.Errorf("store chunk list: %w", err)
 	}
 	return nil

@@ -3,12 +3,12 @@ package blobstore
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"iter"
 	"path"
+	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tvix-go/tvix/castore"
 )
@@ -24,12 +24,15 @@ type ObjectInfo struct {
 // deleted, which collecting garbage in it needs. Touch renews an object's
 // Modified time without rewriting its bytes: a writer that finds a chunk
 // already stored (and so does not send it) touches it, so that a sweep
-// whose epoch is older keeps it, whichever daemon the writer is.
+// whose epoch is older keeps it, whichever daemon the writer is. Stat
+// says whether key is stored and when it was last modified, so that only
+// objects that have aged are touched (see ObjectStoreOptions.TouchRefresh).
 type ObjectSweeper interface {
 	ObjectStorage
 	List(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error]
 	Delete(ctx context.Context, key string) error
 	Touch(ctx context.Context, key string) error
+	Stat(ctx context.Context, key string) (ObjectInfo, bool, error)
 }
 
 // ObjectSweepReport is what sweepObjects deleted (or, dry, would delete).
@@ -52,6 +55,9 @@ func (b *objectBackend) sweepObjects(ctx context.Context, live func(castore.Dige
 	if !ok {
 		return rep, fmt.Errorf("sweep: this object storage cannot list or delete")
 	}
+	// An object used after the epoch may carry a time up to the touch
+	// refresh older (renew leaves fresh objects alone).
+	since = since.Add(-b.fresh.refresh)
 	digestOf := func(key string) (castore.Digest, error) {
 		raw, err := hex.DecodeString(path.Base(key))
 		if err != nil {
@@ -91,6 +97,7 @@ func (b *objectBackend) sweepObjects(ctx context.Context, live func(castore.Dige
 			if err := sw.Delete(ctx, o.Key); err != nil {
 				return rep, err
 			}
+			b.fresh.forget(o.Key)
 		}
 		rep.Blobs++
 		rep.BytesFreed += o.Size
@@ -111,6 +118,7 @@ func (b *objectBackend) sweepObjects(ctx context.Context, live func(castore.Dige
 			if err := sw.Delete(ctx, o.Key); err != nil {
 				return rep, err
 			}
+			b.fresh.forget(o.Key)
 		}
 		rep.Chunks++
 		rep.BytesFreed += o.Size
@@ -134,26 +142,96 @@ func (b *objectBackend) sweep(ctx context.Context, req castore.SweepRequest) (ca
 	return castore.SweepReport{Blobs: rep.Blobs, Chunks: rep.Chunks, Kept: rep.Kept, BytesFreed: rep.BytesFreed}, err
 }
 
-// touchShared renews the times of blob d's chunk list (if m is set) and
-// chunks, so that a sweep by any daemon whose epoch is older keeps what
-// a Has just reported or a reader opened (see Store.touchBlob). False
-// when one is gone: another daemon's sweep took it.
+// touchShared renews the time of blob d's chunk list (m set) or, for a
+// single-chunk blob, of its chunk, so that a sweep by any daemon whose
+// epoch is older keeps what a Has just reported or a reader opened (see
+// Store.touchBlob). A recent chunk list keeps its chunks in a sweep, so
+// the chunks themselves need no touch. False when the object is gone:
+// another daemon's sweep took it.
 func (b *objectBackend) touchShared(d castore.Digest, m []castore.ChunkMeta) bool {
 	sw, ok := b.s.(ObjectSweeper)
 	if !ok {
 		return true
 	}
-	keys := []string{ObjectKey(ChunkObjects, d)}
+	key := ObjectKey(ChunkObjects, d)
 	if m != nil {
-		keys = []string{ObjectKey(BlobObjects, d)}
-		for _, c := range m {
-			keys = append(keys, ObjectKey(ChunkObjects, c.Digest))
+		key = ObjectKey(BlobObjects, d)
+	}
+	present, err := b.renew(b.ctx(), sw, key)
+	return present && err == nil
+}
+
+// renew makes key's time at most the touch refresh old: objects this
+// process saw (or made) that fresh are left alone, others are looked at
+// and touched only if they have aged. A touch is a write to the server,
+// and on some servers (MinIO on one drive rewrites its metadata file in
+// place) one cut off by a crash of the server loses the object, so reads
+// that touch nothing are worth the coarser times. False: key is not
+// stored.
+func (b *objectBackend) renew(ctx context.Context, sw ObjectSweeper, key string) (bool, error) {
+	if b.fresh.recent(key) {
+		return true, nil
+	}
+	if b.fresh.refresh > 0 {
+		info, found, err := sw.Stat(ctx, key)
+		if err != nil || !found {
+			return false, err
+		}
+		if time.Since(info.Modified) < b.fresh.refresh {
+			b.fresh.saw(key, info.Modified)
+			return true, nil
 		}
 	}
-	var g errgroup.Group
-	g.SetLimit(8)
-	for _, key := range keys {
-		g.Go(func() error { return sw.Touch(b.ctx(), key) })
+	switch err := sw.Touch(ctx, key); {
+	case errors.Is(err, castore.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
 	}
-	return g.Wait() == nil
+	b.fresh.saw(key, time.Now())
+	return true, nil
+}
+
+// freshTimes remembers, for a bounded number of keys, the newest
+// modification time this process knows of, so that repeated uses of an
+// object cost no request until it ages past refresh.
+type freshTimes struct {
+	refresh time.Duration
+	mu      sync.Mutex
+	times   map[string]time.Time
+}
+
+// maxFreshTimes bounds the memory: past it the record starts over, which
+// costs one Stat per object used again.
+const maxFreshTimes = 1 << 16
+
+func (f *freshTimes) recent(key string) bool {
+	if f.refresh <= 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.times[key]
+	// Half the window: margin for the server's clock and its times,
+	// which have whole seconds.
+	return ok && time.Since(t) < f.refresh/2
+}
+
+func (f *freshTimes) saw(key string, modified time.Time) {
+	if f.refresh <= 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.times == nil || len(f.times) >= maxFreshTimes {
+		f.times = map[string]time.Time{}
+	}
+	f.times[key] = modified
+}
+
+// forget drops key (deleted: its time no longer says anything).
+func (f *freshTimes) forget(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.times, key)
 }

@@ -186,6 +186,10 @@ func (c *diskCache) Delete(ctx context.Context, key string) error {
 
 func (c *diskCache) Touch(ctx context.Context, key string) error { return c.bucket.Touch(ctx, key) }
 
+func (c *diskCache) Stat(ctx context.Context, key string) (blobstore.ObjectInfo, bool, error) {
+	return c.bucket.Stat(ctx, key)
+}
+
 // Unwrap lets callers reach the bucket (castore.As).
 func (c *diskCache) Unwrap() any { return c.inner }
 

@@ -53,12 +53,15 @@ type Config struct {
 	// CacheBytes (0: 1 GiB), least recently used first out.
 	CacheDir   string
 	CacheBytes int64
+	// TouchRefresh (see blobstore.ObjectStoreOptions; 0: the default,
+	// negative: every use touches).
+	TouchRefresh time.Duration
 }
 
 // ParseURL reads an objectstore+s3://BUCKET/PREFIX?endpoint=…&region=…
 // URL. Further parameters: credentials-file, profile, retry-for (a Go
-// duration), uploads, cache (a directory) and cache-size (bytes, or with
-// K/M/G suffix).
+// duration), uploads, cache (a directory), cache-size (bytes, or with
+// K/M/G suffix) and touch-refresh (a Go duration; 0 touches on every use).
 func ParseURL(u *url.URL) (Config, error) {
 	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}
 	if c.Bucket == "" {
@@ -67,9 +70,9 @@ func ParseURL(u *url.URL) (Config, error) {
 	q := u.Query()
 	for k := range q {
 		switch k {
-		case "endpoint", "region", "credentials-file", "profile", "retry-for", "uploads", "cache", "cache-size":
+		case "endpoint", "region", "credentials-file", "profile", "retry-for", "uploads", "cache", "cache-size", "touch-refresh":
 		default:
-			return c, fmt.Errorf("unknown parameter %q (known: endpoint, region, credentials-file, profile, retry-for, uploads, cache, cache-size)", k)
+			return c, fmt.Errorf("unknown parameter %q (known: endpoint, region, credentials-file, profile, retry-for, uploads, cache, cache-size, touch-refresh)", k)
 		}
 	}
 	c.Endpoint, c.Region = q.Get("endpoint"), q.Get("region")
@@ -79,6 +82,14 @@ func ParseURL(u *url.URL) (Config, error) {
 	if v := q.Get("retry-for"); v != "" {
 		if c.RetryFor, err = time.ParseDuration(v); err != nil {
 			return c, fmt.Errorf("retry-for=%q: %w", v, err)
+		}
+	}
+	if v := q.Get("touch-refresh"); v != "" {
+		if c.TouchRefresh, err = time.ParseDuration(v); err != nil || c.TouchRefresh < 0 {
+			return c, fmt.Errorf("touch-refresh=%q: want a duration such as 10m, or 0 to touch on every use", v)
+		}
+		if c.TouchRefresh == 0 {
+			c.TouchRefresh = -1
 		}
 	}
 	if v := q.Get("uploads"); v != "" {
@@ -127,7 +138,7 @@ func Open(ctx context.Context, c Config) (*blobstore.Store, error) {
 			return nil, err
 		}
 	}
-	return blobstore.NewObjectStore(storage, blobstore.ObjectStoreOptions{Uploads: c.Uploads})
+	return blobstore.NewObjectStore(storage, blobstore.ObjectStoreOptions{Uploads: c.Uploads, TouchRefresh: c.TouchRefresh})
 }
 
 // Bucket is a blobstore.ObjectStorage in an S3 bucket, and a
@@ -205,17 +216,27 @@ func transport() http.RoundTripper {
 }
 
 func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
+	_, found, err := b.Stat(ctx, key)
+	return found, err
+}
+
+// Stat is one HEAD request: a read, unlike Touch.
+func (b *Bucket) Stat(ctx context.Context, key string) (blobstore.ObjectInfo, bool, error) {
+	var info blobstore.ObjectInfo
 	var found bool
 	err := b.retry(ctx, "stat "+key, func(ctx context.Context) error {
-		_, err := b.client.StatObject(ctx, b.bucket, b.prefix+key, minio.StatObjectOptions{})
+		o, err := b.client.StatObject(ctx, b.bucket, b.prefix+key, minio.StatObjectOptions{})
 		if isNotFound(err) {
 			found = false
 			return nil
 		}
-		found = err == nil
-		return err
+		if err != nil {
+			return err
+		}
+		found, info = true, blobstore.ObjectInfo{Key: key, Size: o.Size, Modified: o.LastModified}
+		return nil
 	})
-	return found, err
+	return info, found, err
 }
 
 func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {

@@ -293,6 +293,7 @@ func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	c := config(t, scaletest.S3URL(t))
 	c.CacheDir = t.TempDir() // the cache passes sweeping through
+	c.TouchRefresh = -1      // every use touches: the epoch is a second old
 	s := open(t, c)
 	shared := randomBytes(2<<20, 40)
 	put := func(data []byte) castore.Digest {
@@ -394,4 +395,80 @@ func FuzzParseURL(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", raw, c)
 		}
 	})
+}
+
+// Uses of objects modified less than the touch refresh ago write nothing
+// (reads stay reads: a touch is a metadata rewrite on the server); an
+// object that has aged is touched by its next use; a sweep keeps what
+// was modified up to the refresh before its epoch, which covers the
+// uses that did not touch.
+func TestTouchRefresh(t *testing.T) {
+	ctx := context.Background()
+	c := config(t, scaletest.S3URL(t)+"&touch-refresh=4s")
+	s := open(t, c)
+	bucket, err := NewBucket(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, small := randomBytes(3<<20, 60), []byte("one small chunk")
+	bigD, err := castoretest.PutBlob(t, s, big, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallD, err := castoretest.PutBlob(t, s, small, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listKey := blobstore.ObjectKey(blobstore.BlobObjects, bigD)
+	smallKey := blobstore.ObjectKey(blobstore.ChunkObjects, smallD)
+	modified := func(key string) time.Time {
+		t.Helper()
+		info, found, err := bucket.Stat(ctx, key)
+		if err != nil || !found {
+			t.Fatalf("stat %s: %v, %v", key, found, err)
+		}
+		return info.Modified
+	}
+	use := func() {
+		t.Helper()
+		for _, d := range []castore.Digest{bigD, smallD} {
+			if has, err := s.Has(ctx, d); !has || err != nil {
+				t.Fatalf("Has %s: %v, %v", d, has, err)
+			}
+			r, err := s.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, r)
+			r.Close()
+		}
+	}
+	listTime, smallTime := modified(listKey), modified(smallKey)
+	time.Sleep(1100 * time.Millisecond) // object times have 1 s resolution
+	use()
+	if modified(listKey) != listTime || modified(smallKey) != smallTime {
+		t.Fatal("reads of fresh objects rewrote them")
+	}
+	// A fresh process (no memory of what it saw) does not touch either.
+	other := open(t, c)
+	if has, err := other.Has(ctx, bigD); !has || err != nil {
+		t.Fatalf("Has in a second store: %v, %v", has, err)
+	}
+	if modified(listKey) != listTime {
+		t.Fatal("a second store's Has of a fresh object rewrote it")
+	}
+	time.Sleep(4 * time.Second)
+	use()
+	if !modified(listKey).After(listTime) || !modified(smallKey).After(smallTime) {
+		t.Fatal("uses of objects older than the refresh did not touch them")
+	}
+	// The sweep's margin: the epoch is now, nothing is live, and what
+	// was touched a moment ago (less than the refresh) stays.
+	rep, err := s.SweepObjects(ctx, func(castore.Digest) bool { return false }, time.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Blobs != 0 || rep.Chunks != 0 {
+		t.Fatalf("a sweep would delete objects used within the refresh: %+v", rep)
+	}
 }
