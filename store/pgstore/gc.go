@@ -23,102 +23,148 @@ const sweepBatch = 1000
 // Sweep deletes the directories req.Live does not name and that were not
 // put or deduplicated against since req.Since (castore.Collectable), with
 // everything below one it spares: a directory uploaded by another daemon
-// whose path is not recorded yet keeps its whole tree. Each batch is one
-// transaction whose delete checks the time again, so a put committed
-// meanwhile wins; a crash leaves a prefix of the batches done.
+// whose path is not recorded yet keeps its whole tree. The candidates go
+// into a temporary table as the directories stream past (this process
+// holds no more than a batch, however many directories there are), the
+// database itself takes out what a spared directory reaches, and the rest
+// goes in batches. Each batch is one transaction whose delete checks the
+// time again, so a put committed meanwhile wins; a crash leaves a prefix
+// of the batches done and the temporary table gone with its session.
 func (s *Directories) Sweep(ctx context.Context, req castore.SweepRequest) (castore.SweepReport, error) {
 	var rep castore.SweepReport
-	type row struct {
-		children [][]byte
-		dead     bool
+	if s.db.pool.Config().MaxConns < 2 {
+		// The listing streams on one connection into COPY on another.
+		return rep, fmt.Errorf("sweep directories: needs two connections to the database (pool_max_conns is %d)", s.db.pool.Config().MaxConns)
 	}
-	all := map[castore.Digest]*row{}
-	var spared []castore.Digest
-	err := s.db.retry(ctx, "list directories", func(ctx context.Context) error {
-		clear(all)
-		spared = spared[:0]
-		rows, err := s.db.pool.Query(ctx, `SELECT digest, children, touched FROM directories`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				key      []byte
-				children [][]byte
-				touched  time.Time
-			)
-			if err := rows.Scan(&key, &children, &touched); err != nil {
-				return err
-			}
-			d, err := castore.DigestFromBytes(key)
-			if err != nil {
-				return fmt.Errorf("directory row %x: %w", key, err)
-			}
-			r := &row{children: children}
-			switch {
-			case req.Live(d):
-			case !touched.Before(req.Since):
-				spared = append(spared, d)
-			default:
-				r.dead = true
-			}
-			all[d] = r
-		}
-		return rows.Err()
+	err := s.db.retry(ctx, "sweep directories", func(ctx context.Context) error {
+		rep.Kept = 0
+		return s.sweep(ctx, req, &rep)
 	})
 	if err != nil {
 		return rep, fmt.Errorf("sweep directories: %w", err)
 	}
-	rep.Kept = int64(len(spared))
-	for len(spared) > 0 {
-		d := spared[len(spared)-1]
-		spared = spared[:len(spared)-1]
-		for _, c := range all[d].children {
-			cd, err := castore.DigestFromBytes(c)
-			if err != nil {
-				continue
-			}
-			if r := all[cd]; r != nil && r.dead {
-				r.dead = false
-				rep.Kept++
-				spared = append(spared, cd)
-			}
-		}
+	return rep, nil
+}
+
+func (s *Directories) sweep(ctx context.Context, req castore.SweepRequest, rep *castore.SweepReport) error {
+	conn, err := s.db.pool.Acquire(ctx)
+	if err != nil {
+		return err
 	}
-	var dead [][]byte
-	for d, r := range all {
-		if r.dead {
-			dead = append(dead, d.Bytes())
-		}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS sweep_candidates (digest bytea PRIMARY KEY); TRUNCATE sweep_candidates`); err != nil {
+		return fmt.Errorf("candidate table: %w", err)
 	}
+	// The connection goes back to the pool: leave it as it came.
+	defer conn.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS sweep_candidates`)
+
+	rows, err := s.db.pool.Query(ctx, `SELECT digest, touched FROM directories`)
+	if err != nil {
+		return fmt.Errorf("list directories: %w", err)
+	}
+	src := &candidates{rows: rows, req: req}
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"sweep_candidates"}, []string{"digest"}, src)
+	rows.Close()
+	if err == nil {
+		err = src.err
+	}
+	if err != nil {
+		return fmt.Errorf("list directories: %w", err)
+	}
+	rep.Kept = src.spared
+	// Below a spared directory: its children, and theirs through every
+	// candidate (a child that is no candidate is live, and the marker
+	// reached what is below it, or spared, and is a start itself).
+	tag, err := conn.Exec(ctx, `
+		WITH RECURSIVE reached(digest) AS (
+			SELECT unnest(children) FROM directories WHERE touched >= $1
+			UNION
+			SELECT unnest(d.children) FROM reached r
+				JOIN sweep_candidates c ON c.digest = r.digest
+				JOIN directories d ON d.digest = r.digest
+		)
+		DELETE FROM sweep_candidates WHERE digest IN (SELECT digest FROM reached)`, req.Since)
+	if err != nil {
+		return fmt.Errorf("spare what recent directories reach: %w", err)
+	}
+	rep.Kept += tag.RowsAffected()
 	if req.DryRun {
-		rep.Directories = int64(len(dead))
-		return rep, nil
+		return conn.QueryRow(ctx, `SELECT count(*) FROM sweep_candidates`).Scan(&rep.Directories)
 	}
-	for len(dead) > 0 {
+	for {
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return err
 		}
-		n := min(len(dead), sweepBatch)
+		var batch [][]byte
+		rows, err := conn.Query(ctx, `SELECT digest FROM sweep_candidates LIMIT $1`, sweepBatch)
+		if err == nil {
+			batch, err = pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		}
+		if err != nil {
+			return fmt.Errorf("next batch: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
 		var deleted int64
-		err := s.db.tx(ctx, "sweep directories", func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, `DELETE FROM directories WHERE digest = ANY($1) AND touched < $2`, dead[:n], req.Since)
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM directories WHERE digest = ANY($1) AND touched < $2`, batch, req.Since)
+			if err != nil {
+				return err
+			}
 			deleted = tag.RowsAffected()
+			_, err = tx.Exec(ctx, `DELETE FROM sweep_candidates WHERE digest = ANY($1)`, batch)
 			return err
 		})
 		if err != nil {
-			return rep, fmt.Errorf("sweep directories: %w", err)
+			return fmt.Errorf("delete a batch: %w", err)
 		}
 		rep.Directories += deleted
-		rep.Kept += int64(n) - deleted
-		dead = dead[n:]
+		rep.Kept += int64(len(batch)) - deleted
 		if req.Progress != nil {
 			req.Progress(castore.SweepProgress{Phase: "sweep", Objects: rep.Directories})
 		}
 	}
-	return rep, nil
 }
+
+// candidates feeds COPY with the digests of directories neither live nor
+// touched since the epoch, straight from the listing's rows, counting the
+// spared ones.
+type candidates struct {
+	rows   pgx.Rows
+	req    castore.SweepRequest
+	digest []byte
+	spared int64
+	err    error
+}
+
+func (c *candidates) Next() bool {
+	for c.err == nil && c.rows.Next() {
+		var touched time.Time
+		if c.err = c.rows.Scan(&c.digest, &touched); c.err != nil {
+			return false
+		}
+		d, err := castore.DigestFromBytes(c.digest)
+		if err != nil {
+			c.err = fmt.Errorf("directory row %x: %w", c.digest, err)
+			return false
+		}
+		switch {
+		case c.req.Live(d):
+		case !touched.Before(c.req.Since):
+			c.spared++
+		default:
+			return true
+		}
+	}
+	if c.err == nil {
+		c.err = c.rows.Err()
+	}
+	return false
+}
+
+func (c *candidates) Values() ([]any, error) { return []any{c.digest}, nil }
+func (c *candidates) Err() error             { return c.err }
 
 // Delete removes paths, sparing every one a remaining path refers to
 // (pathinfo.Deleter), in one transaction. The rows to delete are locked

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/internal/scaletest"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -115,5 +116,59 @@ func TestSweepSparesTouchedTrees(t *testing.T) {
 	}
 	if rep, err = s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)}); err != nil || rep.Directories != 0 || rep.Kept != 1 {
 		t.Fatalf("sweep after a dedup touched the directory: %+v %v", rep, err)
+	}
+}
+
+// Past one batch: a deep tree below a recent root is spared through the
+// candidates (the database walks it), an old half-live forest goes in
+// several batches, and what the listing holds is the candidate table, not
+// this process.
+func TestSweepManyBatches(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, scaletest.PGURL(t))
+	s := NewDirectories(db)
+	put := func(dirs []*castorev1.Directory) castore.Digest {
+		t.Helper()
+		p := s.PutMultiple(ctx)
+		for _, d := range dirs {
+			if err := p.Put(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		root, err := p.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	deep := put(chain(2*sweepBatch + 500))
+	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours' WHERE digest <> $1`, deep.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	none := func(castore.Digest) bool { return false }
+	rep, err := s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)})
+	if err != nil || rep.Directories != 0 || rep.Kept != 2*sweepBatch+500 {
+		t.Fatalf("sweep below a recent root %d deep: %+v %v", 2*sweepBatch+500, rep, err)
+	}
+	// Old and dead but for the lower half, which a live set names.
+	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	live := map[castore.Digest]bool{}
+	for _, d := range chain(sweepBatch + 250) {
+		live[castore.DirectoryDigest(d)] = true
+	}
+	rep, err = s.Sweep(ctx, castore.SweepRequest{Live: func(d castore.Digest) bool { return live[d] }, Since: time.Now()})
+	if err != nil || rep.Directories != sweepBatch+250 || rep.Kept != 0 {
+		t.Fatalf("sweep of %d dead directories: %+v %v", sweepBatch+250, rep, err)
+	}
+	var left int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM directories`).Scan(&left); err != nil || left != sweepBatch+250 {
+		t.Fatalf("%d directories left (%v), want the %d live", left, err, sweepBatch+250)
+	}
+	for d := range live {
+		if _, err := s.Get(ctx, d); err != nil {
+			t.Fatalf("live directory %s: %v", d, err)
+		}
 	}
 }
