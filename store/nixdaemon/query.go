@@ -1,6 +1,7 @@
 package nixdaemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -416,17 +417,35 @@ func (c *conn) queryPathSet() error {
 	return nil
 }
 
-// referrers lists the valid paths that refer to sp. The store keeps no
-// reverse index, so this is a scan of every path info.
+// referrerIndex is a path info store that finds referrers by an index
+// (PostgreSQL's); the others are scanned.
+type referrerIndex interface {
+	Referrers(ctx context.Context, digest [storepath.DigestSize]byte) ([]*storev1.PathInfo, error)
+}
+
+// referrers lists the valid paths that refer to sp.
 func (c *conn) referrers(sp storepath.StorePath) ([]string, error) {
 	var out []string
+	name := func(info *storev1.PathInfo) {
+		out = append(out, storepath.StoreDir+"/"+string(castore.NodeName(info.GetNode())))
+	}
+	if idx, ok := castore.As[referrerIndex](c.srv.Store.PathInfos); ok {
+		infos, err := idx.Referrers(c.ctx, sp.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("query referrers of %s: %w", sp, err)
+		}
+		for _, info := range infos {
+			name(info)
+		}
+		return out, nil
+	}
 	for info, err := range c.srv.Store.PathInfos.List(c.ctx) {
 		if err != nil {
 			return nil, fmt.Errorf("query referrers of %s: %w", sp, err)
 		}
 		for _, ref := range info.GetReferences() {
 			if string(ref) == string(sp.Digest[:]) {
-				out = append(out, storepath.StoreDir+"/"+string(castore.NodeName(info.GetNode())))
+				name(info)
 				break
 			}
 		}

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -170,5 +171,39 @@ func TestSweepManyBatches(t *testing.T) {
 		if _, err := s.Get(ctx, d); err != nil {
 			t.Fatalf("live directory %s: %v", d, err)
 		}
+	}
+}
+
+// Referrers are found through the references index: each path that
+// refers to the asked one, a self-reference included, and nothing else.
+func TestReferrers(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, scaletest.PGURL(t))
+	s := NewPathInfos(db)
+	const a, b, c, self = "00bgd045z0d4icpbc2yyz4gx48ak44la-a", "1c5b8vw40dy178xlpddw65q9gf1h2186-b", "2c5b8vw40dy178xlpddw65q9gf1h2186-c", "3c5b8vw40dy178xlpddw65q9gf1h2186-self"
+	if err := s.PutBatch(ctx, []*storev1.PathInfo{pathinfotest.SampleInfo(t, a), pathinfotest.SampleInfo(t, b, a),
+		pathinfotest.SampleInfo(t, c, a, b), pathinfotest.SampleInfo(t, self, self, a)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		of   string
+		want []string
+	}{{a, []string{b, c, self}}, {b, []string{c}}, {c, nil}, {self, []string{self}}} {
+		infos, err := s.Referrers(ctx, digestOf(t, tc.of))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, info := range infos {
+			got = append(got, string(castore.NodeName(info.GetNode())))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("referrers of %s: %v, want %v", tc.of, got, tc.want)
+		}
+	}
+	var indexed bool
+	if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'path_infos' AND indexname = 'path_infos_refs')`).Scan(&indexed); err != nil || !indexed {
+		t.Fatalf("no index on path_infos.refs: %v", err)
 	}
 }

@@ -239,6 +239,36 @@ func (s *PathInfos) List(ctx context.Context) iter.Seq2[*storev1.PathInfo, error
 	}
 }
 
+// Referrers returns the path infos that refer to digest (an index lookup:
+// migration 3), itself included when it refers to itself.
+func (s *PathInfos) Referrers(ctx context.Context, digest [storepath.DigestSize]byte) ([]*storev1.PathInfo, error) {
+	var infos []*storev1.PathInfo
+	err := s.db.retry(ctx, "query referrers", func(ctx context.Context) error {
+		infos = infos[:0]
+		rows, err := s.db.pool.Query(ctx, `SELECT digest, data FROM path_infos WHERE refs @> ARRAY[$1::bytea]`, digest[:])
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var key, raw []byte
+			if err := rows.Scan(&key, &raw); err != nil {
+				return err
+			}
+			info, err := decodeInfo(key, raw)
+			if err != nil {
+				return err
+			}
+			infos = append(infos, info)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query referrers of %x: %w", digest, err)
+	}
+	return infos, nil
+}
+
 func (s *PathInfos) PutNARFile(ctx context.Context, url string, path [storepath.DigestSize]byte) error {
 	err := s.db.retry(ctx, "record NAR file", func(ctx context.Context) error {
 		_, err := s.db.pool.Exec(ctx, `INSERT INTO nar_files (url, path) VALUES ($1, $2)

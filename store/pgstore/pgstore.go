@@ -144,6 +144,10 @@ var migrations = []string{
 	// (castore.Collectable's epoch); rows from before count as new.
 	`ALTER TABLE directories ADD COLUMN touched timestamptz NOT NULL DEFAULT now();
 	CREATE INDEX nar_files_path ON nar_files (path);`,
+	// 3: path infos by the paths they refer to, so a delete's check for
+	// what still refers into it and a query for referrers are index
+	// lookups, not scans of every path.
+	`CREATE INDEX path_infos_refs ON path_infos USING gin (refs);`,
 }
 
 // migrationLock is the advisory lock daemons starting together take, so
