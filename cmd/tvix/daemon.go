@@ -18,8 +18,7 @@ func daemonCommands() []*cli.Command {
 	flags := append(append(serviceFlags(), uploadFlags()...),
 		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"TVIX_LISTEN"},
 			Usage: "gRPC listen address: unix:///path.sock or tcp://HOST:PORT (no host: 127.0.0.1) (repeatable)"},
-		&cli.StringFlag{Name: "store-config", EnvVars: []string{"TVIX_STORE_CONFIG"},
-			Usage: "open the store's services from the composition `FILE` (TOML: blobservices, directoryservices, pathinfoservices, each with a root; see docs/deployment.md) instead of --store and the service flags"},
+		storeConfigFlag(),
 		&cli.StringFlag{Name: "http-listen", Usage: "also serve a Nix binary cache (nar-bridge) on `ADDR` (host:port)"},
 		&cli.StringFlag{Name: "signing-key-file", Usage: "sign served narinfos with the Nix secret key in `FILE`"},
 		&cli.IntFlag{Name: "http-priority", Value: 39, Usage: "Priority announced in nix-cache-info"},
@@ -103,12 +102,8 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cfg.StoreConfig = c.String("store-config"); cfg.StoreConfig != "" {
-		for _, f := range []string{"store", "blob-service-addr", "directory-service-addr", "path-info-service-addr"} {
-			if c.IsSet(f) {
-				return cli.Exit(fmt.Sprintf("--store-config and --%s both name the store's services; give one", f), 2)
-			}
-		}
+	if cfg.StoreConfig, err = storeConfig(c); err != nil {
+		return err
 	}
 	cfg.GRPC = c.StringSlice("listen")
 	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),

@@ -21,7 +21,7 @@ import (
 // gcCommands are `tvix store gc` and `tvix store delete`.
 func gcCommands() []*cli.Command {
 	common := func() []cli.Flag {
-		return append(serviceFlags(),
+		return append(serviceFlags(), storeConfigFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be deleted and delete nothing"},
 			&cli.DurationFlag{Name: "grace", Value: gc.DefaultGrace, Usage: "keep objects written, found or read less than `DURATION` ago (uploads without a session); 0 for none"},
 			&cli.Float64Flag{Name: "compact-below", Value: gc.DefaultCompactBelow, Usage: "rewrite packs whose live fraction is below `F` (0: never)"},
@@ -175,7 +175,11 @@ func runGC(c *cli.Context, opts gc.Options) error {
 }
 
 func collect(ctx context.Context, c *cli.Context, a registry.Addrs, opts gc.Options) (*gc.Report, error) {
-	if strings.HasPrefix(a.PathInfo, "grpc+") {
+	config, err := storeConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	if config == "" && strings.HasPrefix(a.PathInfo, "grpc+") {
 		if c.IsSet("gc-roots") {
 			return nil, cli.Exit("store gc: --gc-roots is the daemon's setting (tvix daemon --gc-roots)", 2)
 		}
@@ -191,7 +195,17 @@ func collect(ctx context.Context, c *cli.Context, a registry.Addrs, opts gc.Opti
 		}
 		return gc.CollectRemote(ctx, conn, opts)
 	}
-	s, err := openStore(ctx, c, a, nil, func(string) string { return "--substituters" })
+	var s *registry.Services
+	if config != "" {
+		// A shared store (S3 and PostgreSQL, say) is collected by any
+		// process that opens it: the times in the store are its epoch.
+		var comp *registry.Composition
+		if comp, err = registry.ParseComposition(config); err == nil {
+			s, err = registry.Default().OpenComposition(ctx, comp, registry.Substitution{})
+		}
+	} else {
+		s, err = openStore(ctx, c, a, nil, func(string) string { return "--substituters" })
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,27 @@ const storeUsage = "the `STORE` of every service: a tvix daemon (unix:///path.so
 	"grpc+http://host:port, or the path of its socket), a directory holding an embedded store, or memory:// (gone on exit); " +
 	"an explicit --blob-service-addr, --directory-service-addr or --path-info-service-addr overrides it for that service"
 
+// storeConfigFlag is --store-config, of the commands that can open a
+// store composition (the daemon, gc).
+func storeConfigFlag() cli.Flag {
+	return &cli.StringFlag{Name: "store-config", EnvVars: []string{"TVIX_STORE_CONFIG"},
+		Usage: "open the store's services from the composition `FILE` (TOML: blobservices, directoryservices, pathinfoservices, each with a root; see docs/deployment.md) instead of --store and the service flags"}
+}
+
+// storeConfig is --store-config, which replaces the store flags.
+func storeConfig(c *cli.Context) (string, error) {
+	file := c.String("store-config")
+	if file == "" {
+		return "", nil
+	}
+	for _, f := range []string{"store", "blob-service-addr", "directory-service-addr", "path-info-service-addr"} {
+		if c.IsSet(f) {
+			return "", cli.Exit(fmt.Sprintf("--store-config and --%s both name the store's services; give one", f), 2)
+		}
+	}
+	return file, nil
+}
+
 // storeFlag is --store, one setting for all three services.
 func storeFlag() cli.Flag {
 	return &cli.StringFlag{Name: "store", EnvVars: []string{"TVIX_STORE"}, Usage: storeUsage}
