@@ -123,7 +123,8 @@ func (rb *realiserBuilder) realiser(opts nixdaemon.BuildOptions, ev nixdaemon.Bu
 	logs := map[string]io.Writer{}
 	return &glue.Realiser{
 		Blobs: rb.s.Blobs, Dirs: rb.s.Directories, PathInfos: rb.s.PathInfos, Builder: rb.builder,
-		Jobs: rb.jobs, Cores: opts.Cores,
+		Jobs: rb.jobs, Cores: opts.Cores, Timeout: opts.Timeout, MaxSilentTime: opts.MaxSilentTime,
+		StopAtFirstFailure: !opts.KeepGoing,
 		Started: func(p string) {
 			w := ev.Started(p)
 			mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tvix-go/tvix/build"
 	"github.com/tvix-go/tvix/build/buildv1"
@@ -33,6 +34,14 @@ type Realiser struct {
 	// Jobs is how many builds run at once (0: 1); Cores is
 	// NIX_BUILD_CORES.
 	Jobs, Cores int
+	// Timeout and MaxSilentTime bound each build, as Nix's timeout and
+	// max-silent-time settings (0: only the builder's own limits); a
+	// build past either fails as timed out, with any builder.
+	Timeout, MaxSilentTime time.Duration
+	// StopAtFirstFailure stops the other builds once one fails, as Nix
+	// does without keep-going (the default here keeps going: every
+	// failure is reported).
+	StopAtFirstFailure bool
 	// NetrcFile has credentials for builtin:fetchurl downloads, as Nix's
 	// netrc-file setting.
 	NetrcFile string
@@ -165,8 +174,11 @@ func (r *Realiser) Realise(ctx context.Context, drvPaths []string) (map[string]m
 			n.err = r.build(ctx, n)
 			if n.err != nil {
 				var f *build.Failure
-				if !errors.As(n.err, &f) {
+				switch {
+				case !errors.As(n.err, &f):
 					cancel(n.err)
+				case r.StopAtFirstFailure:
+					cancel(fmt.Errorf("stopped: %s failed (and keep-going is off)", n.path))
 				}
 			}
 		}()
@@ -289,6 +301,49 @@ func (r *Realiser) build(ctx context.Context, n *drvNode) error {
 	return err
 }
 
+// runBuilder runs one build under Timeout and MaxSilentTime: either
+// cancels the build, which then fails as timed out, whatever the builder
+// made of the cancellation.
+func (r *Realiser) runBuilder(ctx context.Context, req *buildv1.BuildRequest, log io.Writer) (*buildv1.Build, error) {
+	if r.Timeout <= 0 && r.MaxSilentTime <= 0 {
+		return r.Builder.Build(ctx, req, log)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if r.Timeout > 0 {
+		t := time.AfterFunc(r.Timeout, func() {
+			cancel(&build.Failure{Message: fmt.Sprintf("builder timed out after %s", r.Timeout), ExitCode: -1, TimedOut: true})
+		})
+		defer t.Stop()
+	}
+	if r.MaxSilentTime > 0 {
+		t := time.AfterFunc(r.MaxSilentTime, func() {
+			cancel(&build.Failure{Message: fmt.Sprintf("builder produced no output for %s", r.MaxSilentTime), ExitCode: -1, TimedOut: true})
+		})
+		defer t.Stop()
+		log = &silenceWatch{w: log, timer: t, after: r.MaxSilentTime}
+	}
+	res, err := r.Builder.Build(ctx, req, log)
+	var f *build.Failure
+	if cause := context.Cause(ctx); err != nil && errors.As(cause, &f) && f.TimedOut {
+		return nil, f
+	}
+	return res, err
+}
+
+// silenceWatch restarts the max-silent-time timer on each write of the
+// build's log.
+type silenceWatch struct {
+	w     io.Writer
+	timer *time.Timer
+	after time.Duration
+}
+
+func (s *silenceWatch) Write(p []byte) (int, error) {
+	s.timer.Reset(s.after)
+	return s.w.Write(p)
+}
+
 func (r *Realiser) buildAndRecord(ctx context.Context, n *drvNode) error {
 	inputs, err := r.inputNodes(ctx, n)
 	if err != nil {
@@ -313,7 +368,7 @@ func (r *Realiser) buildAndRecord(ctx context.Context, n *drvNode) error {
 		if r.Log != nil {
 			log = r.Log(n.path)
 		}
-		if res, err = r.Builder.Build(ctx, req, log); err != nil {
+		if res, err = r.runBuilder(ctx, req, log); err != nil {
 			return err
 		}
 	}

@@ -552,3 +552,75 @@ func TestNixRealiseSubstitutes(t *testing.T) {
 		t.Fatalf("substituted path reads empty through the mount")
 	}
 }
+
+// The client's build settings bound builds as Nix's own daemon does:
+// max-silent-time and timeout end a build as timed out, a chatty build
+// outlives max-silent-time, and without keep-going the first failure
+// stops the build running beside it (with it, that one finishes).
+func TestNixClientBuildLimits(t *testing.T) {
+	nixtest.Require(t)
+	testenv.Root(t, "mounts")
+	d := startNixDaemon(t, "--build-jobs", "2")
+	dir := t.TempDir()
+	bb := filepath.Join(dir, "busybox", "bin")
+	os.MkdirAll(bb, 0o755)
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		testenv.Missing(t, "busybox-static needed: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(bb, "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "limits.nix")
+	os.WriteFile(f, []byte(fmt.Sprintf(`
+let
+  busybox = ./busybox;
+  sh = name: script: derivation {
+    inherit name; system = builtins.currentSystem; nonce = %q;
+    builder = "${busybox}/bin/busybox";
+    args = [ "sh" "-c" ("export PATH=${busybox}/bin; " + script) ];
+  };
+in {
+  silent = sh "silent" "sleep 60; echo > $out";
+  chatty = sh "chatty" "for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done; echo > $out";
+  fails = sh "fails" "echo failing; exit 1";
+  slow = sh "slow" "sleep 10; echo > $out";
+  slow2 = sh "slow2" "sleep 10; echo > $out";
+}`, fmt.Sprint(time.Now().UnixNano()))), 0o644)
+	build := func(args ...string) (string, error) {
+		out, err := nixtest.RunErr("nix-build", append([]string{"--store", d.uri(), "--no-out-link", f}, args...)...)
+		return string(out), err
+	}
+	started := time.Now()
+	out, err := build("-A", "silent", "--option", "max-silent-time", "2")
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("a silent build under max-silent-time 2: %v\n%s", err, out)
+	}
+	if took := time.Since(started); took > 30*time.Second {
+		t.Fatalf("the silent build was stopped after %s, not about 2 s", took)
+	}
+	if out, err := build("-A", "chatty", "--option", "max-silent-time", "3"); err != nil {
+		t.Fatalf("a build logging each second under max-silent-time 3: %v\n%s", err, out)
+	}
+	if out, err := build("-A", "silent", "--timeout", "2"); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("a build past --timeout 2: %v\n%s", err, out)
+	}
+	valid := func(attr string) bool {
+		drv := d.nix(t, "nix-instantiate", f, "-A", attr)
+		outPath := d.nix(t, "nix-store", "-q", "--outputs", drv)
+		_, err := nixtest.RunErr("nix-store", "--store", d.uri(), "-q", "--hash", outPath)
+		return err == nil
+	}
+	if _, err := build("-A", "fails", "-A", "slow"); err == nil {
+		t.Fatal("a build with a failing derivation succeeded")
+	}
+	if valid("slow") {
+		t.Fatalf("without keep-going, the build beside the failed one still finished\n%s", d.proc.log.String())
+	}
+	if _, err := build("-A", "fails", "-A", "slow2", "--keep-going"); err == nil {
+		t.Fatal("a build with a failing derivation succeeded")
+	}
+	if !valid("slow2") {
+		t.Fatal("with keep-going, the build beside the failed one did not finish")
+	}
+}
