@@ -542,6 +542,15 @@ func TestNixRealiseSubstitutes(t *testing.T) {
 	if out, err := nixtest.RunErr("nix-store", "--store", d.uri(), "-q", "--hash", built); err == nil {
 		t.Fatalf("%s valid before substitution: %s", built, out)
 	}
+	// Asking what would be fetched fetches nothing (Nix's QueryMissing and
+	// substitutable path infos, from the narinfo alone).
+	dry, err := nixtest.Command("nix-store", "--store", d.uri(), "-r", "--dry-run", built).CombinedOutput()
+	if err != nil || !strings.Contains(string(dry), "will be fetched") || !strings.Contains(string(dry), built) {
+		t.Fatalf("nix-store -r --dry-run: %v\n%s", err, dry)
+	}
+	if out, err := nixtest.RunErr("nix-store", "--store", d.uri(), "-q", "--hash", built); err == nil {
+		t.Fatalf("%s valid after a dry run: %s", built, out)
+	}
 	if got := d.nix(t, "nix-store", "-r", built); got != built {
 		t.Fatalf("nix-store -r printed %q", got)
 	}

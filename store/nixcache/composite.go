@@ -13,6 +13,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 
+	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -93,6 +94,44 @@ func (c *Composite) substitute(ctx context.Context, digest [storepath.DigestSize
 		return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), errors.Join(errs...))
 	}
 	return nil, fmt.Errorf("substitute %s: %w", nixbase32.EncodeToString(digest[:]), pathinfo.ErrNotFound)
+}
+
+// narInfoSource is a substituter that can say what it offers without
+// fetching the contents (a Nix binary cache: the narinfo alone).
+type narInfoSource interface {
+	NarInfo(ctx context.Context, digest [storepath.DigestSize]byte) (*narinfo.NarInfo, error)
+}
+
+// Peek says what the first substituter that has the path offers, as a
+// narinfo, fetching no contents and recording nothing locally: what Nix's
+// queries of substitutable paths answer. Substituters that cannot tell
+// without fetching (none here: a tvix daemon's Get is a lookup) are asked
+// with Get.
+func (c *Composite) Peek(ctx context.Context, digest [storepath.DigestSize]byte) (*narinfo.NarInfo, error) {
+	var errs []error
+	for _, s := range c.Substituters {
+		var ni *narinfo.NarInfo
+		var err error
+		if src, ok := castore.As[narInfoSource](s); ok {
+			ni, err = src.NarInfo(ctx, digest)
+		} else {
+			var info *storev1.PathInfo
+			if info, err = s.Get(ctx, digest); err == nil {
+				ni, err = pathinfo.ToNarInfo(info)
+			}
+		}
+		switch {
+		case errors.Is(err, pathinfo.ErrNotFound):
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			return ni, nil
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("ask substituters for %s: %w", nixbase32.EncodeToString(digest[:]), errors.Join(errs...))
+	}
+	return nil, fmt.Errorf("ask substituters for %s: %w", nixbase32.EncodeToString(digest[:]), pathinfo.ErrNotFound)
 }
 
 // references makes every reference of info local (substituting it, and so

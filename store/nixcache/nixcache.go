@@ -192,6 +192,20 @@ func (s *Service) open(ctx context.Context, rel string) (io.ReadCloser, error) {
 
 // Get fetches the path's narinfo and NAR.
 func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
+	ni, err := s.NarInfo(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.fetchNAR(ctx, ni)
+	if err != nil {
+		return nil, fmt.Errorf("binary cache %s: %s: %w", s.base.Redacted(), ni.StorePath, err)
+	}
+	return info, nil
+}
+
+// NarInfo fetches the path's narinfo alone, checked as Get checks it:
+// what the cache offers, without fetching the NAR.
+func (s *Service) NarInfo(ctx context.Context, digest [storepath.DigestSize]byte) (*narinfo.NarInfo, error) {
 	hashPart := nixbase32.EncodeToString(digest[:])
 	s.mu.Lock()
 	until, known := s.missing[digest]
@@ -226,11 +240,7 @@ func (s *Service) Get(ctx context.Context, digest [storepath.DigestSize]byte) (*
 	case len(s.trusted) == 0 && !s.allowUnsigned:
 		return nil, fmt.Errorf("binary cache %s: %s: no trusted-public-keys configured, refusing to trust its narinfo (give trusted keys, or allow-unsigned=true)", s.base.Redacted(), ni.StorePath)
 	}
-	info, err := s.fetchNAR(ctx, ni)
-	if err != nil {
-		return nil, fmt.Errorf("binary cache %s: %s: %w", s.base.Redacted(), ni.StorePath, err)
-	}
-	return info, nil
+	return ni, nil
 }
 
 func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.PathInfo, error) {

@@ -514,10 +514,10 @@ func (m *missingWalk) visit(t workerproto.DerivedPath) error {
 		return err
 	}
 	if len(subs) == len(outPaths) {
-		for op, info := range subs {
+		for op, ni := range subs {
 			m.subst[op.String()] = true
-			m.narSize += info.GetNarinfo().GetNarSize()
-			m.downloadSize += info.GetNarinfo().GetNarSize()
+			m.narSize += ni.NarSize
+			m.downloadSize += downloadSize(ni)
 		}
 		return nil
 	}
@@ -544,10 +544,10 @@ func (m *missingWalk) opaque(sp storepath.StorePath) error {
 	if err != nil {
 		return err
 	}
-	if info := subs[sp]; info != nil {
+	if ni := subs[sp]; ni != nil {
 		m.subst[sp.String()] = true
-		m.narSize += info.GetNarinfo().GetNarSize()
-		m.downloadSize += info.GetNarinfo().GetNarSize()
+		m.narSize += ni.NarSize
+		m.downloadSize += downloadSize(ni)
 		return nil
 	}
 	m.unknown[sp.String()] = true
@@ -592,22 +592,17 @@ func (c *conn) querySubstitutablePathInfo() error {
 	if err != nil {
 		return err
 	}
-	info := subs[sp]
-	var pi workerproto.PathInfo
-	if info != nil {
-		if pi, err = wireInfo(info); err != nil {
-			return err
-		}
-	}
+	ni := subs[sp]
 	c.stop(nil)
-	if info == nil {
+	if ni == nil {
 		c.w.Uint64(0)
 		return nil
 	}
+	pi := wireNarInfo(ni)
 	c.w.Uint64(1)
 	c.w.String(pi.Deriver)
 	c.w.StringSet(pi.References)
-	c.w.Uint64(pi.NarSize)
+	c.w.Uint64(downloadSize(ni))
 	c.w.Uint64(pi.NarSize)
 	return nil
 }

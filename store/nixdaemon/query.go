@@ -241,30 +241,58 @@ func (c *conn) queryValidPaths() error {
 	return nil
 }
 
-// substitutable says which of paths the substituters can provide. The
-// substituters here are read through, so asking is fetching: a path found
-// is valid afterwards.
-func (c *conn) substitutable(paths []storepath.StorePath) (map[storepath.StorePath]*storev1.PathInfo, error) {
-	out := map[storepath.StorePath]*storev1.PathInfo{}
-	if c.srv.Store.Substituting == nil {
+// substitutePeeker is a store with substituters behind it that can say
+// what they offer without fetching it (nixcache.Composite).
+type substitutePeeker interface {
+	Peek(ctx context.Context, digest [storepath.DigestSize]byte) (*narinfo.NarInfo, error)
+}
+
+// substitutable says which of paths the substituters can provide, and
+// what they say of each. A store that cannot peek is read through: asking
+// is fetching, and a path found is valid afterwards.
+func (c *conn) substitutable(paths []storepath.StorePath) (map[storepath.StorePath]*narinfo.NarInfo, error) {
+	out := map[storepath.StorePath]*narinfo.NarInfo{}
+	if c.srv.Store.Substituting == nil || !c.settings.useSubstitutes {
 		return out, nil
 	}
+	peeker, canPeek := castore.As[substitutePeeker](c.srv.Store.Substituting)
 	for _, sp := range paths {
 		if info, err := c.lookup(sp); err != nil {
 			return nil, err
 		} else if info != nil {
 			continue // valid paths are not substitutable, as in Nix
 		}
-		info, err := c.substitute(sp)
+		var ni *narinfo.NarInfo
+		var err error
+		if canPeek {
+			ni, err = peeker.Peek(c.ctx, sp.Digest)
+			if errors.Is(err, pathinfo.ErrNotFound) {
+				continue
+			}
+		} else {
+			var info *storev1.PathInfo
+			if info, err = c.substitute(sp); err == nil && info != nil {
+				ni, err = pathinfo.ToNarInfo(info)
+			}
+		}
 		if err != nil {
 			c.logLine(workerproto.LvlWarn, fmt.Sprintf("warning: %v", err))
 			continue
 		}
-		if info != nil {
-			out[sp] = info
+		if ni != nil {
+			out[sp] = ni
 		}
 	}
 	return out, nil
+}
+
+// downloadSize is what fetching ni costs: the file, if the cache says
+// how large it is, else the NAR.
+func downloadSize(ni *narinfo.NarInfo) uint64 {
+	if ni.FileSize > 0 {
+		return ni.FileSize
+	}
+	return ni.NarSize
 }
 
 func (c *conn) hasSubstitutes() error {
@@ -326,22 +354,23 @@ func (c *conn) querySubstitutablePathInfos() error {
 	if err != nil {
 		return err
 	}
-	var infos []workerproto.PathInfo
-	for _, info := range subs {
-		pi, err := wireInfo(info)
-		if err != nil {
-			return err
-		}
-		infos = append(infos, pi)
+	type offer struct {
+		pi       workerproto.PathInfo
+		download uint64
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Path < infos[j].Path })
+	var offers []offer
+	for _, ni := range subs {
+		offers = append(offers, offer{wireNarInfo(ni), downloadSize(ni)})
+	}
+	sort.Slice(offers, func(i, j int) bool { return offers[i].pi.Path < offers[j].pi.Path })
 	c.stop(nil)
-	c.w.Uint64(uint64(len(infos)))
-	for _, pi := range infos {
+	c.w.Uint64(uint64(len(offers)))
+	for _, o := range offers {
+		pi := o.pi
 		c.w.String(pi.Path)
 		c.w.String(pi.Deriver)
 		c.w.StringSet(pi.References)
-		c.w.Uint64(pi.NarSize) // download size: the NAR, uncompressed
+		c.w.Uint64(o.download)
 		c.w.Uint64(pi.NarSize)
 	}
 	return nil
