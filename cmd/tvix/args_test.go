@@ -1,10 +1,11 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/urfave/cli/v2"
 
 	"slices"
 	"strings"

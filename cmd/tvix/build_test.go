@@ -23,9 +23,10 @@ import (
 // buildCorpus writes derivations built by busybox from a store path: a
 // chain of five, several outputs referring to each other and to inputs, a
 // fixed output flat and recursive. nonce makes them fresh for this run.
-func buildCorpus(t *testing.T, nonce string) string {
+// copyBusybox puts the static busybox at dir/busybox/bin/busybox, for
+// expressions in dir to import as ./busybox.
+func copyBusybox(t *testing.T, dir string) {
 	t.Helper()
-	dir := t.TempDir()
 	bb := filepath.Join(dir, "busybox", "bin")
 	os.MkdirAll(bb, 0o755)
 	data, err := os.ReadFile("/bin/busybox")
@@ -35,6 +36,12 @@ func buildCorpus(t *testing.T, nonce string) string {
 	if err := os.WriteFile(filepath.Join(bb, "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func buildCorpus(t *testing.T, nonce string) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyBusybox(t, dir)
 	// The flat fixed output's contents and hash.
 	flat := "fixed-contents-" + nonce
 	expr := fmt.Sprintf(`
@@ -62,7 +69,7 @@ in {
 	// The recursive hash is what Nix computes for that output: build it
 	// once with a wrong hash and take the one Nix reports.
 	os.WriteFile(f, []byte(strings.Replace(expr, "RECURSIVE_HASH", "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 1)), 0o644)
-	_, err = nixtest.Sandboxed("nix-build", "--no-out-link", f, "-A", "recursive")
+	_, err := nixtest.Sandboxed("nix-build", "--no-out-link", f, "-A", "recursive")
 	got := ""
 	if err != nil {
 		if i := strings.Index(err.Error(), "got:"); i >= 0 {

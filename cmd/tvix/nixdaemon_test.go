@@ -571,15 +571,7 @@ func TestNixClientBuildLimits(t *testing.T) {
 	testenv.Root(t, "mounts")
 	d := startNixDaemon(t, "--build-jobs", "2")
 	dir := t.TempDir()
-	bb := filepath.Join(dir, "busybox", "bin")
-	os.MkdirAll(bb, 0o755)
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		testenv.Missing(t, "busybox-static needed: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(bb, "busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyBusybox(t, dir)
 	f := filepath.Join(dir, "limits.nix")
 	os.WriteFile(f, []byte(fmt.Sprintf(`
 let

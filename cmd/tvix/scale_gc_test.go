@@ -1,13 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,25 +75,14 @@ func TestScaleOutGC(t *testing.T) {
 		if try == 3 {
 			t.Fatal("three uploads finished before the kill: nothing was cut off")
 		}
-		big := randomData(rng, 48<<20)
-		w := addTree(t, map[string][]byte{"big": big, "shared": shared})
-		up := a.nixCommand("copy", "--option", "download-attempts", "1", "--to", "http://"+scaleHTTP+"?compression=none", w)
-		if err := up.Start(); err != nil {
-			t.Fatal(err)
-		}
-		some := map[castore.Digest]bool{}
-		chunkSet(some, big[:8<<20])
-		waitForChunks(t, bucket, some, 1)
-		a.daemon.cmd.Process.Kill()
-		a.daemon.cmd.Wait()
-		cutOff := up.Wait() != nil
+		w, early, cutOff := cutUpload(t, a, bucket, rng, shared)
 		a.start(t)
 		if _, err := b.nix("path-info", "--store", "http://"+scaleHTTP, "--option", "narinfo-cache-negative-ttl", "0", w); err == nil || !cutOff {
 			continue // whole after all: its chunks are live
 		}
 		orphans = map[castore.Digest]bool{}
 		for d := range bucketChecks(t, s3) {
-			if some[d] {
+			if early[d] {
 				orphans[d] = true
 			}
 		}
@@ -103,61 +92,10 @@ func TestScaleOutGC(t *testing.T) {
 	}
 	time.Sleep(grace + 2*refresh) // all of it old
 
-	// The collection, with uploads deduplicating against the old shared
-	// chunks and reads going on.
-	var mu sync.Mutex
-	var loadErr error
-	var uploads, copies atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if loadErr == nil {
-			loadErr = err
-		}
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p := addTree(t, map[string][]byte{"shared": shared, fmt.Sprintf("during%d", i): randomData(rand.New(rand.NewSource(int64(i))), 256<<10)})
-			if err := a.copyTo(p); err != nil {
-				fail(fmt.Errorf("upload to A during the collection: %w", err))
-				return
-			}
-			mu.Lock()
-			recorded = append(recorded, p)
-			mu.Unlock()
-			uploads.Add(1)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			mu.Lock()
-			some := append([]string(nil), recorded[:3]...)
-			mu.Unlock()
-			if err := b.copyFrom(t, some...); err != nil {
-				fail(fmt.Errorf("nix copy --from B during the collection: %w", err))
-				return
-			}
-			copies.Add(1)
-		}
-	}()
 	// The NAR of the deleted path again, its narinfo only after the
 	// collections; and three collections one after another, so that some
-	// run while an upload is half done.
+	// run while an upload is half done, while A takes uploads that
+	// deduplicate against the old shared chunks and B serves.
 	put := func(file, at string) {
 		t.Helper()
 		if out, err := a.Command("curl", "-sSf", "-T", filepath.Join(cache, file), "http://"+scaleHTTP+"/"+at).CombinedOutput(); err != nil {
@@ -165,19 +103,38 @@ func TestScaleOutGC(t *testing.T) {
 		}
 	}
 	put(narURL, narURL)
-	for i := range 3 {
-		_, report, err := run(t, nil, "store", "gc", "--store-config", config, "--grace", grace.String())
-		if err != nil {
-			t.Fatalf("collection %d: %v\n%s", i, err, report)
+	var mu sync.Mutex
+	ok, errs := scaletest.While(func() {
+		for i := range 3 {
+			_, report, err := run(t, nil, "store", "gc", "--store-config", config, "--grace", grace.String())
+			if err != nil {
+				t.Fatalf("collection %d: %v\n%s", i, err, report)
+			}
+			t.Logf("collection %d: %s", i, strings.TrimSpace(report))
 		}
-		t.Logf("collection %d: %s", i, strings.TrimSpace(report))
+	}, 2, func(worker, i int) error {
+		if worker == 1 {
+			mu.Lock()
+			some := append([]string(nil), recorded[:3]...)
+			mu.Unlock()
+			if err := b.copyFrom(t, some...); err != nil {
+				return fmt.Errorf("nix copy --from B during the collection: %w", err)
+			}
+			return nil
+		}
+		p := addTree(t, map[string][]byte{"shared": shared, fmt.Sprintf("during%d", i): randomData(rand.New(rand.NewSource(int64(i))), 256<<10)})
+		if err := a.copyTo(p); err != nil {
+			return fmt.Errorf("upload to A during the collection: %w", err)
+		}
+		mu.Lock()
+		recorded = append(recorded, p)
+		mu.Unlock()
+		return nil
+	})
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
 	}
-	close(stop)
-	wg.Wait()
-	if loadErr != nil {
-		t.Fatal(loadErr)
-	}
-	t.Logf("%d uploads to A and %d copies from B during the collections", uploads.Load(), copies.Load())
+	t.Logf("%d uploads to A and copies from B during the collections", ok)
 
 	put(filepath.Base(narinfo), filepath.Base(narinfo))
 	recorded = append(recorded, again)

@@ -192,6 +192,27 @@ func openBucket(t *testing.T, s3 string) *s3blob.Bucket {
 	return b
 }
 
+// cutUpload starts an upload to h of a new path, a 48 MB file beside
+// shared, and kills h's daemon (kill -9) once the upload is under way: a
+// chunk of the file, some way in, is in the bucket. It returns the path,
+// the chunks of the file's first 8 MB, and whether the upload failed.
+// The daemon stays down.
+func cutUpload(t *testing.T, h *scaleHost, bucket *s3blob.Bucket, rng *rand.Rand, shared []byte) (string, map[castore.Digest]bool, bool) {
+	t.Helper()
+	big := randomData(rng, 48<<20)
+	w := addTree(t, map[string][]byte{"big": big, "shared": shared})
+	up := h.nixCommand("copy", "--option", "download-attempts", "1", "--to", "http://"+scaleHTTP+"?compression=none", w)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	early := map[castore.Digest]bool{}
+	chunkSet(early, big[:8<<20])
+	waitForChunks(t, bucket, early, 1)
+	h.daemon.cmd.Process.Kill()
+	h.daemon.cmd.Wait()
+	return w, early, up.Wait() != nil
+}
+
 // objectTimes is every object in the bucket with its modification time.
 func objectTimes(t *testing.T, b *s3blob.Bucket) map[string]time.Time {
 	t.Helper()
@@ -349,20 +370,8 @@ func TestScaleOutThreeDaemons(t *testing.T) {
 	// at all, and a restarted A takes the upload again.
 	cutOff, visible := 0, 0
 	for i := 0; i < 3; i++ {
-		big := randomData(rng, 48<<20)
-		w := addTree(t, map[string][]byte{"big": big, "shared": shared})
-		up := a.nixCommand("copy", "--option", "download-attempts", "1", "--to", "http://"+scaleHTTP+"?compression=none", w)
-		if err := up.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Killed once the upload is under way: a chunk of the big file,
-		// some way in, is in the bucket.
-		some := map[castore.Digest]bool{}
-		chunkSet(some, big[:8<<20])
-		waitForChunks(t, bucket, some, 1)
-		a.daemon.cmd.Process.Kill()
-		a.daemon.cmd.Wait()
-		if up.Wait() != nil {
+		w, _, cut := cutUpload(t, a, bucket, rng, shared)
+		if cut {
 			cutOff++
 		}
 		bucketChecks(t, s3)

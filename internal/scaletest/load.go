@@ -12,6 +12,17 @@ import (
 // errors of those that failed.
 func DuringRestart(t testing.TB, service string, workers int, op func(worker, i int) error) (ok int, errs []error) {
 	t.Helper()
+	return While(func() {
+		time.Sleep(300 * time.Millisecond)
+		Services(t, "restart", service)
+		time.Sleep(time.Second)
+	}, workers, op)
+}
+
+// While calls op in workers loops (op(worker, i), i counting each
+// worker's calls) until during returns, and returns how many calls
+// succeeded and the errors of those that failed.
+func While(during func(), workers int, op func(worker, i int) error) (ok int, errs []error) {
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -36,9 +47,7 @@ func DuringRestart(t testing.TB, service string, workers int, op func(worker, i 
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	Services(t, "restart", service)
-	time.Sleep(time.Second)
+	during()
 	close(stop)
 	wg.Wait()
 	return ok, errs

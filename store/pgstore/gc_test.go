@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
-	"github.com/tvix-go/tvix/castore/castorev1"
 	"github.com/tvix-go/tvix/internal/scaletest"
 	"github.com/tvix-go/tvix/nix/storepath"
 	"github.com/tvix-go/tvix/store/pathinfo"
@@ -66,16 +65,7 @@ func TestSweepSparesTouchedTrees(t *testing.T) {
 	db := openDB(t, scaletest.PGURL(t))
 	s := NewDirectories(db)
 	dirs := chain(5)
-	p := s.PutMultiple(ctx)
-	for _, d := range dirs {
-		if err := p.Put(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := p.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := putAll(t, s, dirs)
 	none := func(castore.Digest) bool { return false }
 	rep, err := s.Sweep(ctx, castore.SweepRequest{Live: none, Since: time.Now().Add(-time.Hour)})
 	if err != nil || rep.Directories != 0 || rep.Kept != 5 {
@@ -128,21 +118,7 @@ func TestSweepManyBatches(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, scaletest.PGURL(t))
 	s := NewDirectories(db)
-	put := func(dirs []*castorev1.Directory) castore.Digest {
-		t.Helper()
-		p := s.PutMultiple(ctx)
-		for _, d := range dirs {
-			if err := p.Put(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		root, err := p.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return root
-	}
-	deep := put(chain(2*sweepBatch + 500))
+	deep := putAll(t, s, chain(2*sweepBatch+500))
 	if _, err := db.pool.Exec(ctx, `UPDATE directories SET touched = now() - interval '2 hours' WHERE digest <> $1`, deep.Bytes()); err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,23 @@ func TestNARFiles(t *testing.T) {
 }
 
 // chain is a closure of n directories, each holding the next: depth n.
+// putAll puts dirs (leaves first) in one PutMultiple and returns the
+// root's digest.
+func putAll(t *testing.T, s *Directories, dirs []*castorev1.Directory) castore.Digest {
+	t.Helper()
+	p := s.PutMultiple(context.Background())
+	for _, d := range dirs {
+		if err := p.Put(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 func chain(n int) []*castorev1.Directory {
 	var dirs []*castorev1.Directory
 	child := &castorev1.Directory{}
@@ -143,16 +160,7 @@ func TestDeepClosure(t *testing.T) {
 	ctx := context.Background()
 	s := NewDirectories(openDB(t, scaletest.PGURL(t)))
 	dirs := chain(300)
-	p := s.PutMultiple(ctx)
-	for _, d := range dirs {
-		if err := p.Put(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := p.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := putAll(t, s, dirs)
 	i := len(dirs) - 1
 	for d, err := range s.GetRecursive(ctx, root) {
 		if err != nil {
