@@ -150,10 +150,12 @@ func registerAttrs(reg registerFunc) {
 		// attribute is null (nixpkgs' declaration-positions test relies on it).
 		// (all is the set's own sorted array, never changed: the thunks
 		// may point into it.)
-		for i := range all {
-			ts[i].v = &all[i]
-			out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
-		}
+		inChunks(len(all), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				ts[i].v = &all[i]
+				out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
+			}
+		})
 		return mkAttrs(out)
 	})
 	reg("zipAttrsWith", 2, func(ev *Evaluator, a []Value) Value {

@@ -44,10 +44,12 @@ func registerLists(reg registerFunc) {
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
 		ts := sharedApply(len(out), f, applyArgCode)
-		for i, it := range l.Items {
-			ts[i].v = it
-			out[i] = &ts[i]
-		}
+		inChunks(len(out), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				ts[i].v = l.Items[i]
+				out[i] = &ts[i]
+			}
+		})
 		return &List{Items: out}
 	})
 	reg("filter", 2, func(ev *Evaluator, a []Value) Value {
@@ -100,9 +102,11 @@ func registerLists(reg registerFunc) {
 		}
 		out := make([]Value, n)
 		ts := genListThunks(len(out), f)
-		for i := range out {
-			out[i] = &ts[i]
-		}
+		inChunks(len(out), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				out[i] = &ts[i]
+			}
+		})
 		return &List{Items: out}
 	})
 	reg("concatLists", 1, func(ev *Evaluator, a []Value) Value {
@@ -115,7 +119,7 @@ func registerLists(reg registerFunc) {
 		}
 		out := make([]Value, 0, n)
 		for _, it := range l.Items {
-			out = append(out, it.(*List).Items...)
+			out = appendItems(out, it.(*List).Items)
 		}
 		return &List{Items: out}
 	})
@@ -135,7 +139,7 @@ func registerLists(reg registerFunc) {
 		parts := ev.listParts[start:]
 		out := make([]Value, 0, n)
 		for _, p := range parts {
-			out = append(out, p.Items...)
+			out = appendItems(out, p.Items)
 		}
 		clear(parts)
 		ev.listParts = ev.listParts[:start]

@@ -1198,8 +1198,8 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 				return a
 			}
 			out := make([]Value, 0, len(a.Items)+len(b.Items))
-			out = append(out, a.Items...)
-			return &List{Items: append(out, b.Items...)}
+			out = appendItems(out, a.Items)
+			return &List{Items: appendItems(out, b.Items)}
 		}
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
@@ -1256,7 +1256,7 @@ func (cp *compiler) compConcatChain(n *syntax.Binary, sc *scope) code {
 		}
 		out := make([]Value, 0, total)
 		for _, l := range lists {
-			out = append(out, l.Items...)
+			out = appendItems(out, l.Items)
 		}
 		return &List{Items: out}
 	}

@@ -618,9 +618,11 @@ func sharedApply(n int, f Value, c code) []Thunk {
 	fe := newEnv(nil, 1)
 	fe.v0 = f
 	ts := make([]Thunk, n)
-	for i := range ts {
-		ts[i].c, ts[i].env = c, fe
-	}
+	inChunks(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ts[i].c, ts[i].env = c, fe
+		}
+	})
 	return ts
 }
 
@@ -641,9 +643,11 @@ func genListThunks(n int, f Value) []Thunk {
 	if n > 0 {
 		*fe.slot(1) = &ts[0]
 	}
-	for i := range ts {
-		ts[i].c, ts[i].env = genListCode, fe
-	}
+	inChunks(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ts[i].c, ts[i].env = genListCode, fe
+		}
+	})
 	return ts
 }
 
