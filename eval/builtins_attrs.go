@@ -145,6 +145,7 @@ func registerAttrs(reg registerFunc) {
 		as := ev.forceAttrs(a[1])
 		all := as.All()
 		out := make([]Attr, len(all))
+		prefault(out)
 		ts := sharedApply(len(all), f, applyAttrCode)
 		// Nix 2.8 keeps no positions here: unsafeGetAttrPos of a mapped
 		// attribute is null (nixpkgs' declaration-positions test relies on it).

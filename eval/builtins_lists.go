@@ -43,6 +43,7 @@ func registerLists(reg registerFunc) {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
+		prefault(out)
 		ts := sharedApply(len(out), f, applyArgCode)
 		inChunks(len(out), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
@@ -78,6 +79,7 @@ func registerLists(reg registerFunc) {
 			return l
 		}
 		out := make([]Value, 0, n)
+		prefault(out)
 		for i, k := range keep {
 			if k {
 				out = append(out, l.Items[i])
@@ -101,6 +103,7 @@ func registerLists(reg registerFunc) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
+		prefault(out)
 		ts := genListThunks(len(out), f)
 		inChunks(len(out), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
@@ -118,6 +121,7 @@ func registerLists(reg registerFunc) {
 			n += len(ev.ForceList(ev.forceItem(l, i)).Items)
 		}
 		out := make([]Value, 0, n)
+		prefault(out)
 		for _, it := range l.Items {
 			out = appendItems(out, it.(*List).Items)
 		}
@@ -138,6 +142,7 @@ func registerLists(reg registerFunc) {
 		}
 		parts := ev.listParts[start:]
 		out := make([]Value, 0, n)
+		prefault(out)
 		for _, p := range parts {
 			out = appendItems(out, p.Items)
 		}
@@ -170,6 +175,8 @@ func registerLists(reg registerFunc) {
 			}
 		}
 		r, w := make([]Value, 0, nr), make([]Value, 0, len(l.Items)-nr)
+		prefault(r)
+		prefault(w)
 		for i, it := range l.Items {
 			if right[i] {
 				r = append(r, it)

@@ -1198,6 +1198,7 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 				return a
 			}
 			out := make([]Value, 0, len(a.Items)+len(b.Items))
+			prefault(out)
 			out = appendItems(out, a.Items)
 			return &List{Items: appendItems(out, b.Items)}
 		}
@@ -1255,6 +1256,7 @@ func (cp *compiler) compConcatChain(n *syntax.Binary, sc *scope) code {
 			return last
 		}
 		out := make([]Value, 0, total)
+		prefault(out)
 		for _, l := range lists {
 			out = appendItems(out, l.Items)
 		}

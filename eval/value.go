@@ -618,6 +618,7 @@ func sharedApply(n int, f Value, c code) []Thunk {
 	fe := newEnv(nil, 1)
 	fe.v0 = f
 	ts := make([]Thunk, n)
+	prefault(ts)
 	inChunks(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			ts[i].c, ts[i].env = c, fe
@@ -640,6 +641,7 @@ func genListThunks(n int, f Value) []Thunk {
 	fe := newEnv(nil, 2)
 	fe.v0 = f
 	ts := make([]Thunk, n)
+	prefault(ts)
 	if n > 0 {
 		*fe.slot(1) = &ts[0]
 	}
