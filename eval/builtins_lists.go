@@ -206,9 +206,15 @@ func registerLists(reg registerFunc) {
 		for i := range l.Items {
 			out[i] = ev.forceItem(l, i)
 		}
-		mergeSort(out, func(a, b Value) bool {
+		less := func(a, b Value) bool {
 			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)
-		})
+		}
+		if op, ok := f.(*PrimOp); ok && op == ev.lessThanOp {
+			// as Nix 2.8 does: compared without a call per comparison
+			pos := ev.curPos
+			less = func(a, b Value) bool { return ev.lessThan(a, b, pos) }
+		}
+		mergeSort(out, less)
 		return &List{Items: out}
 	})
 }
