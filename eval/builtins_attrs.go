@@ -7,6 +7,7 @@ func registerAttrs(reg registerFunc) {
 	reg("attrNames", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		out := make([]Value, as.Len())
+		prefault(out)
 		strs := make([]String, len(out))
 		for i, x := range as.All() {
 			strs[i].S = x.Name
@@ -17,6 +18,7 @@ func registerAttrs(reg registerFunc) {
 	reg("attrValues", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		out := make([]Value, as.Len())
+		prefault(out)
 		for i, x := range as.All() {
 			out[i] = x.Val
 		}
@@ -116,6 +118,7 @@ func registerAttrs(reg registerFunc) {
 	reg("listToAttrs", 1, func(ev *Evaluator, a []Value) Value {
 		l := ev.ForceList(a[0])
 		as := make([]Attr, 0, len(l.Items))
+		prefault(as)
 		for _, it := range l.Items {
 			x := ev.forceAttrs(it)
 			nv, ok := x.Get("name")

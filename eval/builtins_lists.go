@@ -203,6 +203,7 @@ func registerLists(reg registerFunc) {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
+		prefault(out)
 		for i := range l.Items {
 			out[i] = ev.forceItem(l, i)
 		}
@@ -241,7 +242,7 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	head := 0
 	for head < len(work) {
 		if head >= 256 && head*2 >= len(work) {
-			n := copy(work, work[head:])
+			n := copyItems(work, work[head:])
 			clear(work[n:])
 			work, head = work[:n], 0
 		}
@@ -269,6 +270,7 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		return
 	}
 	buf := make([]Value, len(xs))
+	prefault(buf)
 	var rec func(xs, buf []Value)
 	rec = func(xs, buf []Value) {
 		n := len(xs)
@@ -286,7 +288,7 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		if !less(xs[m], xs[m-1]) {
 			return // already in order
 		}
-		copy(buf, xs)
+		copyItems(buf, xs)
 		i, j, k := 0, m, 0
 		for i < m && j < n {
 			if less(buf[j], buf[i]) {

@@ -37,6 +37,13 @@ func appendItems(out, items []Value) []Value {
 //go:noinline
 func appendChunk(out, items []Value) []Value { return append(out, items...) }
 
+// copyItems is copy(dst, src) in chunks, as appendItems.
+func copyItems(dst, src []Value) int {
+	n := min(len(dst), len(src))
+	appendItems(dst[:0], src[:n])
+	return n
+}
+
 // inChunks calls fill over [0, n) in chunks, yielding between them (a
 // fill of pointers alone compiles to a leaf without a preemption check in
 // its prologue, so the yield is explicit).

@@ -63,3 +63,22 @@ func TestPrefaultKeepsFreshSliceZero(t *testing.T) {
 		t.Fatal("stores after prefault lost")
 	}
 }
+
+// genericClosure moves its queue to the front of the same slice.
+func TestCopyItemsOverlappingToFront(t *testing.T) {
+	for _, head := range []int{1, 256, itemChunk + 3} {
+		n := 2*itemChunk + 5
+		work := make([]Value, head+n)
+		for i := range work {
+			work[i] = Int(i)
+		}
+		if got := copyItems(work, work[head:]); got != n {
+			t.Fatalf("head %d: copied %d, want %d", head, got, n)
+		}
+		for i := range n {
+			if work[i] != Int(head+i) {
+				t.Fatalf("head %d: work[%d] = %v, want %d", head, i, work[i], head+i)
+			}
+		}
+	}
+}
