@@ -44,6 +44,7 @@ func (ev *Evaluator) initBuiltins() {
 	registerVersions(reg)
 	registerContext(reg)
 	registerData(reg)
+	ev.lessThanOp, _ = bs["lessThan"].(*PrimOp)
 	bs["true"] = Bool(true)
 	bs["false"] = Bool(false)
 	bs["null"] = Null{}

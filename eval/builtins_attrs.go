@@ -7,6 +7,7 @@ func registerAttrs(reg registerFunc) {
 	reg("attrNames", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		out := make([]Value, as.Len())
+		prefault(out)
 		strs := make([]String, len(out))
 		for i, x := range as.All() {
 			strs[i].S = x.Name
@@ -17,6 +18,7 @@ func registerAttrs(reg registerFunc) {
 	reg("attrValues", 1, func(ev *Evaluator, a []Value) Value {
 		as := ev.forceAttrs(a[0])
 		out := make([]Value, as.Len())
+		prefault(out)
 		for i, x := range as.All() {
 			out[i] = x.Val
 		}
@@ -116,6 +118,7 @@ func registerAttrs(reg registerFunc) {
 	reg("listToAttrs", 1, func(ev *Evaluator, a []Value) Value {
 		l := ev.ForceList(a[0])
 		as := make([]Attr, 0, len(l.Items))
+		prefault(as)
 		for _, it := range l.Items {
 			x := ev.forceAttrs(it)
 			nv, ok := x.Get("name")
@@ -145,15 +148,18 @@ func registerAttrs(reg registerFunc) {
 		as := ev.forceAttrs(a[1])
 		all := as.All()
 		out := make([]Attr, len(all))
+		prefault(out)
 		ts := sharedApply(len(all), f, applyAttrCode)
 		// Nix 2.8 keeps no positions here: unsafeGetAttrPos of a mapped
 		// attribute is null (nixpkgs' declaration-positions test relies on it).
 		// (all is the set's own sorted array, never changed: the thunks
 		// may point into it.)
-		for i := range all {
-			ts[i].v = &all[i]
-			out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
-		}
+		inChunks(len(all), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				ts[i].v = &all[i]
+				out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
+			}
+		})
 		return mkAttrs(out)
 	})
 	reg("zipAttrsWith", 2, func(ev *Evaluator, a []Value) Value {

@@ -43,11 +43,14 @@ func registerLists(reg registerFunc) {
 		f := a[0]
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
+		prefault(out)
 		ts := sharedApply(len(out), f, applyArgCode)
-		for i, it := range l.Items {
-			ts[i].v = it
-			out[i] = &ts[i]
-		}
+		inChunks(len(out), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				ts[i].v = l.Items[i]
+				out[i] = &ts[i]
+			}
+		})
 		return &List{Items: out}
 	})
 	reg("filter", 2, func(ev *Evaluator, a []Value) Value {
@@ -76,6 +79,7 @@ func registerLists(reg registerFunc) {
 			return l
 		}
 		out := make([]Value, 0, n)
+		prefault(out)
 		for i, k := range keep {
 			if k {
 				out = append(out, l.Items[i])
@@ -99,10 +103,13 @@ func registerLists(reg registerFunc) {
 			ev.Throwf("cannot create list of size %d", n)
 		}
 		out := make([]Value, n)
+		prefault(out)
 		ts := genListThunks(len(out), f)
-		for i := range out {
-			out[i] = &ts[i]
-		}
+		inChunks(len(out), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				out[i] = &ts[i]
+			}
+		})
 		return &List{Items: out}
 	})
 	reg("concatLists", 1, func(ev *Evaluator, a []Value) Value {
@@ -114,8 +121,9 @@ func registerLists(reg registerFunc) {
 			n += len(ev.ForceList(ev.forceItem(l, i)).Items)
 		}
 		out := make([]Value, 0, n)
+		prefault(out)
 		for _, it := range l.Items {
-			out = append(out, it.(*List).Items...)
+			out = appendItems(out, it.(*List).Items)
 		}
 		return &List{Items: out}
 	})
@@ -134,8 +142,9 @@ func registerLists(reg registerFunc) {
 		}
 		parts := ev.listParts[start:]
 		out := make([]Value, 0, n)
+		prefault(out)
 		for _, p := range parts {
-			out = append(out, p.Items...)
+			out = appendItems(out, p.Items)
 		}
 		clear(parts)
 		ev.listParts = ev.listParts[:start]
@@ -166,6 +175,8 @@ func registerLists(reg registerFunc) {
 			}
 		}
 		r, w := make([]Value, 0, nr), make([]Value, 0, len(l.Items)-nr)
+		prefault(r)
+		prefault(w)
 		for i, it := range l.Items {
 			if right[i] {
 				r = append(r, it)
@@ -192,12 +203,19 @@ func registerLists(reg registerFunc) {
 		f := ev.forceFunction(a[0])
 		l := ev.ForceList(a[1])
 		out := make([]Value, len(l.Items))
+		prefault(out)
 		for i := range l.Items {
 			out[i] = ev.forceItem(l, i)
 		}
-		mergeSort(out, func(a, b Value) bool {
+		less := func(a, b Value) bool {
 			return ev.forceBool(ev.call2(f, a, b, ev.curPos), ev.curPos)
-		})
+		}
+		if op, ok := f.(*PrimOp); ok && op == ev.lessThanOp {
+			// as Nix 2.8 does: compared without a call per comparison
+			pos := ev.curPos
+			less = func(a, b Value) bool { return ev.lessThan(a, b, pos) }
+		}
+		mergeSort(out, less)
 		return &List{Items: out}
 	})
 }
@@ -224,7 +242,7 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	head := 0
 	for head < len(work) {
 		if head >= 256 && head*2 >= len(work) {
-			n := copy(work, work[head:])
+			n := copyItems(work, work[head:])
 			clear(work[n:])
 			work, head = work[:n], 0
 		}
@@ -252,6 +270,7 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		return
 	}
 	buf := make([]Value, len(xs))
+	prefault(buf)
 	var rec func(xs, buf []Value)
 	rec = func(xs, buf []Value) {
 		n := len(xs)
@@ -269,7 +288,7 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 		if !less(xs[m], xs[m-1]) {
 			return // already in order
 		}
-		copy(buf, xs)
+		copyItems(buf, xs)
 		i, j, k := 0, m, 0
 		for i < m && j < n {
 			if less(buf[j], buf[i]) {

@@ -1003,10 +1003,15 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 		return func(ev *Evaluator, env *Env) Value {
 			f := ev.Force(fn(ev, env))
 			ev.curPos = pos
-			if l, ok := f.(*Lambda); ok && !l.fn.simple {
-				// a set pattern forces its argument right away: evaluate
-				// it directly instead of allocating a thunk
-				return ev.callLambda(l, ev.Force(raw0(ev, env)), pos)
+			if l, ok := f.(*Lambda); ok {
+				if !l.fn.simple {
+					// a set pattern forces its argument right away: evaluate
+					// it directly instead of allocating a thunk
+					return ev.callLambda(l, ev.Force(raw0(ev, env)), pos)
+				}
+				// not through call: one frame less per level of a
+				// recursion, whose stack is copied at every doubling
+				return ev.callCode(l.fn, l.env, a0(ev, env), pos)
 			}
 			return ev.call(f, a0(ev, env), pos)
 		}
@@ -1016,6 +1021,9 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 		return func(ev *Evaluator, env *Env) Value {
 			f := ev.Force(fn(ev, env))
 			ev.curPos = pos
+			if l, ok := f.(*Lambda); ok && l.fn.simple && l.fn.inner != nil {
+				return ev.call2Lambda(l, a0(ev, env), a1(ev, env), pos) // one frame less, as above
+			}
 			return ev.call2(f, a0(ev, env), a1(ev, env), pos)
 		}
 	}
@@ -1198,8 +1206,9 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 				return a
 			}
 			out := make([]Value, 0, len(a.Items)+len(b.Items))
-			out = append(out, a.Items...)
-			return &List{Items: append(out, b.Items...)}
+			prefault(out)
+			out = appendItems(out, a.Items)
+			return &List{Items: appendItems(out, b.Items)}
 		}
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
@@ -1255,8 +1264,9 @@ func (cp *compiler) compConcatChain(n *syntax.Binary, sc *scope) code {
 			return last
 		}
 		out := make([]Value, 0, total)
+		prefault(out)
 		for _, l := range lists {
-			out = append(out, l.Items...)
+			out = appendItems(out, l.Items)
 		}
 		return &List{Items: out}
 	}

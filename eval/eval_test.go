@@ -77,6 +77,10 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.tryEval 1`, `{ success = true; value = 1; }`},
 		{`let x = throw "boom"; in [ (builtins.tryEval x).success (builtins.tryEval x).success ]`, `[ false false ]`},
 		{`builtins.sort (a: b: a < b) [ 3 1 2 ]`, `[ 1 2 3 ]`},
+		// lessThan itself is compared with directly (as Nix), stably, lists element-wise
+		{`builtins.sort builtins.lessThan [ 3 1.5 2 (-1) ]`, `[ -1 1.5 2 3 ]`},
+		{`builtins.sort builtins.lessThan [ [ 1 2 ] [ 1 ] [ 0 5 ] ]`, `[ [ 0 5 ] [ 1 ] [ 1 2 ] ]`},
+		{`let lt = builtins.lessThan; in builtins.sort lt [ "b" "a" "c" ]`, `[ "a" "b" "c" ]`},
 		{`builtins.sort (a: b: a.k < b.k) [ { k = 1; v = "a"; } { k = 0; v = "b"; } { k = 1; v = "c"; } ]`, `[ { k = 0; v = "b"; } { k = 1; v = "a"; } { k = 1; v = "c"; } ]`},
 		{`builtins.match "a(b)?c" "ac"`, `[ null ]`},
 		{`builtins.match "[[:alpha:]]+" "abc"`, `[ ]`},

@@ -56,6 +56,7 @@ type Evaluator struct {
 	args        []Value // arguments of the builtins being called
 	envPool     *Env
 	listParts   []*List // concatMap's results, innermost call last
+	lessThanOp  *PrimOp // builtins.lessThan, which sort compares with directly
 }
 
 // New makes an evaluator with the standard builtins plus opts.Builtins.

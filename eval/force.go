@@ -30,10 +30,9 @@ func isFunction(v Value) bool {
 
 // Force evaluates v to weak head normal form.
 func (ev *Evaluator) Force(v Value) Value {
+	// small enough to be inlined (forceThunk returns a done thunk's
+	// value first): no frame of its own on the recursion path
 	if t, ok := v.(*Thunk); ok {
-		if t.c == nil && t.env == nil {
-			return t.v
-		}
 		return ev.forceThunk(t)
 	}
 	return v

@@ -175,7 +175,9 @@ func allocList(n int) *List {
 		x.Items = x.a[:]
 		return &x.List
 	}
-	return &List{Items: make([]Value, n)}
+	items := make([]Value, n)
+	prefault(items)
+	return &List{Items: items}
 }
 
 // Attr is one attribute.
@@ -357,7 +359,9 @@ func (a *Attrs) Get(name string) (Value, bool) {
 
 // mergeAttrs merges two sorted attribute slices, b winning.
 func mergeAttrs(a, b []Attr) []Attr {
-	return mergeAttrsInto(make([]Attr, 0, mergedLen(a, b)), a, b)
+	out := make([]Attr, 0, mergedLen(a, b))
+	prefault(out)
+	return mergeAttrsInto(out, a, b)
 }
 
 // mergedAttrs is the set of mergeAttrs(a, b), of exactly its size and,
@@ -597,7 +601,10 @@ type env2 struct {
 }
 
 func newApplySlab(n int) applySlab {
-	return applySlab{ts: make([]Thunk, n), e2s: make([]env2, n)}
+	s := applySlab{ts: make([]Thunk, n), e2s: make([]env2, n)}
+	prefault(s.ts)
+	prefault(s.e2s)
+	return s
 }
 
 // apply2 is element i: f applied to a and b.
@@ -618,9 +625,12 @@ func sharedApply(n int, f Value, c code) []Thunk {
 	fe := newEnv(nil, 1)
 	fe.v0 = f
 	ts := make([]Thunk, n)
-	for i := range ts {
-		ts[i].c, ts[i].env = c, fe
-	}
+	prefault(ts)
+	inChunks(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ts[i].c, ts[i].env = c, fe
+		}
+	})
 	return ts
 }
 
@@ -638,12 +648,15 @@ func genListThunks(n int, f Value) []Thunk {
 	fe := newEnv(nil, 2)
 	fe.v0 = f
 	ts := make([]Thunk, n)
+	prefault(ts)
 	if n > 0 {
 		*fe.slot(1) = &ts[0]
 	}
-	for i := range ts {
-		ts[i].c, ts[i].env = genListCode, fe
-	}
+	inChunks(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ts[i].c, ts[i].env = genListCode, fe
+		}
+	})
 	return ts
 }
 
@@ -750,6 +763,7 @@ func sortAttrs(as []Attr) {
 		return int(a - b)
 	})
 	out := make([]Attr, len(as))
+	prefault(out)
 	for i, j := range idx {
 		out[i] = as[j]
 	}
