@@ -6,9 +6,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/tvix-go/tvix/internal/testenv"
@@ -32,19 +35,46 @@ var subnet struct {
 	mu   sync.Mutex
 }
 
+// nsPrefix and the test process's pid start the name of each namespace,
+// so that one left by a process that died before its cleanup (a go test
+// timeout kills without running it) is known and removed by the next.
+const nsPrefix = "tvix-test-"
+
+// removeOrphans deletes the namespaces of test processes no longer
+// running (their veth pairs go with them), whose addresses would
+// otherwise shadow this process's.
+func removeOrphans() {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), nsPrefix)
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		exec.Command("ip", "netns", "del", e.Name()).Run()
+	}
+}
+
 // NewHost makes a namespace, removed when the test ends.
 func NewHost(t testing.TB) *Host {
 	t.Helper()
 	testenv.Root(t, "network namespaces")
 	testenv.Tool(t, "ip", "iproute2")
-	subnet.once.Do(func() { subnet.base = 100 + rand.IntN(100) })
+	subnet.once.Do(func() {
+		subnet.base = 100 + rand.IntN(100)
+		removeOrphans()
+	})
 	subnet.mu.Lock()
 	n := subnet.next
 	subnet.next++
 	subnet.mu.Unlock()
 	tag := fmt.Sprintf("%04x%02x", rand.IntN(1<<16), n)
 	h := &Host{
-		NS:     "tvix-" + tag,
+		NS:     fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), tag),
 		HostIP: fmt.Sprintf("10.%d.%d.1", subnet.base, n),
 		IP:     fmt.Sprintf("10.%d.%d.2", subnet.base, n),
 	}
