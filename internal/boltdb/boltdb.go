@@ -17,7 +17,11 @@ import (
 const (
 	metaBucket    = "meta"
 	formatKey     = "format"
-	formatVersion = "tvix-go bbolt v1"
+	formatVersion = "tvix-go bbolt v2"
+	// formatV1 files lack the path infos' referrers index, which opening
+	// them builds (store/pathinfo); v2 keeps tvix binaries that would not
+	// maintain it from writing to a file that has it.
+	formatV1 = "tvix-go bbolt v1"
 )
 
 // DB is a reference-counted handle; Close releases this reference only.
@@ -87,7 +91,7 @@ func checkFormat(db *bolt.DB) error {
 			return err
 		}
 		switch v := b.Get([]byte(formatKey)); {
-		case v == nil:
+		case v == nil, string(v) == formatV1:
 			return b.Put([]byte(formatKey), []byte(formatVersion))
 		case string(v) != formatVersion:
 			return fmt.Errorf("unknown store format %q (this tvix knows %q)", v, formatVersion)

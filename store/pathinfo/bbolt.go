@@ -21,12 +21,97 @@ const bucket = "pathinfo"
 // 20-byte store path digest.
 type Bolt struct{ db *boltdb.DB }
 
+// referrersBucket indexes references backwards: a key is a reference's
+// digest followed by the digest of a path that refers to it (no value),
+// so a path's referrers are one prefix scan, not a read of every path.
+const referrersBucket = "referrers"
+
 func NewBolt(path string) (*Bolt, error) {
 	db, err := boltdb.Open(path, bucket, narFilesBucket)
 	if err != nil {
 		return nil, fmt.Errorf("path info service: %w", err)
 	}
+	if err := db.Update(buildReferrers); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("path info service: index referrers: %w", err)
+	}
 	return &Bolt{db: db}, nil
+}
+
+// buildReferrers makes the referrers index of a file written before it
+// existed, once.
+func buildReferrers(tx *bolt.Tx) error {
+	if tx.Bucket([]byte(referrersBucket)) != nil {
+		return nil
+	}
+	ix, err := tx.CreateBucket([]byte(referrersBucket))
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bucket)).ForEach(func(k, v []byte) error {
+		info := &storev1.PathInfo{}
+		if err := proto.Unmarshal(v, info); err != nil {
+			return fmt.Errorf("entry %x: %w", k, err)
+		}
+		return indexReferences(ix, k, info)
+	})
+}
+
+// indexReferences records in the referrers index that key refers to
+// each of info's references.
+func indexReferences(ix *bolt.Bucket, key []byte, info *storev1.PathInfo) error {
+	for _, r := range info.GetReferences() {
+		if err := ix.Put(append(append(make([]byte, 0, len(r)+len(key)), r...), key...), []byte{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unindexReferences undoes indexReferences for a path being deleted.
+func unindexReferences(ix *bolt.Bucket, key []byte, info *storev1.PathInfo) error {
+	for _, r := range info.GetReferences() {
+		if err := ix.Delete(append(append(make([]byte, 0, len(r)+len(key)), r...), key...)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// referrerKeys are the digests of the paths that refer to digest, from
+// the index, in tx.
+func referrerKeys(tx *bolt.Tx, digest []byte) [][]byte {
+	var out [][]byte
+	c := tx.Bucket([]byte(referrersBucket)).Cursor()
+	for k, _ := c.Seek(digest); k != nil && bytes.HasPrefix(k, digest); k, _ = c.Next() {
+		out = append(out, bytes.Clone(k[len(digest):]))
+	}
+	return out
+}
+
+// Referrers returns the path infos that refer to digest (an index
+// lookup), itself included when it refers to itself.
+func (b *Bolt) Referrers(_ context.Context, digest [storepath.DigestSize]byte) ([]*storev1.PathInfo, error) {
+	var infos []*storev1.PathInfo
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucket))
+		for _, k := range referrerKeys(tx, digest[:]) {
+			raw := bk.Get(k)
+			if raw == nil {
+				return fmt.Errorf("the referrers index names %x, which is not recorded", k)
+			}
+			info := &storev1.PathInfo{}
+			if err := proto.Unmarshal(raw, info); err != nil {
+				return fmt.Errorf("entry %x: %w", k, err)
+			}
+			infos = append(infos, info)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query referrers of %x: %w", digest, err)
+	}
+	return infos, nil
 }
 
 func (b *Bolt) Get(_ context.Context, digest [storepath.DigestSize]byte) (*storev1.PathInfo, error) {
@@ -50,7 +135,7 @@ func (b *Bolt) Put(_ context.Context, info *storev1.PathInfo) (*storev1.PathInfo
 	var stored *storev1.PathInfo
 	err = b.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		stored, err = putMerged(tx.Bucket([]byte(bucket)), sp.Digest[:], info)
+		stored, err = putMerged(tx, sp.Digest[:], info)
 		return err
 	})
 	if err != nil {
@@ -62,7 +147,8 @@ func (b *Bolt) Put(_ context.Context, info *storev1.PathInfo) (*storev1.PathInfo
 // putMerged stores info under key, merged (see Merge) with what is there;
 // in the caller's transaction, so no other Put comes between the look and
 // the write.
-func putMerged(bk *bolt.Bucket, key []byte, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+func putMerged(tx *bolt.Tx, key []byte, info *storev1.PathInfo) (*storev1.PathInfo, error) {
+	bk := tx.Bucket([]byte(bucket))
 	if raw := bk.Get(key); raw != nil {
 		old := &storev1.PathInfo{}
 		if err := proto.Unmarshal(raw, old); err != nil {
@@ -79,6 +165,9 @@ func putMerged(bk *bolt.Bucket, key []byte, info *storev1.PathInfo) (*storev1.Pa
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 	if err != nil {
+		return nil, err
+	}
+	if err := indexReferences(tx.Bucket([]byte(referrersBucket)), key, info); err != nil {
 		return nil, err
 	}
 	return info, bk.Put(key, raw)
@@ -147,9 +236,8 @@ func (b *Bolt) PutBatch(_ context.Context, infos []*storev1.PathInfo) error {
 	// Stable, so two infos of one path merge in the order given.
 	slices.SortStableFunc(rows, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket([]byte(bucket))
 		for _, r := range rows {
-			if _, err := putMerged(bk, r.k, r.info); err != nil {
+			if _, err := putMerged(tx, r.k, r.info); err != nil {
 				return err
 			}
 		}

@@ -84,9 +84,10 @@ func (m *Memory) Delete(_ context.Context, paths [][storepath.DigestSize]byte) (
 	return out, nil
 }
 
-// Delete runs in one transaction that reads every PathInfo: the check
-// that nothing staying refers to a deleted path must see the puts that
-// came while the collector decided.
+// Delete runs in one transaction, so the check that nothing staying
+// refers to a deleted path sees the puts that came while the collector
+// decided; it reads the candidates and, through the referrers index,
+// the paths that refer to them, not every path.
 func (b *Bolt) Delete(_ context.Context, paths [][storepath.DigestSize]byte) ([][storepath.DigestSize]byte, error) {
 	var out [][storepath.DigestSize]byte
 	err := b.db.Update(func(tx *bolt.Tx) error {
@@ -100,25 +101,48 @@ func (b *Bolt) Delete(_ context.Context, paths [][storepath.DigestSize]byte) ([]
 		if len(gone) == 0 {
 			return nil
 		}
+		// What sparing needs: the candidates' references, and those of
+		// every path referring to a candidate (a spared candidate spares
+		// what it refers to in turn, and those are candidates too).
 		all := map[[storepath.DigestSize]byte][][]byte{}
-		err := bk.ForEach(func(k, v []byte) error {
+		infos := map[[storepath.DigestSize]byte]*storev1.PathInfo{}
+		read := func(k []byte) error {
 			if len(k) != storepath.DigestSize {
+				return fmt.Errorf("referrers index entry with a %d-byte digest", len(k))
+			}
+			d := [storepath.DigestSize]byte(k)
+			if _, ok := all[d]; ok {
 				return nil
 			}
+			raw := bk.Get(k)
+			if raw == nil {
+				return fmt.Errorf("the referrers index names %x, which is not recorded", k)
+			}
 			info := &storev1.PathInfo{}
-			if err := proto.Unmarshal(v, info); err != nil {
+			if err := proto.Unmarshal(raw, info); err != nil {
 				return fmt.Errorf("entry %x: %w", k, err)
 			}
-			all[[storepath.DigestSize]byte(k)] = referenceDigests(info)
+			all[d], infos[d] = referenceDigests(info), info
 			return nil
-		})
-		if err != nil {
-			return err
+		}
+		for p := range gone {
+			if err := read(p[:]); err != nil {
+				return err
+			}
+			for _, r := range referrerKeys(tx, p[:]) {
+				if err := read(r); err != nil {
+					return err
+				}
+			}
 		}
 		SpareReferenced(gone, all)
+		ix := tx.Bucket([]byte(referrersBucket))
 		for _, p := range paths {
 			if !gone[p] {
 				continue
+			}
+			if err := unindexReferences(ix, p[:], infos[p]); err != nil {
+				return err
 			}
 			if err := bk.Delete(p[:]); err != nil {
 				return err
