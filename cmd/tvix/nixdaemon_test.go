@@ -563,8 +563,8 @@ func TestNixRealiseSubstitutes(t *testing.T) {
 }
 
 // The client's build settings bound builds as Nix's own daemon does:
-// max-silent-time and timeout end a build as timed out, a chatty build
-// outlives max-silent-time, and without keep-going the first failure
+// max-silent-time and timeout end a build as timed out, a build that
+// logs outlives max-silent-time, and without keep-going the first failure
 // stops the build running beside it (with it, that one finishes).
 func TestNixClientBuildLimits(t *testing.T) {
 	nixtest.Require(t)
@@ -600,8 +600,9 @@ in {
 	if took := time.Since(started); took > 30*time.Second {
 		t.Fatalf("the silent build was stopped after %s, not about 2 s", took)
 	}
-	if out, err := build("-A", "chatty", "--option", "max-silent-time", "3"); err != nil {
-		t.Fatalf("a build logging each second under max-silent-time 3: %v\n%s", err, out)
+	// Runs 6 s, longer than the limit, logging every second.
+	if out, err := build("-A", "chatty", "--option", "max-silent-time", "5"); err != nil {
+		t.Fatalf("a build logging each second under max-silent-time 5: %v\n%s", err, out)
 	}
 	if out, err := build("-A", "silent", "--timeout", "2"); err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("a build past --timeout 2: %v\n%s", err, out)
