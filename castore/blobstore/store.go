@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"lukechampine.com/blake3"
 
@@ -22,6 +23,7 @@ type Store struct {
 	cdc                 *chunker.Chunker
 	smallBufs, fullBufs sync.Pool
 	backing             verifiedBacking
+	cache               atomic.Pointer[chunkCache] // nil: none
 	// touch remembers what uploads and readers use, which a sweep keeps
 	// (see castore.Collectable).
 	touch *touchlog.Log
@@ -461,6 +463,15 @@ func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
 	return r.f, r.fileOff + off, int(min(int64(n), r.Size()-off))
 }
 
+// MemRange serves memRanger when the chunk cache holds the blob.
+func (r *singleReader) MemRange(off int64, n int) []byte {
+	mc, ok := r.c.(memChunk)
+	if !ok || off < 0 || off >= int64(len(mc.data)) || n <= 0 {
+		return nil
+	}
+	return mc.data[off:min(int64(len(mc.data)), off+int64(n))]
+}
+
 func (r *singleReader) Close() error { return r.c.Close() }
 
 // heldReader releases the sweep's hold on a blob when closed.
@@ -480,4 +491,30 @@ func (r *heldReader) FileRange(off int64, n int) (*os.File, int64, int) {
 		return fr.FileRange(off, n)
 	}
 	return nil, 0, 0
+}
+
+// memRanger is a blob reader that can hand out verified bytes it holds in
+// memory (the chunk cache's), so a server writes them without a copy.
+type memRanger interface {
+	MemRange(off int64, n int) []byte
+}
+
+func (r *heldReader) MemRange(off int64, n int) []byte {
+	if mr, ok := r.BlobReader.(memRanger); ok {
+		return mr.MemRange(off, n)
+	}
+	return nil
+}
+
+// SetChunkCache keeps up to max bytes of verified chunks in memory (0 or
+// less: none), so that chunks read often are not read from disk and
+// hashed on every read; see chunkCache. Servers of many readers (nar-bridge)
+// set it; a process that reads each blob once gains nothing from it. Call
+// it again to resize it (it starts empty).
+func (s *Store) SetChunkCache(max int64) {
+	if max <= 0 {
+		s.cache.Store(nil)
+		return
+	}
+	s.cache.Store(newChunkCache(max))
 }

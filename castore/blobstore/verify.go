@@ -1,6 +1,7 @@
 package blobstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -80,24 +81,80 @@ var unverifiedReads = os.Getenv("TVIX_BENCH_UNVERIFIED_READS") == "1"
 // openVerified opens chunk d and checks its bytes hash to d before anyone
 // reads them. The bytes are then read again from the file (the page cache
 // has them): keeping each open chunk in memory would cost up to a chunk
-// per open reader, and a FUSE mount keeps many open.
+// per open reader, and a FUSE mount keeps many open. With a chunk cache
+// (SetChunkCache), a chunk it holds is served from memory without being
+// read or hashed again, and one it admits is read once, into memory.
 func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
+	return s.openCounted(d, true)
+}
+
+// openCounted is openVerified for a reader that says whether this open is
+// its first request for d (what the chunk cache counts).
+func (s *Store) openCounted(d castore.Digest, count bool) (chunkReader, int64, error) {
 	c, size, err := s.b.openChunk(d)
 	if err != nil || unverifiedReads {
 		return c, size, err
 	}
-	got, err := hashRange(c, 0, size)
-	if err == nil && got != d {
-		err = fmt.Errorf("%w: chunk %s in %s hashes to %s", ErrCorrupt, d, where(c), got)
-	} else if err != nil {
-		err = fmt.Errorf("verify chunk %s in %s: %w", d, where(c), err)
+	if cache := s.cache.Load(); cache != nil {
+		// The store was asked first: a chunk it no longer has (swept) is
+		// not served from memory either.
+		if data, ok := cache.get(d, count); ok && int64(len(data)) == size {
+			c.Close()
+			return memChunk{bytes.NewReader(data), data}, size, nil
+		}
+		if cache.admits(d, size) {
+			defer c.Close()
+			data, err := readVerified(c, d, size)
+			if err != nil {
+				return nil, 0, err
+			}
+			cache.add(d, data)
+			return memChunk{bytes.NewReader(data), data}, size, nil
+		}
 	}
-	if err != nil {
+	got, err := hashRange(c, 0, size)
+	if err := chunkError(c, d, got, err); err != nil {
 		c.Close()
 		return nil, 0, err
 	}
 	return c, size, nil
 }
+
+// chunkError is what reading chunk d from c to verify it found: the read's
+// error, or bytes that hash to got instead of d.
+func chunkError(c chunkReader, d, got castore.Digest, err error) error {
+	if err != nil {
+		return fmt.Errorf("verify chunk %s in %s: %w", d, where(c), err)
+	}
+	if got != d {
+		return fmt.Errorf("%w: chunk %s in %s hashes to %s", ErrCorrupt, d, where(c), got)
+	}
+	return nil
+}
+
+// readVerified reads chunk d (size bytes of c) into a buffer of its own
+// and returns it if it hashes to d.
+func readVerified(c chunkReader, d castore.Digest, size int64) ([]byte, error) {
+	data := make([]byte, size)
+	if n, err := c.ReadAt(data, 0); int64(n) != size {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, chunkError(c, d, castore.Digest{}, err)
+	}
+	if err := chunkError(c, d, blake3Serial(data), nil); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// memChunk is a verified chunk held in memory (by the chunk cache).
+type memChunk struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (memChunk) Close() error { return nil }
 
 // verifiedRanges is a chunked blob's reader whose file ranges (handed to
 // the kernel to splice, so their bytes never pass through here) are of
@@ -107,12 +164,14 @@ func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
 type verifiedRanges struct {
 	*chunkedread.Reader
 	s       *Store
+	cache   *chunkCache // the store's when the reader was opened, or nil
 	l       locator
 	chunks  []castore.ChunkMeta
 	offsets []int64
 
 	mu       sync.Mutex
 	verified map[filePlace]bool // by this reader, for reads or ranges
+	asked    map[castore.Digest]bool
 	releases []func()
 }
 
@@ -129,7 +188,7 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[filePlace]bool{}}
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[filePlace]bool{}, asked: map[castore.Digest]bool{}, cache: s.cache.Load()}
 	r.Reader = chunkedread.New(d, chunks, r.open, r.locate)
 	return r
 }
@@ -138,7 +197,10 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 // remembers it, so a range of the same chunk handed out afterwards (a NAR
 // served by sendfile after its first bytes were read) is not hashed again.
 func (r *verifiedRanges) open(d castore.Digest) (chunkedread.Chunk, int64, error) {
-	c, size, err := r.s.openVerified(d)
+	r.mu.Lock()
+	first := r.firstAskLocked(d)
+	r.mu.Unlock()
+	c, size, err := r.s.openCounted(d, first)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -173,9 +235,21 @@ func (r *verifiedRanges) Close() error {
 	return err
 }
 
+// firstAskLocked reports whether this is the reader's first request for
+// chunk d; r.mu is held.
+func (r *verifiedRanges) firstAskLocked(d castore.Digest) bool {
+	if r.asked[d] {
+		return false
+	}
+	r.asked[d] = true
+	return true
+}
+
 // FileRange hands out a range only once every chunk it covers has been
 // verified where the range lies; a corrupt one yields no range, so the
-// caller reads instead and gets the error.
+// caller reads instead and gets the error. A range ends before a chunk
+// the chunk cache holds (one it admits is read into it here): those are
+// the caller's to take from memory (MemRange), without hashing them again.
 func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 	f, fileOff, m := r.Reader.FileRange(off, n)
 	if f == nil {
@@ -192,13 +266,56 @@ func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 		if r.verified[at] || unverifiedReads {
 			continue
 		}
-		got, err := hashRange(f, at.off, int64(r.chunks[i].Size))
-		if err != nil || got != r.chunks[i].Digest {
+		c := r.chunks[i]
+		if r.cache != nil && r.cached(c, at) {
+			if i == first {
+				return nil, 0, 0
+			}
+			return f, fileOff, int(r.offsets[i] - off)
+		}
+		got, err := hashRange(f, at.off, int64(c.Size))
+		if err != nil || got != c.Digest {
 			return nil, 0, 0
 		}
 		r.verified[at] = true
 	}
 	return f, fileOff, m
+}
+
+// cached reports whether chunk c is in the chunk cache, reading it from at
+// into the cache if the cache admits it; r.mu is held.
+func (r *verifiedRanges) cached(c castore.ChunkMeta, at filePlace) bool {
+	if _, ok := r.cache.get(c.Digest, r.firstAskLocked(c.Digest)); ok {
+		return true
+	}
+	if !r.cache.admits(c.Digest, int64(c.Size)) {
+		return false
+	}
+	fc := fileChunk{SectionReader: io.NewSectionReader(at.f, at.off, int64(c.Size)), f: at.f, off: at.off}
+	data, err := readVerified(fc, c.Digest, int64(c.Size))
+	if err != nil {
+		return false // no range; the read that follows reports it
+	}
+	r.cache.add(c.Digest, data)
+	return true
+}
+
+// MemRange returns the bytes of the blob from off on (at most n) when the
+// chunk there is in the chunk cache: verified bytes, to be written as they
+// are. It returns nil otherwise.
+func (r *verifiedRanges) MemRange(off int64, n int) []byte {
+	if r.cache == nil || off < 0 || off >= r.offsets[len(r.chunks)] || n <= 0 {
+		return nil
+	}
+	i := r.chunkAt(off)
+	r.mu.Lock()
+	data, ok := r.cache.get(r.chunks[i].Digest, r.firstAskLocked(r.chunks[i].Digest))
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	data = data[off-r.offsets[i]:]
+	return data[:min(len(data), n)]
 }
 
 func (r *verifiedRanges) chunkAt(off int64) int {

@@ -79,11 +79,24 @@ type Options struct {
 	// (default 2 MiB).
 	Limits         narcastore.Limits
 	MaxNarinfoSize int64
+	// ChunkCache is how many bytes of verified chunks the blob service
+	// keeps in memory for serving (0: DefaultChunkCache; negative: none),
+	// when it is a local blob store that can (blobstore.Store): chunks
+	// served again are sent from there, not read from disk and hashed
+	// again. It is shared by everything using that blob service.
+	ChunkCache int64
 	// CompressLoopback answers Accept-Encoding: zstd from loopback clients
 	// too (tests); by default they get the NAR uncompressed, which is
 	// faster for them.
 	CompressLoopback bool
 }
+
+// DefaultChunkCache is Options.ChunkCache's default: a few large NARs, or
+// the popular part of a closure of a few GiB.
+const DefaultChunkCache = 1 << 30
+
+// chunkCacher is a blob service that can keep verified chunks in memory.
+type chunkCacher interface{ SetChunkCache(max int64) }
 
 // LimitNarinfoSize names the narinfo size limit, as the daemon's flag does.
 const LimitNarinfoSize = "max-narinfo-size"
@@ -132,6 +145,12 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	}
 	if opts.MaxNarinfoSize <= 0 {
 		opts.MaxNarinfoSize = defaultMaxNarinfo
+	}
+	if opts.ChunkCache == 0 {
+		opts.ChunkCache = DefaultChunkCache
+	}
+	if cc, ok := castore.As[chunkCacher](blobs); ok {
+		cc.SetChunkCache(max(opts.ChunkCache, 0))
 	}
 	log := opts.Logger
 	if log == nil {
@@ -373,9 +392,9 @@ type lazyWriter struct {
 
 func (l *lazyWriter) ReadFrom(src io.Reader) (int64, error) {
 	var n int64
-	if lr, ok := src.(*io.LimitedReader); ok && l.files.to != nil {
+	if lr, ok := src.(*io.LimitedReader); ok {
 		l.start()
-		m, err := l.files.send(lr)
+		m, err := l.files.send(lr, l.w)
 		if n += m; err != nil {
 			return n, err
 		}
