@@ -814,9 +814,32 @@ func (rw *rangeWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom takes a file's contents (nar.Writer copies them from a blob
+// reader limited to the file's size): the part before the range is
+// skipped by seeking the blob reader, not read, so a range deep into a
+// large file does not read (and verify) the chunks before it.
+func (rw *rangeWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	if lr, ok := src.(*io.LimitedReader); ok && rw.pos < rw.start {
+		if sk, ok := lr.R.(io.Seeker); ok {
+			skip := min(lr.N, rw.start-rw.pos)
+			if _, err := sk.Seek(skip, io.SeekCurrent); err != nil {
+				return 0, fmt.Errorf("skip to the range: %w", err)
+			}
+			lr.N -= skip
+			rw.pos += skip
+			n = skip
+		}
+	}
+	m, err := io.Copy(writerOnly{rw}, src)
+	return n + m, err
+}
+
 // getNARRange answers a single "bytes=a-b" range. The NAR is rendered from
-// the start and cut, so blob reads before the range are the price; a NAR
-// rendered from castore has no index to seek into.
+// the start and cut; the contents of files before the range are skipped
+// (rangeWriter.ReadFrom), but their headers, and small files the NAR
+// writer buffers whole, are rendered: a NAR rendered from castore has no
+// index to seek into.
 func (h *Handler) getNARRange(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, spec string) {
 	start, end, ok := parseRange(spec, int64(narSize))
 	if !ok {

@@ -3,6 +3,7 @@ package narbridge
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand"
 	"net/http"
@@ -195,5 +196,38 @@ func TestChunkCacheServesWhatWasVerified(t *testing.T) {
 	got, err := get()
 	if err != nil || !bytes.Equal(got, f.up.nar) {
 		t.Fatalf("GET after the flip: %d bytes (NAR: %d), equal %v, %v", len(got), len(f.up.nar), bytes.Equal(got, f.up.nar), err)
+	}
+}
+
+// TestRangeSkipsWhatComesBefore: a range deep into a large file is cut
+// from the NAR without reading the chunks before it: with one of those
+// corrupt on disk, the range is still served whole (none of its bytes is
+// corrupt), and a range over the corrupt chunk is refused.
+func TestRangeSkipsWhatComesBefore(t *testing.T) {
+	content := randomContent(12 << 20)
+	f := newPackFixtureCache(t, content, -1)
+	flipInPacks(t, f.dir, []byte(content[2<<20:2<<20+64]))
+	get := func(from, to int) (int, []byte, error) {
+		req, _ := http.NewRequest("GET", f.nurl, nil)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to-1))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	n := len(f.up.nar)
+	st, got, err := get(n-(4<<20), n-(3<<20))
+	if err != nil || st != http.StatusPartialContent || !bytes.Equal(got, f.up.nar[n-(4<<20):n-(3<<20)]) {
+		t.Fatalf("range past a corrupt chunk: %d, %d bytes, %v", st, len(got), err)
+	}
+	_, got, err = get(1<<20, 4<<20)
+	if err == nil && len(got) == 3<<20 {
+		t.Fatal("a range over a corrupt chunk was served whole")
+	}
+	if !bytes.HasPrefix(f.up.nar[1<<20:], got) {
+		t.Fatal("a range over a corrupt chunk sent bytes that are not the NAR's")
 	}
 }
