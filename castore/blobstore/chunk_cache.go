@@ -3,6 +3,8 @@ package blobstore
 import (
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tvix-go/tvix/castore"
 )
 
@@ -16,6 +18,14 @@ import (
 // candidate and the victims were asked for (as TinyLFU does), so a scan
 // through more than the cache holds (every NAR of a large closure, in
 // turn) keeps the part it has instead of replacing all of it each pass.
+//
+// Chunks of offHeapMin bytes or more live in memory mapped for each (off
+// the Go heap: the collector would let a heap holding the cache grow to
+// twice its size before collecting, and the cache is most of the heap of
+// a server using it). Such memory is given back when nobody holds it: an
+// entry is held by the cache while cached and by each reader using its
+// bytes (get to release), so an eviction never unmaps bytes a reader, or
+// the kernel in a write, is still using.
 type chunkCache struct {
 	max int64
 
@@ -35,6 +45,33 @@ type cachedChunk struct {
 	data []byte
 	used bool // asked for since the hand last passed
 	at   int  // index in ring
+	// refs counts the readers holding data; out is set once the cache
+	// no longer does. Both under the cache's mu.
+	refs   int
+	out    bool
+	mapped bool // data is a mapping of its own (allocChunk)
+}
+
+// offHeapMin is the smallest chunk kept off the Go heap: below it the
+// page rounding would waste too much, and such chunks are few of the bytes.
+const offHeapMin = 32 << 10
+
+// allocChunk returns a buffer for a chunk of size bytes, and whether it
+// is a mapping; freeChunk gives it back.
+func allocChunk(size int64) ([]byte, bool) {
+	if size >= offHeapMin {
+		page := int64(unix.Getpagesize())
+		if b, err := unix.Mmap(-1, 0, int((size+page-1)&^(page-1)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
+			return b[:size], true
+		}
+	}
+	return make([]byte, size), false // the heap, also when mapping fails
+}
+
+func freeChunk(b []byte, mapped bool) {
+	if mapped {
+		_ = unix.Munmap(b[:cap(b)]) // fails only for a range not mapped
+	}
 }
 
 // chunkOverhead is what an entry costs beside its bytes (map slot, entry,
@@ -47,10 +84,10 @@ func newChunkCache(max int64) *chunkCache {
 
 func (c *chunkCache) cost(size int64) int64 { return size + chunkOverhead }
 
-// get returns chunk d's verified bytes, if held. A request counts for
-// admission when count is set: a reader asks once per chunk, however many
-// ways it looks (a range, a read, a range again).
-func (c *chunkCache) get(d castore.Digest, count bool) ([]byte, bool) {
+// get returns chunk d's entry, held for the caller (release it), if
+// cached. A request counts for admission when count is set: a reader asks
+// once per chunk, however many ways it looks (a range, a read, again).
+func (c *chunkCache) get(d castore.Digest, count bool) (*cachedChunk, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if count {
@@ -61,7 +98,22 @@ func (c *chunkCache) get(d castore.Digest, count bool) ([]byte, bool) {
 		return nil, false
 	}
 	e.used = true
-	return e.data, true
+	e.refs++
+	return e, true
+}
+
+// release gives back a hold of e from get or add.
+func (c *chunkCache) release(e *cachedChunk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(e)
+}
+
+func (c *chunkCache) releaseLocked(e *cachedChunk) {
+	if e.refs--; e.refs == 0 && e.out {
+		freeChunk(e.data, e.mapped)
+		e.data = nil
+	}
 }
 
 // agingPeriod is how many requests pass between halvings of the counts:
@@ -99,59 +151,74 @@ func (c *chunkCache) admits(d castore.Digest, size int64) bool {
 }
 
 // victimsLocked chooses the entries to evict for cost more bytes, going
-// the hand's way: first those not used since the hand passed, then the
-// others (their second chance), each only if it is asked for less often
-// than want. It reports false if they do not make room.
+// the hand's way: the hand first passes the entries used since it last
+// did (their second chance, taken now), then the entries it meets are the
+// victims, each only if it is asked for less often than want; one that is
+// not refuses the newcomer. At most victimSearch entries are looked at:
+// a miss must not cost a walk through the whole cache.
 func (c *chunkCache) victimsLocked(cost int64, want uint8) ([]*cachedChunk, bool) {
 	need := c.used + cost - c.max
-	var victims, passed []*cachedChunk
-	consider := func(e *cachedChunk) {
-		if need > 0 && c.freq[e.d] < want {
-			victims = append(victims, e)
-			need -= c.cost(int64(len(e.data)))
-		}
+	if need <= 0 {
+		return nil, true
 	}
-	for i := 0; need > 0 && i < len(c.ring); i++ {
-		if e := c.ring[(c.hand+i)%len(c.ring)]; e.used {
-			passed = append(passed, e)
-		} else {
-			consider(e)
-		}
+	n := len(c.ring)
+	for i := 0; i < min(n, victimSearch) && c.ring[c.hand%n].used; i++ {
+		c.ring[c.hand%n].used = false
+		c.hand++
 	}
-	for _, e := range passed {
-		consider(e)
+	c.hand %= n
+	var victims []*cachedChunk
+	for i := 0; need > 0 && i < min(n, victimSearch); i++ {
+		e := c.ring[(c.hand+i)%n]
+		if e.used {
+			continue
+		}
+		if c.freq[e.d] >= want {
+			return nil, false
+		}
+		victims = append(victims, e)
+		need -= c.cost(int64(len(e.data)))
 	}
 	return victims, need <= 0
 }
 
-// add keeps data, verified to hash to d, if victimsLocked makes room.
-func (c *chunkCache) add(d castore.Digest, data []byte) {
+// victimSearch bounds the entries victimsLocked looks at.
+const victimSearch = 64
+
+// add keeps data (from allocChunk), verified to hash to d, if
+// victimsLocked makes room. Either way it returns an entry of data held
+// for the caller: one not cached is freed when released.
+func (c *chunkCache) add(d castore.Digest, data []byte, mapped bool) *cachedChunk {
 	cost := c.cost(int64(len(data)))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e := &cachedChunk{d: d, data: data, refs: 1, out: true, mapped: mapped}
 	if _, ok := c.entries[d]; ok || cost > c.max/8 {
-		return
+		return e
 	}
 	victims, ok := c.victimsLocked(cost, c.freq[d])
 	if !ok {
-		return
+		return e
 	}
-	if len(victims) > 0 {
-		// The hand moves past what it took; the entries it passed on the
-		// way lose their second chance.
-		last := victims[len(victims)-1].at
-		for i := c.hand % len(c.ring); i != last; i = (i + 1) % len(c.ring) {
-			c.ring[i].used = false
-		}
-		c.hand = last
+	for _, v := range victims {
+		c.removeLocked(v)
 	}
-	for _, e := range victims {
-		c.removeLocked(e)
-	}
-	e := &cachedChunk{d: d, data: data, at: len(c.ring)}
+	e.out, e.at = false, len(c.ring)
+	e.refs++
 	c.entries[d] = e
 	c.ring = append(c.ring, e)
 	c.used += cost
+	return e
+}
+
+// drop empties the cache (it is being replaced): entries go once their
+// readers release them.
+func (c *chunkCache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.ring) > 0 {
+		c.removeLocked(c.ring[len(c.ring)-1])
+	}
 }
 
 // removeLocked takes e out; the last entry of the ring takes its place,
@@ -163,4 +230,6 @@ func (c *chunkCache) removeLocked(e *cachedChunk) {
 	last.at = e.at
 	c.ring = c.ring[:len(c.ring)-1]
 	c.used -= c.cost(int64(len(e.data)))
+	e.out = true
+	c.releaseLocked(e)
 }

@@ -127,12 +127,14 @@ func TestChunkCachePolicy(t *testing.T) {
 	pass := func(set, n int) (hits int) {
 		for i := range n {
 			d := digest(set, i)
-			if _, ok := c.get(d, true); ok {
+			if e, ok := c.get(d, true); ok {
+				c.release(e)
 				hits++
 				continue
 			}
 			if c.admits(d, size) {
-				c.add(d, make([]byte, size))
+				data, mapped := allocChunk(size)
+				c.release(c.add(d, data, mapped))
 			}
 			if c.used > c.max {
 				t.Fatalf("cache holds %d bytes, bound %d", c.used, c.max)
@@ -158,5 +160,36 @@ func TestChunkCachePolicy(t *testing.T) {
 	// A chunk of more than an eighth of the cache is never admitted.
 	if c.admits(digest(2, 0), c.max/4) {
 		t.Fatal("a chunk of a quarter of the cache admitted")
+	}
+}
+
+// An entry evicted (here: the cache dropped) while a reader holds it keeps
+// its bytes, mapped off the heap, until the reader releases it; then they
+// are given back.
+func TestChunkCacheHeldEntryOutlivesEviction(t *testing.T) {
+	c := newChunkCache(64 << 20)
+	data, mapped := allocChunk(1 << 20)
+	if !mapped {
+		t.Fatal("a 1 MiB chunk is not mapped off the heap")
+	}
+	for i := range data {
+		data[i] = byte(i)
+	}
+	e := c.add(castore.Digest{1}, data, mapped)
+	if e.out {
+		t.Fatal("not cached")
+	}
+	c.drop()
+	for i, b := range e.data {
+		if b != byte(i) {
+			t.Fatalf("byte %d of a held, evicted entry changed", i)
+		}
+	}
+	c.release(e)
+	if e.data != nil {
+		t.Fatal("released and evicted, the entry still has its bytes")
+	}
+	if _, ok := c.get(castore.Digest{1}, true); ok {
+		t.Fatal("dropped entry still cached")
 	}
 }

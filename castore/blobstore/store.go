@@ -227,6 +227,7 @@ func (s *Store) Sync(context.Context) error {
 // Close makes deferred blobs durable first: a clean exit keeps everything
 // whose Put was closed.
 func (s *Store) Close() error {
+	s.SetChunkCache(0)
 	var err error
 	if sb, ok := s.b.(syncingBackend); ok {
 		err = sb.sync()
@@ -465,11 +466,11 @@ func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
 
 // MemRange serves memRanger when the chunk cache holds the blob.
 func (r *singleReader) MemRange(off int64, n int) []byte {
-	mc, ok := r.c.(memChunk)
-	if !ok || off < 0 || off >= int64(len(mc.data)) || n <= 0 {
+	mc, ok := r.c.(*memChunk)
+	if !ok || off < 0 || off >= int64(len(mc.e.data)) || n <= 0 {
 		return nil
 	}
-	return mc.data[off:min(int64(len(mc.data)), off+int64(n))]
+	return mc.e.data[off:min(int64(len(mc.e.data)), off+int64(n))]
 }
 
 func (r *singleReader) Close() error { return r.c.Close() }
@@ -512,9 +513,11 @@ func (r *heldReader) MemRange(off int64, n int) []byte {
 // set it; a process that reads each blob once gains nothing from it. Call
 // it again to resize it (it starts empty).
 func (s *Store) SetChunkCache(max int64) {
-	if max <= 0 {
-		s.cache.Store(nil)
-		return
+	var c *chunkCache
+	if max > 0 {
+		c = newChunkCache(max)
 	}
-	s.cache.Store(newChunkCache(max))
+	if old := s.cache.Swap(c); old != nil {
+		old.drop()
+	}
 }

@@ -1,7 +1,6 @@
 package blobstore
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -91,26 +90,35 @@ func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
 // openCounted is openVerified for a reader that says whether this open is
 // its first request for d (what the chunk cache counts).
 func (s *Store) openCounted(d castore.Digest, count bool) (chunkReader, int64, error) {
+	cache := s.cache.Load()
+	if unverifiedReads {
+		cache = nil
+	}
+	if cache != nil {
+		if e, ok := cache.get(d, count); ok {
+			// The store is asked all the same (a cheap question, not a
+			// read): a chunk it no longer has is not served from memory.
+			if has, err := s.b.hasChunk(d); err != nil || !has {
+				cache.release(e)
+				if err == nil {
+					err = castore.ErrNotFound
+				}
+				return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
+			}
+			return newMemChunk(cache, e), int64(len(e.data)), nil
+		}
+	}
 	c, size, err := s.b.openChunk(d)
 	if err != nil || unverifiedReads {
 		return c, size, err
 	}
-	if cache := s.cache.Load(); cache != nil {
-		// The store was asked first: a chunk it no longer has (swept) is
-		// not served from memory either.
-		if data, ok := cache.get(d, count); ok && int64(len(data)) == size {
-			c.Close()
-			return memChunk{bytes.NewReader(data), data}, size, nil
+	if cache != nil && cache.admits(d, size) {
+		defer c.Close()
+		e, err := readIntoCache(cache, c, d, size)
+		if err != nil {
+			return nil, 0, err
 		}
-		if cache.admits(d, size) {
-			defer c.Close()
-			data, err := readVerified(c, d, size)
-			if err != nil {
-				return nil, 0, err
-			}
-			cache.add(d, data)
-			return memChunk{bytes.NewReader(data), data}, size, nil
-		}
+		return newMemChunk(cache, e), size, nil
 	}
 	got, err := hashRange(c, 0, size)
 	if err := chunkError(c, d, got, err); err != nil {
@@ -132,29 +140,72 @@ func chunkError(c chunkReader, d, got castore.Digest, err error) error {
 	return nil
 }
 
-// readVerified reads chunk d (size bytes of c) into a buffer of its own
-// and returns it if it hashes to d.
-func readVerified(c chunkReader, d castore.Digest, size int64) ([]byte, error) {
-	data := make([]byte, size)
-	if n, err := c.ReadAt(data, 0); int64(n) != size {
+// readIntoCache reads chunk d (size bytes of c) into a buffer of the
+// cache's and, if it hashes to d, adds it; the entry returned is held for
+// the caller.
+func readIntoCache(cache *chunkCache, c chunkReader, d castore.Digest, size int64) (*cachedChunk, error) {
+	data, mapped := allocChunk(size)
+	n, err := c.ReadAt(data, 0)
+	if int64(n) != size {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, chunkError(c, d, castore.Digest{}, err)
+		err = chunkError(c, d, castore.Digest{}, err)
+	} else {
+		err = chunkError(c, d, blake3Serial(data), nil)
 	}
-	if err := chunkError(c, d, blake3Serial(data), nil); err != nil {
+	if err != nil {
+		freeChunk(data, mapped)
 		return nil, err
 	}
-	return data, nil
+	return cache.add(d, data, mapped), nil
 }
 
-// memChunk is a verified chunk held in memory (by the chunk cache).
+// memChunk is a verified chunk in the chunk cache, held until Close. A
+// read racing with Close (a reader closed while a read of it is still
+// running elsewhere) gets an error, never unmapped memory.
 type memChunk struct {
-	*bytes.Reader
-	data []byte
+	e     *cachedChunk
+	cache *chunkCache
+
+	mu     sync.RWMutex
+	closed bool
 }
 
-func (memChunk) Close() error { return nil }
+func newMemChunk(cache *chunkCache, e *cachedChunk) *memChunk {
+	return &memChunk{e: e, cache: cache}
+}
+
+func (m *memChunk) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return 0, errMemChunkClosed
+	}
+	if off < 0 {
+		return 0, errors.New("read cached chunk: negative offset")
+	}
+	if off >= int64(len(m.e.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.e.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+var errMemChunkClosed = errors.New("read cached chunk: closed")
+
+func (m *memChunk) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.cache.release(m.e)
+	}
+	return nil
+}
 
 // verifiedRanges is a chunked blob's reader whose file ranges (handed to
 // the kernel to splice, so their bytes never pass through here) are of
@@ -172,6 +223,7 @@ type verifiedRanges struct {
 	mu       sync.Mutex
 	verified map[filePlace]bool // by this reader, for reads or ranges
 	asked    map[castore.Digest]bool
+	pinned   map[castore.Digest]*cachedChunk // what MemRange handed out, held until Close
 	releases []func()
 }
 
@@ -232,6 +284,13 @@ func (r *verifiedRanges) Close() error {
 	for _, release := range releases {
 		release()
 	}
+	r.mu.Lock()
+	pinned := r.pinned
+	r.pinned = nil
+	r.mu.Unlock()
+	for _, e := range pinned {
+		r.cache.release(e)
+	}
 	return err
 }
 
@@ -285,36 +344,45 @@ func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 // cached reports whether chunk c is in the chunk cache, reading it from at
 // into the cache if the cache admits it; r.mu is held.
 func (r *verifiedRanges) cached(c castore.ChunkMeta, at filePlace) bool {
-	if _, ok := r.cache.get(c.Digest, r.firstAskLocked(c.Digest)); ok {
+	if e, ok := r.cache.get(c.Digest, r.firstAskLocked(c.Digest)); ok {
+		r.cache.release(e)
 		return true
 	}
 	if !r.cache.admits(c.Digest, int64(c.Size)) {
 		return false
 	}
 	fc := fileChunk{SectionReader: io.NewSectionReader(at.f, at.off, int64(c.Size)), f: at.f, off: at.off}
-	data, err := readVerified(fc, c.Digest, int64(c.Size))
+	e, err := readIntoCache(r.cache, fc, c.Digest, int64(c.Size))
 	if err != nil {
 		return false // no range; the read that follows reports it
 	}
-	r.cache.add(c.Digest, data)
-	return true
+	cached := !e.out
+	r.cache.release(e)
+	return cached
 }
 
 // MemRange returns the bytes of the blob from off on (at most n) when the
 // chunk there is in the chunk cache: verified bytes, to be written as they
-// are. It returns nil otherwise.
+// are, valid until the reader is closed. It returns nil otherwise.
 func (r *verifiedRanges) MemRange(off int64, n int) []byte {
 	if r.cache == nil || off < 0 || off >= r.offsets[len(r.chunks)] || n <= 0 {
 		return nil
 	}
 	i := r.chunkAt(off)
+	d := r.chunks[i].Digest
 	r.mu.Lock()
-	data, ok := r.cache.get(r.chunks[i].Digest, r.firstAskLocked(r.chunks[i].Digest))
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	e, ok := r.pinned[d]
 	if !ok {
-		return nil
+		if e, ok = r.cache.get(d, r.firstAskLocked(d)); !ok {
+			return nil
+		}
+		if r.pinned == nil {
+			r.pinned = map[castore.Digest]*cachedChunk{}
+		}
+		r.pinned[d] = e
 	}
-	data = data[off-r.offsets[i]:]
+	data := e.data[off-r.offsets[i]:]
 	return data[:min(len(data), n)]
 }
 
