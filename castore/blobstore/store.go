@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"lukechampine.com/blake3"
-
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/chunkedread"
 	"github.com/tvix-go/tvix/castore/chunker"
@@ -245,7 +243,7 @@ type writer struct {
 	s      *Store
 	t      txn
 	opts   castore.PutOptions
-	h      *blake3.Hasher
+	h      *serialHasher
 	buf    []byte
 	chunks []castore.ChunkMeta
 	size   uint64
@@ -351,7 +349,7 @@ func (w *writer) flush(final bool) error {
 	if !w.spilled {
 		// The whole-blob hasher is made only now: most blobs are one
 		// chunk and never need it (a hasher is several KiB).
-		w.h = blake3.New(32, nil)
+		w.h = new(serialHasher)
 		w.h.Write(w.buf)
 		w.spilled = true
 		if lh, ok := w.t.(largeBlobHinter); ok && !final {
@@ -372,7 +370,7 @@ func (w *writer) flush(final bool) error {
 }
 
 func (w *writer) stage(chunk []byte) error {
-	d := castore.Digest(blake3.Sum256(chunk))
+	d := blake3Serial(chunk)
 	if err := w.t.stageChunk(d, chunk); err != nil {
 		w.err = fmt.Errorf("put blob: stage chunk %s: %w", d, err)
 		w.t.abort()
@@ -407,7 +405,7 @@ func (w *writer) Close() (castore.Digest, error) {
 	if single {
 		d = w.chunks[0].Digest // the blob is its only chunk
 	} else {
-		w.h.Sum(d[:0])
+		d = w.h.Sum()
 	}
 	if w.opts.HasExpected && d != w.opts.Expected {
 		w.t.abort()

@@ -3,6 +3,7 @@ package nixcache
 import (
 	"errors"
 	"io"
+	"sync"
 )
 
 // aheadReader runs a reader (a NAR's decompressor) on a goroutine of its
@@ -17,8 +18,13 @@ type aheadReader struct {
 	stop chan struct{}
 	done chan struct{}
 
-	buf, rest []byte // the buffer being read, and what is left of it
+	buf, rest []byte   // the buffer being read, and what is left of it
+	all       [][]byte // every buffer, given back to aheadBufs on Close
+	closed    bool
 }
+
+// aheadBufs are reused by the NARs fetched after.
+var aheadBufs = sync.Pool{New: func() any { return make([]byte, aheadSize) }}
 
 const (
 	aheadBuffers = 4
@@ -29,7 +35,9 @@ func newAheadReader(r io.Reader) *aheadReader {
 	a := &aheadReader{full: make(chan []byte, aheadBuffers), free: make(chan []byte, aheadBuffers),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for range aheadBuffers {
-		a.free <- make([]byte, aheadSize)
+		b := aheadBufs.Get().([]byte)
+		a.all = append(a.all, b)
+		a.free <- b
 	}
 	go a.fill(r)
 	return a
@@ -68,6 +76,9 @@ func (a *aheadReader) fill(r io.Reader) {
 var errAheadClosed = errors.New("read ahead: closed")
 
 func (a *aheadReader) Read(p []byte) (int, error) {
+	if a.closed {
+		return 0, errAheadClosed // its buffers are others' now
+	}
 	if len(a.rest) == 0 {
 		if a.buf != nil {
 			a.free <- a.buf[:cap(a.buf)] // never blocks: there are as many slots as buffers
@@ -88,7 +99,14 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 // no longer used when Close returns; the caller unblocks a read it may
 // be waiting in (cancelling the request) first.
 func (a *aheadReader) Close() error {
+	if a.all == nil {
+		return nil
+	}
 	close(a.stop)
 	<-a.done
+	for _, b := range a.all {
+		aheadBufs.Put(b)
+	}
+	a.all, a.buf, a.rest, a.closed = nil, nil, nil, true
 	return nil
 }
