@@ -28,20 +28,7 @@ func readBlob(s *Store, d castore.Digest) ([]byte, error) {
 // admitted), and once a chunk is cached, a byte flipped on disk afterwards
 // does not reach readers, who get the verified bytes. In every backend.
 func TestChunkCacheKeepsVerifiedBytes(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		open func(t *testing.T) *Store
-	}{
-		{"pack", func(t *testing.T) *Store { return mustPack(t, t.TempDir()) }},
-		{"memory", func(t *testing.T) *Store { return NewMemory() }},
-		{"objectstore", func(t *testing.T) *Store {
-			s, err := NewFile(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, tc := range localBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.open(t)
 			defer s.Close()
