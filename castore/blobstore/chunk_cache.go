@@ -38,6 +38,7 @@ type chunkCache struct {
 	// agingPeriod requests so that what was popular long ago yields.
 	freq     map[castore.Digest]uint8
 	requests int
+	dropped  bool // replaced: keeps nothing more (readers opened before may still ask)
 }
 
 type cachedChunk struct {
@@ -193,7 +194,7 @@ func (c *chunkCache) add(d castore.Digest, data []byte, mapped bool) *cachedChun
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := &cachedChunk{d: d, data: data, refs: 1, out: true, mapped: mapped}
-	if _, ok := c.entries[d]; ok || cost > c.max/8 {
+	if _, ok := c.entries[d]; ok || cost > c.max/8 || c.dropped {
 		return e
 	}
 	victims, ok := c.victimsLocked(cost, c.freq[d])
@@ -216,6 +217,7 @@ func (c *chunkCache) add(d castore.Digest, data []byte, mapped bool) *cachedChun
 func (c *chunkCache) drop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropped = true
 	for len(c.ring) > 0 {
 		c.removeLocked(c.ring[len(c.ring)-1])
 	}

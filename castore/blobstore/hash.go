@@ -24,15 +24,18 @@ func blake3Serial(p []byte) castore.Digest {
 }
 
 // serialHasher is BLAKE3-256 of what is written, hashed as blake3Serial
-// does: the whole-blob digest of a blob being put.
+// does: the whole-blob digest of a blob being put. It hashes sixteen
+// chunks at a time (the SIMD width), buffering up to that much, so that
+// writes of any size keep every group a whole subtree; only the tail, at
+// Sum, goes chunk by chunk.
 type serialHasher struct {
 	stack   [64][8]uint32
-	counter uint64 // chunks hashed into stack; bit i set: a subtree of 2^i chunks at stack[i]
-	// buf holds the last chunk (1 to 1024 bytes) until more comes: it is
-	// the root's, or its ancestor's, if nothing does.
-	buf    [guts.ChunkSize]byte
-	buflen int
+	counter uint64 // chunks hashed into stack, a multiple of 16 until Sum; bit i set: a subtree of 2^i chunks at stack[i]
+	buf     [group]byte
+	buflen  int // 1 to group bytes once anything was written: the last group is the root's side
 }
+
+const group = guts.MaxSIMD * guts.ChunkSize
 
 func (h *serialHasher) push(cv [8]uint32, height int) {
 	i := height
@@ -44,6 +47,11 @@ func (h *serialHasher) push(cv [8]uint32, height int) {
 	h.counter += 1 << height
 }
 
+func (h *serialHasher) pushGroup(g *[group]byte) {
+	n := guts.CompressBuffer(g, group, &guts.IV, h.counter, 0)
+	h.push(guts.ChainingValue(n), bits.TrailingZeros(guts.MaxSIMD))
+}
+
 func (h *serialHasher) Write(p []byte) {
 	if h.buflen > 0 {
 		n := copy(h.buf[h.buflen:], p)
@@ -52,33 +60,40 @@ func (h *serialHasher) Write(p []byte) {
 		if len(p) == 0 {
 			return
 		}
-		h.push(guts.ChainingValue(guts.CompressChunk(h.buf[:], &guts.IV, h.counter, 0)), 0)
+		h.pushGroup(&h.buf)
 		h.buflen = 0
 	}
-	const group = guts.MaxSIMD * guts.ChunkSize
-	for len(p) > guts.ChunkSize {
-		// Sixteen chunks at once once the count is a multiple of sixteen
-		// (they are then one subtree), chunk by chunk until it is.
-		if h.counter%guts.MaxSIMD == 0 && len(p) > group {
-			n := guts.CompressBuffer((*[group]byte)(p[:group]), group, &guts.IV, h.counter, 0)
-			h.push(guts.ChainingValue(n), bits.TrailingZeros(guts.MaxSIMD))
-			p = p[group:]
-			continue
-		}
-		h.push(guts.ChainingValue(guts.CompressChunk(p[:guts.ChunkSize], &guts.IV, h.counter, 0)), 0)
-		p = p[guts.ChunkSize:]
+	for len(p) > group {
+		h.pushGroup((*[group]byte)(p[:group]))
+		p = p[group:]
 	}
-	if len(p) > 0 {
-		h.buflen = copy(h.buf[:], p)
-	}
+	h.buflen = copy(h.buf[:], p)
 }
 
 // Sum is the digest of what was written.
 func (h *serialHasher) Sum() castore.Digest {
-	n := guts.CompressChunk(h.buf[:h.buflen], &guts.IV, h.counter, 0)
-	for i := bits.TrailingZeros64(h.counter); i < bits.Len64(h.counter); i++ {
-		if h.counter&(1<<i) != 0 {
-			n = guts.ParentNode(h.stack[i], guts.ChainingValue(n), &guts.IV, 0)
+	// The tail: its whole chunks but the last, then the last (1 to 1024
+	// bytes, or none for empty input) as the root's or its ancestor's.
+	tail := h.buf[:h.buflen]
+	counter := h.counter
+	stack := h.stack
+	push := func(cv [8]uint32) {
+		i := 0
+		for counter&(1<<i) != 0 {
+			cv = guts.ChainingValue(guts.ParentNode(stack[i], cv, &guts.IV, 0))
+			i++
+		}
+		stack[i] = cv
+		counter++
+	}
+	for len(tail) > guts.ChunkSize {
+		push(guts.ChainingValue(guts.CompressChunk(tail[:guts.ChunkSize], &guts.IV, counter, 0)))
+		tail = tail[guts.ChunkSize:]
+	}
+	n := guts.CompressChunk(tail, &guts.IV, counter, 0)
+	for i := bits.TrailingZeros64(counter); i < bits.Len64(counter); i++ {
+		if counter&(1<<i) != 0 {
+			n = guts.ParentNode(stack[i], guts.ChainingValue(n), &guts.IV, 0)
 		}
 	}
 	n.Flags |= guts.FlagRoot
