@@ -86,6 +86,9 @@ type HTTPConfig struct {
 	// AllowAnonymousUploads lets anyone who can connect upload; Start
 	// refuses it unless the listener is loopback or a unix socket.
 	AllowAnonymousUploads bool
+	// ChunkCache bounds the verified chunks kept in memory for serving
+	// (narbridge.Options.ChunkCache: 0 its default, negative none).
+	ChunkCache int64
 }
 
 // MountConfig is the lazy read-only FUSE mount of the store.

@@ -349,7 +349,7 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 // newNarBridge makes the binary cache handler for s.
 func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, maxNarinfo int64) (http.Handler, error) {
 	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads,
-		Limits: lim, MaxNarinfoSize: maxNarinfo}
+		Limits: lim, MaxNarinfoSize: maxNarinfo, ChunkCache: cfg.ChunkCache}
 	if f := cfg.UploadAuthFile; f != "" {
 		c, err := narbridge.LoadCredentials(f)
 		if err != nil {

@@ -16,7 +16,11 @@
 // readers open only the chunks a read covers (castore/chunkedread) and,
 // where a backend keeps chunks in local files, name file ranges for the
 // kernel to splice (castore.FileRanger) or a whole file for FUSE
-// passthrough (castore.BackingFiler).
+// passthrough (castore.BackingFiler). Every chunk read is checked against
+// its digest first (verify.go); a server of many readers can keep the
+// chunks so checked in a bounded cache in memory (SetChunkCache), whose
+// bytes its readers hand out as they are (MemRange) instead of reading and
+// hashing them again.
 //
 // The backends:
 //   - NewMemory keeps chunks in anonymous memory files (memfd), off the Go

@@ -31,6 +31,36 @@ func TestBlake3SerialIsBlake3(t *testing.T) {
 	}
 }
 
+// TestSerialHasherIsBlake3: the streaming hasher agrees with the library
+// however the input is split into writes (chunk-aligned or not, groups of
+// sixteen chunks or not, bytes one at a time).
+func TestSerialHasherIsBlake3(t *testing.T) {
+	data := make([]byte, 3<<20+77)
+	rng := rand.New(rand.NewSource(4))
+	rng.Read(data)
+	for _, n := range []int{0, 1, 1024, 1025, 16 << 10, 17<<10 + 5, 1 << 20, 3<<20 + 77} {
+		want := blake3.Sum256(data[:n])
+		for _, split := range []int{1, 1000, 1024, 4096, 16 << 10, 16<<10 + 1, 64 << 10, 1 << 20, -1} {
+			if split == 1 && n > 64<<10 {
+				continue
+			}
+			var h serialHasher
+			for p := data[:n]; len(p) > 0; {
+				k := split
+				if split < 0 {
+					k = 1 + rng.Intn(300<<10) // random pieces
+				}
+				k = min(k, len(p))
+				h.Write(p[:k])
+				p = p[k:]
+			}
+			if got := h.Sum(); got != want {
+				t.Fatalf("%d bytes in writes of %d: %x, want %x", n, split, got, want)
+			}
+		}
+	}
+}
+
 func BenchmarkBlake3(b *testing.B) {
 	buf := make([]byte, 256<<10)
 	b.Run("serial", func(b *testing.B) {

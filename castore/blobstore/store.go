@@ -7,8 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	"lukechampine.com/blake3"
+	"sync/atomic"
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/chunkedread"
@@ -22,6 +21,7 @@ type Store struct {
 	cdc                 *chunker.Chunker
 	smallBufs, fullBufs sync.Pool
 	backing             verifiedBacking
+	cache               atomic.Pointer[chunkCache] // nil: none
 	// touch remembers what uploads and readers use, which a sweep keeps
 	// (see castore.Collectable).
 	touch *touchlog.Log
@@ -225,6 +225,7 @@ func (s *Store) Sync(context.Context) error {
 // Close makes deferred blobs durable first: a clean exit keeps everything
 // whose Put was closed.
 func (s *Store) Close() error {
+	s.SetChunkCache(0)
 	var err error
 	if sb, ok := s.b.(syncingBackend); ok {
 		err = sb.sync()
@@ -242,7 +243,7 @@ type writer struct {
 	s      *Store
 	t      txn
 	opts   castore.PutOptions
-	h      *blake3.Hasher
+	h      *serialHasher
 	buf    []byte
 	chunks []castore.ChunkMeta
 	size   uint64
@@ -348,7 +349,7 @@ func (w *writer) flush(final bool) error {
 	if !w.spilled {
 		// The whole-blob hasher is made only now: most blobs are one
 		// chunk and never need it (a hasher is several KiB).
-		w.h = blake3.New(32, nil)
+		w.h = new(serialHasher)
 		w.h.Write(w.buf)
 		w.spilled = true
 		if lh, ok := w.t.(largeBlobHinter); ok && !final {
@@ -369,7 +370,7 @@ func (w *writer) flush(final bool) error {
 }
 
 func (w *writer) stage(chunk []byte) error {
-	d := castore.Digest(blake3.Sum256(chunk))
+	d := blake3Serial(chunk)
 	if err := w.t.stageChunk(d, chunk); err != nil {
 		w.err = fmt.Errorf("put blob: stage chunk %s: %w", d, err)
 		w.t.abort()
@@ -404,7 +405,7 @@ func (w *writer) Close() (castore.Digest, error) {
 	if single {
 		d = w.chunks[0].Digest // the blob is its only chunk
 	} else {
-		w.h.Sum(d[:0])
+		d = w.h.Sum()
 	}
 	if w.opts.HasExpected && d != w.opts.Expected {
 		w.t.abort()
@@ -461,6 +462,15 @@ func (r *singleReader) FileRange(off int64, n int) (*os.File, int64, int) {
 	return r.f, r.fileOff + off, int(min(int64(n), r.Size()-off))
 }
 
+// MemRange serves memRanger when the chunk cache holds the blob.
+func (r *singleReader) MemRange(off int64, n int) []byte {
+	mc, ok := r.c.(*memChunk)
+	if !ok || off < 0 || off >= int64(len(mc.e.data)) || n <= 0 {
+		return nil
+	}
+	return mc.e.data[off:min(int64(len(mc.e.data)), off+int64(n))]
+}
+
 func (r *singleReader) Close() error { return r.c.Close() }
 
 // heldReader releases the sweep's hold on a blob when closed.
@@ -480,4 +490,32 @@ func (r *heldReader) FileRange(off int64, n int) (*os.File, int64, int) {
 		return fr.FileRange(off, n)
 	}
 	return nil, 0, 0
+}
+
+// memRanger is a blob reader that can hand out verified bytes it holds in
+// memory (the chunk cache's), so a server writes them without a copy.
+type memRanger interface {
+	MemRange(off int64, n int) []byte
+}
+
+func (r *heldReader) MemRange(off int64, n int) []byte {
+	if mr, ok := r.BlobReader.(memRanger); ok {
+		return mr.MemRange(off, n)
+	}
+	return nil
+}
+
+// SetChunkCache keeps up to max bytes of verified chunks in memory (0 or
+// less: none), so that chunks read often are not read from disk and
+// hashed on every read; see chunkCache. Servers of many readers (nar-bridge)
+// set it; a process that reads each blob once gains nothing from it. Call
+// it again to resize it (it starts empty).
+func (s *Store) SetChunkCache(max int64) {
+	var c *chunkCache
+	if max > 0 {
+		c = newChunkCache(max)
+	}
+	if old := s.cache.Swap(c); old != nil {
+		old.drop()
+	}
 }

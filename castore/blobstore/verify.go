@@ -80,23 +80,131 @@ var unverifiedReads = os.Getenv("TVIX_BENCH_UNVERIFIED_READS") == "1"
 // openVerified opens chunk d and checks its bytes hash to d before anyone
 // reads them. The bytes are then read again from the file (the page cache
 // has them): keeping each open chunk in memory would cost up to a chunk
-// per open reader, and a FUSE mount keeps many open.
+// per open reader, and a FUSE mount keeps many open. With a chunk cache
+// (SetChunkCache), a chunk it holds is served from memory without being
+// read or hashed again, and one it admits is read once, into memory.
 func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
+	return s.openCounted(d, true)
+}
+
+// openCounted is openVerified for a reader that says whether this open is
+// its first request for d (what the chunk cache counts).
+func (s *Store) openCounted(d castore.Digest, count bool) (chunkReader, int64, error) {
+	cache := s.cache.Load()
+	if unverifiedReads {
+		cache = nil
+	}
+	if cache != nil {
+		if e, ok := cache.get(d, count); ok {
+			// The store is asked all the same (a cheap question, not a
+			// read): a chunk it no longer has is not served from memory.
+			if has, err := s.b.hasChunk(d); err != nil || !has {
+				cache.release(e)
+				if err == nil {
+					err = castore.ErrNotFound
+				}
+				return nil, 0, fmt.Errorf("chunk %s: %w", d, err)
+			}
+			return newMemChunk(cache, e), int64(len(e.data)), nil
+		}
+	}
 	c, size, err := s.b.openChunk(d)
 	if err != nil || unverifiedReads {
 		return c, size, err
 	}
-	got, err := hashRange(c, 0, size)
-	if err == nil && got != d {
-		err = fmt.Errorf("%w: chunk %s in %s hashes to %s", ErrCorrupt, d, where(c), got)
-	} else if err != nil {
-		err = fmt.Errorf("verify chunk %s in %s: %w", d, where(c), err)
+	if cache != nil && cache.admits(d, size) {
+		defer c.Close()
+		e, err := readIntoCache(cache, c, d, size)
+		if err != nil {
+			return nil, 0, err
+		}
+		return newMemChunk(cache, e), size, nil
 	}
-	if err != nil {
+	got, err := hashRange(c, 0, size)
+	if err := chunkError(c, d, got, err); err != nil {
 		c.Close()
 		return nil, 0, err
 	}
 	return c, size, nil
+}
+
+// chunkError is what reading chunk d from c to verify it found: the read's
+// error, or bytes that hash to got instead of d.
+func chunkError(c chunkReader, d, got castore.Digest, err error) error {
+	if err != nil {
+		return fmt.Errorf("verify chunk %s in %s: %w", d, where(c), err)
+	}
+	if got != d {
+		return fmt.Errorf("%w: chunk %s in %s hashes to %s", ErrCorrupt, d, where(c), got)
+	}
+	return nil
+}
+
+// readIntoCache reads chunk d (size bytes of c) into a buffer of the
+// cache's and, if it hashes to d, adds it; the entry returned is held for
+// the caller.
+func readIntoCache(cache *chunkCache, c chunkReader, d castore.Digest, size int64) (*cachedChunk, error) {
+	data, mapped := allocChunk(size)
+	n, err := c.ReadAt(data, 0)
+	if int64(n) != size {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		err = chunkError(c, d, castore.Digest{}, err)
+	} else {
+		err = chunkError(c, d, blake3Serial(data), nil)
+	}
+	if err != nil {
+		freeChunk(data, mapped)
+		return nil, err
+	}
+	return cache.add(d, data, mapped), nil
+}
+
+// memChunk is a verified chunk in the chunk cache, held until Close. A
+// read racing with Close (a reader closed while a read of it is still
+// running elsewhere) gets an error, never unmapped memory.
+type memChunk struct {
+	e     *cachedChunk
+	cache *chunkCache
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newMemChunk(cache *chunkCache, e *cachedChunk) *memChunk {
+	return &memChunk{e: e, cache: cache}
+}
+
+func (m *memChunk) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return 0, errMemChunkClosed
+	}
+	if off < 0 {
+		return 0, errors.New("read cached chunk: negative offset")
+	}
+	if off >= int64(len(m.e.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.e.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+var errMemChunkClosed = errors.New("read cached chunk: closed")
+
+func (m *memChunk) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.cache.release(m.e)
+	}
+	return nil
 }
 
 // verifiedRanges is a chunked blob's reader whose file ranges (handed to
@@ -107,12 +215,15 @@ func (s *Store) openVerified(d castore.Digest) (chunkReader, int64, error) {
 type verifiedRanges struct {
 	*chunkedread.Reader
 	s       *Store
+	cache   *chunkCache // the store's when the reader was opened, or nil
 	l       locator
 	chunks  []castore.ChunkMeta
 	offsets []int64
 
 	mu       sync.Mutex
 	verified map[filePlace]bool // by this reader, for reads or ranges
+	asked    map[castore.Digest]bool
+	pinned   map[castore.Digest]*cachedChunk // what MemRange handed out, held until Close
 	releases []func()
 }
 
@@ -129,7 +240,7 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 	for i, c := range chunks {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[filePlace]bool{}}
+	r := &verifiedRanges{s: s, l: l, chunks: chunks, offsets: offs, verified: map[filePlace]bool{}, asked: map[castore.Digest]bool{}, cache: s.cache.Load()}
 	r.Reader = chunkedread.New(d, chunks, r.open, r.locate)
 	return r
 }
@@ -138,7 +249,10 @@ func newVerifiedRanges(s *Store, d castore.Digest, chunks []castore.ChunkMeta, l
 // remembers it, so a range of the same chunk handed out afterwards (a NAR
 // served by sendfile after its first bytes were read) is not hashed again.
 func (r *verifiedRanges) open(d castore.Digest) (chunkedread.Chunk, int64, error) {
-	c, size, err := r.s.openVerified(d)
+	r.mu.Lock()
+	first := r.firstAskLocked(d)
+	r.mu.Unlock()
+	c, size, err := r.s.openCounted(d, first)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -170,12 +284,31 @@ func (r *verifiedRanges) Close() error {
 	for _, release := range releases {
 		release()
 	}
+	r.mu.Lock()
+	pinned := r.pinned
+	r.pinned = nil
+	r.mu.Unlock()
+	for _, e := range pinned {
+		r.cache.release(e)
+	}
 	return err
+}
+
+// firstAskLocked reports whether this is the reader's first request for
+// chunk d; r.mu is held.
+func (r *verifiedRanges) firstAskLocked(d castore.Digest) bool {
+	if r.asked[d] {
+		return false
+	}
+	r.asked[d] = true
+	return true
 }
 
 // FileRange hands out a range only once every chunk it covers has been
 // verified where the range lies; a corrupt one yields no range, so the
-// caller reads instead and gets the error.
+// caller reads instead and gets the error. A range ends before a chunk
+// the chunk cache holds (one it admits is read into it here): those are
+// the caller's to take from memory (MemRange), without hashing them again.
 func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 	f, fileOff, m := r.Reader.FileRange(off, n)
 	if f == nil {
@@ -192,13 +325,65 @@ func (r *verifiedRanges) FileRange(off int64, n int) (*os.File, int64, int) {
 		if r.verified[at] || unverifiedReads {
 			continue
 		}
-		got, err := hashRange(f, at.off, int64(r.chunks[i].Size))
-		if err != nil || got != r.chunks[i].Digest {
+		c := r.chunks[i]
+		if r.cache != nil && r.cached(c, at) {
+			if i == first {
+				return nil, 0, 0
+			}
+			return f, fileOff, int(r.offsets[i] - off)
+		}
+		got, err := hashRange(f, at.off, int64(c.Size))
+		if err != nil || got != c.Digest {
 			return nil, 0, 0
 		}
 		r.verified[at] = true
 	}
 	return f, fileOff, m
+}
+
+// cached reports whether chunk c is in the chunk cache, reading it from at
+// into the cache if the cache admits it; r.mu is held.
+func (r *verifiedRanges) cached(c castore.ChunkMeta, at filePlace) bool {
+	if e, ok := r.cache.get(c.Digest, r.firstAskLocked(c.Digest)); ok {
+		r.cache.release(e)
+		return true
+	}
+	if !r.cache.admits(c.Digest, int64(c.Size)) {
+		return false
+	}
+	fc := fileChunk{SectionReader: io.NewSectionReader(at.f, at.off, int64(c.Size)), f: at.f, off: at.off}
+	e, err := readIntoCache(r.cache, fc, c.Digest, int64(c.Size))
+	if err != nil {
+		return false // no range; the read that follows reports it
+	}
+	cached := !e.out
+	r.cache.release(e)
+	return cached
+}
+
+// MemRange returns the bytes of the blob from off on (at most n) when the
+// chunk there is in the chunk cache: verified bytes, to be written as they
+// are, valid until the reader is closed. It returns nil otherwise.
+func (r *verifiedRanges) MemRange(off int64, n int) []byte {
+	if r.cache == nil || off < 0 || off >= r.offsets[len(r.chunks)] || n <= 0 {
+		return nil
+	}
+	i := r.chunkAt(off)
+	d := r.chunks[i].Digest
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.pinned[d]
+	if !ok {
+		if e, ok = r.cache.get(d, r.firstAskLocked(d)); !ok {
+			return nil
+		}
+		if r.pinned == nil {
+			r.pinned = map[castore.Digest]*cachedChunk{}
+		}
+		r.pinned[d] = e
+	}
+	data := e.data[off-r.offsets[i]:]
+	return data[:min(len(data), n)]
 }
 
 func (r *verifiedRanges) chunkAt(off int64) int {

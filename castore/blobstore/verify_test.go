@@ -71,26 +71,30 @@ func putBlob(t *testing.T, s *Store, data []byte) castore.Digest {
 	return d
 }
 
+// localBackends are the backends whose bytes lie in local files, where a
+// test can flip one (flipByte).
+var localBackends = []struct {
+	name string
+	open func(t *testing.T) *Store
+}{
+	{"pack", func(t *testing.T) *Store { return mustPack(t, t.TempDir()) }},
+	{"memory", func(t *testing.T) *Store { return NewMemory() }},
+	{"objectstore", func(t *testing.T) *Store {
+		s, err := NewFile(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
 // A flipped byte in a stored chunk makes reads of that chunk fail with
 // ErrCorrupt naming the chunk and its file, in every backend; other
 // chunks of the blob stay readable; no file range or backing file of the
 // corrupt bytes is handed out.
 func TestVerifiedReads(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name string
-		open func(t *testing.T) *Store
-	}{
-		{"pack", func(t *testing.T) *Store { return mustPack(t, t.TempDir()) }},
-		{"memory", func(t *testing.T) *Store { return NewMemory() }},
-		{"objectstore", func(t *testing.T) *Store {
-			s, err := NewFile(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, tc := range localBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.open(t)
 			defer s.Close()

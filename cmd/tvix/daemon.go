@@ -23,6 +23,7 @@ func daemonCommands() []*cli.Command {
 		&cli.StringFlag{Name: "signing-key-file", Usage: "sign served narinfos with the Nix secret key in `FILE`"},
 		&cli.IntFlag{Name: "http-priority", Value: 39, Usage: "Priority announced in nix-cache-info"},
 		&cli.BoolFlag{Name: "http-read-only", Usage: "refuse uploads (nix copy --to)"},
+		chunkCacheFlag("http-chunk-cache-mib"),
 		&cli.StringFlag{Name: "socket-group", Usage: "give the unix sockets created (0660) to `GROUP` (name or id), whose members may then connect"},
 		&cli.StringFlag{Name: "mount", Usage: "also mount the store read-only at `MOUNTPOINT` (FUSE)"},
 		&cli.BoolFlag{Name: "mount-list-root", Usage: "allow listing the mount's root"},
@@ -107,7 +108,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	cfg.GRPC = c.StringSlice("listen")
 	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),
-		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only")}
+		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only"), ChunkCache: chunkCache(c, "http-chunk-cache-mib")}
 	uploadConfig(c, &cfg)
 	cfg.SocketGroup = c.String("socket-group")
 	cfg.Mount = daemon.MountConfig{Path: c.String("mount"), ListRoot: c.Bool("mount-list-root"),

@@ -4,6 +4,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tvix-go/tvix/daemon"
+	"github.com/tvix-go/tvix/store/narbridge"
 )
 
 // nar-bridge on its own: the daemon with only the HTTP binary cache.
@@ -16,6 +17,7 @@ func narBridgeCommands() []*cli.Command {
 			&cli.StringFlag{Name: "signing-key-file", Usage: "sign served narinfos with the Nix secret key in `FILE`"},
 			&cli.IntFlag{Name: "priority", Value: 39, Usage: "Priority announced in nix-cache-info"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse uploads (nix copy --to)"},
+			chunkCacheFlag("chunk-cache-mib"),
 		),
 		Action: func(c *cli.Context) error {
 			cfg, err := daemonStore(c)
@@ -23,9 +25,22 @@ func narBridgeCommands() []*cli.Command {
 				return err
 			}
 			cfg.HTTP = daemon.HTTPConfig{Listen: c.String("listen"), SigningKeyFile: c.String("signing-key-file"),
-				Priority: c.Int("priority"), ReadOnly: c.Bool("read-only")}
+				Priority: c.Int("priority"), ReadOnly: c.Bool("read-only"), ChunkCache: chunkCache(c, "chunk-cache-mib")}
 			uploadConfig(c, &cfg)
 			return serve(c, cfg)
 		},
 	}}
+}
+
+// chunkCacheFlag bounds the verified chunks nar-bridge keeps in memory.
+func chunkCacheFlag(name string) cli.Flag {
+	return &cli.Int64Flag{Name: name, Value: narbridge.DefaultChunkCache >> 20,
+		Usage: "keep up to `MIB` of verified chunks in memory, so NARs served again are not read from disk and hashed again (0: none)"}
+}
+
+func chunkCache(c *cli.Context, name string) int64 {
+	if mib := c.Int64(name); mib > 0 {
+		return mib << 20
+	}
+	return -1
 }

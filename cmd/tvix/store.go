@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -296,6 +297,13 @@ func storeCopy(c *cli.Context) error {
 	ctx := c.Context
 	if c.NArg() == 0 {
 		return cli.Exit("store copy: give at least one STOREPATH", 2)
+	}
+	if os.Getenv("GOGC") == "" {
+		// A copy streams: its live heap is a few buffers per NAR in flight
+		// (about 17 MB), and the collector's default headroom doubles it.
+		// Half of that headroom: 90 small paths peak at 57 MB instead of
+		// 66 (Nix: 29), at no measurable CPU.
+		debug.SetGCPercent(50)
 	}
 	a, err := storeAddrs(c)
 	if err != nil {

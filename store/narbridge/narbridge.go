@@ -79,11 +79,24 @@ type Options struct {
 	// (default 2 MiB).
 	Limits         narcastore.Limits
 	MaxNarinfoSize int64
+	// ChunkCache is how many bytes of verified chunks the blob service
+	// keeps in memory for serving (0: DefaultChunkCache; negative: none),
+	// when it is a local blob store that can (blobstore.Store): chunks
+	// served again are sent from there, not read from disk and hashed
+	// again. It is shared by everything using that blob service.
+	ChunkCache int64
 	// CompressLoopback answers Accept-Encoding: zstd from loopback clients
 	// too (tests); by default they get the NAR uncompressed, which is
 	// faster for them.
 	CompressLoopback bool
 }
+
+// DefaultChunkCache is Options.ChunkCache's default: a few large NARs, or
+// the popular part of a closure of a few GiB.
+const DefaultChunkCache = 1 << 30
+
+// chunkCacher is a blob service that can keep verified chunks in memory.
+type chunkCacher interface{ SetChunkCache(max int64) }
 
 // LimitNarinfoSize names the narinfo size limit, as the daemon's flag does.
 const LimitNarinfoSize = "max-narinfo-size"
@@ -132,6 +145,12 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	}
 	if opts.MaxNarinfoSize <= 0 {
 		opts.MaxNarinfoSize = defaultMaxNarinfo
+	}
+	if opts.ChunkCache == 0 {
+		opts.ChunkCache = DefaultChunkCache
+	}
+	if cc, ok := castore.As[chunkCacher](blobs); ok {
+		cc.SetChunkCache(max(opts.ChunkCache, 0))
 	}
 	log := opts.Logger
 	if log == nil {
@@ -373,9 +392,9 @@ type lazyWriter struct {
 
 func (l *lazyWriter) ReadFrom(src io.Reader) (int64, error) {
 	var n int64
-	if lr, ok := src.(*io.LimitedReader); ok && l.files.to != nil {
+	if lr, ok := src.(*io.LimitedReader); ok {
 		l.start()
-		m, err := l.files.send(lr)
+		m, err := l.files.send(lr, l.w)
 		if n += m; err != nil {
 			return n, err
 		}
@@ -795,9 +814,32 @@ func (rw *rangeWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom takes a file's contents (nar.Writer copies them from a blob
+// reader limited to the file's size): the part before the range is
+// skipped by seeking the blob reader, not read, so a range deep into a
+// large file does not read (and verify) the chunks before it.
+func (rw *rangeWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	if lr, ok := src.(*io.LimitedReader); ok && rw.pos < rw.start {
+		if sk, ok := lr.R.(io.Seeker); ok {
+			skip := min(lr.N, rw.start-rw.pos)
+			if _, err := sk.Seek(skip, io.SeekCurrent); err != nil {
+				return 0, fmt.Errorf("skip to the range: %w", err)
+			}
+			lr.N -= skip
+			rw.pos += skip
+			n = skip
+		}
+	}
+	m, err := io.Copy(writerOnly{rw}, src)
+	return n + m, err
+}
+
 // getNARRange answers a single "bytes=a-b" range. The NAR is rendered from
-// the start and cut, so blob reads before the range are the price; a NAR
-// rendered from castore has no index to seek into.
+// the start and cut; the contents of files before the range are skipped
+// (rangeWriter.ReadFrom), but their headers, and small files the NAR
+// writer buffers whole, are rendered: a NAR rendered from castore has no
+// index to seek into.
 func (h *Handler) getNARRange(w http.ResponseWriter, r *http.Request, node *castorev1.Node, narSize uint64, spec string) {
 	start, end, ok := parseRange(spec, int64(narSize))
 	if !ok {

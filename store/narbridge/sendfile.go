@@ -52,17 +52,31 @@ func (s *fileSender) reopen(f *os.File) (*os.File, error) {
 	return p, nil
 }
 
+// memRanger is a blob reader holding verified bytes in memory (a blob
+// store's chunk cache): they are written as they are, without a copy
+// through a buffer and without being hashed again.
+type memRanger interface {
+	MemRange(off int64, n int) []byte
+}
+
 // send writes what is left of lr (a blob reader limited to its file's
-// size, as nar.Writer passes it) through sendfile where it can, and
-// returns how much it sent; the caller copies the rest. The blob reader's
-// position follows what was sent, so a copy after it starts in the right
-// place. While one range is sent the next is verified, so hashing and
-// sending overlap (on two cores, one connection is served at the speed of
-// the slower of the two instead of their sum).
-func (s *fileSender) send(lr *io.LimitedReader) (int64, error) {
-	fr, ok := lr.R.(castore.FileRanger)
-	sk, ok2 := lr.R.(io.Seeker)
-	if s.disabled || s.to == nil || !ok || !ok2 || lr.N < minSendfile {
+// size, as nar.Writer passes it) from memory or through sendfile where it
+// can, to out, and returns how much it sent; the caller copies the rest.
+// The blob reader's position follows what was sent, so a copy after it
+// starts in the right place. While one range is sent the next is
+// verified, so hashing and sending overlap (on two cores, one connection
+// is served at the speed of the slower of the two instead of their sum).
+func (s *fileSender) send(lr *io.LimitedReader, out io.Writer) (int64, error) {
+	sk, ok := lr.R.(io.Seeker)
+	if !ok || lr.N < minSendfile {
+		return 0, nil
+	}
+	fr, _ := lr.R.(castore.FileRanger)
+	if s.disabled || s.to == nil {
+		fr = nil
+	}
+	mr, _ := lr.R.(memRanger)
+	if fr == nil && mr == nil {
 		return 0, nil
 	}
 	pos, err := sk.Seek(0, io.SeekCurrent)
@@ -71,32 +85,67 @@ func (s *fileSender) send(lr *io.LimitedReader) (int64, error) {
 	}
 	end := pos + lr.N
 	var sent int64
-	cur := fileRange(fr, pos, end)
-	for cur.n > 0 {
-		var ahead chan fileRangeResult
-		if next := pos + int64(cur.n); end-next >= minSendfile {
-			ahead = make(chan fileRangeResult, 1)
+	var ahead chan fileRangeResult // the file range from aheadAt on
+	var aheadAt int64
+	for pos < end {
+		mem := memRange(mr, pos, end)
+		var cur fileRangeResult
+		if len(mem) == 0 {
+			found := false
+			if ahead != nil {
+				// Past a stretch sent from memory, it may be of a place passed.
+				if r := <-ahead; aheadAt == pos {
+					cur, found = r, true
+				}
+				ahead = nil
+			}
+			if !found && fr != nil {
+				cur = fileRange(fr, pos, end)
+			}
+			if cur.n == 0 {
+				// The range may have ended at a chunk just read into the cache.
+				if mem = memRange(mr, pos, end); len(mem) == 0 {
+					break
+				}
+			}
+		}
+		next := pos + int64(len(mem)) + int64(cur.n)
+		if fr != nil && ahead == nil && end-next >= minSendfile {
+			ahead, aheadAt = make(chan fileRangeResult, 1), next
 			go func() { ahead <- fileRange(fr, next, end) }()
 		}
-		m, err := s.sendRange(cur)
+		var m int64
+		if len(mem) > 0 {
+			var k int
+			k, err = out.Write(mem)
+			m = int64(k)
+		} else {
+			m, err = s.sendRange(cur)
+		}
 		sent += m
 		pos += m
 		lr.N -= m
 		if _, serr := sk.Seek(pos, io.SeekStart); serr != nil && err == nil {
 			err = serr
 		}
-		if ahead != nil {
-			// Wait for it even when giving up: the reader must not be
-			// used once this returns.
-			cur = <-ahead
-		} else {
-			cur = fileRangeResult{}
-		}
-		if err != nil || s.disabled {
-			return sent, err
+		if err != nil || s.disabled && len(mem) == 0 {
+			break
 		}
 	}
-	return sent, nil
+	if ahead != nil {
+		// Wait for it even when giving up: the reader must not be used
+		// once this returns.
+		<-ahead
+	}
+	return sent, err
+}
+
+// memRange is what mr holds in memory of [pos, end), or nil.
+func memRange(mr memRanger, pos, end int64) []byte {
+	if mr == nil {
+		return nil
+	}
+	return mr.MemRange(pos, int(min(end-pos, sendfileRange)))
 }
 
 type fileRangeResult struct {

@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,8 @@ type Service struct {
 	blobs         castore.BlobService
 	dirs          castore.DirectoryService
 	bodyIdle      time.Duration // BodyIdleTimeout when opened
+	// ingests bounds the NARs fetched and ingested at once (narParallel).
+	ingests chan struct{}
 
 	mu      sync.Mutex
 	missing map[[storepath.DigestSize]byte]time.Time
@@ -65,6 +68,14 @@ const (
 	Retries        = 3
 	retryBackoff   = 200 * time.Millisecond
 )
+
+// narParallel is how many NARs one cache fetches and ingests at once: a
+// copy asks for more paths at once (closure.Copy eight, each path's
+// references four more), but an ingest keeps a core busy decompressing
+// and hashing, and each holds a decompressor's window and the chunker's
+// buffers; beyond a NAR or two per core only memory grows (a closure of
+// 90 small paths: 125 MB peak with eight, 63 MB with two, as fast).
+var narParallel = max(2, runtime.GOMAXPROCS(0))
 
 // BodyIdleTimeout ends a NAR download that has received nothing for that
 // long: an upstream stalled mid-body would hold the fetch, and every
@@ -125,7 +136,7 @@ func Open(u *url.URL, blobs castore.BlobService, dirs castore.DirectoryService) 
 		MaxIdleConnsPerHost:   16,
 		TLSHandshakeTimeout:   10 * time.Second,
 	}}
-	return &Service{base: &base, trusted: trusted, allowUnsigned: allowUnsigned, client: client, netrc: creds, bodyIdle: BodyIdleTimeout,
+	return &Service{base: &base, trusted: trusted, allowUnsigned: allowUnsigned, client: client, netrc: creds, bodyIdle: BodyIdleTimeout, ingests: make(chan struct{}, narParallel),
 		blobs: blobs, dirs: dirs, missing: map[[storepath.DigestSize]byte]time.Time{}}, nil
 }
 
@@ -244,6 +255,13 @@ func (s *Service) NarInfo(ctx context.Context, digest [storepath.DigestSize]byte
 }
 
 func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.PathInfo, error) {
+	// A leaf: nothing waited for while a slot is held takes one.
+	select {
+	case s.ingests <- struct{}{}:
+		defer func() { <-s.ingests }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("NAR %s: %w", ni.URL, context.Cause(ctx))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	body, err := s.open(ctx, ni.URL)
@@ -267,9 +285,16 @@ func (s *Service) fetchNAR(ctx context.Context, ni *narinfo.NarInfo) (*storev1.P
 		defer t.end(ni.StorePath.String())
 		nar = countingReader{dec, t, tr}
 	}
+	// Decompressing runs beside the ingest; on the way out the request is
+	// cancelled first, which ends a read the goroutine may wait in.
+	ahead := newAheadReader(nar)
+	defer func() {
+		cancel()
+		ahead.Close()
+	}()
 	// A NAR longer than announced is cut off by the limit and then fails
 	// to parse or to match: a hostile cache cannot make us read forever.
-	root, size, sum, err := narcastore.Ingest(ctx, io.LimitReader(nar, int64(ni.NarSize)+1), s.blobs, s.dirs)
+	root, size, sum, err := narcastore.Ingest(ctx, io.LimitReader(ahead, int64(ni.NarSize)+1), s.blobs, s.dirs)
 	if err != nil {
 		return nil, fmt.Errorf("NAR %s: %w", ni.URL, err)
 	}

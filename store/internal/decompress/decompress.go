@@ -6,8 +6,10 @@ package decompress
 import (
 	"compress/bzip2"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -30,13 +32,20 @@ func Reader(compression string, r io.Reader) (io.ReadCloser, error) {
 		}
 		return io.NopCloser(xr), nil
 	case "zstd":
-		// One goroutine: requests run concurrently already, and the
-		// default starts one per CPU for each.
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
+		zr, _ := zstdDecoders.Get().(*zstd.Decoder)
+		if zr == nil {
+			// One goroutine: requests run concurrently already, and the
+			// default starts one per CPU for each.
+			var err error
+			if zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
+				return nil, fmt.Errorf("zstd: %w", err)
+			}
+		}
+		if err := zr.Reset(r); err != nil {
+			zstdDecoders.Put(zr)
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
-		return zr.IOReadCloser(), nil
+		return &pooledZstd{zr}, nil
 	case "bzip2":
 		return io.NopCloser(bzip2.NewReader(r)), nil
 	case "gzip":
@@ -47,4 +56,29 @@ func Reader(compression string, r io.Reader) (io.ReadCloser, error) {
 		return gr, nil
 	}
 	return nil, fmt.Errorf("compression %q not supported (want none, xz, zstd, bzip2 or gzip)", compression)
+}
+
+// zstdDecoders are reused: a decoder's window buffers are a few MiB, and
+// substituting a closure opens one per NAR (most of what a copy of many
+// small paths allocated).
+var zstdDecoders sync.Pool
+
+// pooledZstd gives its decoder back on Close; reads after that fail.
+type pooledZstd struct{ d *zstd.Decoder }
+
+func (p *pooledZstd) Read(b []byte) (int, error) {
+	if p.d == nil {
+		return 0, errors.New("zstd: read after close")
+	}
+	return p.d.Read(b)
+}
+
+func (p *pooledZstd) Close() error {
+	if p.d != nil {
+		if p.d.Reset(nil) == nil {
+			zstdDecoders.Put(p.d)
+		}
+		p.d = nil
+	}
+	return nil
 }
