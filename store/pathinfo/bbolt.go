@@ -89,6 +89,19 @@ func referrerKeys(tx *bolt.Tx, digest []byte) [][]byte {
 	return out
 }
 
+// indexedInfo reads the path info the referrers index names by key.
+func indexedInfo(bk *bolt.Bucket, key []byte) (*storev1.PathInfo, error) {
+	raw := bk.Get(key)
+	if raw == nil {
+		return nil, fmt.Errorf("the referrers index names %x, which is not recorded", key)
+	}
+	info := &storev1.PathInfo{}
+	if err := proto.Unmarshal(raw, info); err != nil {
+		return nil, fmt.Errorf("entry %x: %w", key, err)
+	}
+	return info, nil
+}
+
 // Referrers returns the path infos that refer to digest (an index
 // lookup), itself included when it refers to itself.
 func (b *Bolt) Referrers(_ context.Context, digest [storepath.DigestSize]byte) ([]*storev1.PathInfo, error) {
@@ -96,13 +109,9 @@ func (b *Bolt) Referrers(_ context.Context, digest [storepath.DigestSize]byte) (
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
 		for _, k := range referrerKeys(tx, digest[:]) {
-			raw := bk.Get(k)
-			if raw == nil {
-				return fmt.Errorf("the referrers index names %x, which is not recorded", k)
-			}
-			info := &storev1.PathInfo{}
-			if err := proto.Unmarshal(raw, info); err != nil {
-				return fmt.Errorf("entry %x: %w", k, err)
+			info, err := indexedInfo(bk, k)
+			if err != nil {
+				return err
 			}
 			infos = append(infos, info)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tvix-go/tvix/internal/boltdb"
 	"github.com/tvix-go/tvix/nix/storepath"
@@ -114,13 +113,9 @@ func (b *Bolt) Delete(_ context.Context, paths [][storepath.DigestSize]byte) ([]
 			if _, ok := all[d]; ok {
 				return nil
 			}
-			raw := bk.Get(k)
-			if raw == nil {
-				return fmt.Errorf("the referrers index names %x, which is not recorded", k)
-			}
-			info := &storev1.PathInfo{}
-			if err := proto.Unmarshal(raw, info); err != nil {
-				return fmt.Errorf("entry %x: %w", k, err)
+			info, err := indexedInfo(bk, k)
+			if err != nil {
+				return err
 			}
 			all[d], infos[d] = referenceDigests(info), info
 			return nil
