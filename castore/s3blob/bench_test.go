@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/tvix-go/tvix/internal/scaletest"
@@ -16,10 +14,7 @@ import (
 // the chunker's average size, 8 at a time (as many as a writer of
 // NewObjectStore keeps in flight). It only runs when asked.
 func TestRawThroughput(t *testing.T) {
-	mb, _ := strconv.Atoi(os.Getenv("TVIX_BENCH_RAW_MB"))
-	if mb == 0 {
-		t.Skip("set TVIX_BENCH_RAW_MB to run (scripts/bench-scale)")
-	}
+	mb := scaletest.Asked(t, "TVIX_BENCH_RAW_MB")
 	ctx := context.Background()
 	b, err := NewBucket(ctx, config(t, scaletest.S3URL(t)))
 	if err != nil {

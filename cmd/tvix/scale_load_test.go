@@ -33,10 +33,7 @@ import (
 // the three, for TVIX_SCALE_LOAD_SECONDS; it reports each daemon's peak
 // resident memory. It only runs when asked.
 func TestScaleLoad(t *testing.T) {
-	secs, _ := strconv.Atoi(os.Getenv("TVIX_SCALE_LOAD_SECONDS"))
-	if secs == 0 {
-		t.Skip("set TVIX_SCALE_LOAD_SECONDS to run (scripts/bench-scale)")
-	}
+	secs := scaletest.Asked(t, "TVIX_SCALE_LOAD_SECONDS")
 	nixtest.Require(t)
 	s3, pg := scaletest.S3URL(t), scaletest.PGURL(t)
 	config := sharedStoreConfig(t, s3, pg)

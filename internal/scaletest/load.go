@@ -1,6 +1,8 @@
 package scaletest
 
 import (
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -76,4 +78,16 @@ func Parallel(t testing.TB, n, workers int, op func(i int) error) time.Duration 
 	close(next)
 	wg.Wait()
 	return time.Since(start)
+}
+
+// Asked is the number in the environment variable name, which
+// scripts/bench-scale sets to run one of its measurements; unset (or 0),
+// the test skips: a measurement is not a test.
+func Asked(t testing.TB, name string) int {
+	t.Helper()
+	n, _ := strconv.Atoi(os.Getenv(name))
+	if n <= 0 {
+		t.Skipf("set %s to run (scripts/bench-scale)", name)
+	}
+	return n
 }

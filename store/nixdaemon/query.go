@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -494,18 +496,25 @@ func (c *conn) readDerivation(sp storepath.StorePath) (*derivation.Derivation, e
 	return pathinfo.ReadDerivation(c.ctx, c.srv.Store.Blobs, info)
 }
 
-func (c *conn) queryDerivationOutputNames() error {
+// derivationArg reads a derivation path argument and the derivation's
+// output names, sorted.
+func (c *conn) derivationArg() (*derivation.Derivation, []string, error) {
 	sp, err := c.pathArg("path")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	drv, err := c.readDerivation(sp)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	var names []string
-	for n := range drv.Outputs {
-		names = append(names, n)
+	names := slices.Sorted(maps.Keys(drv.Outputs))
+	return drv, names, nil
+}
+
+func (c *conn) queryDerivationOutputNames() error {
+	_, names, err := c.derivationArg()
+	if err != nil {
+		return err
 	}
 	c.stop(nil)
 	c.w.StringSet(names)
@@ -513,19 +522,10 @@ func (c *conn) queryDerivationOutputNames() error {
 }
 
 func (c *conn) queryDerivationOutputMap() error {
-	sp, err := c.pathArg("path")
+	drv, names, err := c.derivationArg()
 	if err != nil {
 		return err
 	}
-	drv, err := c.readDerivation(sp)
-	if err != nil {
-		return err
-	}
-	var names []string
-	for n := range drv.Outputs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	c.stop(nil)
 	c.w.Uint64(uint64(len(names)))
 	for _, n := range names {

@@ -3,9 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/tvix-go/tvix/castore"
@@ -22,10 +20,7 @@ import (
 // (8 at a time) on PostgreSQL beside the embedded bbolt default. It only
 // runs when asked.
 func TestMetadataThroughput(t *testing.T) {
-	ops, _ := strconv.Atoi(os.Getenv("TVIX_BENCH_META_OPS"))
-	if ops == 0 {
-		t.Skip("set TVIX_BENCH_META_OPS to run (scripts/bench-scale)")
-	}
+	ops := scaletest.Asked(t, "TVIX_BENCH_META_OPS")
 	db := openDB(t, scaletest.PGURL(t))
 	boltPI, err := pathinfo.NewBolt(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
