@@ -273,6 +273,8 @@ func TestParseURL(t *testing.T) {
 		{"objectstore+s3://b?cache-size=1G", "without cache"},
 		{"objectstore+s3://b?cache=/x&cache-size=-1", "cache-size"},
 		{"objectstore+s3://b?cache=/x&cache-size=9223372036854775807G", "cache-size"},
+		{"objectstore+s3://b?touch-refresh=soon", "touch-refresh"},
+		{"objectstore+s3://b?touch-refresh=-1m", "touch-refresh"},
 	} {
 		u, _ := url.Parse(tc.url)
 		_, err := ParseURL(u)
@@ -380,7 +382,7 @@ func TestSweep(t *testing.T) {
 }
 
 func FuzzParseURL(f *testing.F) {
-	f.Add("objectstore+s3://b/p?endpoint=http://127.0.0.1:1&region=r&uploads=3&cache=/x&cache-size=10G&retry-for=5s")
+	f.Add("objectstore+s3://b/p?endpoint=http://127.0.0.1:1&region=r&uploads=3&cache=/x&cache-size=10G&retry-for=5s&touch-refresh=2m")
 	f.Add("objectstore+s3://b?cache-size=1K")
 	f.Fuzz(func(t *testing.T, raw string) {
 		u, err := url.Parse(raw)

@@ -461,7 +461,7 @@ func TestScaleOutThreeDaemons(t *testing.T) {
 }
 
 // --store-config replaces the store flags, and a broken file is refused
-// at start naming the entry.
+// at start naming the entry (by the daemon and by gc).
 func TestDaemonStoreConfigErrors(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "store.toml")
 	os.WriteFile(cfg, []byte(`
@@ -485,6 +485,12 @@ far = "upstream"
 		_, stderr, err := run(t, nil, append([]string{"daemon", "--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock")}, tc.args...)...)
 		if err == nil || !strings.Contains(stderr, tc.want) {
 			t.Errorf("tvix daemon %v: %v, stderr %q; want it to say %q", tc.args, err, stderr, tc.want)
+		}
+		// gc takes the same file, with the same checks, and changes
+		// nothing when refused.
+		_, stderr, err = run(t, nil, append([]string{"store", "gc", "--dry-run"}, tc.args...)...)
+		if err == nil || !strings.Contains(stderr, tc.want) {
+			t.Errorf("tvix store gc %v: %v, stderr %q; want it to say %q", tc.args, err, stderr, tc.want)
 		}
 	}
 }
