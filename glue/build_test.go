@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,6 +223,74 @@ func TestBuildFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A build ends when its builder does, even while something else holds its
+// input mount busy (in CI: a sandbox started beside it at the same moment):
+// a failure must be able to stop the builds beside it, not wait for them.
+func TestBuildEndsWhileInputMountHeld(t *testing.T) {
+	e := newBuildEnv(t)
+	scratch := t.TempDir()
+	sb := &sandbox.Sandbox{Blobs: e.blobs, Dirs: e.dirs, ScratchDir: scratch}
+	_, d := e.drv(t, "tvix-held-mount", `echo started; busybox sleep 2; exit 1`, `{ nonce = "`+fmt.Sprint(time.Now().UnixNano())+`"; }`)
+	req, err := BuildRequest(d, []*castorev1.Node{e.node}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	buildDone := make(chan error, 1)
+	go func() {
+		_, err := sb.Build(context.Background(), req, &signalWriter{needle: "started", seen: started})
+		buildDone <- err
+	}()
+	<-started
+	mps, _ := filepath.Glob(filepath.Join(scratch, "tvix-build-*", "inputs"))
+	if len(mps) != 1 {
+		t.Fatalf("input mounts of the running build: %v", mps)
+	}
+	holder := exec.Command("sh", "-c", `cd "$1" && echo in && exec sleep 20`, "sh", mps[0])
+	in := make(chan struct{})
+	holder.Stdout = &signalWriter{needle: "in", seen: in}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var holderErr error
+	held := make(chan struct{})
+	go func() { holderErr = holder.Wait(); close(held) }()
+	defer func() { holder.Process.Kill(); <-held }()
+	select {
+	case <-in:
+	case <-held:
+		t.Fatalf("holding the input mount: %v", holderErr)
+	}
+	select {
+	case err := <-buildDone:
+		var f *build.Failure
+		if !errors.As(err, &f) {
+			t.Fatalf("the failing build: %v, want a build failure", err)
+		}
+	case <-held:
+		t.Fatal("the failing build only ended once its input mount was let go")
+	}
+	if left, _ := filepath.Glob(filepath.Join(scratch, "tvix-build-*")); len(left) != 0 {
+		t.Fatalf("scratch directory keeps %v after the build", left)
+	}
+}
+
+// signalWriter closes seen when needle was written.
+type signalWriter struct {
+	needle string
+	seen   chan struct{}
+	buf    strings.Builder
+	once   sync.Once
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.needle) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
 }
 
 // A MicroVM build that fails reports the exit code and keeps the

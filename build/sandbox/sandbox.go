@@ -107,7 +107,16 @@ func (s *Sandbox) Build(ctx context.Context, req *buildv1.BuildRequest, log io.W
 			unmount()
 			return nil, fmt.Errorf("build: mount inputs: %w", err)
 		}
-		defer func() { unmount(); m.Wait() }()
+		// Detached, not unmounted and waited for: a sandbox started
+		// beside this one holds a copy of this mount until it ends, and
+		// this build's result (a failure stopping the others) must not
+		// wait for it.
+		defer func() {
+			if err := m.Detach(); err != nil {
+				slog.Warn("build: unmount inputs", "err", err)
+			}
+			go func() { m.Wait(); unmount() }()
+		}()
 	}
 
 	args := s.bwrapArgs(req, root, etc, inputs)

@@ -220,6 +220,21 @@ func (m *Mounted) Unmount() error {
 	return m.err
 }
 
+// Detach removes the mount from this namespace at once (lazily, so a
+// busy mount goes too) and returns without waiting for serving to stop.
+// It is for a mount whose own users are known to be gone, such as a
+// finished build's inputs: another sandbox created meanwhile holds a copy
+// of the mount until it ends, and the build's result must not wait for
+// that. Serving stops, and Done is closed, when the last copy goes.
+func (m *Mounted) Detach() error {
+	m.once.Do(func() {
+		if err := m.detach(); err != nil {
+			m.err = fmt.Errorf("unmount %s: %w", m.mountpoint, err)
+		}
+	})
+	return m.err
+}
+
 // orphanWait is how long Unmount waits for serving to stop once the
 // mount is gone from this namespace.
 var orphanWait = 5 * time.Second
