@@ -1,6 +1,7 @@
 package blobstore
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -61,20 +62,24 @@ func TestSerialHasherIsBlake3(t *testing.T) {
 	}
 }
 
+// BenchmarkBlake3 at chunk sizes: the default chunker's average, a
+// chunk ending mid-group and mid-chunk, and a small file's single chunk.
 func BenchmarkBlake3(b *testing.B) {
-	buf := make([]byte, 256<<10)
-	b.Run("serial", func(b *testing.B) {
-		b.SetBytes(int64(len(buf)))
-		for b.Loop() {
-			blake3Serial(buf)
-		}
-	})
-	b.Run("library", func(b *testing.B) {
-		b.SetBytes(int64(len(buf)))
-		for b.Loop() {
-			h := blake3.New(32, nil)
-			h.Write(buf)
-			h.Sum(nil)
-		}
-	})
+	for _, size := range []int{256 << 10, 100<<10 + 37, 20<<10 + 5} {
+		buf := make([]byte, size)
+		b.Run(fmt.Sprintf("serial/%d", size), func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				blake3Serial(buf)
+			}
+		})
+		b.Run(fmt.Sprintf("library/%d", size), func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				h := blake3.New(32, nil)
+				h.Write(buf)
+				h.Sum(nil)
+			}
+		})
+	}
 }
