@@ -341,7 +341,11 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("nar-bridge: %w", err)
 	}
 	d.record("http", lis.Addr())
-	slog.Info("serving Nix binary cache", "addr", cfg.HTTP.Listen, "bound", lis.Addr().String())
+	cache := cfg.HTTP.ChunkCache
+	if cache == 0 {
+		cache = narbridge.DefaultChunkCache()
+	}
+	slog.Info("serving Nix binary cache", "addr", cfg.HTTP.Listen, "bound", lis.Addr().String(), "chunk_cache_mib", max(cache, 0)>>20)
 	d.g.Go(serveHTTP(ctx, "nar-bridge", lis, h))
 	return nil
 }

@@ -2,10 +2,12 @@ package blobstore
 
 import (
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/meminfo"
 )
 
 // chunkCache keeps chunks in memory whose bytes were hashed to their
@@ -28,6 +30,12 @@ import (
 // the kernel in a write, is still using.
 type chunkCache struct {
 	max int64
+
+	// limit is what the cache may hold now: max, or less while the
+	// system is short of memory (adapt); anonymous memory is not the
+	// kernel's to reclaim, as the page cache is, so the cache gives it.
+	limit int64
+	stop  chan struct{} // closed by drop: ends watchMemory
 
 	mu      sync.Mutex
 	used    int64
@@ -80,7 +88,51 @@ func freeChunk(b []byte, mapped bool) {
 const chunkOverhead = 160
 
 func newChunkCache(max int64) *chunkCache {
-	return &chunkCache{max: max, entries: map[castore.Digest]*cachedChunk{}, freq: map[castore.Digest]uint8{}}
+	return &chunkCache{max: max, limit: max, stop: make(chan struct{}), entries: map[castore.Digest]*cachedChunk{}, freq: map[castore.Digest]uint8{}}
+}
+
+// memoryCheck is how often a cache looks at the system's free memory.
+const memoryCheck = 2 * time.Second
+
+// watchMemory adapts the cache to the system's memory until drop.
+func (c *chunkCache) watchMemory() {
+	t := time.NewTicker(memoryCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		m, err := meminfo.Read()
+		if err != nil {
+			return // not Linux: the bound stays as configured
+		}
+		c.adapt(m)
+	}
+}
+
+// minUnderPressure is the least a cache keeps while memory is short: the
+// chunks of the NARs being served right now.
+const minUnderPressure = 64 << 20
+
+// adapt halves what the cache holds while less than a sixteenth of the
+// memory the process may use is available, and lets it grow back
+// (doubling its bound, up to the configured one, at each check) once more
+// than a quarter is.
+func (c *chunkCache) adapt(m meminfo.Memory) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case m.Available < m.Total/16:
+		c.limit = min(c.limit, max(c.used/2, minUnderPressure))
+		for c.used > c.limit && len(c.ring) > 0 {
+			c.hand %= len(c.ring)
+			c.removeLocked(c.ring[c.hand])
+		}
+	case m.Available > m.Total/4 && c.limit < c.max:
+		c.limit = min(c.max, c.limit*2)
+	}
 }
 
 func (c *chunkCache) cost(size int64) int64 { return size + chunkOverhead }
@@ -158,7 +210,7 @@ func (c *chunkCache) admits(d castore.Digest, size int64) bool {
 // not refuses the newcomer. At most victimSearch entries are looked at:
 // a miss must not cost a walk through the whole cache.
 func (c *chunkCache) victimsLocked(cost int64, want uint8) ([]*cachedChunk, bool) {
-	need := c.used + cost - c.max
+	need := c.used + cost - c.limit
 	if need <= 0 {
 		return nil, true
 	}
@@ -217,6 +269,9 @@ func (c *chunkCache) add(d castore.Digest, data []byte, mapped bool) *cachedChun
 func (c *chunkCache) drop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.dropped {
+		close(c.stop)
+	}
 	c.dropped = true
 	for len(c.ring) > 0 {
 		c.removeLocked(c.ring[len(c.ring)-1])

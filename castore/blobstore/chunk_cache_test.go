@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/internal/meminfo"
 )
 
 // readBlob reads blob d whole through Open.
@@ -179,4 +180,66 @@ func TestChunkCacheHeldEntryOutlivesEviction(t *testing.T) {
 	if _, ok := c.get(castore.Digest{1}, true); ok {
 		t.Fatal("dropped entry still cached")
 	}
+}
+
+// Short of memory, the cache halves what it holds (down to
+// minUnderPressure), admits only within that, keeps entries readers hold
+// valid, and grows back to its bound once memory is free again.
+func TestChunkCacheGivesMemoryBack(t *testing.T) {
+	const chunk = 1 << 20
+	c := newChunkCache(512 << 20)
+	fill := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			data, mapped := allocChunk(chunk)
+			c.release(c.add(castore.Digest{byte(i), byte(i >> 8), 7}, data, mapped))
+		}
+	}
+	fill(0, 400)
+	held, ok := c.get(castore.Digest{0, 0, 7}, true)
+	if !ok {
+		t.Fatal("chunk 0 not cached")
+	}
+	for i := range held.data {
+		held.data[i] = 0x5a
+	}
+	before := c.used
+	short := meminfo.Memory{Total: 16 << 30, Available: 512 << 20}
+	c.adapt(short)
+	if c.used > before/2 || c.limit != before/2 {
+		t.Fatalf("short of memory: holds %d of %d, limit %d", c.used, before, c.limit)
+	}
+	for i, b := range held.data {
+		if b != 0x5a {
+			t.Fatalf("byte %d of a held entry changed when the cache shrank", i)
+		}
+	}
+	c.release(held)
+	for range 5 {
+		c.adapt(short)
+	}
+	if c.used > minUnderPressure || c.limit != minUnderPressure {
+		t.Fatalf("still short: holds %d, limit %d; want at most %d", c.used, c.limit, int64(minUnderPressure))
+	}
+	fill(1000, 200)
+	if c.used > c.limit {
+		t.Fatalf("admitted past the lowered limit: %d > %d", c.used, c.limit)
+	}
+	// Between a sixteenth and a quarter free: nothing changes.
+	c.adapt(meminfo.Memory{Total: 16 << 30, Available: 2 << 30})
+	if c.limit != minUnderPressure {
+		t.Fatalf("limit moved without pressure or room: %d", c.limit)
+	}
+	free := meminfo.Memory{Total: 16 << 30, Available: 12 << 30}
+	for range 4 {
+		c.adapt(free)
+	}
+	if c.limit != c.max {
+		t.Fatalf("with memory free again the limit is %d, want %d", c.limit, c.max)
+	}
+	fill(2000, 400)
+	if c.used < 400<<20 {
+		t.Fatalf("grown back, the cache holds only %d", c.used)
+	}
+	c.drop()
+	c.drop() // a second drop (a store closed after a resize) is harmless
 }

@@ -509,11 +509,13 @@ func (r *heldReader) MemRange(off int64, n int) []byte {
 // less: none), so that chunks read often are not read from disk and
 // hashed on every read; see chunkCache. Servers of many readers (nar-bridge)
 // set it; a process that reads each blob once gains nothing from it. Call
-// it again to resize it (it starts empty).
+// it again to resize it (it starts empty). While the system is short of
+// memory the cache holds less than max (chunkCache.adapt).
 func (s *Store) SetChunkCache(max int64) {
 	var c *chunkCache
 	if max > 0 {
 		c = newChunkCache(max)
+		go c.watchMemory()
 	}
 	if old := s.cache.Swap(c); old != nil {
 		old.drop()

@@ -34,8 +34,8 @@ func narBridgeCommands() []*cli.Command {
 
 // chunkCacheFlag bounds the verified chunks nar-bridge keeps in memory.
 func chunkCacheFlag(name string) cli.Flag {
-	return &cli.Int64Flag{Name: name, Value: narbridge.DefaultChunkCache >> 20,
-		Usage: "keep up to `MIB` of verified chunks in memory, so NARs served again are not read from disk and hashed again (0: none)"}
+	return &cli.Int64Flag{Name: name, Value: narbridge.DefaultChunkCache() >> 20, DefaultText: "an eighth of RAM, 256 MiB to 16 GiB",
+		Usage: "keep up to `MIB` of verified chunks in memory, so NARs served again are not read from disk and hashed again (0: none); less while the system is short of memory"}
 }
 
 func chunkCache(c *cli.Context, name string) int64 {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/tvix-go/tvix/castore"
 	"github.com/tvix-go/tvix/castore/castorev1"
+	"github.com/tvix-go/tvix/internal/meminfo"
 	"github.com/tvix-go/tvix/nix/narinfo"
 	"github.com/tvix-go/tvix/nix/nixbase32"
 	"github.com/tvix-go/tvix/nix/storepath"
@@ -91,9 +92,25 @@ type Options struct {
 	CompressLoopback bool
 }
 
-// DefaultChunkCache is Options.ChunkCache's default: a few large NARs, or
-// the popular part of a closure of a few GiB.
-const DefaultChunkCache = 1 << 30
+// DefaultChunkCache is Options.ChunkCache's default: an eighth of the
+// memory the process may use (RAM, or its cgroup's limit), between
+// 256 MiB and 16 GiB; 1 GiB where that is unknown. A server's working
+// set is what it serves again (a closure being fetched by many clients),
+// and every chunk read from disk instead is hashed again: on two cores
+// that halves what a connection gets (docs/benchmarks-narbridge.md). The
+// cache only holds what was read, and gives memory back while the system
+// is short of it (blobstore's chunk cache).
+func DefaultChunkCache() int64 {
+	m, err := meminfo.Read()
+	if err != nil {
+		return 1 << 30
+	}
+	return defaultChunkCache(m.Total)
+}
+
+func defaultChunkCache(total int64) int64 {
+	return min(max(total/8, 256<<20), 16<<30)
+}
 
 // chunkCacher is a blob service that can keep verified chunks in memory.
 type chunkCacher interface{ SetChunkCache(max int64) }
@@ -147,7 +164,7 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 		opts.MaxNarinfoSize = defaultMaxNarinfo
 	}
 	if opts.ChunkCache == 0 {
-		opts.ChunkCache = DefaultChunkCache
+		opts.ChunkCache = DefaultChunkCache()
 	}
 	if cc, ok := castore.As[chunkCacher](blobs); ok {
 		cc.SetChunkCache(max(opts.ChunkCache, 0))
