@@ -131,6 +131,7 @@ type formalCode struct {
 	def   code
 	alias int // slot+1 of the formal a default that is a bare variable names
 	pos   syntax.Pos
+	key   *attrKey // name and pos, for functionArgs
 }
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
@@ -243,7 +244,7 @@ func posAttrs(p syntax.Pos) Value {
 		return Null{}
 	}
 	l, c := p.LineCol()
-	return NewAttrs([]Attr{{Name: "file", Val: Str(posFile(p.Src))}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+	return NewAttrs([]Attr{MkAttr("file", Str(posFile(p.Src))), MkAttr("line", Int(l)), MkAttr("column", Int(c))})
 }
 
 // posFile is the file of a position as C++ Nix 2.8 gives it to the
@@ -656,6 +657,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	lc.ellipsis = n.Formals.Ellipsis
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
+		fc.key = &attrKey{name: f.Name, pos: &f.Pos}
 		if f.Default != nil {
 			c := cp.comp(f.Default, inner)
 			fc.def = delay(c, false)
@@ -706,6 +708,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		lv.add(lazyOf(cp.comp(d.E, sc), true))
 	}
 	dyns := cp.compDyns(n, sc)
+	keys := defKeys(defs)
 	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
@@ -719,14 +722,24 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		}
 		lv.fill(ev, env, vals)
 		a := allocAttrs(len(defs))
-		for i, d := range defs {
-			a.own()[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
+		for i, k := range keys {
+			a.own()[i] = Attr{key: k, Val: vals[i]}
 		}
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
 		}
 		return a
 	}}
+}
+
+// defKeys are the keys of the attributes defs define, shared by every set
+// the definitions make.
+func defKeys(defs []*syntax.AttrDef) []*attrKey {
+	keys := make([]*attrKey, len(defs))
+	for i, d := range defs {
+		keys[i] = &attrKey{name: d.Name, pos: &d.Pos}
+	}
+	return keys
 }
 
 func (cp *compiler) compDyns(n *syntax.Attrs, sc *scope) []dynCode {
@@ -750,15 +763,15 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 			ev.throwAt(d.pos, "value is %s while a string was expected", showType(nv))
 		}
 		for _, x := range as {
-			if x.Name == s.S {
+			if x.Name() == s.S {
 				prev := "«unknown»"
-				if x.Pos != nil {
-					prev = x.Pos.String()
+				if x.Pos() != nil {
+					prev = x.Pos().String()
 				}
 				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, prev)
 			}
 		}
-		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: &d.pos})
+		as = append(as, mkAttrPos(s.S, &d.pos, d.val(ev, valEnv)))
 	}
 	sortAttrs(as)
 	return mkAttrs(as)
@@ -803,6 +816,7 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	inner := recScope(defs, sc)
 	vals := cp.compBindings(defs, sc, inner)
 	dyns := cp.compDyns(n, inner)
+	keys := defKeys(defs)
 	overrides := -1
 	for i, d := range defs {
 		if d.Name == "__overrides" {
@@ -826,12 +840,12 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 		vals.fill(ev, e2, e2.slots(len(defs)))
 		a := allocAttrs(len(defs))
 		for i, v := range e2.slots(len(defs)) {
-			a.own()[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
+			a.own()[i] = Attr{key: keys[i], Val: v}
 		}
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.get(overrides))
 			for _, o := range ov.All() {
-				if slot, ok := inner.names[o.Name]; ok {
+				if slot, ok := inner.names[o.Name()]; ok {
 					*e2.slot(slot) = o.Val
 				}
 			}

@@ -180,12 +180,58 @@ func allocList(n int) *List {
 	return &List{Items: items}
 }
 
-// Attr is one attribute.
+// Attr is one attribute. Its name and position are kept out of line
+// in a key that every set made by the same definition shares (the
+// compiler makes one per static attribute; updates, mapAttrs and the
+// like copy it), so that an attribute is 24 bytes, not 40: sets are the
+// bulk of a module-system evaluation's heap, and the collector's
+// marking of that mostly live heap is most of the time left over.
 type Attr struct {
-	Name string
-	Val  Value
-	Pos  *syntax.Pos // nil when unknown
+	key *attrKey
+	Val Value
 }
+
+type attrKey struct {
+	name string
+	pos  *syntax.Pos // nil when unknown
+	bare *attrKey    // the same name without pos, made on first use (noPos)
+}
+
+// noPos is a key of k's name without a position. Keys belong to one
+// evaluator (the compiler's too: compiled code is per evaluator), which
+// runs on one goroutine at a time, so making bare lazily is no race.
+func (k *attrKey) noPos() *attrKey {
+	if k.pos == nil {
+		return k
+	}
+	if k.bare == nil {
+		k.bare = &attrKey{name: k.name}
+	}
+	return k.bare
+}
+
+// Keys of names the builtins give their results. Without a position, a
+// key is never written to (noPos), so evaluators may share these.
+var (
+	keySuccess = &attrKey{name: "success"}
+	keyValue   = &attrKey{name: "value"}
+	keyRight   = &attrKey{name: "right"}
+	keyWrong   = &attrKey{name: "wrong"}
+)
+
+// MkAttr makes an attribute without a position.
+func MkAttr(name string, v Value) Attr { return Attr{key: &attrKey{name: name}, Val: v} }
+
+// mkAttrPos makes an attribute defined at pos.
+func mkAttrPos(name string, pos *syntax.Pos, v Value) Attr {
+	return Attr{key: &attrKey{name: name, pos: pos}, Val: v}
+}
+
+// Name is the attribute's name.
+func (a Attr) Name() string { return a.key.name }
+
+// Pos is where the attribute was defined, nil when unknown.
+func (a Attr) Pos() *syntax.Pos { return a.key.pos }
 
 // Attrs is an attribute set, sorted by name. A set made by `big // small`
 // keeps the small side as an overlay over the big one (flattened on first
@@ -270,7 +316,7 @@ func NewAttrs(as []Attr) *Attrs {
 	sortAttrs(as)
 	out := as[:0]
 	for _, a := range as {
-		if len(out) > 0 && out[len(out)-1].Name == a.Name {
+		if len(out) > 0 && out[len(out)-1].Name() == a.Name() {
 			out[len(out)-1] = a
 			continue
 		}
@@ -283,7 +329,7 @@ func NewAttrs(as []Attr) *Attrs {
 func AttrsFromMap(m map[string]Value) *Attrs {
 	as := make([]Attr, 0, len(m))
 	for k, v := range m {
-		as = append(as, Attr{Name: k, Val: v})
+		as = append(as, MkAttr(k, v))
 	}
 	return NewAttrs(as)
 }
@@ -316,7 +362,7 @@ func (a *Attrs) overlayDepth() int {
 func findIn(as []Attr, name string) int {
 	if len(as) <= 8 {
 		for i := range as {
-			if as[i].Name == name {
+			if as[i].Name() == name {
 				return i
 			}
 		}
@@ -325,13 +371,13 @@ func findIn(as []Attr, name string) int {
 	lo, hi := 0, len(as)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if as[m].Name < name {
+		if as[m].Name() < name {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(as) && as[lo].Name == name {
+	if lo < len(as) && as[lo].Name() == name {
 		return lo
 	}
 	return -1
@@ -381,7 +427,7 @@ func mergedLen(a, b []Attr) int {
 	common := 0
 	if len(b) <= 8 && len(a) > 32 {
 		for _, x := range b {
-			if findIn(a, x.Name) >= 0 {
+			if findIn(a, x.Name()) >= 0 {
 				common++
 			}
 		}
@@ -390,9 +436,9 @@ func mergedLen(a, b []Attr) int {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		switch {
-		case a[i].Name < b[j].Name:
+		case a[i].Name() < b[j].Name():
 			i++
-		case a[i].Name > b[j].Name:
+		case a[i].Name() > b[j].Name():
 			j++
 		default:
 			common++
@@ -412,11 +458,11 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 		i := 0
 		for _, x := range b {
 			rest := a[i:]
-			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name >= x.Name })
+			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name() >= x.Name() })
 			out = append(out, rest[:j]...)
 			out = append(out, x)
 			i += j
-			if i < len(a) && a[i].Name == x.Name {
+			if i < len(a) && a[i].Name() == x.Name() {
 				i++
 			}
 		}
@@ -425,10 +471,10 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		switch {
-		case a[i].Name < b[j].Name:
+		case a[i].Name() < b[j].Name():
 			out = append(out, a[i])
 			i++
-		case a[i].Name > b[j].Name:
+		case a[i].Name() > b[j].Name():
 			out = append(out, b[j])
 			j++
 		default:
@@ -489,7 +535,7 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 func newOverlay(base *Attrs, over []Attr) *Attrs {
 	n := base.Len()
 	for i := range over {
-		if base.Lookup(over[i].Name) == nil {
+		if base.Lookup(over[i].Name()) == nil {
 			n++
 		}
 	}
@@ -671,7 +717,7 @@ func genListCode(ev *Evaluator, e *Env) Value {
 // the *Attr of the mapped set, f gets its name and value.
 func applyAttrCode(ev *Evaluator, e *Env) Value {
 	a := ev.forcedFn().(*Attr)
-	return ev.call2(ev.Force(e.v0), Str(a.Name), a.Val, ev.curPos)
+	return ev.call2(ev.Force(e.v0), Str(a.Name()), a.Val, ev.curPos)
 }
 
 func apply2Code(ev *Evaluator, e *Env) Value {
@@ -735,7 +781,7 @@ func showType(v Value) string {
 	return "a thunk"
 }
 
-func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name, b.Name) }
+func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name(), b.Name()) }
 
 // sortAttrs sorts by name, keeping the order of equal names.
 func sortAttrs(as []Attr) {
@@ -744,7 +790,7 @@ func sortAttrs(as []Attr) {
 	}
 	if len(as) <= 16 {
 		for i := 1; i < len(as); i++ {
-			for j := i; j > 0 && as[j].Name < as[j-1].Name; j-- {
+			for j := i; j > 0 && as[j].Name() < as[j-1].Name(); j-- {
 				as[j], as[j-1] = as[j-1], as[j]
 			}
 		}
@@ -757,7 +803,7 @@ func sortAttrs(as []Attr) {
 		idx[i] = int32(i)
 	}
 	slices.SortFunc(idx, func(a, b int32) int {
-		if c := strings.Compare(as[a].Name, as[b].Name); c != 0 {
+		if c := strings.Compare(as[a].Name(), as[b].Name()); c != 0 {
 			return c
 		}
 		return int(a - b)

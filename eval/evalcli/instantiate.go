@@ -324,14 +324,14 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	var autoArgs []eval.Attr
 	for _, a := range o.args {
 		if a.isStr {
-			autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: eval.Str(a.val)})
+			autoArgs = append(autoArgs, eval.MkAttr(a.name, eval.Str(a.val)))
 			continue
 		}
 		v, err := ev.EvalExpr(a.val, "«string»", cwd)
 		if err != nil {
 			return fail(err)
 		}
-		autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: v})
+		autoArgs = append(autoArgs, eval.MkAttr(a.name, v))
 	}
 	autoSet := eval.NewAttrs(autoArgs)
 	for _, f := range o.files {
