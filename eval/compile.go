@@ -375,10 +375,10 @@ func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value 
 			if v, ok := spec(ev, env); ok {
 				return v
 			}
-			return &Thunk{c: f, env: env}
+			return newThunk(f, env)
 		}
 	}
-	return func(_ *Evaluator, env *Env) Value { return &Thunk{c: f, env: env} }
+	return func(_ *Evaluator, env *Env) Value { return newThunk(f, env) }
 }
 
 // specBinary speculates integer arithmetic and comparisons whose operands
@@ -566,7 +566,7 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 			}
 			t := &slab[j]
 			j++
-			t.c, t.env = it.thunk, e
+			t.delayed(it.thunk, e)
 			out[i] = t
 		}
 	}
@@ -587,7 +587,7 @@ func (lv *lazyVals) fillAliases(env *Env, out []Value) {
 			if it.alias > 0 {
 				out[i] = resolve(it.alias - 1)
 			} else {
-				out[i] = &Thunk{c: it.thunk, env: env}
+				out[i] = newThunk(it.thunk, env)
 			}
 		}
 		return out[i]

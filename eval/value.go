@@ -591,13 +591,13 @@ func (e *Env) get(i int) Value { return *e.slot(i) }
 // slots returns the first n slots as a slice.
 func (e *Env) slots(n int) []Value { return unsafe.Slice(&e.v0, n) }
 
-// Thunk is a delayed computation. Its state is encoded in c and env so
-// that it takes 32 bytes: pending (c set), running (c nil, env the
-// blackhole marker) or done (c and env nil, v the value). Until it is
-// done, v is free for the code's use (the apply thunks keep the function
-// there).
+// Thunk is a delayed computation, in 24 bytes (thunks are a fifth of a
+// module-system evaluation's heap): pending, v holds its code (a code,
+// which no Nix value is) and env its environment; running, env is the
+// blackhole marker; done, env is nil and v the value. An apply thunk
+// (applyEnv) keeps its code in its environment instead and v free for
+// its own use (the function or the argument), until it is done.
 type Thunk struct {
-	c   code
 	env *Env
 	v   Value
 }
@@ -605,12 +605,30 @@ type Thunk struct {
 // blackhole marks a thunk being forced.
 var blackhole = &Env{}
 
-func (t *Thunk) done() bool    { return t.c == nil && t.env == nil }
-func (t *Thunk) running() bool { return t.c == nil && t.env == blackhole }
+func isCode(v Value) bool {
+	_, ok := v.(code)
+	return ok
+}
+
+func (t *Thunk) done() bool    { return t.env == nil && !isCode(t.v) }
+func (t *Thunk) running() bool { return t.env == blackhole }
+
+// delayed makes t pending: c evaluated in env.
+func (t *Thunk) delayed(c code, env *Env) { t.env, t.v = env, c }
+
+func newThunk(c code, env *Env) *Thunk { return &Thunk{env: env, v: c} }
+
+// applyEnv makes e the environment of apply thunks of code c: c goes
+// into e.up's word (an apply thunk's code reads only e's slots), so
+// that a thunk needs no word of its own for it while v is taken.
+func (e *Env) applyEnv(c code) { *(*code)(unsafe.Pointer(&e.up)) = c }
+
+// applyCode is the code applyEnv put into e.
+func (e *Env) applyCode() code { return *(*code)(unsafe.Pointer(&e.up)) }
 
 // NewThunk delays fn, for builtins that build lazy structures.
 func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
-	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return fn(ev) }}
+	return newThunk(func(ev *Evaluator, _ *Env) Value { return fn(ev) }, nil)
 }
 
 // forcedFn is the v field of the apply thunk being forced (forceThunk
@@ -629,8 +647,9 @@ func apply1Code(ev *Evaluator, e *Env) Value {
 // forced, the thunk may live on in a list.
 func apply2Thunk(f, a, b Value) *Thunk {
 	e := newEnv(nil, 2)
+	e.applyEnv(apply2Code)
 	e.v0, *e.slot(1) = a, b
-	return &Thunk{c: apply2Code, env: e, v: f}
+	return &Thunk{env: e, v: f}
 }
 
 // applySlab allocates the apply thunks of one zipAttrsWith call
@@ -658,23 +677,26 @@ func (s *applySlab) apply2(i int, f, a, b Value) *Thunk {
 	e := &s.e2s[i]
 	e.a[0], e.a[1] = a, b
 	t := &s.ts[i]
-	t.c, t.env, t.v = apply2Code, (*Env)(unsafe.Pointer(e)), f
+	env := (*Env)(unsafe.Pointer(e))
+	env.applyEnv(apply2Code)
+	t.env, t.v = env, f
 	return t
 }
 
 // sharedApply makes the n thunks of f applied to each element of a
-// builtin's result (map, genList, mapAttrs): one environment holds f for
+// builtin's result (map, genList, mapAttrs): one environment holds f (and the code) for
 // all of them, and each thunk keeps its own argument in its v field
-// (unused until it is done), so an element costs 32 bytes (a thunk) and
+// (unused until it is done), so an element costs 24 bytes (a thunk) and
 // no environment of its own.
 func sharedApply(n int, f Value, c code) []Thunk {
 	fe := newEnv(nil, 1)
+	fe.applyEnv(c)
 	fe.v0 = f
 	ts := make([]Thunk, n)
 	prefault(ts)
 	inChunks(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			ts[i].c, ts[i].env = c, fe
+			ts[i].env = fe
 		}
 	})
 	return ts
@@ -692,6 +714,7 @@ func applyArgCode(ev *Evaluator, e *Env) Value {
 // first thunk, and a thunk's index is its distance from it.
 func genListThunks(n int, f Value) []Thunk {
 	fe := newEnv(nil, 2)
+	fe.applyEnv(genListCode)
 	fe.v0 = f
 	ts := make([]Thunk, n)
 	prefault(ts)
@@ -700,7 +723,7 @@ func genListThunks(n int, f Value) []Thunk {
 	}
 	inChunks(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			ts[i].c, ts[i].env = genListCode, fe
+			ts[i].env = fe
 		}
 	})
 	return ts
