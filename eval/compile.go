@@ -528,6 +528,24 @@ func (lv *lazyVals) add(it lazyItem) {
 // the direct and speculated values, then the thunks the speculation left,
 // in one slab of just that many.
 func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
+	lv.fillWith(ev, env, out, nil)
+}
+
+// sure is how many items always become a thunk (no speculation, no
+// alias): fillWith's pre may hold as many.
+func (lv *lazyVals) sure() int {
+	n := 0
+	for i := range lv.items {
+		if it := &lv.items[i]; it.thunk != nil && it.alias == 0 && it.spec == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// fillWith is fill taking the first thunks it needs from pre (at most
+// sure() of them, so all are used).
+func (lv *lazyVals) fillWith(ev *Evaluator, env *Env, out []Value, pre []Thunk) {
 	need, aliases := 0, 0
 	for i := range lv.items {
 		it := &lv.items[i]
@@ -553,7 +571,10 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 		need++
 	}
 	if need > 0 {
-		slab := make([]Thunk, need)
+		var slab []Thunk
+		if need > len(pre) {
+			slab = make([]Thunk, need-len(pre))
+		}
 		j := 0
 		for i := range lv.items {
 			it := &lv.items[i]
@@ -564,7 +585,12 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 			if it.outer {
 				e = env.up
 			}
-			t := &slab[j]
+			var t *Thunk
+			if j < len(pre) {
+				t = &pre[j]
+			} else {
+				t = &slab[j-len(pre)]
+			}
 			j++
 			t.delayed(it.thunk, e)
 			out[i] = t
@@ -709,6 +735,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	}
 	dyns := cp.compDyns(n, sc)
 	keys := defKeys(defs)
+	sure := lv.sure()
 	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
@@ -720,8 +747,8 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		} else {
 			vals = make([]Value, len(defs))
 		}
-		lv.fill(ev, env, vals)
-		a := allocAttrs(len(defs))
+		a, pre := allocAttrsThunks(len(defs), sure)
+		lv.fillWith(ev, env, vals, pre)
 		for i, k := range keys {
 			a.own()[i] = Attr{key: k, Val: vals[i]}
 		}

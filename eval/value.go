@@ -299,6 +299,45 @@ func allocAttrs(n int) *Attrs {
 	return mkAttrs(make([]Attr, n))
 }
 
+// allocAttrsThunksIn makes a set of n attributes (the length of A) and
+// the thunks of its values (T: an array of them) in one allocation:
+// an attribute set literal's thunks live as long as the set, mostly.
+func allocAttrsThunksIn[A, T any](n int) (*Attrs, []Thunk) {
+	x := new(struct {
+		Attrs
+		a A
+		t T
+	})
+	x.p, x.n = (*Attr)(unsafe.Pointer(&x.a)), n
+	return &x.Attrs, unsafe.Slice((*Thunk)(unsafe.Pointer(&x.t)), unsafe.Sizeof(x.t)/unsafe.Sizeof(Thunk{}))
+}
+
+// attrsThunksAllocs[n][k] is allocAttrsThunksIn for n attributes and k
+// thunks (1 <= k <= n <= 8).
+var attrsThunksAllocs = [9][]func(int) (*Attrs, []Thunk){
+	nil,
+	{nil, allocAttrsThunksIn[[1]Attr, [1]Thunk]},
+	{nil, allocAttrsThunksIn[[2]Attr, [1]Thunk], allocAttrsThunksIn[[2]Attr, [2]Thunk]},
+	{nil, allocAttrsThunksIn[[3]Attr, [1]Thunk], allocAttrsThunksIn[[3]Attr, [2]Thunk], allocAttrsThunksIn[[3]Attr, [3]Thunk]},
+	{nil, allocAttrsThunksIn[[4]Attr, [1]Thunk], allocAttrsThunksIn[[4]Attr, [2]Thunk], allocAttrsThunksIn[[4]Attr, [3]Thunk], allocAttrsThunksIn[[4]Attr, [4]Thunk]},
+	{nil, allocAttrsThunksIn[[5]Attr, [1]Thunk], allocAttrsThunksIn[[5]Attr, [2]Thunk], allocAttrsThunksIn[[5]Attr, [3]Thunk], allocAttrsThunksIn[[5]Attr, [4]Thunk], allocAttrsThunksIn[[5]Attr, [5]Thunk]},
+	{nil, allocAttrsThunksIn[[6]Attr, [1]Thunk], allocAttrsThunksIn[[6]Attr, [2]Thunk], allocAttrsThunksIn[[6]Attr, [3]Thunk], allocAttrsThunksIn[[6]Attr, [4]Thunk], allocAttrsThunksIn[[6]Attr, [5]Thunk], allocAttrsThunksIn[[6]Attr, [6]Thunk]},
+	{nil, allocAttrsThunksIn[[7]Attr, [1]Thunk], allocAttrsThunksIn[[7]Attr, [2]Thunk], allocAttrsThunksIn[[7]Attr, [3]Thunk], allocAttrsThunksIn[[7]Attr, [4]Thunk], allocAttrsThunksIn[[7]Attr, [5]Thunk], allocAttrsThunksIn[[7]Attr, [6]Thunk], allocAttrsThunksIn[[7]Attr, [7]Thunk]},
+	{nil, allocAttrsThunksIn[[8]Attr, [1]Thunk], allocAttrsThunksIn[[8]Attr, [2]Thunk], allocAttrsThunksIn[[8]Attr, [3]Thunk], allocAttrsThunksIn[[8]Attr, [4]Thunk], allocAttrsThunksIn[[8]Attr, [5]Thunk], allocAttrsThunksIn[[8]Attr, [6]Thunk], allocAttrsThunksIn[[8]Attr, [7]Thunk], allocAttrsThunksIn[[8]Attr, [8]Thunk]},
+}
+
+// allocAttrsThunks makes a set of n attributes and k thunks, in one
+// allocation for small sets.
+func allocAttrsThunks(n, k int) (*Attrs, []Thunk) {
+	if k == 0 {
+		return allocAttrs(n), nil
+	}
+	if n < len(attrsThunksAllocs) && k <= n {
+		return attrsThunksAllocs[n][k](n)
+	}
+	return allocAttrs(n), make([]Thunk, k)
+}
+
 // attrsCopy is a set of a copy of as (sorted, unique), small ones in one
 // allocation with the header.
 func attrsCopy(as []Attr) *Attrs {
