@@ -78,7 +78,7 @@ func (ev *Evaluator) AutoCall(v Value, args *Attrs) Value {
 	} else {
 		for _, f := range l.fn.formals {
 			if x, ok := args.Get(f.name); ok {
-				as = append(as, Attr{Name: f.name, Val: x})
+				as = append(as, Attr{key: f.key.noPos(), Val: x})
 			} else if f.def == nil {
 				ev.Throwf("cannot evaluate a function that has an argument without a value ('%s')", f.name)
 			}

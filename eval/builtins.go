@@ -59,16 +59,16 @@ func (ev *Evaluator) initBuiltins() {
 	}
 	as := make([]Attr, 0, len(bs)+1)
 	for k, v := range bs {
-		as = append(as, Attr{Name: k, Val: v})
+		as = append(as, MkAttr(k, v))
 	}
 	// builtins.builtins is the set itself; patch after building.
-	as = append(as, Attr{Name: "builtins"})
+	as = append(as, MkAttr("builtins", nil))
 	ev.builtins = NewAttrs(as)
 	ev.builtins.Lookup("builtins").Val = ev.builtins
 
 	consts := map[string]Value{}
 	for _, a := range ev.builtins.All() {
-		consts["__"+a.Name] = a.Val
+		consts["__"+a.Name()] = a.Val
 	}
 	for _, n := range append(append([]string{"builtins", "true", "false", "null"}, globalNames...), ev.opts.GlobalBuiltins...) {
 		if v, ok := ev.builtins.Get(n); ok {
@@ -91,7 +91,7 @@ func (ev *Evaluator) builtinSlot(name string) *Attr {
 	if x := ev.builtins.Lookup(name); x != nil {
 		return x
 	}
-	*ev.builtins = *NewAttrs(append(append([]Attr(nil), ev.builtins.All()...), Attr{Name: name}))
+	*ev.builtins = *NewAttrs(append(append([]Attr(nil), ev.builtins.All()...), MkAttr(name, nil)))
 	return ev.builtins.Lookup(name)
 }
 
@@ -102,7 +102,7 @@ func (ev *Evaluator) nixPathValue() Value {
 		if i := strings.IndexByte(e, '='); i >= 0 {
 			prefix, p = e[:i], e[i+1:]
 		}
-		items = append(items, NewAttrs([]Attr{{Name: "path", Val: Str(p)}, {Name: "prefix", Val: Str(prefix)}}))
+		items = append(items, NewAttrs([]Attr{MkAttr("path", Str(p)), MkAttr("prefix", Str(prefix))}))
 	}
 	return &List{Items: items}
 }

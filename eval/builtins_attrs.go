@@ -10,7 +10,7 @@ func registerAttrs(reg registerFunc) {
 		prefault(out)
 		strs := make([]String, len(out))
 		for i, x := range as.All() {
-			strs[i].S = x.Name
+			strs[i].S = x.Name()
 			out[i] = &strs[i]
 		}
 		return &List{Items: out}
@@ -71,7 +71,7 @@ func registerAttrs(reg registerFunc) {
 			out = make([]Attr, 0, as.Len())
 		}
 		for _, x := range as.All() {
-			if !dropped(x.Name) {
+			if !dropped(x.Name()) {
 				out = append(out, x)
 			}
 		}
@@ -91,14 +91,14 @@ func registerAttrs(reg registerFunc) {
 			// package set, once per package; walking the set each time
 			// was quadratic in its size
 			for _, b := range x.All() {
-				if at := y.Lookup(b.Name); at != nil {
+				if at := y.Lookup(b.Name()); at != nil {
 					out = append(out, *at)
 				}
 			}
 			return attrsCopy(out)
 		}
 		for _, b := range y.All() {
-			if x.Lookup(b.Name) != nil {
+			if x.Lookup(b.Name()) != nil {
 				out = append(out, b)
 			}
 		}
@@ -119,7 +119,8 @@ func registerAttrs(reg registerFunc) {
 		l := ev.ForceList(a[0])
 		as := make([]Attr, 0, len(l.Items))
 		prefault(as)
-		for _, it := range l.Items {
+		keys := make([]attrKey, len(l.Items))
+		for i, it := range l.Items {
 			x := ev.forceAttrs(it)
 			nv, ok := x.Get("name")
 			if !ok {
@@ -130,13 +131,14 @@ func registerAttrs(reg registerFunc) {
 			if !ok {
 				ev.Throwf("attribute 'value' missing for call to 'listToAttrs'")
 			}
-			as = append(as, Attr{Name: name, Val: vv, Pos: x.Lookup("value").Pos})
+			keys[i] = attrKey{name: name, pos: x.Lookup("value").Pos()}
+			as = append(as, Attr{key: &keys[i], Val: vv})
 		}
 		// the first occurrence of a name wins
 		sortAttrs(as)
 		out := as[:0]
 		for _, x := range as {
-			if len(out) > 0 && out[len(out)-1].Name == x.Name {
+			if len(out) > 0 && out[len(out)-1].Name() == x.Name() {
 				continue
 			}
 			out = append(out, x)
@@ -157,7 +159,7 @@ func registerAttrs(reg registerFunc) {
 		inChunks(len(all), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				ts[i].v = &all[i]
-				out[i] = Attr{Name: all[i].Name, Val: &ts[i]}
+				out[i] = Attr{key: all[i].key.noPos(), Val: &ts[i]}
 			}
 		})
 		return mkAttrs(out)
@@ -177,12 +179,12 @@ func registerAttrs(reg registerFunc) {
 			m := map[string][]Value{}
 			for _, as := range sets {
 				for _, x := range as {
-					m[x.Name] = append(m[x.Name], x.Val)
+					m[x.Name()] = append(m[x.Name()], x.Val)
 				}
 			}
 			out := make([]Attr, 0, len(m))
 			for k, vs := range m {
-				out = append(out, Attr{Name: k, Val: apply2Thunk(f, Str(k), &List{Items: vs})})
+				out = append(out, MkAttr(k, apply2Thunk(f, Str(k), &List{Items: vs})))
 			}
 			return NewAttrs(out)
 		}
@@ -194,8 +196,8 @@ func registerAttrs(reg registerFunc) {
 			var name string
 			found := false
 			for i, as := range sets {
-				if pos[i] < len(as) && (!found || as[pos[i]].Name < name) {
-					name, found = as[pos[i]].Name, true
+				if pos[i] < len(as) && (!found || as[pos[i]].Name() < name) {
+					name, found = as[pos[i]].Name(), true
 				}
 			}
 			return name, found
@@ -203,7 +205,7 @@ func registerAttrs(reg registerFunc) {
 		n := 0
 		for name, ok := next(); ok; name, ok = next() {
 			for i, as := range sets {
-				if pos[i] < len(as) && as[pos[i]].Name == name {
+				if pos[i] < len(as) && as[pos[i]].Name() == name {
 					pos[i]++
 				}
 			}
@@ -219,14 +221,14 @@ func registerAttrs(reg registerFunc) {
 			name, _ := next()
 			start := len(vals)
 			for i, as := range sets {
-				if pos[i] < len(as) && as[pos[i]].Name == name {
+				if pos[i] < len(as) && as[pos[i]].Name() == name {
 					vals = append(vals, as[pos[i]].Val)
 					pos[i]++
 				}
 			}
 			lists[j].Items = vals[start:len(vals):len(vals)]
 			names[j].S = name
-			out[j] = Attr{Name: name, Val: slab.apply2(j, f, &names[j], &lists[j])}
+			out[j] = MkAttr(name, slab.apply2(j, f, &names[j], &lists[j]))
 		}
 		return mkAttrs(out)
 	})

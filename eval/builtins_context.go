@@ -56,15 +56,15 @@ func registerContext(reg registerFunc) {
 		for p, i := range m {
 			var as []Attr
 			if i.path {
-				as = append(as, Attr{Name: "path", Val: Bool(true)})
+				as = append(as, MkAttr("path", Bool(true)))
 			}
 			if i.all {
-				as = append(as, Attr{Name: "allOutputs", Val: Bool(true)})
+				as = append(as, MkAttr("allOutputs", Bool(true)))
 			}
 			if len(i.outs) > 0 {
-				as = append(as, Attr{Name: "outputs", Val: &List{Items: i.outs}})
+				as = append(as, MkAttr("outputs", &List{Items: i.outs}))
 			}
-			out = append(out, Attr{Name: p, Val: NewAttrs(as)})
+			out = append(out, MkAttr(p, NewAttrs(as)))
 		}
 		return NewAttrs(out)
 	})
@@ -73,26 +73,26 @@ func registerContext(reg registerFunc) {
 		as := ev.forceAttrs(a[1])
 		ctx := append([]string(nil), s.Ctx()...)
 		for _, x := range as.All() {
-			if !strings.HasPrefix(x.Name, storepath.StoreDir+"/") {
-				ev.Throwf("context key '%s' is not a store path", x.Name)
+			if !strings.HasPrefix(x.Name(), storepath.StoreDir+"/") {
+				ev.Throwf("context key '%s' is not a store path", x.Name())
 			}
 			inf := ev.forceAttrs(x.Val)
 			if v, ok := inf.Get("path"); ok && ev.forceBool(v, ev.curPos) {
-				ctx = append(ctx, x.Name)
+				ctx = append(ctx, x.Name())
 			}
 			if v, ok := inf.Get("allOutputs"); ok && ev.forceBool(v, ev.curPos) {
-				if !strings.HasSuffix(x.Name, ".drv") {
-					ev.Throwf("tried to add all-outputs context of %s, which is not a derivation, to a string", x.Name)
+				if !strings.HasSuffix(x.Name(), ".drv") {
+					ev.Throwf("tried to add all-outputs context of %s, which is not a derivation, to a string", x.Name())
 				}
-				ctx = append(ctx, "="+x.Name)
+				ctx = append(ctx, "="+x.Name())
 			}
 			if v, ok := inf.Get("outputs"); ok {
 				l := ev.ForceList(v)
-				if len(l.Items) > 0 && !strings.HasSuffix(x.Name, ".drv") {
-					ev.Throwf("tried to add derivation output context of %s, which is not a derivation, to a string", x.Name)
+				if len(l.Items) > 0 && !strings.HasSuffix(x.Name(), ".drv") {
+					ev.Throwf("tried to add derivation output context of %s, which is not a derivation, to a string", x.Name())
 				}
 				for _, o := range l.Items {
-					ctx = append(ctx, "!"+ev.str(o)+"!"+x.Name)
+					ctx = append(ctx, "!"+ev.str(o)+"!"+x.Name())
 				}
 			}
 		}

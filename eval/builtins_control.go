@@ -33,9 +33,9 @@ func registerControl(reg registerFunc) {
 	reg("tryEval", 1, func(ev *Evaluator, a []Value) Value {
 		v, ok := ev.tryEval(a[0])
 		if !ok {
-			return NewAttrs([]Attr{{Name: "success", Val: Bool(false)}, {Name: "value", Val: Bool(false)}})
+			return NewAttrs([]Attr{{key: keySuccess, Val: Bool(false)}, {key: keyValue, Val: Bool(false)}})
 		}
-		return NewAttrs([]Attr{{Name: "success", Val: Bool(true)}, {Name: "value", Val: v}})
+		return NewAttrs([]Attr{{key: keySuccess, Val: Bool(true)}, {key: keyValue, Val: v}})
 	})
 	reg("seq", 2, func(ev *Evaluator, a []Value) Value { ev.Force(a[0]); return a[1] })
 	reg("deepSeq", 2, func(ev *Evaluator, a []Value) Value { ev.ForceDeep(a[0]); return a[1] })

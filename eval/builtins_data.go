@@ -80,7 +80,7 @@ func (ev *Evaluator) fromJSONValue(x any) Value {
 	case map[string]any:
 		out := make([]Attr, 0, len(v))
 		for k, e := range v {
-			out = append(out, Attr{Name: k, Val: ev.fromJSONValue(e)})
+			out = append(out, MkAttr(k, ev.fromJSONValue(e)))
 		}
 		return NewAttrs(out)
 	}
@@ -115,7 +115,7 @@ func (ev *Evaluator) fromTOMLValue(x any) Value {
 	case map[string]any:
 		out := make([]Attr, 0, len(v))
 		for k, e := range v {
-			out = append(out, Attr{Name: k, Val: ev.fromTOMLValue(e)})
+			out = append(out, MkAttr(k, ev.fromTOMLValue(e)))
 		}
 		return NewAttrs(out)
 	}

@@ -184,7 +184,7 @@ func registerLists(reg registerFunc) {
 				w = append(w, it)
 			}
 		}
-		return NewAttrs([]Attr{{Name: "right", Val: &List{Items: r}}, {Name: "wrong", Val: &List{Items: w}}})
+		return NewAttrs([]Attr{{key: keyRight, Val: &List{Items: r}}, {key: keyWrong, Val: &List{Items: w}}})
 	})
 	reg("groupBy", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
@@ -195,7 +195,7 @@ func registerLists(reg registerFunc) {
 		}
 		out := make([]Attr, 0, len(m))
 		for k, vs := range m {
-			out = append(out, Attr{Name: k, Val: &List{Items: vs}})
+			out = append(out, MkAttr(k, &List{Items: vs}))
 		}
 		return NewAttrs(out)
 	})

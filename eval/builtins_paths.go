@@ -75,7 +75,7 @@ func registerPaths(reg registerFunc) {
 					t = ft
 				}
 			}
-			out[i] = Attr{Name: e.Name, Val: Str(t.String())}
+			out[i] = MkAttr(e.Name, Str(t.String()))
 		}
 		return NewAttrs(out)
 	})

@@ -26,10 +26,10 @@ func registerTypes(reg registerFunc) {
 		name := ev.str(a[0])
 		as := ev.forceAttrs(a[1])
 		x := as.Lookup(name)
-		if x == nil || x.Pos == nil {
+		if x == nil || x.Pos() == nil {
 			return Null{}
 		}
-		return posAttrs(*x.Pos)
+		return posAttrs(*x.Pos())
 	})
 	reg("functionArgs", 1, func(ev *Evaluator, a []Value) Value {
 		switch f := ev.Force(a[0]).(type) {
@@ -39,7 +39,7 @@ func registerTypes(reg registerFunc) {
 			}
 			out := make([]Attr, len(f.fn.formals))
 			for i, fm := range f.fn.formals {
-				out[i] = Attr{Name: fm.name, Val: Bool(fm.def != nil), Pos: &f.fn.formals[i].pos}
+				out[i] = Attr{key: fm.key, Val: Bool(fm.def != nil)}
 			}
 			return mkAttrs(out)
 		case *PrimOp, *PrimOpApp:

@@ -30,7 +30,7 @@ func registerVersions(reg registerFunc) {
 				break
 			}
 		}
-		return NewAttrs([]Attr{{Name: "name", Val: Str(name)}, {Name: "version", Val: Str(version)}})
+		return NewAttrs([]Attr{MkAttr("name", Str(name)), MkAttr("version", Str(version))})
 	})
 }
 

@@ -211,10 +211,10 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 		var x *Attr
 		if merge {
 			// formals and attributes are both sorted: walk them together
-			for j < len(own) && own[j].Name < f.name {
+			for j < len(own) && own[j].Name() < f.name {
 				j++
 			}
-			if j < len(own) && own[j].Name == f.name {
+			if j < len(own) && own[j].Name() == f.name {
 				x = &own[j]
 			}
 		} else {
@@ -245,13 +245,13 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 		for _, x := range as.All() {
 			found := false
 			for _, f := range lc.formals {
-				if f.name == x.Name {
+				if f.name == x.Name() {
 					found = true
 					break
 				}
 			}
 			if !found {
-				ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name)
+				ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name())
 			}
 		}
 	}

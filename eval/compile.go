@@ -131,6 +131,7 @@ type formalCode struct {
 	def   code
 	alias int // slot+1 of the formal a default that is a bare variable names
 	pos   syntax.Pos
+	key   *attrKey // name and pos, for functionArgs
 }
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
@@ -243,7 +244,7 @@ func posAttrs(p syntax.Pos) Value {
 		return Null{}
 	}
 	l, c := p.LineCol()
-	return NewAttrs([]Attr{{Name: "file", Val: Str(posFile(p.Src))}, {Name: "line", Val: Int(l)}, {Name: "column", Val: Int(c)}})
+	return NewAttrs([]Attr{MkAttr("file", Str(posFile(p.Src))), MkAttr("line", Int(l)), MkAttr("column", Int(c))})
 }
 
 // posFile is the file of a position as C++ Nix 2.8 gives it to the
@@ -374,10 +375,10 @@ func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value 
 			if v, ok := spec(ev, env); ok {
 				return v
 			}
-			return &Thunk{c: f, env: env}
+			return newThunk(f, env)
 		}
 	}
-	return func(_ *Evaluator, env *Env) Value { return &Thunk{c: f, env: env} }
+	return func(_ *Evaluator, env *Env) Value { return newThunk(f, env) }
 }
 
 // specBinary speculates integer arithmetic and comparisons whose operands
@@ -527,6 +528,24 @@ func (lv *lazyVals) add(it lazyItem) {
 // the direct and speculated values, then the thunks the speculation left,
 // in one slab of just that many.
 func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
+	lv.fillWith(ev, env, out, nil)
+}
+
+// sure is how many items always become a thunk (no speculation, no
+// alias): fillWith's pre may hold as many.
+func (lv *lazyVals) sure() int {
+	n := 0
+	for i := range lv.items {
+		if it := &lv.items[i]; it.thunk != nil && it.alias == 0 && it.spec == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// fillWith is fill taking the first thunks it needs from pre (at most
+// sure() of them, so all are used).
+func (lv *lazyVals) fillWith(ev *Evaluator, env *Env, out []Value, pre []Thunk) {
 	need, aliases := 0, 0
 	for i := range lv.items {
 		it := &lv.items[i]
@@ -552,7 +571,10 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 		need++
 	}
 	if need > 0 {
-		slab := make([]Thunk, need)
+		var slab []Thunk
+		if need > len(pre) {
+			slab = make([]Thunk, need-len(pre))
+		}
 		j := 0
 		for i := range lv.items {
 			it := &lv.items[i]
@@ -563,9 +585,14 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 			if it.outer {
 				e = env.up
 			}
-			t := &slab[j]
+			var t *Thunk
+			if j < len(pre) {
+				t = &pre[j]
+			} else {
+				t = &slab[j-len(pre)]
+			}
 			j++
-			t.c, t.env = it.thunk, e
+			t.delayed(it.thunk, e)
 			out[i] = t
 		}
 	}
@@ -586,7 +613,7 @@ func (lv *lazyVals) fillAliases(env *Env, out []Value) {
 			if it.alias > 0 {
 				out[i] = resolve(it.alias - 1)
 			} else {
-				out[i] = &Thunk{c: it.thunk, env: env}
+				out[i] = newThunk(it.thunk, env)
 			}
 		}
 		return out[i]
@@ -656,6 +683,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	lc.ellipsis = n.Formals.Ellipsis
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
+		fc.key = &attrKey{name: f.Name, pos: &f.Pos}
 		if f.Default != nil {
 			c := cp.comp(f.Default, inner)
 			fc.def = delay(c, false)
@@ -706,6 +734,8 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		lv.add(lazyOf(cp.comp(d.E, sc), true))
 	}
 	dyns := cp.compDyns(n, sc)
+	keys := defKeys(defs)
+	sure := lv.sure()
 	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
@@ -717,16 +747,26 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 		} else {
 			vals = make([]Value, len(defs))
 		}
-		lv.fill(ev, env, vals)
-		a := allocAttrs(len(defs))
-		for i, d := range defs {
-			a.own()[i] = Attr{Name: d.Name, Val: vals[i], Pos: &d.Pos}
+		a, pre := allocAttrsThunks(len(defs), sure)
+		lv.fillWith(ev, env, vals, pre)
+		for i, k := range keys {
+			a.own()[i] = Attr{key: k, Val: vals[i]}
 		}
 		if len(dyns) > 0 {
 			a = ev.addDynamic(a, dyns, env, env)
 		}
 		return a
 	}}
+}
+
+// defKeys are the keys of the attributes defs define, shared by every set
+// the definitions make.
+func defKeys(defs []*syntax.AttrDef) []*attrKey {
+	keys := make([]*attrKey, len(defs))
+	for i, d := range defs {
+		keys[i] = &attrKey{name: d.Name, pos: &d.Pos}
+	}
+	return keys
 }
 
 func (cp *compiler) compDyns(n *syntax.Attrs, sc *scope) []dynCode {
@@ -750,15 +790,15 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 			ev.throwAt(d.pos, "value is %s while a string was expected", showType(nv))
 		}
 		for _, x := range as {
-			if x.Name == s.S {
+			if x.Name() == s.S {
 				prev := "«unknown»"
-				if x.Pos != nil {
-					prev = x.Pos.String()
+				if x.Pos() != nil {
+					prev = x.Pos().String()
 				}
 				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, prev)
 			}
 		}
-		as = append(as, Attr{Name: s.S, Val: d.val(ev, valEnv), Pos: &d.pos})
+		as = append(as, mkAttrPos(s.S, &d.pos, d.val(ev, valEnv)))
 	}
 	sortAttrs(as)
 	return mkAttrs(as)
@@ -803,6 +843,7 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 	inner := recScope(defs, sc)
 	vals := cp.compBindings(defs, sc, inner)
 	dyns := cp.compDyns(n, inner)
+	keys := defKeys(defs)
 	overrides := -1
 	for i, d := range defs {
 		if d.Name == "__overrides" {
@@ -826,12 +867,12 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 		vals.fill(ev, e2, e2.slots(len(defs)))
 		a := allocAttrs(len(defs))
 		for i, v := range e2.slots(len(defs)) {
-			a.own()[i] = Attr{Name: defs[i].Name, Val: v, Pos: &defs[i].Pos}
+			a.own()[i] = Attr{key: keys[i], Val: v}
 		}
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.get(overrides))
 			for _, o := range ov.All() {
-				if slot, ok := inner.names[o.Name]; ok {
+				if slot, ok := inner.names[o.Name()]; ok {
 					*e2.slot(slot) = o.Val
 				}
 			}

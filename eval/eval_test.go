@@ -338,7 +338,7 @@ func TestCustomBuiltins(t *testing.T) {
 				nameV, _ := attrs.Get("name")
 				name := ev.ForceString(nameV).S
 				for _, a := range attrs.All() {
-					if a.Name == "args" {
+					if a.Name() == "args" {
 						for _, x := range ev.ForceList(a.Val).Items {
 							seen = MergeContext(seen, ev.CoerceToString(x).Ctx())
 						}
@@ -346,8 +346,8 @@ func TestCustomBuiltins(t *testing.T) {
 				}
 				drv := "/nix/store/" + strings.Repeat("d", 32) + "-" + name + ".drv"
 				out := "/nix/store/" + strings.Repeat("o", 32) + "-" + name
-				return NewAttrs([]Attr{{Name: "drvPath", Val: StrCtx(drv, Context{"=" + drv})},
-					{Name: "out", Val: StrCtx(out, Context{"!out!" + drv})}})
+				return NewAttrs([]Attr{MkAttr("drvPath", StrCtx(drv, Context{"=" + drv})),
+					MkAttr("out", StrCtx(out, Context{"!out!" + drv}))})
 			}),
 			"answer": Int(42),
 		},
@@ -394,7 +394,7 @@ func mockDerivationStrict(ev *Evaluator, args []Value) Value {
 	sum := sha256.Sum256([]byte(name))
 	h := nixbase32.EncodeToString(sum[:])[:32]
 	drv := "/nix/store/" + h + "-" + name + ".drv"
-	as := []Attr{{Name: "drvPath", Val: StrCtx(drv, Context{"=" + drv})}}
+	as := []Attr{MkAttr("drvPath", StrCtx(drv, Context{"=" + drv}))}
 	outs := []string{"out"}
 	if o, ok := attrs.Get("outputs"); ok {
 		outs = nil
@@ -407,7 +407,7 @@ func mockDerivationStrict(ev *Evaluator, args []Value) Value {
 		if o != "out" {
 			p += "-" + o
 		}
-		as = append(as, Attr{Name: o, Val: StrCtx(p, Context{"!" + o + "!" + drv})})
+		as = append(as, MkAttr(o, StrCtx(p, Context{"!" + o + "!" + drv})))
 	}
 	return NewAttrs(as)
 }

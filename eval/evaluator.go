@@ -122,7 +122,7 @@ func (ev *Evaluator) evalNode(n syntax.Node, dir string, extra *Attrs) Value {
 		sc = &scope{parent: ev.global, names: map[string]int{}}
 		env = newEnv(nil, extra.Len())
 		for i, a := range extra.All() {
-			sc.names[a.Name] = i
+			sc.names[a.Name()] = i
 			*env.slot(i) = a.Val
 		}
 	}

@@ -39,22 +39,26 @@ func (ev *Evaluator) Force(v Value) Value {
 }
 
 func (ev *Evaluator) forceThunk(t *Thunk) Value {
-	if t.c == nil {
-		if t.env == nil {
+	env := t.env
+	c, ok := t.v.(code)
+	if !ok {
+		if env == nil {
 			return t.v
 		}
+		c = env.applyCode()
+	}
+	if env == blackhole {
 		ev.throwInfiniteRecursion()
 	}
 	ev.depth++
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
 	}
-	c, env := t.c, t.env
-	t.c, t.env = nil, blackhole
+	t.env = blackhole
 	// A failure leaves t running; tryEval and the API boundary restore
 	// the thunks on this stack so that forcing t again re-evaluates it
-	// (and fails again).
-	ev.running = append(ev.running, runningThunk{t, c, env})
+	// (and fails again). (v stays: an apply thunk's code reads it.)
+	ev.running = append(ev.running, runningThunk{t, env})
 	v := c(ev, env)
 	if t2, ok := v.(*Thunk); ok {
 		v = ev.Force(t2)

@@ -35,9 +35,9 @@ func (ev *Evaluator) importPath(p string, pos syntax.Pos) Value {
 	if err != nil {
 		ev.throwAt(pos, "getting status of '%s': %s", p, ioErrText(err))
 	}
-	t := &Thunk{c: func(ev *Evaluator, _ *Env) Value {
+	t := newThunk(func(ev *Evaluator, _ *Env) Value {
 		return ev.evalSource(syntax.NewSource(p, text), filepath.Dir(p), nil)
-	}}
+	}, nil)
 	ev.importCache[p] = t
 	return t
 }

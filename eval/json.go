@@ -85,7 +85,7 @@ func (ev *Evaluator) toJSON(b *bytes.Buffer, v Value, ctx *ContextUnion) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			jsonString(b, a.Name)
+			jsonString(b, a.Name())
 			b.WriteByte(':')
 			ev.toJSON(b, a.Val, ctx)
 		}

@@ -34,6 +34,20 @@ type jsonDec struct {
 	// object of 5 attributes 600 bytes of garbage and 8 slots)
 	attrs []Attr
 	items []Value
+	// one key per distinct member name: arrays of objects repeat them
+	keys map[string]*attrKey
+}
+
+func (d *jsonDec) key(name string) *attrKey {
+	if k, ok := d.keys[name]; ok {
+		return k
+	}
+	if d.keys == nil {
+		d.keys = map[string]*attrKey{}
+	}
+	k := &attrKey{name: name}
+	d.keys[name] = k
+	return k
 }
 
 // maxJSONDepth bounds the recursion; deeper documents go to encoding/json.
@@ -112,7 +126,7 @@ func (d *jsonDec) object(depth int) (Value, bool) {
 		if !ok {
 			return nil, false
 		}
-		d.attrs = append(d.attrs, Attr{Name: k, Val: v})
+		d.attrs = append(d.attrs, Attr{key: d.key(k), Val: v})
 		d.ws()
 		if d.i >= len(d.s) {
 			return nil, false
@@ -136,7 +150,7 @@ func (d *jsonDec) endObject(start int) *Attrs {
 	sortAttrs(as)
 	n := 0
 	for i := range as {
-		if n > 0 && as[n-1].Name == as[i].Name {
+		if n > 0 && as[n-1].Name() == as[i].Name() {
 			as[n-1] = as[i]
 			continue
 		}

@@ -58,8 +58,8 @@ func TestPrefaultKeepsFreshSliceZero(t *testing.T) {
 	}
 	// and the slices still take pointers (no word was left non-zero)
 	vs[len(vs)-1] = Str("x")
-	as[len(as)-1] = Attr{Name: "x", Val: Int(1)}
-	if vs[len(vs)-1].(*String).S != "x" || as[len(as)-1].Name != "x" {
+	as[len(as)-1] = MkAttr("x", Int(1))
+	if vs[len(vs)-1].(*String).S != "x" || as[len(as)-1].Name() != "x" {
 		t.Fatal("stores after prefault lost")
 	}
 }

@@ -113,7 +113,7 @@ func (p *printer) print(v Value, slot *Thunk) {
 		}
 		p.b.WriteString("{ ")
 		for _, a := range x.All() {
-			p.b.WriteString(printAttrName(a.Name))
+			p.b.WriteString(printAttrName(a.Name()))
 			p.b.WriteString(" = ")
 			p.member(a.Val)
 			p.b.WriteString("; ")

@@ -64,7 +64,7 @@ func (r *Repl) Line(line string) string {
 		if err != nil {
 			return err.Error()
 		}
-		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), Attr{Name: name, Val: v})).All()
+		r.scope = NewAttrs(append(append([]Attr(nil), r.scope...), MkAttr(name, v))).All()
 		return ""
 	}
 	v, err := r.eval(line)

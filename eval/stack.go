@@ -70,7 +70,7 @@ func (ev *Evaluator) unwindTo(m stackMark) {
 func (ev *Evaluator) unwind(height, depth int) {
 	for _, r := range ev.running[height:] {
 		if r.t.running() {
-			r.t.c, r.t.env = r.c, r.env
+			r.t.env = r.env
 		}
 	}
 	clear(ev.running[height:])
@@ -131,7 +131,6 @@ func raiseMaxStack() {
 // runningThunk remembers how to restart a thunk whose evaluation failed.
 type runningThunk struct {
 	t   *Thunk
-	c   code
 	env *Env
 }
 

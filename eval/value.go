@@ -180,12 +180,58 @@ func allocList(n int) *List {
 	return &List{Items: items}
 }
 
-// Attr is one attribute.
+// Attr is one attribute. Its name and position are kept out of line
+// in a key that every set made by the same definition shares (the
+// compiler makes one per static attribute; updates, mapAttrs and the
+// like copy it), so that an attribute is 24 bytes, not 40: sets are the
+// bulk of a module-system evaluation's heap, and the collector's
+// marking of that mostly live heap is most of the time left over.
 type Attr struct {
-	Name string
-	Val  Value
-	Pos  *syntax.Pos // nil when unknown
+	key *attrKey
+	Val Value
 }
+
+type attrKey struct {
+	name string
+	pos  *syntax.Pos // nil when unknown
+	bare *attrKey    // the same name without pos, made on first use (noPos)
+}
+
+// noPos is a key of k's name without a position. Keys belong to one
+// evaluator (the compiler's too: compiled code is per evaluator), which
+// runs on one goroutine at a time, so making bare lazily is no race.
+func (k *attrKey) noPos() *attrKey {
+	if k.pos == nil {
+		return k
+	}
+	if k.bare == nil {
+		k.bare = &attrKey{name: k.name}
+	}
+	return k.bare
+}
+
+// Keys of names the builtins give their results. Without a position, a
+// key is never written to (noPos), so evaluators may share these.
+var (
+	keySuccess = &attrKey{name: "success"}
+	keyValue   = &attrKey{name: "value"}
+	keyRight   = &attrKey{name: "right"}
+	keyWrong   = &attrKey{name: "wrong"}
+)
+
+// MkAttr makes an attribute without a position.
+func MkAttr(name string, v Value) Attr { return Attr{key: &attrKey{name: name}, Val: v} }
+
+// mkAttrPos makes an attribute defined at pos.
+func mkAttrPos(name string, pos *syntax.Pos, v Value) Attr {
+	return Attr{key: &attrKey{name: name, pos: pos}, Val: v}
+}
+
+// Name is the attribute's name.
+func (a Attr) Name() string { return a.key.name }
+
+// Pos is where the attribute was defined, nil when unknown.
+func (a Attr) Pos() *syntax.Pos { return a.key.pos }
 
 // Attrs is an attribute set, sorted by name. A set made by `big // small`
 // keeps the small side as an overlay over the big one (flattened on first
@@ -253,6 +299,45 @@ func allocAttrs(n int) *Attrs {
 	return mkAttrs(make([]Attr, n))
 }
 
+// allocAttrsThunksIn makes a set of n attributes (the length of A) and
+// the thunks of its values (T: an array of them) in one allocation:
+// an attribute set literal's thunks live as long as the set, mostly.
+func allocAttrsThunksIn[A, T any](n int) (*Attrs, []Thunk) {
+	x := new(struct {
+		Attrs
+		a A
+		t T
+	})
+	x.p, x.n = (*Attr)(unsafe.Pointer(&x.a)), n
+	return &x.Attrs, unsafe.Slice((*Thunk)(unsafe.Pointer(&x.t)), unsafe.Sizeof(x.t)/unsafe.Sizeof(Thunk{}))
+}
+
+// attrsThunksAllocs[n][k] is allocAttrsThunksIn for n attributes and k
+// thunks (1 <= k <= n <= 8).
+var attrsThunksAllocs = [9][]func(int) (*Attrs, []Thunk){
+	nil,
+	{nil, allocAttrsThunksIn[[1]Attr, [1]Thunk]},
+	{nil, allocAttrsThunksIn[[2]Attr, [1]Thunk], allocAttrsThunksIn[[2]Attr, [2]Thunk]},
+	{nil, allocAttrsThunksIn[[3]Attr, [1]Thunk], allocAttrsThunksIn[[3]Attr, [2]Thunk], allocAttrsThunksIn[[3]Attr, [3]Thunk]},
+	{nil, allocAttrsThunksIn[[4]Attr, [1]Thunk], allocAttrsThunksIn[[4]Attr, [2]Thunk], allocAttrsThunksIn[[4]Attr, [3]Thunk], allocAttrsThunksIn[[4]Attr, [4]Thunk]},
+	{nil, allocAttrsThunksIn[[5]Attr, [1]Thunk], allocAttrsThunksIn[[5]Attr, [2]Thunk], allocAttrsThunksIn[[5]Attr, [3]Thunk], allocAttrsThunksIn[[5]Attr, [4]Thunk], allocAttrsThunksIn[[5]Attr, [5]Thunk]},
+	{nil, allocAttrsThunksIn[[6]Attr, [1]Thunk], allocAttrsThunksIn[[6]Attr, [2]Thunk], allocAttrsThunksIn[[6]Attr, [3]Thunk], allocAttrsThunksIn[[6]Attr, [4]Thunk], allocAttrsThunksIn[[6]Attr, [5]Thunk], allocAttrsThunksIn[[6]Attr, [6]Thunk]},
+	{nil, allocAttrsThunksIn[[7]Attr, [1]Thunk], allocAttrsThunksIn[[7]Attr, [2]Thunk], allocAttrsThunksIn[[7]Attr, [3]Thunk], allocAttrsThunksIn[[7]Attr, [4]Thunk], allocAttrsThunksIn[[7]Attr, [5]Thunk], allocAttrsThunksIn[[7]Attr, [6]Thunk], allocAttrsThunksIn[[7]Attr, [7]Thunk]},
+	{nil, allocAttrsThunksIn[[8]Attr, [1]Thunk], allocAttrsThunksIn[[8]Attr, [2]Thunk], allocAttrsThunksIn[[8]Attr, [3]Thunk], allocAttrsThunksIn[[8]Attr, [4]Thunk], allocAttrsThunksIn[[8]Attr, [5]Thunk], allocAttrsThunksIn[[8]Attr, [6]Thunk], allocAttrsThunksIn[[8]Attr, [7]Thunk], allocAttrsThunksIn[[8]Attr, [8]Thunk]},
+}
+
+// allocAttrsThunks makes a set of n attributes and k thunks, in one
+// allocation for small sets.
+func allocAttrsThunks(n, k int) (*Attrs, []Thunk) {
+	if k == 0 {
+		return allocAttrs(n), nil
+	}
+	if n < len(attrsThunksAllocs) && k <= n {
+		return attrsThunksAllocs[n][k](n)
+	}
+	return allocAttrs(n), make([]Thunk, k)
+}
+
 // attrsCopy is a set of a copy of as (sorted, unique), small ones in one
 // allocation with the header.
 func attrsCopy(as []Attr) *Attrs {
@@ -270,7 +355,7 @@ func NewAttrs(as []Attr) *Attrs {
 	sortAttrs(as)
 	out := as[:0]
 	for _, a := range as {
-		if len(out) > 0 && out[len(out)-1].Name == a.Name {
+		if len(out) > 0 && out[len(out)-1].Name() == a.Name() {
 			out[len(out)-1] = a
 			continue
 		}
@@ -283,7 +368,7 @@ func NewAttrs(as []Attr) *Attrs {
 func AttrsFromMap(m map[string]Value) *Attrs {
 	as := make([]Attr, 0, len(m))
 	for k, v := range m {
-		as = append(as, Attr{Name: k, Val: v})
+		as = append(as, MkAttr(k, v))
 	}
 	return NewAttrs(as)
 }
@@ -316,7 +401,7 @@ func (a *Attrs) overlayDepth() int {
 func findIn(as []Attr, name string) int {
 	if len(as) <= 8 {
 		for i := range as {
-			if as[i].Name == name {
+			if as[i].Name() == name {
 				return i
 			}
 		}
@@ -325,13 +410,13 @@ func findIn(as []Attr, name string) int {
 	lo, hi := 0, len(as)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if as[m].Name < name {
+		if as[m].Name() < name {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(as) && as[lo].Name == name {
+	if lo < len(as) && as[lo].Name() == name {
 		return lo
 	}
 	return -1
@@ -381,7 +466,7 @@ func mergedLen(a, b []Attr) int {
 	common := 0
 	if len(b) <= 8 && len(a) > 32 {
 		for _, x := range b {
-			if findIn(a, x.Name) >= 0 {
+			if findIn(a, x.Name()) >= 0 {
 				common++
 			}
 		}
@@ -390,9 +475,9 @@ func mergedLen(a, b []Attr) int {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		switch {
-		case a[i].Name < b[j].Name:
+		case a[i].Name() < b[j].Name():
 			i++
-		case a[i].Name > b[j].Name:
+		case a[i].Name() > b[j].Name():
 			j++
 		default:
 			common++
@@ -412,11 +497,11 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 		i := 0
 		for _, x := range b {
 			rest := a[i:]
-			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name >= x.Name })
+			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name() >= x.Name() })
 			out = append(out, rest[:j]...)
 			out = append(out, x)
 			i += j
-			if i < len(a) && a[i].Name == x.Name {
+			if i < len(a) && a[i].Name() == x.Name() {
 				i++
 			}
 		}
@@ -425,10 +510,10 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		switch {
-		case a[i].Name < b[j].Name:
+		case a[i].Name() < b[j].Name():
 			out = append(out, a[i])
 			i++
-		case a[i].Name > b[j].Name:
+		case a[i].Name() > b[j].Name():
 			out = append(out, b[j])
 			j++
 		default:
@@ -489,7 +574,7 @@ func (a *Attrs) Update(b *Attrs) *Attrs {
 func newOverlay(base *Attrs, over []Attr) *Attrs {
 	n := base.Len()
 	for i := range over {
-		if base.Lookup(over[i].Name) == nil {
+		if base.Lookup(over[i].Name()) == nil {
 			n++
 		}
 	}
@@ -545,13 +630,13 @@ func (e *Env) get(i int) Value { return *e.slot(i) }
 // slots returns the first n slots as a slice.
 func (e *Env) slots(n int) []Value { return unsafe.Slice(&e.v0, n) }
 
-// Thunk is a delayed computation. Its state is encoded in c and env so
-// that it takes 32 bytes: pending (c set), running (c nil, env the
-// blackhole marker) or done (c and env nil, v the value). Until it is
-// done, v is free for the code's use (the apply thunks keep the function
-// there).
+// Thunk is a delayed computation, in 24 bytes (thunks are a fifth of a
+// module-system evaluation's heap): pending, v holds its code (a code,
+// which no Nix value is) and env its environment; running, env is the
+// blackhole marker; done, env is nil and v the value. An apply thunk
+// (applyEnv) keeps its code in its environment instead and v free for
+// its own use (the function or the argument), until it is done.
 type Thunk struct {
-	c   code
 	env *Env
 	v   Value
 }
@@ -559,12 +644,30 @@ type Thunk struct {
 // blackhole marks a thunk being forced.
 var blackhole = &Env{}
 
-func (t *Thunk) done() bool    { return t.c == nil && t.env == nil }
-func (t *Thunk) running() bool { return t.c == nil && t.env == blackhole }
+func isCode(v Value) bool {
+	_, ok := v.(code)
+	return ok
+}
+
+func (t *Thunk) done() bool    { return t.env == nil && !isCode(t.v) }
+func (t *Thunk) running() bool { return t.env == blackhole }
+
+// delayed makes t pending: c evaluated in env.
+func (t *Thunk) delayed(c code, env *Env) { t.env, t.v = env, c }
+
+func newThunk(c code, env *Env) *Thunk { return &Thunk{env: env, v: c} }
+
+// applyEnv makes e the environment of apply thunks of code c: c goes
+// into e.up's word (an apply thunk's code reads only e's slots), so
+// that a thunk needs no word of its own for it while v is taken.
+func (e *Env) applyEnv(c code) { *(*code)(unsafe.Pointer(&e.up)) = c }
+
+// applyCode is the code applyEnv put into e.
+func (e *Env) applyCode() code { return *(*code)(unsafe.Pointer(&e.up)) }
 
 // NewThunk delays fn, for builtins that build lazy structures.
 func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
-	return &Thunk{c: func(ev *Evaluator, _ *Env) Value { return fn(ev) }}
+	return newThunk(func(ev *Evaluator, _ *Env) Value { return fn(ev) }, nil)
 }
 
 // forcedFn is the v field of the apply thunk being forced (forceThunk
@@ -583,8 +686,9 @@ func apply1Code(ev *Evaluator, e *Env) Value {
 // forced, the thunk may live on in a list.
 func apply2Thunk(f, a, b Value) *Thunk {
 	e := newEnv(nil, 2)
+	e.applyEnv(apply2Code)
 	e.v0, *e.slot(1) = a, b
-	return &Thunk{c: apply2Code, env: e, v: f}
+	return &Thunk{env: e, v: f}
 }
 
 // applySlab allocates the apply thunks of one zipAttrsWith call
@@ -612,23 +716,26 @@ func (s *applySlab) apply2(i int, f, a, b Value) *Thunk {
 	e := &s.e2s[i]
 	e.a[0], e.a[1] = a, b
 	t := &s.ts[i]
-	t.c, t.env, t.v = apply2Code, (*Env)(unsafe.Pointer(e)), f
+	env := (*Env)(unsafe.Pointer(e))
+	env.applyEnv(apply2Code)
+	t.env, t.v = env, f
 	return t
 }
 
 // sharedApply makes the n thunks of f applied to each element of a
-// builtin's result (map, genList, mapAttrs): one environment holds f for
+// builtin's result (map, genList, mapAttrs): one environment holds f (and the code) for
 // all of them, and each thunk keeps its own argument in its v field
-// (unused until it is done), so an element costs 32 bytes (a thunk) and
+// (unused until it is done), so an element costs 24 bytes (a thunk) and
 // no environment of its own.
 func sharedApply(n int, f Value, c code) []Thunk {
 	fe := newEnv(nil, 1)
+	fe.applyEnv(c)
 	fe.v0 = f
 	ts := make([]Thunk, n)
 	prefault(ts)
 	inChunks(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			ts[i].c, ts[i].env = c, fe
+			ts[i].env = fe
 		}
 	})
 	return ts
@@ -646,6 +753,7 @@ func applyArgCode(ev *Evaluator, e *Env) Value {
 // first thunk, and a thunk's index is its distance from it.
 func genListThunks(n int, f Value) []Thunk {
 	fe := newEnv(nil, 2)
+	fe.applyEnv(genListCode)
 	fe.v0 = f
 	ts := make([]Thunk, n)
 	prefault(ts)
@@ -654,7 +762,7 @@ func genListThunks(n int, f Value) []Thunk {
 	}
 	inChunks(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			ts[i].c, ts[i].env = genListCode, fe
+			ts[i].env = fe
 		}
 	})
 	return ts
@@ -671,7 +779,7 @@ func genListCode(ev *Evaluator, e *Env) Value {
 // the *Attr of the mapped set, f gets its name and value.
 func applyAttrCode(ev *Evaluator, e *Env) Value {
 	a := ev.forcedFn().(*Attr)
-	return ev.call2(ev.Force(e.v0), Str(a.Name), a.Val, ev.curPos)
+	return ev.call2(ev.Force(e.v0), Str(a.Name()), a.Val, ev.curPos)
 }
 
 func apply2Code(ev *Evaluator, e *Env) Value {
@@ -735,7 +843,7 @@ func showType(v Value) string {
 	return "a thunk"
 }
 
-func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name, b.Name) }
+func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name(), b.Name()) }
 
 // sortAttrs sorts by name, keeping the order of equal names.
 func sortAttrs(as []Attr) {
@@ -744,7 +852,7 @@ func sortAttrs(as []Attr) {
 	}
 	if len(as) <= 16 {
 		for i := 1; i < len(as); i++ {
-			for j := i; j > 0 && as[j].Name < as[j-1].Name; j-- {
+			for j := i; j > 0 && as[j].Name() < as[j-1].Name(); j-- {
 				as[j], as[j-1] = as[j-1], as[j]
 			}
 		}
@@ -757,7 +865,7 @@ func sortAttrs(as []Attr) {
 		idx[i] = int32(i)
 	}
 	slices.SortFunc(idx, func(a, b int32) int {
-		if c := strings.Compare(as[a].Name, as[b].Name); c != 0 {
+		if c := strings.Compare(as[a].Name(), as[b].Name()); c != 0 {
 			return c
 		}
 		return int(a - b)

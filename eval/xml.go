@@ -155,10 +155,10 @@ func (ev *Evaluator) xmlMember(b *bytes.Buffer, v Value, depth int, ctx *Context
 func (ev *Evaluator) xmlAttrs(b *bytes.Buffer, x *Attrs, depth int, ctx *ContextUnion, o *xmlOpts) {
 	ind := strings.Repeat("  ", depth)
 	for _, a := range x.All() {
-		if o.location && a.Pos != nil {
-			fmt.Fprintf(b, "%s<attr%s name=\"%s\"%s>\n", ind, xmlPos(a.Pos), xmlEscape(a.Name), xmlPath(a.Pos))
+		if o.location && a.Pos() != nil {
+			fmt.Fprintf(b, "%s<attr%s name=\"%s\"%s>\n", ind, xmlPos(a.Pos()), xmlEscape(a.Name()), xmlPath(a.Pos()))
 		} else {
-			fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name))
+			fmt.Fprintf(b, "%s<attr name=\"%s\">\n", ind, xmlEscape(a.Name()))
 		}
 		ev.xmlMember(b, a.Val, depth+1, ctx, o)
 		fmt.Fprintf(b, "%s</attr>\n", ind)

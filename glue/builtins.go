@@ -98,7 +98,7 @@ func (g *Glue) path(ev *eval.Evaluator, args []eval.Value) eval.Value {
 	recursive := true
 	var expected *nixhash.Hash
 	for _, a := range attrs.All() {
-		switch a.Name {
+		switch a.Name() {
 		case "path":
 			path, _ = coerceToPath(ev, a.Val)
 		case "name":
@@ -112,7 +112,7 @@ func (g *Glue) path(ev *eval.Evaluator, args []eval.Value) eval.Value {
 			h := parseOutputHash(ev, s, ptr("sha256"))
 			expected = &h
 		default:
-			ev.Throwf("unsupported argument '%s' to 'addPath'", a.Name)
+			ev.Throwf("unsupported argument '%s' to 'addPath'", a.Name())
 		}
 	}
 	if path == "" {

@@ -110,7 +110,7 @@ func collectDerivation(ev *eval.Evaluator, v eval.Value) *drvBuilder {
 	b := newDrvBuilder(ev, ev.ForceAttrs(v))
 	defer b.traceAttr()
 	for i := range b.attrs {
-		if a := &b.attrs[i]; a.Name != "__ignoreNulls" {
+		if a := &b.attrs[i]; a.Name() != "__ignoreNulls" {
 			b.add(ev, a)
 		}
 	}
@@ -138,7 +138,7 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 		b.js = new(bytes.Buffer)
 		b.js.WriteByte('{')
 	}
-	if p := attrs.Lookup("name").Pos; p != nil {
+	if p := attrs.Lookup("name").Pos(); p != nil {
 		b.namePos = *p
 	}
 	return b
@@ -154,9 +154,9 @@ func (b *drvBuilder) finishCollect() {
 }
 
 func (b *drvBuilder) add(ev *eval.Evaluator, a *eval.Attr) {
-	b.cur = a.Name
+	b.cur = a.Name()
 	switch {
-	case b.ignoreNulls, b.structured, a.Name == "args", a.Name == "__contentAddressed", a.Name == "__impure":
+	case b.ignoreNulls, b.structured, a.Name() == "args", a.Name() == "__contentAddressed", a.Name() == "__impure":
 		b.addSlow(ev, a)
 	default:
 		// The common case stays in a small frame: coercing an attribute
@@ -164,7 +164,7 @@ func (b *drvBuilder) add(ev *eval.Evaluator, a *eval.Attr) {
 		// through here once per derivation, so the goroutine stack grows
 		// by this frame each time).
 		s := ev.CoerceToStringMore(a.Val, true)
-		b.setEnv(ev, a.Name, s)
+		b.setEnv(ev, a.Name(), s)
 	}
 }
 
@@ -198,7 +198,7 @@ func (b *drvBuilder) setEnv(ev *eval.Evaluator, key string, s *eval.String) {
 //
 //go:noinline
 func (b *drvBuilder) addSlow(ev *eval.Evaluator, a *eval.Attr) {
-	key := a.Name
+	key := a.Name()
 	if b.ignoreNulls {
 		if _, isNull := ev.Force(a.Val).(eval.Null); isNull {
 			return
@@ -378,9 +378,9 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 	g.mu.Unlock()
 
 	res := make([]eval.Attr, 1, 1+len(d.Outputs))
-	res[0] = eval.Attr{Name: "drvPath", Val: eval.StrCtx(drvPath, eval.Context{ctxAll})}
+	res[0] = eval.MkAttr("drvPath", eval.StrCtx(drvPath, eval.Context{ctxAll}))
 	for o, out := range d.Outputs {
-		res = append(res, eval.Attr{Name: o, Val: eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})})
+		res = append(res, eval.MkAttr(o, eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})))
 	}
 	return eval.NewAttrs(res)
 }

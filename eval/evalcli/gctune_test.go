@@ -174,3 +174,26 @@ func TestEvalPaceLimit(t *testing.T) {
 		}
 	}
 }
+
+// After a cycle that found most of the bytes allocated since the last one
+// live, the headroom over the live heap is keptExtra.
+func TestEvalPaceLimitKept(t *testing.T) {
+	p := evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, keptShare: 0.85, keptExtra: 64 << 20}
+	cases := []struct {
+		kept float64
+		want int64
+	}{
+		{kept: 0.5, want: 112 << 20},  // 2x live + extra
+		{kept: 0.84, want: 112 << 20}, // below the share
+		{kept: 0.85, want: 144 << 20}, // 2x live + keptExtra
+		{kept: 1, want: 144 << 20},
+	}
+	for _, c := range cases {
+		if got := p.limitKept(40<<20, 60<<20, c.kept); got != c.want {
+			t.Errorf("limitKept(40 MB live, 60 MB allocated, %.2f kept) = %d MB, want %d MB", c.kept, got>>20, c.want>>20)
+		}
+	}
+	if got := (evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20}).limitKept(40<<20, 60<<20, 1); got != 112<<20 {
+		t.Errorf("without keptExtra: %d MB, want 112 MB", got>>20)
+	}
+}

@@ -216,9 +216,9 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
 		runtime.MemProfileRate = 0
 	}
-	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO and
-	// TVIX_GC_ALLOCFRAC (percentages) override the evaluation pace, for
-	// measuring it.
+	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO,
+	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT (percentages) and
+	// TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
 	pace := defaultEvalPace
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
@@ -248,6 +248,16 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
 			pace.allocFrac = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_KEPT"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.keptShare = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_KEPTEXTRA_MB"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.keptExtra = n << 20
 		}
 	}
 	if !o.eval && !o.parse && getenv("TVIX_GC_MINHEAP_MB") == "" {
@@ -324,14 +334,14 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	var autoArgs []eval.Attr
 	for _, a := range o.args {
 		if a.isStr {
-			autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: eval.Str(a.val)})
+			autoArgs = append(autoArgs, eval.MkAttr(a.name, eval.Str(a.val)))
 			continue
 		}
 		v, err := ev.EvalExpr(a.val, "«string»", cwd)
 		if err != nil {
 			return fail(err)
 		}
-		autoArgs = append(autoArgs, eval.Attr{Name: a.name, Val: v})
+		autoArgs = append(autoArgs, eval.MkAttr(a.name, v))
 	}
 	autoSet := eval.NewAttrs(autoArgs)
 	for _, f := range o.files {
