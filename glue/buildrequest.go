@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,8 +60,9 @@ func BuildRequest(drv *derivation.Derivation, inputs []*castorev1.Node, cores in
 		}
 		json.Unmarshal([]byte(js), &name)
 		// Nix 2.8 names the files by its own temporary directory, not the
-		// sandbox's; builders that follow the variables see that path.
-		hostDir := "/tmp/nix-build-" + name.Name + ".drv-0"
+		// sandbox's; builders that follow the variables see that path,
+		// which is under the building process's TMPDIR.
+		hostDir := nixTempRoot() + "/nix-build-" + name.Name + ".drv-0"
 		for _, f := range files {
 			req.AdditionalFiles = append(req.AdditionalFiles, &buildv1.BuildRequest_AdditionalFile{
 				Path: strings.TrimPrefix(sandboxBuildDir, "/") + "/" + f.name, Contents: f.contents})
@@ -122,4 +125,17 @@ func BuildRequest(drv *derivation.Derivation, inputs []*castorev1.Node, cores in
 		req.RefscanNeedles = append(req.RefscanNeedles, sp.HashPart())
 	}
 	return req, nil
+}
+
+// nixTempRoot is where Nix 2.8 makes a build's temporary directory: TMPDIR
+// or /tmp, its symbolic links resolved (createTempDir's canonPath).
+func nixTempRoot() string {
+	root := os.Getenv("TMPDIR")
+	if root == "" {
+		root = "/tmp"
+	}
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	return filepath.Clean(root)
 }
