@@ -2,6 +2,7 @@ package eval
 
 import (
 	"errors"
+	"math"
 	"os"
 
 	"github.com/tvix-go/tvix/eval/syntax"
@@ -36,13 +37,23 @@ type Options struct {
 	// deeper evaluation fails with a stack-overflow error instead of
 	// crashing.
 	MaxCallDepth int
+	// Periodic, when set, is called on the evaluating goroutine about
+	// every PeriodicForces thunk forces, between two steps of the
+	// evaluation (evalcli collects garbage from it while nothing else
+	// runs, instead of beside the evaluation).
+	Periodic func()
 }
+
+// PeriodicForces is how many thunk forces come between two calls of
+// Options.Periodic.
+const PeriodicForces = 2048
 
 // Evaluator evaluates Nix expressions. It is not safe for concurrent use.
 type Evaluator struct {
 	opts        Options
 	depth       int
 	maxDepth    int
+	ticks       int // forces until the next Options.Periodic call
 	stackBase   int // depth where the current goroutine's stack began (StackDepth)
 	curPos      syntax.Pos
 	global      *scope
@@ -76,8 +87,18 @@ func New(opts Options) *Evaluator {
 	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
 		storeCache: map[string]string{}, regexes: map[regexKey]*nixRegex{}}
+	ev.ticks = math.MaxInt
+	if opts.Periodic != nil {
+		ev.ticks = PeriodicForces
+	}
 	ev.initBuiltins()
 	return ev
+}
+
+//go:noinline
+func (ev *Evaluator) periodic() {
+	ev.ticks = PeriodicForces
+	ev.opts.Periodic()
 }
 
 // Builtins returns the builtins attrset.
