@@ -165,6 +165,9 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
 	}
+	if ev.ticks--; ev.ticks == 0 {
+		ev.periodic()
+	}
 	if lc.simple && lc.noCapture {
 		env := ev.envPool
 		if env != nil {

@@ -37,23 +37,24 @@ type Options struct {
 	// deeper evaluation fails with a stack-overflow error instead of
 	// crashing.
 	MaxCallDepth int
-	// Periodic, when set, is called on the evaluating goroutine about
-	// every PeriodicForces thunk forces, between two steps of the
-	// evaluation (evalcli collects garbage from it while nothing else
+	// Periodic, when set, is called on the evaluating goroutine every
+	// PeriodicSteps thunk forces and lambda calls, between two steps of
+	// the evaluation (evalcli collects garbage from it while nothing else
 	// runs, instead of beside the evaluation).
 	Periodic func()
 }
 
-// PeriodicForces is how many thunk forces come between two calls of
-// Options.Periodic.
-const PeriodicForces = 2048
+// PeriodicSteps is how many thunk forces and lambda calls come between
+// two calls of Options.Periodic (a loop of calls, as concatMap's, forces
+// nothing).
+const PeriodicSteps = 2048
 
 // Evaluator evaluates Nix expressions. It is not safe for concurrent use.
 type Evaluator struct {
 	opts        Options
 	depth       int
 	maxDepth    int
-	ticks       int // forces until the next Options.Periodic call
+	ticks       int // steps until the next Options.Periodic call
 	stackBase   int // depth where the current goroutine's stack began (StackDepth)
 	curPos      syntax.Pos
 	global      *scope
@@ -89,7 +90,7 @@ func New(opts Options) *Evaluator {
 		storeCache: map[string]string{}, regexes: map[regexKey]*nixRegex{}}
 	ev.ticks = math.MaxInt
 	if opts.Periodic != nil {
-		ev.ticks = PeriodicForces
+		ev.ticks = PeriodicSteps
 	}
 	ev.initBuiltins()
 	return ev
@@ -97,7 +98,7 @@ func New(opts Options) *Evaluator {
 
 //go:noinline
 func (ev *Evaluator) periodic() {
-	ev.ticks = PeriodicForces
+	ev.ticks = PeriodicSteps
 	ev.opts.Periodic()
 }
 

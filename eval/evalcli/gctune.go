@@ -116,7 +116,7 @@ func gcPace(live int64, pct int, floor int64) int {
 // environment switch it off.
 //
 // The cycles are synchronous (unless TVIX_GC_SYNC=0): poll, called by
-// the evaluator every few thousand thunk forces (eval.Options.Periodic),
+// the evaluator every few thousand thunk forces and calls (eval.Options.Periodic),
 // collects with runtime.GC once the heap reaches the limit, and the
 // percentage only sets a backstop a quarter above it for evaluation that
 // allocates much without forcing. A concurrent cycle on two cores ran
