@@ -131,14 +131,14 @@ func registerAttrs(reg registerFunc) {
 			if !ok {
 				ev.Throwf("attribute 'value' missing for call to 'listToAttrs'")
 			}
-			keys[i] = attrKey{name: name, pos: x.Lookup("value").Pos()}
+			keys[i] = attrKey{name: name, pre: keyPre(name), pos: x.Lookup("value").Pos()}
 			as = append(as, Attr{key: &keys[i], Val: vv})
 		}
 		// the first occurrence of a name wins
 		sortAttrs(as)
 		out := as[:0]
 		for _, x := range as {
-			if len(out) > 0 && out[len(out)-1].Name() == x.Name() {
+			if len(out) > 0 && sameName(out[len(out)-1].key, x.key) {
 				continue
 			}
 			out = append(out, x)

@@ -165,6 +165,9 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
 	}
+	if ev.ticks--; ev.ticks == 0 {
+		ev.periodic()
+	}
 	if lc.simple && lc.noCapture {
 		env := ev.envPool
 		if env != nil {
@@ -211,10 +214,10 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 		var x *Attr
 		if merge {
 			// formals and attributes are both sorted: walk them together
-			for j < len(own) && own[j].Name() < f.name {
+			for j < len(own) && own[j].key.lessName(f.key.pre, f.name) {
 				j++
 			}
-			if j < len(own) && own[j].Name() == f.name {
+			if j < len(own) && own[j].key.isName(f.key.pre, f.name) {
 				x = &own[j]
 			}
 		} else {

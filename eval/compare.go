@@ -72,7 +72,7 @@ func (ev *Evaluator) Equal(a, b Value, pos syntax.Pos) bool {
 		}
 		xa, ya := x.All(), y.All()
 		for i := range xa {
-			if xa[i].Name() != ya[i].Name() {
+			if !sameName(xa[i].key, ya[i].key) {
 				return false
 			}
 		}

@@ -683,7 +683,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	lc.ellipsis = n.Formals.Ellipsis
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
-		fc.key = &attrKey{name: f.Name, pos: &f.Pos}
+		fc.key = newKey(f.Name, &f.Pos)
 		if f.Default != nil {
 			c := cp.comp(f.Default, inner)
 			fc.def = delay(c, false)
@@ -764,7 +764,7 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 func defKeys(defs []*syntax.AttrDef) []*attrKey {
 	keys := make([]*attrKey, len(defs))
 	for i, d := range defs {
-		keys[i] = &attrKey{name: d.Name, pos: &d.Pos}
+		keys[i] = newKey(d.Name, &d.Pos)
 	}
 	return keys
 }

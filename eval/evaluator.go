@@ -2,6 +2,7 @@ package eval
 
 import (
 	"errors"
+	"math"
 	"os"
 
 	"github.com/tvix-go/tvix/eval/syntax"
@@ -36,13 +37,24 @@ type Options struct {
 	// deeper evaluation fails with a stack-overflow error instead of
 	// crashing.
 	MaxCallDepth int
+	// Periodic, when set, is called on the evaluating goroutine every
+	// PeriodicSteps thunk forces and lambda calls, between two steps of
+	// the evaluation (evalcli collects garbage from it while nothing else
+	// runs, instead of beside the evaluation).
+	Periodic func()
 }
+
+// PeriodicSteps is how many thunk forces and lambda calls come between
+// two calls of Options.Periodic (a loop of calls, as concatMap's, forces
+// nothing).
+const PeriodicSteps = 2048
 
 // Evaluator evaluates Nix expressions. It is not safe for concurrent use.
 type Evaluator struct {
 	opts        Options
 	depth       int
 	maxDepth    int
+	ticks       int // steps until the next Options.Periodic call
 	stackBase   int // depth where the current goroutine's stack began (StackDepth)
 	curPos      syntax.Pos
 	global      *scope
@@ -76,8 +88,18 @@ func New(opts Options) *Evaluator {
 	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
 		storeCache: map[string]string{}, regexes: map[regexKey]*nixRegex{}}
+	ev.ticks = math.MaxInt
+	if opts.Periodic != nil {
+		ev.ticks = PeriodicSteps
+	}
 	ev.initBuiltins()
 	return ev
+}
+
+//go:noinline
+func (ev *Evaluator) periodic() {
+	ev.ticks = PeriodicSteps
+	ev.opts.Periodic()
 }
 
 // Builtins returns the builtins attrset.

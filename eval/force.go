@@ -54,6 +54,9 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
 	}
+	if ev.ticks--; ev.ticks == 0 {
+		ev.periodic()
+	}
 	t.env = blackhole
 	// A failure leaves t running; tryEval and the API boundary restore
 	// the thunks on this stack so that forcing t again re-evaluates it

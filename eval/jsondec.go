@@ -45,7 +45,7 @@ func (d *jsonDec) key(name string) *attrKey {
 	if d.keys == nil {
 		d.keys = map[string]*attrKey{}
 	}
-	k := &attrKey{name: name}
+	k := newKey(name, nil)
 	d.keys[name] = k
 	return k
 }
@@ -150,7 +150,7 @@ func (d *jsonDec) endObject(start int) *Attrs {
 	sortAttrs(as)
 	n := 0
 	for i := range as {
-		if n > 0 && as[n-1].Name() == as[i].Name() {
+		if n > 0 && sameName(as[n-1].key, as[i].key) {
 			as[n-1] = as[i]
 			continue
 		}

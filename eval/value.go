@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"encoding/binary"
 	"slices"
 	"sort"
 	"strings"
@@ -193,8 +194,71 @@ type Attr struct {
 
 type attrKey struct {
 	name string
+	// pre is the name's first 8 bytes (keyPre): most comparisons of two
+	// names are decided by it, an integer compare beside the key pointer
+	// already loaded instead of a call comparing string bytes behind
+	// another pointer (a lookup in a set of thousands of names built at
+	// run time, as an overlay's listToAttrs, is a dozen comparisons)
+	pre  uint64
 	pos  *syntax.Pos // nil when unknown
 	bare *attrKey    // the same name without pos, made on first use (noPos)
+}
+
+func newKey(name string, pos *syntax.Pos) *attrKey {
+	return &attrKey{name: name, pre: keyPre(name), pos: pos}
+}
+
+// keyPre is s's first 8 bytes as a big-endian integer, zero-padded, so
+// that integer order is the bytes' order: names of different pre compare
+// as their pres; names of equal pre both at most 8 bytes long compare as
+// their lengths (the shorter is a prefix of the other, or they are equal).
+func keyPre(s string) uint64 {
+	if len(s) >= 8 {
+		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	}
+	var p uint64
+	for i := 0; i < len(s); i++ {
+		p |= uint64(s[i]) << (56 - 8*i)
+	}
+	return p
+}
+
+// lessName is whether k's name sorts before name (of prefix pre).
+func (k *attrKey) lessName(pre uint64, name string) bool {
+	if k.pre != pre {
+		return k.pre < pre
+	}
+	if len(k.name) <= 8 && len(name) <= 8 {
+		return len(k.name) < len(name)
+	}
+	return k.name < name
+}
+
+// isName is whether k's name is name (of prefix pre).
+func (k *attrKey) isName(pre uint64, name string) bool {
+	return k.pre == pre && len(k.name) == len(name) && (len(name) <= 8 || k.name[8:] == name[8:])
+}
+
+// cmpKeys compares the names of two keys.
+func cmpKeys(a, b *attrKey) int {
+	if a == b {
+		return 0
+	}
+	if a.pre != b.pre {
+		if a.pre < b.pre {
+			return -1
+		}
+		return 1
+	}
+	if len(a.name) <= 8 && len(b.name) <= 8 {
+		return len(a.name) - len(b.name)
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// sameName is whether two keys have the same name.
+func sameName(a, b *attrKey) bool {
+	return a == b || a.isName(b.pre, b.name)
 }
 
 // noPos is a key of k's name without a position. Keys belong to one
@@ -205,7 +269,7 @@ func (k *attrKey) noPos() *attrKey {
 		return k
 	}
 	if k.bare == nil {
-		k.bare = &attrKey{name: k.name}
+		k.bare = &attrKey{name: k.name, pre: k.pre}
 	}
 	return k.bare
 }
@@ -213,18 +277,18 @@ func (k *attrKey) noPos() *attrKey {
 // Keys of names the builtins give their results. Without a position, a
 // key is never written to (noPos), so evaluators may share these.
 var (
-	keySuccess = &attrKey{name: "success"}
-	keyValue   = &attrKey{name: "value"}
-	keyRight   = &attrKey{name: "right"}
-	keyWrong   = &attrKey{name: "wrong"}
+	keySuccess = newKey("success", nil)
+	keyValue   = newKey("value", nil)
+	keyRight   = newKey("right", nil)
+	keyWrong   = newKey("wrong", nil)
 )
 
 // MkAttr makes an attribute without a position.
-func MkAttr(name string, v Value) Attr { return Attr{key: &attrKey{name: name}, Val: v} }
+func MkAttr(name string, v Value) Attr { return Attr{key: newKey(name, nil), Val: v} }
 
 // mkAttrPos makes an attribute defined at pos.
 func mkAttrPos(name string, pos *syntax.Pos, v Value) Attr {
-	return Attr{key: &attrKey{name: name, pos: pos}, Val: v}
+	return Attr{key: newKey(name, pos), Val: v}
 }
 
 // Name is the attribute's name.
@@ -355,7 +419,7 @@ func NewAttrs(as []Attr) *Attrs {
 	sortAttrs(as)
 	out := as[:0]
 	for _, a := range as {
-		if len(out) > 0 && out[len(out)-1].Name() == a.Name() {
+		if len(out) > 0 && sameName(out[len(out)-1].key, a.key) {
 			out[len(out)-1] = a
 			continue
 		}
@@ -399,9 +463,14 @@ func (a *Attrs) overlayDepth() int {
 }
 
 func findIn(as []Attr, name string) int {
+	return findPre(as, keyPre(name), name)
+}
+
+// findPre is findIn of a name whose keyPre is pre.
+func findPre(as []Attr, pre uint64, name string) int {
 	if len(as) <= 8 {
 		for i := range as {
-			if as[i].Name() == name {
+			if as[i].key.isName(pre, name) {
 				return i
 			}
 		}
@@ -410,13 +479,13 @@ func findIn(as []Attr, name string) int {
 	lo, hi := 0, len(as)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if as[m].Name() < name {
+		if as[m].key.lessName(pre, name) {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(as) && as[lo].Name() == name {
+	if lo < len(as) && as[lo].key.isName(pre, name) {
 		return lo
 	}
 	return -1
@@ -424,8 +493,9 @@ func findIn(as []Attr, name string) int {
 
 // Lookup returns the attribute called name, or nil.
 func (a *Attrs) Lookup(name string) *Attr {
+	pre := keyPre(name)
 	for {
-		if i := findIn(a.own(), name); i >= 0 {
+		if i := findPre(a.own(), pre, name); i >= 0 {
 			return &a.own()[i]
 		}
 		if a.ov == nil {
@@ -466,7 +536,7 @@ func mergedLen(a, b []Attr) int {
 	common := 0
 	if len(b) <= 8 && len(a) > 32 {
 		for _, x := range b {
-			if findIn(a, x.Name()) >= 0 {
+			if findPre(a, x.key.pre, x.Name()) >= 0 {
 				common++
 			}
 		}
@@ -474,10 +544,10 @@ func mergedLen(a, b []Attr) int {
 	}
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
-		switch {
-		case a[i].Name() < b[j].Name():
+		switch c := cmpKeys(a[i].key, b[j].key); {
+		case c < 0:
 			i++
-		case a[i].Name() > b[j].Name():
+		case c > 0:
 			j++
 		default:
 			common++
@@ -497,11 +567,11 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 		i := 0
 		for _, x := range b {
 			rest := a[i:]
-			j := sort.Search(len(rest), func(k int) bool { return rest[k].Name() >= x.Name() })
+			j := sort.Search(len(rest), func(k int) bool { return !rest[k].key.lessName(x.key.pre, x.Name()) })
 			out = append(out, rest[:j]...)
 			out = append(out, x)
 			i += j
-			if i < len(a) && a[i].Name() == x.Name() {
+			if i < len(a) && sameName(a[i].key, x.key) {
 				i++
 			}
 		}
@@ -509,11 +579,11 @@ func mergeAttrsInto(out, a, b []Attr) []Attr {
 	}
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
-		switch {
-		case a[i].Name() < b[j].Name():
+		switch c := cmpKeys(a[i].key, b[j].key); {
+		case c < 0:
 			out = append(out, a[i])
 			i++
-		case a[i].Name() > b[j].Name():
+		case c > 0:
 			out = append(out, b[j])
 			j++
 		default:
@@ -843,7 +913,7 @@ func showType(v Value) string {
 	return "a thunk"
 }
 
-func cmpAttrName(a, b Attr) int { return strings.Compare(a.Name(), b.Name()) }
+func cmpAttrName(a, b Attr) int { return cmpKeys(a.key, b.key) }
 
 // sortAttrs sorts by name, keeping the order of equal names.
 func sortAttrs(as []Attr) {
@@ -852,7 +922,7 @@ func sortAttrs(as []Attr) {
 	}
 	if len(as) <= 16 {
 		for i := 1; i < len(as); i++ {
-			for j := i; j > 0 && as[j].Name() < as[j-1].Name(); j-- {
+			for j := i; j > 0 && cmpKeys(as[j].key, as[j-1].key) < 0; j-- {
 				as[j], as[j-1] = as[j-1], as[j]
 			}
 		}
@@ -865,7 +935,7 @@ func sortAttrs(as []Attr) {
 		idx[i] = int32(i)
 	}
 	slices.SortFunc(idx, func(a, b int32) int {
-		if c := strings.Compare(as[a].Name(), as[b].Name()); c != 0 {
+		if c := cmpKeys(as[a].key, as[b].key); c != 0 {
 			return c
 		}
 		return int(a - b)

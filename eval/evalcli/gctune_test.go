@@ -33,10 +33,13 @@ func TestTuneGC(t *testing.T) {
 		name     string
 		env      map[string]string
 		wantTune bool
+		wantPct  int // the first cycle at 32 MB; synchronous: a backstop at 44 MB
+		wantPoll bool
 	}{
-		{"default", map[string]string{"TVIX_HUGEPAGES": "0"}, true},
-		{"GOGC set", map[string]string{"GOGC": "100", "TVIX_HUGEPAGES": "0"}, false},
-		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB", "TVIX_HUGEPAGES": "0"}, false},
+		{"default", map[string]string{"TVIX_HUGEPAGES": "0"}, true, 1100, true},
+		{"concurrent", map[string]string{"TVIX_HUGEPAGES": "0", "TVIX_GC_SYNC": "0"}, true, 800, false},
+		{"GOGC set", map[string]string{"GOGC": "100", "TVIX_HUGEPAGES": "0"}, false, 0, false},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB", "TVIX_HUGEPAGES": "0"}, false, 0, false},
 	}
 	pct := func() int {
 		p := debug.SetGCPercent(100)
@@ -46,11 +49,17 @@ func TestTuneGC(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := pct()
-			stop := tuneGC(func(k string) string { return c.env[k] }, evalPace{floor: 36 << 20, ratio: 2, allocFrac: 0.5})
+			stop, poll := tuneGC(func(k string) string { return c.env[k] }, evalPace{floor: 36 << 20, ratio: 2, allocFrac: 0.5})
 			during := pct()
+			if (poll != nil) != c.wantPoll {
+				t.Errorf("poll = %v, want one: %v", poll != nil, c.wantPoll)
+			}
+			if poll != nil {
+				poll() // (collects if the test's heap is past 32 MB)
+			}
 			stop()
-			if c.wantTune && during != 800 {
-				t.Errorf("GC percentage while tuned = %d, want 800", during)
+			if c.wantTune && during != c.wantPct {
+				t.Errorf("GC percentage while tuned = %d, want %d", during, c.wantPct)
 			}
 			if !c.wantTune && during != before {
 				t.Errorf("GC percentage changed to %d with %v", during, c.env)

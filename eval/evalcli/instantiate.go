@@ -220,6 +220,7 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT (percentages) and
 	// TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
 	pace := defaultEvalPace
+	var periodic func() // the collector's poll, evaluating
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
 			pace.floor = n << 20
@@ -272,7 +273,9 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		}
 		defer tuneGCPercent(getenv, pct, instantiateGCFloor, huge)()
 	} else {
-		defer tuneGC(getenv, pace)()
+		stop, poll := tuneGC(getenv, pace)
+		defer stop()
+		periodic = poll
 	}
 	maxDepth := 0
 	if d := getenv("TVIX_MAX_CALL_DEPTH"); d != "" {
@@ -299,7 +302,7 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		fmt.Fprintf(stdout, "%s (tvix) %s\n", p.Name, v)
 		return 0
 	}
-	evOpts := eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth}
+	evOpts := eval.Options{NixPath: NixPath(o.include, getenv), Getenv: getenv, MaxCallDepth: maxDepth, Periodic: periodic}
 	var instantiate func(ev *eval.Evaluator, v eval.Value) []string
 	if store != nil {
 		var done func()
