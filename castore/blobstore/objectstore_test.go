@@ -137,3 +137,44 @@ func TestObjectStoreReadAhead(t *testing.T) {
 		t.Fatalf("3 random reads fetched %d chunks", total)
 	}
 }
+
+// Has reads a blob's chunk list once, for the answer and for touching its
+// chunks: on S3 each read is a GET.
+func TestObjectStoreHasReadsManifestOnce(t *testing.T) {
+	ms := newMapStorage()
+	s, err := NewObjectStore(ms, ObjectStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	big := make([]byte, 3<<20) // several chunks: a chunk list
+	rand.New(rand.NewSource(9)).Read(big)
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"multi-chunk", big}, {"single-chunk", []byte("one small chunk")}} {
+		w, err := s.Put(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(c.data)
+		d, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ObjectKey(BlobObjects, d)
+		ms.mu.Lock()
+		before := ms.gets[key]
+		ms.mu.Unlock()
+		if ok, err := s.Has(ctx, d); err != nil || !ok {
+			t.Fatalf("%s: Has = %v, %v", c.name, ok, err)
+		}
+		ms.mu.Lock()
+		got := ms.gets[key] - before
+		ms.mu.Unlock()
+		if got != 1 {
+			t.Errorf("%s: Has read the chunk list %d times, want once", c.name, got)
+		}
+	}
+}

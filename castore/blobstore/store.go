@@ -41,34 +41,51 @@ func newStore(b backend) *Store {
 // there will name it soon, and a sweep must not take it meanwhile.
 func (s *Store) Has(_ context.Context, d castore.Digest) (ok bool, err error) {
 	s.touch.Guard(func() {
-		if ok, err = s.has(d); ok && err == nil {
-			ok = s.touchBlob(d)
+		var l manifestLookup
+		if ok, l, err = s.has(d); ok && err == nil {
+			ok = s.touchBlob(d, l)
 		}
 	})
 	return ok, err
 }
 
-func (s *Store) has(d castore.Digest) (bool, error) {
+// manifestLookup is a blob's chunk list as has found it, so that touching
+// the blob does not ask the backend again (an S3 GET, for the object-store
+// layout); looked is false when has did not read it.
+type manifestLookup struct {
+	m      []castore.ChunkMeta
+	looked bool
+}
+
+func (s *Store) has(d castore.Digest) (bool, manifestLookup, error) {
 	if sb, ok := s.b.(syncingBackend); ok {
-		return sb.hasDurable(d)
+		ok, err := sb.hasDurable(d)
+		return ok, manifestLookup{}, err
 	}
-	if _, ok, err := s.b.manifest(d); err != nil || ok {
-		return ok, err
+	m, ok, err := s.b.manifest(d)
+	if err != nil || ok {
+		return ok, manifestLookup{m, true}, err
 	}
-	return s.b.hasChunk(d)
+	ok, err = s.b.hasChunk(d)
+	return ok, manifestLookup{nil, true}, err // a single chunk: no list
 }
 
 // touchBlob touches a blob and its chunks: a sweep decides about chunks
 // one by one, and a blob whose chunk list stays is of no use without them.
 // It reports false when a store shared with other processes lost the
 // blob to one of their sweeps meanwhile.
-func (s *Store) touchBlob(d castore.Digest) bool {
+func (s *Store) touchBlob(d castore.Digest, l manifestLookup) bool {
 	s.touch.Touch(d)
-	m, ok, err := s.b.manifest(d)
-	if err == nil && ok {
-		for _, c := range m {
-			s.touch.Touch(c.Digest)
+	m := l.m
+	if !l.looked {
+		var ok bool
+		var err error
+		if m, ok, err = s.b.manifest(d); err != nil || !ok {
+			m = nil
 		}
+	}
+	for _, c := range m {
+		s.touch.Touch(c.Digest)
 	}
 	if st, shared := s.b.(sharedToucher); shared {
 		return st.touchShared(d, m)
