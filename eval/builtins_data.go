@@ -19,7 +19,7 @@ func registerData(reg registerFunc) {
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])
-		if v, ok := decodeJSON(s); ok {
+		if v, ok := decodeJSON(s, ev.step); ok {
 			return v
 		}
 		d := json.NewDecoder(strings.NewReader(s))

@@ -102,6 +102,14 @@ func (ev *Evaluator) periodic() {
 	ev.opts.Periodic()
 }
 
+// step counts a step of a builtin that builds much in one call, as a
+// thunk force counts, so that Options.Periodic runs within it too.
+func (ev *Evaluator) step() {
+	if ev.ticks--; ev.ticks == 0 {
+		ev.periodic()
+	}
+}
+
 // Builtins returns the builtins attrset.
 func (ev *Evaluator) Builtins() *Attrs { return ev.builtins }
 

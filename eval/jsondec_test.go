@@ -16,7 +16,7 @@ func TestDecodeJSON(t *testing.T) {
 		`{"a": 1, "a": 2}`, "\n{ \"x\" :\t[ 1 ,2 ] }\r\n",
 	}
 	for _, s := range valid {
-		got, ok := decodeJSON(s)
+		got, ok := decodeJSON(s, nil)
 		if !ok {
 			t.Errorf("%s: not decoded", s)
 			continue
@@ -40,7 +40,7 @@ func TestDecodeJSON(t *testing.T) {
 		}
 	}
 	// invalid UTF-8 stays as it is, as in Nix
-	if v, ok := decodeJSON("\"a\xffb\""); !ok || v.(*String).S != "a\xffb" {
+	if v, ok := decodeJSON("\"a\xffb\"", nil); !ok || v.(*String).S != "a\xffb" {
 		t.Errorf("invalid UTF-8: %v %v", v, ok)
 	}
 	for _, s := range []string{
@@ -48,7 +48,7 @@ func TestDecodeJSON(t *testing.T) {
 		`"abc`, "\"a\nb\"", `"\x"`, `"\u12"`, `"\ud800"`, `"\ud800\u0041"`, `1 2`, `18446744073709551616`,
 		`[` + strings.Repeat(`[`, maxJSONDepth+1),
 	} {
-		if v, ok := decodeJSON(s); ok {
+		if v, ok := decodeJSON(s, nil); ok {
 			t.Errorf("%q: decoded as %v, want it handed back", s, v)
 		}
 	}

@@ -268,6 +268,10 @@ type evalPace struct {
 	// keptShare of the bytes allocated since the last one live
 	keptShare float64
 	keptExtra int64
+	// keptGarbage replaces garbage after a cycle that found at least
+	// keptGarbageShare of the bytes allocated since the last one live
+	keptGarbageShare float64
+	keptGarbage      float64
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
@@ -291,18 +295,41 @@ type evalPace struct {
 // 0.17 -> 0.10 s and concatLists of 800,000 0.36-0.44 -> 0.29-0.31 s at
 // the same peak. At 0.75, lib-modules gained 0.04 s for 13 MB, and json
 // at 80,000 went past Nix's peak (98 -> 106 MB), as it did at 0.8.
+//
+// keptExtra 200 MB (2026-12-02, seventh pass): concatLists of 800,000
+// keeps 97% at its first cycle (31 MB) and all of its second (121 of
+// 141 MB, 60 ms of marking) to the end, whose heap is 240 MB with or
+// without collecting: 0.29 -> 0.22 s CPU, the same peak. The eval-bench
+// strings case peaks at 285 instead of 238 MB (Nix 320 MB) for 0.51 ->
+// 0.43 s; no other peak moved. A heap cannot outgrow what was
+// allocated, and Nix's peak is about its allocations, so headroom past
+// them costs nothing.
+//
+// keptGarbageShare 0.4 and keptGarbage 6 (2026-12-02, seventh pass): a
+// cycle costs about the live heap it marks and saves the garbage it
+// frees, so where much survived the last one the next may wait for more
+// garbage. lib-modules' second cycle keeps 56% (41 of 70 MB), and at 6
+// its third (125 MB, 89 live, 105 ms of marking) does not come: 0.46 ->
+// 0.36 s CPU, 162 -> 180 MB (Nix 241 MB). append-fold keeps a tenth at
+// its first, and garbage 6 there took it from 448 to 590 MB at 10,000
+// (Nix 413 MB); the corpus, json and the other scaling workloads kept
+// their peaks with 6 everywhere.
 var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
-	keptShare: 0.85, keptExtra: 64 << 20}
+	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6}
 
 // limitKept is limit after a cycle that found kept (a share) of what
 // was allocated since the cycle before still live: from keptShare on,
 // the heap is growing by what it allocates (a package set, the module
 // system's option tree, a list being built), and collecting it again
 // soon would mark the same live heap for little garbage, so the
-// headroom over it is keptExtra instead of extra.
+// headroom over it is keptExtra instead of extra. From keptGarbageShare
+// on, the heap may hold keptGarbage times the bytes collected so far.
 func (p evalPace) limitKept(live, allocs int64, kept float64) int64 {
 	if p.keptExtra > 0 && kept >= p.keptShare {
 		p.extra = p.keptExtra
+	}
+	if p.keptGarbage > 0 && kept >= p.keptGarbageShare {
+		p.garbage = max(p.garbage, p.keptGarbage)
 	}
 	return p.limit(live, allocs)
 }

@@ -206,3 +206,24 @@ func TestEvalPaceLimitKept(t *testing.T) {
 		t.Errorf("without keptExtra: %d MB, want 112 MB", got>>20)
 	}
 }
+
+// After a cycle that found a good share of the bytes allocated since the
+// last one live, the heap may hold keptGarbage times the bytes collected.
+func TestEvalPaceLimitKeptGarbage(t *testing.T) {
+	p := evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
+		keptShare: 0.85, keptExtra: 64 << 20, keptGarbageShare: 0.4, keptGarbage: 6}
+	cases := []struct {
+		allocs int64
+		kept   float64
+		want   int64
+	}{
+		{allocs: 70 << 20, kept: 0.3, want: 120 << 20},  // 4x the 30 MB collected
+		{allocs: 70 << 20, kept: 0.4, want: 180 << 20},  // 6x
+		{allocs: 200 << 20, kept: 0.5, want: 320 << 20}, // up to garbageCap
+	}
+	for _, c := range cases {
+		if got := p.limitKept(40<<20, c.allocs, c.kept); got != c.want {
+			t.Errorf("limitKept(40 MB live, %d MB allocated, %.2f kept) = %d MB, want %d MB", c.allocs>>20, c.kept, got>>20, c.want>>20)
+		}
+	}
+}

@@ -217,8 +217,8 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		runtime.MemProfileRate = 0
 	}
 	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO,
-	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT (percentages) and
-	// TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
+	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT, TVIX_GC_KEPTGARBAGE (percentages)
+	// and TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
 	pace := defaultEvalPace
 	var periodic func() // the collector's poll, evaluating
 	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
@@ -254,6 +254,11 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	if s := getenv("TVIX_GC_KEPT"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
 			pace.keptShare = float64(n) / 100
+		}
+	}
+	if s := getenv("TVIX_GC_KEPTGARBAGE"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			pace.keptGarbage = float64(n) / 100
 		}
 	}
 	if s := getenv("TVIX_GC_KEPTEXTRA_MB"); s != "" {
