@@ -531,6 +531,18 @@ func (lv *lazyVals) fill(ev *Evaluator, env *Env, out []Value) {
 	lv.fillWith(ev, env, out, nil)
 }
 
+// may is how many items may become a thunk (all but direct values and
+// aliases).
+func (lv *lazyVals) may() int {
+	n := 0
+	for i := range lv.items {
+		if it := &lv.items[i]; it.thunk != nil && it.alias == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // sure is how many items always become a thunk (no speculation, no
 // alias): fillWith's pre may hold as many.
 func (lv *lazyVals) sure() int {
@@ -708,9 +720,13 @@ func (cp *compiler) compList(n *syntax.List, sc *scope) compiled {
 	for _, it := range n.Items {
 		lv.add(lazyOf(cp.comp(it, sc), true))
 	}
+	// room for every item that may become a thunk, speculated ones too
+	// (a speculation that fails, as x + 1 of an unforced x, would take a
+	// second allocation; one that succeeds leaves its 24 bytes unused)
+	may := lv.may()
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
-		l := allocList(len(lv.items))
-		lv.fill(ev, env, l.Items)
+		l, pre := allocListThunks(len(lv.items), may)
+		lv.fillWith(ev, env, l.Items, pre)
 		return l
 	}}
 }

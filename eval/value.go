@@ -181,6 +181,42 @@ func allocList(n int) *List {
 	return &List{Items: items}
 }
 
+// allocListThunksIn makes a list of the length of A and the thunks of
+// its items (T: an array of them) in one allocation, as
+// allocAttrsThunksIn does for sets: a list literal's thunks mostly live
+// as long as the list.
+func allocListThunksIn[A, T any]() (*List, []Thunk) {
+	x := new(struct {
+		List
+		a A
+		t T
+	})
+	x.Items = unsafe.Slice((*Value)(unsafe.Pointer(&x.a)), unsafe.Sizeof(x.a)/valueSize)
+	return &x.List, unsafe.Slice((*Thunk)(unsafe.Pointer(&x.t)), unsafe.Sizeof(x.t)/unsafe.Sizeof(Thunk{}))
+}
+
+// listThunksAllocs[n][k] is allocListThunksIn for n items and k thunks
+// (1 <= k <= n <= 4).
+var listThunksAllocs = [5][]func() (*List, []Thunk){
+	nil,
+	{nil, allocListThunksIn[[1]Value, [1]Thunk]},
+	{nil, allocListThunksIn[[2]Value, [1]Thunk], allocListThunksIn[[2]Value, [2]Thunk]},
+	{nil, allocListThunksIn[[3]Value, [1]Thunk], allocListThunksIn[[3]Value, [2]Thunk], allocListThunksIn[[3]Value, [3]Thunk]},
+	{nil, allocListThunksIn[[4]Value, [1]Thunk], allocListThunksIn[[4]Value, [2]Thunk], allocListThunksIn[[4]Value, [3]Thunk], allocListThunksIn[[4]Value, [4]Thunk]},
+}
+
+// allocListThunks makes a list of n items and k thunks, in one
+// allocation for small lists.
+func allocListThunks(n, k int) (*List, []Thunk) {
+	if k == 0 {
+		return allocList(n), nil
+	}
+	if n < len(listThunksAllocs) && k <= n {
+		return listThunksAllocs[n][k]()
+	}
+	return allocList(n), nil
+}
+
 // Attr is one attribute. Its name and position are kept out of line
 // in a key that every set made by the same definition shares (the
 // compiler makes one per static attribute; updates, mapAttrs and the
