@@ -227,3 +227,27 @@ func TestEvalPaceLimitKeptGarbage(t *testing.T) {
 		}
 	}
 }
+
+func TestPaceFromEnv(t *testing.T) {
+	env := map[string]string{
+		"TVIX_GC_MINHEAP_MB":   "40",
+		"TVIX_GC_RATIO":        "150",
+		"TVIX_GC_KEPT":         "85",
+		"TVIX_GC_KEPTEXTRA_MB": "200",
+		"TVIX_GC_EXTRA_MB":     "x",  // not a number: ignored
+		"TVIX_GC_GARBAGE":      "-1", // below its least: ignored
+	}
+	got := paceFromEnv(func(k string) string { return env[k] }, defaultEvalPace)
+	want := defaultEvalPace
+	want.floor, want.ratio, want.keptShare, want.keptExtra = 40<<20, 1.5, 0.85, 200<<20
+	if got != want {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if got := paceFromEnv(func(string) string { return "" }, defaultEvalPace); got != defaultEvalPace {
+		t.Errorf("no overrides changed the pace: %+v", got)
+	}
+	env = map[string]string{"TVIX_GC_MINHEAP_MB": "0", "TVIX_GC_RATIO": "99"} // below their least
+	if got := paceFromEnv(func(k string) string { return env[k] }, defaultEvalPace); got != defaultEvalPace {
+		t.Errorf("values below the least were taken: %+v", got)
+	}
+}

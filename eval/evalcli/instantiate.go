@@ -221,51 +221,7 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	// and TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
 	pace := defaultEvalPace
 	var periodic func() // the collector's poll, evaluating
-	if s := getenv("TVIX_GC_MINHEAP_MB"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-			pace.floor = n << 20
-		}
-	}
-	if s := getenv("TVIX_GC_EXTRA_MB"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.extra = n << 20
-		}
-	}
-	if s := getenv("TVIX_GC_RATIO"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 100 {
-			pace.ratio = float64(n) / 100
-		}
-	}
-	if s := getenv("TVIX_GC_GARBAGE"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.garbage = float64(n) / 100
-		}
-	}
-	if s := getenv("TVIX_GC_GARBAGECAP_MB"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.garbageCap = n << 20
-		}
-	}
-	if s := getenv("TVIX_GC_ALLOCFRAC"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.allocFrac = float64(n) / 100
-		}
-	}
-	if s := getenv("TVIX_GC_KEPT"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.keptShare = float64(n) / 100
-		}
-	}
-	if s := getenv("TVIX_GC_KEPTGARBAGE"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.keptGarbage = float64(n) / 100
-		}
-	}
-	if s := getenv("TVIX_GC_KEPTEXTRA_MB"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-			pace.keptExtra = n << 20
-		}
-	}
+	pace = paceFromEnv(getenv, pace)
 	if !o.eval && !o.parse && getenv("TVIX_GC_MINHEAP_MB") == "" {
 		// Instantiating keeps little per derivation beyond its result
 		// (paths, the set derivation.nix builds), so a proportional
@@ -434,4 +390,33 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		}
 	}
 	return 0
+}
+
+// paceFromEnv is pace with the TVIX_GC_* overrides getenv gives applied;
+// values that do not parse, or are below an override's least, are ignored.
+func paceFromEnv(getenv func(string) string, pace evalPace) evalPace {
+	mb := func(dst *int64) func(int64) { return func(n int64) { *dst = n << 20 } }
+	pct := func(dst *float64) func(int64) { return func(n int64) { *dst = float64(n) / 100 } }
+	for _, ov := range []struct {
+		env string
+		min int64 // the least value taken; others are ignored
+		set func(int64)
+	}{
+		{"TVIX_GC_MINHEAP_MB", 1, mb(&pace.floor)},
+		{"TVIX_GC_EXTRA_MB", 0, mb(&pace.extra)},
+		{"TVIX_GC_RATIO", 100, pct(&pace.ratio)},
+		{"TVIX_GC_GARBAGE", 0, pct(&pace.garbage)},
+		{"TVIX_GC_GARBAGECAP_MB", 0, mb(&pace.garbageCap)},
+		{"TVIX_GC_ALLOCFRAC", 0, pct(&pace.allocFrac)},
+		{"TVIX_GC_KEPT", 0, pct(&pace.keptShare)},
+		{"TVIX_GC_KEPTGARBAGE", 0, pct(&pace.keptGarbage)},
+		{"TVIX_GC_KEPTEXTRA_MB", 0, mb(&pace.keptExtra)},
+	} {
+		if s := getenv(ov.env); s != "" {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= ov.min {
+				ov.set(n)
+			}
+		}
+	}
+	return pace
 }
