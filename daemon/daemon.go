@@ -341,17 +341,13 @@ func (d *Daemon) startHTTP(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("nar-bridge: %w", err)
 	}
 	d.record("http", lis.Addr())
-	cache := cfg.HTTP.ChunkCache
-	if cache == 0 {
-		cache = narbridge.DefaultChunkCache()
-	}
-	slog.Info("serving Nix binary cache", "addr", cfg.HTTP.Listen, "bound", lis.Addr().String(), "chunk_cache_mib", max(cache, 0)>>20)
+	slog.Info("serving Nix binary cache", "addr", cfg.HTTP.Listen, "bound", lis.Addr().String(), "chunk_cache_mib", h.ChunkCache()>>20)
 	d.g.Go(serveHTTP(ctx, "nar-bridge", lis, h))
 	return nil
 }
 
 // newNarBridge makes the binary cache handler for s.
-func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, maxNarinfo int64) (http.Handler, error) {
+func newNarBridge(s *registry.Services, cfg HTTPConfig, lim narcastore.Limits, maxNarinfo int64) (*narbridge.Handler, error) {
 	opts := narbridge.Options{Priority: cfg.Priority, ReadOnly: cfg.ReadOnly, AllowAnonymousUploads: cfg.AllowAnonymousUploads,
 		Limits: lim, MaxNarinfoSize: maxNarinfo, ChunkCache: cfg.ChunkCache}
 	if f := cfg.UploadAuthFile; f != "" {

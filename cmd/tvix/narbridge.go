@@ -4,7 +4,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tvix-go/tvix/daemon"
-	"github.com/tvix-go/tvix/store/narbridge"
 )
 
 // nar-bridge on its own: the daemon with only the HTTP binary cache.
@@ -34,11 +33,18 @@ func narBridgeCommands() []*cli.Command {
 
 // chunkCacheFlag bounds the verified chunks nar-bridge keeps in memory.
 func chunkCacheFlag(name string) cli.Flag {
-	return &cli.Int64Flag{Name: name, Value: narbridge.DefaultChunkCache() >> 20, DefaultText: "an eighth of RAM, 256 MiB to 16 GiB",
+	// No Value: the default depends on the machine, and reading it belongs
+	// to the command that serves, not to every command's start.
+	return &cli.Int64Flag{Name: name, DefaultText: "an eighth of RAM, 256 MiB to 16 GiB",
 		Usage: "keep up to `MIB` of verified chunks in memory, so NARs served again are not read from disk and hashed again (0: none); less while the system is short of memory"}
 }
 
+// chunkCache is the flag's Options.ChunkCache: 0 (narbridge's default)
+// when not given, -1 (none) for 0.
 func chunkCache(c *cli.Context, name string) int64 {
+	if !c.IsSet(name) {
+		return 0
+	}
 	if mib := c.Int64(name); mib > 0 {
 		return mib << 20
 	}

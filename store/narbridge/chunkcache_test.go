@@ -1,6 +1,13 @@
 package narbridge
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/tvix-go/tvix/castore"
+	"github.com/tvix-go/tvix/castore/blobstore"
+	"github.com/tvix-go/tvix/castore/dirstore"
+	"github.com/tvix-go/tvix/store/pathinfo"
+)
 
 func TestDefaultChunkCache(t *testing.T) {
 	for _, c := range []struct{ total, want int64 }{
@@ -17,3 +24,25 @@ func TestDefaultChunkCache(t *testing.T) {
 		t.Errorf("this machine's default %d MiB is outside 256 MiB..16 GiB", got>>20)
 	}
 }
+
+// The handler reports the cache it set: the default, a size, none; and
+// none when the blob service cannot keep one.
+func TestHandlerChunkCache(t *testing.T) {
+	for _, c := range []struct {
+		opt, want int64
+	}{{0, DefaultChunkCache()}, {64 << 20, 64 << 20}, {-1, 0}} {
+		blobs := blobstore.NewMemory()
+		h := New(blobs, dirstore.NewMemory(), pathinfo.NewMemory(), Options{ChunkCache: c.opt, Logger: discardLogger()})
+		if got := h.ChunkCache(); got != c.want {
+			t.Errorf("ChunkCache %d: handler reports %d, want %d", c.opt, got, c.want)
+		}
+		blobs.Close()
+	}
+	h := New(noCacheBlobs{blobstore.NewMemory()}, dirstore.NewMemory(), pathinfo.NewMemory(), Options{ChunkCache: 64 << 20, Logger: discardLogger()})
+	if got := h.ChunkCache(); got != 0 {
+		t.Errorf("a blob service without a cache: handler reports %d", got)
+	}
+}
+
+// noCacheBlobs hides the store's abilities (castore.As finds none).
+type noCacheBlobs struct{ castore.BlobService }

@@ -129,6 +129,7 @@ type Handler struct {
 	opts     Options
 	log      *slog.Logger
 	pending  *pendingTable
+	cache    int64 // bytes of the blob service's chunk cache set by New; 0: none
 
 	mu      sync.Mutex
 	uploads map[string]int // running uploads per uploader
@@ -166,16 +167,22 @@ func New(blobs castore.BlobService, dirs castore.DirectoryService, pathInfo path
 	if opts.ChunkCache == 0 {
 		opts.ChunkCache = DefaultChunkCache()
 	}
+	var cache int64
 	if cc, ok := castore.As[chunkCacher](blobs); ok {
-		cc.SetChunkCache(max(opts.ChunkCache, 0))
+		cache = max(opts.ChunkCache, 0)
+		cc.SetChunkCache(cache)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{blobs: blobs, dirs: dirs, pathInfo: pathInfo, opts: opts, log: log,
+	return &Handler{blobs: blobs, dirs: dirs, pathInfo: pathInfo, opts: opts, log: log, cache: cache,
 		pending: newPendingTable(opts.MaxPending, opts.PendingTTL), uploads: map[string]int{}}
 }
+
+// ChunkCache is how many bytes of verified chunks the blob service keeps
+// in memory for this handler (0: none, or a blob service that cannot).
+func (h *Handler) ChunkCache() int64 { return h.cache }
 
 // statusWriter records what was answered, for the access log.
 type statusWriter struct {
