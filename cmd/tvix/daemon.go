@@ -99,6 +99,10 @@ func daemonStore(c *cli.Context) (daemon.Config, error) {
 }
 
 func runDaemon(c *cli.Context) error {
+	cache, err := chunkCache(c, "http-chunk-cache-mib") // before the store is opened
+	if err != nil {
+		return err
+	}
 	cfg, err := daemonStore(c)
 	if err != nil {
 		return err
@@ -108,7 +112,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	cfg.GRPC = c.StringSlice("listen")
 	cfg.HTTP = daemon.HTTPConfig{Listen: c.String("http-listen"), SigningKeyFile: c.String("signing-key-file"),
-		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only"), ChunkCache: chunkCache(c, "http-chunk-cache-mib")}
+		Priority: c.Int("http-priority"), ReadOnly: c.Bool("http-read-only"), ChunkCache: cache}
 	uploadConfig(c, &cfg)
 	cfg.SocketGroup = c.String("socket-group")
 	cfg.Mount = daemon.MountConfig{Path: c.String("mount"), ListRoot: c.Bool("mount-list-root"),

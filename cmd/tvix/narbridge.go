@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"github.com/urfave/cli/v2"
 
 	"github.com/tvix-go/tvix/daemon"
@@ -19,12 +20,16 @@ func narBridgeCommands() []*cli.Command {
 			chunkCacheFlag("chunk-cache-mib"),
 		),
 		Action: func(c *cli.Context) error {
+			cache, err := chunkCache(c, "chunk-cache-mib") // before the store is opened
+			if err != nil {
+				return err
+			}
 			cfg, err := daemonStore(c)
 			if err != nil {
 				return err
 			}
 			cfg.HTTP = daemon.HTTPConfig{Listen: c.String("listen"), SigningKeyFile: c.String("signing-key-file"),
-				Priority: c.Int("priority"), ReadOnly: c.Bool("read-only"), ChunkCache: chunkCache(c, "chunk-cache-mib")}
+				Priority: c.Int("priority"), ReadOnly: c.Bool("read-only"), ChunkCache: cache}
 			uploadConfig(c, &cfg)
 			return serve(c, cfg)
 		},
@@ -41,12 +46,16 @@ func chunkCacheFlag(name string) cli.Flag {
 
 // chunkCache is the flag's Options.ChunkCache: 0 (narbridge's default)
 // when not given, -1 (none) for 0.
-func chunkCache(c *cli.Context, name string) int64 {
+func chunkCache(c *cli.Context, name string) (int64, error) {
 	if !c.IsSet(name) {
-		return 0
+		return 0, nil
 	}
-	if mib := c.Int64(name); mib > 0 {
-		return mib << 20
+	switch mib := c.Int64(name); {
+	case mib < 0 || mib > 1<<30:
+		return 0, cli.Exit(fmt.Sprintf("--%s %d: want a size in MiB (0: no cache)", name, mib), 2)
+	case mib == 0:
+		return -1, nil
+	default:
+		return mib << 20, nil
 	}
-	return -1
 }
