@@ -161,40 +161,74 @@ func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
 }
 
 func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.Pos) Value {
+	// The frame first: pos is then dead before the first call, and no
+	// slot of this frame (on the stack once per nested call) holds it.
+	if fs, n := ev.frames, len(ev.frames); n < cap(fs) {
+		fs = fs[:n+1]
+		fs[n] = callFrame{lc, pos}
+		ev.frames = fs
+	} else {
+		ev.pushFrameGrow(lc, pos)
+	}
 	ev.depth++
 	if ev.depth > ev.maxDepth {
-		ev.throwStackOverflow()
+		ev.throwStackOverflowInCall()
 	}
 	if ev.ticks--; ev.ticks == 0 {
 		ev.periodic()
 	}
-	if lc.simple && lc.noCapture {
-		env := ev.envPool
-		if env != nil {
-			ev.envPool = nil
-		} else {
-			env = newEnv(nil, 1)
-		}
+	var env *Env
+	if !lc.simple {
+		env = ev.formalsEnv(lc, cenv, arg)
+	} else if lc.noCapture && ev.envPool != nil {
+		env, ev.envPool = ev.envPool, nil
 		env.up, env.v0 = cenv, arg
-		ev.frames = append(ev.frames, callFrame{lc, pos})
-		v := lc.body(ev, env)
-		ev.frames = ev.frames[:len(ev.frames)-1]
-		env.up, env.v0 = nil, nil
-		ev.envPool = env
-		ev.depth--
-		return v
-	}
-	env := newEnv(cenv, lc.nslots)
-	if lc.simple {
-		env.v0 = arg
 	} else {
-		ev.bindFormals(lc, env, arg, pos)
+		env = &Env{up: cenv, v0: arg}
 	}
-	ev.frames = append(ev.frames, callFrame{lc, pos})
 	v := lc.body(ev, env)
 	ev.frames = ev.frames[:len(ev.frames)-1]
+	if lc.simple && lc.noCapture {
+		// the body kept no reference to env: the next such call reuses it
+		env.up, env.v0 = nil, nil
+		ev.envPool = env
+	}
 	ev.depth--
 	return v
+}
+
+// pushFrameGrow is the frame push of callCode when ev.frames is full,
+// out of line.
+//
+//go:noinline
+func (ev *Evaluator) pushFrameGrow(lc *lambdaCode, pos syntax.Pos) {
+	ev.frames = append(ev.frames, callFrame{lc, pos})
+}
+
+// throwStackOverflowInCall is throwStackOverflow for callCode, which has
+// pushed the call's frame already: the trace is that of the caller, as
+// when the frame came after the check.
+//
+//go:noinline
+func (ev *Evaluator) throwStackOverflowInCall() {
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.throwStackOverflow()
+}
+
+// formalsEnv is the environment of a call of a set-pattern lambda. It is
+// kept out of callCode, whose frame every nested call holds while its
+// body runs; the call's position is that of the frame callCode pushed,
+// which is off the stack while the argument is taken apart (an error
+// there, forcing the argument included, is the caller's, as before).
+//
+//go:noinline
+func (ev *Evaluator) formalsEnv(lc *lambdaCode, cenv *Env, arg Value) *Env {
+	env := newEnv(cenv, lc.nslots)
+	f := ev.frames[len(ev.frames)-1]
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.bindFormals(lc, env, arg, f.pos)
+	ev.frames = append(ev.frames, f)
+	return env
 }
 
 // bindFormals fills env from a set pattern's argument. It is kept out of

@@ -202,13 +202,13 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 	case *syntax.Call:
 		return compiled{c: cp.compCall(n, sc)}
 	case *syntax.If:
-		cond, th, el := cp.compile(n.Cond, sc), cp.compile(n.Then, sc), cp.compile(n.Else, sc)
-		pos := n.Cond.P()
+		// behind one pointer, as call1Site
+		s := &ifSite{cond: cp.compile(n.Cond, sc), th: cp.compile(n.Then, sc), el: cp.compile(n.Else, sc), pos: n.Cond.P()}
 		return compiled{c: func(ev *Evaluator, env *Env) Value {
-			if ev.forceBool(cond(ev, env), pos) {
-				return th(ev, env)
+			if ev.forceBool(s.cond(ev, env), s.pos) {
+				return s.th(ev, env)
 			}
-			return el(ev, env)
+			return s.el(ev, env)
 		}}
 	case *syntax.Assert:
 		cond, body := cp.compile(n.Cond, sc), cp.compile(n.Body, sc)
@@ -234,6 +234,11 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		return compiled{c: constCode(v), cheap: true}
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown syntax node"})
+}
+
+type ifSite struct {
+	cond, th, el code
+	pos          syntax.Pos
 }
 
 func exprText(n syntax.Node) string {
@@ -1050,6 +1055,13 @@ func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
 	}
 }
 
+// call1Site is a call of one argument.
+type call1Site struct {
+	fn, raw0 code
+	a0       func(*Evaluator, *Env) Value
+	pos      syntax.Pos
+}
+
 func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	fn := cp.compile(n.Fn, sc)
 	args := make([]func(*Evaluator, *Env) Value, len(n.Args))
@@ -1063,21 +1075,24 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	}
 	pos := n.Pos
 	if len(args) == 1 {
-		a0 := args[0]
+		// what the code needs behind one pointer: captured one by one,
+		// each would have a slot of its own in the closure's frame, on
+		// the stack once per level of a recursion
+		s := &call1Site{fn: fn, a0: args[0], raw0: raw0, pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			f := ev.Force(fn(ev, env))
-			ev.curPos = pos
+			f := ev.Force(s.fn(ev, env))
+			ev.curPos = s.pos
 			if l, ok := f.(*Lambda); ok {
 				if !l.fn.simple {
 					// a set pattern forces its argument right away: evaluate
 					// it directly instead of allocating a thunk
-					return ev.callLambda(l, ev.Force(raw0(ev, env)), pos)
+					return ev.callLambda(l, ev.Force(s.raw0(ev, env)), s.pos)
 				}
 				// not through call: one frame less per level of a
 				// recursion, whose stack is copied at every doubling
-				return ev.callCode(l.fn, l.env, a0(ev, env), pos)
+				return ev.callCode(l.fn, l.env, s.a0(ev, env), s.pos)
 			}
-			return ev.call(f, a0(ev, env), pos)
+			return ev.call(f, s.a0(ev, env), s.pos)
 		}
 	}
 	if len(args) == 2 {
@@ -1188,24 +1203,46 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	}
 }
 
+type binSite struct {
+	l, r code
+	pos  syntax.Pos
+}
+
+// addInt and addRest are + other than of two integers, out of line: the
+// arguments of ev.add, and what they are made of, would be room in the
+// frame of the operator's code.
+//
+//go:noinline
+func (s *binSite) addInt(ev *Evaluator, a Int, b Value) Value { return ev.add(a, b, s.pos) }
+
+// addRest is + of an a that is not an integer, r not evaluated yet.
+//
+//go:noinline
+func (s *binSite) addRest(ev *Evaluator, env *Env, a Value) Value {
+	return ev.add(a, s.r(ev, env), s.pos)
+}
+
 func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	if n.Op == "++" && (isConcat(n.L) || isConcat(n.R)) {
 		return cp.compConcatChain(n, sc)
 	}
 	l, r := cp.compile(n.L, sc), cp.compile(n.R, sc)
 	pos := n.Pos
+	// behind one pointer, as call1Site (for the operators that recursion
+	// passes through most)
+	s := &binSite{l: l, r: r, pos: pos}
 	switch n.Op {
 	case "+":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.Force(l(ev, env))
+			a := ev.Force(s.l(ev, env))
 			if x, ok := a.(Int); ok {
-				b := ev.Force(r(ev, env))
+				b := ev.Force(s.r(ev, env))
 				if y, ok := b.(Int); ok {
 					return x + y
 				}
-				return ev.add(a, b, pos)
+				return s.addInt(ev, x, b)
 			}
-			return ev.add(a, r(ev, env), pos)
+			return s.addRest(ev, env, a)
 		}
 	case "-":
 		return func(ev *Evaluator, env *Env) Value {
