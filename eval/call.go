@@ -83,7 +83,12 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 	switch fn := f.(type) {
 	case *Lambda:
 		if fn.fn.simple && fn.fn.inner != nil {
-			return ev.call2Lambda(fn, a, b, pos)
+			// (two functions, called directly: the frame of each only
+			// has room for what it calls itself)
+			if fn.fn.inner.simple {
+				return ev.call2Simple(fn, a, b, pos)
+			}
+			return ev.call2Formals(fn, a, b, pos)
 		}
 	case *PrimOp:
 		if fn.Arity == 2 {
@@ -95,34 +100,51 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
 }
 
-// call2Lambda is call2 of a curried lambda.
+// call2Simple is call2 of a curried lambda a: b: ....
 //
 //go:noinline
-func (ev *Evaluator) call2Lambda(l *Lambda, a, b Value, pos syntax.Pos) Value {
+func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
+	inner := l.fn.inner
+	// as in callCode: the frame first, so that pos is dead before the
+	// first call
+	if fs, n := ev.frames, len(ev.frames); n < cap(fs) {
+		fs = fs[:n+1]
+		fs[n] = callFrame{inner, pos}
+		ev.frames = fs
+	} else {
+		ev.pushFrameGrow(inner, pos)
+	}
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflowInCall()
+	}
+	// both environments in one allocation, reused when the body
+	// cannot keep a reference to them
+	e := ev.pairPool
+	if e != nil && inner.noCapture {
+		ev.pairPool = nil
+	} else {
+		e = &pairEnv{}
+	}
+	e.e1.up, e.e1.v0 = l.env, a
+	e.e2.up, e.e2.v0 = &e.e1, b
+	v := inner.body(ev, &e.e2)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	if inner.noCapture {
+		e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
+		ev.pairPool = e
+	}
+	ev.depth--
+	return v
+}
+
+// call2Formals is call2 of a curried lambda a: { ... }: ....
+//
+//go:noinline
+func (ev *Evaluator) call2Formals(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	ev.depth++
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
-	}
-	if l.fn.inner.simple {
-		// both environments in one allocation, reused when the body
-		// cannot keep a reference to them
-		e := ev.pairPool
-		if e != nil && l.fn.inner.noCapture {
-			ev.pairPool = nil
-		} else {
-			e = &pairEnv{}
-		}
-		e.e1.up, e.e1.v0 = l.env, a
-		e.e2.up, e.e2.v0 = &e.e1, b
-		ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
-		v := l.fn.inner.body(ev, &e.e2)
-		ev.frames = ev.frames[:len(ev.frames)-1]
-		if l.fn.inner.noCapture {
-			e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
-			ev.pairPool = e
-		}
-		ev.depth--
-		return v
 	}
 	env := newEnv(l.env, 1)
 	env.v0 = a

@@ -918,11 +918,21 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	inner := recScope(defs, sc)
 	vals := cp.compBindings(defs, sc, inner)
 	body := cp.compile(n.Body, inner)
+	nd := len(defs)
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.slots(len(defs)))
-		return body(ev, e2)
+		return body(ev, vals.letEnv(ev, env, nd))
 	}
+}
+
+// letEnv is the environment of a let of n bindings, out of line: the
+// let's code stays on the stack while its body runs, and filling took
+// room in its frame.
+//
+//go:noinline
+func (lv *lazyVals) letEnv(ev *Evaluator, env *Env, n int) *Env {
+	e2 := newEnv(env, n)
+	lv.fill(ev, e2, e2.slots(n))
+	return e2
 }
 
 func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
@@ -963,6 +973,31 @@ func (ev *Evaluator) attrName(names []string, dyn []code, i int, env *Env, pos s
 	return s.S
 }
 
+// selectSite is a selection of one static name.
+type selectSite struct {
+	e    code
+	name string
+	pos  syntax.Pos
+	// one-entry inline cache: a site often selects from the same set
+	// again (values of a set never change, so the entry stays valid)
+	lastA *Attrs
+	lastX *Attr
+}
+
+// lookup is the selection from a set other than the cached one, out of
+// line: the selection's code is on the stack while the set is forced,
+// and the search took room in its frame.
+//
+//go:noinline
+func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
+	if x := a.Lookup(s.name); x != nil {
+		s.lastA, s.lastX = a, x
+		return x.Val
+	}
+	ev.missingAttr(s.name, s.pos)
+	return nil
+}
+
 func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	e := cp.compile(n.E, sc)
 	names, dyn := cp.attrNames(n.Path, sc)
@@ -972,22 +1007,14 @@ func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 		def = cp.compile(n.Or, sc)
 	}
 	if len(names) == 1 && dyn[0] == nil && def == nil {
-		name := names[0]
-		// one-entry inline cache: a site often selects from the same set
-		// again (values of a set never change, so the entry stays valid)
-		var lastA *Attrs
-		var lastX *Attr
+		// behind one pointer, as call1Site
+		s := &selectSite{e: e, name: names[0], pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceAttrsAt(e(ev, env), pos)
-			if a == lastA {
-				return lastX.Val
+			a := ev.forceAttrsAt(s.e(ev, env), s.pos)
+			if a == s.lastA {
+				return s.lastX.Val
 			}
-			if x := a.Lookup(name); x != nil {
-				lastA, lastX = a, x
-				return x.Val
-			}
-			ev.missingAttr(name, pos)
-			return nil
+			return s.lookup(ev, a)
 		}
 	}
 	// per-element inline caches, as in the single-name case
@@ -1062,6 +1089,21 @@ type call1Site struct {
 	pos      syntax.Pos
 }
 
+// call2Site is a call of two arguments.
+type call2Site struct {
+	fn     code
+	a0, a1 func(*Evaluator, *Env) Value
+	pos    syntax.Pos
+}
+
+// call is the call of f other than a curried lambda, out of line: the
+// arguments of call2 would be room in the frame of the site's code.
+//
+//go:noinline
+func (s *call2Site) call(ev *Evaluator, env *Env, f Value) Value {
+	return ev.call2(f, s.a0(ev, env), s.a1(ev, env), s.pos)
+}
+
 func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	fn := cp.compile(n.Fn, sc)
 	args := make([]func(*Evaluator, *Env) Value, len(n.Args))
@@ -1096,14 +1138,19 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 		}
 	}
 	if len(args) == 2 {
-		a0, a1 := args[0], args[1]
+		s := &call2Site{fn: fn, a0: args[0], a1: args[1], pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			f := ev.Force(fn(ev, env))
-			ev.curPos = pos
+			f := ev.Force(s.fn(ev, env))
+			ev.curPos = s.pos
 			if l, ok := f.(*Lambda); ok && l.fn.simple && l.fn.inner != nil {
-				return ev.call2Lambda(l, a0(ev, env), a1(ev, env), pos) // one frame less, as above
+				// one frame less, as above
+				a := s.a0(ev, env)
+				if l.fn.inner.simple {
+					return ev.call2Simple(l, a, s.a1(ev, env), s.pos)
+				}
+				return ev.call2Formals(l, a, s.a1(ev, env), s.pos)
 			}
-			return ev.call2(f, a0(ev, env), a1(ev, env), pos)
+			return s.call(ev, env, f)
 		}
 	}
 	return func(ev *Evaluator, env *Env) Value {
