@@ -48,47 +48,47 @@ type lambdaCode struct {
 
 // capturesEnv reports whether evaluating n may create a closure or thunk
 // that refers to the current environment. It is conservative.
-func capturesEnv(n syntax.Node) bool {
+func (cp *compiler) capturesEnv(n syntax.Node, sc *scope) bool {
 	switch n := n.(type) {
 	case *syntax.Int, *syntax.Float, *syntax.Str, *syntax.Var, *syntax.CurPos:
 		return false
 	case *syntax.Path:
 		return n.Kind == syntax.PathHome
 	case *syntax.Binary:
-		return capturesEnv(n.L) || capturesEnv(n.R)
+		return cp.capturesEnv(n.L, sc) || cp.capturesEnv(n.R, sc)
 	case *syntax.Unary:
-		return capturesEnv(n.E)
+		return cp.capturesEnv(n.E, sc)
 	case *syntax.If:
-		return capturesEnv(n.Cond) || capturesEnv(n.Then) || capturesEnv(n.Else)
+		return cp.capturesEnv(n.Cond, sc) || cp.capturesEnv(n.Then, sc) || cp.capturesEnv(n.Else, sc)
 	case *syntax.Assert:
-		return capturesEnv(n.Cond) || capturesEnv(n.Body)
+		return cp.capturesEnv(n.Cond, sc) || cp.capturesEnv(n.Body, sc)
 	case *syntax.HasAttr:
-		return capturesEnv(n.E) || !staticPath(n.Path)
+		return cp.capturesEnv(n.E, sc) || !staticPath(n.Path)
 	case *syntax.Select:
-		return capturesEnv(n.E) || !staticPath(n.Path) || n.Or != nil && capturesEnv(n.Or)
+		return cp.capturesEnv(n.E, sc) || !staticPath(n.Path) || n.Or != nil && cp.capturesEnv(n.Or, sc)
 	case *syntax.Interp:
 		if n.IsPath {
 			return true
 		}
 		for _, p := range n.Parts {
-			if capturesEnv(p) {
+			if cp.capturesEnv(p, sc) {
 				return true
 			}
 		}
 		return false
 	case *syntax.Call:
-		if capturesEnv(n.Fn) {
+		if cp.capturesEnv(n.Fn, sc) {
 			return true
 		}
 		for _, a := range n.Args {
-			if !directValue(a) {
+			if !cp.envFreeLazy(a, sc) {
 				return true
 			}
 		}
 		return false
 	case *syntax.List:
 		for _, it := range n.Items {
-			if !directValue(it) {
+			if !cp.envFreeLazy(it, sc) {
 				return true
 			}
 		}
@@ -98,13 +98,24 @@ func capturesEnv(n syntax.Node) bool {
 			return true
 		}
 		for _, d := range n.Attrs {
-			if d.InheritFrom != nil || !directValue(d.E) {
+			if d.InheritFrom != nil || !cp.envFreeLazy(d.E, sc) {
 				return true
 			}
 		}
 		return false
 	}
 	return true
+}
+
+// envFreeLazy: in a lazy position (of a scope whose variables all have
+// their values: a lambda's, see envFreeThunk.fill) the expression makes
+// nothing that refers to the environment.
+func (cp *compiler) envFreeLazy(n syntax.Node, sc *scope) bool {
+	if directValue(n) {
+		return true
+	}
+	b, ok := n.(*syntax.Binary)
+	return ok && cp.envFreeBinary(b, sc) != nil
 }
 
 // directValue: in a lazy position the expression is used as is (no thunk
@@ -157,6 +168,9 @@ type compiled struct {
 	// operands are already values (integer arithmetic and comparison on
 	// variables and constants); ok=false means a thunk is needed.
 	spec func(ev *Evaluator, env *Env) (Value, bool)
+	// free, if set, makes the thunk a failed speculation needs without
+	// the environment (see envFreeThunk)
+	free *envFreeThunk
 }
 
 func (cp *compiler) compile(n syntax.Node, sc *scope) code { return cp.comp(n, sc).c }
@@ -228,7 +242,7 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		}
 		return compiled{c: func(ev *Evaluator, env *Env) Value { return ev.arith('-', Int(0), e(ev, env), pos) }}
 	case *syntax.Binary:
-		return compiled{c: cp.compBinary(n, sc), spec: cp.specBinary(n, sc)}
+		return compiled{c: cp.compBinary(n, sc), spec: cp.specBinary(n, sc), free: cp.envFreeBinary(n, sc)}
 	case *syntax.CurPos:
 		v := posAttrs(n.Pos)
 		return compiled{c: constCode(v), cheap: true}
@@ -376,6 +390,18 @@ func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value 
 	}
 	f := c.c
 	// (a slot that is not initialised yet reads as nil: no speculation)
+	if spec, free := c.spec, c.free; spec != nil && free != nil {
+		return func(ev *Evaluator, env *Env) Value {
+			if v, ok := spec(ev, env); ok {
+				return v
+			}
+			t := new(Thunk)
+			if !free.fill(t, ev, env) {
+				t.delayed(f, env)
+			}
+			return t
+		}
+	}
 	if spec := c.spec; spec != nil {
 		return func(ev *Evaluator, env *Env) Value {
 			if v, ok := spec(ev, env); ok {
@@ -450,6 +476,80 @@ func (cp *compiler) specBinary(n *syntax.Binary, sc *scope) func(*Evaluator, *En
 	}
 }
 
+// envFreeThunk makes the thunk of a binary operation of one variable
+// and an integer constant (x + 1, i < n with a constant n is not one)
+// whose speculation failed, x being unevaluated: the thunk keeps x's
+// value in its v field, as an apply thunk keeps its argument, and the
+// code in an environment of its own (site), so that it does not refer to
+// the environment it was made in. A lambda whose body makes only such
+// thunks can then reuse its environment (noCapture: concatMap (x: [ x x
+// (x + 1) ]) makes no environment per element, a recursion
+// f (i + 1) none per call).
+type envFreeThunk struct {
+	site *Env // applyEnv of the operation with x read from the thunk
+	get  code // x
+}
+
+// fill makes t the thunk, unless x reads as nil (a slot of a let or rec
+// being filled: the thunk must then read it later, from env).
+func (f *envFreeThunk) fill(t *Thunk, ev *Evaluator, env *Env) bool {
+	v := f.get(ev, env)
+	if v == nil {
+		return false
+	}
+	t.env, t.v = f.site, v
+	return true
+}
+
+// forcedArg is the operand of an envFreeThunk's operation: the v field
+// of the thunk being forced, read before anything else is forced.
+func forcedArg(ev *Evaluator, _ *Env) Value { return ev.forcedFn() }
+
+// envFreeBinary is the envFreeThunk of n, nil unless n is an operation
+// specBinary speculates on one variable and one integer constant.
+func (cp *compiler) envFreeBinary(n *syntax.Binary, sc *scope) *envFreeThunk {
+	v, k, varLeft := envFreeOperands(n)
+	if v == nil {
+		return nil
+	}
+	c := cp.compVar(v, sc)
+	if !c.isK && !c.cheap {
+		return nil
+	}
+	kc := constCode(Int(k.V))
+	// (each operand code is called once, left first, as compBinary's
+	// code does: the constant's forces nothing, so forcedArg is read
+	// while the thunk is the one being forced)
+	l, r := code(forcedArg), kc
+	if !varLeft {
+		l, r = kc, forcedArg
+	}
+	site := newEnv(nil, 1)
+	site.applyEnv(binCode(n.Op, l, r, n.Pos))
+	return &envFreeThunk{site: site, get: c.c}
+}
+
+// envFreeOperands splits an operation of a variable and an integer
+// constant that specBinary speculates on; v is nil for any other.
+func envFreeOperands(n *syntax.Binary) (v *syntax.Var, k *syntax.Int, varLeft bool) {
+	switch n.Op {
+	case "+", "-", "*", "<", ">", "<=", ">=", "==", "!=":
+	default:
+		return nil, nil, false
+	}
+	if x, ok := n.L.(*syntax.Var); ok {
+		if y, ok := n.R.(*syntax.Int); ok {
+			return x, y, true
+		}
+	}
+	if y, ok := n.L.(*syntax.Int); ok {
+		if x, ok := n.R.(*syntax.Var); ok {
+			return x, y, false
+		}
+	}
+	return nil, nil, false
+}
+
 // specSelect speculates a lazy `v.a.b` (static names, v a variable):
 // when v and the sets on the path are already evaluated and have the
 // names, the selected value (often itself a thunk) is shared instead of
@@ -498,6 +598,7 @@ func (cp *compiler) specSelect(n *syntax.Select, sc *scope) func(*Evaluator, *En
 type lazyItem struct {
 	thunk  code
 	spec   func(*Evaluator, *Env) (Value, bool)
+	free   *envFreeThunk // with spec: the thunk when it fails
 	direct func(*Evaluator, *Env) Value
 	outer  bool // evaluate in env.up (inherit inside let / rec)
 	// alias: slot+1 of the binding this one names (`g = f;` in a let or
@@ -523,7 +624,7 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 		// (a thunk unless compBindings keeps the alias)
 		return lazyItem{thunk: c.c, alias: c.sameSlot + 1}
 	}
-	return lazyItem{thunk: c.c, spec: c.spec}
+	return lazyItem{thunk: c.c, spec: c.spec, free: c.free}
 }
 
 func (lv *lazyVals) add(it lazyItem) {
@@ -599,7 +700,9 @@ func (lv *lazyVals) fillWith(ev *Evaluator, env *Env, out []Value, pre []Thunk) 
 				t = &slab[j-len(pre)]
 			}
 			j++
-			t.delayed(it.thunk, e)
+			if it.free == nil || !it.free.fill(t, ev, e) {
+				t.delayed(it.thunk, e)
+			}
 			out[i] = t
 		}
 	}
@@ -676,7 +779,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 			return lc
 		}
 		lc.body = cp.compile(n.Body, inner)
-		lc.noCapture = !capturesEnv(n.Body)
+		lc.noCapture = !cp.capturesEnv(n.Body, inner)
 		return lc
 	}
 	for i, f := range n.Formals.List {
@@ -1273,12 +1376,15 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	if n.Op == "++" && (isConcat(n.L) || isConcat(n.R)) {
 		return cp.compConcatChain(n, sc)
 	}
-	l, r := cp.compile(n.L, sc), cp.compile(n.R, sc)
-	pos := n.Pos
+	return binCode(n.Op, cp.compile(n.L, sc), cp.compile(n.R, sc), n.Pos)
+}
+
+// binCode is the code of l op r.
+func binCode(op string, l, r code, pos syntax.Pos) code {
 	// behind one pointer, as call1Site (for the operators that recursion
 	// passes through most)
 	s := &binSite{l: l, r: r, pos: pos}
-	switch n.Op {
+	switch op {
 	case "+":
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.Force(s.l(ev, env))
@@ -1359,7 +1465,7 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 			return &List{Items: appendItems(out, b.Items)}
 		}
 	}
-	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
+	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + op, Pos: pos})
 }
 
 func (lc *lambdaCode) argName() string { return lc.arg }
