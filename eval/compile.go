@@ -63,9 +63,9 @@ func (cp *compiler) capturesEnv(n syntax.Node, sc *scope) bool {
 	case *syntax.Assert:
 		return cp.capturesEnv(n.Cond, sc) || cp.capturesEnv(n.Body, sc)
 	case *syntax.HasAttr:
-		return cp.capturesEnv(n.E, sc) || !staticPath(n.Path)
+		return cp.capturesEnv(n.E, sc) || cp.dynCaptures(n.Path, sc)
 	case *syntax.Select:
-		return cp.capturesEnv(n.E, sc) || !staticPath(n.Path) || n.Or != nil && cp.capturesEnv(n.Or, sc)
+		return cp.capturesEnv(n.E, sc) || cp.dynCaptures(n.Path, sc) || n.Or != nil && cp.capturesEnv(n.Or, sc)
 	case *syntax.Interp:
 		if n.IsPath {
 			return true
@@ -98,7 +98,8 @@ func (cp *compiler) capturesEnv(n syntax.Node, sc *scope) bool {
 			return true
 		}
 		for _, d := range n.Attrs {
-			if d.InheritFrom != nil || !cp.envFreeLazy(d.E, sc) {
+			// (inherit (x) a; is a selection x.a)
+			if !cp.envFreeLazy(d.E, sc) {
 				return true
 			}
 		}
@@ -114,8 +115,25 @@ func (cp *compiler) envFreeLazy(n syntax.Node, sc *scope) bool {
 	if directValue(n) {
 		return true
 	}
-	b, ok := n.(*syntax.Binary)
-	return ok && cp.envFreeBinary(b, sc) != nil
+	switch n := n.(type) {
+	case *syntax.Binary:
+		return cp.envFreeBinary(n, sc) != nil
+	case *syntax.Select:
+		return cp.envFreeSelect(n, sc) != nil
+	}
+	return false
+}
+
+// dynCaptures: a dynamic name of the path may make something that
+// refers to the environment (the names themselves are evaluated in
+// place).
+func (cp *compiler) dynCaptures(path []syntax.AttrName, sc *scope) bool {
+	for _, a := range path {
+		if a.Dyn != nil && cp.capturesEnv(a.Dyn, sc) {
+			return true
+		}
+	}
+	return false
 }
 
 // directValue: in a lazy position the expression is used as is (no thunk
@@ -210,7 +228,7 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 	case *syntax.With:
 		return compiled{c: cp.compWith(n, sc)}
 	case *syntax.Select:
-		return compiled{c: cp.compSelect(n, sc), spec: cp.specSelect(n, sc)}
+		return compiled{c: cp.compSelect(n, sc), spec: cp.specSelect(n, sc), free: cp.envFreeSelect(n, sc)}
 	case *syntax.HasAttr:
 		return compiled{c: cp.compHasAttr(n, sc)}
 	case *syntax.Call:
@@ -548,6 +566,27 @@ func envFreeOperands(n *syntax.Binary) (v *syntax.Var, k *syntax.Int, varLeft bo
 		}
 	}
 	return nil, nil, false
+}
+
+// envFreeSelect is the envFreeThunk of a selection specSelect
+// speculates on (static names of a variable, no default): the thunk
+// selects from the variable's value it holds.
+func (cp *compiler) envFreeSelect(n *syntax.Select, sc *scope) *envFreeThunk {
+	v, ok := n.E.(*syntax.Var)
+	if !ok || n.Or != nil || !staticPath(n.Path) {
+		return nil
+	}
+	c := cp.compVar(v, sc)
+	if !c.cheap {
+		return nil
+	}
+	names := make([]string, len(n.Path))
+	for i, p := range n.Path {
+		names[i] = p.Name
+	}
+	site := newEnv(nil, 1)
+	site.applyEnv(selectCode(forcedArg, names, make([]code, len(names)), nil, n.Pos))
+	return &envFreeThunk{site: site, get: c.c}
 }
 
 // specSelect speculates a lazy `v.a.b` (static names, v a variable):
@@ -1104,11 +1143,16 @@ func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
 func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	e := cp.compile(n.E, sc)
 	names, dyn := cp.attrNames(n.Path, sc)
-	pos := n.Pos
 	var def code
 	if n.Or != nil {
 		def = cp.compile(n.Or, sc)
 	}
+	return selectCode(e, names, dyn, def, n.Pos)
+}
+
+// selectCode is the code of e.names (dyn: the names' code where they
+// are not static) or def.
+func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) code {
 	if len(names) == 1 && dyn[0] == nil && def == nil {
 		// behind one pointer, as call1Site
 		s := &selectSite{e: e, name: names[0], pos: pos}

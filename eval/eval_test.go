@@ -642,6 +642,10 @@ func TestEnvFreeThunks(t *testing.T) {
 		{`let f = x: [ (x == 1) ]; in f ("a" + "")`, `[ false ]`},
 		// a let's slot read before it is filled keeps the environment
 		{`let a = [ (b + 1) ]; b = 1 + 1; in a`, `[ 3 ]`},
+		// selections of a variable, inherit (x) included
+		{`let f = x: [ x.a x.b.c ]; a = f ({ a = 1; b.c = 2; } // { }); b = f ({ a = 3; b.c = 4; } // { }); in builtins.seq b (a ++ b)`, `[ 1 2 3 4 ]`},
+		{`map (m: { inherit (m) file; v = m.v; }) [ ({ file = "a"; v = 1; } // { }) ({ file = "b"; v = 2; } // { }) ]`, `[ { file = "a"; v = 1; } { file = "b"; v = 2; } ]`},
+		{`builtins.filter (k: { a = 1; } ? ${k}) [ "a" "b" ]`, `[ "a" ]`},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {
@@ -655,5 +659,9 @@ func TestEnvFreeThunks(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || !strings.Contains(e.Msg, "cannot coerce an integer to a string") || e.Pos.Off != 16 {
 		t.Errorf("got %v, want the error of adding an integer to a string, at the +", err)
+	}
+	_, err = evalString(t, newTestEval(), `let f = x: [ x.b ]; in f ({ a = 1; } // { })`)
+	if !errors.As(err, &e) || !strings.Contains(e.Msg, "attribute 'b' missing") {
+		t.Errorf("got %v, want attribute 'b' missing", err)
 	}
 }
