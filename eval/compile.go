@@ -1409,6 +1409,34 @@ type binSite struct {
 //go:noinline
 func (s *binSite) addInt(ev *Evaluator, a Int, b Value) Value { return ev.add(a, b, s.pos) }
 
+// arith, equal and lessThan are the operators other than on two
+// integers, out of line as addInt.
+//
+//go:noinline
+func (s *binSite) arith(ev *Evaluator, op byte, a, b Value) Value { return ev.arith(op, a, b, s.pos) }
+
+//go:noinline
+func (s *binSite) equal(ev *Evaluator, a, b Value) bool { return ev.Equal(a, b, s.pos) }
+
+//go:noinline
+func (s *binSite) lessThan(ev *Evaluator, a, b Value) bool { return ev.lessThan(a, b, s.pos) }
+
+// concat2 is a ++ b, out of line as addInt.
+//
+//go:noinline
+func concat2(a, b *List) Value {
+	if len(a.Items) == 0 {
+		return b
+	}
+	if len(b.Items) == 0 {
+		return a
+	}
+	out := make([]Value, 0, len(a.Items)+len(b.Items))
+	prefault(out)
+	out = appendItems(out, a.Items)
+	return &List{Items: appendItems(out, b.Items)}
+}
+
 // addRest is + of an a that is not an integer, r not evaluated yet.
 //
 //go:noinline
@@ -1425,8 +1453,8 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 
 // binCode is the code of l op r.
 func binCode(op string, l, r code, pos syntax.Pos) code {
-	// behind one pointer, as call1Site (for the operators that recursion
-	// passes through most)
+	// behind one pointer, as call1Site (the operators recursion passes
+	// through; the rest capture l, r and pos one by one)
 	s := &binSite{l: l, r: r, pos: pos}
 	switch op {
 	case "+":
@@ -1443,31 +1471,31 @@ func binCode(op string, l, r code, pos syntax.Pos) code {
 		}
 	case "-":
 		return func(ev *Evaluator, env *Env) Value {
-			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			a, b := ev.Force(s.l(ev, env)), ev.Force(s.r(ev, env))
 			if x, ok := a.(Int); ok {
 				if y, ok := b.(Int); ok {
 					return x - y
 				}
 			}
-			return ev.arith('-', a, b, pos)
+			return s.arith(ev, '-', a, b)
 		}
 	case "*":
 		return func(ev *Evaluator, env *Env) Value { return ev.arith('*', l(ev, env), r(ev, env), pos) }
 	case "/":
 		return func(ev *Evaluator, env *Env) Value { return ev.arith('/', l(ev, env), r(ev, env), pos) }
 	case "==":
-		return func(ev *Evaluator, env *Env) Value { return Bool(ev.Equal(l(ev, env), r(ev, env), pos)) }
+		return func(ev *Evaluator, env *Env) Value { return Bool(s.equal(ev, s.l(ev, env), s.r(ev, env))) }
 	case "!=":
-		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.Equal(l(ev, env), r(ev, env), pos)) }
+		return func(ev *Evaluator, env *Env) Value { return Bool(!s.equal(ev, s.l(ev, env), s.r(ev, env))) }
 	case "<":
 		return func(ev *Evaluator, env *Env) Value {
-			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			a, b := ev.Force(s.l(ev, env)), ev.Force(s.r(ev, env))
 			if x, ok := a.(Int); ok {
 				if y, ok := b.(Int); ok {
 					return Bool(x < y)
 				}
 			}
-			return Bool(ev.lessThan(a, b, pos))
+			return Bool(s.lessThan(ev, a, b))
 		}
 	case ">":
 		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(r(ev, env), l(ev, env), pos)) }
@@ -1477,11 +1505,11 @@ func binCode(op string, l, r code, pos syntax.Pos) code {
 		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.lessThan(l(ev, env), r(ev, env), pos)) }
 	case "&&":
 		return func(ev *Evaluator, env *Env) Value {
-			return Bool(ev.forceBool(l(ev, env), pos) && ev.forceBool(r(ev, env), pos))
+			return Bool(ev.forceBool(s.l(ev, env), s.pos) && ev.forceBool(s.r(ev, env), s.pos))
 		}
 	case "||":
 		return func(ev *Evaluator, env *Env) Value {
-			return Bool(ev.forceBool(l(ev, env), pos) || ev.forceBool(r(ev, env), pos))
+			return Bool(ev.forceBool(s.l(ev, env), s.pos) || ev.forceBool(s.r(ev, env), s.pos))
 		}
 	case "->":
 		return func(ev *Evaluator, env *Env) Value {
@@ -1489,24 +1517,15 @@ func binCode(op string, l, r code, pos syntax.Pos) code {
 		}
 	case "//":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceAttrsAt(l(ev, env), pos)
-			b := ev.forceAttrsAt(r(ev, env), pos)
+			a := ev.forceAttrsAt(s.l(ev, env), s.pos)
+			b := ev.forceAttrsAt(s.r(ev, env), s.pos)
 			return a.Update(b)
 		}
 	case "++":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceListAt(l(ev, env), pos)
-			b := ev.forceListAt(r(ev, env), pos)
-			if len(a.Items) == 0 {
-				return b
-			}
-			if len(b.Items) == 0 {
-				return a
-			}
-			out := make([]Value, 0, len(a.Items)+len(b.Items))
-			prefault(out)
-			out = appendItems(out, a.Items)
-			return &List{Items: appendItems(out, b.Items)}
+			a := ev.forceListAt(s.l(ev, env), s.pos)
+			b := ev.forceListAt(s.r(ev, env), s.pos)
+			return concat2(a, b)
 		}
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + op, Pos: pos})
