@@ -1029,6 +1029,9 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 					it.thunk, it.direct = it.direct, nil
 				}
 				it.alias = 0
+				// the overrides replace slots once the thunks are made,
+				// and a thunk must read them then
+				it.free = nil
 			}
 		}
 	}

@@ -646,6 +646,9 @@ func TestEnvFreeThunks(t *testing.T) {
 		{`let f = x: [ x.a x.b.c ]; a = f ({ a = 1; b.c = 2; } // { }); b = f ({ a = 3; b.c = 4; } // { }); in builtins.seq b (a ++ b)`, `[ 1 2 3 4 ]`},
 		{`map (m: { inherit (m) file; v = m.v; }) [ ({ file = "a"; v = 1; } // { }) ({ file = "b"; v = 2; } // { }) ]`, `[ { file = "a"; v = 1; } { file = "b"; v = 2; } ]`},
 		{`builtins.filter (k: { a = 1; } ? ${k}) [ "a" "b" ]`, `[ "a" ]`},
+		// __overrides replaces slots after the thunks are made
+		{`rec { a = 2; b = a + 1; __overrides = { a = 10; }; }.b`, `11`},
+		{`rec { a = { x = 1; }; b = a.x; __overrides = { a = { x = 5; }; }; }.b`, `5`},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {
