@@ -6,7 +6,9 @@ import (
 	"github.com/tvix-go/tvix/eval/syntax"
 )
 
-func (ev *Evaluator) add(a, b Value, pos syntax.Pos) Value {
+// add is a + b. As in C++ Nix, an error about an operand is reported at
+// that operand (lpos, rpos: where each begins).
+func (ev *Evaluator) add(a, b Value, lpos, rpos syntax.Pos) Value {
 	a = ev.Force(a)
 	switch x := a.(type) {
 	case Int:
@@ -16,7 +18,7 @@ func (ev *Evaluator) add(a, b Value, pos syntax.Pos) Value {
 		case Float:
 			return Float(x) + y
 		default:
-			ev.throwAt(pos, "cannot add %s to an integer", showType(y))
+			ev.throwAt(rpos, "cannot add %s to an integer", showType(y))
 		}
 	case Float:
 		switch y := ev.Force(b).(type) {
@@ -25,23 +27,23 @@ func (ev *Evaluator) add(a, b Value, pos syntax.Pos) Value {
 		case Float:
 			return x + y
 		default:
-			ev.throwAt(pos, "cannot add %s to a float", showType(y))
+			ev.throwAt(rpos, "cannot add %s to a float", showType(y))
 		}
 	case Path:
-		s := ev.coerceToString(b, pos, false, false)
+		s := ev.coerceToString(b, rpos, false, false)
 		if len(s.Ctx()) > 0 {
-			ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
+			ev.throwAt(rpos, "a string that refers to a store path cannot be appended to a path")
 		}
 		return Path(canonPath(string(x) + s.S))
 	case *String:
-		s := ev.coerceToString(b, pos, false, true)
+		s := ev.coerceToString(b, rpos, false, true)
 		if s.S == "" && len(s.Ctx()) == 0 {
 			return x
 		}
 		return StrCtx(x.S+s.S, MergeContext(x.Ctx(), s.Ctx()))
 	}
-	s1 := ev.coerceToString(a, pos, false, true)
-	s2 := ev.coerceToString(b, pos, false, true)
+	s1 := ev.coerceToString(a, lpos, false, true)
+	s2 := ev.coerceToString(b, rpos, false, true)
 	return StrCtx(s1.S+s2.S, MergeContext(s1.Ctx(), s2.Ctx()))
 }
 
@@ -106,5 +108,5 @@ func (ev *Evaluator) addNum(a, b Value) Value {
 	default:
 		ev.Throwf("value is %s while an integer was expected", showType(b))
 	}
-	return ev.add(a, b, ev.curPos)
+	return ev.add(a, b, ev.curPos, ev.curPos)
 }

@@ -543,7 +543,7 @@ func (cp *compiler) envFreeBinary(n *syntax.Binary, sc *scope) *envFreeThunk {
 		l, r = kc, forcedArg
 	}
 	site := newEnv(nil, 1)
-	site.applyEnv(binCode(n.Op, l, r, n.Pos))
+	site.applyEnv(binCode(n.Op, l, r, n.Pos, n.RPos))
 	return &envFreeThunk{site: site, get: c.c}
 }
 
@@ -1402,7 +1402,8 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 
 type binSite struct {
 	l, r code
-	pos  syntax.Pos
+	pos  syntax.Pos // where l begins: C++ Nix's position of the operator
+	rpos syntax.Pos // where r begins, for +'s errors about it
 }
 
 // addInt and addRest are + other than of two integers, out of line: the
@@ -1410,7 +1411,7 @@ type binSite struct {
 // frame of the operator's code.
 //
 //go:noinline
-func (s *binSite) addInt(ev *Evaluator, a Int, b Value) Value { return ev.add(a, b, s.pos) }
+func (s *binSite) addInt(ev *Evaluator, a Int, b Value) Value { return ev.add(a, b, s.pos, s.rpos) }
 
 // arith, equal and lessThan are the operators other than on two
 // integers, out of line as addInt.
@@ -1444,21 +1445,21 @@ func concat2(a, b *List) Value {
 //
 //go:noinline
 func (s *binSite) addRest(ev *Evaluator, env *Env, a Value) Value {
-	return ev.add(a, s.r(ev, env), s.pos)
+	return ev.add(a, s.r(ev, env), s.pos, s.rpos)
 }
 
 func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	if n.Op == "++" && (isConcat(n.L) || isConcat(n.R)) {
 		return cp.compConcatChain(n, sc)
 	}
-	return binCode(n.Op, cp.compile(n.L, sc), cp.compile(n.R, sc), n.Pos)
+	return binCode(n.Op, cp.compile(n.L, sc), cp.compile(n.R, sc), n.Pos, n.RPos)
 }
 
 // binCode is the code of l op r.
-func binCode(op string, l, r code, pos syntax.Pos) code {
+func binCode(op string, l, r code, pos, rpos syntax.Pos) code {
 	// behind one pointer, as call1Site (the operators recursion passes
 	// through; the rest capture l, r and pos one by one)
-	s := &binSite{l: l, r: r, pos: pos}
+	s := &binSite{l: l, r: r, pos: pos, rpos: rpos}
 	switch op {
 	case "+":
 		return func(ev *Evaluator, env *Env) Value {

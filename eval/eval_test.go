@@ -660,11 +660,52 @@ func TestEnvFreeThunks(t *testing.T) {
 	}
 	_, err := evalString(t, newTestEval(), `let f = x: [ (x + 1) ]; in f ("a" + "")`)
 	var e *Error
-	if !errors.As(err, &e) || !strings.Contains(e.Msg, "cannot coerce an integer to a string") || e.Pos.Off != 16 {
-		t.Errorf("got %v, want the error of adding an integer to a string, at the +", err)
+	if !errors.As(err, &e) || !strings.Contains(e.Msg, "cannot coerce an integer to a string") || e.Pos.Off != 18 {
+		t.Errorf("got %v, want the error of adding an integer to a string, at the integer (as C++ Nix)", err)
 	}
 	_, err = evalString(t, newTestEval(), `let f = x: [ x.b ]; in f ({ a = 1; } // { })`)
 	if !errors.As(err, &e) || !strings.Contains(e.Msg, "attribute 'b' missing") {
 		t.Errorf("got %v, want attribute 'b' missing", err)
+	}
+}
+
+// TestOperatorErrorPositions: the columns C++ Nix 2.8 reports (checked
+// with nix-instantiate): an operator's error where its left operand
+// begins, parenthesis included; +'s error about an operand at that
+// operand.
+func TestOperatorErrorPositions(t *testing.T) {
+	for _, c := range []struct {
+		expr string
+		col  int
+	}{
+		{`1 / 0`, 1},
+		{`  1 - "a"`, 3},
+		{`(1 - 2) - "a"`, 1},
+		{`true -> 1`, 1},
+		{`1 == 1 && 2`, 1},
+		{`let a = { b = 1; }; in a.b - "x"`, 24},
+		{`let f = x: x; in f 1 - "x"`, 18},
+		{`1 + 2 - "x"`, 1},
+		{`[] ++ [] ++ 1`, 7},
+		{`"x" + 2 + 3`, 7},
+		{`1 + 2 + "x"`, 9},
+		{`let p = ./.; in p + 1`, 21},
+		{`1 + "a"`, 5},
+		{`{} + "a"`, 1},
+		{`1.0 + "a"`, 7},
+		{`let f = x: x; in "a" + f`, 24},
+		{`let f = x: [ (x + 1) ]; in builtins.elemAt (f "s") 0`, 19},
+		{`1 * {}`, 1},
+	} {
+		t.Run(c.expr, func(t *testing.T) {
+			_, err := evalString(t, newTestEval(), c.expr)
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("got %v, want an evaluation error", err)
+			}
+			if e.Pos.Off+1 != c.col {
+				t.Errorf("error %q at column %d, want %d", e.Msg, e.Pos.Off+1, c.col)
+			}
+		})
 	}
 }

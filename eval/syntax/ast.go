@@ -186,10 +186,15 @@ type (
 		Op  string // "!" or "-"
 		E   Node
 	}
+	// Binary's Pos is where its left operand begins (a parenthesis
+	// included), RPos where its right one does: C++ Nix reports an
+	// operator's errors at the first and an operand's coercion of + at
+	// the operand's.
 	Binary struct {
 		Pos  Pos
 		Op   string
 		L, R Node
+		RPos Pos
 	}
 	// CurPos is __curPos.
 	CurPos struct{ Pos Pos }

@@ -227,6 +227,7 @@ var binops = map[string]opInfo{
 
 func (p *parser) binary(minPrec int) Node {
 	t := p.lx.peekTok()
+	start := t.off
 	saved := p.depth
 	p.enter(t.off)
 	// every operator of a chain (a + b + c ...) nests the tree one level
@@ -265,8 +266,9 @@ func (p *parser) binary(minPrec int) Node {
 			if info.assoc == 1 {
 				next = info.prec
 			}
+			rstart := p.lx.peekTok().off
 			rhs := p.binary(next)
-			lhs = &Binary{Pos: p.pos(t.off), Op: t.text, L: lhs, R: rhs}
+			lhs = &Binary{Pos: p.pos(start), Op: t.text, L: lhs, R: rhs, RPos: p.pos(rstart)}
 		}
 		lastPrec = info.prec
 	}
