@@ -204,13 +204,6 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	}
 	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
 		runtime.MemProfileRate = 64 << 10
-		defer func() {
-			runtime.GC() // the profile is as of the last cycle: count every allocation
-			if f, err := os.Create(prof); err == nil {
-				pprof.Lookup("allocs").WriteTo(f, 0)
-				f.Close()
-			}
-		}()
 	} else {
 		// Go samples an allocation every 512 KB by default; the records
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
@@ -275,6 +268,19 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		defer done()
 	}
 	ev := eval.New(evOpts)
+	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
+		defer func() {
+			// the profile is as of the last cycle: count every
+			// allocation, and (inuse_space) what the evaluator still
+			// holds at the end, its import cache above all
+			runtime.GC()
+			if f, err := os.Create(prof); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			runtime.KeepAlive(ev)
+		}()
+	}
 	cwd, _ := os.Getwd()
 	fail := func(err error) int {
 		var e *eval.Error
