@@ -12,7 +12,7 @@ const MaxDepth = 5000
 
 // Parse parses a whole Nix expression.
 func Parse(src *Source) (n Node, err error) {
-	p := &parser{lx: lexer{src: src, s: src.Text, str: string(src.Text)}}
+	p := &parser{lx: lexer{src: src, s: src.Text, str: src.str}}
 	defer func() {
 		if r := recover(); r != nil {
 			pe, ok := r.(*ParseError)
