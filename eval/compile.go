@@ -521,6 +521,11 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 	return lazyItem{thunk: c.c, spec: c.spec}
 }
 
+// newLazyVals has room for n items: the code keeps them as long as the
+// file it compiled is imported, and append's slack was ~30% of them
+// (import-many).
+func newLazyVals(n int) *lazyVals { return &lazyVals{items: make([]lazyItem, 0, n)} }
+
 func (lv *lazyVals) add(it lazyItem) {
 	lv.items = append(lv.items, it)
 }
@@ -707,7 +712,7 @@ func (cp *compiler) compList(n *syntax.List, sc *scope) compiled {
 	if len(n.Items) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return &List{} }, cheap: true}
 	}
-	lv := &lazyVals{}
+	lv := newLazyVals(len(n.Items))
 	for _, it := range n.Items {
 		lv.add(lazyOf(cp.comp(it, sc), true))
 	}
@@ -752,7 +757,7 @@ func sortedDefs(defs []*syntax.AttrDef) []*syntax.AttrDef {
 
 func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	defs := sortedDefs(n.Attrs)
-	lv := &lazyVals{}
+	lv := newLazyVals(len(defs))
 	for _, d := range defs {
 		lv.add(lazyOf(cp.comp(d.E, sc), true))
 	}
@@ -762,15 +767,16 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		var tmp [16]Value
 		var vals []Value
-		if len(defs) <= len(tmp) {
-			vals = tmp[:len(defs)]
+		if nd <= len(tmp) {
+			vals = tmp[:nd]
 		} else {
-			vals = make([]Value, len(defs))
+			vals = make([]Value, nd)
 		}
-		a, pre := allocAttrsThunks(len(defs), sure)
+		a, pre := allocAttrsThunks(nd, sure)
 		lv.fillWith(ev, env, vals, pre)
 		for i, k := range keys {
 			a.own()[i] = Attr{key: k, Val: vals[i]}
@@ -840,7 +846,7 @@ func recScope(defs []*syntax.AttrDef, sc *scope) *scope {
 // compBindings compiles the values of let / rec bindings: inherited ones
 // in the outer scope, the rest in the recursive one.
 func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) *lazyVals {
-	lv := &lazyVals{}
+	lv := newLazyVals(len(defs))
 	for _, d := range defs {
 		if d.Inherited {
 			it := lazyOf(cp.comp(d.E, sc), true)
@@ -885,11 +891,12 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 			}
 		}
 	}
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.slots(len(defs)))
-		a := allocAttrs(len(defs))
-		for i, v := range e2.slots(len(defs)) {
+		e2 := newEnv(env, nd)
+		vals.fill(ev, e2, e2.slots(nd))
+		a := allocAttrs(nd)
+		for i, v := range e2.slots(nd) {
 			a.own()[i] = Attr{key: keys[i], Val: v}
 		}
 		if overrides >= 0 {
@@ -913,9 +920,10 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	inner := recScope(defs, sc)
 	vals := cp.compBindings(defs, sc, inner)
 	body := cp.compile(n.Body, inner)
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.slots(len(defs)))
+		e2 := newEnv(env, nd)
+		vals.fill(ev, e2, e2.slots(nd))
 		return body(ev, e2)
 	}
 }
@@ -1136,10 +1144,11 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	pos := n.Pos
 	if n.IsPath {
 		first := cp.compile(n.Parts[0], sc)
+		slash := strings.HasSuffix(n.Parts[0].(*syntax.Path).V, "/")
 		return func(ev *Evaluator, env *Env) Value {
 			var b strings.Builder
 			b.WriteString(string(ev.Force(first(ev, env)).(Path)))
-			if strings.HasSuffix(n.Parts[0].(*syntax.Path).V, "/") {
+			if slash {
 				b.WriteByte('/')
 			}
 			for i := 1; i < len(parts); i++ {
