@@ -131,7 +131,7 @@ func registerAttrs(reg registerFunc) {
 			if !ok {
 				ev.Throwf("attribute 'value' missing for call to 'listToAttrs'")
 			}
-			keys[i] = attrKey{name: name, pre: keyPre(name), pos: x.Lookup("value").key.pos}
+			keys[i] = attrKey{name: name, pre: keyPre(name), pos: x.Lookup("value").Pos()}
 			as = append(as, Attr{key: &keys[i], Val: vv})
 		}
 		// the first occurrence of a name wins

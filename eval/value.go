@@ -236,21 +236,12 @@ type attrKey struct {
 	// another pointer (a lookup in a set of thousands of names built at
 	// run time, as an overlay's listToAttrs, is a dozen comparisons)
 	pre  uint64
-	// pos is a copy, not a pointer into the syntax tree, which would
-	// keep every imported file's whole tree (a set's definitions hold
-	// their expressions) for as long as its keys live: 1.7 KB of the
-	// ~4.3 KB each import-many file kept. (Src nil when unknown; the
-	// struct is 48 bytes either way, its size class.)
-	pos  syntax.Pos
+	pos  *syntax.Pos // nil when unknown
 	bare *attrKey    // the same name without pos, made on first use (noPos)
 }
 
 func newKey(name string, pos *syntax.Pos) *attrKey {
-	k := &attrKey{name: name, pre: keyPre(name)}
-	if pos != nil {
-		k.pos = *pos
-	}
-	return k
+	return &attrKey{name: name, pre: keyPre(name), pos: pos}
 }
 
 // keyPre is s's first 8 bytes as a big-endian integer, zero-padded, so
@@ -310,7 +301,7 @@ func sameName(a, b *attrKey) bool {
 // evaluator (the compiler's too: compiled code is per evaluator), which
 // runs on one goroutine at a time, so making bare lazily is no race.
 func (k *attrKey) noPos() *attrKey {
-	if k.pos.Src == nil {
+	if k.pos == nil {
 		return k
 	}
 	if k.bare == nil {
@@ -340,12 +331,7 @@ func mkAttrPos(name string, pos *syntax.Pos, v Value) Attr {
 func (a Attr) Name() string { return a.key.name }
 
 // Pos is where the attribute was defined, nil when unknown.
-func (a Attr) Pos() *syntax.Pos {
-	if a.key.pos.Src == nil {
-		return nil
-	}
-	return &a.key.pos
-}
+func (a Attr) Pos() *syntax.Pos { return a.key.pos }
 
 // Attrs is an attribute set, sorted by name. A set made by `big // small`
 // keeps the small side as an overlay over the big one (flattened on first
