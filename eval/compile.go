@@ -1296,6 +1296,7 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 			out := make([]Value, 0, len(a.Items)+len(b.Items))
 			prefault(out)
 			out = appendItems(out, a.Items)
+			ev.stepItems(cap(out))
 			return &List{Items: appendItems(out, b.Items)}
 		}
 	}

@@ -198,11 +198,11 @@ func TestEvalPaceLimitKept(t *testing.T) {
 		{kept: 1, want: 144 << 20},
 	}
 	for _, c := range cases {
-		if got := p.limitKept(40<<20, 60<<20, c.kept); got != c.want {
+		if got := p.limitKept(40<<20, 60<<20, 60<<20, c.kept); got != c.want {
 			t.Errorf("limitKept(40 MB live, 60 MB allocated, %.2f kept) = %d MB, want %d MB", c.kept, got>>20, c.want>>20)
 		}
 	}
-	if got := (evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20}).limitKept(40<<20, 60<<20, 1); got != 112<<20 {
+	if got := (evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20}).limitKept(40<<20, 60<<20, 60<<20, 1); got != 112<<20 {
 		t.Errorf("without keptExtra: %d MB, want 112 MB", got>>20)
 	}
 }
@@ -222,7 +222,7 @@ func TestEvalPaceLimitKeptGarbage(t *testing.T) {
 		{allocs: 200 << 20, kept: 0.5, want: 320 << 20}, // up to garbageCap
 	}
 	for _, c := range cases {
-		if got := p.limitKept(40<<20, c.allocs, c.kept); got != c.want {
+		if got := p.limitKept(40<<20, c.allocs, c.allocs, c.kept); got != c.want {
 			t.Errorf("limitKept(40 MB live, %d MB allocated, %.2f kept) = %d MB, want %d MB", c.allocs>>20, c.kept, got>>20, c.want>>20)
 		}
 	}
@@ -249,5 +249,31 @@ func TestPaceFromEnv(t *testing.T) {
 	env = map[string]string{"TVIX_GC_MINHEAP_MB": "0", "TVIX_GC_RATIO": "99"} // below their least
 	if got := paceFromEnv(func(k string) string { return env[k] }, defaultEvalPace); got != defaultEvalPace {
 		t.Errorf("values below the least were taken: %+v", got)
+	}
+}
+
+// Where C++ Nix would have allocated less (the long lists of `++`, at
+// half the bytes), the garbage rule keeps the heap at the same share of
+// Nix's allocations: 40 MB when 30 MB of Nix's bytes are behind it and
+// half of what comes is list items, as then Nix has allocated 50.
+func TestEvalPaceLimitNix(t *testing.T) {
+	p := evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
+	cases := []struct {
+		live, allocs, nix, want int64
+	}{
+		{live: 2 << 20, allocs: 60 << 20, nix: 60 << 20, want: 232 << 20},     // as limit: 4x the 58 MB collected
+		{live: 2 << 20, allocs: 60 << 20, nix: 70 << 20, want: 232 << 20},     // never above limit
+		{live: 0, allocs: 60 << 20, nix: 30 << 20, want: 40 << 20},            // 0.8 of the 50 MB then
+		{live: 0, allocs: 100 << 20, nix: 75 << 20, want: 150 << 20},          // 0.8 × (75 + 0.75 × 150)
+		{live: 4 << 20, allocs: 30 << 20, nix: 20 << 20, want: 40 << 20},      // 2x live + extra above it
+		{live: 0, allocs: 1000 << 20, nix: 600 << 20, want: 320 << 20},        // up to the cap
+		{live: 300 << 20, allocs: 400 << 20, nix: 250 << 20, want: 632 << 20}, // large live heap
+	}
+	for _, c := range cases {
+		got := p.limitNix(c.live, c.allocs, c.nix)
+		if d := got - c.want; d < -1<<10 || d > 1<<10 {
+			t.Errorf("limitNix(%d MB live, %d MB allocated, %d MB in Nix's bytes) = %.2f MB, want %d MB",
+				c.live>>20, c.allocs>>20, c.nix>>20, float64(got)/(1<<20), c.want>>20)
+		}
 	}
 }
