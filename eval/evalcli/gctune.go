@@ -341,6 +341,15 @@ type evalPace struct {
 // collected) still let the heap reach 123 MB at 5,000: the heap grows
 // by Go's bytes, twice Nix's, so limitNix solves for the heap that is
 // 0.8 of Nix's allocations when it is reached.
+//
+// Not changed when the executable's image was released (releaseImage,
+// ninth pass), which took ~10 MB off every peak: floor 20 MB saved 2-6
+// ms of task-clock on the corpus' small cases (fewer fresh pages to
+// fault) but cost fixpoint-overlays 0.12 -> 0.16 s, scale CPU points
+// 58 -> 57, the corpus' the same; extra 48 MB took json of 80,000 from
+// 181 to 153 ms and ctx-concatsep of 20,000 from 252 to 211 ms (both
+// below Nix's CPU already) but put the latter's peak past Nix's (99 vs
+// 95 MB), genericClosure of 160,000 and regex of 80,000 10-13 ms slower.
 var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
 	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6}
 
