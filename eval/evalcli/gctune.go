@@ -283,6 +283,10 @@ type evalPace struct {
 	// keptGarbageShare of the bytes allocated since the last one live
 	keptGarbageShare float64
 	keptGarbage      float64
+	// deadGarbage replaces garbage after a cycle that found less than
+	// deadShare of the bytes allocated since the last one live
+	deadShare   float64
+	deadGarbage float64
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
@@ -350,8 +354,23 @@ type evalPace struct {
 // 181 to 153 ms and ctx-concatsep of 20,000 from 252 to 211 ms (both
 // below Nix's CPU already) but put the latter's peak past Nix's (99 vs
 // 95 MB), genericClosure of 160,000 and regex of 80,000 10-13 ms slower.
+//
+// deadShare 0.05 and deadGarbage 1 (2026-12-02, ninth pass): after a
+// cycle that found less than 5% of what was allocated since the one
+// before live, the heap may hold only as much again as was collected.
+// Marking costs about the live heap, ~1 ms for append-fold's 1 MB,
+// while every MB the heap grows by is ~256 fresh pages to fault, ~0.4
+// ms: append-fold at 5,000 75 -> 67 ms task-clock (Nix 66), 83 -> 56
+// MB; at 10,000 229 -> 202 ms (Nix ~200), 304 -> 209 MB (10 cycles
+// where there were 6); update-chain at 80,000 137 -> 88 MB at the same
+// CPU; fib (eval-bench) a cycle more at 0.45x Nix's CPU; no other
+// workload's cycles moved. Points, same runs against the tree without
+// it (16:43-16:46): scale CPU 59 vs 57, corpus 16 vs 15, the rest the
+// same. (GC percentage 100 everywhere, TVIX_GC_GARBAGE=100, did as
+// much for append-fold; 4 was tuned for lib-modules, whose cycles keep
+// 56-64%.)
 var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
-	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6}
+	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6, deadShare: 0.05, deadGarbage: 1}
 
 // limitKept is limit after a cycle that found kept (a share) of what
 // was allocated since the cycle before still live: from keptShare on,
@@ -369,6 +388,9 @@ func (p evalPace) limitKept(live, allocs, nixAllocs int64, kept float64) int64 {
 	}
 	if p.keptGarbage > 0 && kept >= p.keptGarbageShare {
 		p.garbage = max(p.garbage, p.keptGarbage)
+	}
+	if p.deadGarbage > 0 && kept < p.deadShare {
+		p.garbage = min(p.garbage, p.deadGarbage)
 	}
 	return p.limitNix(live, allocs, nixAllocs)
 }

@@ -210,8 +210,9 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		runtime.MemProfileRate = 0
 	}
 	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO,
-	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT, TVIX_GC_KEPTGARBAGE (percentages)
-	// and TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
+	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT, TVIX_GC_KEPTGARBAGE, TVIX_GC_DEAD,
+	// TVIX_GC_DEADGARBAGE (percentages) and TVIX_GC_KEPTEXTRA_MB override
+	// the evaluation pace, for measuring it.
 	pace := defaultEvalPace
 	var periodic func() // the collector's poll, evaluating
 	pace = paceFromEnv(getenv, pace)
@@ -420,6 +421,8 @@ func paceFromEnv(getenv func(string) string, pace evalPace) evalPace {
 		{"TVIX_GC_KEPT", 0, pct(&pace.keptShare)},
 		{"TVIX_GC_KEPTGARBAGE", 0, pct(&pace.keptGarbage)},
 		{"TVIX_GC_KEPTEXTRA_MB", 0, mb(&pace.keptExtra)},
+		{"TVIX_GC_DEAD", 0, pct(&pace.deadShare)},
+		{"TVIX_GC_DEADGARBAGE", 0, pct(&pace.deadGarbage)},
 	} {
 		if s := getenv(ov.env); s != "" {
 			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= ov.min {
