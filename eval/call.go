@@ -83,7 +83,12 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 	switch fn := f.(type) {
 	case *Lambda:
 		if fn.fn.simple && fn.fn.inner != nil {
-			return ev.call2Lambda(fn, a, b, pos)
+			// (two functions, called directly: the frame of each only
+			// has room for what it calls itself)
+			if fn.fn.inner.simple {
+				return ev.call2Simple(fn, a, b, pos)
+			}
+			return ev.call2Formals(fn, a, b, pos)
 		}
 	case *PrimOp:
 		if fn.Arity == 2 {
@@ -95,34 +100,51 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 	return ev.call(ev.Force(ev.call(f, a, pos)), b, pos)
 }
 
-// call2Lambda is call2 of a curried lambda.
+// call2Simple is call2 of a curried lambda a: b: ....
 //
 //go:noinline
-func (ev *Evaluator) call2Lambda(l *Lambda, a, b Value, pos syntax.Pos) Value {
+func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
+	inner := l.fn.inner
+	// as in callCode: the frame first, so that pos is dead before the
+	// first call
+	if fs, n := ev.frames, len(ev.frames); n < cap(fs) {
+		fs = fs[:n+1]
+		fs[n] = callFrame{inner, pos}
+		ev.frames = fs
+	} else {
+		ev.pushFrameGrow(inner, pos)
+	}
+	ev.depth++
+	if ev.depth > ev.maxDepth {
+		ev.throwStackOverflowInCall()
+	}
+	// both environments in one allocation, reused when the body
+	// cannot keep a reference to them
+	e := ev.pairPool
+	if e != nil && inner.noCapture {
+		ev.pairPool = nil
+	} else {
+		e = &pairEnv{}
+	}
+	e.e1.up, e.e1.v0 = l.env, a
+	e.e2.up, e.e2.v0 = &e.e1, b
+	v := inner.body(ev, &e.e2)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	if inner.noCapture {
+		e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
+		ev.pairPool = e
+	}
+	ev.depth--
+	return v
+}
+
+// call2Formals is call2 of a curried lambda a: { ... }: ....
+//
+//go:noinline
+func (ev *Evaluator) call2Formals(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	ev.depth++
 	if ev.depth > ev.maxDepth {
 		ev.throwStackOverflow()
-	}
-	if l.fn.inner.simple {
-		// both environments in one allocation, reused when the body
-		// cannot keep a reference to them
-		e := ev.pairPool
-		if e != nil && l.fn.inner.noCapture {
-			ev.pairPool = nil
-		} else {
-			e = &pairEnv{}
-		}
-		e.e1.up, e.e1.v0 = l.env, a
-		e.e2.up, e.e2.v0 = &e.e1, b
-		ev.frames = append(ev.frames, callFrame{l.fn.inner, pos})
-		v := l.fn.inner.body(ev, &e.e2)
-		ev.frames = ev.frames[:len(ev.frames)-1]
-		if l.fn.inner.noCapture {
-			e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
-			ev.pairPool = e
-		}
-		ev.depth--
-		return v
 	}
 	env := newEnv(l.env, 1)
 	env.v0 = a
@@ -161,40 +183,74 @@ func (ev *Evaluator) callLambda(fn *Lambda, arg Value, pos syntax.Pos) Value {
 }
 
 func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.Pos) Value {
+	// The frame first: pos is then dead before the first call, and no
+	// slot of this frame (on the stack once per nested call) holds it.
+	if fs, n := ev.frames, len(ev.frames); n < cap(fs) {
+		fs = fs[:n+1]
+		fs[n] = callFrame{lc, pos}
+		ev.frames = fs
+	} else {
+		ev.pushFrameGrow(lc, pos)
+	}
 	ev.depth++
 	if ev.depth > ev.maxDepth {
-		ev.throwStackOverflow()
+		ev.throwStackOverflowInCall()
 	}
 	if ev.ticks--; ev.ticks == 0 {
 		ev.periodic()
 	}
-	if lc.simple && lc.noCapture {
-		env := ev.envPool
-		if env != nil {
-			ev.envPool = nil
-		} else {
-			env = newEnv(nil, 1)
-		}
+	var env *Env
+	if !lc.simple {
+		env = ev.formalsEnv(lc, cenv, arg)
+	} else if lc.noCapture && ev.envPool != nil {
+		env, ev.envPool = ev.envPool, nil
 		env.up, env.v0 = cenv, arg
-		ev.frames = append(ev.frames, callFrame{lc, pos})
-		v := lc.body(ev, env)
-		ev.frames = ev.frames[:len(ev.frames)-1]
-		env.up, env.v0 = nil, nil
-		ev.envPool = env
-		ev.depth--
-		return v
-	}
-	env := newEnv(cenv, lc.nslots)
-	if lc.simple {
-		env.v0 = arg
 	} else {
-		ev.bindFormals(lc, env, arg, pos)
+		env = &Env{up: cenv, v0: arg}
 	}
-	ev.frames = append(ev.frames, callFrame{lc, pos})
 	v := lc.body(ev, env)
 	ev.frames = ev.frames[:len(ev.frames)-1]
+	if lc.simple && lc.noCapture {
+		// the body kept no reference to env: the next such call reuses it
+		env.up, env.v0 = nil, nil
+		ev.envPool = env
+	}
 	ev.depth--
 	return v
+}
+
+// pushFrameGrow is the frame push of callCode when ev.frames is full,
+// out of line.
+//
+//go:noinline
+func (ev *Evaluator) pushFrameGrow(lc *lambdaCode, pos syntax.Pos) {
+	ev.frames = append(ev.frames, callFrame{lc, pos})
+}
+
+// throwStackOverflowInCall is throwStackOverflow for callCode, which has
+// pushed the call's frame already: the trace is that of the caller, as
+// when the frame came after the check.
+//
+//go:noinline
+func (ev *Evaluator) throwStackOverflowInCall() {
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.throwStackOverflow()
+}
+
+// formalsEnv is the environment of a call of a set-pattern lambda. It is
+// kept out of callCode, whose frame every nested call holds while its
+// body runs; the call's position is that of the frame callCode pushed,
+// which is off the stack while the argument is taken apart (an error
+// there, forcing the argument included, is the caller's, as before).
+//
+//go:noinline
+func (ev *Evaluator) formalsEnv(lc *lambdaCode, cenv *Env, arg Value) *Env {
+	env := newEnv(cenv, lc.nslots)
+	f := ev.frames[len(ev.frames)-1]
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.bindFormals(lc, env, arg, f.pos)
+	ev.frames = append(ev.frames, f)
+	return env
 }
 
 // bindFormals fills env from a set pattern's argument. It is kept out of

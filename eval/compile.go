@@ -85,47 +85,47 @@ type lambdaCode struct {
 
 // capturesEnv reports whether evaluating n may create a closure or thunk
 // that refers to the current environment. It is conservative.
-func capturesEnv(n syntax.Node) bool {
+func (cp *compiler) capturesEnv(n syntax.Node, sc *scope) bool {
 	switch n := n.(type) {
 	case *syntax.Int, *syntax.Float, *syntax.Str, *syntax.Var, *syntax.CurPos:
 		return false
 	case *syntax.Path:
 		return n.Kind == syntax.PathHome
 	case *syntax.Binary:
-		return capturesEnv(n.L) || capturesEnv(n.R)
+		return cp.capturesEnv(n.L, sc) || cp.capturesEnv(n.R, sc)
 	case *syntax.Unary:
-		return capturesEnv(n.E)
+		return cp.capturesEnv(n.E, sc)
 	case *syntax.If:
-		return capturesEnv(n.Cond) || capturesEnv(n.Then) || capturesEnv(n.Else)
+		return cp.capturesEnv(n.Cond, sc) || cp.capturesEnv(n.Then, sc) || cp.capturesEnv(n.Else, sc)
 	case *syntax.Assert:
-		return capturesEnv(n.Cond) || capturesEnv(n.Body)
+		return cp.capturesEnv(n.Cond, sc) || cp.capturesEnv(n.Body, sc)
 	case *syntax.HasAttr:
-		return capturesEnv(n.E) || !staticPath(n.Path)
+		return cp.capturesEnv(n.E, sc) || cp.dynCaptures(n.Path, sc)
 	case *syntax.Select:
-		return capturesEnv(n.E) || !staticPath(n.Path) || n.Or != nil && capturesEnv(n.Or)
+		return cp.capturesEnv(n.E, sc) || cp.dynCaptures(n.Path, sc) || n.Or != nil && cp.capturesEnv(n.Or, sc)
 	case *syntax.Interp:
 		if n.IsPath {
 			return true
 		}
 		for _, p := range n.Parts {
-			if capturesEnv(p) {
+			if cp.capturesEnv(p, sc) {
 				return true
 			}
 		}
 		return false
 	case *syntax.Call:
-		if capturesEnv(n.Fn) {
+		if cp.capturesEnv(n.Fn, sc) {
 			return true
 		}
 		for _, a := range n.Args {
-			if !directValue(a) {
+			if !cp.envFreeLazy(a, sc) {
 				return true
 			}
 		}
 		return false
 	case *syntax.List:
 		for _, it := range n.Items {
-			if !directValue(it) {
+			if !cp.envFreeLazy(it, sc) {
 				return true
 			}
 		}
@@ -135,13 +135,42 @@ func capturesEnv(n syntax.Node) bool {
 			return true
 		}
 		for _, d := range n.Attrs {
-			if d.InheritFrom != nil || !directValue(d.E) {
+			// (inherit (x) a; is a selection x.a)
+			if !cp.envFreeLazy(d.E, sc) {
 				return true
 			}
 		}
 		return false
 	}
 	return true
+}
+
+// envFreeLazy: in a lazy position (of a scope whose variables all have
+// their values: a lambda's, see envFreeThunk.fill) the expression makes
+// nothing that refers to the environment.
+func (cp *compiler) envFreeLazy(n syntax.Node, sc *scope) bool {
+	if directValue(n) {
+		return true
+	}
+	switch n := n.(type) {
+	case *syntax.Binary:
+		return cp.envFreeBinary(n, sc) != nil
+	case *syntax.Select:
+		return cp.envFreeSelect(n, sc) != nil
+	}
+	return false
+}
+
+// dynCaptures: a dynamic name of the path may make something that
+// refers to the environment (the names themselves are evaluated in
+// place).
+func (cp *compiler) dynCaptures(path []syntax.AttrName, sc *scope) bool {
+	for _, a := range path {
+		if a.Dyn != nil && cp.capturesEnv(a.Dyn, sc) {
+			return true
+		}
+	}
+	return false
 }
 
 // directValue: in a lazy position the expression is used as is (no thunk
@@ -194,6 +223,9 @@ type compiled struct {
 	// operands are already values (integer arithmetic and comparison on
 	// variables and constants); ok=false means a thunk is needed.
 	spec func(ev *Evaluator, env *Env) (Value, bool)
+	// free, if set, makes the thunk a failed speculation needs without
+	// the environment (see envFreeThunk)
+	free *envFreeThunk
 }
 
 func (cp *compiler) compile(n syntax.Node, sc *scope) code { return cp.comp(n, sc).c }
@@ -233,19 +265,19 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 	case *syntax.With:
 		return compiled{c: cp.compWith(n, sc)}
 	case *syntax.Select:
-		return compiled{c: cp.compSelect(n, sc), spec: cp.specSelect(n, sc)}
+		return compiled{c: cp.compSelect(n, sc), spec: cp.specSelect(n, sc), free: cp.envFreeSelect(n, sc)}
 	case *syntax.HasAttr:
 		return compiled{c: cp.compHasAttr(n, sc)}
 	case *syntax.Call:
 		return compiled{c: cp.compCall(n, sc)}
 	case *syntax.If:
-		cond, th, el := cp.compile(n.Cond, sc), cp.compile(n.Then, sc), cp.compile(n.Else, sc)
-		pos := n.Cond.P()
+		// behind one pointer, as call1Site
+		s := &ifSite{cond: cp.compile(n.Cond, sc), th: cp.compile(n.Then, sc), el: cp.compile(n.Else, sc), pos: n.Cond.P()}
 		return compiled{c: func(ev *Evaluator, env *Env) Value {
-			if ev.forceBool(cond(ev, env), pos) {
-				return th(ev, env)
+			if ev.forceBool(s.cond(ev, env), s.pos) {
+				return s.th(ev, env)
 			}
-			return el(ev, env)
+			return s.el(ev, env)
 		}}
 	case *syntax.Assert:
 		cond, body := cp.compile(n.Cond, sc), cp.compile(n.Body, sc)
@@ -265,12 +297,17 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		}
 		return compiled{c: func(ev *Evaluator, env *Env) Value { return ev.arith('-', Int(0), e(ev, env), pos) }}
 	case *syntax.Binary:
-		return compiled{c: cp.compBinary(n, sc), spec: cp.specBinary(n, sc)}
+		return compiled{c: cp.compBinary(n, sc), spec: cp.specBinary(n, sc), free: cp.envFreeBinary(n, sc)}
 	case *syntax.CurPos:
 		v := posAttrs(n.Pos)
 		return compiled{c: constCode(v), cheap: true}
 	}
 	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown syntax node"})
+}
+
+type ifSite struct {
+	cond, th, el code
+	pos          syntax.Pos
 }
 
 func exprText(n syntax.Node) string {
@@ -408,6 +445,18 @@ func delay(c compiled, allowSameLevel bool) func(ev *Evaluator, env *Env) Value 
 	}
 	f := c.c
 	// (a slot that is not initialised yet reads as nil: no speculation)
+	if spec, free := c.spec, c.free; spec != nil && free != nil {
+		return func(ev *Evaluator, env *Env) Value {
+			if v, ok := spec(ev, env); ok {
+				return v
+			}
+			t := new(Thunk)
+			if !free.fill(t, ev, env) {
+				t.delayed(f, env)
+			}
+			return t
+		}
+	}
 	if spec := c.spec; spec != nil {
 		return func(ev *Evaluator, env *Env) Value {
 			if v, ok := spec(ev, env); ok {
@@ -482,6 +531,101 @@ func (cp *compiler) specBinary(n *syntax.Binary, sc *scope) func(*Evaluator, *En
 	}
 }
 
+// envFreeThunk makes the thunk of a binary operation of one variable
+// and an integer constant (x + 1, i < n with a constant n is not one)
+// whose speculation failed, x being unevaluated: the thunk keeps x's
+// value in its v field, as an apply thunk keeps its argument, and the
+// code in an environment of its own (site), so that it does not refer to
+// the environment it was made in. A lambda whose body makes only such
+// thunks can then reuse its environment (noCapture: concatMap (x: [ x x
+// (x + 1) ]) makes no environment per element, a recursion
+// f (i + 1) none per call).
+type envFreeThunk struct {
+	site *Env // applyEnv of the operation with x read from the thunk
+	get  code // x
+}
+
+// fill makes t the thunk, unless x reads as nil (a slot of a let or rec
+// being filled: the thunk must then read it later, from env).
+func (f *envFreeThunk) fill(t *Thunk, ev *Evaluator, env *Env) bool {
+	v := f.get(ev, env)
+	if v == nil {
+		return false
+	}
+	t.env, t.v = f.site, v
+	return true
+}
+
+// forcedArg is the operand of an envFreeThunk's operation: the v field
+// of the thunk being forced, read before anything else is forced.
+func forcedArg(ev *Evaluator, _ *Env) Value { return ev.forcedFn() }
+
+// envFreeBinary is the envFreeThunk of n, nil unless n is an operation
+// specBinary speculates on one variable and one integer constant.
+func (cp *compiler) envFreeBinary(n *syntax.Binary, sc *scope) *envFreeThunk {
+	v, k, varLeft := envFreeOperands(n)
+	if v == nil {
+		return nil
+	}
+	c := cp.compVar(v, sc)
+	if !c.isK && !c.cheap {
+		return nil
+	}
+	kc := constCode(Int(k.V))
+	// (each operand code is called once, left first, as compBinary's
+	// code does: the constant's forces nothing, so forcedArg is read
+	// while the thunk is the one being forced)
+	l, r := code(forcedArg), kc
+	if !varLeft {
+		l, r = kc, forcedArg
+	}
+	site := newEnv(nil, 1)
+	site.applyEnv(binCode(n.Op, l, r, n.Pos))
+	return &envFreeThunk{site: site, get: c.c}
+}
+
+// envFreeOperands splits an operation of a variable and an integer
+// constant that specBinary speculates on; v is nil for any other.
+func envFreeOperands(n *syntax.Binary) (v *syntax.Var, k *syntax.Int, varLeft bool) {
+	switch n.Op {
+	case "+", "-", "*", "<", ">", "<=", ">=", "==", "!=":
+	default:
+		return nil, nil, false
+	}
+	if x, ok := n.L.(*syntax.Var); ok {
+		if y, ok := n.R.(*syntax.Int); ok {
+			return x, y, true
+		}
+	}
+	if y, ok := n.L.(*syntax.Int); ok {
+		if x, ok := n.R.(*syntax.Var); ok {
+			return x, y, false
+		}
+	}
+	return nil, nil, false
+}
+
+// envFreeSelect is the envFreeThunk of a selection specSelect
+// speculates on (static names of a variable, no default): the thunk
+// selects from the variable's value it holds.
+func (cp *compiler) envFreeSelect(n *syntax.Select, sc *scope) *envFreeThunk {
+	v, ok := n.E.(*syntax.Var)
+	if !ok || n.Or != nil || !staticPath(n.Path) {
+		return nil
+	}
+	c := cp.compVar(v, sc)
+	if !c.cheap {
+		return nil
+	}
+	names := make([]string, len(n.Path))
+	for i, p := range n.Path {
+		names[i] = p.Name
+	}
+	site := newEnv(nil, 1)
+	site.applyEnv(selectCode(forcedArg, names, make([]code, len(names)), nil, n.Pos))
+	return &envFreeThunk{site: site, get: c.c}
+}
+
 // specSelect speculates a lazy `v.a.b` (static names, v a variable):
 // when v and the sets on the path are already evaluated and have the
 // names, the selected value (often itself a thunk) is shared instead of
@@ -530,6 +674,7 @@ func (cp *compiler) specSelect(n *syntax.Select, sc *scope) func(*Evaluator, *En
 type lazyItem struct {
 	thunk  code
 	spec   func(*Evaluator, *Env) (Value, bool)
+	free   *envFreeThunk // with spec: the thunk when it fails
 	direct func(*Evaluator, *Env) Value
 	outer  bool // evaluate in env.up (inherit inside let / rec)
 	// alias: slot+1 of the binding this one names (`g = f;` in a let or
@@ -555,7 +700,7 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 		// (a thunk unless compBindings keeps the alias)
 		return lazyItem{thunk: c.c, alias: c.sameSlot + 1}
 	}
-	return lazyItem{thunk: c.c, spec: c.spec}
+	return lazyItem{thunk: c.c, spec: c.spec, free: c.free}
 }
 
 // newLazyVals has room for n items: the code keeps them as long as the
@@ -636,7 +781,9 @@ func (lv *lazyVals) fillWith(ev *Evaluator, env *Env, out []Value, pre []Thunk) 
 				t = &slab[j-len(pre)]
 			}
 			j++
-			t.delayed(it.thunk, e)
+			if it.free == nil || !it.free.fill(t, ev, e) {
+				t.delayed(it.thunk, e)
+			}
 			out[i] = t
 		}
 	}
@@ -712,7 +859,7 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 			return lc
 		}
 		lc.body = cp.compile(n.Body, inner)
-		lc.noCapture = !capturesEnv(n.Body)
+		lc.noCapture = !cp.capturesEnv(n.Body, inner)
 		return lc
 	}
 	names := make([]string, len(n.Formals.List), len(n.Formals.List)+1)
@@ -949,6 +1096,9 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 					it.thunk, it.direct = it.direct, nil
 				}
 				it.alias = 0
+				// the overrides replace slots once the thunks are made,
+				// and a thunk must read them then
+				it.free = nil
 			}
 		}
 	}
@@ -983,10 +1133,19 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	body := cp.compile(n.Body, inner)
 	nd := len(defs) // not defs: the code would keep the syntax tree
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, nd)
-		vals.fill(ev, e2, e2.slots(nd))
-		return body(ev, e2)
+		return body(ev, vals.letEnv(ev, env, nd))
 	}
+}
+
+// letEnv is the environment of a let of n bindings, out of line: the
+// let's code stays on the stack while its body runs, and filling took
+// room in its frame.
+//
+//go:noinline
+func (lv *lazyVals) letEnv(ev *Evaluator, env *Env, n int) *Env {
+	e2 := newEnv(env, n)
+	lv.fill(ev, e2, e2.slots(n))
+	return e2
 }
 
 func (cp *compiler) compWith(n *syntax.With, sc *scope) code {
@@ -1027,31 +1186,53 @@ func (ev *Evaluator) attrName(names []string, dyn []code, i int, env *Env, pos s
 	return s.S
 }
 
+// selectSite is a selection of one static name.
+type selectSite struct {
+	e    code
+	name string
+	pos  syntax.Pos
+	// one-entry inline cache: a site often selects from the same set
+	// again (values of a set never change, so the entry stays valid)
+	lastA *Attrs
+	lastX *Attr
+}
+
+// lookup is the selection from a set other than the cached one, out of
+// line: the selection's code is on the stack while the set is forced,
+// and the search took room in its frame.
+//
+//go:noinline
+func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
+	if x := a.Lookup(s.name); x != nil {
+		s.lastA, s.lastX = a, x
+		return x.Val
+	}
+	ev.missingAttr(s.name, s.pos)
+	return nil
+}
+
 func (cp *compiler) compSelect(n *syntax.Select, sc *scope) code {
 	e := cp.compile(n.E, sc)
 	names, dyn := cp.attrNames(n.Path, sc)
-	pos := n.Pos
 	var def code
 	if n.Or != nil {
 		def = cp.compile(n.Or, sc)
 	}
+	return selectCode(e, names, dyn, def, n.Pos)
+}
+
+// selectCode is the code of e.names (dyn: the names' code where they
+// are not static) or def.
+func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) code {
 	if len(names) == 1 && dyn[0] == nil && def == nil {
-		name := names[0]
-		// one-entry inline cache: a site often selects from the same set
-		// again (values of a set never change, so the entry stays valid)
-		var lastA *Attrs
-		var lastX *Attr
+		// behind one pointer, as call1Site
+		s := &selectSite{e: e, name: names[0], pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceAttrsAt(e(ev, env), pos)
-			if a == lastA {
-				return lastX.Val
+			a := ev.forceAttrsAt(s.e(ev, env), s.pos)
+			if a == s.lastA {
+				return s.lastX.Val
 			}
-			if x := a.Lookup(name); x != nil {
-				lastA, lastX = a, x
-				return x.Val
-			}
-			ev.missingAttr(name, pos)
-			return nil
+			return s.lookup(ev, a)
 		}
 	}
 	// per-element inline caches, as in the single-name case
@@ -1119,6 +1300,28 @@ func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
 	}
 }
 
+// call1Site is a call of one argument.
+type call1Site struct {
+	fn, raw0 code
+	a0       func(*Evaluator, *Env) Value
+	pos      syntax.Pos
+}
+
+// call2Site is a call of two arguments.
+type call2Site struct {
+	fn     code
+	a0, a1 func(*Evaluator, *Env) Value
+	pos    syntax.Pos
+}
+
+// call is the call of f other than a curried lambda, out of line: the
+// arguments of call2 would be room in the frame of the site's code.
+//
+//go:noinline
+func (s *call2Site) call(ev *Evaluator, env *Env, f Value) Value {
+	return ev.call2(f, s.a0(ev, env), s.a1(ev, env), s.pos)
+}
+
 func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	fn := cp.compile(n.Fn, sc)
 	args := make([]func(*Evaluator, *Env) Value, len(n.Args))
@@ -1132,32 +1335,40 @@ func (cp *compiler) compCall(n *syntax.Call, sc *scope) code {
 	}
 	pos := n.Pos
 	if len(args) == 1 {
-		a0 := args[0]
+		// what the code needs behind one pointer: captured one by one,
+		// each would have a slot of its own in the closure's frame, on
+		// the stack once per level of a recursion
+		s := &call1Site{fn: fn, a0: args[0], raw0: raw0, pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			f := ev.Force(fn(ev, env))
-			ev.curPos = pos
+			f := ev.Force(s.fn(ev, env))
+			ev.curPos = s.pos
 			if l, ok := f.(*Lambda); ok {
 				if !l.fn.simple {
 					// a set pattern forces its argument right away: evaluate
 					// it directly instead of allocating a thunk
-					return ev.callLambda(l, ev.Force(raw0(ev, env)), pos)
+					return ev.callLambda(l, ev.Force(s.raw0(ev, env)), s.pos)
 				}
 				// not through call: one frame less per level of a
 				// recursion, whose stack is copied at every doubling
-				return ev.callCode(l.fn, l.env, a0(ev, env), pos)
+				return ev.callCode(l.fn, l.env, s.a0(ev, env), s.pos)
 			}
-			return ev.call(f, a0(ev, env), pos)
+			return ev.call(f, s.a0(ev, env), s.pos)
 		}
 	}
 	if len(args) == 2 {
-		a0, a1 := args[0], args[1]
+		s := &call2Site{fn: fn, a0: args[0], a1: args[1], pos: pos}
 		return func(ev *Evaluator, env *Env) Value {
-			f := ev.Force(fn(ev, env))
-			ev.curPos = pos
+			f := ev.Force(s.fn(ev, env))
+			ev.curPos = s.pos
 			if l, ok := f.(*Lambda); ok && l.fn.simple && l.fn.inner != nil {
-				return ev.call2Lambda(l, a0(ev, env), a1(ev, env), pos) // one frame less, as above
+				// one frame less, as above
+				a := s.a0(ev, env)
+				if l.fn.inner.simple {
+					return ev.call2Simple(l, a, s.a1(ev, env), s.pos)
+				}
+				return ev.call2Formals(l, a, s.a1(ev, env), s.pos)
 			}
-			return ev.call2(f, a0(ev, env), a1(ev, env), pos)
+			return s.call(ev, env, f)
 		}
 	}
 	return func(ev *Evaluator, env *Env) Value {
@@ -1258,52 +1469,105 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	}
 }
 
+type binSite struct {
+	l, r code
+	pos  syntax.Pos
+}
+
+// addInt and addRest are + other than of two integers, out of line: the
+// arguments of ev.add, and what they are made of, would be room in the
+// frame of the operator's code.
+//
+//go:noinline
+func (s *binSite) addInt(ev *Evaluator, a Int, b Value) Value { return ev.add(a, b, s.pos) }
+
+// arith, equal and lessThan are the operators other than on two
+// integers, out of line as addInt.
+//
+//go:noinline
+func (s *binSite) arith(ev *Evaluator, op byte, a, b Value) Value { return ev.arith(op, a, b, s.pos) }
+
+//go:noinline
+func (s *binSite) equal(ev *Evaluator, a, b Value) bool { return ev.Equal(a, b, s.pos) }
+
+//go:noinline
+func (s *binSite) lessThan(ev *Evaluator, a, b Value) bool { return ev.lessThan(a, b, s.pos) }
+
+// concat2 is a ++ b, out of line as addInt.
+//
+//go:noinline
+func concat2(a, b *List) Value {
+	if len(a.Items) == 0 {
+		return b
+	}
+	if len(b.Items) == 0 {
+		return a
+	}
+	out := make([]Value, 0, len(a.Items)+len(b.Items))
+	prefault(out)
+	out = appendItems(out, a.Items)
+	return &List{Items: appendItems(out, b.Items)}
+}
+
+// addRest is + of an a that is not an integer, r not evaluated yet.
+//
+//go:noinline
+func (s *binSite) addRest(ev *Evaluator, env *Env, a Value) Value {
+	return ev.add(a, s.r(ev, env), s.pos)
+}
+
 func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 	if n.Op == "++" && (isConcat(n.L) || isConcat(n.R)) {
 		return cp.compConcatChain(n, sc)
 	}
-	l, r := cp.compile(n.L, sc), cp.compile(n.R, sc)
-	pos := n.Pos
-	switch n.Op {
+	return binCode(n.Op, cp.compile(n.L, sc), cp.compile(n.R, sc), n.Pos)
+}
+
+// binCode is the code of l op r.
+func binCode(op string, l, r code, pos syntax.Pos) code {
+	// behind one pointer, as call1Site (the operators recursion passes
+	// through; the rest capture l, r and pos one by one)
+	s := &binSite{l: l, r: r, pos: pos}
+	switch op {
 	case "+":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.Force(l(ev, env))
+			a := ev.Force(s.l(ev, env))
 			if x, ok := a.(Int); ok {
-				b := ev.Force(r(ev, env))
+				b := ev.Force(s.r(ev, env))
 				if y, ok := b.(Int); ok {
 					return x + y
 				}
-				return ev.add(a, b, pos)
+				return s.addInt(ev, x, b)
 			}
-			return ev.add(a, r(ev, env), pos)
+			return s.addRest(ev, env, a)
 		}
 	case "-":
 		return func(ev *Evaluator, env *Env) Value {
-			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			a, b := ev.Force(s.l(ev, env)), ev.Force(s.r(ev, env))
 			if x, ok := a.(Int); ok {
 				if y, ok := b.(Int); ok {
 					return x - y
 				}
 			}
-			return ev.arith('-', a, b, pos)
+			return s.arith(ev, '-', a, b)
 		}
 	case "*":
 		return func(ev *Evaluator, env *Env) Value { return ev.arith('*', l(ev, env), r(ev, env), pos) }
 	case "/":
 		return func(ev *Evaluator, env *Env) Value { return ev.arith('/', l(ev, env), r(ev, env), pos) }
 	case "==":
-		return func(ev *Evaluator, env *Env) Value { return Bool(ev.Equal(l(ev, env), r(ev, env), pos)) }
+		return func(ev *Evaluator, env *Env) Value { return Bool(s.equal(ev, s.l(ev, env), s.r(ev, env))) }
 	case "!=":
-		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.Equal(l(ev, env), r(ev, env), pos)) }
+		return func(ev *Evaluator, env *Env) Value { return Bool(!s.equal(ev, s.l(ev, env), s.r(ev, env))) }
 	case "<":
 		return func(ev *Evaluator, env *Env) Value {
-			a, b := ev.Force(l(ev, env)), ev.Force(r(ev, env))
+			a, b := ev.Force(s.l(ev, env)), ev.Force(s.r(ev, env))
 			if x, ok := a.(Int); ok {
 				if y, ok := b.(Int); ok {
 					return Bool(x < y)
 				}
 			}
-			return Bool(ev.lessThan(a, b, pos))
+			return Bool(s.lessThan(ev, a, b))
 		}
 	case ">":
 		return func(ev *Evaluator, env *Env) Value { return Bool(ev.lessThan(r(ev, env), l(ev, env), pos)) }
@@ -1313,11 +1577,11 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 		return func(ev *Evaluator, env *Env) Value { return Bool(!ev.lessThan(l(ev, env), r(ev, env), pos)) }
 	case "&&":
 		return func(ev *Evaluator, env *Env) Value {
-			return Bool(ev.forceBool(l(ev, env), pos) && ev.forceBool(r(ev, env), pos))
+			return Bool(ev.forceBool(s.l(ev, env), s.pos) && ev.forceBool(s.r(ev, env), s.pos))
 		}
 	case "||":
 		return func(ev *Evaluator, env *Env) Value {
-			return Bool(ev.forceBool(l(ev, env), pos) || ev.forceBool(r(ev, env), pos))
+			return Bool(ev.forceBool(s.l(ev, env), s.pos) || ev.forceBool(s.r(ev, env), s.pos))
 		}
 	case "->":
 		return func(ev *Evaluator, env *Env) Value {
@@ -1325,28 +1589,21 @@ func (cp *compiler) compBinary(n *syntax.Binary, sc *scope) code {
 		}
 	case "//":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceAttrsAt(l(ev, env), pos)
-			b := ev.forceAttrsAt(r(ev, env), pos)
+			a := ev.forceAttrsAt(s.l(ev, env), s.pos)
+			b := ev.forceAttrsAt(s.r(ev, env), s.pos)
 			return a.Update(b)
 		}
 	case "++":
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceListAt(l(ev, env), pos)
-			b := ev.forceListAt(r(ev, env), pos)
-			if len(a.Items) == 0 {
-				return b
+			a := ev.forceListAt(s.l(ev, env), s.pos)
+			b := ev.forceListAt(s.r(ev, env), s.pos)
+			if len(a.Items) > 0 && len(b.Items) > 0 {
+				ev.stepItems(len(a.Items) + len(b.Items))
 			}
-			if len(b.Items) == 0 {
-				return a
-			}
-			out := make([]Value, 0, len(a.Items)+len(b.Items))
-			prefault(out)
-			out = appendItems(out, a.Items)
-			ev.stepItems(cap(out))
-			return &List{Items: appendItems(out, b.Items)}
+			return concat2(a, b)
 		}
 	}
-	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + n.Op, Pos: pos})
+	panic(&Error{Kind: ErrEval, Msg: "internal error: unknown operator " + op, Pos: pos})
 }
 
 func (lc *lambdaCode) argName() string { return lc.arg }

@@ -618,3 +618,53 @@ func TestNestedOverlays(t *testing.T) {
 		}
 	}
 }
+
+// An operation of an unevaluated variable and a constant in a lazy
+// position is a thunk holding the variable's value (envFreeThunk), and a
+// lambda making only such thunks reuses its environment: each thunk must
+// still see its own call's argument, evaluate as the operation would
+// (both operand orders, every speculated operator) and fail where it
+// would.
+func TestEnvFreeThunks(t *testing.T) {
+	cases := []struct{ expr, want string }{
+		{`let f = x: [ (x + 1) (x - 1) (x * 2) (x < 5) (x > 5) (x <= 5) (x >= 5) (x == 5) (x != 5) ]; in f (2 + 3)`,
+			`[ 6 4 10 false false true true true false ]`},
+		{`let f = x: [ (1 + x) (10 - x) (2 * x) (5 < x) (5 > x) (5 <= x) (5 >= x) (5 == x) (5 != x) ]; in f (1 + 2)`,
+			`[ 4 7 6 false true false true false true ]`},
+		// calls reusing the environment: the first call's thunks are
+		// forced only after the second call
+		{`let f = x: [ (x + 1) ]; a = f (0 + 1); b = f (0 + 10); in builtins.seq b (builtins.head a + builtins.head b)`, `13`},
+		{`builtins.concatMap (x: [ x (x + 1) ]) (builtins.genList (i: i * 10) 3)`, `[ 0 1 10 11 20 21 ]`},
+		{`let go = i: if i == 5 then [ ] else [ (i * 2) ] ++ go (i + 1); in go 0`, `[ 0 2 4 6 8 ]`},
+		{`let f = x: { a = x + 1; b = x; }; s = f (1 + 1); in s.a + s.b`, `5`},
+		// not an integer: the operation's own result or error
+		{`let f = x: [ (x + 1) ]; in f (0.5 + 0)`, `[ 1.5 ]`},
+		{`let f = x: [ (x == 1) ]; in f ("a" + "")`, `[ false ]`},
+		// a let's slot read before it is filled keeps the environment
+		{`let a = [ (b + 1) ]; b = 1 + 1; in a`, `[ 3 ]`},
+		// selections of a variable, inherit (x) included
+		{`let f = x: [ x.a x.b.c ]; a = f ({ a = 1; b.c = 2; } // { }); b = f ({ a = 3; b.c = 4; } // { }); in builtins.seq b (a ++ b)`, `[ 1 2 3 4 ]`},
+		{`map (m: { inherit (m) file; v = m.v; }) [ ({ file = "a"; v = 1; } // { }) ({ file = "b"; v = 2; } // { }) ]`, `[ { file = "a"; v = 1; } { file = "b"; v = 2; } ]`},
+		{`builtins.filter (k: { a = 1; } ? ${k}) [ "a" "b" ]`, `[ "a" ]`},
+		// __overrides replaces slots after the thunks are made
+		{`rec { a = 2; b = a + 1; __overrides = { a = 10; }; }.b`, `11`},
+		{`rec { a = { x = 1; }; b = a.x; __overrides = { a = { x = 5; }; }; }.b`, `5`},
+	}
+	for _, c := range cases {
+		t.Run(c.expr, func(t *testing.T) {
+			got, err := evalString(t, newTestEval(), c.expr)
+			if err != nil || got != c.want {
+				t.Errorf("got %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+	_, err := evalString(t, newTestEval(), `let f = x: [ (x + 1) ]; in f ("a" + "")`)
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Msg, "cannot coerce an integer to a string") || e.Pos.Off != 16 {
+		t.Errorf("got %v, want the error of adding an integer to a string, at the +", err)
+	}
+	_, err = evalString(t, newTestEval(), `let f = x: [ x.b ]; in f ({ a = 1; } // { })`)
+	if !errors.As(err, &e) || !strings.Contains(e.Msg, "attribute 'b' missing") {
+		t.Errorf("got %v, want attribute 'b' missing", err)
+	}
+}

@@ -39,15 +39,14 @@ func (ev *Evaluator) Force(v Value) Value {
 }
 
 func (ev *Evaluator) forceThunk(t *Thunk) Value {
-	env := t.env
-	c, ok := t.v.(code)
-	if !ok {
-		if env == nil {
+	// The checks come before the code and environment are loaded: held
+	// across the calls the checks may make, they took slots of this
+	// frame, which is on the stack once per nested force.
+	if t.env == nil {
+		if _, ok := t.v.(code); !ok {
 			return t.v
 		}
-		c = env.applyCode()
-	}
-	if env == blackhole {
+	} else if t.env == blackhole {
 		ev.throwInfiniteRecursion()
 	}
 	ev.depth++
@@ -57,11 +56,22 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 	if ev.ticks--; ev.ticks == 0 {
 		ev.periodic()
 	}
+	env := t.env
+	c, ok := t.v.(code)
+	if !ok {
+		c = env.applyCode()
+	}
 	t.env = blackhole
 	// A failure leaves t running; tryEval and the API boundary restore
 	// the thunks on this stack so that forcing t again re-evaluates it
 	// (and fails again). (v stays: an apply thunk's code reads it.)
-	ev.running = append(ev.running, runningThunk{t, env})
+	if rs, n := ev.running, len(ev.running); n < cap(rs) {
+		rs = rs[:n+1]
+		rs[n] = runningThunk{t, env}
+		ev.running = rs
+	} else {
+		ev.pushRunningGrow(t, env)
+	}
 	v := c(ev, env)
 	if t2, ok := v.(*Thunk); ok {
 		v = ev.Force(t2)
@@ -73,6 +83,14 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 	return v
 }
 
+// pushRunningGrow is forceThunk's push on ev.running when it is full,
+// out of line.
+//
+//go:noinline
+func (ev *Evaluator) pushRunningGrow(t *Thunk, env *Env) {
+	ev.running = append(ev.running, runningThunk{t, env})
+}
+
 //go:noinline
 func (ev *Evaluator) throwInfiniteRecursion() {
 	ev.ThrowKind(ErrInfiniteRecursion, "infinite recursion encountered")
@@ -82,9 +100,17 @@ func (ev *Evaluator) forceBool(v Value, pos syntax.Pos) bool {
 	v = ev.Force(v)
 	b, ok := v.(Bool)
 	if !ok {
-		ev.throwAt(pos, "value is %s while a Boolean was expected", showType(v))
+		ev.notA(v, "a Boolean", pos)
 	}
 	return bool(b)
+}
+
+// notA throws the type error of the force functions, out of line: where
+// they are inlined, the formatting's arguments took room in the frame.
+//
+//go:noinline
+func (ev *Evaluator) notA(v Value, want string, pos syntax.Pos) {
+	ev.throwAt(pos, "value is %s while %s was expected", showType(v), want)
 }
 
 // ForceAttrs forces v and checks it is an attrset.
@@ -105,7 +131,7 @@ func (ev *Evaluator) forceAttrsAt(v Value, pos syntax.Pos) *Attrs {
 	v = ev.Force(v)
 	a, ok := v.(*Attrs)
 	if !ok {
-		ev.throwAt(pos, "value is %s while a set was expected", showType(v))
+		ev.notA(v, "a set", pos)
 	}
 	return a
 }
@@ -116,7 +142,7 @@ func (ev *Evaluator) forceListAt(v Value, pos syntax.Pos) *List {
 	v = ev.Force(v)
 	l, ok := v.(*List)
 	if !ok {
-		ev.throwAt(pos, "value is %s while a list was expected", showType(v))
+		ev.notA(v, "a list", pos)
 	}
 	return l
 }

@@ -61,6 +61,13 @@ func inChunks(n int, fill func(lo, hi int)) {
 // one mostly comes from pages in use already.
 const prefaultMin = 64 << 10
 
+// pageSpan is the whole pages within the n bytes at p: [start, end),
+// empty (end <= start) when there are none.
+func pageSpan(p, n uintptr) (start, end uintptr) {
+	const page = 4096
+	return (p + page - 1) &^ (page - 1), (p + n) &^ (page - 1)
+}
+
 // prefault writes a zero word to each page of a freshly allocated (so
 // all-zero) slice of pointers. While a cycle marks, a pointer store's
 // write barrier first reads the slot it overwrites: on an untouched page
@@ -69,13 +76,17 @@ const prefaultMin = 64 << 10
 // interrupts the other core (do_wp_page, flush_tlb_mm_range: a tenth of
 // concatLists' CPU). A plain store first takes one fault, no flush.
 // Storing a zero word over a zero word (a nil pointer or a zero string
-// length) needs no write barrier, so it is written as an integer.
+// length) needs no write barrier, so it is written as an integer. Where
+// the kernel can, all pages are mapped in one call (populate).
 func prefault[T any](s []T) {
 	n := uintptr(cap(s)) * unsafe.Sizeof(*new(T))
 	if n < prefaultMin {
 		return
 	}
 	p := unsafe.Pointer(unsafe.SliceData(s))
+	if populate(p, n) {
+		return
+	}
 	for off := uintptr(0); off < n; off += 4096 {
 		*(*uintptr)(unsafe.Add(p, off)) = 0
 	}

@@ -82,3 +82,21 @@ func TestCopyItemsOverlappingToFront(t *testing.T) {
 		}
 	}
 }
+
+// pageSpan is the whole pages inside a range, none when it is within
+// one page or straddles only two partly.
+func TestPageSpan(t *testing.T) {
+	for _, c := range []struct{ p, n, start, end uintptr }{
+		{0x10000, 0x3000, 0x10000, 0x13000},  // aligned both ends
+		{0x10008, 0x3000, 0x11000, 0x13000},  // head partial
+		{0x10000, 0x2ff8, 0x10000, 0x12000},  // tail partial
+		{0x10ff8, 0x10, 0x11000, 0x11000},    // across one boundary: no whole page
+		{0x10010, 0x100, 0x11000, 0x10000},   // inside one page: empty
+		{0x10008, 0x10ff8, 0x11000, 0x21000}, // head partial, end aligned
+	} {
+		start, end := pageSpan(c.p, c.n)
+		if start != c.start || end != c.end {
+			t.Errorf("pageSpan(%#x, %#x) = %#x, %#x; want %#x, %#x", c.p, c.n, start, end, c.start, c.end)
+		}
+	}
+}

@@ -3,11 +3,14 @@ package derivation
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/tvix-go/tvix/nix/storepath"
 )
@@ -21,74 +24,133 @@ import (
 // verbatim, so the bytes (and therefore every hash) match C++ Nix even for
 // odd values.
 func (d *Derivation) ATerm() []byte {
-	var b bytes.Buffer
-	b.Grow(d.sizeHint())
-	d.writeATerm(&b, d.InputDerivations)
-	return b.Bytes()
+	w := atermWriter{buf: make([]byte, 0, d.sizeHint())}
+	d.writeATerm(&w, d.sortedInputs())
+	return w.buf
 }
 
 // ATermSHA256 is the sha256 of ATerm(), computed without keeping the
 // bytes (read-only mode needs only the .drv's path).
-func (d *Derivation) ATermSHA256() [32]byte { return d.hashATerm(d.InputDerivations) }
+func (d *Derivation) ATermSHA256() [32]byte { return d.hashATerm(d.sortedInputs()) }
 
-// atermBufs recycles the buffers ATerms are hashed from.
-var atermBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// atermInput is one entry of an ATerm's input derivations: a .drv path,
+// or (path "") the modulo hash that stands for one, written as hex.
+type atermInput struct {
+	path   string
+	modulo [32]byte
+	outs   []string
+}
+
+// sortedInputs are d's input derivations in the order an ATerm lists them.
+func (d *Derivation) sortedInputs() []atermInput {
+	if len(d.InputDerivations) == 0 {
+		return nil
+	}
+	in := make([]atermInput, 0, len(d.InputDerivations))
+	for _, p := range sortedKeys(d.InputDerivations) {
+		in = append(in, atermInput{path: p, outs: d.InputDerivations[p]})
+	}
+	return in
+}
+
+// atermWriter collects an ATerm's bytes. With a hash it hands them on
+// every atermSpill bytes: a derivation with thousands of inputs has an
+// ATerm of megabytes, hashed twice while derivationStrict computes its
+// paths, and a buffer holding it all (grown by doubling) was most of
+// what such a derivation allocated (8,000 inputs: 12 of 55 MB).
+type atermWriter struct {
+	buf  []byte
+	hash hash.Hash // nil: keep every byte
+}
+
+const atermSpill = 16 << 10
+
+func (w *atermWriter) byte(c byte) { w.buf = append(w.buf, c) }
+
+func (w *atermWriter) str(s string) {
+	if w.hash != nil && len(s) >= atermSpill {
+		w.spill()
+		// Write keeps nothing of what it is given
+		w.hash.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+		return
+	}
+	w.buf = append(w.buf, s...)
+	if w.hash != nil && len(w.buf) >= atermSpill {
+		w.spill()
+	}
+}
+
+func (w *atermWriter) spill() {
+	w.hash.Write(w.buf)
+	w.buf = w.buf[:0]
+}
+
+// atermHashers recycles the writers ATerms are hashed through.
+var atermHashers = sync.Pool{New: func() any {
+	return &atermWriter{buf: make([]byte, 0, 2*atermSpill), hash: sha256.New()}
+}}
 
 // hashATerm is the sha256 of the ATerm with the given input derivations,
 // without keeping the ATerm.
-func (d *Derivation) hashATerm(inputs map[string][]string) [32]byte {
-	b := atermBufs.Get().(*bytes.Buffer)
-	b.Reset()
-	d.writeATerm(b, inputs)
-	h := sha256.Sum256(b.Bytes())
-	if b.Cap() <= 1<<20 {
-		atermBufs.Put(b)
-	}
+func (d *Derivation) hashATerm(inputs []atermInput) [32]byte {
+	w := atermHashers.Get().(*atermWriter)
+	w.hash.Reset()
+	d.writeATerm(w, inputs)
+	w.spill()
+	var h [32]byte
+	w.hash.Sum(h[:0])
+	atermHashers.Put(w)
 	return h
 }
 
-func (d *Derivation) writeATerm(b *bytes.Buffer, inputs map[string][]string) {
-	b.WriteString("Derive([")
+func (d *Derivation) writeATerm(w *atermWriter, inputs []atermInput) {
+	w.str("Derive([")
 	for i, name := range sortedKeys(d.Outputs) {
 		o := d.Outputs[name]
 		if i > 0 {
-			b.WriteByte(',')
+			w.byte(',')
 		}
-		b.WriteByte('(')
-		writeRaw(b, name)
-		b.WriteByte(',')
-		writeRaw(b, o.Path)
-		b.WriteByte(',')
-		writeRaw(b, o.HashAlgo)
-		b.WriteByte(',')
-		writeRaw(b, o.Hash)
-		b.WriteByte(')')
+		w.byte('(')
+		writeRaw(w, name)
+		w.byte(',')
+		writeRaw(w, o.Path)
+		w.byte(',')
+		writeRaw(w, o.HashAlgo)
+		w.byte(',')
+		writeRaw(w, o.Hash)
+		w.byte(')')
 	}
-	b.WriteString("],[")
-	for i, p := range sortedKeys(inputs) {
+	w.str("],[")
+	for i, in := range inputs {
 		if i > 0 {
-			b.WriteByte(',')
+			w.byte(',')
 		}
-		b.WriteByte('(')
-		writeRaw(b, p)
-		b.WriteString(",[")
-		writeRawList(b, sortedSet(inputs[p]))
-		b.WriteString("])")
+		w.byte('(')
+		if in.path != "" {
+			writeRaw(w, in.path)
+		} else {
+			w.byte('"')
+			w.buf = hex.AppendEncode(w.buf, in.modulo[:])
+			w.byte('"')
+		}
+		w.str(",[")
+		writeRawList(w, sortedSet(in.outs))
+		w.str("])")
 	}
-	b.WriteString("],[")
-	writeRawList(b, sortedSet(d.InputSources))
-	b.WriteString("],")
-	writeRaw(b, d.System)
-	b.WriteByte(',')
-	writeEscaped(b, d.Builder)
-	b.WriteString(",[")
+	w.str("],[")
+	writeRawList(w, sortedSet(d.InputSources))
+	w.str("],")
+	writeRaw(w, d.System)
+	w.byte(',')
+	writeEscaped(w, d.Builder)
+	w.str(",[")
 	for i, a := range d.Args {
 		if i > 0 {
-			b.WriteByte(',')
+			w.byte(',')
 		}
-		writeEscaped(b, a)
+		writeEscaped(w, a)
 	}
-	b.WriteString("],[")
+	w.str("],[")
 	// The env's sorted keys go through a recycled slice: a derivation's
 	// ATerm is written three times (two hashes and the file).
 	kp := keyBufs.Get().(*[]string)
@@ -99,15 +161,15 @@ func (d *Derivation) writeATerm(b *bytes.Buffer, inputs map[string][]string) {
 	slices.Sort(keys)
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteByte(',')
+			w.byte(',')
 		}
-		b.WriteByte('(')
-		writeEscaped(b, k)
-		b.WriteByte(',')
-		writeEscaped(b, d.Env[k])
-		b.WriteByte(')')
+		w.byte('(')
+		writeEscaped(w, k)
+		w.byte(',')
+		writeEscaped(w, d.Env[k])
+		w.byte(')')
 	}
-	b.WriteString("])")
+	w.str("])")
 	clear(keys)
 	*kp = keys[:0]
 	keyBufs.Put(kp)
@@ -146,23 +208,23 @@ func sortedSet(in []string) []string {
 	return slices.Compact(s)
 }
 
-func writeRaw(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
+func writeRaw(w *atermWriter, s string) {
+	w.byte('"')
+	w.str(s)
+	w.byte('"')
 }
 
-func writeRawList(b *bytes.Buffer, l []string) {
+func writeRawList(w *atermWriter, l []string) {
 	for i, s := range l {
 		if i > 0 {
-			b.WriteByte(',')
+			w.byte(',')
 		}
-		writeRaw(b, s)
+		writeRaw(w, s)
 	}
 }
 
-func writeEscaped(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
+func writeEscaped(w *atermWriter, s string) {
+	w.byte('"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		var esc string
@@ -180,12 +242,12 @@ func writeEscaped(b *bytes.Buffer, s string) {
 		default:
 			continue
 		}
-		b.WriteString(s[start:i])
-		b.WriteString(esc)
+		w.str(s[start:i])
+		w.str(esc)
 		start = i + 1
 	}
-	b.WriteString(s[start:])
-	b.WriteByte('"')
+	w.str(s[start:])
+	w.byte('"')
 }
 
 // ParseError says where in the ATerm parsing stopped and why.

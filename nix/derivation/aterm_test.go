@@ -2,7 +2,9 @@ package derivation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -221,5 +223,43 @@ func TestNameFromStructuredAttrs(t *testing.T) {
 	d.Env["__json"] = `{"builder":":","name":"structured-attrs","system":":"}`
 	if n, err := d.Name(); err != nil || n != "structured-attrs" {
 		t.Fatalf("Name() = %q, %v", n, err)
+	}
+}
+
+// TestATermSHA256Spills checks the streamed hash against the hash of the
+// whole ATerm where the writer hands bytes on in pieces: ATerms just
+// under, at and past the spill size, many inputs, and strings that are
+// larger than a spill by themselves.
+func TestATermSHA256Spills(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inputs int
+		envLen int
+	}{
+		{"small", 1, 10},
+		{"under-spill", 0, atermSpill - 400},
+		{"at-spill", 0, atermSpill},
+		{"one-huge-value", 0, 5*atermSpill + 7},
+		{"many-inputs", 3000, 0},
+		{"both", 700, 3 * atermSpill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New()
+			d.Outputs["out"] = Output{Path: "/nix/store/4wvvbi4jwn0prsdxb7vs673qa5h9gr7x-x"}
+			d.System, d.Builder = "x86_64-linux", "/bin/sh"
+			for i := range tc.inputs {
+				p := fmt.Sprintf("/nix/store/%032d-dep%d.drv", i, i)
+				d.InputDerivations[p] = []string{"out", "dev"}
+			}
+			d.Env["big"] = strings.Repeat("a\"\\\n", tc.envLen/4) + strings.Repeat("b", tc.envLen%4)
+			want := sha256.Sum256(d.ATerm())
+			if got := d.ATermSHA256(); got != want {
+				t.Fatalf("streamed hash %x, hash of the ATerm %x", got, want)
+			}
+			// the recycled writer starts clean
+			if got := d.ATermSHA256(); got != want {
+				t.Fatalf("second streamed hash %x, want %x", got, want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package derivation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -27,6 +28,9 @@ func FuzzParse(f *testing.F) {
 		d, err := Parse(data)
 		if err != nil {
 			return
+		}
+		if got, want := d.ATermSHA256(), sha256.Sum256(d.ATerm()); got != want {
+			t.Fatalf("streamed ATerm hash %x, hash of the ATerm %x", got, want)
 		}
 		// Nix writes these fields unescaped, so only values without quote,
 		// backslash or the escaped control bytes survive a round trip.

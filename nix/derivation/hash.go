@@ -1,9 +1,11 @@
 package derivation
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/tvix-go/tvix/nix/storepath"
@@ -23,21 +25,33 @@ func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error)
 		o := d.Outputs["out"]
 		return sha256.Sum256([]byte("fixed:out:" + o.HashAlgo + ":" + o.Hash + ":" + o.Path)), nil
 	}
-	inputs := make(map[string][]string, len(d.InputDerivations))
-	for _, p := range sortedKeys(d.InputDerivations) {
+	inputs := d.sortedInputs()
+	for i := range inputs {
 		if lookup == nil {
-			return [32]byte{}, fmt.Errorf("hash derivation modulo: no lookup for input derivation %s", p)
+			return [32]byte{}, fmt.Errorf("hash derivation modulo: no lookup for input derivation %s", inputs[i].path)
 		}
-		h, err := lookup(p)
+		h, err := lookup(inputs[i].path)
 		if err != nil {
-			return [32]byte{}, fmt.Errorf("hash derivation modulo of input %s: %w", p, err)
+			return [32]byte{}, fmt.Errorf("hash derivation modulo of input %s: %w", inputs[i].path, err)
 		}
-		// Two inputs with equal modulo hashes collapse into one entry, as in
-		// C++ Nix (insert_or_assign); they can only differ in being
-		// identical fixed-output derivations, whose outputs are both "out".
-		inputs[hex.EncodeToString(h[:])] = d.InputDerivations[p]
+		inputs[i].path, inputs[i].modulo = "", h
 	}
-	return d.hashATerm(inputs), nil
+	// hex sorts as its bytes do
+	slices.SortStableFunc(inputs, func(a, b atermInput) int { return bytes.Compare(a.modulo[:], b.modulo[:]) })
+	// Two inputs with equal modulo hashes collapse into one entry, the
+	// later .drv path's, as in C++ Nix (insert_or_assign in path order);
+	// they can only differ in being identical fixed-output derivations,
+	// whose outputs are both "out".
+	n := 0
+	for i := range inputs {
+		if n > 0 && inputs[n-1].modulo == inputs[i].modulo {
+			inputs[n-1] = inputs[i]
+			continue
+		}
+		inputs[n] = inputs[i]
+		n++
+	}
+	return d.hashATerm(inputs[:n]), nil
 }
 
 // CalculateOutputPaths fills every output's path and the env entry of the
@@ -116,7 +130,7 @@ func (d *Derivation) DrvPath(name string) (storepath.StorePath, error) {
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
 	}
-	h := d.hashATerm(d.InputDerivations)
+	h := d.hashATerm(d.sortedInputs())
 	sp, err := storepath.MakeText(name+".drv", h[:], refs)
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
