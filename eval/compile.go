@@ -2,7 +2,7 @@ package eval
 
 import (
 	"path"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -18,8 +18,43 @@ type code func(ev *Evaluator, env *Env) Value
 type scope struct {
 	parent *scope
 	names  map[string]int
+	// few are the names of a small scope, slot i's at i, instead of
+	// names: a map is ~300 bytes, a lambda's or let's scope is needed
+	// only while compiling it, and an imported file has several
+	// (import-many: 0.85 of the 6.7 KB allocated for each file)
+	few    []string
 	with   bool
 	consts map[string]Value // only the global scope: names resolved to constants
+}
+
+// maxFew is the most names a scope keeps in few rather than in a map.
+const maxFew = 8
+
+// slot is the slot of name in s, if s binds it (the last binding of a
+// name that is bound twice, as the map's).
+func (s *scope) slot(name string) (int, bool) {
+	if s.names != nil {
+		slot, ok := s.names[name]
+		return slot, ok
+	}
+	for i := len(s.few) - 1; i >= 0; i-- {
+		if s.few[i] == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// newScope is a scope under parent of the names, slot i's at i.
+func newScope(parent *scope, names []string) *scope {
+	if len(names) <= maxFew {
+		return &scope{parent: parent, few: names}
+	}
+	m := make(map[string]int, len(names))
+	for i, n := range names {
+		m[n] = i
+	}
+	return &scope{parent: parent, names: m}
 }
 
 type compiler struct {
@@ -28,18 +63,20 @@ type compiler struct {
 }
 
 type lambdaCode struct {
-	name     string
-	arg      string
-	pos      syntax.Pos
-	nslots   int
-	simple   bool
-	formals  []formalCode
-	ellipsis bool
-	atSlot   int
-	body     code
+	name    string
+	arg     string
+	pos     syntax.Pos
+	nslots  int
+	formals []formalCode
+	atSlot  int
+	body    code
 	// inner is set when the body is itself a lambda (a: b: ...), so that
 	// two-argument calls need no intermediate closure.
 	inner *lambdaCode
+	// (the flags together: 112 bytes, not 128, each lambda of every
+	// imported file)
+	simple   bool
+	ellipsis bool
 	// noCapture: evaluating the body never keeps a reference to its
 	// environment (no closures or thunks are made), so the environment
 	// can be reused once the call returns.
@@ -340,7 +377,7 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 			}
 			break
 		}
-		if slot, ok := s.names[name]; ok {
+		if slot, ok := s.slot(name); ok {
 			return compiled{c: slotCode(depth, slot), cheap: true, sameLevelVar: depth == 0, sameSlot: slot}
 		}
 		depth++
@@ -666,6 +703,11 @@ func lazyOf(c compiled, allowSameLevel bool) lazyItem {
 	return lazyItem{thunk: c.c, spec: c.spec, free: c.free}
 }
 
+// newLazyVals has room for n items: the code keeps them as long as the
+// file it compiled is imported, and append's slack was ~30% of them
+// (import-many).
+func newLazyVals(n int) *lazyVals { return &lazyVals{items: make([]lazyItem, 0, n)} }
+
 func (lv *lazyVals) add(it lazyItem) {
 	lv.items = append(lv.items, it)
 }
@@ -806,10 +848,9 @@ func newEnv(up *Env, n int) *Env {
 
 func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 	lc := &lambdaCode{name: n.Name, arg: n.Arg, pos: n.Pos, atSlot: -1}
-	inner := &scope{parent: sc, names: map[string]int{}}
 	if n.Formals == nil {
+		inner := newScope(sc, []string{n.Arg})
 		lc.simple = true
-		inner.names[n.Arg] = 0
 		lc.nslots = 1
 		if il, ok := n.Body.(*syntax.Lambda); ok {
 			lc.inner = cp.compLambda(il, inner)
@@ -821,19 +862,20 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 		lc.noCapture = !cp.capturesEnv(n.Body, inner)
 		return lc
 	}
+	names := make([]string, len(n.Formals.List), len(n.Formals.List)+1)
 	for i, f := range n.Formals.List {
-		inner.names[f.Name] = i
+		names[i] = f.Name
 	}
 	lc.nslots = len(n.Formals.List)
 	if n.Arg != "" {
 		lc.atSlot = lc.nslots
-		inner.names[n.Arg] = lc.nslots
+		names = append(names, n.Arg)
 		lc.nslots++
 	}
+	inner := newScope(sc, names)
 	lc.ellipsis = n.Formals.Ellipsis
 	for i, f := range n.Formals.List {
 		fc := formalCode{name: f.Name, slot: i, pos: f.Pos}
-		fc.key = newKey(f.Name, &f.Pos)
 		if f.Default != nil {
 			c := cp.comp(f.Default, inner)
 			fc.def = delay(c, false)
@@ -845,7 +887,13 @@ func (cp *compiler) compLambda(n *syntax.Lambda, sc *scope) *lambdaCode {
 		}
 		lc.formals = append(lc.formals, fc)
 	}
-	sort.Slice(lc.formals, func(i, j int) bool { return lc.formals[i].name < lc.formals[j].name })
+	slices.SortFunc(lc.formals, func(a, b formalCode) int { return strings.Compare(a.name, b.name) })
+	for i := range lc.formals {
+		// the position in the code, not &f.Pos: a copy of the formal
+		// that would keep its default's syntax tree
+		fc := &lc.formals[i]
+		fc.key = newKey(fc.name, &fc.pos)
+	}
 	lc.body = cp.compile(n.Body, inner)
 	return lc
 }
@@ -854,7 +902,7 @@ func (cp *compiler) compList(n *syntax.List, sc *scope) compiled {
 	if len(n.Items) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return &List{} }, cheap: true}
 	}
-	lv := &lazyVals{}
+	lv := newLazyVals(len(n.Items))
 	for _, it := range n.Items {
 		lv.add(lazyOf(cp.comp(it, sc), true))
 	}
@@ -891,15 +939,23 @@ type dynCode struct {
 	pos  syntax.Pos
 }
 
+// sortedDefs are defs in name order: defs itself when so already (the
+// code keeps no definitions), else a sorted copy (sort.SliceStable's
+// swapper and closure took a third of the garbage, as sort.Slice's for
+// formals).
 func sortedDefs(defs []*syntax.AttrDef) []*syntax.AttrDef {
-	out := append([]*syntax.AttrDef(nil), defs...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	byName := func(a, b *syntax.AttrDef) int { return strings.Compare(a.Name, b.Name) }
+	if slices.IsSortedFunc(defs, byName) {
+		return defs
+	}
+	out := slices.Clone(defs)
+	slices.SortStableFunc(out, byName)
 	return out
 }
 
 func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	defs := sortedDefs(n.Attrs)
-	lv := &lazyVals{}
+	lv := newLazyVals(len(defs))
 	for _, d := range defs {
 		lv.add(lazyOf(cp.comp(d.E, sc), true))
 	}
@@ -909,15 +965,16 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	if len(defs) == 0 && len(dyns) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		var tmp [16]Value
 		var vals []Value
-		if len(defs) <= len(tmp) {
-			vals = tmp[:len(defs)]
+		if nd <= len(tmp) {
+			vals = tmp[:nd]
 		} else {
-			vals = make([]Value, len(defs))
+			vals = make([]Value, nd)
 		}
-		a, pre := allocAttrsThunks(len(defs), sure)
+		a, pre := allocAttrsThunks(nd, sure)
 		lv.fillWith(ev, env, vals, pre)
 		for i, k := range keys {
 			a.own()[i] = Attr{key: k, Val: vals[i]}
@@ -933,8 +990,18 @@ func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 // the definitions make.
 func defKeys(defs []*syntax.AttrDef) []*attrKey {
 	keys := make([]*attrKey, len(defs))
+	// with their positions beside them, not &d.Pos: that keeps the
+	// definition, and through it the syntax tree of its value, for as
+	// long as the code lives (an imported file's as long as the
+	// evaluation: 1.7 KB of each import-many file's 4.3)
+	kp := make([]struct {
+		k attrKey
+		p syntax.Pos
+	}, len(defs))
 	for i, d := range defs {
-		keys[i] = newKey(d.Name, &d.Pos)
+		kp[i].p = d.Pos
+		kp[i].k = attrKey{name: d.Name, pre: keyPre(d.Name), pos: &kp[i].p}
+		keys[i] = &kp[i].k
 	}
 	return keys
 }
@@ -977,17 +1044,17 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 // recScope builds the scope of a rec set or let: every static attribute
 // gets a slot.
 func recScope(defs []*syntax.AttrDef, sc *scope) *scope {
-	inner := &scope{parent: sc, names: make(map[string]int, len(defs))}
+	names := make([]string, len(defs))
 	for i, d := range defs {
-		inner.names[d.Name] = i
+		names[i] = d.Name
 	}
-	return inner
+	return newScope(sc, names)
 }
 
 // compBindings compiles the values of let / rec bindings: inherited ones
 // in the outer scope, the rest in the recursive one.
 func (cp *compiler) compBindings(defs []*syntax.AttrDef, sc, inner *scope) *lazyVals {
-	lv := &lazyVals{}
+	lv := newLazyVals(len(defs))
 	for _, d := range defs {
 		if d.Inherited {
 			it := lazyOf(cp.comp(d.E, sc), true)
@@ -1035,17 +1102,18 @@ func (cp *compiler) compRecAttrs(n *syntax.Attrs, sc *scope) code {
 			}
 		}
 	}
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return func(ev *Evaluator, env *Env) Value {
-		e2 := newEnv(env, len(defs))
-		vals.fill(ev, e2, e2.slots(len(defs)))
-		a := allocAttrs(len(defs))
-		for i, v := range e2.slots(len(defs)) {
+		e2 := newEnv(env, nd)
+		vals.fill(ev, e2, e2.slots(nd))
+		a := allocAttrs(nd)
+		for i, v := range e2.slots(nd) {
 			a.own()[i] = Attr{key: keys[i], Val: v}
 		}
 		if overrides >= 0 {
 			ov := ev.forceAttrs(e2.get(overrides))
 			for _, o := range ov.All() {
-				if slot, ok := inner.names[o.Name()]; ok {
+				if slot, ok := inner.slot(o.Name()); ok {
 					*e2.slot(slot) = o.Val
 				}
 			}
@@ -1063,7 +1131,7 @@ func (cp *compiler) compLet(n *syntax.Let, sc *scope) code {
 	inner := recScope(defs, sc)
 	vals := cp.compBindings(defs, sc, inner)
 	body := cp.compile(n.Body, inner)
-	nd := len(defs)
+	nd := len(defs) // not defs: the code would keep the syntax tree
 	return func(ev *Evaluator, env *Env) Value {
 		return body(ev, vals.letEnv(ev, env, nd))
 	}
@@ -1348,10 +1416,11 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	pos := n.Pos
 	if n.IsPath {
 		first := cp.compile(n.Parts[0], sc)
+		slash := strings.HasSuffix(n.Parts[0].(*syntax.Path).V, "/")
 		return func(ev *Evaluator, env *Env) Value {
 			var b strings.Builder
 			b.WriteString(string(ev.Force(first(ev, env)).(Path)))
-			if strings.HasSuffix(n.Parts[0].(*syntax.Path).V, "/") {
+			if slash {
 				b.WriteByte('/')
 			}
 			for i := 1; i < len(parts); i++ {
@@ -1529,6 +1598,9 @@ func binCode(op string, l, r code, pos, rpos syntax.Pos) code {
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.forceListAt(s.l(ev, env), s.pos)
 			b := ev.forceListAt(s.r(ev, env), s.pos)
+			if len(a.Items) > 0 && len(b.Items) > 0 {
+				ev.stepItems(len(a.Items) + len(b.Items))
+			}
 			return concat2(a, b)
 		}
 	}

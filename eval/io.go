@@ -96,13 +96,7 @@ func (OSIO) ReadDir(p string) ([]DirEntry, error) {
 	return out, nil
 }
 
-func (OSIO) FileType(p string) (FileType, error) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return FileUnknown, err
-	}
-	return modeType(fi.Mode()), nil
-}
+func (OSIO) FileType(p string) (FileType, error) { return lstatType(p) }
 
 func modeType(m fs.FileMode) FileType {
 	switch {

@@ -6,6 +6,8 @@ import (
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tvix-go/tvix/eval"
 )
 
 // hugeHeapSize is how much heap is prepared for huge pages: more than
@@ -152,6 +154,7 @@ func tuneGC(getenv func(string) string, p evalPace) (stop, poll func()) {
 	if sample[1].Value.Kind() == metrics.KindUint64 {
 		base = int64(sample[1].Value.Uint64())
 	}
+	copiedBase := eval.CopiedListBytes()
 	var mu sync.Mutex              // update from poll and from the finalizer
 	var prevLive, prevAllocs int64 // as of the cycle before
 	var cycles uint64              // the last cycle update saw
@@ -186,7 +189,15 @@ func tuneGC(getenv func(string) string, p evalPace) (stop, poll func()) {
 			// instead of 113 MB, marking 95 instead of 80 MB.)
 			paced += live / 4
 		}
-		lim := p.limitKept(paced, allocs, kept)
+		// the rules by allocations count them as C++ Nix would have
+		// made them (kept above is a share of Go's bytes): its peak,
+		// which they were tuned against, is about its allocations, and
+		// the items of `++`'s long lists are half the size there. A fold
+		// appending to a list (append-fold: 200 MB allocated at 5,000,
+		// almost all copied items, a tenth of a MB live) had its heap
+		// held 4x the 26 MB collected at its first cycle, 104 MB, where
+		// C++ Nix had allocated about half of it.
+		lim := p.limitKept(paced, allocs, allocs-(eval.CopiedListBytes()-copiedBase), kept)
 		target.Store(lim)
 		if synchronous {
 			lim = backstop(lim)
@@ -272,6 +283,10 @@ type evalPace struct {
 	// keptGarbageShare of the bytes allocated since the last one live
 	keptGarbageShare float64
 	keptGarbage      float64
+	// deadGarbage replaces garbage after a cycle that found less than
+	// deadShare of the bytes allocated since the last one live
+	deadShare   float64
+	deadGarbage float64
 }
 
 // defaultEvalPace: floor of the size of Nix's trivial evaluation (~25 MB
@@ -314,8 +329,48 @@ type evalPace struct {
 // its first, and garbage 6 there took it from 448 to 590 MB at 10,000
 // (Nix 413 MB); the corpus, json and the other scaling workloads kept
 // their peaks with 6 everywhere.
+//
+// The garbage rule in C++ Nix's bytes (2026-12-02, ninth pass; limitNix):
+// `++` of long lists allocates twice Nix's bytes for the same items, and
+// append-fold is almost nothing else (200 MB at 5,000, a tenth of a MB
+// live). Its first cycle came from the runtime's backstop at 30 MB, as
+// polls came only with its 5,000 calls, and 4x the 26 MB collected let
+// the heap reach 137 MB: peak 199 MB, Nix 132 MB. Counting the copies
+// toward the poll (eval's stepItems) put the cycles at the targets
+// (199 -> 133 MB; 10,000 445 -> 350 MB, Nix 413); counting them at
+// Nix's size in the rule, six cycles of ~1 ms where there were three:
+// 96 MB at 5,000 and 323 MB at 10,000, 0.06-0.07 s CPU instead of 0.08.
+// Only append-fold's cycles moved among the scaling workloads. Merely
+// taking the copies' extra bytes off the allocations (4x the bytes so
+// collected) still let the heap reach 123 MB at 5,000: the heap grows
+// by Go's bytes, twice Nix's, so limitNix solves for the heap that is
+// 0.8 of Nix's allocations when it is reached.
+//
+// Not changed when the executable's image was released (releaseImage,
+// ninth pass), which took ~10 MB off every peak: floor 20 MB saved 2-6
+// ms of task-clock on the corpus' small cases (fewer fresh pages to
+// fault) but cost fixpoint-overlays 0.12 -> 0.16 s, scale CPU points
+// 58 -> 57, the corpus' the same; extra 48 MB took json of 80,000 from
+// 181 to 153 ms and ctx-concatsep of 20,000 from 252 to 211 ms (both
+// below Nix's CPU already) but put the latter's peak past Nix's (99 vs
+// 95 MB), genericClosure of 160,000 and regex of 80,000 10-13 ms slower.
+//
+// deadShare 0.05 and deadGarbage 1 (2026-12-02, ninth pass): after a
+// cycle that found less than 5% of what was allocated since the one
+// before live, the heap may hold only as much again as was collected.
+// Marking costs about the live heap, ~1 ms for append-fold's 1 MB,
+// while every MB the heap grows by is ~256 fresh pages to fault, ~0.4
+// ms: append-fold at 5,000 75 -> 67 ms task-clock (Nix 66), 83 -> 56
+// MB; at 10,000 229 -> 202 ms (Nix ~200), 304 -> 209 MB (10 cycles
+// where there were 6); update-chain at 80,000 137 -> 88 MB at the same
+// CPU; fib (eval-bench) a cycle more at 0.45x Nix's CPU; no other
+// workload's cycles moved. Points, same runs against the tree without
+// it (16:43-16:46): scale CPU 59 vs 57, corpus 16 vs 15, the rest the
+// same. (GC percentage 100 everywhere, TVIX_GC_GARBAGE=100, did as
+// much for append-fold; 4 was tuned for lib-modules, whose cycles keep
+// 56-64%.)
 var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
-	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6}
+	keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6, deadShare: 0.05, deadGarbage: 1}
 
 // limitKept is limit after a cycle that found kept (a share) of what
 // was allocated since the cycle before still live: from keptShare on,
@@ -324,14 +379,41 @@ var defaultEvalPace = evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, alloc
 // soon would mark the same live heap for little garbage, so the
 // headroom over it is keptExtra instead of extra. From keptGarbageShare
 // on, the heap may hold keptGarbage times the bytes collected so far.
-func (p evalPace) limitKept(live, allocs int64, kept float64) int64 {
+//
+// nixAllocs is allocs counted as C++ Nix would have allocated them (see
+// limitNix).
+func (p evalPace) limitKept(live, allocs, nixAllocs int64, kept float64) int64 {
 	if p.keptExtra > 0 && kept >= p.keptShare {
 		p.extra = p.keptExtra
 	}
 	if p.keptGarbage > 0 && kept >= p.keptGarbageShare {
 		p.garbage = max(p.garbage, p.keptGarbage)
 	}
-	return p.limit(live, allocs)
+	if p.deadGarbage > 0 && kept < p.deadShare {
+		p.garbage = min(p.garbage, p.deadGarbage)
+	}
+	return p.limitNix(live, allocs, nixAllocs)
+}
+
+// limitNix is limit where C++ Nix would have allocated nixAllocs of the
+// allocs bytes (less: long lists' items are half the size there), so
+// that a mostly dead heap is collected by the rules in Nix's bytes,
+// which its peak is about. The garbage rule lets the heap reach
+// keep = garbage / (1 + garbage) of the allocations at the next cycle;
+// with r Nix bytes per byte allocated here, the heap h then has keep ×
+// (nixAllocs + r × (h - live)) in it: h = keep × (nixAllocs - r × live)
+// / (1 - keep × r). (r 1: garbage × (allocs - live), as limit.)
+func (p evalPace) limitNix(live, allocs, nixAllocs int64) int64 {
+	if nixAllocs >= allocs || allocs <= 0 || nixAllocs <= 0 {
+		return p.limit(live, allocs)
+	}
+	r := float64(nixAllocs) / float64(allocs)
+	keep := p.garbage / (1 + p.garbage)
+	g := max(int64(float64(nixAllocs)*p.allocFrac), int64(keep*(float64(nixAllocs)-r*float64(live))/(1-keep*r)))
+	if p.garbageCap > 0 {
+		g = min(g, p.garbageCap)
+	}
+	return max(int64(float64(live)*p.ratio)+p.extra, g, p.floor)
 }
 
 // limit is the memory limit after a cycle that left live bytes, with

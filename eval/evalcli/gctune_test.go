@@ -198,11 +198,11 @@ func TestEvalPaceLimitKept(t *testing.T) {
 		{kept: 1, want: 144 << 20},
 	}
 	for _, c := range cases {
-		if got := p.limitKept(40<<20, 60<<20, c.kept); got != c.want {
+		if got := p.limitKept(40<<20, 60<<20, 60<<20, c.kept); got != c.want {
 			t.Errorf("limitKept(40 MB live, 60 MB allocated, %.2f kept) = %d MB, want %d MB", c.kept, got>>20, c.want>>20)
 		}
 	}
-	if got := (evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20}).limitKept(40<<20, 60<<20, 1); got != 112<<20 {
+	if got := (evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20}).limitKept(40<<20, 60<<20, 60<<20, 1); got != 112<<20 {
 		t.Errorf("without keptExtra: %d MB, want 112 MB", got>>20)
 	}
 }
@@ -222,7 +222,7 @@ func TestEvalPaceLimitKeptGarbage(t *testing.T) {
 		{allocs: 200 << 20, kept: 0.5, want: 320 << 20}, // up to garbageCap
 	}
 	for _, c := range cases {
-		if got := p.limitKept(40<<20, c.allocs, c.kept); got != c.want {
+		if got := p.limitKept(40<<20, c.allocs, c.allocs, c.kept); got != c.want {
 			t.Errorf("limitKept(40 MB live, %d MB allocated, %.2f kept) = %d MB, want %d MB", c.allocs>>20, c.kept, got>>20, c.want>>20)
 		}
 	}
@@ -234,12 +234,13 @@ func TestPaceFromEnv(t *testing.T) {
 		"TVIX_GC_RATIO":        "150",
 		"TVIX_GC_KEPT":         "85",
 		"TVIX_GC_KEPTEXTRA_MB": "200",
+		"TVIX_GC_DEADGARBAGE":  "200",
 		"TVIX_GC_EXTRA_MB":     "x",  // not a number: ignored
 		"TVIX_GC_GARBAGE":      "-1", // below its least: ignored
 	}
 	got := paceFromEnv(func(k string) string { return env[k] }, defaultEvalPace)
 	want := defaultEvalPace
-	want.floor, want.ratio, want.keptShare, want.keptExtra = 40<<20, 1.5, 0.85, 200<<20
+	want.floor, want.ratio, want.keptShare, want.keptExtra, want.deadGarbage = 40<<20, 1.5, 0.85, 200<<20, 2
 	if got != want {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
@@ -249,5 +250,61 @@ func TestPaceFromEnv(t *testing.T) {
 	env = map[string]string{"TVIX_GC_MINHEAP_MB": "0", "TVIX_GC_RATIO": "99"} // below their least
 	if got := paceFromEnv(func(k string) string { return env[k] }, defaultEvalPace); got != defaultEvalPace {
 		t.Errorf("values below the least were taken: %+v", got)
+	}
+}
+
+// Where C++ Nix would have allocated less (the long lists of `++`, at
+// half the bytes), the garbage rule keeps the heap at the same share of
+// Nix's allocations: 40 MB when 30 MB of Nix's bytes are behind it and
+// half of what comes is list items, as then Nix has allocated 50.
+func TestEvalPaceLimitNix(t *testing.T) {
+	p := evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20}
+	cases := []struct {
+		live, allocs, nix, want int64
+	}{
+		{live: 2 << 20, allocs: 60 << 20, nix: 60 << 20, want: 232 << 20},     // as limit: 4x the 58 MB collected
+		{live: 2 << 20, allocs: 60 << 20, nix: 70 << 20, want: 232 << 20},     // never above limit
+		{live: 0, allocs: 60 << 20, nix: 30 << 20, want: 40 << 20},            // 0.8 of the 50 MB then
+		{live: 0, allocs: 100 << 20, nix: 75 << 20, want: 150 << 20},          // 0.8 × (75 + 0.75 × 150)
+		{live: 4 << 20, allocs: 30 << 20, nix: 20 << 20, want: 40 << 20},      // 2x live + extra above it
+		{live: 0, allocs: 1000 << 20, nix: 600 << 20, want: 320 << 20},        // up to the cap
+		{live: 300 << 20, allocs: 400 << 20, nix: 250 << 20, want: 632 << 20}, // large live heap
+	}
+	for _, c := range cases {
+		got := p.limitNix(c.live, c.allocs, c.nix)
+		if d := got - c.want; d < -1<<10 || d > 1<<10 {
+			t.Errorf("limitNix(%d MB live, %d MB allocated, %d MB in Nix's bytes) = %.2f MB, want %d MB",
+				c.live>>20, c.allocs>>20, c.nix>>20, float64(got)/(1<<20), c.want>>20)
+		}
+	}
+}
+
+// After a cycle that found almost nothing of what was allocated since
+// the last one live, the heap may hold only deadGarbage times the bytes
+// collected: marking a tiny live heap costs less than faulting in the
+// fresh pages of more garbage.
+func TestEvalPaceLimitDead(t *testing.T) {
+	p := evalPace{floor: 26 << 20, ratio: 2, extra: 32 << 20, allocFrac: 0.5, garbage: 4, garbageCap: 320 << 20,
+		keptShare: 0.85, keptExtra: 200 << 20, keptGarbageShare: 0.4, keptGarbage: 6, deadShare: 0.05, deadGarbage: 1}
+	cases := []struct {
+		live, allocs int64
+		kept         float64
+		want         int64
+	}{
+		{live: 1 << 20, allocs: 100 << 20, kept: 0.04, want: 99 << 20},  // 1x the 99 MB collected
+		{live: 1 << 20, allocs: 100 << 20, kept: 0.05, want: 320 << 20}, // from the share on, 4x (capped)
+		{live: 1 << 20, allocs: 30 << 20, kept: 0.01, want: 34 << 20},   // 2x live + extra above it
+		{live: 1 << 20, allocs: 100 << 20, kept: 0.5, want: 320 << 20},  // 6x, capped
+	}
+	for _, c := range cases {
+		if got := p.limitKept(c.live, c.allocs, c.allocs, c.kept); got != c.want {
+			t.Errorf("limitKept(%d MB live, %d MB allocated, %.2f kept) = %d MB, want %d MB", c.live>>20, c.allocs>>20, c.kept, got>>20, c.want>>20)
+		}
+	}
+	// off without deadGarbage
+	q := p
+	q.deadGarbage = 0
+	if got := q.limitKept(1<<20, 60<<20, 60<<20, 0.01); got != 236<<20 {
+		t.Errorf("without deadGarbage: %d MB, want 236 MB", got>>20)
 	}
 }

@@ -204,21 +204,15 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	}
 	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
 		runtime.MemProfileRate = 64 << 10
-		defer func() {
-			runtime.GC() // the profile is as of the last cycle: count every allocation
-			if f, err := os.Create(prof); err == nil {
-				pprof.Lookup("allocs").WriteTo(f, 0)
-				f.Close()
-			}
-		}()
 	} else {
 		// Go samples an allocation every 512 KB by default; the records
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
 		runtime.MemProfileRate = 0
 	}
 	// TVIX_GC_MINHEAP_MB, TVIX_GC_EXTRA_MB, TVIX_GC_RATIO,
-	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT, TVIX_GC_KEPTGARBAGE (percentages)
-	// and TVIX_GC_KEPTEXTRA_MB override the evaluation pace, for measuring it.
+	// TVIX_GC_ALLOCFRAC, TVIX_GC_KEPT, TVIX_GC_KEPTGARBAGE, TVIX_GC_DEAD,
+	// TVIX_GC_DEADGARBAGE (percentages) and TVIX_GC_KEPTEXTRA_MB override
+	// the evaluation pace, for measuring it.
 	pace := defaultEvalPace
 	var periodic func() // the collector's poll, evaluating
 	pace = paceFromEnv(getenv, pace)
@@ -274,7 +268,23 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		}
 		defer done()
 	}
+	if getenv("TVIX_KEEP_IMAGE") != "1" {
+		releaseImage()
+	}
 	ev := eval.New(evOpts)
+	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
+		defer func() {
+			// the profile is as of the last cycle: count every
+			// allocation, and (inuse_space) what the evaluator still
+			// holds at the end, its import cache above all
+			runtime.GC()
+			if f, err := os.Create(prof); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			runtime.KeepAlive(ev)
+		}()
+	}
 	cwd, _ := os.Getwd()
 	fail := func(err error) int {
 		var e *eval.Error
@@ -411,6 +421,8 @@ func paceFromEnv(getenv func(string) string, pace evalPace) evalPace {
 		{"TVIX_GC_KEPT", 0, pct(&pace.keptShare)},
 		{"TVIX_GC_KEPTGARBAGE", 0, pct(&pace.keptGarbage)},
 		{"TVIX_GC_KEPTEXTRA_MB", 0, mb(&pace.keptExtra)},
+		{"TVIX_GC_DEAD", 0, pct(&pace.deadShare)},
+		{"TVIX_GC_DEADGARBAGE", 0, pct(&pace.deadGarbage)},
 	} {
 		if s := getenv(ov.env); s != "" {
 			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= ov.min {

@@ -3,8 +3,10 @@
 package syntax
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // Source is one parsed text: a file or an expression given on the command
@@ -12,12 +14,21 @@ import (
 type Source struct {
 	Name string // file path, or «string» / «stdin»
 	Text []byte
+	// str is Text as a string, the same bytes: the syntax tree's names
+	// and literals are substrings of it, and the positions keep Text for
+	// the messages, so a copy would keep every file twice (import-many:
+	// ~160 bytes a file)
+	str string
 	// lineStarts are the offsets of the first byte of every line.
 	lineStarts []int
 }
 
+// NewSource makes a source of text, which it keeps: the caller must not
+// change text afterwards.
 func NewSource(name string, text []byte) *Source {
-	s := &Source{Name: name, Text: text, lineStarts: []int{0}}
+	s := &Source{Name: name, Text: text, str: unsafe.String(unsafe.SliceData(text), len(text))}
+	// as many as there are lines, not append's slack of up to a quarter
+	s.lineStarts = make([]int, 1, 1+bytes.Count(text, []byte{'\n'}))
 	for i, c := range text {
 		if c == '\n' {
 			s.lineStarts = append(s.lineStarts, i+1)
