@@ -268,9 +268,6 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 		}
 		defer done()
 	}
-	if getenv("TVIX_KEEP_IMAGE") != "1" {
-		releaseImage()
-	}
 	ev := eval.New(evOpts)
 	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
 		defer func() {
