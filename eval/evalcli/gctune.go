@@ -346,8 +346,9 @@ type evalPace struct {
 // by Go's bytes, twice Nix's, so limitNix solves for the heap that is
 // 0.8 of Nix's allocations when it is reached.
 //
-// Not changed when the executable's image was released (releaseImage,
-// ninth pass), which took ~10 MB off every peak: floor 20 MB saved 2-6
+// Measured while the ninth pass released the executable's image (its
+// read-only pages, ~10 MB off every peak; not kept, see
+// docs/benchmarks-eval.md), and so not changed: floor 20 MB saved 2-6
 // ms of task-clock on the corpus' small cases (fewer fresh pages to
 // fault) but cost fixpoint-overlays 0.12 -> 0.16 s, scale CPU points
 // 58 -> 57, the corpus' the same; extra 48 MB took json of 80,000 from
