@@ -308,3 +308,21 @@ func TestEvalPaceLimitDead(t *testing.T) {
 		t.Errorf("without deadGarbage: %d MB, want 236 MB", got>>20)
 	}
 }
+
+func TestCollectNow(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct {
+		heap, target, goal int64
+		want               bool
+	}{
+		{10 * mb, 26 * mb, 40 * mb, false}, // below the target
+		{26 * mb, 26 * mb, 40 * mb, true},  // at it
+		{39 * mb, 26 * mb, 40 * mb, true},
+		{40 * mb, 26 * mb, 40 * mb, false}, // the runtime's cycle is under way
+		{90 * mb, 26 * mb, 40 * mb, false},
+	} {
+		if got := collectNow(c.heap, c.target, c.goal); got != c.want {
+			t.Errorf("collectNow(heap %d MB, target %d MB, goal %d MB) = %v, want %v", c.heap/mb, c.target/mb, c.goal/mb, got, c.want)
+		}
+	}
+}
