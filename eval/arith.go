@@ -32,7 +32,7 @@ func (ev *Evaluator) add(a, b Value, lpos, rpos syntax.Pos) Value {
 	case Path:
 		s := ev.coerceToString(b, rpos, false, false)
 		if len(s.Ctx()) > 0 {
-			ev.throwAt(rpos, "a string that refers to a store path cannot be appended to a path")
+			ev.throwAt(lpos, "a string that refers to a store path cannot be appended to a path")
 		}
 		return Path(canonPath(string(x) + s.S))
 	case *String:

@@ -1399,13 +1399,20 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	parts := make([]code, len(n.Parts))
 	statics := make([]string, len(n.Parts))
 	isStatic := make([]bool, len(n.Parts))
+	// where each part's ${ begins: C++ Nix reports its coercion there
+	at := make([]syntax.Pos, len(n.Parts))
 	for i, p := range n.Parts {
+		at[i] = n.Pos
+		if i < len(n.At) && n.At[i].IsValid() {
+			at[i] = n.At[i]
+		}
 		switch p := p.(type) {
 		case *syntax.Str:
 			statics[i], isStatic[i] = p.V, true
 		case *syntax.Interp:
 			if n.IsPath && len(p.Parts) == 1 {
 				parts[i] = cp.compile(p.Parts[0], sc)
+				at[i] = p.Pos
 				continue
 			}
 			parts[i] = cp.compile(p, sc)
@@ -1428,7 +1435,7 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 					b.WriteString(statics[i])
 					continue
 				}
-				s := ev.coerceToString(parts[i](ev, env), pos, false, false)
+				s := ev.coerceToString(parts[i](ev, env), at[i], false, false)
 				if len(s.Ctx()) > 0 {
 					ev.throwAt(pos, "a string that refers to a store path cannot be appended to a path")
 				}
@@ -1448,7 +1455,7 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 		var ctx Context
 		for i, p := range parts {
 			if !isStatic[i] {
-				s := ev.coerceToString(p(ev, env), pos, false, true)
+				s := ev.coerceToString(p(ev, env), at[i], false, true)
 				dyn = append(dyn, s)
 				n += len(s.S)
 				ctx = MergeContext(ctx, s.Ctx())

@@ -672,7 +672,7 @@ func TestEnvFreeThunks(t *testing.T) {
 // TestOperatorErrorPositions: the columns C++ Nix 2.8 reports (checked
 // with nix-instantiate): an operator's error where its left operand
 // begins, parenthesis included; +'s error about an operand at that
-// operand.
+// operand; an interpolated part's at its ${.
 func TestOperatorErrorPositions(t *testing.T) {
 	for _, c := range []struct {
 		expr string
@@ -696,6 +696,18 @@ func TestOperatorErrorPositions(t *testing.T) {
 		{`let f = x: x; in "a" + f`, 24},
 		{`let f = x: [ (x + 1) ]; in builtins.elemAt (f "s") 0`, 19},
 		{`1 * {}`, 1},
+		// an interpolation's coercion at its ${
+		{`"${1}"`, 2},
+		{`"a${"b"}${1}"`, 9},
+		{`  "x ${ {} }"`, 6},
+		{`''a${1}''`, 4},
+		{`./a/${1}`, 5},
+		{`./a/${"b"}/${{}}`, 12},
+		{`"${"a"}" + "${{}}"`, 13},
+		{`"a${x: x}"`, 3},
+		{`"${"a${1}"}"`, 6},
+		{`"\n${1}"`, 4},
+		{`"a\"b${1}"`, 6},
 	} {
 		t.Run(c.expr, func(t *testing.T) {
 			_, err := evalString(t, newTestEval(), c.expr)

@@ -121,8 +121,13 @@ type (
 	// Interp is an interpolated string ("a${b}c", ''..'') or, with IsPath,
 	// a path with interpolation (./a/${b}).
 	Interp struct {
-		Pos      Pos
-		Parts    []Node // *Str or expressions
+		Pos   Pos
+		Parts []Node // *Str or expressions
+		// At is where each expression part's ${ begins (a *Str part's
+		// entry is unset; nil for paths, whose expression parts are
+		// wrapped in an Interp at their ${): C++ Nix reports a part's
+		// coercion error there.
+		At       []Pos
 		IsPath   bool
 		Indented bool
 	}

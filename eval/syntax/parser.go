@@ -499,6 +499,7 @@ func (p *parser) stringRest(open int) Node {
 	var buf []byte  // the part's text up to start, when it has escapes
 	start := l.pos  // where the part's text not yet in buf begins
 	partAt := l.pos // where the part begins
+	var at []Pos    // Interp.At, once there is an expression part
 	flush := func() {
 		switch {
 		case buf != nil:
@@ -524,7 +525,7 @@ func (p *parser) stringRest(open int) Node {
 			flush()
 			l.pos++
 			if interp {
-				return &Interp{Pos: p.pos(open), Parts: parts}
+				return &Interp{Pos: p.pos(open), Parts: parts, At: at}
 			}
 			if len(parts) == 0 {
 				return &Str{Pos: p.pos(open)}
@@ -539,10 +540,13 @@ func (p *parser) stringRest(open int) Node {
 			escaped(unescape(l.s[l.pos+1]), 2)
 		case c == '$' && l.at(l.pos+1) == '{':
 			flush()
+			off := l.pos
 			l.pos += 2
 			e := p.expr()
 			p.expect("}")
+			at = append(at, make([]Pos, len(parts)-len(at))...)
 			parts = append(parts, e)
+			at = append(at, p.pos(off))
 			interp = true
 			start, partAt = l.pos, l.pos
 		case c == '$' && l.at(l.pos+1) == '$':
@@ -687,13 +691,16 @@ func stripIndentation(pos Pos, es []indPart) Node {
 		}
 	}
 	var out []Node
+	var at []Pos // Interp.At
 	atStart = true
 	dropped := 0
 	for i, e := range es {
 		if e.e != nil {
 			atStart = false
 			dropped = 0
+			at = append(at, make([]Pos, len(out)-len(at))...)
 			out = append(out, e.e)
+			at = append(at, e.pos)
 			continue
 		}
 		var s2 []byte
@@ -739,7 +746,7 @@ func stripIndentation(pos Pos, es []indPart) Node {
 			return s
 		}
 	}
-	return &Interp{Pos: pos, Parts: out, Indented: true}
+	return &Interp{Pos: pos, Parts: out, At: at, Indented: true}
 }
 
 // binds parses bindings up to (not including) the terminator token.
