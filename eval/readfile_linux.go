@@ -5,6 +5,8 @@ import (
 	"strings"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // cPath is p NUL-terminated in buf when it fits (no allocation: an
@@ -32,16 +34,15 @@ func lstatType(p string) (FileType, error) {
 		return FileUnknown, &fs.PathError{Op: "lstat", Path: p, Err: syscall.EINVAL}
 	}
 	var st syscall.Stat_t
-	for {
-		_, _, e := syscall.Syscall6(syscall.SYS_NEWFSTATAT, _AT_FDCWD, uintptr(unsafe.Pointer(c)),
-			uintptr(unsafe.Pointer(&st)), uintptr(_AT_SYMLINK_NOFOLLOW), 0, 0)
-		if e == syscall.EINTR {
-			continue
-		}
+	if _, err := retryEINTR(func() (int, error) {
+		_, _, e := syscall.Syscall6(syscall.SYS_NEWFSTATAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(c)),
+			uintptr(unsafe.Pointer(&st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
 		if e != 0 {
-			return FileUnknown, &fs.PathError{Op: "lstat", Path: p, Err: e}
+			return 0, e
 		}
-		break
+		return 0, nil
+	}); err != nil {
+		return FileUnknown, &fs.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
@@ -54,10 +55,9 @@ func lstatType(p string) (FileType, error) {
 	return FileUnknown, nil
 }
 
-const (
-	_AT_FDCWD            = ^uintptr(99) // -100
-	_AT_SYMLINK_NOFOLLOW = 0x100
-)
+// atFDCWD is unix.AT_FDCWD as a variable: the constant is negative, and
+// the raw system calls take it as a uintptr.
+var atFDCWD = unix.AT_FDCWD
 
 // readFile is os.ReadFile in plain system calls. os.Open offers every
 // file to the runtime's poller (two fcntl to make it non-blocking, an
@@ -71,7 +71,7 @@ func readFile(p string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EINVAL}
 	}
 	fd, err := retryEINTR(func() (int, error) {
-		r, _, e := syscall.Syscall6(syscall.SYS_OPENAT, _AT_FDCWD, uintptr(unsafe.Pointer(c)),
+		r, _, e := syscall.Syscall6(syscall.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(c)),
 			uintptr(syscall.O_RDONLY|syscall.O_CLOEXEC), 0, 0, 0)
 		if e != 0 {
 			return -1, e
