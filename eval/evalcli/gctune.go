@@ -434,11 +434,7 @@ func (p evalPace) limitNix(live, allocs, nixAllocs int64) int64 {
 	}
 	r := float64(nixAllocs) / float64(allocs)
 	keep := p.garbage / (1 + p.garbage)
-	g := max(int64(float64(nixAllocs)*p.allocFrac), int64(keep*(float64(nixAllocs)-r*float64(live))/(1-keep*r)))
-	if p.garbageCap > 0 {
-		g = min(g, p.garbageCap)
-	}
-	return max(int64(float64(live)*p.ratio)+p.extra, g, p.floor)
+	return p.bound(live, max(int64(float64(nixAllocs)*p.allocFrac), int64(keep*(float64(nixAllocs)-r*float64(live))/(1-keep*r))))
 }
 
 // limit is the memory limit after a cycle that left live bytes, with
@@ -447,7 +443,12 @@ func (p evalPace) limit(live, allocs int64) int64 {
 	// heap = keep × allocations when live + (A - allocs) = keep × A for
 	// the total A allocated by then: the next cycle comes when garbage ×
 	// (allocs - live) bytes are in use, garbage being keep / (1 - keep)
-	g := max(int64(float64(allocs)*p.allocFrac), int64(float64(allocs-live)*p.garbage))
+	return p.bound(live, max(int64(float64(allocs)*p.allocFrac), int64(float64(allocs-live)*p.garbage)))
+}
+
+// bound is the limit when the rules by allocations give g: g up to
+// garbageCap, but never below ratio × live + extra nor below floor.
+func (p evalPace) bound(live, g int64) int64 {
 	if p.garbageCap > 0 {
 		// (half of 1.2 GB allocated let append-fold of 10,000 peak at
 		// 577 MB, Nix 412 MB)
