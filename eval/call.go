@@ -106,7 +106,8 @@ func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
 func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	inner := l.fn.inner
 	// as in callCode: the frame first, so that pos is dead before the
-	// first call
+	// first call (written out: a pushFrame method is past the inliner's
+	// budget, and a call per Nix call costs more than the six lines)
 	if fs, n := ev.frames, len(ev.frames); n < cap(fs) {
 		fs = fs[:n+1]
 		fs[n] = callFrame{inner, pos}
