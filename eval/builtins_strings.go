@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -98,37 +99,36 @@ func registerStrings(reg registerFunc) {
 		if len(from.Items) != len(to.Items) {
 			ev.Throwf("'from' and 'to' arguments to 'replaceStrings' have different lengths")
 		}
-		// As in C++ Nix, every pattern is forced (as a string, not
-		// coerced) before the subject. Nix 2.8 forces the replacements
-		// too; later versions (and the language suite's
-		// eval-okay-replacestrings) force only those used, as here.
-		froms := make([]string, len(from.Items))
-		for i := range from.Items {
-			froms[i] = ev.str(ev.forceItem(from, i))
-		}
-		tos := make([]*String, len(to.Items))
-		s := ev.ForceString(a[2])
-		var b []byte
-		var ctx ContextUnion
-		ctx.Add(s.Ctx())
-		str := s.S
-		// bytes that can start a match; runs of other bytes are copied
-		// at once
-		var starts [256]bool
-		anyEmpty := false
-		for _, f := range froms {
-			if f == "" {
-				anyEmpty = true
+		var local replacer
+		var fromBuf [4]string
+		var toBuf [4]*String
+		r := ev.replLast
+		if r == nil || r.from != from || r.to != to {
+			local.froms, local.starts, local.anyEmpty = ev.forcePatterns(from, fromBuf[:0])
+			local.tos = toBuf[:0]
+			if len(to.Items) <= len(toBuf) {
+				local.tos = toBuf[:len(to.Items)]
 			} else {
-				starts[f[0]] = true
+				local.tos = make([]*String, len(to.Items))
+			}
+			r = &local
+			if ev.replSeen == [2]*List{from, to} {
+				// (not through r, which would take local to the heap)
+				kept := local.keep(from, to)
+				ev.replLast = kept
+				r = kept
+			} else {
+				ev.replSeen = [2]*List{from, to}
 			}
 		}
-		r := replacer{ev: ev, froms: froms, to: to, tos: tos, starts: &starts, anyEmpty: anyEmpty, ctx: &ctx}
+		s := ev.ForceString(a[2])
+		var ctx ContextUnion
+		ctx.Add(s.Ctx())
 		// counted first, then written into one allocation of that size:
 		// growing the result by appending copied it and left it several
 		// times over as garbage
-		_, n := r.run(str, nil, true)
-		b, _ = r.run(str, make([]byte, 0, n), false)
+		_, n := r.run(ev, to, &ctx, s.S, nil, true)
+		b, _ := r.run(ev, to, &ctx, s.S, make([]byte, 0, n), false)
 		return StrCtx(unsafe.String(unsafe.SliceData(b), len(b)), ctx.Context())
 	})
 	reg("match", 2, func(ev *Evaluator, a []Value) Value {
@@ -194,16 +194,52 @@ func isLiteralRegex(re string) bool {
 // replacer is the scan of replaceStrings, run twice: counting the
 // result's length, then writing it.
 type replacer struct {
-	ev       *Evaluator
+	from, to *List
 	froms    []string
-	to       *List
 	tos      []*String // forced at their first use
-	starts   *[256]bool
+	starts   [4]uint64 // bytes that can start a match: runs of others are copied at once
 	anyEmpty bool
-	ctx      *ContextUnion
 }
 
-func (r *replacer) run(str string, b []byte, count bool) ([]byte, int) {
+// forcePatterns forces replaceStrings' patterns into froms (appended to
+// buf), with the table of their first bytes. As in C++ Nix, every
+// pattern is forced (as a string, not coerced) before the subject. Nix
+// 2.8 forces the replacements too; later versions (and the language
+// suite's eval-okay-replacestrings) force only those used, as here.
+func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, starts [4]uint64, anyEmpty bool) {
+	froms = buf
+	for i := range from.Items {
+		f := ev.str(ev.forceItem(from, i))
+		froms = append(froms, f)
+		if f == "" {
+			anyEmpty = true
+		} else {
+			starts[f[0]>>6] |= 1 << (f[0] & 63)
+		}
+	}
+	return froms, starts, anyEmpty
+}
+
+// keep is a copy of r's patterns (made on the builtin's stack) to be
+// used again by the calls that follow with the same lists: wrappers
+// such as toUpper, escapeXML and makeBinPath pass the same two lists on
+// every call, and making the patterns anew each time was most of what
+// those calls allocated (escaping's toUpper over 10,000 strings, 26
+// pairs: 7 of its 24 MB). The lists' values never change once forced,
+// and a replacement forced by a later call (or by one nested in forcing
+// it) is the same value, so sharing them changes nothing. Only the
+// second call in a row with a pair keeps its patterns, so calls with
+// list literals (escapeShellArg's, new lists every time) or alternating
+// pairs allocate nothing more; and they are kept once all are forced:
+// one that throws (caught by tryEval) leaves nothing half-made behind.
+func (r *replacer) keep(from, to *List) *replacer {
+	return &replacer{from: from, to: to, froms: slices.Clone(r.froms), tos: slices.Clone(r.tos), starts: r.starts, anyEmpty: r.anyEmpty}
+}
+
+// run's ev and to are parameters, not fields of r: both leak (forcing
+// stores into them), and a field that leaks takes the rest of the
+// struct with it (escape analysis does not tell fields apart).
+func (r *replacer) run(ev *Evaluator, to *List, ctx *ContextUnion, str string, b []byte, count bool) ([]byte, int) {
 	n := 0
 	put := func(s string) {
 		if count {
@@ -215,7 +251,7 @@ func (r *replacer) run(str string, b []byte, count bool) ([]byte, int) {
 	for p := 0; p <= len(str); {
 		if !r.anyEmpty {
 			q := p
-			for q < len(str) && !r.starts[str[q]] {
+			for q < len(str) && r.starts[str[q]>>6]&(1<<(str[q]&63)) == 0 {
 				q++
 			}
 			put(str[p:q])
@@ -228,11 +264,16 @@ func (r *replacer) run(str string, b []byte, count bool) ([]byte, int) {
 		for i, f := range r.froms {
 			if strings.HasPrefix(str[p:], f) {
 				found = true
-				if r.tos[i] == nil {
-					r.tos[i] = r.ev.ForceString(r.ev.forceItem(r.to, i))
-					r.ctx.Add(r.tos[i].Ctx())
+				t := r.tos[i]
+				if t == nil {
+					t = ev.ForceString(ev.forceItem(to, i))
+					r.tos[i] = t
 				}
-				put(r.tos[i].S)
+				if count {
+					// once per call: the union takes each element once
+					ctx.Add(t.Ctx())
+				}
+				put(t.S)
 				if f == "" {
 					if p < len(str) {
 						put(str[p : p+1])

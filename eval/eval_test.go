@@ -117,6 +117,18 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.concatStringsSep ", " [ "a" "" "b" ]`, `"a, , b"`},
 		{`builtins.replaceStrings [ "" ] [ "-" ] "abc"`, `"-a-b-c-"`},
 		{`builtins.replaceStrings [ "ab" "b" ] [ "X" "YY" ] "abbab"`, `"XYYX"`},
+		// replaceStrings called again with the same lists keeps its
+		// patterns (answers from nix-instantiate 2.8): alternating pairs,
+		// patterns that throw under tryEval and are tried again, the
+		// context of a replacement on every call that uses it
+		{`let f = builtins.replaceStrings [ "a" "b" ] [ "1" "2" ]; in map f [ "ab" "ba" "cab" "" "aaa" ]`, `[ "12" "21" "c12" "" "111" ]`},
+		{`let f = builtins.replaceStrings [ "a" "" ] [ "1" "-" ]; in map f [ "ab" "ba" "xax" ]`, `[ "1-b-" "-b1-" "-x1-x-" ]`},
+		{`let f = builtins.replaceStrings [ "a" "b" ] [ "A" "B" ]; g = builtins.replaceStrings [ "a" ] [ "Z" ]; in map (s: f (g s) + g (f s)) [ "ab" "abab" "b" ]`, `[ "ZBAB" "ZBZBABAB" "BB" ]`},
+		{`let p = [ "a" (throw "p") ]; f = builtins.replaceStrings p [ "1" "2" ]; in [ (builtins.tryEval (f "a")).success (builtins.tryEval (f "a")).success (builtins.tryEval (f "a")).success ]`, `[ false false false ]`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; f = builtins.replaceStrings [ "a" ] [ "${d}" ]; in map (s: builtins.attrNames (builtins.getContext (f s))) [ "a" "b" "aa" "a" ]`, `[ [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] ]`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; f = builtins.replaceStrings [ "a" ] [ "x" ]; in map (s: builtins.attrNames (builtins.getContext (f s))) [ "a${d}" "b" "${d}a" ]`, `[ [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] ]`},
+		{`builtins.genList (i: builtins.replaceStrings [ "0" "1" ] [ "zero" "one" ] (toString i)) 12`, `[ "zero" "one" "2" "3" "4" "5" "6" "7" "8" "9" "onezero" "oneone" ]`},
+		{`let lower = [ "a" "b" "c" ]; upper = [ "A" "B" "C" ]; in map (builtins.replaceStrings lower upper) [ "abc" "cab" "xyz" "aXb" ]`, `[ "ABC" "CAB" "xyz" "AXB" ]`},
 		{`builtins.filter (x: x != 2) [ 1 2 3 2 4 ]`, `[ 1 3 4 ]`},
 		{`builtins.concatMap (x: builtins.concatMap (y: [ x y ]) [ 1 2 ]) [ 10 20 ]`, `[ 10 1 10 2 20 1 20 2 ]`},
 		{`builtins.tryEval ([ 1 ] ++ (throw "x") ++ [ 2 ])`, `{ success = false; value = false; }`},

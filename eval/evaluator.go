@@ -63,6 +63,8 @@ type Evaluator struct {
 	importCache map[string]Value
 	storeCache  map[string]string
 	regexes     map[regexKey]*nixRegex
+	replLast    *replacer      // replaceStrings' patterns kept (see replacePatterns)
+	replSeen    [2]*List       // and the lists of its last call
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv

@@ -146,7 +146,13 @@ func StrCtx(s string, c Context) *String {
 	if len(c) == 0 {
 		return &String{S: s}
 	}
-	return &String{S: s, ctx: &c}
+	// one allocation, not two (the string and its context's slice)
+	x := &struct {
+		String
+		c Context
+	}{String{S: s}, c}
+	x.ctx = &x.c
+	return &x.String
 }
 
 type List struct{ Items []Value }
