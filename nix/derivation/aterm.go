@@ -25,13 +25,20 @@ import (
 // odd values.
 func (d *Derivation) ATerm() []byte {
 	w := atermWriter{buf: make([]byte, 0, d.sizeHint())}
-	d.writeATerm(&w, d.sortedInputs())
+	in := d.sortedInputs()
+	d.writeATerm(&w, *in)
+	putInputs(in)
 	return w.buf
 }
 
 // ATermSHA256 is the sha256 of ATerm(), computed without keeping the
 // bytes (read-only mode needs only the .drv's path).
-func (d *Derivation) ATermSHA256() [32]byte { return d.hashATerm(d.sortedInputs()) }
+func (d *Derivation) ATermSHA256() [32]byte {
+	in := d.sortedInputs()
+	h := d.hashATerm(*in)
+	putInputs(in)
+	return h
+}
 
 // atermInput is one entry of an ATerm's input derivations: a .drv path,
 // or (path "") the modulo hash that stands for one, written as hex.
@@ -41,16 +48,34 @@ type atermInput struct {
 	outs   []string
 }
 
-// sortedInputs are d's input derivations in the order an ATerm lists them.
-func (d *Derivation) sortedInputs() []atermInput {
-	if len(d.InputDerivations) == 0 {
-		return nil
+// sortedInputs are d's input derivations in the order an ATerm lists them,
+// in a recycled slice (a derivation's inputs are listed three times while
+// derivationStrict makes it); hand it back with putInputs.
+func (d *Derivation) sortedInputs() *[]atermInput {
+	p := inputBufs.Get().(*[]atermInput)
+	in := (*p)[:0]
+	for path, outs := range d.InputDerivations {
+		in = append(in, atermInput{path: path, outs: outs})
 	}
-	in := make([]atermInput, 0, len(d.InputDerivations))
-	for _, p := range sortedKeys(d.InputDerivations) {
-		in = append(in, atermInput{path: p, outs: d.InputDerivations[p]})
+	slices.SortFunc(in, func(a, b atermInput) int { return strings.Compare(a.path, b.path) })
+	*p = in
+	return p
+}
+
+var inputBufs = sync.Pool{New: func() any { return new([]atermInput) }}
+
+// putInputsMax is the most inputs a recycled list may have room for:
+// the room of one derivation with thousands of inputs is not worth
+// keeping for the many small ones.
+const putInputsMax = 1024
+
+func putInputs(p *[]atermInput) {
+	if cap(*p) > putInputsMax {
+		return
 	}
-	return in
+	clear(*p) // keeps no strings of the derivation alive
+	*p = (*p)[:0]
+	inputBufs.Put(p)
 }
 
 // atermWriter collects an ATerm's bytes. With a hash it hands them on
@@ -105,7 +130,13 @@ func (d *Derivation) hashATerm(inputs []atermInput) [32]byte {
 
 func (d *Derivation) writeATerm(w *atermWriter, inputs []atermInput) {
 	w.str("Derive([")
-	for i, name := range sortedKeys(d.Outputs) {
+	var kb [4]string // derivations have few outputs: the keys stay on the stack
+	outs := kb[:0]
+	for k := range d.Outputs {
+		outs = append(outs, k)
+	}
+	slices.Sort(outs)
+	for i, name := range outs {
 		o := d.Outputs[name]
 		if i > 0 {
 			w.byte(',')
@@ -201,11 +232,25 @@ func (d *Derivation) sizeHint() int {
 }
 
 // sortedSet returns the strings sorted and without duplicates, as the C++
-// std::set they come from would hold them.
-func sortedSet(in []string) []string {
-	s := slices.Clone(in)
+// std::set they come from would hold them: l itself when it already is
+// (it mostly is: derivationStrict and Parse give sorted sets), so
+// writing an ATerm allocates nothing for its lists.
+func sortedSet(l []string) []string {
+	if isSortedSet(l) {
+		return l
+	}
+	s := slices.Clone(l)
 	sort.Strings(s)
 	return slices.Compact(s)
+}
+
+func isSortedSet(l []string) bool {
+	for i := 1; i < len(l); i++ {
+		if l[i-1] >= l[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func writeRaw(w *atermWriter, s string) {

@@ -22,17 +22,39 @@ type ModuloLookup func(drvPath string) ([32]byte, error)
 // which the caller may memoise).
 func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error) {
 	if d.IsFixedOutput() {
-		o := d.Outputs["out"]
-		return sha256.Sum256([]byte("fixed:out:" + o.HashAlgo + ":" + o.Hash + ":" + o.Path)), nil
+		return d.fixedModulo(), nil
 	}
-	inputs := d.sortedInputs()
+	in, err := d.moduloInputs(lookup)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	h := d.hashATerm(*in)
+	putInputs(in)
+	return h, nil
+}
+
+func (d *Derivation) fixedModulo() [32]byte {
+	o := d.Outputs["out"]
+	return sha256.Sum256([]byte("fixed:out:" + o.HashAlgo + ":" + o.Hash + ":" + o.Path))
+}
+
+// moduloInputs are the input derivations as hashDerivationModulo writes
+// them: each .drv path replaced by its input's modulo hash, in the order
+// of those. Hand them back with putInputs.
+func (d *Derivation) moduloInputs(lookup ModuloLookup) (*[]atermInput, error) {
+	p := d.sortedInputs()
+	inputs := *p
 	for i := range inputs {
 		if lookup == nil {
-			return [32]byte{}, fmt.Errorf("hash derivation modulo: no lookup for input derivation %s", inputs[i].path)
+			err := fmt.Errorf("hash derivation modulo: no lookup for input derivation %s", inputs[i].path)
+			putInputs(p)
+			return nil, err
 		}
 		h, err := lookup(inputs[i].path)
 		if err != nil {
-			return [32]byte{}, fmt.Errorf("hash derivation modulo of input %s: %w", inputs[i].path, err)
+			err = fmt.Errorf("hash derivation modulo of input %s: %w", inputs[i].path, err)
+			putInputs(p)
+			return nil, err
 		}
 		inputs[i].path, inputs[i].modulo = "", h
 	}
@@ -51,7 +73,9 @@ func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error)
 		inputs[n] = inputs[i]
 		n++
 	}
-	return d.hashATerm(inputs[:n]), nil
+	clear(inputs[n:])
+	*p = inputs[:n]
+	return p, nil
 }
 
 // CalculateOutputPaths fills every output's path and the env entry of the
@@ -60,6 +84,18 @@ func (d *Derivation) HashDerivationModulo(lookup ModuloLookup) ([32]byte, error)
 // modulo hash of the derivation with all output paths (and their env
 // entries) blank.
 func (d *Derivation) CalculateOutputPaths(name string, lookup ModuloLookup) error {
+	_, err := d.calculateOutputPaths(name, lookup, false)
+	return err
+}
+
+// CalculateOutputPathsModulo is CalculateOutputPaths, then
+// HashDerivationModulo of the result: derivationStrict needs both, and
+// the inputs' modulo hashes, looked up and sorted, serve the two.
+func (d *Derivation) CalculateOutputPathsModulo(name string, lookup ModuloLookup) ([32]byte, error) {
+	return d.calculateOutputPaths(name, lookup, true)
+}
+
+func (d *Derivation) calculateOutputPaths(name string, lookup ModuloLookup, modulo bool) ([32]byte, error) {
 	if d.Env == nil {
 		d.Env = map[string]string{}
 	}
@@ -67,51 +103,64 @@ func (d *Derivation) CalculateOutputPaths(name string, lookup ModuloLookup) erro
 		o := d.Outputs["out"]
 		recursive, algo, err := ParseHashAlgo(o.HashAlgo)
 		if err != nil {
-			return fmt.Errorf("output path of %s: %w", name, err)
+			return [32]byte{}, fmt.Errorf("output path of %s: %w", name, err)
 		}
 		digest, err := hex.DecodeString(o.Hash)
 		if err != nil || len(digest) != hashAlgos[algo] {
-			return fmt.Errorf("output path of %s: hash %q is not %d bytes of hex", name, o.Hash, hashAlgos[algo])
+			return [32]byte{}, fmt.Errorf("output path of %s: hash %q is not %d bytes of hex", name, o.Hash, hashAlgos[algo])
 		}
 		sp, err := storepath.MakeFixedOutput(name, recursive, algo, digest, nil)
 		if err != nil {
-			return fmt.Errorf("output path of %s: %w", name, err)
+			return [32]byte{}, fmt.Errorf("output path of %s: %w", name, err)
 		}
 		o.Path = sp.String()
 		d.Outputs["out"] = o
 		d.Env["out"] = o.Path
-		return nil
+		if !modulo {
+			return [32]byte{}, nil
+		}
+		return d.fixedModulo(), nil
 	}
 	for on, o := range d.Outputs {
 		if o.HashAlgo != "" || o.Hash != "" {
-			return fmt.Errorf("output path of %s: output %q is content-addressed but the derivation is not fixed-output", name, on)
+			return [32]byte{}, fmt.Errorf("output path of %s: output %q is content-addressed but the derivation is not fixed-output", name, on)
 		}
 		o.Path = ""
 		d.Outputs[on] = o
 		d.Env[on] = ""
 	}
-	h, err := d.HashDerivationModulo(lookup)
+	in, err := d.moduloInputs(lookup)
 	if err != nil {
-		return fmt.Errorf("output paths of %s: %w", name, err)
+		return [32]byte{}, fmt.Errorf("output paths of %s: %w", name, err)
 	}
-	for _, on := range sortedKeys(d.Outputs) {
-		sp, err := storepath.MakeOutput(on, h[:], OutputPathName(name, on))
+	defer putInputs(in)
+	h := d.hashATerm(*in)
+	var kb [4]string // few outputs: the sorted names stay on the stack
+	names := kb[:0]
+	for on := range d.Outputs {
+		names = append(names, on)
+	}
+	// sorted, so the error names the same output every time
+	slices.Sort(names)
+	for _, on := range names {
+		p, err := storepath.OutputPath(on, h[:], name)
 		if err != nil {
-			return fmt.Errorf("output %q of %s: %w", on, name, err)
+			return [32]byte{}, fmt.Errorf("output %q of %s: %w", on, name, err)
 		}
-		p := sp.String()
 		d.Outputs[on] = Output{Path: p}
 		d.Env[on] = p
 	}
-	return nil
+	if !modulo {
+		return [32]byte{}, nil
+	}
+	return d.hashATerm(*in), nil
 }
 
 // References are the store paths a .drv file refers to: the union of its
 // input sources and input derivations (a .drv can be both, when a string
 // with a drvPath's context was used).
 func (d *Derivation) References() ([]storepath.StorePath, error) {
-	paths := append(sortedSet(d.InputSources), sortedKeys(d.InputDerivations)...)
-	paths = sortedSet(paths)
+	paths := d.ReferencePaths()
 	refs := make([]storepath.StorePath, 0, len(paths))
 	for _, p := range paths {
 		sp, err := storepath.Parse(p)
@@ -123,6 +172,18 @@ func (d *Derivation) References() ([]storepath.StorePath, error) {
 	return refs, nil
 }
 
+// ReferencePaths are References as absolute paths, sorted, unchecked
+// (storepath.MakeTextPaths checks them).
+func (d *Derivation) ReferencePaths() []string {
+	paths := make([]string, 0, len(d.InputSources)+len(d.InputDerivations))
+	paths = append(paths, d.InputSources...)
+	for p := range d.InputDerivations {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return slices.Compact(paths)
+}
+
 // DrvPath is the store path the .drv file of a derivation called name is
 // written to: a text path over its ATerm with its references.
 func (d *Derivation) DrvPath(name string) (storepath.StorePath, error) {
@@ -130,7 +191,7 @@ func (d *Derivation) DrvPath(name string) (storepath.StorePath, error) {
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)
 	}
-	h := d.hashATerm(d.sortedInputs())
+	h := d.ATermSHA256()
 	sp, err := storepath.MakeText(name+".drv", h[:], refs)
 	if err != nil {
 		return storepath.StorePath{}, fmt.Errorf("drv path of %s: %w", name, err)

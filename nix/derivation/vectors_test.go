@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"github.com/tvix-go/tvix/nix/storepath"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -55,6 +56,21 @@ func TestVectorFiles(t *testing.T) {
 			}
 			if !reflect.DeepEqual(c, d) {
 				t.Fatalf("CalculateOutputPaths:\n got %+v\nwant %+v", c, d)
+			}
+			// the combined form: the same paths, and the modulo hash of the result
+			c2 := d.Clone()
+			hdm, err := c2.CalculateOutputPathsModulo(name, testdataModulo)
+			want, werr := d.HashDerivationModulo(testdataModulo)
+			if err != nil || werr != nil || hdm != want || !reflect.DeepEqual(c2, d) {
+				t.Fatalf("CalculateOutputPathsModulo = %x, %v; want %x, %v (derivation equal: %v)", hdm, err, want, werr, reflect.DeepEqual(c2, d))
+			}
+			if refs, err := d.References(); err != nil || len(refs) != len(d.ReferencePaths()) {
+				t.Fatalf("References = %v, %v; ReferencePaths %v", refs, err, d.ReferencePaths())
+			}
+			h := d.ATermSHA256()
+			viaPaths, err := storepath.MakeTextPaths(name+".drv", h[:], d.ReferencePaths())
+			if err != nil || viaPaths != sp {
+				t.Fatalf("MakeTextPaths(ReferencePaths) = %v, %v; want %v", viaPaths, err, sp)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package storepath
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,9 @@ func TestParse(t *testing.T) {
 		if err != nil || p.String() != s {
 			t.Errorf("Parse(%q) = %v, %v", s, p, err)
 		}
+		if err := Check(s); err != nil {
+			t.Errorf("Check(%q) = %v", s, err)
+		}
 	}
 	bad := []string{
 		"", "/nix/store/", "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la", "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-",
@@ -62,6 +66,9 @@ func TestParse(t *testing.T) {
 		if p, err := Parse(s); err == nil {
 			t.Errorf("Parse(%q) = %v, want error", s, p)
 		}
+		if Check(s) == nil {
+			t.Errorf("Check(%q) accepted it", s)
+		}
 	}
 }
 
@@ -72,6 +79,80 @@ func FuzzParse(f *testing.F) {
 		p, err := Parse(s)
 		if err == nil && p.String() != s {
 			t.Fatalf("Parse(%q) accepted but prints %q", s, p.String())
+		}
+	})
+}
+
+// The string-based and allocation-saving forms must give the paths (and
+// the errors) of the general ones.
+func TestFastFormsAgree(t *testing.T) {
+	h := sha256.Sum256([]byte("x"))
+	for _, tc := range []struct{ drv, out string }{
+		{"hello-2.12", "out"}, {"hello-2.12", "dev"}, {"", "out"}, {"", "dev"},
+		{"a b", "out"}, {"ok", "d v"}, {strings.Repeat("a", 211), "out"}, {strings.Repeat("a", 208), "bin"},
+		{strings.Repeat("a", 207), "bin"}, {".hidden", "lib"},
+	} {
+		name := tc.drv
+		if tc.out != "out" {
+			name += "-" + tc.out
+		}
+		want, wantErr := MakeOutput(tc.out, h[:], name)
+		got, err := OutputPath(tc.out, h[:], tc.drv)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() || err == nil && got != want.String() {
+			t.Errorf("OutputPath(%q, %q) = %q, %v; want %q, %v", tc.out, tc.drv, got, err, want.String(), wantErr)
+		}
+	}
+	a, _ := Parse("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-b")
+	b, _ := Parse("/nix/store/zzbgd045z0d4icpbc2yyz4gx48ak44la-a")
+	c, _ := Parse("/nix/store/zzbgd045z0d4icpbc2yyz4gx48ak44la-ab")
+	sorted, err := MakeText("t", h[:], []StorePath{a, b, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the fingerprint lists the references sorted, whatever their order
+	unsorted, _ := MakeText("t", h[:], []StorePath{c, a, b})
+	paths, _ := MakeTextPaths("t", h[:], []string{a.String(), b.String(), c.String()})
+	if unsorted != sorted || paths != sorted {
+		t.Errorf("MakeText sorted %v, unsorted %v, MakeTextPaths %v", sorted, unsorted, paths)
+	}
+	many := make([]StorePath, 40) // a fingerprint longer than the stack buffer
+	manyStr := make([]string, 40)
+	var sb strings.Builder
+	sb.WriteString("text")
+	for i := range many {
+		many[i] = StorePath{Digest: [DigestSize]byte{byte(i)}, Name: "p"}
+		manyStr[i] = many[i].String()
+	}
+	slices.Sort(manyStr)
+	for _, s := range manyStr {
+		sb.WriteString(":" + s)
+	}
+	want, _ := Make(sb.String(), h[:], "t")
+	got1, _ := MakeText("t", h[:], many)
+	got2, _ := MakeTextPaths("t", h[:], manyStr)
+	if got1 != want || got2 != want {
+		t.Errorf("many refs: MakeText %v, MakeTextPaths %v, want %v", got1, got2, want)
+	}
+	if _, err := MakeTextPaths("t", h[:], []string{b.String(), a.String()}); err == nil {
+		t.Errorf("MakeTextPaths accepted unsorted references")
+	}
+	if _, err := MakeTextPaths("t", h[:], []string{"/nix/store/x"}); err == nil {
+		t.Errorf("MakeTextPaths accepted a bad reference")
+	}
+	if s := a.PrefixedString("="); s != "="+a.String() {
+		t.Errorf("PrefixedString = %q", s)
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	f.Add("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools")
+	f.Add("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44le-net-tools")
+	f.Add("/nix/store/zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, want := Parse(s)
+		got := Check(s)
+		if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() {
+			t.Fatalf("Check(%q) = %v, Parse says %v", s, got, want)
 		}
 	})
 }
