@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -69,10 +70,11 @@ type drvBuilder struct {
 	env                        []envEntry
 	args                       []string
 	builder, system            string
-	ctx                        eval.Context
+	ctx                        ctxSet
 	outputs                    []string
 	outputHash, outputHashAlgo *string
 	mode                       string
+	outs                       []string      // finishDerivation's: the input derivations' output names
 	js                         *bytes.Buffer // __structuredAttrs only
 	toJSON                     eval.Value
 	namePos                    syntax.Pos
@@ -126,8 +128,11 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 	if !ok {
 		ev.Throwf("attribute 'name' missing for call to 'derivationStrict'")
 	}
-	b := &drvBuilder{drvName: noCtx(ev, nameV), outputs: []string{"out"}, attrs: attrs.All(),
-		env: make([]envEntry, 0, attrs.Len())}
+	b := drvBuilders.Get().(*drvBuilder)
+	b.drvName, b.outputs, b.attrs = noCtx(ev, nameV), defaultOutputs, attrs.All()
+	if cap(b.env) < attrs.Len() {
+		b.env = make([]envEntry, 0, attrs.Len())
+	}
 	if v, ok := attrs.Get("__structuredAttrs"); ok {
 		b.structured = ev.ForceBool(v)
 	}
@@ -143,6 +148,67 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 		b.namePos = *p
 	}
 	return b
+}
+
+// defaultOutputs is the outputs of a derivation that names none (shared:
+// never written to).
+var defaultOutputs = []string{"out"}
+
+// drvBuilders recycles builders with their buffers: every derivation
+// needs one (~300 bytes, its env list and context elements), but only
+// while derivationStrict runs. finishDerivation hands it back, even when
+// it fails (nothing refers to the builder then); a builder whose
+// attributes fail to evaluate is left to the collector.
+var drvBuilders = sync.Pool{New: func() any { return new(drvBuilder) }}
+
+// recycleBuilderMax is the most entries a recycled builder's buffers may
+// have room for (as recycleScratchMax).
+const recycleBuilderMax = 256
+
+func recycleBuilder(b *drvBuilder) {
+	if cap(b.env) > recycleBuilderMax || cap(b.ctx.elems) > 4*recycleBuilderMax || cap(b.outs) > recycleBuilderMax {
+		return
+	}
+	// keeps no strings of the evaluation alive
+	clear(b.env)
+	clear(b.ctx.elems)
+	clear(b.outs)
+	*b = drvBuilder{env: b.env[:0], ctx: ctxSet{elems: b.ctx.elems[:0]}, outs: b.outs[:0]}
+	drvBuilders.Put(b)
+}
+
+// ctxSet collects the context elements of a derivation's attributes, as
+// eval.ContextUnion does (unsorted, duplicates squeezed out when the
+// buffer doubles), in a buffer the builder keeps: merging each
+// attribute's context into a new sorted one allocated for every
+// attribute with a context.
+type ctxSet struct {
+	elems []string
+	clean int // elems[:clean] is sorted and unique
+}
+
+func (c *ctxSet) add(ctx eval.Context) {
+	if len(ctx) == 0 {
+		return
+	}
+	c.elems = append(c.elems, ctx...)
+	if len(c.elems) > 2*c.clean+64 {
+		c.squeeze()
+	}
+}
+
+func (c *ctxSet) squeeze() {
+	slices.Sort(c.elems)
+	c.elems = slices.Compact(c.elems)
+	c.clean = len(c.elems)
+}
+
+// sorted returns the elements sorted and unique.
+func (c *ctxSet) sorted() []string {
+	if c.clean != len(c.elems) {
+		c.squeeze()
+	}
+	return c.elems
 }
 
 //go:noinline
@@ -174,7 +240,7 @@ func (b *drvBuilder) add(ev *eval.Evaluator, a *eval.Attr) {
 //
 //go:noinline
 func (b *drvBuilder) setEnv(ev *eval.Evaluator, key string, s *eval.String) {
-	b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+	b.ctx.add(s.Ctx())
 	b.env = append(b.env, envEntry{key, s.S})
 	switch key {
 	case "builder":
@@ -217,9 +283,13 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a *eval.Attr) {
 			ev.Throwf("experimental Nix feature 'impure-derivations' is disabled; use '--extra-experimental-features impure-derivations' to override")
 		}
 	case key == "args":
-		for _, it := range ev.ForceList(a.Val).Items {
+		items := ev.ForceList(a.Val).Items
+		if len(items) > 0 {
+			b.args = make([]string, 0, len(items))
+		}
+		for _, it := range items {
 			s := ev.CoerceToStringMore(it, true)
-			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+			b.ctx.add(s.Ctx())
 			b.args = append(b.args, s.S)
 		}
 	case b.structured:
@@ -234,11 +304,11 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a *eval.Attr) {
 		b.js.WriteString(k.S)
 		b.js.WriteByte(':')
 		b.js.WriteString(v.S)
-		b.ctx = eval.MergeContext(b.ctx, v.Ctx())
+		b.ctx.add(v.Ctx())
 		switch key {
 		case "builder":
 			s := ev.ForceString(a.Val)
-			b.ctx = eval.MergeContext(b.ctx, s.Ctx())
+			b.ctx.add(s.Ctx())
 			b.builder = s.S
 		case "system":
 			b.system = noCtx(ev, a.Val)
@@ -267,24 +337,35 @@ func (b *drvBuilder) addSlow(ev *eval.Evaluator, a *eval.Attr) {
 //
 //go:noinline
 func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
-	drvName, ctx, outputs, outputHash, outputHashAlgo, mode := b.drvName, b.ctx, b.outputs, b.outputHash, b.outputHashAlgo, b.mode
+	drvName, outputs, outputHash, outputHashAlgo, mode := b.drvName, b.outputs, b.outputHash, b.outputHashAlgo, b.mode
+	ctx := b.ctx.sorted()
+	// Deferred before d's recycling, so it runs after it: d's input lists
+	// are in the builder's array.
+	defer recycleBuilder(b)
 	var d *derivation.Derivation
+	// The output names of the input derivations share one array: the
+	// builder's, recycled with it, unless the derivation is kept.
+	outs := b.outs[:0]
 	if g.KeepDerivations {
 		d = &derivation.Derivation{
 			Outputs:          make(map[string]derivation.Output, len(outputs)),
 			InputDerivations: map[string][]string{},
 			Env:              make(map[string]string, len(b.env)),
 		}
+		outs = nil
 	} else {
 		d = scratchDrvs.Get().(*derivation.Derivation)
 		defer recycleDrv(d)
+	}
+	if cap(outs) < len(ctx) {
+		outs = make([]string, 0, len(ctx))
 	}
 	d.System, d.Builder, d.Args = b.system, b.builder, b.args
 	for _, e := range b.env {
 		d.Env[e.key] = e.val
 	}
-	for _, e := range ctx.Elems() {
-		switch e.Kind {
+	for _, s := range ctx {
+		switch e := eval.ParseContextElem(s); e.Kind {
 		case eval.CtxAllOutputs:
 			// A drvPath string needs the whole closure of the .drv, as C++
 			// Nix computes it: every path goes to the sources, every .drv
@@ -307,10 +388,21 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 				}
 			}
 		case eval.CtxOutput:
-			d.InputDerivations[e.Path] = append(d.InputDerivations[e.Path], e.Output)
+			if o, ok := d.InputDerivations[e.Path]; ok {
+				// a second output of the same input: its own array
+				d.InputDerivations[e.Path] = append(o, e.Output)
+				continue
+			}
+			// A slice of one, capped, in the shared array: the ctx has an
+			// element for each, so the array never grows and moves.
+			outs = append(outs, e.Output)
+			d.InputDerivations[e.Path] = outs[len(outs)-1 : len(outs) : len(outs)]
 		default:
 			d.InputSources = append(d.InputSources, e.Path)
 		}
+	}
+	if !g.KeepDerivations {
+		b.outs = outs
 	}
 
 	if d.Builder == "" {
@@ -338,17 +430,31 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 			d.Outputs[o] = derivation.Output{}
 		}
 	}
-	if err := d.CalculateOutputPaths(drvName, g.moduloHash); err != nil {
+	hdm, err := d.CalculateOutputPathsModulo(drvName, g.moduloHash)
+	if err != nil {
 		ev.Throwf("%v", err)
 	}
 	// Canonical order, so the stored derivation prints as it will be read.
 	d.InputSources = sortedSet(d.InputSources)
 	for p, outs := range d.InputDerivations {
-		d.InputDerivations[p] = sortedSet(outs)
+		if !isSortedSet(outs) {
+			d.InputDerivations[p] = sortedSet(outs)
+		}
 	}
 
-	refs, err := d.References()
-	if err != nil {
+	// Read-only, only the path is needed, not the bytes, nor the
+	// references parsed.
+	_, readOnly := g.store.(ComputeStore)
+	var refPaths []string
+	var refs []storepath.StorePath
+	if readOnly {
+		refPaths = d.ReferencePaths()
+		for _, p := range refPaths {
+			if err := storepath.Check(p); err != nil {
+				ev.Throwf("reference: %v", err)
+			}
+		}
+	} else if refs, err = d.References(); err != nil {
 		ev.Throwf("%v", err)
 	}
 	if strings.ContainsAny(d.System, `"\`) {
@@ -359,10 +465,9 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 		ev.Throwf("derivation '%s': the system %q would not read back from the .drv file (C++ Nix writes it unescaped)", sp, d.System)
 	}
 	var sp storepath.StorePath
-	if _, ok := g.store.(ComputeStore); ok {
-		// Read-only: only the path is needed, not the bytes.
+	if readOnly {
 		h := d.ATermSHA256()
-		sp, err = storepath.MakeText(drvName+".drv", h[:], refs)
+		sp, err = storepath.MakeTextPaths(drvName+".drv", h[:], refPaths)
 	} else {
 		sp, err = g.store.AddText(g.ctx, drvName+".drv", d.ATerm(), refs)
 	}
@@ -370,12 +475,8 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 		ev.Throwf("writing derivation %s: %v", drvName, err)
 	}
 	// The path is the tail of its context element: one string for both.
-	ctxAll := "=" + sp.String()
+	ctxAll := sp.PrefixedString("=")
 	drvPath := ctxAll[1:]
-	hdm, err := d.HashDerivationModulo(g.moduloHash)
-	if err != nil {
-		ev.Throwf("%v", err)
-	}
 	rec := newDrvRecord(d, g.KeepDerivations)
 	rec.modulo = hdm
 	g.mu.Lock()
@@ -383,9 +484,14 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 	g.mu.Unlock()
 
 	res := make([]eval.Attr, 1, 1+len(d.Outputs))
-	res[0] = eval.MkAttr("drvPath", eval.StrCtx(drvPath, eval.Context{ctxAll}))
+	// the attributes' contexts, one element each, in one array
+	ctxs := make([]string, 1+len(d.Outputs))
+	ctxs[0] = ctxAll
+	res[0] = eval.MkAttr("drvPath", eval.StrCtx(drvPath, eval.Context(ctxs[0:1:1])))
 	for o, out := range d.Outputs {
-		res = append(res, eval.MkAttr(o, eval.StrCtx(out.Path, eval.Context{"!" + o + "!" + drvPath})))
+		i := len(res)
+		ctxs[i] = "!" + o + "!" + drvPath
+		res = append(res, eval.MkAttr(o, eval.StrCtx(out.Path, eval.Context(ctxs[i:i+1:i+1]))))
 	}
 	return eval.NewAttrs(res)
 }
@@ -474,6 +580,9 @@ func parseOutputHash(ev *eval.Evaluator, s string, algoAttr *string) nixhash.Has
 }
 
 func sortedSet(in []string) []string {
+	if isSortedSet(in) {
+		return in
+	}
 	m := map[string]bool{}
 	var out []string
 	for _, s := range in {
@@ -484,4 +593,13 @@ func sortedSet(in []string) []string {
 	}
 	sortStrings(out)
 	return out
+}
+
+func isSortedSet(l []string) bool {
+	for i := 1; i < len(l); i++ {
+		if l[i-1] >= l[i] {
+			return false
+		}
+	}
+	return true
 }

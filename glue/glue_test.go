@@ -111,6 +111,11 @@ var instantiateCases = []string{
 	`mk { name = "fodpath"; src = builtins.path { path = ./data.txt; recursive = false; sha256 = "0pvfiwz7pm97az8hkhpimdkyar8lkynzhnpfbam0r85nmb8v4rv6"; }; }`,
 	`mk { name = "deep"; d = builtins.foldl' (acc: i: mk { name = "n${toString i}"; inherit acc; }) foo (builtins.genList (i: i) 30); }`,
 	`{ a = foo; b = { recurseForDerivations = true; c = c1; }; d = { e = c2; }; f = 1; }`,
+	// an input's whole closure beside some of its outputs, and several
+	// outputs of one input: derivationStrict's input lists share arrays
+	`mk { name = "both"; d = c2.drvPath; o = c1; l = multi.lib; a = "${multi}${multi.dev}"; m = c2; }`,
+	// more context elements than the builder's set squeezes at
+	`mk { name = "wide"; deps = builtins.genList (i: mk { name = "w${toString i}"; outputs = [ "out" "dev" ]; }) 100; devs = map (d: d.dev) (builtins.genList (i: mk { name = "w${toString i}"; outputs = [ "out" "dev" ]; }) 100); again = builtins.genList (i: mk { name = "w${toString i}"; outputs = [ "out" "dev" ]; }) 50; }`,
 }
 
 func TestOracleInstantiate(t *testing.T) {
@@ -139,6 +144,17 @@ func TestOracleInstantiate(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("instantiate:\n got %q\nwant %q", got, want)
+	}
+	// without keeping the derivations, finishDerivation recycles them and
+	// its builders: the same paths
+	ev2, g2 := newEval(ComputeStore{})
+	g2.KeepDerivations = false
+	v2, err := ev2.EvalFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got2, err := Instantiate(ev2, v2); err != nil || strings.Join(got2, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("instantiate, derivations not kept: %v\n got %q\nwant %q", err, got2, want)
 	}
 	for _, p := range g.DerivationPaths() {
 		d, _ := g.Derivation(p)
