@@ -75,6 +75,7 @@ type drvBuilder struct {
 	outputHash, outputHashAlgo *string
 	mode                       string
 	outs                       []string      // finishDerivation's: the input derivations' output names
+	refs                       []string      // finishDerivation's: the references, read-only
 	js                         *bytes.Buffer // __structuredAttrs only
 	toJSON                     eval.Value
 	namePos                    syntax.Pos
@@ -150,6 +151,9 @@ func newDrvBuilder(ev *eval.Evaluator, attrs *eval.Attrs) *drvBuilder {
 	return b
 }
 
+// drvPathAttr is the key of every derivationStrict result's drvPath.
+var drvPathAttr = eval.MkAttr("drvPath", nil)
+
 // defaultOutputs is the outputs of a derivation that names none (shared:
 // never written to).
 var defaultOutputs = []string{"out"}
@@ -166,14 +170,15 @@ var drvBuilders = sync.Pool{New: func() any { return new(drvBuilder) }}
 const recycleBuilderMax = 256
 
 func recycleBuilder(b *drvBuilder) {
-	if cap(b.env) > recycleBuilderMax || cap(b.ctx.elems) > 4*recycleBuilderMax || cap(b.outs) > recycleBuilderMax {
+	if cap(b.env) > recycleBuilderMax || cap(b.ctx.elems) > 4*recycleBuilderMax || cap(b.outs) > recycleBuilderMax || cap(b.refs) > recycleBuilderMax {
 		return
 	}
 	// keeps no strings of the evaluation alive
 	clear(b.env)
 	clear(b.ctx.elems)
 	clear(b.outs)
-	*b = drvBuilder{env: b.env[:0], ctx: ctxSet{elems: b.ctx.elems[:0]}, outs: b.outs[:0]}
+	clear(b.refs)
+	*b = drvBuilder{env: b.env[:0], ctx: ctxSet{elems: b.ctx.elems[:0]}, outs: b.outs[:0], refs: b.refs[:0]}
 	drvBuilders.Put(b)
 }
 
@@ -448,7 +453,8 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 	var refPaths []string
 	var refs []storepath.StorePath
 	if readOnly {
-		refPaths = d.ReferencePaths()
+		refPaths = d.AppendReferencePaths(b.refs[:0])
+		b.refs = refPaths
 		for _, p := range refPaths {
 			if err := storepath.Check(p); err != nil {
 				ev.Throwf("reference: %v", err)
@@ -479,20 +485,27 @@ func (g *Glue) finishDerivation(ev *eval.Evaluator, b *drvBuilder) eval.Value {
 	drvPath := ctxAll[1:]
 	rec := newDrvRecord(d, g.KeepDerivations)
 	rec.modulo = hdm
-	g.mu.Lock()
-	g.drvs[drvPath] = rec
-	g.mu.Unlock()
 
 	res := make([]eval.Attr, 1, 1+len(d.Outputs))
 	// the attributes' contexts, one element each, in one array
 	ctxs := make([]string, 1+len(d.Outputs))
 	ctxs[0] = ctxAll
-	res[0] = eval.MkAttr("drvPath", eval.StrCtx(drvPath, eval.Context(ctxs[0:1:1])))
+	res[0] = drvPathAttr
+	res[0].Val = eval.StrCtx(drvPath, eval.Context(ctxs[0:1:1]))
+	g.mu.Lock()
+	g.drvs[drvPath] = rec
 	for o, out := range d.Outputs {
 		i := len(res)
 		ctxs[i] = "!" + o + "!" + drvPath
-		res = append(res, eval.MkAttr(o, eval.StrCtx(out.Path, eval.Context(ctxs[i:i+1:i+1]))))
+		a, ok := g.outKeys[o]
+		if !ok {
+			a = eval.MkAttr(o, nil)
+			g.outKeys[o] = a
+		}
+		a.Val = eval.StrCtx(out.Path, eval.Context(ctxs[i:i+1:i+1]))
+		res = append(res, a)
 	}
+	g.mu.Unlock()
 	return eval.NewAttrs(res)
 }
 

@@ -40,6 +40,10 @@ type Glue struct {
 	drvs   map[string]*drvRecord // with their modulo hashes
 	refs   map[string][]string
 	fromFS derivation.ModuloLookup
+	// outKeys are the attributes (their keys, without values) of the
+	// output names seen: a derivationStrict result's attributes share
+	// them instead of each making its own.
+	outKeys map[string]eval.Attr
 }
 
 // New returns a Glue adding to store (ComputeStore{} for read-only mode).
@@ -50,6 +54,7 @@ func New(ctx context.Context, store Store) *Glue {
 		ReadDerivation: os.ReadFile,
 		drvs:           map[string]*drvRecord{},
 		refs:           map[string][]string{},
+		outKeys:        map[string]eval.Attr{},
 	}
 	g.fromFS = derivation.NewModuloCache(func(p string) ([]byte, error) { return g.ReadDerivation(p) })
 	return g

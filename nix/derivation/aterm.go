@@ -110,9 +110,11 @@ func (w *atermWriter) spill() {
 	w.buf = w.buf[:0]
 }
 
-// atermHashers recycles the writers ATerms are hashed through.
+// atermHashers recycles the writers ATerms are hashed through. A new
+// one's buffer is small (most ATerms are a few KB, and the pool empties
+// at every collection) and grows to what the large ones need.
 var atermHashers = sync.Pool{New: func() any {
-	return &atermWriter{buf: make([]byte, 0, 2*atermSpill), hash: sha256.New()}
+	return &atermWriter{buf: make([]byte, 0, 4<<10), hash: sha256.New()}
 }}
 
 // hashATerm is the sha256 of the ATerm with the given input derivations,
@@ -122,8 +124,10 @@ func (d *Derivation) hashATerm(inputs []atermInput) [32]byte {
 	w.hash.Reset()
 	d.writeATerm(w, inputs)
 	w.spill()
+	// summed into the writer's buffer: a [32]byte given to Sum through the
+	// hash.Hash interface would be moved to the heap
 	var h [32]byte
-	w.hash.Sum(h[:0])
+	copy(h[:], w.hash.Sum(w.buf[:0]))
 	atermHashers.Put(w)
 	return h
 }

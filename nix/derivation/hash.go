@@ -175,13 +175,19 @@ func (d *Derivation) References() ([]storepath.StorePath, error) {
 // ReferencePaths are References as absolute paths, sorted, unchecked
 // (storepath.MakeTextPaths checks them).
 func (d *Derivation) ReferencePaths() []string {
-	paths := make([]string, 0, len(d.InputSources)+len(d.InputDerivations))
-	paths = append(paths, d.InputSources...)
+	return d.AppendReferencePaths(make([]string, 0, len(d.InputSources)+len(d.InputDerivations)))
+}
+
+// AppendReferencePaths is ReferencePaths appended to dst (a buffer the
+// caller recycles).
+func (d *Derivation) AppendReferencePaths(dst []string) []string {
+	n := len(dst)
+	paths := append(dst, d.InputSources...)
 	for p := range d.InputDerivations {
 		paths = append(paths, p)
 	}
-	slices.Sort(paths)
-	return slices.Compact(paths)
+	slices.Sort(paths[n:])
+	return append(paths[:n], slices.Compact(paths[n:])...)
 }
 
 // DrvPath is the store path the .drv file of a derivation called name is
