@@ -52,16 +52,27 @@ func registerStrings(reg registerFunc) {
 		if start < 0 {
 			ev.Throwf("negative start position in 'substring'")
 		}
-		if start >= int64(len(s.S)) {
-			return StrCtx("", s.Ctx())
-		}
 		end := int64(len(s.S))
 		if n >= 0 && start+n < end {
 			end = start + n
 		}
+		if start >= end {
+			// "substring 0 0 a" is how lib's addContextFrom takes a's
+			// context (for every part splitString returns)
+			if len(s.Ctx()) == 0 {
+				return emptyString
+			}
+			return StrCtx("", s.Ctx())
+		}
+		if start == 0 && end == int64(len(s.S)) {
+			return s // removePrefix and the like when nothing is removed
+		}
 		return StrCtx(s.S[start:end], s.Ctx())
 	})
 	reg("concatStringsSep", 2, func(ev *Evaluator, a []Value) Value {
+		// the call's position, for the coercion errors: forcing the
+		// arguments moves ev.curPos to the calls inside them
+		pos := ev.curPos
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
 		// the parts first, then the result in one allocation of its
@@ -75,7 +86,7 @@ func registerStrings(reg registerFunc) {
 		ctx.Add(sep.Ctx())
 		n := 0
 		for i := range l.Items {
-			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
+			s := ev.coerceToString(ev.forceItem(l, i), pos, false, true)
 			parts = append(parts, s)
 			n += len(s.S)
 			ctx.Add(s.Ctx())
@@ -139,52 +150,82 @@ func registerStrings(reg registerFunc) {
 		if m == nil {
 			return Null{}
 		}
-		out := make([]Value, 0, len(m)/2-1)
-		for i := 2; i < len(m); i += 2 {
-			if m[i] < 0 {
-				out = append(out, Null{})
-			} else {
-				out = append(out, Str(s.S[m[i]:m[i+1]]))
-			}
-		}
-		return &List{Items: out}
+		out := allocList(len(m)/2 - 1)
+		strs := make([]String, len(out.Items))
+		groupStrings(out.Items, strs, s.S, m)
+		return out
 	})
 	reg("split", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
 		s := ev.ForceString(a[1])
 		if isLiteralRegex(re) && re != "" {
-			// no metacharacters: plain substring search
-			parts := strings.Split(s.S, re)
-			out := make([]Value, 0, 2*len(parts)-1)
-			empty := &List{}
-			for i, p := range parts {
-				if i > 0 {
-					out = append(out, empty)
-				}
-				out = append(out, Str(p))
+			// no metacharacters: plain substring search. The parts are
+			// Strings of one slab, and there is no slice of them in
+			// between (strings.Split's)
+			k := strings.Count(s.S, re)
+			out := make([]Value, 2*k+1)
+			strs := make([]String, k+1)
+			rest := s.S
+			for i := range k {
+				j := strings.Index(rest, re)
+				strs[i].S = rest[:j]
+				out[2*i], out[2*i+1] = &strs[i], splitNoGroups
+				rest = rest[j+len(re):]
 			}
+			strs[k].S = rest
+			out[2*k] = &strs[k]
 			return &List{Items: out}
 		}
 		rx := ev.regex(re, false)
-		ms := splitMatches(rx, s.S)
-		out := make([]Value, 0, 2*len(ms)+1)
+		var small [32][]int
+		ms := splitMatches(rx, s.S, small[:0])
+		// everything split makes, but the result's list, in a slab per
+		// kind: the parts between the matches, the groups' lists and
+		// their items, and the strings of both
+		g := rx.groups
+		out := make([]Value, 2*len(ms)+1)
+		strs := make([]String, len(ms)+1+len(ms)*g)
+		var lists []List
+		var items []Value
+		if g > 0 {
+			lists = make([]List, len(ms))
+			items = make([]Value, len(ms)*g)
+		}
 		prev := 0
-		for _, m := range ms {
-			out = append(out, Str(s.S[prev:m[0]]))
-			groups := make([]Value, 0, len(m)/2-1)
-			for i := 2; i < len(m); i += 2 {
-				if m[i] < 0 {
-					groups = append(groups, Null{})
-				} else {
-					groups = append(groups, Str(s.S[m[i]:m[i+1]]))
-				}
+		for i, m := range ms {
+			strs[i].S = s.S[prev:m[0]]
+			out[2*i] = &strs[i]
+			if g == 0 {
+				out[2*i+1] = splitNoGroups
+			} else {
+				gi := items[i*g : (i+1)*g : (i+1)*g]
+				groupStrings(gi, strs[len(ms)+1+i*g:], s.S, m)
+				lists[i].Items = gi
+				out[2*i+1] = &lists[i]
 			}
-			out = append(out, &List{Items: groups})
 			prev = m[1]
 		}
-		out = append(out, Str(s.S[prev:]))
+		strs[len(ms)].S = s.S[prev:]
+		out[2*len(ms)] = &strs[len(ms)]
 		return &List{Items: out}
 	})
+}
+
+// splitNoGroups is what split puts between the parts for an expression
+// without groups (lists are never changed once made).
+var splitNoGroups = &List{}
+
+// groupStrings fills out with the groups of the match m in s: null for
+// one that did not take part, else a string of strs.
+func groupStrings(out []Value, strs []String, s string, m []int) {
+	for i := range out {
+		if lo := m[2*i+2]; lo < 0 {
+			out[i] = Null{}
+		} else {
+			strs[i].S = s[lo:m[2*i+3]]
+			out[i] = &strs[i]
+		}
+	}
 }
 
 func isLiteralRegex(re string) bool {
