@@ -115,7 +115,7 @@ func registerStrings(reg registerFunc) {
 		var toBuf [4]*String
 		r := ev.replLast
 		if r == nil || r.from != from || r.to != to {
-			local.froms, local.starts, local.anyEmpty = ev.forcePatterns(from, fromBuf[:0])
+			local.froms, local.first, local.anyEmpty = ev.forcePatterns(from, fromBuf[:0])
 			local.tos = toBuf[:0]
 			if len(to.Items) <= len(toBuf) {
 				local.tos = toBuf[:len(to.Items)]
@@ -238,7 +238,11 @@ type replacer struct {
 	from, to *List
 	froms    []string
 	tos      []*String // forced at their first use
-	starts   [4]uint64 // bytes that can start a match: runs of others are copied at once
+	// first[c] is 1 + the index of the first pattern that begins with
+	// the byte c (at most 255: a bound to start from), 0 for none: runs
+	// of bytes no pattern begins with are copied at once, and at the
+	// others the patterns before that one are not tried
+	first    [256]uint8
 	anyEmpty bool
 }
 
@@ -247,7 +251,7 @@ type replacer struct {
 // pattern is forced (as a string, not coerced) before the subject. Nix
 // 2.8 forces the replacements too; later versions (and the language
 // suite's eval-okay-replacestrings) force only those used, as here.
-func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, starts [4]uint64, anyEmpty bool) {
+func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, first [256]uint8, anyEmpty bool) {
 	froms = buf
 	for i := range from.Items {
 		f := ev.str(ev.forceItem(from, i))
@@ -255,10 +259,12 @@ func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, st
 		if f == "" {
 			anyEmpty = true
 		} else {
-			starts[f[0]>>6] |= 1 << (f[0] & 63)
+			if first[f[0]] == 0 {
+				first[f[0]] = uint8(min(i, 254) + 1)
+			}
 		}
 	}
-	return froms, starts, anyEmpty
+	return froms, first, anyEmpty
 }
 
 // keep is a copy of r's patterns (made on the builtin's stack) to be
@@ -274,7 +280,7 @@ func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, st
 // pairs allocate nothing more; and they are kept once all are forced:
 // one that throws (caught by tryEval) leaves nothing half-made behind.
 func (r *replacer) keep(from, to *List) *replacer {
-	return &replacer{from: from, to: to, froms: slices.Clone(r.froms), tos: slices.Clone(r.tos), starts: r.starts, anyEmpty: r.anyEmpty}
+	return &replacer{from: from, to: to, froms: slices.Clone(r.froms), tos: slices.Clone(r.tos), first: r.first, anyEmpty: r.anyEmpty}
 }
 
 // run's ev and to are parameters, not fields of r: both leak (forcing
@@ -292,7 +298,7 @@ func (r *replacer) run(ev *Evaluator, to *List, ctx *ContextUnion, str string, b
 	for p := 0; p <= len(str); {
 		if !r.anyEmpty {
 			q := p
-			for q < len(str) && r.starts[str[q]>>6]&(1<<(str[q]&63)) == 0 {
+			for q < len(str) && r.first[str[q]] == 0 {
 				q++
 			}
 			put(str[p:q])
@@ -302,8 +308,17 @@ func (r *replacer) run(ev *Evaluator, to *List, ctx *ContextUnion, str string, b
 			}
 		}
 		found := false
-		for i, f := range r.froms {
-			if strings.HasPrefix(str[p:], f) {
+		rest := str[p:]
+		i0 := 0
+		if !r.anyEmpty {
+			i0 = int(r.first[rest[0]]) - 1
+		}
+		for i := i0; i < len(r.froms); i++ {
+			f := r.froms[i]
+			// the first bytes compared here, not in a call comparing
+			// the strings: most patterns differ there (escapes' single
+			// bytes do), and the call was most of a scan's time
+			if len(f) == 0 || len(f) <= len(rest) && f[0] == rest[0] && rest[:len(f)] == f {
 				found = true
 				t := r.tos[i]
 				if t == nil {

@@ -256,6 +256,8 @@ func TestEvalValues(t *testing.T) {
 			`[ [ "x" [ "a" ] "y" [ null ] "z" ] [ "a" [ ] "b" [ ] "c" ] [ "" [ ] "b" [ ] "" [ ] "c" [ ] "" ] [ "" [ "" ] "b" [ "" ] "" [ "" ] "c" [ "" ] "" ] [ "" [ ] "a" [ ] "b" [ ] "c" [ ] "" ] [ "" [ ] "aa" ] [ "p" [ "3" ] "." [ "12" ] "-x-" [ "12" ] "rc" [ "1" ] "" ] ]`},
 		{`[ (builtins.match "abc" "abc") (builtins.match "a(b)?c" "ac") (builtins.match "(a)(b)(c)(d)(e)" "abcde") (builtins.match "x" "y") (builtins.match "(|a)+" "aa") (builtins.match "python([0-9])\\.([0-9]+)-(.*)-([0-9.]+)(rc[0-9]+)?" "python3.12-package-12-0.12rc1") ]`,
 			`[ [ ] [ null ] [ "a" "b" "c" "d" "e" ] null [ "" ] [ "3" "12" "package-12" "0.12" "rc1" ] ]`},
+		{`let r = builtins.replaceStrings; in [ (r [ "a" "ab" ] [ "1" "2" ] "abab") (r [ "ab" "a" ] [ "1" "2" ] "abab") (r [ "b" "" ] [ "X" "-" ] "abc") (r [ "" "b" ] [ "-" "X" ] "abc") (r [ "é" "e" ] [ "E" "3" ] "éeé") (r [ "aaa" "aa" "a" ] [ "3" "2" "1" ] "aaaaaa") (r [ "xy" "x" ] [ "1" "2" ] "x") (r [ "<" ">" "&" "'" "\"" ] [ "&lt;" "&gt;" "&amp;" "&apos;" "&quot;" ] "a<b>&'c\" ") ]`,
+			`[ "1b1b" "11" "-aX-c-" "-a-b-c-" "E3E" "33" "2" "a&lt;b&gt;&amp;&apos;c&quot; " ]`},
 		// end evstr
 	}
 	for _, c := range cases {
