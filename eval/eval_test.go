@@ -258,6 +258,11 @@ func TestEvalValues(t *testing.T) {
 			`[ [ ] [ null ] [ "a" "b" "c" "d" "e" ] null [ "" ] [ "3" "12" "package-12" "0.12" "rc1" ] ]`},
 		{`let r = builtins.replaceStrings; in [ (r [ "a" "ab" ] [ "1" "2" ] "abab") (r [ "ab" "a" ] [ "1" "2" ] "abab") (r [ "b" "" ] [ "X" "-" ] "abc") (r [ "" "b" ] [ "-" "X" ] "abc") (r [ "é" "e" ] [ "E" "3" ] "éeé") (r [ "aaa" "aa" "a" ] [ "3" "2" "1" ] "aaaaaa") (r [ "xy" "x" ] [ "1" "2" ] "x") (r [ "<" ">" "&" "'" "\"" ] [ "&lt;" "&gt;" "&amp;" "&apos;" "&quot;" ] "a<b>&'c\" ") ]`,
 			`[ "1b1b" "11" "-aX-c-" "-a-b-c-" "E3E" "33" "2" "a&lt;b&gt;&amp;&apos;c&quot; " ]`},
+		{`let j = builtins.toJSON; in [ (j null) (j true) (j 0) (j (-12345678901)) (j 1.5) (j "") (j "a\"b\\c\nd\re\tf") (j [ ]) (j { }) (j [ 1 [ 2 [ ] ] { } ]) (j { b = 1; a = [ "x" null ]; "" = { }; "q\"" = 2; }) (j { __toString = s: "ts"; }) (j { outPath = { outPath = "op"; }; }) ]`,
+			`[ "null" "true" "0" "-12345678901" "1.5" "\"\"" "\"a\\\"b\\\\c\\nd\\re\\tf\"" "[]" "{}" "[1,[2,[]],{}]" "{\"\":{},\"a\":[\"x\",null],\"b\":1,\"q\\\"\":2}" "\"ts\"" "\"op\"" ]`},
+		{`builtins.toJSON (builtins.fromJSON "\"a\\u0001\\u001f\\b\\f\\u00e9\"")`, `"\"a\\u0001\\u001f\\u0008\\u000cé\""`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; in builtins.attrNames (builtins.getContext (builtins.toJSON [ { __toString = s: "t${d}"; } ]))`,
+			`[ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ]`},
 		// end evstr
 	}
 	for _, c := range cases {
