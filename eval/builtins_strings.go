@@ -93,6 +93,11 @@ func registerStrings(reg registerFunc) {
 		}
 		if len(parts) > 1 {
 			n += len(sep.S) * (len(parts) - 1)
+		} else if len(parts) == 1 && len(sep.Ctx()) == 0 {
+			return parts[0] // the one string, as it is
+		}
+		if n == 0 && ctx.Context() == nil {
+			return emptyString
 		}
 		var b strings.Builder
 		b.Grow(n)

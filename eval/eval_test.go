@@ -263,6 +263,9 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.toJSON (builtins.fromJSON "\"a\\u0001\\u001f\\b\\f\\u00e9\"")`, `"\"a\\u0001\\u001f\\u0008\\u000cé\""`},
 		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; in builtins.attrNames (builtins.getContext (builtins.toJSON [ { __toString = s: "t${d}"; } ]))`,
 			`[ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ]`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; j = builtins.concatStringsSep; c = s: builtins.attrNames (builtins.getContext s); in [ (j "," [ ]) (j "," [ "a" ]) (j "," [ "" "" ]) (j "" [ "" ]) (c (j d [ ])) (c (j d [ "a" ])) (c (j "," [ d ])) (c (j "" [ "" (builtins.substring 0 0 d) ])) ]`,
+			`[ "" "a" "," "" [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] ]`},
+		{`builtins.fromJSON ''[ "a", "b", {"c": ["d", "e\n"]}, "", "x", "y", "z", "w" ]''`, `[ "a" "b" { c = [ "d" "e\n" ]; } "" "x" "y" "z" "w" ]`},
 		// end evstr
 	}
 	for _, c := range cases {
