@@ -40,6 +40,11 @@ func (ev *Evaluator) add(a, b Value, lpos, rpos syntax.Pos) Value {
 		if s.S == "" && len(s.Ctx()) == 0 {
 			return x
 		}
+		if x.S == "" && len(x.Ctx()) == 0 {
+			// lib's addContextFrom ("substring 0 0 a + b") and
+			// accumulators starting from "": the sum is s, no copy
+			return s
+		}
 		return StrCtx(x.S+s.S, MergeContext(x.Ctx(), s.Ctx()))
 	}
 	s1 := ev.coerceToString(a, lpos, false, true)

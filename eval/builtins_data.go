@@ -12,10 +12,9 @@ import (
 
 func registerData(reg registerFunc) {
 	reg("toJSON", 1, func(ev *Evaluator, a []Value) Value {
-		var b bytes.Buffer
 		var ctx ContextUnion
-		ev.toJSON(&b, a[0], &ctx)
-		return StrCtx(bufString(&b), ctx.Context())
+		s := ev.jsonText(a[0], &ctx)
+		return StrCtx(s, ctx.Context())
 	})
 	reg("fromJSON", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.str(a[0])

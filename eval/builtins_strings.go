@@ -52,16 +52,27 @@ func registerStrings(reg registerFunc) {
 		if start < 0 {
 			ev.Throwf("negative start position in 'substring'")
 		}
-		if start >= int64(len(s.S)) {
-			return StrCtx("", s.Ctx())
-		}
 		end := int64(len(s.S))
 		if n >= 0 && start+n < end {
 			end = start + n
 		}
+		if start >= end {
+			// "substring 0 0 a" is how lib's addContextFrom takes a's
+			// context (for every part splitString returns)
+			if len(s.Ctx()) == 0 {
+				return emptyString
+			}
+			return StrCtx("", s.Ctx())
+		}
+		if start == 0 && end == int64(len(s.S)) {
+			return s // removePrefix and the like when nothing is removed
+		}
 		return StrCtx(s.S[start:end], s.Ctx())
 	})
 	reg("concatStringsSep", 2, func(ev *Evaluator, a []Value) Value {
+		// the call's position, for the coercion errors: forcing the
+		// arguments moves ev.curPos to the calls inside them
+		pos := ev.curPos
 		sep := ev.ForceString(a[0])
 		l := ev.ForceList(a[1])
 		// the parts first, then the result in one allocation of its
@@ -75,13 +86,18 @@ func registerStrings(reg registerFunc) {
 		ctx.Add(sep.Ctx())
 		n := 0
 		for i := range l.Items {
-			s := ev.coerceToString(ev.forceItem(l, i), ev.curPos, false, true)
+			s := ev.coerceToString(ev.forceItem(l, i), pos, false, true)
 			parts = append(parts, s)
 			n += len(s.S)
 			ctx.Add(s.Ctx())
 		}
 		if len(parts) > 1 {
 			n += len(sep.S) * (len(parts) - 1)
+		} else if len(parts) == 1 && len(sep.Ctx()) == 0 {
+			return parts[0] // the one string, as it is
+		}
+		if n == 0 && ctx.Context() == nil {
+			return emptyString
 		}
 		var b strings.Builder
 		b.Grow(n)
@@ -104,7 +120,7 @@ func registerStrings(reg registerFunc) {
 		var toBuf [4]*String
 		r := ev.replLast
 		if r == nil || r.from != from || r.to != to {
-			local.froms, local.starts, local.anyEmpty = ev.forcePatterns(from, fromBuf[:0])
+			local.froms, local.first, local.anyEmpty = ev.forcePatterns(from, fromBuf[:0])
 			local.tos = toBuf[:0]
 			if len(to.Items) <= len(toBuf) {
 				local.tos = toBuf[:len(to.Items)]
@@ -139,52 +155,82 @@ func registerStrings(reg registerFunc) {
 		if m == nil {
 			return Null{}
 		}
-		out := make([]Value, 0, len(m)/2-1)
-		for i := 2; i < len(m); i += 2 {
-			if m[i] < 0 {
-				out = append(out, Null{})
-			} else {
-				out = append(out, Str(s.S[m[i]:m[i+1]]))
-			}
-		}
-		return &List{Items: out}
+		out := allocList(len(m)/2 - 1)
+		strs := make([]String, len(out.Items))
+		groupStrings(out.Items, strs, s.S, m)
+		return out
 	})
 	reg("split", 2, func(ev *Evaluator, a []Value) Value {
 		re := ev.str(a[0])
 		s := ev.ForceString(a[1])
 		if isLiteralRegex(re) && re != "" {
-			// no metacharacters: plain substring search
-			parts := strings.Split(s.S, re)
-			out := make([]Value, 0, 2*len(parts)-1)
-			empty := &List{}
-			for i, p := range parts {
-				if i > 0 {
-					out = append(out, empty)
-				}
-				out = append(out, Str(p))
+			// no metacharacters: plain substring search. The parts are
+			// Strings of one slab, and there is no slice of them in
+			// between (strings.Split's)
+			k := strings.Count(s.S, re)
+			out := make([]Value, 2*k+1)
+			strs := make([]String, k+1)
+			rest := s.S
+			for i := range k {
+				j := strings.Index(rest, re)
+				strs[i].S = rest[:j]
+				out[2*i], out[2*i+1] = &strs[i], splitNoGroups
+				rest = rest[j+len(re):]
 			}
+			strs[k].S = rest
+			out[2*k] = &strs[k]
 			return &List{Items: out}
 		}
 		rx := ev.regex(re, false)
-		ms := splitMatches(rx, s.S)
-		out := make([]Value, 0, 2*len(ms)+1)
+		var small [32][]int
+		ms := splitMatches(rx, s.S, small[:0])
+		// everything split makes, but the result's list, in a slab per
+		// kind: the parts between the matches, the groups' lists and
+		// their items, and the strings of both
+		g := rx.groups
+		out := make([]Value, 2*len(ms)+1)
+		strs := make([]String, len(ms)+1+len(ms)*g)
+		var lists []List
+		var items []Value
+		if g > 0 {
+			lists = make([]List, len(ms))
+			items = make([]Value, len(ms)*g)
+		}
 		prev := 0
-		for _, m := range ms {
-			out = append(out, Str(s.S[prev:m[0]]))
-			groups := make([]Value, 0, len(m)/2-1)
-			for i := 2; i < len(m); i += 2 {
-				if m[i] < 0 {
-					groups = append(groups, Null{})
-				} else {
-					groups = append(groups, Str(s.S[m[i]:m[i+1]]))
-				}
+		for i, m := range ms {
+			strs[i].S = s.S[prev:m[0]]
+			out[2*i] = &strs[i]
+			if g == 0 {
+				out[2*i+1] = splitNoGroups
+			} else {
+				gi := items[i*g : (i+1)*g : (i+1)*g]
+				groupStrings(gi, strs[len(ms)+1+i*g:], s.S, m)
+				lists[i].Items = gi
+				out[2*i+1] = &lists[i]
 			}
-			out = append(out, &List{Items: groups})
 			prev = m[1]
 		}
-		out = append(out, Str(s.S[prev:]))
+		strs[len(ms)].S = s.S[prev:]
+		out[2*len(ms)] = &strs[len(ms)]
 		return &List{Items: out}
 	})
+}
+
+// splitNoGroups is what split puts between the parts for an expression
+// without groups (lists are never changed once made).
+var splitNoGroups = &List{}
+
+// groupStrings fills out with the groups of the match m in s: null for
+// one that did not take part, else a string of strs.
+func groupStrings(out []Value, strs []String, s string, m []int) {
+	for i := range out {
+		if lo := m[2*i+2]; lo < 0 {
+			out[i] = Null{}
+		} else {
+			strs[i].S = s[lo:m[2*i+3]]
+			out[i] = &strs[i]
+		}
+	}
 }
 
 func isLiteralRegex(re string) bool {
@@ -197,7 +243,11 @@ type replacer struct {
 	from, to *List
 	froms    []string
 	tos      []*String // forced at their first use
-	starts   [4]uint64 // bytes that can start a match: runs of others are copied at once
+	// first[c] is 1 + the index of the first pattern that begins with
+	// the byte c (at most 255: a bound to start from), 0 for none: runs
+	// of bytes no pattern begins with are copied at once, and at the
+	// others the patterns before that one are not tried
+	first    [256]uint8
 	anyEmpty bool
 }
 
@@ -206,7 +256,7 @@ type replacer struct {
 // pattern is forced (as a string, not coerced) before the subject. Nix
 // 2.8 forces the replacements too; later versions (and the language
 // suite's eval-okay-replacestrings) force only those used, as here.
-func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, starts [4]uint64, anyEmpty bool) {
+func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, first [256]uint8, anyEmpty bool) {
 	froms = buf
 	for i := range from.Items {
 		f := ev.str(ev.forceItem(from, i))
@@ -214,10 +264,12 @@ func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, st
 		if f == "" {
 			anyEmpty = true
 		} else {
-			starts[f[0]>>6] |= 1 << (f[0] & 63)
+			if first[f[0]] == 0 {
+				first[f[0]] = uint8(min(i, 254) + 1)
+			}
 		}
 	}
-	return froms, starts, anyEmpty
+	return froms, first, anyEmpty
 }
 
 // keep is a copy of r's patterns (made on the builtin's stack) to be
@@ -233,7 +285,7 @@ func (ev *Evaluator) forcePatterns(from *List, buf []string) (froms []string, st
 // pairs allocate nothing more; and they are kept once all are forced:
 // one that throws (caught by tryEval) leaves nothing half-made behind.
 func (r *replacer) keep(from, to *List) *replacer {
-	return &replacer{from: from, to: to, froms: slices.Clone(r.froms), tos: slices.Clone(r.tos), starts: r.starts, anyEmpty: r.anyEmpty}
+	return &replacer{from: from, to: to, froms: slices.Clone(r.froms), tos: slices.Clone(r.tos), first: r.first, anyEmpty: r.anyEmpty}
 }
 
 // run's ev and to are parameters, not fields of r: both leak (forcing
@@ -251,7 +303,7 @@ func (r *replacer) run(ev *Evaluator, to *List, ctx *ContextUnion, str string, b
 	for p := 0; p <= len(str); {
 		if !r.anyEmpty {
 			q := p
-			for q < len(str) && r.starts[str[q]>>6]&(1<<(str[q]&63)) == 0 {
+			for q < len(str) && r.first[str[q]] == 0 {
 				q++
 			}
 			put(str[p:q])
@@ -261,8 +313,17 @@ func (r *replacer) run(ev *Evaluator, to *List, ctx *ContextUnion, str string, b
 			}
 		}
 		found := false
-		for i, f := range r.froms {
-			if strings.HasPrefix(str[p:], f) {
+		rest := str[p:]
+		i0 := 0
+		if !r.anyEmpty {
+			i0 = int(r.first[rest[0]]) - 1
+		}
+		for i := i0; i < len(r.froms); i++ {
+			f := r.froms[i]
+			// the first bytes compared here, not in a call comparing
+			// the strings: most patterns differ there (escapes' single
+			// bytes do), and the call was most of a scan's time
+			if len(f) == 0 || len(f) <= len(rest) && f[0] == rest[0] && rest[:len(f)] == f {
 				found = true
 				t := r.tos[i]
 				if t == nil {

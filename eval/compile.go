@@ -1448,6 +1448,13 @@ func (cp *compiler) compInterp(n *syntax.Interp, sc *scope) code {
 	for _, s := range statics {
 		staticLen += len(s)
 	}
+	if len(parts) == 1 && !isStatic[0] {
+		// "${x}": x's string itself, not a copy of it
+		p, at := parts[0], at[0]
+		return func(ev *Evaluator, env *Env) Value {
+			return ev.coerceToString(p(ev, env), at, false, true)
+		}
+	}
 	return func(ev *Evaluator, env *Env) Value {
 		var tmp [8]*String
 		dyn := tmp[:0]

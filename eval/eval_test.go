@@ -242,6 +242,31 @@ func TestEvalValues(t *testing.T) {
 		{`let s = { a = { b = 1; }; }; x = builtins.seq s.a { inherit (s) a; c = s.a.b; }; in x`, `{ a = { b = 1; }; c = 1; }`},
 		{`let s = { a = 1; }; in { inherit (s) a; } // { b = 2; }`, `{ a = 1; b = 2; }`},
 		{`let f = builtins.add 1; in [ f ] == [ f ]`, `true`},
+		// evstr: strings shared instead of copied ("" + s, "${s}", whole
+		// and empty substrings, split's slabs) keep their contexts, and
+		// Nix's answers (checked against nix-instantiate 2.8)
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; c = s: builtins.attrNames (builtins.getContext s); in [ (c ("" + d)) (c (d + "")) (c (builtins.substring 0 0 d + "b")) (c "${d}") (c (builtins.substring 0 0 d)) (c (builtins.substring 0 100 d)) (c (builtins.substring 0 0 "x" + d)) ]`,
+			`[ [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] ]`},
+		{`[ ("" + "x") ("x" + "") ("" + "") "${"x"}" "${{ outPath = "o"; }}" "${{ __toString = s: "ts"; }}" ]`, `[ "x" "x" "" "x" "o" "ts" ]`},
+		{`map (n: builtins.substring 0 n "abc") [ 0 3 10 (-1) ] ++ [ (builtins.substring 1 (-1) "abc") (builtins.substring 5 1 "abc") (builtins.substring 3 0 "abc") (builtins.substring 1 2 "éa") ]`,
+			"[ \"\" \"abc\" \"abc\" \"abc\" \"bc\" \"\" \"\" \"\xa9a\" ]"},
+		{`[ (builtins.split "," "a,b,,c,") (builtins.split "," "") (builtins.split "," ",") (builtins.split "x" "abc") (builtins.split "ab" "abababa") (builtins.split "é" "aébéc") ]`,
+			`[ [ "a" [ ] "b" [ ] "" [ ] "c" [ ] "" ] [ "" ] [ "" [ ] "" ] [ "abc" ] [ "" [ ] "" [ ] "" [ ] "a" ] [ "a" [ ] "b" [ ] "c" ] ]`},
+		{`[ (builtins.split "(a)|b" "xaybz") (builtins.split "[.-]" "a.b-c") (builtins.split "a*" "baaac") (builtins.split "(a*)*" "baaac") (builtins.split "" "abc") (builtins.split "^a" "aaa") (builtins.split "([0-9]+)" "p3.12-x-12rc1") ]`,
+			`[ [ "x" [ "a" ] "y" [ null ] "z" ] [ "a" [ ] "b" [ ] "c" ] [ "" [ ] "b" [ ] "" [ ] "c" [ ] "" ] [ "" [ "" ] "b" [ "" ] "" [ "" ] "c" [ "" ] "" ] [ "" [ ] "a" [ ] "b" [ ] "c" [ ] "" ] [ "" [ ] "aa" ] [ "p" [ "3" ] "." [ "12" ] "-x-" [ "12" ] "rc" [ "1" ] "" ] ]`},
+		{`[ (builtins.match "abc" "abc") (builtins.match "a(b)?c" "ac") (builtins.match "(a)(b)(c)(d)(e)" "abcde") (builtins.match "x" "y") (builtins.match "(|a)+" "aa") (builtins.match "python([0-9])\\.([0-9]+)-(.*)-([0-9.]+)(rc[0-9]+)?" "python3.12-package-12-0.12rc1") ]`,
+			`[ [ ] [ null ] [ "a" "b" "c" "d" "e" ] null [ "" ] [ "3" "12" "package-12" "0.12" "rc1" ] ]`},
+		{`let r = builtins.replaceStrings; in [ (r [ "a" "ab" ] [ "1" "2" ] "abab") (r [ "ab" "a" ] [ "1" "2" ] "abab") (r [ "b" "" ] [ "X" "-" ] "abc") (r [ "" "b" ] [ "-" "X" ] "abc") (r [ "é" "e" ] [ "E" "3" ] "éeé") (r [ "aaa" "aa" "a" ] [ "3" "2" "1" ] "aaaaaa") (r [ "xy" "x" ] [ "1" "2" ] "x") (r [ "<" ">" "&" "'" "\"" ] [ "&lt;" "&gt;" "&amp;" "&apos;" "&quot;" ] "a<b>&'c\" ") ]`,
+			`[ "1b1b" "11" "-aX-c-" "-a-b-c-" "E3E" "33" "2" "a&lt;b&gt;&amp;&apos;c&quot; " ]`},
+		{`let j = builtins.toJSON; in [ (j null) (j true) (j 0) (j (-12345678901)) (j 1.5) (j "") (j "a\"b\\c\nd\re\tf") (j [ ]) (j { }) (j [ 1 [ 2 [ ] ] { } ]) (j { b = 1; a = [ "x" null ]; "" = { }; "q\"" = 2; }) (j { __toString = s: "ts"; }) (j { outPath = { outPath = "op"; }; }) ]`,
+			`[ "null" "true" "0" "-12345678901" "1.5" "\"\"" "\"a\\\"b\\\\c\\nd\\re\\tf\"" "[]" "{}" "[1,[2,[]],{}]" "{\"\":{},\"a\":[\"x\",null],\"b\":1,\"q\\\"\":2}" "\"ts\"" "\"op\"" ]`},
+		{`builtins.toJSON (builtins.fromJSON "\"a\\u0001\\u001f\\b\\f\\u00e9\"")`, `"\"a\\u0001\\u001f\\u0008\\u000cé\""`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; in builtins.attrNames (builtins.getContext (builtins.toJSON [ { __toString = s: "t${d}"; } ]))`,
+			`[ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ]`},
+		{`let d = builtins.appendContext "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d" { "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" = { outputs = [ "out" ]; }; }; j = builtins.concatStringsSep; c = s: builtins.attrNames (builtins.getContext s); in [ (j "," [ ]) (j "," [ "a" ]) (j "," [ "" "" ]) (j "" [ "" ]) (c (j d [ ])) (c (j d [ "a" ])) (c (j "," [ d ])) (c (j "" [ "" (builtins.substring 0 0 d) ])) ]`,
+			`[ "" "a" "," "" [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] [ "/nix/store/5jf8mg96nyj2p40f1sva2d6zg2b4iapf-d.drv" ] ]`},
+		{`builtins.fromJSON ''[ "a", "b", {"c": ["d", "e\n"]}, "", "x", "y", "z", "w" ]''`, `[ "a" "b" { c = [ "d" "e\n" ]; } "" "x" "y" "z" "w" ]`},
+		// end evstr
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {

@@ -2,7 +2,6 @@ package eval
 
 import (
 	"errors"
-	"math"
 	"os"
 	"sync/atomic"
 
@@ -55,8 +54,9 @@ type Evaluator struct {
 	opts        Options
 	depth       int
 	maxDepth    int
-	ticks       int // steps until the next Options.Periodic call
-	stackBase   int // depth where the current goroutine's stack began (StackDepth)
+	ticks       int  // steps until the next Options.Periodic call
+	stackBase   int  // depth where the current goroutine's stack began (StackDepth)
+	stackGrown  bool // growStack ran on the current goroutine
 	curPos      syntax.Pos
 	global      *scope
 	builtins    *Attrs
@@ -91,10 +91,9 @@ func New(opts Options) *Evaluator {
 	raiseMaxStack()
 	ev := &Evaluator{opts: opts, maxDepth: opts.MaxCallDepth, importCache: map[string]Value{},
 		storeCache: map[string]string{}, regexes: map[regexKey]*nixRegex{}}
-	ev.ticks = math.MaxInt
-	if opts.Periodic != nil {
-		ev.ticks = PeriodicSteps
-	}
+	// (the poll runs without Options.Periodic too: it also grows the
+	// stack ahead of deep recursion)
+	ev.ticks = PeriodicSteps
 	ev.initBuiltins()
 	return ev
 }
@@ -102,7 +101,13 @@ func New(opts Options) *Evaluator {
 //go:noinline
 func (ev *Evaluator) periodic() {
 	ev.ticks = PeriodicSteps
-	ev.opts.Periodic()
+	if !ev.stackGrown && ev.depth-ev.stackBase > growStackDepth {
+		ev.stackGrown = true
+		growStack(ev.depth)
+	}
+	if ev.opts.Periodic != nil {
+		ev.opts.Periodic()
+	}
 }
 
 // step counts a step of a builtin that builds much in one call, as a

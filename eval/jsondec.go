@@ -34,6 +34,10 @@ type jsonDec struct {
 	// object of 5 attributes 600 bytes of garbage and 8 slots)
 	attrs []Attr
 	items []Value
+	// the string values are made in slabs of growing size (at most
+	// 64): a document is mostly kept, or dropped, whole
+	strs    []String
+	strSlab int
 	// one key per distinct member name: arrays of objects repeat them
 	keys map[string]*attrKey
 	// the evaluator's step: a large document is one builtin call, and
@@ -41,6 +45,17 @@ type jsonDec struct {
 	// while the heap grew by all of it (json of 80,000: 69.5 MB paced,
 	// 91 MB reached)
 	step func()
+}
+
+func (d *jsonDec) newStr(s string) *String {
+	if len(d.strs) == 0 {
+		d.strSlab = min(max(2*d.strSlab, 4), 64)
+		d.strs = make([]String, d.strSlab)
+	}
+	x := &d.strs[0]
+	d.strs = d.strs[1:]
+	x.S = s
+	return x
 }
 
 func (d *jsonDec) key(name string) *attrKey {
@@ -91,7 +106,7 @@ func (d *jsonDec) value(depth int) (Value, bool) {
 		if !ok {
 			return nil, false
 		}
-		return Str(s), true
+		return d.newStr(s), true
 	case c == 't':
 		return d.lit("true", Bool(true))
 	case c == 'f':

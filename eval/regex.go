@@ -88,7 +88,8 @@ func posixBracket(b *strings.Builder, re string, i int) (int, bool) {
 // after a non-empty one counts, and after an empty match the next one
 // may not be empty at the same place. Searching from an offset loses the
 // context before it, so an expression with ^ keeps Go's FindAll.
-func splitMatches(r *nixRegex, s string) [][]int {
+// The matches are appended to out (the caller's, on its stack).
+func splitMatches(r *nixRegex, s string, out [][]int) [][]int {
 	if strings.ContainsRune(r.rx.String(), '^') {
 		ms := r.rx.FindAllStringSubmatchIndex(s, -1)
 		for i := range ms {
@@ -96,7 +97,6 @@ func splitMatches(r *nixRegex, s string) [][]int {
 		}
 		return ms
 	}
-	var out [][]int
 	for pos := 0; pos <= len(s); {
 		m := r.submatch(s[pos:])
 		if m == nil {

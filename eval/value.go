@@ -141,6 +141,10 @@ func NewContext(elems ...string) Context {
 // Str makes a string value without context.
 func Str(s string) *String { return &String{S: s} }
 
+// emptyString is "" without context, shared: strings are never changed
+// once made, so results that are empty need not each be a new one.
+var emptyString = &String{}
+
 // StrCtx makes a string value with context.
 func StrCtx(s string, c Context) *String {
 	if len(c) == 0 {
