@@ -758,3 +758,29 @@ func TestOperatorErrorPositions(t *testing.T) {
 		})
 	}
 }
+
+// TestGrowStack: an evaluation deeper than growStackDepth grows its stack
+// once (on protect's goroutine, whose state is put back after) and still
+// evaluates deep recursion and errors caught inside it as before.
+func TestGrowStack(t *testing.T) {
+	var ev *Evaluator
+	grew := false
+	ev = New(Options{Periodic: func() { grew = grew || ev.stackGrown }})
+	for _, c := range []struct{ expr, want string }{
+		{`let f = n: if n == 0 then 0 else 1 + f (n - 1); in f 50000`, `50000`},
+		{`let l = builtins.genList (i: i) 20000; r = n: if n == builtins.length l then 0 else builtins.elemAt l n + r (n + 1); in r 0`, `199990000`},
+		{`let f = n: if n == 0 then (builtins.tryEval (throw "x")).success else f (n - 1); in f 10000`, `false`},
+	} {
+		got, err := evalString(t, ev, c.expr)
+		if err != nil || got != c.want {
+			t.Errorf("%s = %s, %v; want %s", c.expr, got, err, c.want)
+		}
+		if !grew {
+			t.Errorf("%s: the stack was not grown", c.expr)
+		}
+		grew = false
+		if ev.stackGrown || ev.stackBase != 0 || ev.depth != 0 {
+			t.Errorf("after %s: stackGrown %v, stackBase %d, depth %d; want the state before (false, 0, 0)", c.expr, ev.stackGrown, ev.stackBase, ev.depth)
+		}
+	}
+}
