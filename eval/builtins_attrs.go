@@ -191,7 +191,9 @@ func registerAttrs(reg registerFunc) {
 		// few sets: merge them (each is sorted), so names come out sorted
 		// and the values of a name in list order; a first pass counts the
 		// names so that everything fits in a few exact slabs
-		pos := make([]int, len(sets))
+		// (on the stack: at most 16 sets come here)
+		var posBuf [16]int
+		pos := posBuf[:len(sets)]
 		next := func() (string, bool) {
 			var name string
 			found := false

@@ -121,13 +121,16 @@ func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	}
 	// both environments in one allocation, reused when the body
 	// cannot keep a reference to them
+	// (a fresh one is written where it is made: a store after the
+	// branches came behind a nil check, whose load on a fresh page maps
+	// the zero page, so that the store faults a second time; see newEnv)
 	e := ev.pairPool
 	if e != nil && inner.noCapture {
 		ev.pairPool = nil
+		e.e1.up, e.e1.v0 = l.env, a
 	} else {
-		e = &pairEnv{}
+		e = &pairEnv{e1: Env{up: l.env, v0: a}}
 	}
-	e.e1.up, e.e1.v0 = l.env, a
 	e.e2.up, e.e2.v0 = &e.e1, b
 	v := inner.body(ev, &e.e2)
 	ev.frames = ev.frames[:len(ev.frames)-1]

@@ -773,6 +773,16 @@ func (t *Thunk) delayed(c code, env *Env) { t.env, t.v = env, c }
 
 func newThunk(c code, env *Env) *Thunk { return &Thunk{env: env, v: c} }
 
+// touchFresh makes the first touch of a thunk in fresh, zeroed memory
+// (a slab) a store. Its fields are pointers, and a pointer store comes
+// behind the write-barrier branch, so where the compiler cannot tell
+// that t is not nil it loads from t first (an explicit nil check): on a
+// fresh page that load maps the kernel's zero page, and the store after
+// it faults a second time to copy it, with a TLB flush across the other
+// core. Storing an integer zero over the zero word needs no barrier (the
+// old and the new pointer are both nil); t must be fresh memory.
+func (t *Thunk) touchFresh() { *(*uintptr)(unsafe.Pointer(&t.env)) = 0 }
+
 // applyEnv makes e the environment of apply thunks of code c: c goes
 // into e.up's word (an apply thunk's code reads only e's slots), so
 // that a thunk needs no word of its own for it while v is taken.
