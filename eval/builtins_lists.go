@@ -32,7 +32,22 @@ func registerLists(reg registerFunc) {
 		return l.Items[i]
 	})
 	reg("elem", 2, func(ev *Evaluator, a []Value) Value {
-		for _, it := range ev.ForceList(a[1]).Items {
+		items := ev.ForceList(a[1]).Items
+		if len(items) == 0 {
+			return Bool(false) // the value is not forced (Nix's elem (throw "…") [])
+		}
+		if s, ok := ev.Force(a[0]).(*String); ok {
+			// the common case (a name in a list of names) without Equal's
+			// dispatch per item: a string equals strings only, and
+			// equalElem's one-cell rule gives nothing more for them
+			for _, it := range items {
+				if y, ok := ev.Force(it).(*String); ok && y.S == s.S {
+					return Bool(true)
+				}
+			}
+			return Bool(false)
+		}
+		for _, it := range items {
 			if ev.equalElem(a[0], it, ev.curPos) {
 				return Bool(true)
 			}

@@ -169,6 +169,10 @@ func TestEvalValues(t *testing.T) {
 		{`let f = x: x; in [ f ] < [ f ]`, `false`},
 		{`let f = x: x; in builtins.sort (a: b: a < b) [ [ f 2 ] [ f 1 ] ]`, `[ [ <LAMBDA> 1 ] [ <LAMBDA> 2 ] ]`},
 		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
+		{`builtins.elem (throw "not forced") []`, `false`},
+		{`builtins.elem "a" [ 1 "b" "a" ]`, `true`},
+		{`builtins.elem "a" [ 1 [ "a" ] ]`, `false`},
+		{`(builtins.tryEval (builtins.elem "a" [ "b" (throw "forced") ])).success`, `false`},
 		{`let f = x: x; l = [ f ]; in l == map (x: x) l`, `false`},
 		{`let f = x: x; l = [ f ]; in (builtins.seq (builtins.head l) l) == [ f ]`, `true`},
 		// a binding naming an earlier one is that one's cell (ExprVar::maybeThunk)
