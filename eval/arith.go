@@ -14,7 +14,7 @@ func (ev *Evaluator) add(a, b Value, lpos, rpos syntax.Pos) Value {
 	case Int:
 		switch y := ev.Force(b).(type) {
 		case Int:
-			return x + y
+			return ev.boxInt(x + y)
 		case Float:
 			return Float(x) + y
 		default:
@@ -58,9 +58,9 @@ func (ev *Evaluator) arith(op byte, a, b Value, pos syntax.Pos) Value {
 		if y, ok := b.(Int); ok {
 			switch op {
 			case '-':
-				return x - y
+				return ev.boxInt(x - y)
 			case '*':
-				return x * y
+				return ev.boxInt(x * y)
 			case '/':
 				if y == 0 {
 					ev.throwAt(pos, "division by zero")
@@ -68,7 +68,7 @@ func (ev *Evaluator) arith(op byte, a, b Value, pos syntax.Pos) Value {
 				if x == math.MinInt64 && y == -1 {
 					ev.throwAt(pos, "integer overflow in dividing %d / %d", x, y)
 				}
-				return x / y
+				return ev.boxInt(x / y)
 			}
 		}
 	}

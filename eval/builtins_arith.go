@@ -9,9 +9,9 @@ func registerArithmetic(reg registerFunc) {
 	reg("mul", 2, func(ev *Evaluator, a []Value) Value { return ev.arith('*', a[0], a[1], ev.curPos) })
 	reg("div", 2, func(ev *Evaluator, a []Value) Value { return ev.arith('/', a[0], a[1], ev.curPos) })
 	reg("lessThan", 2, func(ev *Evaluator, a []Value) Value { return Bool(ev.lessThan(a[0], a[1], ev.curPos)) })
-	reg("bitAnd", 2, func(ev *Evaluator, a []Value) Value { return Int(ev.intArg(a[0]) & ev.intArg(a[1])) })
-	reg("bitOr", 2, func(ev *Evaluator, a []Value) Value { return Int(ev.intArg(a[0]) | ev.intArg(a[1])) })
-	reg("bitXor", 2, func(ev *Evaluator, a []Value) Value { return Int(ev.intArg(a[0]) ^ ev.intArg(a[1])) })
+	reg("bitAnd", 2, func(ev *Evaluator, a []Value) Value { return ev.boxInt(Int(ev.intArg(a[0]) & ev.intArg(a[1]))) })
+	reg("bitOr", 2, func(ev *Evaluator, a []Value) Value { return ev.boxInt(Int(ev.intArg(a[0]) | ev.intArg(a[1]))) })
+	reg("bitXor", 2, func(ev *Evaluator, a []Value) Value { return ev.boxInt(Int(ev.intArg(a[0]) ^ ev.intArg(a[1]))) })
 	reg("floor", 1, func(ev *Evaluator, a []Value) Value {
 		f, isInt := ev.floatArg(a[0])
 		if isInt {

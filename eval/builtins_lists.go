@@ -8,7 +8,7 @@ import (
 // registerLists adds the list builtins.
 func registerLists(reg registerFunc) {
 	reg("genericClosure", 1, func(ev *Evaluator, a []Value) Value { return ev.genericClosure(a[0]) })
-	reg("length", 1, func(ev *Evaluator, a []Value) Value { return Int(len(ev.ForceList(a[0]).Items)) })
+	reg("length", 1, func(ev *Evaluator, a []Value) Value { return ev.boxInt(Int(len(ev.ForceList(a[0]).Items))) })
 	reg("head", 1, func(ev *Evaluator, a []Value) Value {
 		l := ev.ForceList(a[0])
 		if len(l.Items) == 0 {

@@ -43,7 +43,7 @@ type regexKey struct {
 func registerStrings(reg registerFunc) {
 	reg("toString", 1, func(ev *Evaluator, a []Value) Value { return ev.CoerceToStringMore(a[0], false) })
 	reg("stringLength", 1, func(ev *Evaluator, a []Value) Value {
-		return Int(len(ev.coerceToString(a[0], ev.curPos, false, true).S))
+		return ev.boxInt(Int(len(ev.coerceToString(a[0], ev.curPos, false, true).S)))
 	})
 	reg("substring", 3, func(ev *Evaluator, a []Value) Value {
 		start := ev.intArg(a[0])

@@ -512,11 +512,11 @@ func (cp *compiler) specBinary(n *syntax.Binary, sc *scope) func(*Evaluator, *En
 		}
 		switch op {
 		case "+":
-			return a + b, true
+			return ev.boxInt(a + b), true
 		case "-":
-			return a - b, true
+			return ev.boxInt(a - b), true
 		case "*":
-			return a * b, true
+			return ev.boxInt(a * b), true
 		case "<":
 			return Bool(a < b), true
 		case ">":
@@ -1558,7 +1558,7 @@ func binCode(op string, l, r code, pos, rpos syntax.Pos) code {
 			if x, ok := a.(Int); ok {
 				b := ev.Force(s.r(ev, env))
 				if y, ok := b.(Int); ok {
-					return x + y
+					return ev.boxInt(x + y)
 				}
 				return s.addInt(ev, x, b)
 			}
@@ -1569,7 +1569,7 @@ func binCode(op string, l, r code, pos, rpos syntax.Pos) code {
 			a, b := ev.Force(s.l(ev, env)), ev.Force(s.r(ev, env))
 			if x, ok := a.(Int); ok {
 				if y, ok := b.(Int); ok {
-					return x - y
+					return ev.boxInt(x - y)
 				}
 			}
 			return s.arith(ev, '-', a, b)

@@ -70,7 +70,9 @@ type Evaluator struct {
 	pairPool    *pairEnv
 	args        []Value // arguments of the builtins being called
 	envPool     *Env
-	listParts   []*List // concatMap's results, innermost call last
+	listParts   []*List     // concatMap's results, innermost call last
+	intSlab     *intBoxSlab // boxInt's boxes, intNext of them used
+	intNext     int
 	lessThanOp  *PrimOp // builtins.lessThan, which sort compares with directly
 }
 

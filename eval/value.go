@@ -898,7 +898,7 @@ func genListCode(ev *Evaluator, e *Env) Value {
 	t := ev.running[len(ev.running)-1].t
 	first := e.get(1).(*Thunk)
 	i := (uintptr(unsafe.Pointer(t)) - uintptr(unsafe.Pointer(first))) / unsafe.Sizeof(Thunk{})
-	return ev.call(ev.Force(e.v0), Int(i), ev.curPos)
+	return ev.call(ev.Force(e.v0), ev.boxInt(Int(i)), ev.curPos)
 }
 
 // applyAttrCode is mapAttrs' sharedApply code: the thunk's argument is
