@@ -203,14 +203,36 @@ func registerLists(reg registerFunc) {
 	})
 	reg("groupBy", 2, func(ev *Evaluator, a []Value) Value {
 		f := ev.forceFunction(a[0])
-		m := map[string][]Value{}
-		for _, it := range ev.ForceList(a[1]).Items {
+		items := ev.ForceList(a[1]).Items
+		// each item's group first, then each group in a slice of its
+		// size: appending grew and copied each group log n times (one
+		// slice for all would keep every item alive for any group kept)
+		groups := map[string]int32{}
+		var names []string
+		var sizes []int
+		of := make([]int32, len(items))
+		for i, it := range items {
 			k := ev.str(ev.call(f, it, ev.curPos))
-			m[k] = append(m[k], it)
+			g, ok := groups[k]
+			if !ok {
+				g = int32(len(names))
+				groups[k] = g
+				names, sizes = append(names, k), append(sizes, 0)
+			}
+			of[i] = g
+			sizes[g]++
 		}
-		out := make([]Attr, 0, len(m))
-		for k, vs := range m {
-			out = append(out, MkAttr(k, &List{Items: vs}))
+		lists := make([]*List, len(names))
+		for g, n := range sizes {
+			lists[g] = &List{Items: make([]Value, 0, n)}
+		}
+		for i, it := range items {
+			l := lists[of[i]]
+			l.Items = append(l.Items, it)
+		}
+		out := make([]Attr, len(names))
+		for g, k := range names {
+			out[g] = MkAttr(k, lists[g])
 		}
 		return NewAttrs(out)
 	})

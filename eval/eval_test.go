@@ -170,6 +170,8 @@ func TestEvalValues(t *testing.T) {
 		{`let f = x: x; in builtins.sort (a: b: a < b) [ [ f 2 ] [ f 1 ] ]`, `[ [ <LAMBDA> 1 ] [ <LAMBDA> 2 ] ]`},
 		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
 		{`builtins.elem (throw "not forced") []`, `false`},
+		{`builtins.groupBy (x: toString (x / 3)) (builtins.genList (i: i) 10)`, `{ "0" = [ 0 1 2 ]; "1" = [ 3 4 5 ]; "2" = [ 6 7 8 ]; "3" = [ 9 ]; }`},
+		{`builtins.groupBy (x: x) [ "b" "a" "b" ]`, `{ a = [ "a" ]; b = [ "b" "b" ]; }`},
 		{`builtins.elem "a" [ 1 "b" "a" ]`, `true`},
 		{`builtins.elem "a" [ 1 [ "a" ] ]`, `false`},
 		{`(builtins.tryEval (builtins.elem "a" [ "b" (throw "forced") ])).success`, `false`},
