@@ -1526,6 +1526,11 @@ func concat2(a, b *List) Value {
 	if len(b.Items) == 0 {
 		return a
 	}
+	if n := len(a.Items) + len(b.Items); n < len(listAllocs) {
+		l := allocList(n)
+		copy(l.Items[copy(l.Items, a.Items):], b.Items)
+		return l
+	}
 	out := make([]Value, 0, len(a.Items)+len(b.Items))
 	prefault(out)
 	out = appendItems(out, a.Items)

@@ -163,33 +163,29 @@ type List struct{ Items []Value }
 
 // allocList makes a list of n items in one allocation when small.
 func allocList(n int) *List {
-	switch n {
-	case 1:
-		x := &struct {
-			List
-			a [1]Value
-		}{}
-		x.Items = x.a[:]
-		return &x.List
-	case 2:
-		x := &struct {
-			List
-			a [2]Value
-		}{}
-		x.Items = x.a[:]
-		return &x.List
-	case 3:
-		x := &struct {
-			List
-			a [3]Value
-		}{}
-		x.Items = x.a[:]
-		return &x.List
+	if n > 0 && n < len(listAllocs) {
+		return listAllocs[n]()
 	}
 	items := make([]Value, n)
 	prefault(items)
 	return &List{Items: items}
 }
+
+// allocListIn makes a list of the length of A with its items in the
+// same allocation as its header: one allocation instead of two.
+func allocListIn[A any]() *List {
+	x := new(struct {
+		List
+		a A
+	})
+	x.Items = unsafe.Slice((*Value)(unsafe.Pointer(&x.a)), unsafe.Sizeof(x.a)/valueSize)
+	return &x.List
+}
+
+// listAllocs[n] is allocListIn for n items.
+var listAllocs = [...]func() *List{nil,
+	allocListIn[[1]Value], allocListIn[[2]Value], allocListIn[[3]Value], allocListIn[[4]Value],
+	allocListIn[[5]Value], allocListIn[[6]Value], allocListIn[[7]Value], allocListIn[[8]Value]}
 
 // allocListThunksIn makes a list of the length of A and the thunks of
 // its items (T: an array of them) in one allocation, as
