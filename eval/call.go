@@ -207,21 +207,30 @@ func (ev *Evaluator) callCode(lc *lambdaCode, cenv *Env, arg Value, pos syntax.P
 	if !lc.simple {
 		env = ev.formalsEnv(lc, cenv, arg)
 	} else if lc.noCapture && ev.envPool != nil {
-		env, ev.envPool = ev.envPool, nil
+		env, ev.envPool = ev.envPool, ev.envPool.up
+		ev.envPooled--
 		env.up, env.v0 = cenv, arg
 	} else {
 		env = &Env{up: cenv, v0: arg}
 	}
 	v := lc.body(ev, env)
 	ev.frames = ev.frames[:len(ev.frames)-1]
-	if lc.simple && lc.noCapture {
-		// the body kept no reference to env: the next such call reuses it
-		env.up, env.v0 = nil, nil
+	if lc.simple && lc.noCapture && ev.envPooled < envPoolMax {
+		// the body kept no reference to env: a later such call reuses it.
+		// The pool is a stack, linked through up: such calls nest (a
+		// predicate forcing genList's item calls the generator), and a
+		// pool of one lost the inner call's env to the outer's each time.
+		env.up, env.v0 = ev.envPool, nil
 		ev.envPool = env
+		ev.envPooled++
 	}
 	ev.depth--
 	return v
 }
+
+// envPoolMax is how many environments callCode keeps for reuse: enough
+// for the nesting of such calls, not a deep recursion's worth.
+const envPoolMax = 16
 
 // pushFrameGrow is the frame push of callCode when ev.frames is full,
 // out of line.

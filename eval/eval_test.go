@@ -172,6 +172,9 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.elem (throw "not forced") []`, `false`},
 		{`builtins.groupBy (x: toString (x / 3)) (builtins.genList (i: i) 10)`, `{ "0" = [ 0 1 2 ]; "1" = [ 3 4 5 ]; "2" = [ 6 7 8 ]; "3" = [ 9 ]; }`},
 		{`builtins.groupBy (x: x) [ "b" "a" "b" ]`, `{ a = [ "a" ]; b = [ "b" "b" ]; }`},
+		// calls reusing environments, nested: the predicate forces genList's items
+		{`builtins.partition (x: builtins.bitAnd x 1 == 0) (builtins.genList (i: i * 300) 5)`, `{ right = [ 0 300 600 900 1200 ]; wrong = [ ]; }`},
+		{`builtins.filter (x: x > 2) (builtins.genList (i: let f = j: j + i; in f (f i)) 3)`, `[ 3 6 ]`},
 		{`builtins.elem "a" [ 1 "b" "a" ]`, `true`},
 		{`builtins.elem "a" [ 1 [ "a" ] ]`, `false`},
 		{`(builtins.tryEval (builtins.elem "a" [ "b" (throw "forced") ])).success`, `false`},

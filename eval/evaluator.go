@@ -68,8 +68,9 @@ type Evaluator struct {
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
 	pairPool    *pairEnv
-	args        []Value // arguments of the builtins being called
-	envPool     *Env
+	args        []Value     // arguments of the builtins being called
+	envPool     *Env        // callCode's environments for reuse, linked through up
+	envPooled   int         // how many
 	listParts   []*List     // concatMap's results, innermost call last
 	intSlab     *intBoxSlab // boxInt's boxes, intNext of them used
 	intNext     int
