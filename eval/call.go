@@ -1,12 +1,27 @@
 package eval
 
-import "github.com/tvix-go/tvix/eval/syntax"
+import (
+	"unsafe"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
 
 // pairEnv holds the two environments of a curried two-argument call.
 type pairEnv struct {
 	e1 Env
 	e2 Env
 }
+
+// env and pair link pooled pairEnvs through e1.up (see call2Simple).
+func (p *pairEnv) env() *Env {
+	if p == nil {
+		return nil
+	}
+	return &p.e1
+}
+
+// pair is the pairEnv whose e1 e is (e came from env).
+func (e *Env) pair() *pairEnv { return (*pairEnv)(unsafe.Pointer(e)) }
 
 // CallN applies f to arguments and returns the result forced.
 func (ev *Evaluator) CallN(f Value, args []Value) Value {
@@ -126,7 +141,7 @@ func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	// the zero page, so that the store faults a second time; see newEnv)
 	e := ev.pairPool
 	if e != nil && inner.noCapture {
-		ev.pairPool = nil
+		ev.pairPool, ev.pairPooled = e.e1.up.pair(), ev.pairPooled-1
 		e.e1.up, e.e1.v0 = l.env, a
 	} else {
 		e = &pairEnv{e1: Env{up: l.env, v0: a}}
@@ -134,9 +149,10 @@ func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	e.e2.up, e.e2.v0 = &e.e1, b
 	v := inner.body(ev, &e.e2)
 	ev.frames = ev.frames[:len(ev.frames)-1]
-	if inner.noCapture {
-		e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, nil
-		ev.pairPool = e
+	if inner.noCapture && ev.pairPooled < envPoolMax {
+		// a stack as callCode's (the pool linked through e1.up)
+		e.e1.up, e.e1.v0, e.e2.v0 = ev.pairPool.env(), nil, nil
+		ev.pairPool, ev.pairPooled = e, ev.pairPooled+1
 	}
 	ev.depth--
 	return v

@@ -67,7 +67,8 @@ type Evaluator struct {
 	replSeen    [2]*List       // and the lists of its last call
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
-	pairPool    *pairEnv
+	pairPool    *pairEnv // call2Simple's environments for reuse, linked through e1.up
+	pairPooled  int
 	args        []Value     // arguments of the builtins being called
 	envPool     *Env        // callCode's environments for reuse, linked through up
 	envPooled   int         // how many
