@@ -358,7 +358,8 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 // Other keys (lists) stay in a sorted slice searched with compare.
 type closureKeys struct {
 	first Value // the first key, to fail as compare does on keys of different types
-	ints  map[int64]struct{}
+	ints  map[int64]struct{} // integers outside [0, denseKeys)
+	dense []uint64           // a bit per integer in [0, denseKeys), grown as keys come
 	flts  map[Float]struct{}
 	strs  map[string]struct{}
 	paths map[string]struct{}
@@ -370,6 +371,35 @@ type closureKeys struct {
 // decides, so such floats are ordered with the other keys.
 const maxExactInt = 1 << 53
 
+// denseKeys bounds the integers genericClosure keeps in a bit set (at
+// most 512 KB of it): keys are node numbers, mostly, and a map of
+// hundreds of thousands of them spent a fifth of the closure's time in
+// its lookups, each a cache miss.
+const denseKeys = 1 << 22
+
+// addInt adds the integer i and tells whether it was new.
+func (c *closureKeys) addInt(i int64) bool {
+	if i >= 0 && i < denseKeys {
+		w := int(i >> 6)
+		if w >= len(c.dense) {
+			c.dense = slices.Grow(c.dense, max(w+1, 2*len(c.dense))-len(c.dense))
+			c.dense = c.dense[:cap(c.dense)]
+		}
+		bit := uint64(1) << (i & 63)
+		if c.dense[w]&bit != 0 {
+			return false
+		}
+		c.dense[w] |= bit
+		return true
+	}
+	if c.ints == nil {
+		c.ints = map[int64]struct{}{}
+	}
+	n := len(c.ints)
+	c.ints[i] = struct{}{}
+	return len(c.ints) > n
+}
+
 // insert adds k (forced) and tells whether it was new.
 func (c *closureKeys) insert(ev *Evaluator, k Value) bool {
 	if c.first == nil {
@@ -377,35 +407,23 @@ func (c *closureKeys) insert(ev *Evaluator, k Value) bool {
 	} else if keyGroup(k) != keyGroup(c.first) {
 		ev.compare(k, c.first, ev.curPos) // throws "cannot compare"
 	}
-	add := func(m *map[int64]struct{}, i int64) bool {
-		if *m == nil {
-			*m = map[int64]struct{}{}
-		}
-		if _, ok := (*m)[i]; ok {
-			return false
-		}
-		(*m)[i] = struct{}{}
-		return true
-	}
 	addStr := func(m *map[string]struct{}, s string) bool {
 		if *m == nil {
 			*m = map[string]struct{}{}
 		}
-		if _, ok := (*m)[s]; ok {
-			return false
-		}
+		n := len(*m)
 		(*m)[s] = struct{}{}
-		return true
+		return len(*m) > n
 	}
 	switch x := k.(type) {
 	case Int:
 		if x > -maxExactInt && x < maxExactInt {
-			return add(&c.ints, int64(x))
+			return c.addInt(int64(x))
 		}
 	case Float:
 		if x > -maxExactInt && x < maxExactInt {
 			if x == Float(int64(x)) {
-				return add(&c.ints, int64(x))
+				return c.addInt(int64(x))
 			}
 			if c.flts == nil {
 				c.flts = map[Float]struct{}{}

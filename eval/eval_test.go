@@ -172,6 +172,8 @@ func TestEvalValues(t *testing.T) {
 		{`builtins.elem (throw "not forced") []`, `false`},
 		{`builtins.groupBy (x: toString (x / 3)) (builtins.genList (i: i) 10)`, `{ "0" = [ 0 1 2 ]; "1" = [ 3 4 5 ]; "2" = [ 6 7 8 ]; "3" = [ 9 ]; }`},
 		{`builtins.groupBy (x: x) [ "b" "a" "b" ]`, `{ a = [ "a" ]; b = [ "b" "b" ]; }`},
+		// integer keys in the bit set, past it and below it (answer from nix-instantiate 2.8)
+		{`map (x: x.key) (builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = -5; } { key = 5000000; } { key = 5000000; } { key = 70; } { key = 70; } { key = 4194303; } { key = 4194304; } { key = 0; } ]; operator = x: if x.key == 70 then [ { key = 64; } { key = 63; } { key = 70; } ] else [ ]; })`, `[ 1 -5 5000000 70 4194303 4194304 0 64 63 ]`},
 		// calls reusing environments, nested: the predicate forces genList's items
 		{`builtins.partition (x: builtins.bitAnd x 1 == 0) (builtins.genList (i: i * 300) 5)`, `{ right = [ 0 300 600 900 1200 ]; wrong = [ ]; }`},
 		{`builtins.filter (x: x > 2) (builtins.genList (i: let f = j: j + i; in f (f i)) 3)`, `[ 3 6 ]`},
