@@ -69,6 +69,9 @@ func (ev *Evaluator) fromJSONValue(x any) Value {
 		}
 		return Float(f)
 	case string:
+		if i := strings.IndexByte(v, 0); i >= 0 {
+			v = v[:i] // as decodeJSON: a value ends at its first \u0000
+		}
 		return Str(v)
 	case []any:
 		out := make([]Value, len(v))

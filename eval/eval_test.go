@@ -170,6 +170,10 @@ func TestEvalValues(t *testing.T) {
 		{`let f = x: x; in builtins.sort (a: b: a < b) [ [ f 2 ] [ f 1 ] ]`, `[ [ <LAMBDA> 1 ] [ <LAMBDA> 2 ] ]`},
 		{`let f = x: x; in builtins.elem f [ f ]`, `true`},
 		{`builtins.elem (throw "not forced") []`, `false`},
+		// a JSON string value ends at its first \u0000, a name keeps it (nix-instantiate 2.8)
+		{`builtins.fromJSON "[\"\\u0000\", \"ab\\u0000\", \"x\\u0041\\u0000\\u0042\"]"`, `[ "" "ab" "xA" ]`},
+		{`builtins.stringLength (builtins.fromJSON "\"a\\u0000b\"")`, `1`},
+		{`(builtins.fromJSON "{\"k\\u0000x\": 1, \"k\": 2}").k`, `2`},
 		{`builtins.groupBy (x: toString (x / 3)) (builtins.genList (i: i) 10)`, `{ "0" = [ 0 1 2 ]; "1" = [ 3 4 5 ]; "2" = [ 6 7 8 ]; "3" = [ 9 ]; }`},
 		{`builtins.groupBy (x: x) [ "b" "a" "b" ]`, `{ a = [ "a" ]; b = [ "b" "b" ]; }`},
 		// integer keys in the bit set, past it and below it (answer from nix-instantiate 2.8)

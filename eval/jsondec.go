@@ -102,7 +102,7 @@ func (d *jsonDec) value(depth int) (Value, bool) {
 	case c == '[':
 		return d.array(depth)
 	case c == '"':
-		s, ok := d.str()
+		s, ok := d.str(true)
 		if !ok {
 			return nil, false
 		}
@@ -132,7 +132,7 @@ func (d *jsonDec) object(depth int) (Value, bool) {
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return nil, false
 		}
-		k, ok := d.str()
+		k, ok := d.str(false)
 		if !ok {
 			return nil, false
 		}
@@ -279,8 +279,10 @@ func (d *jsonDec) number() (Value, bool) {
 	return Float(f), true
 }
 
-// str reads a string at d.i (the opening quote).
-func (d *jsonDec) str() (string, bool) {
+// str reads a string at d.i (the opening quote). A value (cutNul) ends at
+// its first \u0000, as C++ Nix's strings do; a name keeps it, as Nix's
+// symbols do ({ "k\u0000x" = 1; }, whose attrNames then give "k").
+func (d *jsonDec) str(cutNul bool) (string, bool) {
 	d.i++
 	start := d.i
 	// fast path: no escapes
@@ -297,11 +299,15 @@ func (d *jsonDec) str() (string, bool) {
 		d.i++
 	}
 	b := []byte(d.s[start:d.i])
+	nul := -1 // where the first \u0000 went
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
 		case c == '"':
 			d.i++
+			if nul >= 0 {
+				b = b[:nul]
+			}
 			return string(b), true
 		case c < 0x20:
 			return "", false
@@ -345,6 +351,9 @@ func (d *jsonDec) str() (string, bool) {
 				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
 					return "", false
 				}
+			}
+			if r == 0 && nul < 0 && cutNul {
+				nul = len(b)
 			}
 			b = utf8.AppendRune(b, r)
 		default:
