@@ -146,13 +146,13 @@ func TestKill9GC(t *testing.T) {
 	rootsFile := filepath.Join(t.TempDir(), "roots")
 	var roots []string
 	killed, runs := 0, 0
-	// The kill lands at a random point of a window that follows how long
-	// a collection takes here: a kill after the collection finished moves
-	// the window earlier, one before it changed anything moves it later,
-	// so loaded and idle machines both get kills mid-way.
-	lo, hi := 5*time.Millisecond, 120*time.Millisecond
-	// Up to 150 tries for 10 kills mid-way: on a machine loaded to 5 a
-	// collection's length swings so much that 60 tries once gave 9.
+	// The kill lands a random time after the collection first changes
+	// the store, within a spread that follows how long the changing
+	// takes here: a kill after the end narrows it, one mid-way widens it.
+	// (Timing the kill from the process's start missed on a loaded CI
+	// host, where start-up and reading the roots varied by more than the
+	// collection itself takes: 5 kills mid-way in 150 tries.)
+	spread := 20 * time.Millisecond
 	for i := 0; killed < 10 && i < 150; i++ {
 		runs++
 		// A kept path and a junk one imported together share packs: once
@@ -171,35 +171,51 @@ func TestKill9GC(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		delay := lo + time.Duration(rng.Int63n(int64(hi-lo)+1))
-		time.Sleep(delay)
-		tooLate := true
-		if cmd.Process.Kill() == nil {
-			err := cmd.Wait()
-			switch {
-			case err == nil || !strings.Contains(err.Error(), "killed"):
-				// It had finished.
-			case dirBytes(t, data) == before:
-				tooLate = false
-				lo = min(delay+2*time.Millisecond, hi-time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		finished := false
+	watch:
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+			select {
+			case err = <-done:
+				finished = true
+				break watch
 			default:
-				// Mid-way: the collection changed the store, and a dry
-				// run still finds work left.
-				_, dry, err := run(t, env, "store", "gc", "--dry-run", "--roots", rootsFile, "--grace", "0", "--compact-below", "0.9")
-				if err != nil {
-					t.Fatalf("dry run after kill %d: %v %s", i, err, dry)
-				}
-				if freedBytes(t, dry) > 0 {
-					killed++
-					tooLate = false
-				}
 			}
-		} else {
-			cmd.Wait()
+			if dirBytes(t, data) != before {
+				break
+			}
+			time.Sleep(200 * time.Microsecond)
 		}
-		if tooLate {
-			hi = max(lo+time.Millisecond, delay*3/4)
-			lo = min(lo, hi-time.Millisecond)
+		if !finished {
+			time.Sleep(time.Duration(rng.Int63n(int64(spread) + 1)))
+			cmd.Process.Kill()
+			err = <-done
+		}
+		late := true // finished, or killed with nothing left to do
+		switch {
+		case err == nil || !strings.Contains(err.Error(), "killed"):
+			// It had finished.
+		case dirBytes(t, data) == before:
+			// killed before it changed anything
+			late = false
+		default:
+			// Mid-way: the collection changed the store, and a dry
+			// run still finds work left.
+			_, dry, err := run(t, env, "store", "gc", "--dry-run", "--roots", rootsFile, "--grace", "0", "--compact-below", "0.9")
+			if err != nil {
+				t.Fatalf("dry run after kill %d: %v %s", i, err, dry)
+			}
+			if freedBytes(t, dry) > 0 {
+				killed++
+				late = false
+			}
+		}
+		if late {
+			spread = max(spread*3/4, time.Millisecond)
+		} else {
+			spread = min(spread*5/4+time.Millisecond, 500*time.Millisecond)
 		}
 		verifyClean(t, env, fmt.Sprintf("after kill %d", i))
 		ls := mustRun(t, env, "store", "ls")
