@@ -357,7 +357,7 @@ func mergeSort(xs []Value, less func(a, b Value) bool) {
 // slice made the closure quadratic (inserting shifts half the slice).
 // Other keys (lists) stay in a sorted slice searched with compare.
 type closureKeys struct {
-	first Value // the first key, to fail as compare does on keys of different types
+	first Value              // the first key, to fail as compare does on keys of different types
 	ints  map[int64]struct{} // integers outside [0, denseKeys)
 	dense []uint64           // a bit per integer in [0, denseKeys), grown as keys come
 	flts  map[Float]struct{}
