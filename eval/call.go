@@ -1,27 +1,12 @@
 package eval
 
-import (
-	"unsafe"
-
-	"github.com/tvix-go/tvix/eval/syntax"
-)
+import "github.com/tvix-go/tvix/eval/syntax"
 
 // pairEnv holds the two environments of a curried two-argument call.
 type pairEnv struct {
 	e1 Env
 	e2 Env
 }
-
-// env and pair link pooled pairEnvs through e1.up (see call2Simple).
-func (p *pairEnv) env() *Env {
-	if p == nil {
-		return nil
-	}
-	return &p.e1
-}
-
-// pair is the pairEnv whose e1 e is (e came from env).
-func (e *Env) pair() *pairEnv { return (*pairEnv)(unsafe.Pointer(e)) }
 
 // CallN applies f to arguments and returns the result forced.
 func (ev *Evaluator) CallN(f Value, args []Value) Value {
@@ -141,7 +126,8 @@ func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	// the zero page, so that the store faults a second time; see newEnv)
 	e := ev.pairPool
 	if e != nil && inner.noCapture {
-		ev.pairPool, ev.pairPooled = e.e1.up.pair(), ev.pairPooled-1
+		next, _ := e.e2.v0.(*pairEnv)
+		ev.pairPool, ev.pairPooled = next, ev.pairPooled-1
 		e.e1.up, e.e1.v0 = l.env, a
 	} else {
 		e = &pairEnv{e1: Env{up: l.env, v0: a}}
@@ -150,8 +136,8 @@ func (ev *Evaluator) call2Simple(l *Lambda, a, b Value, pos syntax.Pos) Value {
 	v := inner.body(ev, &e.e2)
 	ev.frames = ev.frames[:len(ev.frames)-1]
 	if inner.noCapture && ev.pairPooled < envPoolMax {
-		// a stack as callCode's (the pool linked through e1.up)
-		e.e1.up, e.e1.v0, e.e2.v0 = ev.pairPool.env(), nil, nil
+		// a stack as callCode's, linked through e2.v0
+		e.e1.up, e.e1.v0, e.e2.v0 = nil, nil, ev.pairPool
 		ev.pairPool, ev.pairPooled = e, ev.pairPooled+1
 	}
 	ev.depth--
