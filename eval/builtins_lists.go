@@ -267,25 +267,15 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 	if !ok {
 		ev.Throwf("attribute 'operator' missing for call to 'genericClosure'")
 	}
-	work := append([]Value(nil), ev.ForceList(ss).Items...)
+	var work valueQueue
+	for _, e := range ev.ForceList(ss).Items {
+		work.push(e)
+	}
 	op = ev.Force(op)
 	var done closureKeys
-	var out []Value
-	// work[head:] is the queue: popping by reslicing the front off
-	// shrank its capacity, so that a short queue was reallocated on
-	// almost every push (a few elements copied each time, ~280 bytes of
-	// garbage per node); the consumed front is dropped once it is most
-	// of the slice instead
-	head := 0
-	for head < len(work) {
-		if head >= 256 && head*2 >= len(work) {
-			n := copyItems(work, work[head:])
-			clear(work[n:])
-			work, head = work[:n], 0
-		}
-		e := work[head]
-		work[head] = nil
-		head++
+	var out valueChunks
+	for !work.empty() {
+		e := work.pop()
 		ea := ev.forceAttrs(e)
 		k, ok := ea.Get("key")
 		if !ok {
@@ -294,10 +284,12 @@ func (ev *Evaluator) genericClosure(arg Value) Value {
 		if !done.insert(ev, ev.Force(k)) {
 			continue
 		}
-		out = append(out, e)
-		work = append(work, ev.ForceList(ev.call(op, e, ev.curPos)).Items...)
+		out.add(e)
+		for _, next := range ev.ForceList(ev.call(op, e, ev.curPos)).Items {
+			work.push(next)
+		}
 	}
-	return &List{Items: out}
+	return &List{Items: out.list()}
 }
 
 // mergeSort is a stable sort making about n log n comparisons, as

@@ -202,6 +202,8 @@ func TestEvalValues(t *testing.T) {
 		// a forced function stays in its cell
 		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.filter builtins.isFunction l) ([ t ] == l)`, `true`},
 		{`let t = builtins.head [ (x: x) ]; l = [ t ]; in builtins.seq (builtins.concatStringsSep "" (builtins.map (f: "") l)) ([ t ] == l)`, `true`},
+		// (C++ Nix 2.8) a result and a queue of several blocks (valueChunks, valueQueue)
+		{`let r = builtins.genericClosure { startSet = [ { key = 0; } ]; operator = x: if x.key < 10000 then [ { key = x.key + 1; } { key = x.key * 2 + 1; } ] else [ ]; }; in [ (builtins.length r) (builtins.elemAt r 4095).key (builtins.elemAt r 4096).key (builtins.elemAt r 12345).key (builtins.elemAt r (builtins.length r - 1)).key ]`, `[ 15001 16403 16401 6060 16381 ]`},
 		// keys equal as compare orders them: 1 and 1.0, lists element-wise
 		{`builtins.genericClosure { startSet = [ { key = 1; } { key = 1.0; } { key = 1.5; } { key = 2; } ]; operator = x: [ ]; }`, `[ { key = 1; } { key = 1.5; } { key = 2; } ]`},
 		{`builtins.genericClosure { startSet = [ { key = [ 1 2 ]; } { key = [ 1 2 ]; } { key = [ 1 ]; } ]; operator = x: [ ]; }`, `[ { key = [ 1 2 ]; } { key = [ 1 ]; } ]`},
