@@ -281,7 +281,8 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 	used := 0
 	own, j := as.own(), 0
 	merge := as.ov == nil && len(own) > 8
-	for _, f := range lc.formals {
+	for k := range lc.formals {
+		f := &lc.formals[k]
 		var x *Attr
 		if merge {
 			// formals and attributes are both sorted: walk them together
@@ -292,7 +293,7 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 				x = &own[j]
 			}
 		} else {
-			x = as.Lookup(f.name)
+			x = as.lookupHinted(f.name, &f.hint)
 		}
 		if x != nil {
 			*env.slot(f.slot) = x.Val

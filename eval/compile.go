@@ -199,6 +199,7 @@ type formalCode struct {
 	alias int // slot+1 of the formal a default that is a bare variable names
 	pos   syntax.Pos
 	key   *attrKey // name and pos, for functionArgs
+	hint  attrHint // where the last argument set had it
 }
 
 func constCode(v Value) code { return func(*Evaluator, *Env) Value { return v } }
@@ -646,9 +647,10 @@ func (cp *compiler) specSelect(n *syntax.Select, sc *scope) func(*Evaluator, *En
 	for i, p := range n.Path {
 		names[i] = p.Name
 	}
+	hints := make([]attrHint, len(names))
 	return func(ev *Evaluator, env *Env) (Value, bool) {
 		v := get(ev, env)
-		for _, name := range names {
+		for i, name := range names {
 			if t, ok := v.(*Thunk); ok {
 				if !t.done() {
 					return nil, false
@@ -659,7 +661,7 @@ func (cp *compiler) specSelect(n *syntax.Select, sc *scope) func(*Evaluator, *En
 			if !ok {
 				return nil, false
 			}
-			x := a.Lookup(name)
+			x := a.lookupHinted(name, &hints[i])
 			if x == nil {
 				return nil, false
 			}
@@ -1203,6 +1205,7 @@ type selectSite struct {
 	// again (values of a set never change, so the entry stays valid)
 	lastA *Attrs
 	lastX *Attr
+	hint  attrHint // for other sets
 }
 
 // lookup is the selection from a set other than the cached one, out of
@@ -1211,7 +1214,7 @@ type selectSite struct {
 //
 //go:noinline
 func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
-	if x := a.Lookup(s.name); x != nil {
+	if x := a.lookupHinted(s.name, &s.hint); x != nil {
 		s.lastA, s.lastX = a, x
 		return x.Val
 	}
@@ -1246,6 +1249,7 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 	// per-element inline caches, as in the single-name case
 	lastA := make([]*Attrs, len(names))
 	lastX := make([]*Attr, len(names))
+	hints := make([]attrHint, len(names))
 	return func(ev *Evaluator, env *Env) Value {
 		v := e(ev, env)
 		for i := range names {
@@ -1267,7 +1271,12 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 				v = lastX[i].Val
 				continue
 			}
-			x := a.Lookup(name)
+			var x *Attr
+			if dyn[i] == nil {
+				x = a.lookupHinted(name, &hints[i])
+			} else {
+				x = a.Lookup(name)
+			}
 			if x == nil {
 				if def != nil {
 					return def(ev, env)
@@ -1291,6 +1300,7 @@ func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
 	e := cp.compile(n.E, sc)
 	names, dyn := cp.attrNames(n.Path, sc)
 	pos := n.Pos
+	hints := make([]attrHint, len(names))
 	return func(ev *Evaluator, env *Env) Value {
 		v := e(ev, env)
 		for i := range names {
@@ -1298,11 +1308,16 @@ func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {
 			if !ok {
 				return Bool(false)
 			}
-			x, ok := a.Get(ev.attrName(names, dyn, i, env, pos))
-			if !ok {
+			var x *Attr
+			if dyn[i] == nil {
+				x = a.lookupHinted(names[i], &hints[i])
+			} else {
+				x = a.Lookup(ev.attrName(names, dyn, i, env, pos))
+			}
+			if x == nil {
 				return Bool(false)
 			}
-			v = x
+			v = x.Val
 		}
 		return Bool(true)
 	}

@@ -547,6 +547,38 @@ func (a *Attrs) Lookup(name string) *Attr {
 	}
 }
 
+// attrHint is where a selection site last found its name: at index i of
+// a set's own attributes, under key. Sets made by one expression (a
+// literal, a module's option set, a callPackage argument) share their key
+// pointers and order, so a site selecting the same name from many of them
+// finds it at the hint with one load and compare, where a search of a
+// large set took a dozen key dereferences, each a likely cache miss.
+type attrHint struct {
+	key *attrKey
+	i   int
+}
+
+// lookupHinted is Lookup trying h first, and updating it when the name
+// is among the set's own attributes.
+func (a *Attrs) lookupHinted(name string, h *attrHint) *Attr {
+	own := a.own()
+	if i := h.i; i < len(own) && own[i].key == h.key {
+		return &own[i]
+	}
+	pre := keyPre(name)
+	if i := findPre(own, pre, name); i >= 0 {
+		h.key, h.i = own[i].key, i
+		return &own[i]
+	}
+	for a.ov != nil {
+		a = a.ov.base
+		if i := findPre(a.own(), pre, name); i >= 0 {
+			return &a.own()[i]
+		}
+	}
+	return nil
+}
+
 func (a *Attrs) Get(name string) (Value, bool) {
 	if x := a.Lookup(name); x != nil {
 		return x.Val, true
