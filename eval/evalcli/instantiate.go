@@ -204,6 +204,10 @@ func RunProgram(p Program, args []string, store *StoreHooks, stdin io.Reader, st
 	}
 	if prof := getenv("TVIX_MEMPROFILE"); prof != "" {
 		runtime.MemProfileRate = 64 << 10
+		// 1 records every allocation: exact counts for comparing small cuts
+		if r, err := strconv.Atoi(getenv("TVIX_MEMPROFILE_RATE")); err == nil && r > 0 {
+			runtime.MemProfileRate = r
+		}
 	} else {
 		// Go samples an allocation every 512 KB by default; the records
 		// of 10,000 derivations' worth grow to ~1.5 MB of the peak.
