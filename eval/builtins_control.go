@@ -10,13 +10,12 @@ import (
 func registerControl(reg registerFunc) {
 	reg("abort", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.CoerceToStringMore(a[0], false)
-		ev.ThrowKind(ErrAbort, "evaluation aborted with the following error message: '%s'", s.S)
-		return nil
+		// without a position, as C++ Nix 2.8 raises it (and throw's)
+		panic(&Error{Kind: ErrAbort, Msg: fmt.Sprintf("evaluation aborted with the following error message: '%s'", s.S)})
 	})
 	reg("throw", 1, func(ev *Evaluator, a []Value) Value {
 		s := ev.CoerceToStringMore(a[0], false)
-		ev.ThrowKind(ErrThrow, "%s", s.S)
-		return nil
+		panic(&Error{Kind: ErrThrow, Msg: s.S})
 	})
 	reg("addErrorContext", 2, func(ev *Evaluator, a []Value) Value {
 		m := ev.mark()

@@ -9,7 +9,7 @@ import (
 // environment, or take paths apart.
 func registerPaths(reg registerFunc) {
 	reg("import", 1, func(ev *Evaluator, a []Value) Value {
-		return ev.importPath(ev.coerceToPath(a[0]), ev.curPos)
+		return ev.importPath(ev.coerceToPath(a[0]), true)
 	})
 	reg("scopedImport", 2, func(ev *Evaluator, a []Value) Value {
 		scope := ev.forceAttrs(a[0])

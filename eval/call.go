@@ -1,6 +1,10 @@
 package eval
 
-import "github.com/tvix-go/tvix/eval/syntax"
+import (
+	"fmt"
+
+	"github.com/tvix-go/tvix/eval/syntax"
+)
 
 // pairEnv holds the two environments of a curried two-argument call.
 type pairEnv struct {
@@ -301,7 +305,7 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 		} else if f.def != nil {
 			*env.slot(f.slot) = nil
 		} else {
-			ev.throwAt(pos, "%s called without required argument '%s'", lambdaName(lc), f.name)
+			ev.throwAt(pos, "%s called without required argument '%s'", lambdaNamePos(lc), f.name)
 		}
 	}
 	for _, f := range lc.formals {
@@ -326,7 +330,12 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 				}
 			}
 			if !found {
-				ev.throwAt(pos, "%s called with unexpected argument '%s'", lambdaName(lc), x.Name())
+				formals := make([]string, len(lc.formals))
+				for i := range lc.formals {
+					formals[i] = lc.formals[i].name
+				}
+				panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf("%s called with unexpected argument '%s'", lambdaNamePos(lc), x.Name()),
+					Pos: pos, Suggest: suggestNames(formals, x.Name())})
 			}
 		}
 	}
@@ -335,9 +344,19 @@ func (ev *Evaluator) bindFormals(lc *lambdaCode, env *Env, arg Value, pos syntax
 	}
 }
 
-func lambdaName(lc *lambdaCode) string {
+// lambdaNamePos names a function in C++ Nix 2.8's messages about its
+// arguments.
+func lambdaNamePos(lc *lambdaCode) string {
 	if lc.name != "" {
-		return "function '" + lc.name + "'"
+		return "'" + lc.name + "' at " + lc.pos.InMessage()
 	}
-	return "anonymous function at " + lc.pos.String()
+	return "anonymous function at " + lc.pos.InMessage()
+}
+
+// lambdaTrace is the --show-trace line of a call of lc, Nix 2.8's.
+func lambdaTrace(lc *lambdaCode) string {
+	if lc.name != "" {
+		return "while evaluating '" + lc.name + "'"
+	}
+	return "while evaluating anonymous lambda"
 }

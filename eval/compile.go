@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -273,7 +274,7 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		return compiled{c: cp.compCall(n, sc)}
 	case *syntax.If:
 		// behind one pointer, as call1Site
-		s := &ifSite{cond: cp.compile(n.Cond, sc), th: cp.compile(n.Then, sc), el: cp.compile(n.Else, sc), pos: n.Cond.P()}
+		s := &ifSite{cond: cp.compile(n.Cond, sc), th: cp.compile(n.Then, sc), el: cp.compile(n.Else, sc), pos: n.Pos}
 		return compiled{c: func(ev *Evaluator, env *Env) Value {
 			if ev.forceBool(s.cond(ev, env), s.pos) {
 				return s.th(ev, env)
@@ -1040,7 +1041,7 @@ func (ev *Evaluator) addDynamic(a *Attrs, dyns []dynCode, nameEnv, valEnv *Env) 
 			if x.Name() == s.S {
 				prev := "«unknown»"
 				if x.Pos() != nil {
-					prev = x.Pos().String()
+					prev = x.Pos().InMessage()
 				}
 				ev.throwAt(d.pos, "dynamic attribute '%s' already defined at %s", s.S, prev)
 			}
@@ -1218,7 +1219,7 @@ func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
 		s.lastA, s.lastX = a, x
 		return x.Val
 	}
-	ev.missingAttr(s.name, s.pos)
+	ev.missingAttr(a, s.name, s.pos)
 	return nil
 }
 
@@ -1281,7 +1282,7 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 				if def != nil {
 					return def(ev, env)
 				}
-				ev.missingAttr(name, pos)
+				ev.missingAttr(a, name, pos)
 			}
 			if dyn[i] == nil {
 				lastA[i], lastX[i] = a, x
@@ -1292,8 +1293,17 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 	}
 }
 
-func (ev *Evaluator) missingAttr(name string, pos syntax.Pos) {
-	ev.throwAt(pos, "attribute '%s' missing", name)
+func (ev *Evaluator) missingAttr(a *Attrs, name string, pos syntax.Pos) {
+	panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf("attribute '%s' missing", name), Pos: pos, Suggest: suggestNames(attrNames(a), name)})
+}
+
+func attrNames(a *Attrs) []string {
+	all := a.All()
+	names := make([]string, len(all))
+	for i := range all {
+		names[i] = all[i].Name()
+	}
+	return names
 }
 
 func (cp *compiler) compHasAttr(n *syntax.HasAttr, sc *scope) code {

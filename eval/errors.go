@@ -25,6 +25,15 @@ const (
 type TraceFrame struct {
 	Pos syntax.Pos
 	Msg string
+	// nixTrace: C++ Nix records this line also without --show-trace
+	// (not a call's), and then hints at the option
+	nixTrace bool
+}
+
+// NixTrace marks a frame C++ Nix records without --show-trace too (see
+// Format), for frames made outside the package.
+func NixTrace(pos syntax.Pos, msg string) TraceFrame {
+	return TraceFrame{Pos: pos, Msg: msg, nixTrace: true}
 }
 
 // Error is an evaluation error with the position it happened at.
@@ -33,6 +42,8 @@ type Error struct {
 	Msg   string
 	Pos   syntax.Pos
 	Trace []TraceFrame
+	// Suggest is the "Did you mean …?" after the position (suggestNames)
+	Suggest string
 	// Cause keeps a parse error or IO error for errors.As.
 	Cause error
 }
@@ -44,13 +55,36 @@ func (e *Error) Catchable() bool { return e.Kind == ErrThrow || e.Kind == ErrAss
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Msg)
+	code := false
 	if e.Pos.IsValid() {
-		fmt.Fprintf(&b, "\n\n       at %s:\n\n", e.Pos)
-		for _, l := range strings.Split(strings.TrimRight(e.Pos.Snippet(), "\n"), "\n") {
-			b.WriteString("       " + l + "\n")
+		code = writeAt(&b, e.Pos)
+	}
+	if e.Suggest != "" {
+		// on a line of its own after the code or the message; after an
+		// "at" line without code Nix puts it on that line
+		if code || !e.Pos.IsValid() {
+			b.WriteString("\n       ")
+		}
+		b.WriteString("Did you mean " + e.Suggest + "?")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// writeAt writes the "at" line of pos and the code around it, indented
+// under the message as nix-instantiate indents them; without a newline
+// after the last line. It reports whether there was code to show.
+func writeAt(b *strings.Builder, pos syntax.Pos) bool {
+	fmt.Fprintf(b, "\n\n       at %s:", pos)
+	sn := pos.Snippet()
+	if sn != "" {
+		b.WriteString("\n")
+		for _, l := range strings.Split(strings.TrimSuffix(sn, "\n"), "\n") {
+			// (Nix trims each line's trailing blanks, an empty line's "| " too)
+			b.WriteString("\n       " + strings.TrimRight(l, " \t"))
 		}
 	}
-	return b.String()
+	return sn != ""
 }
 
 // Format renders the error as nix-instantiate does, with the trace when
@@ -59,14 +93,19 @@ func (e *Error) Format(showTrace bool) string {
 	var b strings.Builder
 	b.WriteString("error: ")
 	b.WriteString(strings.TrimRight(e.Error(), "\n"))
+	if !showTrace {
+		for _, f := range e.Trace {
+			if f.nixTrace {
+				b.WriteString("\n(use '--show-trace' to show detailed location information)")
+				break
+			}
+		}
+	}
 	if showTrace {
 		for _, f := range e.Trace {
 			fmt.Fprintf(&b, "\n\n       … %s", f.Msg)
 			if f.Pos.IsValid() {
-				fmt.Fprintf(&b, "\n\n       at %s:\n", f.Pos)
-				for _, l := range strings.Split(strings.TrimRight(f.Pos.Snippet(), "\n"), "\n") {
-					b.WriteString("\n       " + l)
-				}
+				writeAt(&b, f.Pos)
 			}
 		}
 	}

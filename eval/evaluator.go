@@ -162,7 +162,7 @@ func (ev *Evaluator) EvalExpr(text, name, dir string) (Value, error) {
 
 // EvalFile evaluates a file (or dir/default.nix) as import would.
 func (ev *Evaluator) EvalFile(path string) (Value, error) {
-	return ev.protect(func() Value { return ev.Force(ev.importPath(path, ev.curPos)) })
+	return ev.protect(func() Value { return ev.Force(ev.importPath(path, false)) })
 }
 
 // Run calls f with evaluation errors turned into returned errors; use it

@@ -188,9 +188,13 @@ func (ev *Evaluator) forceFunction(v Value) Value {
 // while 100000 nested calls still work.
 const dataDepthWeight = 4
 
-// ForceDeep evaluates v completely (deepSeq).
+// ForceDeep evaluates v completely (deepSeq, --strict).
 func (ev *Evaluator) ForceDeep(v Value) Value {
 	seen := map[any]bool{}
+	// the attributes being forced, outermost first: an error in one gets
+	// C++ Nix's "while evaluating the attribute" lines, innermost first
+	var path []*Attr
+	defer ev.traceAttrPath(ev.mark(), &path)
 	var rec func(v Value)
 	rec = func(v Value) {
 		v = ev.Force(v)
@@ -217,12 +221,38 @@ func (ev *Evaluator) ForceDeep(v Value) Value {
 			if ev.depth > ev.maxDepth {
 				ev.ThrowKind(ErrStackOverflow, "stack overflow")
 			}
-			for _, a := range x.All() {
-				rec(a.Val)
+			all := x.All()
+			for i := range all {
+				path = append(path, &all[i])
+				rec(all[i].Val)
+				path = path[:len(path)-1]
 			}
 			ev.depth -= dataDepthWeight
 		}
 	}
 	rec(v)
 	return ev.Force(v)
+}
+
+// traceAttrPath, deferred by ForceDeep, adds a trace line for each
+// attribute of path to an error passing through, after the calls made
+// inside the innermost.
+func (ev *Evaluator) traceAttrPath(m stackMark, path *[]*Attr) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(*Error); ok && len(*path) > 0 {
+		ev.traceFrom(e, m)
+		ev.unwindTo(m)
+		for i := len(*path) - 1; i >= 0; i-- {
+			a := (*path)[i]
+			var pos syntax.Pos
+			if p := a.Pos(); p != nil {
+				pos = *p
+			}
+			e.Trace = append(e.Trace, TraceFrame{Pos: pos, Msg: "while evaluating the attribute '" + a.Name() + "'", nixTrace: true})
+		}
+	}
+	panic(r)
 }

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -23,7 +24,10 @@ func (ev *Evaluator) resolveImport(p string) string {
 	return p
 }
 
-func (ev *Evaluator) importPath(p string, pos syntax.Pos) Value {
+// importPath is the value of the file p, evaluated once. fromImport: an
+// error evaluating it gets C++ Nix's trace line naming the file (not the
+// file nix-instantiate was given).
+func (ev *Evaluator) importPath(p string, fromImport bool) Value {
 	p = ev.resolveImport(p)
 	if v, ok := ev.importCache[p]; ok {
 		return v
@@ -33,11 +37,31 @@ func (ev *Evaluator) importPath(p string, pos syntax.Pos) Value {
 		text, err = []byte(corepkgs[rest]), nil
 	}
 	if err != nil {
-		ev.throwAt(pos, "getting status of '%s': %s", p, ioErrText(err))
+		// without a position, as C++ Nix 2.8 reports it
+		panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf("getting status of '%s': %s", p, ioErrText(err))})
 	}
 	t := newThunk(func(ev *Evaluator, _ *Env) Value {
+		if fromImport {
+			defer ev.traceImport(ev.mark(), p)
+		}
 		return ev.evalSource(syntax.NewSource(p, text), filepath.Dir(p), nil)
 	}, nil)
 	ev.importCache[p] = t
 	return t
+}
+
+// traceImport, deferred while an imported file is evaluated, adds Nix's
+// "while evaluating the file" to an error passing through, after the
+// calls made inside the file (as addErrorContext orders them).
+func (ev *Evaluator) traceImport(m stackMark, p string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(*Error); ok {
+		ev.traceFrom(e, m)
+		ev.unwindTo(m)
+		e.Trace = append(e.Trace, TraceFrame{Msg: "while evaluating the file '" + p + "':", nixTrace: true})
+	}
+	panic(r)
 }

@@ -28,7 +28,7 @@ func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
 	}
 	for i := len(fs) - 1; i >= 0; i-- {
 		f := fs[i]
-		e.Trace = append(e.Trace, TraceFrame{Pos: f.lc.pos, Msg: "while calling " + lambdaName(f.lc)})
+		e.Trace = append(e.Trace, TraceFrame{Pos: f.lc.pos, Msg: lambdaTrace(f.lc)})
 		if f.pos.IsValid() {
 			e.Trace = append(e.Trace, TraceFrame{Pos: f.pos, Msg: "from call site"})
 		}
@@ -51,7 +51,7 @@ func (ev *Evaluator) addErrorContext(e *Error, m stackMark, msg Value) {
 			}
 		}()
 		s := ev.coerceToString(msg, ev.curPos, false, false)
-		e.Trace = append(e.Trace, TraceFrame{Msg: s.S})
+		e.Trace = append(e.Trace, TraceFrame{Msg: s.S, nixTrace: true})
 	}()
 }
 

@@ -829,8 +829,14 @@ func NewThunk(fn func(ev *Evaluator) Value) *Thunk {
 // thunks its argument.
 func (ev *Evaluator) forcedFn() Value { return ev.running[len(ev.running)-1].t.v }
 
+// noCallPos is the position of the calls the apply thunks make: none,
+// as in C++ Nix, whose lazy applications (map, genList, mapAttrs …) are
+// called without one, so that an error in them is reported without an
+// "at" line.
+var noCallPos syntax.Pos
+
 func apply1Code(ev *Evaluator, e *Env) Value {
-	return ev.call(ev.Force(ev.forcedFn()), e.v0, ev.curPos)
+	return ev.call(ev.Force(ev.forcedFn()), e.v0, noCallPos)
 }
 
 // apply2Thunk delays f applied to a and b. The apply thunks keep the
@@ -898,7 +904,7 @@ func sharedApply(n int, f Value, c code) []Thunk {
 // applyArgCode is the code of a sharedApply thunk: f (in the shared
 // environment) applied to the thunk's argument.
 func applyArgCode(ev *Evaluator, e *Env) Value {
-	return ev.call(ev.Force(e.v0), ev.forcedFn(), ev.curPos)
+	return ev.call(ev.Force(e.v0), ev.forcedFn(), noCallPos)
 }
 
 // genListThunks makes genList's n thunks of f applied to each index
@@ -926,18 +932,18 @@ func genListCode(ev *Evaluator, e *Env) Value {
 	t := ev.running[len(ev.running)-1].t
 	first := e.get(1).(*Thunk)
 	i := (uintptr(unsafe.Pointer(t)) - uintptr(unsafe.Pointer(first))) / unsafe.Sizeof(Thunk{})
-	return ev.call(ev.Force(e.v0), ev.boxInt(Int(i)), ev.curPos)
+	return ev.call(ev.Force(e.v0), ev.boxInt(Int(i)), noCallPos)
 }
 
 // applyAttrCode is mapAttrs' sharedApply code: the thunk's argument is
 // the *Attr of the mapped set, f gets its name and value.
 func applyAttrCode(ev *Evaluator, e *Env) Value {
 	a := ev.forcedFn().(*Attr)
-	return ev.call2(ev.Force(e.v0), Str(a.Name()), a.Val, ev.curPos)
+	return ev.call2(ev.Force(e.v0), Str(a.Name()), a.Val, noCallPos)
 }
 
 func apply2Code(ev *Evaluator, e *Env) Value {
-	return ev.call2(ev.Force(ev.forcedFn()), e.v0, e.get(1), ev.curPos)
+	return ev.call2(ev.Force(ev.forcedFn()), e.v0, e.get(1), noCallPos)
 }
 
 // TypeName is the name Nix uses for the type of a forced value.

@@ -548,8 +548,8 @@ func (b *drvBuilder) traceAttr() {
 		return
 	}
 	if e, ok := r.(*eval.Error); ok {
-		e.Trace = append(e.Trace, eval.TraceFrame{Pos: b.namePos,
-			Msg: fmt.Sprintf("while evaluating the attribute '%s' of the derivation '%s'", b.cur, b.drvName)})
+		e.Trace = append(e.Trace, eval.NixTrace(b.namePos,
+			fmt.Sprintf("while evaluating the attribute '%s' of the derivation '%s'", b.cur, b.drvName)))
 	}
 	panic(r)
 }

@@ -87,18 +87,76 @@ func (p Pos) String() string {
 	return fmt.Sprintf("%s:%d:%d", p.Src.Name, l, c)
 }
 
-// Snippet renders the line of p with a caret under the column, the way Nix
-// shows where an error happened.
+// InMessage is p as C++ Nix writes a position inside a message (not in
+// an "at" line): "(string)" for an expression from the command line or
+// stdin.
+func (p Pos) InMessage() string {
+	if p.Src != nil && (p.Src.Name == "«string»" || p.Src.Name == "«stdin»") {
+		l, c := p.LineCol()
+		return fmt.Sprintf("(string):%d:%d", l, c)
+	}
+	return p.String()
+}
+
+// Snippet renders the lines around p with a caret under its column, as
+// C++ Nix 2.8 shows where an error happened: the line before and the line
+// after too, numbers right-aligned in five columns. It follows Nix's
+// reading of them: a file is read line by line up to a newline, so a
+// last line without one is not shown (nor anything, when the error is on
+// it); an expression from the command line or stdin is split with
+// getline, which shows its last line, and an empty line after a final
+// newline. Every line ends in a newline; "" when there is nothing to show.
 func (p Pos) Snippet() string {
 	if p.Src == nil {
 		return ""
 	}
 	l, c := p.LineCol()
-	line := p.Src.Line(l)
-	num := fmt.Sprint(l)
-	pad := strings.Repeat(" ", len(num))
-	caret := strings.Repeat(" ", max(c-1, 0)) + "^"
-	return fmt.Sprintf("     %s| %s\n     %s| %s\n", num, line, pad, caret)
+	prev, errLine, next, ok := p.Src.codeLines(l)
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	if l > 1 {
+		fmt.Fprintf(&b, " %5d| %s\n", l-1, prev)
+	}
+	fmt.Fprintf(&b, " %5d| %s\n", l, errLine)
+	if c > 0 {
+		b.WriteString("      |" + strings.Repeat(" ", c) + "^\n")
+	}
+	if next != nil {
+		fmt.Fprintf(&b, " %5d| %s\n", l+1, *next)
+	}
+	return b.String()
+}
+
+// codeLines are the lines Nix shows around line l (see Snippet): ok is
+// false when it shows none, next nil when there is no line after.
+func (s *Source) codeLines(l int) (prev, errLine string, next *string, ok bool) {
+	if l < 1 || l > len(s.lineStarts) {
+		return "", "", nil, false
+	}
+	fromFile := s.Name != "«string»" && s.Name != "«stdin»"
+	// complete: the line ends in a newline (readLine gets it from a file)
+	complete := func(n int) bool { return n < len(s.lineStarts) }
+	if fromFile && !complete(l) {
+		return "", "", nil, false
+	}
+	if l > 1 {
+		prev = s.Line(l - 1)
+	}
+	errLine = s.Line(l)
+	switch {
+	case fromFile:
+		if complete(l + 1) {
+			n := s.Line(l + 1)
+			next = &n
+		}
+	case l+1 <= len(s.lineStarts):
+		// getline after a newline: the next line, or "" after the last
+		n := s.Line(l + 1)
+		next = &n
+	}
+	return prev, errLine, next, true
 }
 
 // Node is any expression of the syntax tree.

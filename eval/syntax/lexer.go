@@ -66,7 +66,10 @@ type ParseError struct {
 }
 
 func (e *ParseError) Error() string {
-	return fmt.Sprintf("%s\n\n       at %s:\n\n%s", e.Msg, e.Pos, indent(e.Pos.Snippet(), "       "))
+	if sn := e.Pos.Snippet(); sn != "" {
+		return fmt.Sprintf("%s\n\n       at %s:\n\n%s", e.Msg, e.Pos, indent(sn, "       "))
+	}
+	return fmt.Sprintf("%s\n\n       at %s:", e.Msg, e.Pos)
 }
 
 func indent(s, p string) string {
@@ -75,7 +78,7 @@ func indent(s, p string) string {
 	}
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i := range lines {
-		lines[i] = p + lines[i]
+		lines[i] = strings.TrimRight(p+lines[i], " \t")
 	}
 	return strings.Join(lines, "\n")
 }

@@ -287,6 +287,9 @@ func (p *parser) startsSimple(t token) bool {
 }
 
 func (p *parser) app() Node {
+	// a call is where its first token is, as in C++ Nix: `(f) x` at the
+	// parenthesis
+	start := p.lx.peekTok().off
 	fn := p.selectExpr()
 	var args []Node
 	for {
@@ -308,16 +311,17 @@ func (p *parser) app() Node {
 	if len(args) == 0 {
 		return fn
 	}
-	return &Call{Pos: fn.P(), Fn: fn, Args: args}
+	return &Call{Pos: p.pos(start), Fn: fn, Args: args}
 }
 
 func (p *parser) selectExpr() Node {
+	start := p.lx.peekTok().off
 	e := p.simple()
 	t := p.lx.peekTok()
 	if p.isOp(t, ".") {
 		p.lx.next()
 		path := p.attrPath()
-		s := &Select{Pos: e.P(), E: e, Path: path}
+		s := &Select{Pos: p.pos(start), E: e, Path: path}
 		if p.isKw(p.lx.peekTok(), "or") {
 			p.lx.next()
 			s.Or = p.selectExpr()
@@ -327,7 +331,7 @@ func (p *parser) selectExpr() Node {
 	if p.isKw(t, "or") {
 		// Legacy: `f or` applies f to a variable named "or".
 		p.lx.next()
-		return &Call{Pos: e.P(), Fn: e, Args: []Node{&Var{Pos: p.pos(t.off), Name: "or"}}}
+		return &Call{Pos: p.pos(start), Fn: e, Args: []Node{&Var{Pos: p.pos(t.off), Name: "or"}}}
 	}
 	return e
 }
@@ -758,6 +762,9 @@ func (p *parser) binds(off int, term string, isLet bool) *Attrs {
 			return a
 		}
 		if p.isKw(t, "inherit") {
+			// each name inherited is at itself, as the language suite has
+			// it (eval-okay-inherit-attr-pos; C++ Nix 2.8 puts them all
+			// right after `inherit` or the `)`)
 			p.lx.next()
 			var from Node
 			if p.isOp(p.lx.peekTok(), "(") {
@@ -822,7 +829,7 @@ func (a *Attrs) find(name string) *AttrDef {
 }
 
 func (p *parser) dupAttr(name string, pos, prev Pos) {
-	panic(&ParseError{Pos: pos, Msg: fmt.Sprintf("attribute '%s' already defined at %s", name, prev)})
+	panic(&ParseError{Pos: pos, Msg: fmt.Sprintf("attribute '%s' already defined at %s", name, prev.InMessage())})
 }
 
 func pathString(path []AttrName) string {
@@ -837,6 +844,9 @@ func pathString(path []AttrName) string {
 	return strings.Join(b, ".")
 }
 
+// addAttr defines path = e in a. Every attribute the path defines is at
+// pos, where the binding starts, as C++ Nix 2.8 has it (unsafeGetAttrPos
+// "b" of `a.b = 1;` is at the a).
 func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 	i := 0
 	for ; i+1 < len(path); i++ {
@@ -845,23 +855,23 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 			if d := a.find(n.Name); d != nil {
 				a2, ok := d.E.(*Attrs)
 				if d.Inherited || d.InheritFrom != nil || !ok {
-					p.dupAttr(pathString(path[:i+1]), pos, d.Pos)
+					p.dupAttr(pathString(path), pos, d.Pos)
 				}
 				a = a2
 			} else {
 				nested := &Attrs{Pos: n.Pos}
-				a.Attrs = append(a.Attrs, &AttrDef{Name: n.Name, Pos: n.Pos, E: nested})
+				a.Attrs = append(a.Attrs, &AttrDef{Name: n.Name, Pos: pos, E: nested})
 				a = nested
 			}
 		} else {
 			nested := &Attrs{Pos: n.Pos}
-			a.Dynamic = append(a.Dynamic, &DynAttr{Name: n.Dyn, E: nested, Pos: n.Pos})
+			a.Dynamic = append(a.Dynamic, &DynAttr{Name: n.Dyn, E: nested, Pos: pos})
 			a = nested
 		}
 	}
 	last := path[i]
 	if last.Dyn != nil {
-		a.Dynamic = append(a.Dynamic, &DynAttr{Name: last.Dyn, E: e, Pos: last.Pos})
+		a.Dynamic = append(a.Dynamic, &DynAttr{Name: last.Dyn, E: e, Pos: pos})
 		return
 	}
 	if d := a.find(last.Name); d != nil {
@@ -881,5 +891,5 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 	if l, ok := e.(*Lambda); ok && l.Name == "" {
 		l.Name = last.Name
 	}
-	a.Attrs = append(a.Attrs, &AttrDef{Name: last.Name, Pos: last.Pos, E: e})
+	a.Attrs = append(a.Attrs, &AttrDef{Name: last.Name, Pos: pos, E: e})
 }
