@@ -9,12 +9,14 @@ import (
 // force evaluation or trace it.
 func registerControl(reg registerFunc) {
 	reg("abort", 1, func(ev *Evaluator, a []Value) Value {
-		s := ev.CoerceToStringMore(a[0], false)
+		// (as C++ Nix: a path is copied to the store)
+		s := ev.coerceToString(a[0], ev.curPos, false, true)
 		// without a position, as C++ Nix 2.8 raises it (and throw's)
 		panic(&Error{Kind: ErrAbort, Msg: fmt.Sprintf("evaluation aborted with the following error message: '%s'", s.S)})
 	})
 	reg("throw", 1, func(ev *Evaluator, a []Value) Value {
-		s := ev.CoerceToStringMore(a[0], false)
+		// (as C++ Nix: a path is copied to the store)
+		s := ev.coerceToString(a[0], ev.curPos, false, true)
 		panic(&Error{Kind: ErrThrow, Msg: s.S})
 	})
 	reg("addErrorContext", 2, func(ev *Evaluator, a []Value) Value {

@@ -16,7 +16,7 @@ func registerPaths(reg registerFunc) {
 		p := ev.resolveImport(ev.coerceToPath(a[1]))
 		text, err := ev.opts.IO.ReadFile(p)
 		if err != nil {
-			ev.Throwf("getting status of '%s': %s", p, ioErrText(err))
+			ev.throwNoPos("getting status of '%s': %s", p, ioErrText(err))
 		}
 		return ev.evalSource(newSource(p, string(text)), filepath.Dir(p), scope)
 	})
@@ -57,7 +57,7 @@ func registerPaths(reg registerFunc) {
 		p := ev.coerceToPath(a[0])
 		b, err := ev.opts.IO.ReadFile(p)
 		if err != nil {
-			ev.Throwf("opening file '%s': %s", p, ioErrText(err))
+			ev.throwNoPos("opening file '%s': %s", p, ioErrText(err))
 		}
 		return Str(string(b))
 	})
@@ -65,7 +65,7 @@ func registerPaths(reg registerFunc) {
 		p := ev.coerceToPath(a[0])
 		es, err := ev.opts.IO.ReadDir(p)
 		if err != nil {
-			ev.Throwf("opening directory '%s': %s", p, ioErrText(err))
+			ev.throwNoPos("opening directory '%s': %s", p, ioErrText(err))
 		}
 		out := make([]Attr, len(es))
 		for i, e := range es {
@@ -83,7 +83,7 @@ func registerPaths(reg registerFunc) {
 		p := ev.coerceToPath(a[0])
 		t, err := ev.opts.IO.FileType(p)
 		if err != nil {
-			ev.Throwf("getting status of '%s': %s", p, ioErrText(err))
+			ev.throwNoPos("getting status of '%s': %s", p, ioErrText(err))
 		}
 		return Str(t.String())
 	})

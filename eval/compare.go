@@ -175,7 +175,8 @@ func (ev *Evaluator) compare(a, b Value, pos syntax.Pos) int {
 			}
 		}
 	}
-	ev.throwAt(pos, "cannot compare %s with %s", showType(a), showType(b))
+	// without a position, as C++ Nix's comparison raises it
+	ev.throwNoPos("cannot compare %s with %s", showType(a), showType(b))
 	return 0
 }
 

@@ -295,7 +295,8 @@ func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 		e := cp.compile(n.E, sc)
 		pos := n.Pos
 		if n.Op == "!" {
-			return compiled{c: func(ev *Evaluator, env *Env) Value { return Bool(!ev.forceBool(e(ev, env), pos)) }}
+			// (forced without a position in C++ Nix)
+			return compiled{c: func(ev *Evaluator, env *Env) Value { return Bool(!ev.forceBool(e(ev, env), syntax.Pos{})) }}
 		}
 		return compiled{c: func(ev *Evaluator, env *Env) Value { return ev.arith('-', Int(0), e(ev, env), pos) }}
 	case *syntax.Binary:
@@ -395,7 +396,8 @@ func (cp *compiler) compVar(n *syntax.Var, sc *scope) compiled {
 				cur = cur.up
 				d++
 			}
-			a := ev.forceAttrsAt(cur.v0, pos)
+			// (a with's set is forced without a position in C++ Nix)
+			a := ev.forceAttrsAt(cur.v0, syntax.Pos{})
 			if v, ok := a.Get(name); ok {
 				return v
 			}
@@ -1641,9 +1643,10 @@ func binCode(op string, l, r code, pos, rpos syntax.Pos) code {
 			return Bool(!ev.forceBool(l(ev, env), pos) || ev.forceBool(r(ev, env), pos))
 		}
 	case "//":
+		// (its operands are forced without a position in C++ Nix)
 		return func(ev *Evaluator, env *Env) Value {
-			a := ev.forceAttrsAt(s.l(ev, env), s.pos)
-			b := ev.forceAttrsAt(s.r(ev, env), s.pos)
+			a := ev.forceAttrsAt(s.l(ev, env), syntax.Pos{})
+			b := ev.forceAttrsAt(s.r(ev, env), syntax.Pos{})
 			return a.Update(b)
 		}
 	case "++":

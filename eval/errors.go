@@ -122,6 +122,12 @@ func (ev *Evaluator) ThrowKind(kind ErrorKind, format string, args ...any) {
 	panic(&Error{Kind: kind, Msg: fmt.Sprintf(format, args...), Pos: ev.curPos})
 }
 
+// throwNoPos raises an error C++ Nix reports without a position (system
+// errors, comparisons).
+func (ev *Evaluator) throwNoPos(format string, args ...any) {
+	panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (ev *Evaluator) throwAt(pos syntax.Pos, format string, args ...any) {
 	panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf(format, args...), Pos: pos})
 }

@@ -25,6 +25,7 @@ func TestErrorsLikeNix(t *testing.T) {
 		"blank.nix":    "let\n  a = 1 + \"x\";   \n\nin a\n",
 		"imported.nix": "{ x = 1 + \"a\"; }\n",
 		"importer.nix": "let f = y: y.z; in f (import ./broken.nix)\n",
+		"unclosed.nix": "{\n  a = 1;\n  b = 2\n",
 		"broken.nix":   "{ z = throw \"q\"; } // (throw \"w\")\n",
 	}
 	for name, text := range files {
@@ -62,6 +63,37 @@ func TestErrorsLikeNix(t *testing.T) {
 		`builtins.deepSeq { a = throw "d"; } 1`,
 		`builtins.addErrorContext "ctx" (throw "x")`,
 		`builtins.seq (throw "a") 1`,
+		`1 < "a"`,
+		`[ 1 ] < [ "a" ]`,
+		`with 1; a`,
+		`{ a = 1; } // 1`,
+		`!1`,
+		`builtins.readFile ./nope`,
+		`builtins.readDir ./nope`,
+		`builtins.abort 1`,
+		`throw [ "a" ]`,
+		`builtins.sort (a: b: a < b) [ 1 "a" ]`,
+		// syntax errors: bison's token names, the end of the file where
+		// Nix's lexer began its last lexeme (a token, blanks, a comment)
+		`"abc`,
+		`''abc`,
+		`"abc${x}def`,
+		`"abc${x`,
+		`''a${x}b`,
+		`"a\`,
+		`{ a = 1`,
+		`{ a = 1; `,
+		"x: x +\n\n  \n",
+		"{ a = 1 # c\n",
+		`{ a = 1 /* c */`,
+		`let a = 1; in`,
+		`if true then 1`,
+		`if true 1 else 2`,
+		`let a = 1; a`,
+		`f x y )`,
+		`a == b == c`,
+		`1 then`,
+		`{ a = 1; a.b = 2; }`,
 	}
 	type run struct {
 		name string
@@ -71,7 +103,7 @@ func TestErrorsLikeNix(t *testing.T) {
 	for _, e := range exprs {
 		runs = append(runs, run{e, []string{"--eval", "--strict", "-E", e}}, run{e + " (--show-trace)", []string{"--eval", "--strict", "--show-trace", "-E", e}})
 	}
-	for _, f := range []string{"multi.nix", "nonl.nix", "blank.nix"} {
+	for _, f := range []string{"multi.nix", "nonl.nix", "blank.nix", "unclosed.nix"} {
 		runs = append(runs, run{f, []string{"--eval", "--strict", filepath.Join(dir, f)}})
 	}
 	for _, r := range runs {

@@ -31,33 +31,47 @@ type token struct {
 	interp bool // path continues with an interpolation
 }
 
+// String names the token as C++ Nix's (bison) parser does in its
+// messages: "unexpected IN", "unexpected '='".
 func (t token) String() string {
 	switch t.kind {
 	case tEOF:
 		return "end of file"
 	case tID:
-		return "'" + t.text + "'"
+		if t.text == "or" {
+			return "OR_KW"
+		}
+		if keywords[t.text] {
+			return strings.ToUpper(t.text)
+		}
+		return "ID"
 	case tINT:
-		return "integer"
+		return "INT"
 	case tFLOAT:
-		return "floating-point number"
+		return "FLOAT"
 	case tPATH:
-		return "path"
+		return "PATH"
 	case tHPATH:
-		return "'~' path"
+		return "HPATH"
 	case tSPATH:
-		return "'<path>'"
+		return "SPATH"
 	case tURI:
 		return "URI"
 	case tDQUOTE:
 		return "'\"'"
 	case tINDOPEN:
-		return "start of an indented string"
+		return "IND_STRING_OPEN"
 	case tDOLLARCURLY:
-		return "'${'"
+		return "DOLLAR_CURLY"
+	}
+	if name, ok := bisonOps[t.text]; ok {
+		return name
 	}
 	return "'" + t.text + "'"
 }
+
+var bisonOps = map[string]string{"==": "EQ", "!=": "NEQ", "<=": "LEQ", ">=": "GEQ", "&&": "AND", "||": "OR",
+	"->": "IMPL", "//": "UPDATE", "++": "CONCAT", "...": "ELLIPSIS"}
 
 // ParseError is a syntax error at a position.
 type ParseError struct {
@@ -95,6 +109,10 @@ type lexer struct {
 	// allocated)
 	peek    token
 	hasPeek bool
+	// lastLex is where the last lexeme began as C++ Nix's lexer splits
+	// the text (a token, a run of blanks, a comment): the end of the file
+	// is reported there, as Nix's parser has no location of its own for it
+	lastLex int
 }
 
 func isPathChar(c byte) bool {
@@ -122,10 +140,16 @@ func (l *lexer) at(i int) byte {
 }
 
 func (l *lexer) skipSpace() {
+	blanks := false // in a run of blanks, one lexeme
 	for l.pos < len(l.s) {
 		c := l.s[l.pos]
+		isBlank := c == ' ' || c == '\t' || c == '\n' || c == '\r'
+		if isBlank && !blanks || !isBlank && (c == '#' || c == '/' && l.at(l.pos+1) == '*') {
+			l.lastLex = l.pos
+		}
+		blanks = isBlank
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case isBlank:
 			l.pos++
 		case c == '#':
 			for l.pos < len(l.s) && l.s[l.pos] != '\n' && l.s[l.pos] != '\r' {
@@ -193,8 +217,9 @@ func (l *lexer) lex() token {
 	l.skipSpace()
 	start := l.pos
 	if start >= len(l.s) {
-		return token{kind: tEOF, off: start, end: start}
+		return token{kind: tEOF, off: l.lastLex, end: start}
 	}
+	l.lastLex = start
 	c := l.s[start]
 	// Longest match among the word-like rules, earlier rule wins a tie.
 	best, kind, interp := 0, tEOF, false

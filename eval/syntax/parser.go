@@ -25,7 +25,7 @@ func Parse(src *Source) (n Node, err error) {
 	e := p.expr()
 	t := p.lx.next()
 	if t.kind != tEOF {
-		p.unexpected(t)
+		p.lx.errAt(t.off, "syntax error, unexpected %s, expecting end of file", t)
 	}
 	return e, nil
 }
@@ -138,11 +138,11 @@ func (p *parser) expr() Node {
 		p.lx.next()
 		c := p.expr()
 		if n := p.lx.next(); !p.isKw(n, "then") {
-			p.lx.errAt(n.off, "syntax error, unexpected %s, expecting 'then'", n)
+			p.lx.errAt(n.off, "syntax error, unexpected %s, expecting THEN", n)
 		}
 		th := p.expr()
 		if n := p.lx.next(); !p.isKw(n, "else") {
-			p.lx.errAt(n.off, "syntax error, unexpected %s, expecting 'else'", n)
+			p.lx.errAt(n.off, "syntax error, unexpected %s, expecting ELSE", n)
 		}
 		el := p.expr()
 		return &If{Pos: p.pos(t.off), Cond: c, Then: th, Else: el}
@@ -519,14 +519,30 @@ func (p *parser) stringRest(open int) Node {
 		l.pos += skip
 		start = l.pos
 	}
+	// where C++ Nix's lexer last began a lexeme (the quote, a `}` ending
+	// an interpolation, a run of text), which is where it reports the end
+	// of the file
+	lastLex, inText := open, false
 	for {
 		if l.pos >= len(l.s) {
-			l.errAt(open, "syntax error, unterminated string")
+			l.errAt(lastLex, "syntax error, unexpected end of file, expecting '\"'")
+		}
+		if l.s[l.pos] == '\\' && l.pos+1 >= len(l.s) {
+			// Nix's lexer makes a lexeme of its own of a backslash
+			// ending the file: a second STR after text
+			if inText {
+				l.errAt(l.pos, "syntax error, unexpected STR, expecting '\"'")
+			}
+			l.errAt(l.pos, "syntax error, unexpected end of file, expecting '\"'")
 		}
 		c := l.s[l.pos]
+		if !inText && c != '"' && !(c == '$' && l.at(l.pos+1) == '{') {
+			lastLex, inText = l.pos, true
+		}
 		switch {
 		case c == '"':
 			flush()
+			l.lastLex = l.pos
 			l.pos++
 			if interp {
 				return &Interp{Pos: p.pos(open), Parts: parts, At: at}
@@ -538,16 +554,13 @@ func (p *parser) stringRest(open int) Node {
 			s.Pos = p.pos(open)
 			return s
 		case c == '\\':
-			if l.pos+1 >= len(l.s) {
-				l.errAt(open, "syntax error, unterminated string")
-			}
 			escaped(unescape(l.s[l.pos+1]), 2)
 		case c == '$' && l.at(l.pos+1) == '{':
 			flush()
 			off := l.pos
 			l.pos += 2
 			e := p.expr()
-			p.expect("}")
+			lastLex, inText = p.expect("}").off, false
 			at = append(at, make([]Pos, len(parts)-len(at))...)
 			parts = append(parts, e)
 			at = append(at, p.pos(off))
@@ -606,11 +619,23 @@ func (p *parser) indString(open int) Node {
 		}
 		parts = append(parts, indPart{text: append([]byte(nil), b...), indent: ind, pos: p.pos(l.pos)})
 	}
+	// where C++ Nix's lexer last began a lexeme, for the end of the file
+	// (see the string above): the '' opening, a run of text (IND_STR:
+	// lines, `$` or `'` not starting anything), an escape, a `}`
+	lastLex, inText := open, false
+	special := func() { lastLex, inText = l.pos, false }
 	for {
 		if l.pos >= len(l.s) {
-			l.errAt(open, "syntax error, unterminated indented string")
+			l.errAt(lastLex, "syntax error, unexpected end of file, expecting IND_STR or DOLLAR_CURLY or IND_STRING_CLOSE")
 		}
 		c := l.s[l.pos]
+		plain := c != '\'' && c != '$' || c == '$' && l.at(l.pos+1) != '{' && l.at(l.pos+1) != '\'' ||
+			c == '\'' && l.at(l.pos+1) != '\'' && l.at(l.pos+1) != '$'
+		if plain && !inText {
+			lastLex, inText = l.pos, true
+		} else if !plain {
+			special()
+		}
 		switch {
 		case c == '\'' && l.at(l.pos+1) == '\'':
 			switch l.at(l.pos + 2) {
@@ -622,7 +647,7 @@ func (p *parser) indString(open int) Node {
 				l.pos += 3
 			case '\\':
 				if l.pos+3 >= len(l.s) {
-					l.errAt(open, "syntax error, unterminated indented string")
+					l.errAt(lastLex, "syntax error, unexpected end of file, expecting IND_STR or DOLLAR_CURLY or IND_STRING_CLOSE")
 				}
 				e := l.s[l.pos+3]
 				if e == '\r' && l.at(l.pos+4) == '\n' {
@@ -633,6 +658,7 @@ func (p *parser) indString(open int) Node {
 				}
 				l.pos += 4
 			default:
+				l.lastLex = l.pos
 				l.pos += 2
 				return stripIndentation(p.pos(open), parts)
 			}
@@ -647,7 +673,7 @@ func (p *parser) indString(open int) Node {
 			off := l.pos
 			l.pos += 2
 			e := p.expr()
-			p.expect("}")
+			lastLex, inText = p.expect("}").off, false
 			parts = append(parts, indPart{e: e, pos: p.pos(off)})
 		case c == '$' && l.at(l.pos+1) == '$':
 			lit([]byte("$$"), true)
@@ -809,7 +835,9 @@ func (p *parser) binds(off int, term string, isLet bool) *Attrs {
 			p.lx.next()
 			path = append(path[:1:1], p.attrPath()...)
 		}
-		p.expect("=")
+		if t := p.lx.next(); !p.isOp(t, "=") {
+			p.lx.errAt(t.off, "syntax error, unexpected %s, expecting '.' or '='", t)
+		}
 		e := p.expr()
 		p.expect(";")
 		if isLet && path[0].Dyn != nil {

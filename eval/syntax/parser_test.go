@@ -63,17 +63,17 @@ func TestParsePrint(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	cases := []struct{ in, msg string }{
 		{`1 +`, "unexpected end of file"},
-		{`"abc`, "unterminated string"},
-		{`''abc`, "unterminated indented string"},
+		{`"abc`, "unexpected end of file, expecting '\"'"},
+		{`''abc`, "unexpected end of file, expecting IND_STR or DOLLAR_CURLY or IND_STRING_CLOSE"},
 		{`/* x`, "unterminated comment"},
 		{`{ a = 1; a = 2; }`, "attribute 'a' already defined"},
 		{`{ a, a }: 1`, "duplicate formal function argument 'a'"},
 		{`a@{ a }: 1`, "duplicate formal function argument 'a'"},
-		{`a == b == c`, "unexpected '=='"},
+		{`a == b == c`, "unexpected EQ"},
 		{`let ${a} = 1; in 1`, "dynamic attributes not allowed in let"},
 		{`./a/`, "has a trailing slash"},
 		{`99999999999999999999`, "invalid integer"},
-		{`f if`, "unexpected 'if'"},
+		{`f if`, "unexpected IF, expecting end of file"},
 		{`{ a = 1 }`, "expecting ';'"},
 		{"\x01", "unexpected character"},
 	}
