@@ -79,7 +79,7 @@ func (ev *Evaluator) initBuiltins() {
 	for name, src := range ev.opts.NixBuiltins {
 		n, s := name, src
 		t := NewThunk(func(ev *Evaluator) Value {
-			return ev.Force(ev.evalSource(newSource("<nix/"+n+".nix>", s), "/", nil))
+			return ev.Force(ev.evalSource(newSource("<nix/"+n+".nix>", s) /* see derivationNixName */, "/", nil))
 		})
 		ev.builtinSlot(n).Val = t
 		consts[n] = t

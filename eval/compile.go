@@ -232,6 +232,31 @@ type compiled struct {
 
 func (cp *compiler) compile(n syntax.Node, sc *scope) code { return cp.comp(n, sc).c }
 
+// literal is the constant of a number, string or path literal without
+// its code (c is nil), for compAttrs, whose lazyOf needs the value only:
+// the closure of each was garbage there. (Sets of constants are not made
+// once and shared: Nix prints a set met twice as «repeated», and one
+// literal evaluated twice is two sets there.)
+func (cp *compiler) literal(n syntax.Node) (compiled, bool) {
+	var v Value
+	switch n := n.(type) {
+	case *syntax.Int:
+		v = Int(n.V)
+	case *syntax.Float:
+		v = Float(n.V)
+	case *syntax.Str:
+		v = Str(n.V)
+	case *syntax.Path:
+		if n.Kind != syntax.PathAbs && n.Kind != syntax.PathRel {
+			return compiled{}, false
+		}
+		v = cp.compPath(n).konst
+	default:
+		return compiled{}, false
+	}
+	return compiled{cheap: true, konst: v, isK: true}, true
+}
+
 func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
 	switch n := n.(type) {
 	case *syntax.Int:
@@ -968,16 +993,20 @@ func sortedDefs(defs []*syntax.AttrDef) []*syntax.AttrDef {
 
 func (cp *compiler) compAttrs(n *syntax.Attrs, sc *scope) compiled {
 	defs := sortedDefs(n.Attrs)
-	lv := newLazyVals(len(defs))
-	for _, d := range defs {
-		lv.add(lazyOf(cp.comp(d.E, sc), true))
-	}
-	dyns := cp.compDyns(n, sc)
-	keys := defKeys(defs)
-	sure := lv.sure()
-	if len(defs) == 0 && len(dyns) == 0 {
+	if len(defs) == 0 && len(n.Dynamic) == 0 {
 		return compiled{c: func(*Evaluator, *Env) Value { return emptyAttrs }, cheap: true}
 	}
+	lv := newLazyVals(len(defs))
+	for _, d := range defs {
+		c, ok := cp.literal(d.E)
+		if !ok {
+			c = cp.comp(d.E, sc)
+		}
+		lv.add(lazyOf(c, true))
+	}
+	keys := defKeys(defs)
+	dyns := cp.compDyns(n, sc)
+	sure := lv.sure()
 	nd := len(defs) // not defs: the code would keep the syntax tree
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
 		var tmp [16]Value
@@ -1219,7 +1248,7 @@ type selectSite struct {
 func (s *selectSite) lookup(ev *Evaluator, a *Attrs) Value {
 	if x := a.lookupHinted(s.name, &s.hint); x != nil {
 		s.lastA, s.lastX = a, x
-		return x.Val
+		return ev.selectedValue(x, s.name)
 	}
 	ev.missingAttr(a, s.name, s.pos)
 	return nil
@@ -1244,6 +1273,9 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 		return func(ev *Evaluator, env *Env) Value {
 			a := ev.forceAttrsAt(s.e(ev, env), s.pos)
 			if a == s.lastA {
+				if t, ok := s.lastX.Val.(*Thunk); ok && !t.done() {
+					return ev.forceSelected(t, s.lastX, s.name)
+				}
 				return s.lastX.Val
 			}
 			return s.lookup(ev, a)
@@ -1253,13 +1285,41 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 	lastA := make([]*Attrs, len(names))
 	lastX := make([]*Attr, len(names))
 	hints := make([]attrHint, len(names))
+	// the path as C++ Nix's trace lines show it; "" (no trace lines) with
+	// computed names past the first
+	path := names[0]
+	for i := 1; i < len(names); i++ {
+		if dyn[i] != nil {
+			path = ""
+			break
+		}
+		path += "." + names[i]
+	}
+	if len(names) > 1 && dyn[0] != nil {
+		path = ""
+	}
 	return func(ev *Evaluator, env *Env) Value {
 		v := e(ev, env)
+		var prev *Attr // the attribute the path went through last
 		for i := range names {
 			name := names[i]
 			if dyn[i] != nil {
 				// the name is computed before the set is forced, as in Nix
 				name = ev.attrName(names, dyn, i, env, pos)
+			}
+			if prev != nil && path != "" {
+				// forcing the set on the way and looking the name up in it
+				// are inside the selection in Nix
+				if t, ok := v.(*Thunk); ok {
+					if t.done() {
+						v = t.v
+					} else {
+						v = ev.forceSelected(t, prev, path)
+					}
+				}
+				if _, ok := v.(*Attrs); !ok && def == nil {
+					ev.raiseInSelection(prev, path, func() { ev.notA(v, "a set", pos) })
+				}
 			}
 			var a *Attrs
 			if def != nil {
@@ -1272,6 +1332,7 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 			}
 			if dyn[i] == nil && a == lastA[i] {
 				v = lastX[i].Val
+				prev = lastX[i]
 				continue
 			}
 			var x *Attr
@@ -1284,12 +1345,22 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 				if def != nil {
 					return def(ev, env)
 				}
+				if prev != nil && path != "" {
+					ev.raiseInSelection(prev, path, func() { ev.missingAttr(a, name, pos) })
+				}
 				ev.missingAttr(a, name, pos)
 			}
 			if dyn[i] == nil {
 				lastA[i], lastX[i] = a, x
 			}
 			v = x.Val
+			prev = x
+		}
+		if dyn[0] != nil && len(names) == 1 {
+			return ev.selectedValue(prev, prev.Name())
+		}
+		if path != "" {
+			return ev.selectedValue(prev, path)
 		}
 		return v
 	}

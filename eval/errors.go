@@ -54,7 +54,17 @@ func (e *Error) Catchable() bool { return e.Kind == ErrThrow || e.Kind == ErrAss
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.Msg)
+	// a message of several lines has them indented under its first, as
+	// Nix indents everything after "error: "
+	for i, l := range strings.Split(e.Msg, "\n") {
+		if i > 0 {
+			b.WriteString("\n")
+			if l != "" {
+				b.WriteString("       ")
+			}
+		}
+		b.WriteString(l)
+	}
 	code := false
 	if e.Pos.IsValid() {
 		code = writeAt(&b, e.Pos)

@@ -231,6 +231,8 @@ func TestEvalValues(t *testing.T) {
 		{`let s = { __functor = self: x: x + 1; }; in s 1`, `2`},
 		{`{ outPath = "/x"; } + ""`, `"/x"`[0:0] + `"/x"`},
 		{`let a = { x = 1; }; in [ a a ]`, `[ { x = 1; } «repeated» ]`},
+		// one literal evaluated twice is two sets (not shared as a constant)
+		{`let f = x: { a = 1; b = { c = "x"; }; }; in [ (f 1) (f 2) ]`, `[ { a = 1; b = { c = "x"; }; } { a = 1; b = { c = "x"; }; } ]`},
 		{`builtins.zipAttrsWith (n: v: v) [ { a = 1; } { a = 2; b = 3; } ]`, `{ a = [ 1 2 ]; b = [ 3 ]; }`},
 		{`builtins.groupBy (x: if x > 1 then "big" else "small") [ 1 2 3 ]`, `{ big = [ 2 3 ]; small = [ 1 ]; }`},
 		{`builtins.mapAttrs (n: v: n + v) { a = "1"; }`, `{ a = "a1"; }`},

@@ -67,7 +67,8 @@ type Evaluator struct {
 	replSeen    [2]*List       // and the lists of its last call
 	running     []runningThunk // thunks being forced, innermost last
 	frames      []callFrame
-	pairPool    *pairEnv // call2Simple's environments for reuse, linked through e2.v0
+	sels        []selFrame // selections forcing what they selected, for trace lines
+	pairPool    *pairEnv   // call2Simple's environments for reuse, linked through e2.v0
 	pairPooled  int
 	args        []Value     // arguments of the builtins being called
 	envPool     *Env        // callCode's environments for reuse, linked through up

@@ -14,25 +14,116 @@ type callFrame struct {
 	pos syntax.Pos
 }
 
-type stackMark struct{ running, frames, depth, args int }
+// derivationNixName is the source name of the derivation builtin (see
+// Options.NixBuiltins): its attributes get no selection trace lines.
+const derivationNixName = "<nix/derivation.nix>"
 
-func (ev *Evaluator) mark() stackMark {
-	return stackMark{len(ev.running), len(ev.frames), ev.depth, len(ev.args)}
+// selFrame is a selection forcing the attribute it selected (see
+// forceSelected).
+type selFrame struct {
+	path   string      // the names selected, as Nix shows them
+	pos    *syntax.Pos // the attribute's
+	frames int         // len(ev.frames) then: the calls it is inside
 }
 
-// traceFrom records the calls that were in progress when e was raised.
+type stackMark struct{ running, frames, depth, args, sels int }
+
+func (ev *Evaluator) mark() stackMark {
+	return stackMark{len(ev.running), len(ev.frames), ev.depth, len(ev.args), len(ev.sels)}
+}
+
+// traceFrom records the calls and the selections that were in progress
+// when e was raised, innermost first, as C++ Nix's trace lists them (the
+// calls Nix records only with --show-trace, the selections always).
 func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
 	fs := ev.frames[m.frames:]
+	ss := ev.sels[min(m.sels, len(ev.sels)):]
+	addSel := func(s selFrame) {
+		e.Trace = append(e.Trace, selTrace(s.path, s.pos))
+	}
+	if len(ss) > 32 {
+		ss = ss[len(ss)-32:]
+	}
+	first := m.frames
 	if len(fs) > 32 {
+		first += len(fs) - 32
 		fs = fs[len(fs)-32:]
 	}
+	j := len(ss) - 1
 	for i := len(fs) - 1; i >= 0; i-- {
+		// the selections made inside this call come first
+		for ; j >= 0 && ss[j].frames > first+i; j-- {
+			addSel(ss[j])
+		}
 		f := fs[i]
-		e.Trace = append(e.Trace, TraceFrame{Pos: f.lc.pos, Msg: lambdaTrace(f.lc)})
-		if f.pos.IsValid() {
-			e.Trace = append(e.Trace, TraceFrame{Pos: f.pos, Msg: "from call site"})
+		// (a call without a position, as lazy applications make, is
+		// still a line of Nix's trace, without an "at")
+		e.Trace = append(e.Trace, TraceFrame{Pos: f.lc.pos, Msg: lambdaTrace(f.lc)},
+			TraceFrame{Pos: f.pos, Msg: "from call site"})
+	}
+	for ; j >= 0; j-- {
+		addSel(ss[j])
+	}
+}
+
+// selTrace is the trace line of an error while a selection forced the
+// attribute at pos (or the set after it on the path).
+func selTrace(path string, pos *syntax.Pos) TraceFrame {
+	f := TraceFrame{Msg: "while evaluating the attribute '" + path + "'", nixTrace: true}
+	if pos != nil {
+		f.Pos = *pos
+	}
+	return f
+}
+
+// forceSelected forces t, the value of attribute x a selection of path
+// has found, with the selection on ev.sels: C++ Nix forces the selected
+// value inside the selection, and an error there gets a trace line
+// naming the attribute. Attributes without a position (made by
+// builtins) and those of derivation.nix get none, as in Nix.
+//
+//go:noinline
+func (ev *Evaluator) forceSelected(t *Thunk, x *Attr, path string) Value {
+	pos := x.Pos()
+	if pos == nil || pos.Src != nil && pos.Src.Name == derivationNixName {
+		return ev.forceThunk(t)
+	}
+	ev.sels = append(ev.sels, selFrame{path, pos, len(ev.frames)})
+	v := ev.forceThunk(t)
+	ev.sels[len(ev.sels)-1] = selFrame{}
+	ev.sels = ev.sels[:len(ev.sels)-1]
+	return v
+}
+
+// selectedValue is the value of x a selection of path returns: forced
+// (see forceSelected).
+func (ev *Evaluator) selectedValue(x *Attr, path string) Value {
+	if t, ok := x.Val.(*Thunk); ok && !t.done() {
+		return ev.forceSelected(t, x, path)
+	}
+	return x.Val
+}
+
+// raiseInSelection runs raise, which raises an error of a selection's
+// step after prev, and adds prev's trace line to it (selectError).
+//
+//go:noinline
+func (ev *Evaluator) raiseInSelection(prev *Attr, path string, raise func()) {
+	defer func() { panic(selectError(recover(), prev, path)) }()
+	raise()
+}
+
+// selectError adds the trace line of the attribute prev, from which a
+// selection went on, to e, an error of the next step (the value is not
+// a set, or lacks the next name), as Nix raises those inside the
+// selection too.
+func selectError(e any, prev *Attr, path string) any {
+	if err, ok := e.(*Error); ok && prev != nil {
+		if pos := prev.Pos(); pos != nil && (pos.Src == nil || pos.Src.Name != derivationNixName) {
+			err.Trace = append(err.Trace, selTrace(path, pos))
 		}
 	}
+	return e
 }
 
 // addErrorContext adds builtins.addErrorContext's message to an error
@@ -59,6 +150,10 @@ func (ev *Evaluator) unwindTo(m stackMark) {
 	ev.unwind(m.running, m.depth)
 	clear(ev.frames[m.frames:])
 	ev.frames = ev.frames[:m.frames]
+	if len(ev.sels) > m.sels {
+		clear(ev.sels[m.sels:])
+		ev.sels = ev.sels[:m.sels]
+	}
 	if len(ev.args) > m.args {
 		clear(ev.args[m.args:])
 		ev.args = ev.args[:m.args]

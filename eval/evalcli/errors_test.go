@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tvix-go/tvix/internal/nixtest"
+	"github.com/tvix-go/tvix/internal/testenv"
 )
 
 // TestErrorsLikeNix compares what nix-instantiate --eval writes for
@@ -28,6 +29,19 @@ func TestErrorsLikeNix(t *testing.T) {
 		"unclosed.nix": "{\n  a = 1;\n  b = 2\n",
 		"broken.nix":   "{ z = throw \"q\"; } // (throw \"w\")\n",
 	}
+	// errors as nixpkgs code meets them: through lib, the module system,
+	// a package scope (all of Nix's trace lines, with --show-trace too)
+	lib, _ := filepath.Abs("../../../shared/nixpkgs-lib/lib") // shared/ beside the repository
+	if _, err := os.Stat(lib); err != nil {
+		testenv.Missing(t, "nixpkgs lib not found: %v", err)
+	}
+	files["lib-map.nix"] = "let lib = import " + lib + "; in\nlib.concatMapStringsSep \", \" (x: \"v${x}\") [ \"a\" 2 ]\n"
+	files["lib-scope.nix"] = "let\n  lib = import " + lib + ";\n  pkgs = lib.makeScope lib.callPackageWith (self: {\n" +
+		"    a = self.callPackage ({ b }: { v = b.v + 1; }) { };\n    b = { v = \"x\"; };\n  });\nin pkgs.a.v\n"
+	files["lib-type.nix"] = "let lib = import " + lib + "; in\n(lib.evalModules { modules = [\n" +
+		"  { options.port = lib.mkOption { type = lib.types.port; default = 80; }; }\n  { port = \"x\"; }\n]; }).config.port\n"
+	files["lib-undefined.nix"] = "let lib = import " + lib + "; in\n" +
+		"(lib.evalModules { modules = [ { options.x = lib.mkOption { type = lib.types.str; }; } ]; }).config.x\n"
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -73,6 +87,16 @@ func TestErrorsLikeNix(t *testing.T) {
 		`builtins.abort 1`,
 		`throw [ "a" ]`,
 		`builtins.sort (a: b: a < b) [ 1 "a" ]`,
+		// selections force what they select: an error there is "while
+		// evaluating the attribute", also when the path's next step fails
+		`let x = { a = 1; }; in x.a.b`,
+		`{ a = { }; }.a.b`,
+		`{ a = { b = throw "t"; }; }.a.b`,
+		`let f = s: s.x; in f { x = 1 + "a"; }`,
+		`let n = "x"; in { x = throw "q"; }.${n}`,
+		`(import ./imported.nix).x`,
+		`builtins.map (x: x + "a") [ 1 ]`,
+		`throw "a\nb\n\nc"`,
 		// syntax errors: bison's token names, the end of the file where
 		// Nix's lexer began its last lexeme (a token, blanks, a comment)
 		`"abc`,
@@ -105,6 +129,10 @@ func TestErrorsLikeNix(t *testing.T) {
 	}
 	for _, f := range []string{"multi.nix", "nonl.nix", "blank.nix", "unclosed.nix"} {
 		runs = append(runs, run{f, []string{"--eval", "--strict", filepath.Join(dir, f)}})
+	}
+	for _, f := range []string{"lib-map.nix", "lib-scope.nix", "lib-type.nix", "lib-undefined.nix"} {
+		runs = append(runs, run{f, []string{"--eval", "--strict", filepath.Join(dir, f)}},
+			run{f + " (--show-trace)", []string{"--eval", "--strict", "--show-trace", filepath.Join(dir, f)}})
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {

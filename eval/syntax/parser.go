@@ -2,6 +2,7 @@ package syntax
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 )
@@ -33,6 +34,9 @@ func Parse(src *Source) (n Node, err error) {
 type parser struct {
 	lx    lexer
 	depth int
+	// index is the attributes of the sets with bigSet or more, by name
+	index map[*Attrs]nameIndex
+	seed  maphash.Seed
 }
 
 func (p *parser) pos(off int) Pos { return Pos{p.lx.src, off} }
@@ -808,7 +812,7 @@ func (p *parser) binds(off int, term string, isLet bool) *Attrs {
 				if an.Dyn != nil {
 					p.lx.errAt(n.off, "dynamic attributes not allowed in inherit")
 				}
-				if prev := a.find(an.Name); prev != nil {
+				if prev := p.find(a, an.Name); prev != nil {
 					p.dupAttr(an.Name, an.Pos, prev.Pos)
 				}
 				def := &AttrDef{Name: an.Name, Pos: an.Pos}
@@ -819,7 +823,7 @@ func (p *parser) binds(off int, term string, isLet bool) *Attrs {
 					def.Inherited = true
 					def.E = &Var{Pos: an.Pos, Name: an.Name}
 				}
-				a.Attrs = append(a.Attrs, def)
+				p.addDef(a, def)
 			}
 			continue
 		}
@@ -845,6 +849,60 @@ func (p *parser) binds(off int, term string, isLet bool) *Attrs {
 		}
 		p.addAttr(a, path, e, path[0].Pos)
 	}
+}
+
+// bigSet is how many attributes a set has before the parser indexes
+// them by name: each new one is checked against the ones before, and a
+// search of them all made a set of 25,000 attributes (all-packages.nix
+// has about as many) a second of parsing, 100,000 half a minute.
+const bigSet = 16
+
+// nameIndex finds the attributes of a big set by a hash of their name:
+// the first attribute with each hash (a collision, with a different
+// name, falls back to the search). A map by name took 74 bytes per
+// attribute at 50,000, more than the attribute itself.
+type nameIndex map[uint64]int32
+
+// find is the attribute name of set a defines, nil if none.
+func (p *parser) find(a *Attrs, name string) *AttrDef {
+	if len(a.Attrs) >= bigSet {
+		i, ok := p.index[a][maphash.String(p.seed, name)]
+		if !ok {
+			return nil
+		}
+		if d := a.Attrs[i]; d.Name == name {
+			return d
+		}
+	}
+	return a.find(name)
+}
+
+// addDef adds d to a's attributes (and to its index once it has one).
+func (p *parser) addDef(a *Attrs, d *AttrDef) {
+	a.Attrs = append(a.Attrs, d)
+	switch n := len(a.Attrs); {
+	case n > bigSet:
+		m := p.index[a]
+		if h := maphash.String(p.seed, d.Name); !hasKey(m, h) {
+			m[h] = int32(n - 1)
+		}
+	case n == bigSet:
+		if p.index == nil {
+			p.index, p.seed = map[*Attrs]nameIndex{}, maphash.MakeSeed()
+		}
+		m := make(nameIndex, 2*bigSet)
+		for i, x := range a.Attrs {
+			if h := maphash.String(p.seed, x.Name); !hasKey(m, h) {
+				m[h] = int32(i)
+			}
+		}
+		p.index[a] = m
+	}
+}
+
+func hasKey(m nameIndex, h uint64) bool {
+	_, ok := m[h]
+	return ok
 }
 
 func (a *Attrs) find(name string) *AttrDef {
@@ -880,7 +938,7 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 	for ; i+1 < len(path); i++ {
 		n := path[i]
 		if n.Dyn == nil {
-			if d := a.find(n.Name); d != nil {
+			if d := p.find(a, n.Name); d != nil {
 				a2, ok := d.E.(*Attrs)
 				if d.Inherited || d.InheritFrom != nil || !ok {
 					p.dupAttr(pathString(path), pos, d.Pos)
@@ -888,7 +946,7 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 				a = a2
 			} else {
 				nested := &Attrs{Pos: n.Pos}
-				a.Attrs = append(a.Attrs, &AttrDef{Name: n.Name, Pos: pos, E: nested})
+				p.addDef(a, &AttrDef{Name: n.Name, Pos: pos, E: nested})
 				a = nested
 			}
 		} else {
@@ -902,22 +960,25 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 		a.Dynamic = append(a.Dynamic, &DynAttr{Name: last.Dyn, E: e, Pos: pos})
 		return
 	}
-	if d := a.find(last.Name); d != nil {
+	if d := p.find(a, last.Name); d != nil {
 		ae, ok1 := e.(*Attrs)
 		ja, ok2 := d.E.(*Attrs)
 		if ok1 && ok2 && !d.Inherited && d.InheritFrom == nil {
 			for _, ad := range ae.Attrs {
-				if prev := ja.find(ad.Name); prev != nil {
+				if prev := p.find(ja, ad.Name); prev != nil {
 					p.dupAttr(ad.Name, ad.Pos, prev.Pos)
 				}
-				ja.Attrs = append(ja.Attrs, ad)
+				p.addDef(ja, ad)
 			}
 			return
 		}
 		p.dupAttr(pathString(path), pos, d.Pos)
 	}
-	if l, ok := e.(*Lambda); ok && l.Name == "" {
+	// the name goes to the lambdas of a curried function too (`f = a:
+	// b: …`: the inner one is 'f' in messages), as Nix's setName passes
+	// it on to a body that is a lambda
+	for l, ok := e.(*Lambda); ok && l.Name == ""; l, ok = l.Body.(*Lambda) {
 		l.Name = last.Name
 	}
-	a.Attrs = append(a.Attrs, &AttrDef{Name: last.Name, Pos: pos, E: e})
+	p.addDef(a, &AttrDef{Name: last.Name, Pos: pos, E: e})
 }

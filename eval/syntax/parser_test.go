@@ -2,6 +2,7 @@ package syntax
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,35 @@ func TestDeepNesting(t *testing.T) {
 	}
 	if _, err := parse("1" + strings.Repeat(" + 1", 1000)); err != nil {
 		t.Errorf("a chain of 1000 additions: %v", err)
+	}
+}
+
+// TestBigSets: past bigSet attributes the parser finds names through its
+// index; duplicates, paths into an attribute defined before and merges
+// of nested sets must behave as in a small set.
+func TestBigSets(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; i < 3*bigSet; i++ {
+		b.WriteString(" a" + strconv.Itoa(i) + " = " + strconv.Itoa(i) + ";")
+	}
+	big := b.String()
+	n, err := parse(big + " x.a = 1; x.b = 2; a40 = { c = 1; }; }")
+	if err == nil {
+		t.Fatalf("a40 defined twice parsed: %s", Print(n))
+	}
+	if !strings.Contains(err.Error(), "attribute 'a40' already defined at «test»:1:") {
+		t.Errorf("duplicate: %v", err)
+	}
+	n, err = parse(big + " x.a = 1; x.b = 2; y = { c = 1; }; y.d = 2; }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Print(n)
+	if !strings.Contains(got, "x = { a = 1; b = 2; };") || !strings.Contains(got, "y = { c = 1; d = 2; };") {
+		t.Errorf("nested sets not merged: %s", got)
+	}
+	if _, err := parse(big + " a3.b = 1; }"); err == nil || !strings.Contains(err.Error(), "attribute 'a3.b' already defined") {
+		t.Errorf("path into a value: %v", err)
 	}
 }
