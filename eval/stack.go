@@ -84,15 +84,28 @@ func selTrace(path string, pos *syntax.Pos) TraceFrame {
 //
 //go:noinline
 func (ev *Evaluator) forceSelected(t *Thunk, x *Attr, path string) Value {
-	pos := x.Pos()
-	if pos == nil || pos.Src != nil && pos.Src.Name == derivationNixName {
+	// a small frame: it is on the stack once per level of a recursion
+	// through selections (fixpoints: self.a0 = self.a1 + 1 …)
+	if !ev.pushSel(x, path) {
 		return ev.forceThunk(t)
 	}
-	ev.sels = append(ev.sels, selFrame{path, pos, len(ev.frames)})
 	v := ev.forceThunk(t)
 	ev.sels[len(ev.sels)-1] = selFrame{}
 	ev.sels = ev.sels[:len(ev.sels)-1]
 	return v
+}
+
+// pushSel puts the selection of x on ev.sels, unless x has no position
+// or is derivation.nix's.
+//
+//go:noinline
+func (ev *Evaluator) pushSel(x *Attr, path string) bool {
+	pos := x.Pos()
+	if pos == nil || pos.Src != nil && pos.Src.Name == derivationNixName {
+		return false
+	}
+	ev.sels = append(ev.sels, selFrame{path, pos, len(ev.frames)})
+	return true
 }
 
 // selectedValue is the value of x a selection of path returns: forced
