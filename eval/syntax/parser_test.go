@@ -129,7 +129,9 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{`1 + 2`, `{ a.b = 1; inherit (x) y; ${z} = 2; }`, `x: { a ? 1, ... }@y: a`,
 		`"a${b}c"`, "''\n  x ${y}\n''", `./a/${b}/c`, `<nixpkgs>`, `let { body = 1; }`, `a.b or c`,
 		`rec { a = [ 1 2.5 "s" ./p ~/h http://u ]; }`, `assert x; with y; if a then b else c`,
-		`# c` + "\n" + `/* d */ !a -> b || c && d == e`} {
+		`# c` + "\n" + `/* d */ !a -> b || c && d == e`, `"a\`, "''a${x}b", "{ a = 1 # c\n",
+		"{ a0 = 0; a1 = 1; a2 = 2; a3 = 3; a4 = 4; a5 = 5; a6 = 6; a7 = 7; a8 = 8; a9 = 9; a10 = 10; " +
+			"a11 = 11; a12 = 12; a13 = 13; a14 = 14; a15 = 15; x.a = 1; a16 = 16; x.b = 2; a3.c = 1; }"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -139,6 +141,8 @@ func FuzzParse(f *testing.F) {
 			n, err := parse(s)
 			if err == nil {
 				_ = Print(n)
+			} else {
+				_ = err.Error() // the code around the position, Nix's way
 			}
 		}()
 		select {
