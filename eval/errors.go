@@ -97,6 +97,10 @@ func writeAt(b *strings.Builder, pos syntax.Pos) bool {
 	return sn != ""
 }
 
+// showTraceHint is what nix-instantiate prints after an error with trace
+// lines when --show-trace is off.
+const showTraceHint = "(use '--show-trace' to show detailed location information)"
+
 // Format renders the error as nix-instantiate does, with the trace when
 // showTrace is set.
 func (e *Error) Format(showTrace bool) string {
@@ -106,7 +110,7 @@ func (e *Error) Format(showTrace bool) string {
 	if !showTrace {
 		for _, f := range e.Trace {
 			if f.nixTrace {
-				b.WriteString("\n(use '--show-trace' to show detailed location information)")
+				b.WriteString("\n" + showTraceHint)
 				break
 			}
 		}

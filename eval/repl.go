@@ -31,7 +31,7 @@ func (r *Repl) Line(line string) string {
 		})
 		if err != nil {
 			if e, ok := err.(*Error); ok {
-				return e.Format(false)
+				return replError(e)
 			}
 			return err.Error()
 		}
@@ -70,7 +70,7 @@ func (r *Repl) Line(line string) string {
 	v, err := r.eval(line)
 	if err != nil {
 		if e, ok := err.(*Error); ok {
-			return e.Format(false)
+			return replError(e)
 		}
 		return err.Error()
 	}
@@ -101,4 +101,10 @@ func (r *Repl) eval(text string) (Value, error) {
 	return r.ev.protect(func() Value {
 		return r.ev.Force(r.ev.evalSource(newSource("«string»", text), r.dir, mkAttrs(r.scope)))
 	})
+}
+
+// replError is an error as nix repl prints it: without the hint at
+// --show-trace, which nix-instantiate adds after the message.
+func replError(e *Error) string {
+	return strings.TrimSuffix(e.Format(false), "\n"+showTraceHint)
 }

@@ -92,6 +92,11 @@ func TestRepl(t *testing.T) {
 	if got := r.Line("undefinedThing"); !strings.Contains(got, "undefined variable") {
 		t.Errorf("error line: %q", got)
 	}
+	// nix repl prints an error with trace lines without nix-instantiate's
+	// hint at --show-trace
+	if got := r.Line("{ a = throw \"x\"; }.a"); got != "error: x" {
+		t.Errorf("error with a trace: %q", got)
+	}
 }
 
 // TestReplLoadFunctionWithDefaults: nix repl's :l calls a file that is a
