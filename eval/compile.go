@@ -247,10 +247,14 @@ func (cp *compiler) literal(n syntax.Node) (compiled, bool) {
 	case *syntax.Str:
 		v = Str(n.V)
 	case *syntax.Path:
-		if n.Kind != syntax.PathAbs && n.Kind != syntax.PathRel {
+		switch n.Kind {
+		case syntax.PathAbs:
+			v = Path(canonPath(n.V))
+		case syntax.PathRel:
+			v = Path(canonPath(cp.dir + "/" + n.V))
+		default:
 			return compiled{}, false
 		}
-		v = cp.compPath(n).konst
 	default:
 		return compiled{}, false
 	}
@@ -258,16 +262,11 @@ func (cp *compiler) literal(n syntax.Node) (compiled, bool) {
 }
 
 func (cp *compiler) comp(n syntax.Node, sc *scope) compiled {
+	if c, ok := cp.literal(n); ok {
+		c.c = constCode(c.konst)
+		return c
+	}
 	switch n := n.(type) {
-	case *syntax.Int:
-		v := Int(n.V)
-		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
-	case *syntax.Float:
-		v := Float(n.V)
-		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
-	case *syntax.Str:
-		v := Str(n.V)
-		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
 	case *syntax.Path:
 		return cp.compPath(n)
 	case *syntax.SPath:
@@ -354,20 +353,16 @@ func posAttrs(p syntax.Pos) Value {
 // program (unsafeGetAttrPos, __curPos, XML locations): for an expression
 // from -E or stdin, its text (error messages say «string» / «stdin»).
 func posFile(src *syntax.Source) string {
-	if src.Name == "«string»" || src.Name == "«stdin»" {
+	if src.FromText() {
 		return string(src.Text)
 	}
 	return src.Name
 }
 
 func (cp *compiler) compPath(n *syntax.Path) compiled {
-	switch n.Kind {
-	case syntax.PathAbs:
-		v := Path(canonPath(n.V))
-		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
-	case syntax.PathRel:
-		v := Path(canonPath(cp.dir + "/" + n.V))
-		return compiled{c: constCode(v), cheap: true, konst: v, isK: true}
+	if c, ok := cp.literal(n); ok { // absolute and relative paths
+		c.c = constCode(c.konst)
+		return c
 	}
 	rest := n.V[1:]
 	return compiled{c: func(ev *Evaluator, env *Env) Value {
@@ -1347,8 +1342,9 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 				}
 				if prev != nil && path != "" {
 					ev.raiseInSelection(prev, path, func() { ev.missingAttr(a, name, pos) })
+				} else {
+					ev.missingAttr(a, name, pos)
 				}
-				ev.missingAttr(a, name, pos)
 			}
 			if dyn[i] == nil {
 				lastA[i], lastX[i] = a, x
@@ -1356,11 +1352,11 @@ func selectCode(e code, names []string, dyn []code, def code, pos syntax.Pos) co
 			v = x.Val
 			prev = x
 		}
-		if dyn[0] != nil && len(names) == 1 {
-			return ev.selectedValue(prev, prev.Name())
-		}
-		if path != "" {
+		switch {
+		case path != "":
 			return ev.selectedValue(prev, path)
+		case len(names) == 1: // one computed name
+			return ev.selectedValue(prev, prev.Name())
 		}
 		return v
 	}

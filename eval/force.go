@@ -243,16 +243,11 @@ func (ev *Evaluator) traceAttrPath(m stackMark, path *[]*Attr) {
 		return
 	}
 	if e, ok := r.(*Error); ok && len(*path) > 0 {
-		ev.traceFrom(e, m)
-		ev.unwindTo(m)
-		for i := len(*path) - 1; i >= 0; i-- {
-			a := (*path)[i]
-			var pos syntax.Pos
-			if p := a.Pos(); p != nil {
-				pos = *p
-			}
-			e.Trace = append(e.Trace, TraceFrame{Pos: pos, Msg: "while evaluating the attribute '" + a.Name() + "'", nixTrace: true})
+		lines := make([]TraceFrame, len(*path))
+		for i, a := range *path {
+			lines[len(lines)-1-i] = selTrace(a.Name(), a.Pos()) // innermost first
 		}
+		ev.traceThen(e, m, lines...)
 	}
 	panic(r)
 }

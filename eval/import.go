@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -38,7 +37,7 @@ func (ev *Evaluator) importPath(p string, fromImport bool) Value {
 	}
 	if err != nil {
 		// without a position, as C++ Nix 2.8 reports it
-		panic(&Error{Kind: ErrEval, Msg: fmt.Sprintf("getting status of '%s': %s", p, ioErrText(err))})
+		ev.throwNoPos("getting status of '%s': %s", p, ioErrText(err))
 	}
 	t := newThunk(func(ev *Evaluator, _ *Env) Value {
 		if fromImport {
@@ -59,9 +58,7 @@ func (ev *Evaluator) traceImport(m stackMark, p string) {
 		return
 	}
 	if e, ok := r.(*Error); ok {
-		ev.traceFrom(e, m)
-		ev.unwindTo(m)
-		e.Trace = append(e.Trace, TraceFrame{Msg: "while evaluating the file '" + p + "':", nixTrace: true})
+		ev.traceThen(e, m, TraceFrame{Msg: "while evaluating the file '" + p + "':", nixTrace: true})
 	}
 	panic(r)
 }

@@ -66,8 +66,9 @@ func (ev *Evaluator) traceFrom(e *Error, m stackMark) {
 	}
 }
 
-// selTrace is the trace line of an error while a selection forced the
-// attribute at pos (or the set after it on the path).
+// selTrace is Nix's "while evaluating the attribute" line of an error
+// while the attribute at pos was forced: by a selection of path (or the
+// set after it on the path), or by --strict / deepSeq (path its name).
 func selTrace(path string, pos *syntax.Pos) TraceFrame {
 	f := TraceFrame{Msg: "while evaluating the attribute '" + path + "'", nixTrace: true}
 	if pos != nil {
@@ -100,12 +101,21 @@ func (ev *Evaluator) forceSelected(t *Thunk, x *Attr, path string) Value {
 //
 //go:noinline
 func (ev *Evaluator) pushSel(x *Attr, path string) bool {
-	pos := x.Pos()
-	if pos == nil || pos.Src != nil && pos.Src.Name == derivationNixName {
+	pos := selectedPos(x)
+	if pos == nil {
 		return false
 	}
 	ev.sels = append(ev.sels, selFrame{path, pos, len(ev.frames)})
 	return true
+}
+
+// selectedPos is the position of x for a selection's trace line, nil when
+// Nix gives it none (x made by a builtin, or derivation.nix's).
+func selectedPos(x *Attr) *syntax.Pos {
+	if pos := x.Pos(); pos != nil && (pos.Src == nil || pos.Src.Name != derivationNixName) {
+		return pos
+	}
+	return nil
 }
 
 // selectedValue is the value of x a selection of path returns: forced
@@ -132,11 +142,20 @@ func (ev *Evaluator) raiseInSelection(prev *Attr, path string, raise func()) {
 // selection too.
 func selectError(e any, prev *Attr, path string) any {
 	if err, ok := e.(*Error); ok && prev != nil {
-		if pos := prev.Pos(); pos != nil && (pos.Src == nil || pos.Src.Name != derivationNixName) {
+		if pos := selectedPos(prev); pos != nil {
 			err.Trace = append(err.Trace, selTrace(path, pos))
 		}
 	}
 	return e
+}
+
+// traceThen adds to e the calls and selections made since m, then fs
+// (the lines of the construct that set m: an import, deepSeq's
+// attributes), and unwinds to m.
+func (ev *Evaluator) traceThen(e *Error, m stackMark, fs ...TraceFrame) {
+	ev.traceFrom(e, m)
+	ev.unwindTo(m)
+	e.Trace = append(e.Trace, fs...)
 }
 
 // addErrorContext adds builtins.addErrorContext's message to an error

@@ -37,6 +37,10 @@ func NewSource(name string, text []byte) *Source {
 	return s
 }
 
+// FromText reports whether s is an expression given as text (-E, stdin)
+// rather than a file: Nix names, positions and shows those differently.
+func (s *Source) FromText() bool { return s.Name == "«string»" || s.Name == "«stdin»" }
+
 // LineCol turns a byte offset into 1-based line and column.
 func (s *Source) LineCol(off int) (int, int) {
 	lo, hi := 0, len(s.lineStarts)
@@ -91,7 +95,7 @@ func (p Pos) String() string {
 // an "at" line): "(string)" for an expression from the command line or
 // stdin.
 func (p Pos) InMessage() string {
-	if p.Src != nil && (p.Src.Name == "«string»" || p.Src.Name == "«stdin»") {
+	if p.Src != nil && p.Src.FromText() {
 		l, c := p.LineCol()
 		return fmt.Sprintf("(string):%d:%d", l, c)
 	}
@@ -135,7 +139,7 @@ func (s *Source) codeLines(l int) (prev, errLine string, next *string, ok bool) 
 	if l < 1 || l > len(s.lineStarts) {
 		return "", "", nil, false
 	}
-	fromFile := s.Name != "«string»" && s.Name != "«stdin»"
+	fromFile := !s.FromText()
 	// complete: the line ends in a newline (readLine gets it from a file)
 	complete := func(n int) bool { return n < len(s.lineStarts) }
 	if fromFile && !complete(l) {
